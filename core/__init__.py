@@ -1,0 +1,67 @@
+"""setforge: a plugin-based engine that turns a raw training set into a better one, and proves it.
+
+The public API. Names load on first use, so ``setforge --help`` and plugin discovery stay light
+(torch is imported only when a tensor type is needed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError, ConformanceError, DataError, PluginError, SetforgeError
+from .hookspecs import KINDS, hookimpl
+
+__version__ = "0.1.0"
+#: The plugin contract's version: a plugin may check ``setforge.API_VERSION`` to see which core
+#: contract it runs against. Bumped on any incompatible change to hooks or base classes.
+API_VERSION = 1
+
+__all__ = [
+    "API_VERSION", "KINDS", "__version__",
+    # errors
+    "SetforgeError", "ConfigError", "DataError", "PluginError", "ConformanceError",
+    # data
+    "Dataset", "Origin", "FeatureInfo", "Splits",
+    # contexts and results
+    "Rng", "StepContext", "EvalContext", "StepRecord", "Cache", "Metrics", "Measure", "Event",
+    # components
+    "Component", "Source", "Preprocessor", "Augmenter", "Chain", "Resampler", "Generator", "Evaluator",
+    # plugins
+    "hookimpl", "Registry", "create",
+    # runs
+    "load",
+]
+
+_LAZY = {
+    "Dataset": "dataset", "Origin": "dataset", "FeatureInfo": "dataset", "Splits": "dataset",
+    "Rng": "rng",
+    "StepContext": "context", "EvalContext": "context", "StepRecord": "context", "Cache": "context",
+    "Metrics": "context", "Measure": "context", "Event": "context",
+    "Component": "components", "Source": "components", "Preprocessor": "components", "Augmenter": "components",
+    "Chain": "components", "Resampler": "components", "Generator": "components", "Evaluator": "components",
+    "Registry": "registry", "create": "registry",
+    "load": "output",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'setforge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .components import Augmenter, Chain, Component, Evaluator, Generator, Preprocessor, Resampler, Source
+    from .context import Cache, EvalContext, Event, Measure, Metrics, StepContext, StepRecord
+    from .dataset import Dataset, FeatureInfo, Origin, Splits
+    from .output import load
+    from .registry import Registry, create
+    from .rng import Rng

@@ -1,0 +1,552 @@
+"""Base classes of the six component kinds.
+
+The host calls a public, final method that validates input, moves data to the device, batches,
+keeps provenance and hands out randomness; that method calls the one protected method a plugin
+author writes:
+
+=========== ============================================== ===========================================
+kind        the host calls                                 the author writes
+=========== ============================================== ===========================================
+source      ``load(ctx) -> Dataset | Splits``              ``_load(ctx)``
+preprocess  ``fit(train, ctx)``, ``transform``, ``inverse`` ``_fit``, ``_transform``, ``_inverse``
+augment     ``augment(ds, ctx)``; ``forward(x, y)``        ``_make_params(x, y, generator)``, ``_transform``
+resample    ``resample(ds, ctx) -> Dataset``               ``_resample(ds, ctx)``
+generate    ``fit(ds, ctx)``, ``sample(labels, ctx)``      ``_fit(ds, ctx)``, ``_sample(labels, ctx)``
+evaluate    ``evaluate(ectx) -> Metrics``                  ``_evaluate(ectx)``
+=========== ============================================== ===========================================
+
+Every component has a kebab-case ``name`` unique within its kind, the ``modalities`` it accepts,
+a nested pydantic ``Params`` model (extra keys forbidden, every field with a default, bounds in
+``Field``) and a docstring whose first line ``setforge plugins list`` shows. The host builds it as
+``cls(params)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .context import EvalContext, Metrics, StepContext
+from .dataset import MODALITIES, Dataset, Origin, Splits
+from .errors import ConfigError, DataError, PluginError
+from .hookspecs import KINDS
+from .validation import problems_from_validation_error
+
+__all__ = ["KINDS", "Component", "Source", "Preprocessor", "Augmenter", "Chain", "Resampler", "Generator",
+           "Evaluator", "ResampleResult", "BASE_FOR_KIND", "NAME_PATTERN"]
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+_PARAMS_CONFIG = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Component:
+    """Base of every component. Subclass one of the kind bases, not this."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    modalities: ClassVar[tuple[str, ...]] = MODALITIES
+    #: Cheap params for the conformance kit (``setforge.testing``): small epochs, few rows.
+    testing_params: ClassVar[Mapping[str, Any]] = {}
+
+    class Params(BaseModel):
+        """No parameters."""
+
+        model_config = _PARAMS_CONFIG
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None):
+        self.params = self.parse_params(params)
+
+    @classmethod
+    def parse_params(cls, params: BaseModel | Mapping[str, Any] | None, place: str = "params") -> BaseModel:
+        """Validate `params` against ``cls.Params``; every problem is a `ConfigError` with its place."""
+        if isinstance(params, cls.Params):
+            return params
+        if isinstance(params, BaseModel):
+            params = params.model_dump()
+        if params is not None and not isinstance(params, Mapping):
+            raise ConfigError(problems=[(place, f"{cls.kind} '{cls.name}' takes a mapping of params, "
+                                                f"got {type(params).__name__}")])
+        try:
+            return cls.Params(**dict(params or {}))
+        except ValidationError as error:
+            raise ConfigError(problems=problems_from_validation_error(error, place)) from None
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0].strip() if doc else ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+    def _check_modality(self, ds: Dataset) -> None:
+        if ds.modality not in self.modalities:
+            raise DataError(f"{self.kind} '{self.name}' accepts {list(self.modalities)} data, got {ds.modality}")
+
+
+# ----------------------------------------------------------------------------- source
+class Source(Component):
+    """Reads a dataset. Author: ``_load(ctx) -> Dataset | Splits``."""
+
+    kind = "source"
+
+    def load(self, ctx: StepContext) -> Dataset | Splits:
+        """Read the data: a `Dataset` of real rows, or the source's own `Splits`."""
+        result = self._load(ctx)
+        if not isinstance(result, (Dataset, Splits)):
+            raise PluginError(f"source '{self.name}' returned {type(result).__name__}, not a Dataset or Splits")
+        for part in [result] if isinstance(result, Dataset) else [result.train, result.val, result.test]:
+            if part is not None:
+                self._check_modality(part)
+                if bool((part.origin != int(Origin.REAL)).any()):
+                    raise PluginError(f"source '{self.name}' returned rows that are not Origin.REAL")
+        return result
+
+    def _load(self, ctx: StepContext) -> Dataset | Splits:
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------- preprocess
+class Preprocessor(Component):
+    """Fitted on the training split only, then applied to every split.
+
+    Author: ``_fit(train, ctx)``, ``_transform(ds)``; when it changes units (``changes_units =
+    True``) also ``_inverse(ds)`` so writers give data back in original units; ``_state_dict()``
+    and ``_load_state_dict(state)`` for the fitted state saved in the run folder (plain numbers,
+    lists and tensors).
+    """
+
+    kind = "preprocess"
+    changes_units: ClassVar[bool] = False
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None):
+        super().__init__(params)
+        self.fitted = False
+
+    def fit(self, train: Dataset, ctx: StepContext) -> "Preprocessor":
+        """Learn the state from the training split."""
+        self._check_modality(train)
+        self._fit(train.to(ctx.device), ctx)
+        self.fitted = True
+        return self
+
+    def transform(self, ds: Dataset) -> Dataset:
+        """Apply the fitted state; the rows, their labels and provenance stay."""
+        if not self.fitted:
+            raise PluginError(f"preprocess '{self.name}': transform() called before fit()")
+        self._check_modality(ds)
+        return self._checked(self._transform(ds), ds, "transform")
+
+    def inverse(self, ds: Dataset) -> Dataset:
+        """Give data back in the units it had before `transform` (identity unless units change)."""
+        if not self.changes_units:
+            return ds
+        if not self.fitted:
+            raise PluginError(f"preprocess '{self.name}': inverse() called before fit()")
+        return self._checked(self._inverse(ds), ds, "inverse")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fitted state, for the run folder."""
+        return self._state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> "Preprocessor":
+        self._load_state_dict(state)
+        self.fitted = True
+        return self
+
+    def _checked(self, out: Any, ds: Dataset, what: str) -> Dataset:
+        if not isinstance(out, Dataset):
+            raise PluginError(f"preprocess '{self.name}'.{what} returned {type(out).__name__}, not a Dataset")
+        if len(out) != len(ds) or not torch.equal(out.y, ds.y) or not torch.equal(out.origin, ds.origin):
+            raise PluginError(f"preprocess '{self.name}'.{what} must keep every row, its label and provenance")
+        return out
+
+    def _fit(self, train: Dataset, ctx: StepContext) -> None:
+        return None
+
+    def _transform(self, ds: Dataset) -> Dataset:
+        raise NotImplementedError
+
+    def _inverse(self, ds: Dataset) -> Dataset:
+        raise NotImplementedError
+
+    def _state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------- augment
+def _take(params: Mapping[str, Any], index: torch.Tensor) -> dict[str, Any]:
+    """Rows `index` of every per-row parameter (nested dicts for chains)."""
+    return {k: _take(v, index) if isinstance(v, Mapping) else v[index] for k, v in params.items()}
+
+
+class Augmenter(Component, torch.nn.Module):
+    """Transforms rows with parameters drawn per row.
+
+    Drawing is split from applying (kornia's lesson): ``_make_params(x, y, generator)`` draws a
+    dict of per-row tensors (leading dimension N) from an explicit ``torch.Generator``;
+    ``_transform(x, y, params)`` is deterministic. The base adds the per-row gate ``apply`` (drawn with
+    probability ``p``) and runs ``_transform`` on the gated rows only, so a call can be replayed
+    (``forward(x, params=aug.last_params)``) and a policy can run an op on a sub-batch.
+    (DESIGN calls the author's method ``_apply``; ``nn.Module`` already owns ``_apply`` and
+    ``apply``, so here they are ``_transform`` and ``apply_params``.)
+
+    The reserved key ``"parent"`` in params, an ``(N,)`` index into the batch, names the row whose
+    provenance an output row takes (mixup: the row with the larger weight). An augmenter whose
+    rows depend on other rows of the batch sets ``rows_independent = False``: it is applied to the
+    whole batch and the gate picks rows afterwards.
+
+    As an ``nn.Module`` it drops into a training loop: ``x = aug(x)`` (or ``aug(x, y,
+    generator=g)``) augments a batch on whatever device it is on.
+    """
+
+    kind = "augment"
+    modalities = ("image",)
+    rows_independent: ClassVar[bool] = True
+    #: True for ops that are one affine warp per row; they provide ``_matrix`` and may fuse.
+    geometric: ClassVar[bool] = False
+
+    class Params(Component.Params):
+        """Shared augmenter params."""
+
+        p: float = Field(1.0, ge=0.0, le=1.0, description="probability that a row is transformed, drawn per row")
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None):
+        torch.nn.Module.__init__(self)
+        Component.__init__(self, params)
+        self.last_params: dict[str, Any] | None = None
+
+    # host-facing, final -----------------------------------------------------------------
+    def make_params(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                    generator: torch.Generator | None = None) -> dict[str, Any]:
+        """Draw every row's parameters, the gate ``apply`` included."""
+        n = x.shape[0]
+        gate = torch.rand(n, generator=generator, device=x.device) < self.params.p
+        params = dict(self._make_params(x, y, generator))
+        params["apply"] = gate
+        return params
+
+    def apply_params(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any]) -> torch.Tensor:
+        """Apply drawn parameters (deterministic): the gated rows change, the others stay."""
+        gate = params["apply"]
+        if bool(gate.all()):
+            return self._transform(x, y, params)
+        if not bool(gate.any()):
+            return x
+        if not self.rows_independent:
+            out = self._transform(x, y, params)
+            return torch.where(gate.view(-1, *([1] * (x.ndim - 1))), out, x)
+        index = gate.nonzero().flatten()
+        out = x.clone()
+        out[index] = self._transform(x[index], None if y is None else y[index], _take(params, index))
+        return out
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                params: Mapping[str, Any] | None = None) -> torch.Tensor:
+        """Augment a batch: draw (or replay `params`) and apply. Keeps ``last_params``."""
+        if params is None:
+            params = self.make_params(x, y, generator)
+        self.last_params = dict(params)
+        return self.apply_params(x, y, params)
+
+    def parent_index(self, params: Mapping[str, Any], n: int, device: torch.device) -> torch.Tensor:
+        """For each output row of a batch of `n`, the batch row whose provenance it takes."""
+        own = torch.arange(n, device=device)
+        if "parent" not in params:
+            return own
+        return torch.where(params["apply"], params["parent"], own)
+
+    def augment(self, ds: Dataset, ctx: StepContext, copies: int = 1, rows: torch.Tensor | None = None) -> Dataset:
+        """The pipeline step: `copies` augmented copies of `rows` (default: all), appended to `ds`.
+
+        New rows are ``Origin.AUGMENTED`` with ``step = ctx.step`` and ``parent`` the real row
+        they descend from. Batches of ``ctx.batch_size`` rows, on ``ctx.device``.
+        """
+        self._check_modality(ds)
+        if copies < 0:
+            raise ConfigError(problems=[("copies", f"must be >= 0, got {copies}")])
+        ds = ds.to(ctx.device)
+        rows = torch.arange(len(ds), device=ds.device) if rows is None else torch.as_tensor(rows, device=ds.device)
+        if copies == 0 or rows.numel() == 0:
+            return ds
+        lineage = ds.lineage()
+        generator = ctx.rng.torch
+        xs, ys, parents, groups = [], [], [], []
+        with torch.no_grad():
+            for _ in range(copies):
+                for start in range(0, rows.numel(), ctx.batch_size):
+                    batch = rows[start:start + ctx.batch_size]
+                    x, y = ds.x[batch], ds.y[batch]
+                    params = self.make_params(x, y, generator)
+                    out = self.apply_params(x, y, params)
+                    self._check_output(out, x)
+                    xs.append(out)
+                    ys.append(y)
+                    source = batch[self.parent_index(params, len(batch), ds.device)]
+                    parents.append(lineage[source])
+                    if ds.groups is not None:
+                        groups.append(ds.groups[source])
+        new = ds.replace(x=torch.cat(xs), y=torch.cat(ys), origin=torch.full_like(torch.cat(ys), int(Origin.AUGMENTED)),
+                         step=torch.full_like(torch.cat(ys), ctx.step), parent=torch.cat(parents), row_id=None,
+                         groups=torch.cat(groups) if groups else None)
+        return Dataset.concat([ds, new])
+
+    def _check_output(self, out: Any, x: torch.Tensor) -> None:
+        if not isinstance(out, torch.Tensor):
+            raise PluginError(f"augment '{self.name}' returned {type(out).__name__}, not a tensor")
+        if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+            raise PluginError(f"augment '{self.name}' returned {tuple(out.shape)} {out.dtype} on {out.device}, "
+                              f"expected {tuple(x.shape)} {x.dtype} on {x.device}")
+        if not bool(torch.isfinite(out).all()):
+            raise PluginError(f"augment '{self.name}' returned NaN or infinite values")
+
+    # author-facing ------------------------------------------------------------------
+    def _make_params(self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None) -> dict[str, Any]:
+        """Draw per-row parameters: a dict of tensors with leading dimension ``len(x)``."""
+        return {}
+
+    def _transform(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any]) -> torch.Tensor:
+        """Apply `params` to `x`; deterministic, vectorised over the batch."""
+        raise NotImplementedError
+
+    def _matrix(self, params: Mapping[str, Any], height: int, width: int) -> torch.Tensor:
+        """Geometric ops: the ``(N, 3, 3)`` matrix mapping output pixel coordinates (normalised to
+        [-1, 1], ``align_corners=False``) to input coordinates, for fusion inside a `Chain`."""
+        raise NotImplementedError
+
+
+class Chain(Augmenter):
+    """Several augmenters applied one after the other, with parameters drawn per row for each."""
+
+    name = "chain"
+
+    class Params(Augmenter.Params):
+        """A chain's own gate is always open; each op keeps its own ``p``."""
+
+        p: float = Field(1.0, ge=1.0, le=1.0)
+
+    def __init__(self, ops: Sequence[Augmenter]):
+        super().__init__(None)
+        if not ops:
+            raise ConfigError(problems=[("augment", "a chain needs at least one augmenter")])
+        for op in ops:
+            if not isinstance(op, Augmenter):
+                raise ConfigError(problems=[("augment", f"a chain holds augmenters, got {type(op).__name__}")])
+        self.ops = torch.nn.ModuleList(ops)
+        self.modalities = tuple(m for m in MODALITIES if all(m in op.modalities for op in ops))  # type: ignore[misc]
+        if not self.modalities:
+            raise ConfigError(problems=[("augment", "the augmenters of this chain share no modality: "
+                                         + ", ".join(f"{op.name} {list(op.modalities)}" for op in ops))])
+
+    def __repr__(self) -> str:
+        return "Chain(" + ", ".join(repr(op) for op in self.ops) + ")"
+
+    def _make_params(self, x, y, generator):
+        return {str(i): op.make_params(x, y, generator) for i, op in enumerate(self.ops)}
+
+    def _transform(self, x, y, params):
+        for i, op in enumerate(self.ops):
+            x = op.apply_params(x, y, params[str(i)])
+        return x
+
+    def parent_index(self, params, n, device):
+        index = torch.arange(n, device=device)
+        for i in reversed(range(len(self.ops))):
+            index = self.ops[i].parent_index(params[str(i)], n, device)[index]
+        return index
+
+
+# -------------------------------------------------------------------------- resample
+ResampleResult = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class Resampler(Component):
+    """Over-, under- or cleaning-sampling of the training split.
+
+    Author: ``_resample(ds, ctx) -> (kept_index, new_x, new_y, new_parent)``: which input rows
+    stay (indices into `ds`), the new rows and, for each, the index in `ds` of the row it grew
+    from (-1 for none). The host keeps the provenance of kept rows and marks new rows
+    ``Origin.RESAMPLED`` with ``parent`` traced back to the raw training split.
+    """
+
+    kind = "resample"
+
+    def resample(self, ds: Dataset, ctx: StepContext) -> Dataset:
+        """Run the sampler on `ds` (on ``ctx.device``) and return the resampled dataset."""
+        self._check_modality(ds)
+        ds = ds.to(ctx.device)
+        result = self._resample(ds, ctx)
+        if not isinstance(result, tuple) or len(result) != 4:
+            raise PluginError(f"resample '{self.name}' must return (kept_index, new_x, new_y, new_parent)")
+        kept, new_x, new_y, new_parent = (torch.as_tensor(v, device=ds.device) if not isinstance(v, list) else v
+                                          for v in result)
+        kept = kept.to(torch.int64).flatten()
+        if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= len(ds)):
+            raise PluginError(f"resample '{self.name}' kept row indices outside 0..{len(ds) - 1}")
+        new_y = new_y.to(torch.int64).flatten()
+        new_parent = new_parent.to(torch.int64).flatten()
+        m = new_y.numel()
+        if ds.modality != "text":
+            if new_x.dtype != torch.float32 or tuple(new_x.shape) != (m, *ds.shape):
+                raise PluginError(f"resample '{self.name}' returned new_x {tuple(new_x.shape)} {new_x.dtype}, "
+                                  f"expected {(m, *ds.shape)} float32")
+        if new_parent.numel() != m:
+            raise PluginError(f"resample '{self.name}' returned {new_parent.numel()} parents for {m} new rows")
+        if m and (int(new_parent.max()) >= len(ds) or int(new_parent.min()) < -1):
+            raise PluginError(f"resample '{self.name}' returned parents outside -1..{len(ds) - 1}")
+        lineage = ds.lineage()
+        parent = torch.where(new_parent >= 0, lineage[new_parent.clamp(min=0)], -1)
+        kept_ds = ds[kept]
+        if m == 0:
+            return kept_ds
+        groups = None
+        if ds.groups is not None:
+            groups = torch.where(new_parent >= 0, ds.groups[new_parent.clamp(min=0)], -1)
+        try:
+            new = ds.replace(x=new_x, y=new_y, origin=torch.full_like(new_y, int(Origin.RESAMPLED)),
+                             step=torch.full_like(new_y, ctx.step), parent=parent, row_id=None, groups=groups)
+        except DataError as error:
+            raise PluginError(f"resample '{self.name}' returned invalid rows: {error}") from None
+        return Dataset.concat([kept_ds, new])
+
+    def _resample(self, ds: Dataset, ctx: StepContext) -> ResampleResult:
+        raise NotImplementedError
+
+
+# -------------------------------------------------------------------------- generate
+class Generator(Component):
+    """Learns the training distribution and samples new rows for requested labels.
+
+    Author: ``_fit(ds, ctx)`` and ``_sample(labels, ctx) -> x`` (one batch of at most
+    ``ctx.batch_size`` labels, so that sampling streams). To support the shared ``checkpoint``
+    param (reuse a fitted generator), also ``_state_dict()`` / ``_load_state_dict(state)``.
+    """
+
+    kind = "generate"
+
+    class Params(Component.Params):
+        """Shared generator params."""
+
+        checkpoint: Path | None = Field(None, description="a fitted generator saved by an earlier run: "
+                                                          "load it instead of training")
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None):
+        super().__init__(params)
+        self.fitted = False
+        self.classes: tuple[str, ...] = ()
+        self.modality = ""
+        self.row_shape: tuple[int, ...] = ()
+        self.features = None
+
+    def fit(self, ds: Dataset, ctx: StepContext) -> "Generator":
+        """Train on `ds` (or load ``params.checkpoint``)."""
+        self._check_modality(ds)
+        if len(ds) == 0:
+            raise DataError(f"generate '{self.name}': nothing to fit on (0 rows)")
+        self.classes, self.modality, self.row_shape, self.features = ds.classes, ds.modality, ds.shape, ds.features
+        if self.params.checkpoint is not None:
+            self.load(self.params.checkpoint, map_location=ctx.device)
+        else:
+            self._fit(ds.to(ctx.device), ctx)
+        self.fitted = True
+        return self
+
+    def sample(self, labels: torch.Tensor | Sequence[int], ctx: StepContext) -> Dataset:
+        """New rows for `labels`, in batches of ``ctx.batch_size``: ``Origin.GENERATED``, parent -1."""
+        if not self.fitted:
+            raise PluginError(f"generate '{self.name}': sample() called before fit()")
+        labels = torch.as_tensor(labels, dtype=torch.int64, device=ctx.device).flatten()
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= len(self.classes)):
+            raise DataError(f"generate '{self.name}': labels must lie in 0..{len(self.classes) - 1}")
+        xs = []
+        with torch.no_grad():
+            for start in range(0, labels.numel(), ctx.batch_size):
+                batch = labels[start:start + ctx.batch_size]
+                x = self._sample(batch, ctx)
+                if not isinstance(x, torch.Tensor) or tuple(x.shape) != (len(batch), *self.row_shape) \
+                        or x.dtype != torch.float32:
+                    got = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
+                    raise PluginError(f"generate '{self.name}' returned {got}, expected "
+                                      f"{(len(batch), *self.row_shape)} float32")
+                xs.append(x.to(ctx.device))
+        x = torch.cat(xs) if xs else torch.zeros((0, *self.row_shape), device=ctx.device)
+        try:
+            return Dataset(x=x, y=labels, classes=self.classes, modality=self.modality, features=self.features,
+                           origin=torch.full_like(labels, int(Origin.GENERATED)),
+                           step=torch.full_like(labels, ctx.step), parent=torch.full_like(labels, -1),
+                           row_id=torch.full_like(labels, -1))
+        except DataError as error:
+            raise PluginError(f"generate '{self.name}' returned invalid rows: {error}") from None
+
+    def save(self, path: str | Path) -> Path:
+        """Save the fitted generator (tensors and plain values only) to `path`."""
+        path = Path(path)
+        state = {"setforge_generator": self.name, "classes": list(self.classes), "modality": self.modality,
+                 "row_shape": list(self.row_shape), "state": self._state_dict()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)
+        return path
+
+    def load(self, path: str | Path, map_location: Any = "cpu") -> "Generator":
+        """Load a generator saved by `save` (``weights_only=True``: no code runs)."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"generate '{self.name}': checkpoint {path} does not exist")
+        state = torch.load(path, map_location=map_location, weights_only=True)
+        if state.get("setforge_generator") != self.name:
+            raise DataError(f"generate '{self.name}': {path} holds a '{state.get('setforge_generator')}' generator")
+        if self.classes and tuple(state["classes"]) != tuple(self.classes):
+            raise DataError(f"generate '{self.name}': {path} was fitted on classes {state['classes']}, "
+                            f"the data has {list(self.classes)}")
+        self.classes, self.modality = tuple(state["classes"]), state["modality"]
+        self.row_shape = tuple(state["row_shape"])
+        self._load_state_dict(state["state"])
+        self.fitted = True
+        return self
+
+    def _fit(self, ds: Dataset, ctx: StepContext) -> None:
+        raise NotImplementedError
+
+    def _sample(self, labels: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _state_dict(self) -> dict[str, Any]:
+        raise PluginError(f"generate '{self.name}' cannot be saved (it has no _state_dict)")
+
+    def _load_state_dict(self, state: Mapping[str, Any]) -> None:
+        raise PluginError(f"generate '{self.name}' cannot load a checkpoint (it has no _load_state_dict)")
+
+
+# -------------------------------------------------------------------------- evaluate
+class Evaluator(Component):
+    """Measures the optimised set. Author: ``_evaluate(ectx) -> Metrics`` with relative paths."""
+
+    kind = "evaluate"
+
+    def evaluate(self, ectx: EvalContext) -> Metrics:
+        """Run the evaluator; its measures are filed under its name."""
+        self._check_modality(ectx.train)
+        result = self._evaluate(ectx)
+        if not isinstance(result, Metrics):
+            raise PluginError(f"evaluate '{self.name}' returned {type(result).__name__}, not Metrics")
+        return result.scoped(self.name)
+
+    def _evaluate(self, ectx: EvalContext) -> Metrics:
+        raise NotImplementedError
+
+
+BASE_FOR_KIND: dict[str, type[Component]] = {
+    "source": Source, "preprocess": Preprocessor, "augment": Augmenter,
+    "resample": Resampler, "generate": Generator, "evaluate": Evaluator,
+}

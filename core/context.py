@@ -1,0 +1,267 @@
+"""What the host hands to components: `StepContext`, `EvalContext`, and what comes back from
+evaluators (`Metrics`, `Measure`) and from observers (`Event`)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import pickle
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .rng import Rng
+
+if TYPE_CHECKING:
+    import torch
+
+    from .dataset import Dataset
+
+__all__ = ["Event", "EVENT_KINDS", "Measure", "Metrics", "StepContext", "EvalContext", "StepRecord", "Cache",
+           "resolve_device"]
+
+EVENT_KINDS = ("run_started", "step_started", "step_finished", "train_progress", "samples", "run_finished")
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened in a run, sent to every ``setforge_on_event`` implementation.
+
+    ``kind`` is one of ``run_started``, ``step_started``, ``step_finished``, ``train_progress``
+    (``data``: ``{"iteration", "losses"}``), ``samples`` (``data``: ``{"images", "labels"}``) and
+    ``run_finished`` (``data``: ``{"metrics"}``). ``step`` is the pipeline position (None outside
+    steps) and ``name`` the component involved.
+    """
+
+    kind: str
+    step: int | None = None
+    name: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in EVENT_KINDS:
+            raise ValueError(f"Event.kind must be one of {list(EVENT_KINDS)}, got {self.kind!r}")
+
+
+def resolve_device(device: Any = "auto") -> "torch.device":
+    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else as ``torch.device``."""
+    import torch
+
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _ignore(event: Event) -> None:
+    return None
+
+
+@dataclass
+class StepContext:
+    """Everything a component needs from the host for one call.
+
+    ``rng`` (the step's `Rng`), ``device``, ``workdir`` (this step's folder inside
+    ``<dir>.partial/``: checkpoints, sample grids), ``resume`` (continue from what ``workdir``
+    holds), ``emit`` (send an `Event`), ``batch_size`` (rows per batch for streaming work),
+    ``step`` (pipeline position) and ``name`` (the component's name).
+    """
+
+    rng: Rng
+    device: "torch.device"
+    workdir: Path | None = None
+    resume: bool = False
+    emit: Callable[[Event], None] = _ignore
+    batch_size: int = 4096
+    step: int = -1
+    name: str | None = None
+    progress: bool = False
+
+    @classmethod
+    def from_seed(cls, seed: int, device: Any = "cpu", workdir: str | Path | None = None, **kwargs: Any) -> "StepContext":
+        """A context for code that calls a component directly (tests, notebooks, other libraries)."""
+        device = resolve_device(device)
+        return cls(rng=Rng(seed, device=device), device=device,
+                   workdir=None if workdir is None else Path(workdir), **kwargs)
+
+    def ensure_workdir(self) -> Path:
+        """The step's folder, created on first use (a fresh temporary folder when none was given)."""
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="setforge-step-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        return self.workdir
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One number with the sample size behind it (and its spread, where it has one)."""
+
+    value: float
+    n: int
+    std: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"value": _json_float(self.value), "n": int(self.n)}
+        if self.std is not None:
+            out["std"] = _json_float(self.std)
+        return out
+
+
+def _json_float(value: float) -> float | str:
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
+
+
+class Metrics:
+    """What evaluators report: ``{evaluator: {path: Measure}}``.
+
+    An evaluator's `_evaluate` builds one with paths relative to itself (``generated/by_class/ring``)
+    and the host files them under the evaluator's name (``fid/generated/by_class/ring``). Numbers
+    that could not be computed go to ``skipped`` with the reason; figures are PNG bytes by name.
+    """
+
+    def __init__(self) -> None:
+        self.measures: dict[str, dict[str, Measure]] = {}
+        self.skipped: dict[str, dict[str, str]] = {}
+        self.figures: dict[str, dict[str, bytes]] = {}
+        self._scope = ""
+
+    def add(self, path: str, value: float, n: int, std: float | None = None) -> None:
+        """Record one number at `path` computed from `n` rows."""
+        self.measures.setdefault(self._scope, {})[path] = Measure(float(value), int(n), None if std is None else float(std))
+
+    def skip(self, path: str, reason: str) -> None:
+        """Record that `path` could not be computed, and why."""
+        self.skipped.setdefault(self._scope, {})[path] = reason
+
+    def figure(self, name: str, png: bytes) -> None:
+        """Attach a PNG figure for the report."""
+        self.figures.setdefault(self._scope, {})[name] = bytes(png)
+
+    def scoped(self, evaluator: str) -> "Metrics":
+        """This evaluator-relative result filed under `evaluator` (done by the host)."""
+        out = Metrics()
+        for store_name in ("measures", "skipped", "figures"):
+            store = getattr(self, store_name)
+            merged: dict[str, Any] = {}
+            for values in store.values():
+                merged.update(values)
+            if merged:
+                getattr(out, store_name)[evaluator] = merged
+        return out
+
+    def merge(self, other: "Metrics") -> None:
+        for store_name in ("measures", "skipped", "figures"):
+            for evaluator, values in getattr(other, store_name).items():
+                getattr(self, store_name).setdefault(evaluator, {}).update(values)
+
+    def get(self, path: str) -> Measure:
+        """A measure by its full path, ``evaluator/relative/path``."""
+        evaluator, _, rest = path.partition("/")
+        if evaluator in self.measures and rest in self.measures[evaluator]:
+            return self.measures[evaluator][rest]
+        if "" in self.measures and path in self.measures[""]:
+            return self.measures[""][path]
+        raise KeyError(path)
+
+    def __contains__(self, path: str) -> bool:
+        try:
+            self.get(path)
+        except KeyError:
+            return False
+        return True
+
+    def flat(self) -> dict[str, Measure]:
+        """Every measure by its full path."""
+        return {(f"{ev}/{p}" if ev else p): m for ev, values in self.measures.items() for p, m in values.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: measures and skipped reasons, sorted so two runs compare byte for byte."""
+        return {
+            "measures": {ev: {p: self.measures[ev][p].to_dict() for p in sorted(self.measures[ev])}
+                         for ev in sorted(self.measures)},
+            "skipped": {ev: dict(sorted(self.skipped[ev].items())) for ev in sorted(self.skipped)},
+        }
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One pipeline step as evaluators see it: its position, kind, component name, output dataset."""
+
+    index: int
+    kind: str
+    name: str
+    output: "Dataset"
+    counts: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Cache:
+    """A content-keyed cache for expensive results (trained feature networks, features).
+
+    ``get_or_compute(key, fn)`` returns the value stored under `key`, computing and keeping it
+    on first use. Keys should be built from content hashes (`Dataset.fingerprint`) and the
+    parameters that matter, so that a cached value is never reused for different data. When the
+    cache has a folder, picklable values are also kept on disk, so a resumed run reuses them.
+    """
+
+    def __init__(self, folder: Path | None = None):
+        self.folder = folder
+        self._memory: dict[str, Any] = {}
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        """A stable key from strings, numbers and fingerprints."""
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+    def get_or_compute(self, key: str, fn: Callable[[], Any]) -> Any:
+        if key in self._memory:
+            return self._memory[key]
+        path = None if self.folder is None else self.folder / f"{key}.pkl"
+        if path is not None and path.exists():
+            with path.open("rb") as handle:
+                value = pickle.load(handle)  # noqa: S301 - written by this run into its own folder
+        else:
+            value = fn()
+            if path is not None:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(".tmp")
+                    with tmp.open("wb") as handle:
+                        pickle.dump(value, handle)
+                    tmp.replace(path)
+                except (pickle.PicklingError, TypeError, AttributeError):
+                    pass
+        self._memory[key] = value
+        return value
+
+
+@dataclass
+class EvalContext:
+    """What an evaluator sees: the raw and optimised training sets, each step's output (for
+    ablation), the untouched real ``val`` and ``test`` splits, the device, its `Rng`, its
+    ``workdir`` and a content-keyed ``cache``."""
+
+    raw_train: "Dataset"
+    train: "Dataset"
+    test: "Dataset | None" = None
+    val: "Dataset | None" = None
+    steps: list[StepRecord] = field(default_factory=list)
+    device: "torch.device | str" = "cpu"
+    rng: Rng | None = None
+    workdir: Path | None = None
+    cache: Cache = field(default_factory=Cache)
+    emit: Callable[[Event], None] = _ignore
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        self.device = resolve_device(self.device)
+        if self.rng is None:
+            self.rng = Rng(0, device=self.device)
+
+    @classmethod
+    def from_seed(cls, seed: int, raw_train: "Dataset", train: "Dataset | None" = None, **kwargs: Any) -> "EvalContext":
+        """A context for calling an evaluator directly."""
+        device = resolve_device(kwargs.pop("device", "cpu"))
+        return cls(raw_train=raw_train, train=raw_train if train is None else train,
+                   rng=Rng(seed, device=device), device=device, **kwargs)

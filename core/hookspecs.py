@@ -1,0 +1,161 @@
+"""The hook specifications: the whole contract between setforge and its plugins.
+
+A plugin is a module (or object) registered under the entry-point group ``setforge`` that
+implements some of these hooks, marked with `hookimpl`::
+
+    # my_plugin.py               pyproject.toml:
+    from setforge import hookimpl  # [project.entry-points.setforge]
+                                   # my-plugin = "my_plugin"
+    @hookimpl
+    def setforge_register_augmenters():
+        return [MyAugmenter]
+
+Every ``setforge_register_*`` hook returns a list of component classes (subclasses of the
+matching base in `setforge.components`); the host validates them, rejects duplicate names
+within a kind (naming both distributions) and builds instances itself. Implementations may take
+fewer arguments than the spec, so specs can grow. Only `hookimpl` is public.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .components import Augmenter, Evaluator, Generator, Preprocessor, Resampler, Source
+    from .context import Event
+
+__all__ = ["hookimpl"]  # the rest is for the host (registry) and docs
+
+PROJECT = "setforge"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --------------------------------------------------------------------------- registration
+@hookspec
+def setforge_register_sources() -> list[type["Source"]]:
+    """Return the dataset sources this plugin provides.
+
+    Called once, when the registry loads plugins (before a run file is validated, and for
+    ``setforge plugins``). Return a list of subclasses of `setforge.Source`; each reads data in
+    ``_load(ctx)`` and returns a `Dataset` of real rows or its own `Splits`.
+
+    Example::
+
+        @hookimpl
+        def setforge_register_sources():
+            return [ParquetSource]
+    """
+
+
+@hookspec
+def setforge_register_preprocessors() -> list[type["Preprocessor"]]:
+    """Return the preprocessors this plugin provides.
+
+    Called once, when the registry loads plugins. Return a list of subclasses of
+    `setforge.Preprocessor`; the host fits each on the training split only and applies it to
+    every split, and inverts it before writing when it changes units.
+
+    Example::
+
+        @hookimpl
+        def setforge_register_preprocessors():
+            return [LogScale]
+    """
+
+
+@hookspec
+def setforge_register_augmenters() -> list[type["Augmenter"]]:
+    """Return the augmenters this plugin provides.
+
+    Called once, when the registry loads plugins. Return a list of subclasses of
+    `setforge.Augmenter`; each draws per-row parameters in ``_make_params`` and applies them
+    deterministically in ``_transform``. The host owns how many copies of which rows are made.
+
+    Example::
+
+        @hookimpl
+        def setforge_register_augmenters():
+            return [Invert]
+    """
+
+
+@hookspec
+def setforge_register_resamplers() -> list[type["Resampler"]]:
+    """Return the resamplers this plugin provides.
+
+    Called once, when the registry loads plugins. Return a list of subclasses of
+    `setforge.Resampler`; each returns which rows stay and which new rows to add in
+    ``_resample``; the host keeps provenance.
+
+    Example::
+
+        @hookimpl
+        def setforge_register_resamplers():
+            return [MyUnderSampler]
+    """
+
+
+@hookspec
+def setforge_register_generators() -> list[type["Generator"]]:
+    """Return the generators this plugin provides.
+
+    Called once, when the registry loads plugins. Return a list of subclasses of
+    `setforge.Generator`; each trains in ``_fit`` and samples one batch of requested labels in
+    ``_sample``. The host owns how many rows of which classes are generated.
+
+    Example::
+
+        @hookimpl
+        def setforge_register_generators():
+            return [MyDiffusion]
+    """
+
+
+@hookspec
+def setforge_register_evaluators() -> list[type["Evaluator"]]:
+    """Return the evaluators this plugin provides.
+
+    Called once, when the registry loads plugins. Return a list of subclasses of
+    `setforge.Evaluator`; each returns `Metrics` from ``_evaluate(ectx)``, with the sample size
+    behind every number.
+
+    Example::
+
+        @hookimpl
+        def setforge_register_evaluators():
+            return [MyMetric]
+    """
+
+
+# --------------------------------------------------------------------------------- events
+@hookspec
+def setforge_on_event(event: "Event") -> None:
+    """Observe a run: called for every `Event` the run emits, in order.
+
+    Kinds: ``run_started``, ``step_started``, ``step_finished``, ``train_progress`` (losses
+    during generator training), ``samples`` (images drawn while training) and ``run_finished``
+    (with the metrics). Return values are ignored; an exception is reported with the plugin's
+    name and does not stop the run.
+
+    Example::
+
+        @hookimpl
+        def setforge_on_event(event):
+            if event.kind == "train_progress":
+                print(event.step, event.data["losses"])
+    """
+
+
+REGISTER_HOOK_FOR_KIND = {
+    "source": "setforge_register_sources",
+    "preprocess": "setforge_register_preprocessors",
+    "augment": "setforge_register_augmenters",
+    "resample": "setforge_register_resamplers",
+    "generate": "setforge_register_generators",
+    "evaluate": "setforge_register_evaluators",
+}
+
+KINDS = tuple(REGISTER_HOOK_FOR_KIND)

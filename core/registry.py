@@ -1,0 +1,369 @@
+"""Plugin discovery and the name -> component-class registry.
+
+This is the only module that touches pluggy's hooks. It iterates the entry points of group
+``setforge`` itself (pluggy's ``load_setuptools_entrypoints`` aborts on the first broken plugin),
+wraps every load and hook call, and remembers each plugin's distribution and version, so that
+every error names them. Built-in plugins arrive by the very same entry points as a third party's.
+
+A broken plugin (fails to import, raises in its hook, returns something that is not a valid
+component class) is listed with its error and skipped; ``strict=True`` makes it fatal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError, DataError, PluginError, SetforgeError
+from .hookspecs import KINDS, REGISTER_HOOK_FOR_KIND
+
+__all__ = ["Registry", "PluginInfo", "ComponentInfo", "default_registry", "create", "ENTRY_POINT_GROUP",
+           "DISABLE_ENV"]
+
+ENTRY_POINT_GROUP = "setforge"
+DISABLE_ENV = "SETFORGE_DISABLE_PLUGINS"
+_SELF_DISTRIBUTION = "setforge"
+
+
+@dataclass
+class PluginInfo:
+    """One plugin: an entry point or a local module, where it came from and how loading went."""
+
+    name: str
+    distribution: str
+    version: str
+    status: str = "ok"  # ok | broken | disabled
+    error: str | None = None
+    module: Any = None
+    builtin: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"plugin '{self.name}' ({self.distribution} {self.version})"
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """One registered component class and the plugin that brought it."""
+
+    kind: str
+    name: str
+    cls: type
+    plugin: str
+    distribution: str
+    version: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} '{self.name}' (plugin '{self.plugin}', {self.distribution} {self.version})"
+
+
+def _format_exception(error: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(error), error)).strip()
+
+
+def _split_names(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+class Registry:
+    """Loads plugins and maps ``(kind, name)`` to component classes.
+
+    ``local``: modules or ``.py`` files to load as plugins besides the entry points (``-p`` and
+    a run file's ``plugins``; files resolve against ``base_dir``). ``disabled``: entry-point
+    names not to load (``-p no:NAME``, ``plugins_deny``, and the ``SETFORGE_DISABLE_PLUGINS``
+    variable, comma-separated). ``allow``: when given, only these third-party entry points load
+    (built-in ones always load unless disabled). ``strict``: a broken plugin is fatal.
+    """
+
+    def __init__(self, local: Sequence[str] = (), disabled: Iterable[str] = (), allow: Iterable[str] | None = None,
+                 strict: bool = False, base_dir: str | Path | None = None, use_env: bool = True):
+        self.local = list(local)
+        self.disabled = set(disabled) | (set(_split_names(os.environ.get(DISABLE_ENV))) if use_env else set())
+        self.allow = None if allow is None else set(allow)
+        self.strict = strict
+        self.base_dir = Path(base_dir) if base_dir is not None else None
+        self.plugins: dict[str, PluginInfo] = {}
+        self._components: dict[str, dict[str, ComponentInfo]] = {kind: {} for kind in KINDS}
+        self._conflicts: dict[tuple[str, str], list[ComponentInfo]] = {}
+        self._by_class: dict[type, ComponentInfo] = {}
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self._loaded = False
+
+    # ---------------------------------------------------------------------------- loading
+    def load(self) -> "Registry":
+        """Load every plugin once; returns self. With ``strict``, the first failure raises."""
+        if self._loaded:
+            return self
+        self._loaded = True
+        for entry_point in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            self._load_entry_point(entry_point)
+        for spec in self.local:
+            self._load_local(spec)
+        self._collect()
+        broken = [p for p in self.plugins.values() if p.status == "broken"]
+        if self.strict and broken:
+            raise PluginError("broken plugins (--strict):\n" + "\n".join(f"  {p.label}: {p.error}" for p in broken))
+        return self
+
+    def _load_entry_point(self, entry_point: importlib.metadata.EntryPoint) -> None:
+        dist = getattr(entry_point, "dist", None)
+        info = PluginInfo(name=entry_point.name, distribution=getattr(dist, "name", None) or "unknown",
+                          version=getattr(dist, "version", None) or "unknown")
+        info.builtin = info.distribution == _SELF_DISTRIBUTION
+        if entry_point.name in self.plugins:
+            other = self.plugins[entry_point.name]
+            info.status, info.error = "broken", f"entry point name '{entry_point.name}' is also used by {other.label}"
+            self.plugins[f"{entry_point.name} ({info.distribution})"] = info
+            return
+        self.plugins[entry_point.name] = info
+        if entry_point.name in self.disabled or (self.allow is not None and not info.builtin
+                                                 and entry_point.name not in self.allow):
+            info.status = "disabled"
+            return
+        try:
+            module = entry_point.load()
+        except BaseException as error:  # noqa: BLE001 - a plugin's import may raise anything
+            if isinstance(error, KeyboardInterrupt):
+                raise
+            info.status, info.error = "broken", f"failed to import: {_format_exception(error)}"
+            return
+        self._register(info, module)
+
+    def _load_local(self, spec: str) -> None:
+        name = Path(spec).stem if spec.endswith(".py") else spec
+        info = PluginInfo(name=name, distribution="local", version="-")
+        if name in self.plugins and self.plugins[name].module is not None:
+            return
+        self.plugins[name] = info
+        if name in self.disabled:
+            info.status = "disabled"
+            return
+        try:
+            if spec.endswith(".py") or os.sep in spec or "/" in spec:
+                path = Path(spec)
+                if not path.is_absolute() and self.base_dir is not None:
+                    path = self.base_dir / path
+                if not path.is_file():
+                    raise ConfigError(problems=[("plugins", f"local plugin file {path} does not exist")])
+                module_name = f"setforge_local_plugin_{abs(hash(str(path.resolve())))}_{path.stem}"
+                module_spec = importlib.util.spec_from_file_location(module_name, path)
+                assert module_spec is not None and module_spec.loader is not None
+                module = importlib.util.module_from_spec(module_spec)
+                sys.modules[module_name] = module
+                module_spec.loader.exec_module(module)
+            else:
+                module = importlib.import_module(spec)
+        except ConfigError:
+            raise
+        except BaseException as error:  # noqa: BLE001
+            if isinstance(error, KeyboardInterrupt):
+                raise
+            info.status, info.error = "broken", f"failed to import: {_format_exception(error)}"
+            return
+        self._register(info, module)
+
+    def _register(self, info: PluginInfo, module: Any) -> None:
+        try:
+            self._pm.register(module, name=info.name)
+            self._pm.check_pending()
+        except Exception as error:  # noqa: BLE001 - e.g. a misspelt hook name
+            with contextlib.suppress(Exception):
+                self._pm.unregister(name=info.name)
+            info.status, info.error = "broken", f"invalid hooks: {_format_exception(error)}"
+            return
+        info.module = module
+
+    def _collect(self) -> None:
+        from .components import BASE_FOR_KIND
+
+        found: dict[str, list[ComponentInfo]] = {}
+        for kind in KINDS:
+            caller = getattr(self._pm.hook, REGISTER_HOOK_FOR_KIND[kind])
+            for impl in reversed(caller.get_hookimpls()):  # registration order
+                info = self.plugins.get(impl.plugin_name)
+                if info is None or info.status != "ok":
+                    continue
+                try:
+                    classes = impl.function()
+                    items = self._validate_classes(kind, classes, BASE_FOR_KIND[kind])
+                except BaseException as error:  # noqa: BLE001
+                    if isinstance(error, KeyboardInterrupt):
+                        raise
+                    info.status = "broken"
+                    info.error = f"{REGISTER_HOOK_FOR_KIND[kind]}() failed: {_format_exception(error)}"
+                    continue
+                found.setdefault(info.name, []).extend(
+                    ComponentInfo(kind, cls.name, cls, info.name, info.distribution, info.version) for cls in items)
+        for plugin_name, components in found.items():
+            if self.plugins[plugin_name].status != "ok":
+                continue
+            for component in components:
+                table = self._components[component.kind]
+                if component.name in table or (component.kind, component.name) in self._conflicts:
+                    clash = self._conflicts.setdefault((component.kind, component.name), [])
+                    if component.name in table:
+                        clash.append(table.pop(component.name))
+                    clash.append(component)
+                    continue
+                table[component.name] = component
+                self._by_class[component.cls] = component
+
+    @staticmethod
+    def _validate_classes(kind: str, classes: Any, base: type) -> list[type]:
+        from .components import NAME_PATTERN
+
+        if classes is None:
+            return []
+        if not isinstance(classes, (list, tuple)):
+            raise PluginError(f"must return a list of {base.__name__} classes, got {type(classes).__name__}")
+        names = set()
+        for cls in classes:
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                raise PluginError(f"returned {cls!r}, which is not a subclass of setforge.{base.__name__}")
+            if not isinstance(cls.name, str) or not NAME_PATTERN.match(cls.name):
+                raise PluginError(f"{cls.__qualname__}.name must be kebab-case (e.g. 'my-op'), got {cls.name!r}")
+            if cls.kind != kind:
+                raise PluginError(f"{cls.__qualname__} is of kind {cls.kind!r}, returned from the {kind} hook")
+            if cls.name in names:
+                raise PluginError(f"returned two {kind} components named '{cls.name}'")
+            names.add(cls.name)
+            try:
+                cls.Params()
+            except Exception as error:  # noqa: BLE001
+                raise PluginError(f"{cls.__qualname__}.Params() must build with defaults only: {error}") from None
+        return list(classes)
+
+    # ---------------------------------------------------------------------------- queries
+    def components(self, kind: str | None = None) -> list[ComponentInfo]:
+        """Every usable component (of one kind), sorted by kind and name."""
+        self.load()
+        kinds = KINDS if kind is None else (self._check_kind(kind),)
+        return [self._components[k][n] for k in kinds for n in sorted(self._components[k])]
+
+    def conflicts(self) -> dict[tuple[str, str], list[ComponentInfo]]:
+        """Names registered by more than one plugin within a kind (unusable until resolved)."""
+        self.load()
+        return dict(self._conflicts)
+
+    def names(self, kind: str) -> list[str]:
+        self.load()
+        return sorted(self._components[self._check_kind(kind)])
+
+    @staticmethod
+    def _check_kind(kind: str) -> str:
+        if kind not in KINDS:
+            raise ConfigError(problems=[("kind", f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")])
+        return kind
+
+    def get(self, kind: str, name: str, place: str | None = None) -> ComponentInfo:
+        """The component `name` of `kind`; an unknown name is a `ConfigError` listing the known
+        names with the closest match, a clash a `PluginError` naming both distributions."""
+        self.load()
+        table = self._components[self._check_kind(kind)]
+        if (kind, name) in self._conflicts:
+            sources = " and ".join(f"plugin '{c.plugin}' ({c.distribution} {c.version})"
+                                   for c in self._conflicts[(kind, name)])
+            raise PluginError(f"{kind} '{name}' is registered by {sources}; disable one (-p no:NAME)")
+        if name in table:
+            return table[name]
+        raise ConfigError(problems=[(place or kind, self.unknown_message(kind, name))])
+
+    def unknown_message(self, kind: str, name: Any) -> str:
+        known = self.names(kind)
+        message = f"unknown {kind} {name!r}"
+        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
+        if close:
+            message += f"; did you mean '{close[0]}'?"
+        message += f" Known: {', '.join(known) if known else '(none installed)'}"
+        broken = [p.name for p in self.plugins.values() if p.status == "broken"]
+        if broken:
+            message += f" (plugins that failed to load: {', '.join(broken)}; see `setforge plugins list`)"
+        return message
+
+    def info_for(self, component: Any) -> ComponentInfo | None:
+        """The registry entry of a component instance or class (None for unregistered ones)."""
+        cls = component if isinstance(component, type) else type(component)
+        return self._by_class.get(cls)
+
+    def label(self, component: Any) -> str:
+        info = self.info_for(component)
+        if info is not None:
+            return info.label
+        ops = getattr(component, "ops", None)
+        if ops is not None:
+            return "augment chain [" + ", ".join(self.label(op) for op in ops) + "]"
+        return f"{getattr(component, 'kind', '?')} '{getattr(component, 'name', type(component).__name__)}'"
+
+    # --------------------------------------------------------------------------- building
+    def create(self, kind: str, name: str, params: Mapping[str, Any] | Any = None, place: str | None = None) -> Any:
+        """A ready instance of `kind`/`name` with validated `params` (the path a run file takes)."""
+        info = self.get(kind, name, place=place)
+        with self.guard(info, "__init__"):
+            return info.cls(info.cls.parse_params(params, place=f"{place}.params" if place else "params"))
+
+    @contextlib.contextmanager
+    def guard(self, component: Any, action: str) -> Iterator[None]:
+        """Name the component, plugin and distribution in anything a plugin raises: a
+        `DataError` stays one (exit 3), a `ConfigError` passes, anything else is a `PluginError`."""
+        try:
+            yield
+        except ConfigError:
+            raise
+        except DataError as error:
+            raise DataError(f"{self.label(component)}: {error}") from error
+        except PluginError as error:
+            raise PluginError(f"{self.label(component)}: {error}") from error
+        except SetforgeError:
+            raise
+        except Exception as error:  # noqa: BLE001
+            raise PluginError(f"{self.label(component)} failed in {action}: {_format_exception(error)}") from error
+
+    # ----------------------------------------------------------------------------- events
+    def emit(self, event: Any) -> list[str]:
+        """Send `event` to every ``setforge_on_event``; failures are returned, not raised."""
+        self.load()
+        failures = []
+        for impl in self._pm.hook.setforge_on_event.get_hookimpls():
+            try:
+                impl.function(**{arg: event for arg in impl.argnames})
+            except Exception as error:  # noqa: BLE001 - an observer never stops a run
+                failures.append(f"plugin '{impl.plugin_name}' setforge_on_event: {_format_exception(error)}")
+        return failures
+
+    def hook_names(self) -> list[str]:
+        """Every hook in the specification (for docs and meta-tests)."""
+        return sorted(name for name in dir(self._pm.hook) if name.startswith("setforge_"))
+
+
+_DEFAULT: Registry | None = None
+
+
+def default_registry() -> Registry:
+    """The process-wide registry of installed plugins (loaded on first use)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Registry().load()
+    return _DEFAULT
+
+
+def create(kind: str, name: str, params: Mapping[str, Any] | Any = None) -> Any:
+    """Build the installed component `kind`/`name` with `params`, exactly as a run file would.
+
+    >>> flip = setforge.create("augment", "flip", {"p": 0.5})
+    """
+    return default_registry().create(kind, name, params)

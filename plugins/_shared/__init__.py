@@ -1,0 +1,1 @@
+"""Machinery shared by several built-in plugins (not a plugin itself)."""
