@@ -1,0 +1,277 @@
+"""The ``setforge`` command.
+
+Exit codes: 0 ok, 2 bad run file or usage, 3 bad data (`DataError`), 4 a plugin failed
+(`PluginError`, named with its distribution), 1 a bug in setforge itself.
+
+Only the standard library is imported at module level, so ``setforge --help`` is instant; torch
+loads when a command needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import ConfigError, SetforgeError
+from .hookspecs import KINDS
+
+__all__ = ["main", "build_parser"]
+
+EPILOG = """exit codes: 0 ok, 2 bad run file or usage, 3 bad data, 4 a plugin failed, 1 a bug in setforge
+docs: docs/run-files.md (run files), docs/plugins.md (writing plugins)"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors are exit 2, like a bad run file
+        self.print_usage(sys.stderr)
+        raise ConfigError(problems=[("usage", message)])
+
+
+def _add_plugin_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="MODULE|no:NAME",
+                        help="load a local plugin (module or .py file), or block one (no:NAME); repeatable")
+    parser.add_argument("--strict", action="store_true", help="a plugin that fails to load is fatal (exit 4)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="setforge", description="Optimise a training set (augment, resample, generate) and "
+                                                  "measure the gain on a real held-out test set.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = commands.add_parser("run", help="run a run file")
+    run.add_argument("file", help="the run file (.yaml, .yml, .toml or .json)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                     help="override one value, e.g. --set pipeline[2].params.epochs=5; repeatable")
+    run.add_argument("--dry-run", action="store_true", help="validate, load the source and print the class counts "
+                                                            "each step would produce, without running steps")
+    run.add_argument("--force", action="store_true", help="replace an existing run folder")
+    run.add_argument("--resume", action="store_true", help="continue from <dir>.partial/")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_plugin_options(run)
+
+    demo = commands.add_parser("demo", help="run the embedded demo (long-tailed digits) into runs/demo/")
+    demo.add_argument("--force", action="store_true", help="replace an existing runs/demo/")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    validate = commands.add_parser("validate", help="check a run file and print it resolved")
+    validate.add_argument("file")
+    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    _add_plugin_options(validate)
+
+    plugins = commands.add_parser("plugins", help="list installed plugins or show one component")
+    plugin_commands = plugins.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    plugin_list = plugin_commands.add_parser("list", help="every component with its plugin, distribution, version")
+    plugin_list.add_argument("--json", action="store_true", help="a JSON list of objects")
+    _add_plugin_options(plugin_list)
+    plugin_show = plugin_commands.add_parser("show", help="a component's docstring and params")
+    plugin_show.add_argument("name", metavar="[KIND/]NAME")
+    _add_plugin_options(plugin_show)
+
+    schema = commands.add_parser("schema", help="JSON Schema of a run file, with every installed plugin's params")
+    _add_plugin_options(schema)
+
+    report = commands.add_parser("report", help="print a run folder's summary (and rewrite report.html)")
+    report.add_argument("run_dir")
+
+    new_plugin = commands.add_parser("new-plugin", help="make a plugin package with its entry point and a test")
+    new_plugin.add_argument("name", help="the component's name (kebab-case)")
+    new_plugin.add_argument("--kind", required=True, choices=KINDS)
+    new_plugin.add_argument("--dir", default=".", help="where to create the package folder")
+    return parser
+
+
+def _registry(args: argparse.Namespace, config: Any = None) -> Any:
+    from .registry import Registry
+
+    local = [p for p in getattr(args, "plugin_options", []) if not p.startswith("no:")]
+    disabled = [p[3:] for p in getattr(args, "plugin_options", []) if p.startswith("no:")]
+    base_dir = None
+    if config is not None:
+        local = list(config.plugins) + local
+        disabled += list(config.plugins_deny)
+        base_dir = config.base_dir
+    return Registry(local=local, disabled=disabled, allow=None if config is None else config.plugins_allow,
+                    strict=getattr(args, "strict", False), base_dir=base_dir).load()
+
+
+# ------------------------------------------------------------------------------ plugins
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    if args.plugins_command == "show":
+        return _show_component(registry, args.name)
+    rows = []
+    for info in registry.components():
+        rows.append({"kind": info.kind, "name": info.name, "plugin": info.plugin, "distribution": info.distribution,
+                     "version": info.version, "status": "ok"})
+    for (kind, name), infos in sorted(registry.conflicts().items()):
+        for info in infos:
+            rows.append({"kind": kind, "name": name, "plugin": info.plugin, "distribution": info.distribution,
+                         "version": info.version, "status": "conflict: name registered by more than one plugin"})
+    for plugin in registry.plugins.values():
+        if plugin.status != "ok":
+            status = plugin.status + (f": {plugin.error}" if plugin.error else "")
+            rows.append({"kind": "-", "name": "-", "plugin": plugin.name, "distribution": plugin.distribution,
+                         "version": plugin.version, "status": status})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    headers = ["kind", "name", "plugin", "distribution", "version", "status"]
+    widths = {h: max([len(h)] + [len(str(r[h])) for r in rows if h != "status"]) for h in headers}
+    print("  ".join(h.upper().ljust(widths[h]) for h in headers).rstrip())
+    for row in rows:
+        print("  ".join(str(row[h]).ljust(widths[h]) if h != "status" else str(row[h]) for h in headers))
+    return 0
+
+
+def _show_component(registry: Any, spec: str) -> int:
+    kind, _, name = spec.rpartition("/")
+    if kind:
+        infos = [registry.get(kind, name, place="name")]
+    else:
+        infos = [i for i in registry.components() if i.name == name]
+        if not infos:
+            known = sorted({i.name for i in registry.components()})
+            import difflib
+
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(problems=[("name", f"no component named {name!r}{hint}")])
+    for info in infos:
+        print(describe_component(info))
+    return 0
+
+
+def describe_component(info: Any) -> str:
+    """``plugins show``: the docstring, then every param with its type, default and bounds."""
+    import inspect
+
+    cls = info.cls
+    lines = [f"{info.kind}/{info.name}  (plugin {info.plugin}, {info.distribution} {info.version})",
+             f"modalities: {', '.join(cls.modalities)}", ""]
+    lines += [inspect.cleandoc(cls.__doc__ or "(no docstring)"), "", "params:"]
+    fields = cls.Params.model_fields
+    if not fields:
+        lines.append("  (none)")
+    for field_name, field in fields.items():
+        annotation = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+        default = field.get_default(call_default_factory=True)
+        bounds = [f"{op} {getattr(m, attr)}" for m in field.metadata
+                  for op, attr in ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt")) if hasattr(m, attr)]
+        line = f"  {field_name}: {annotation} = {default!r}"
+        if bounds:
+            line += f"  [{', '.join(bounds)}]"
+        lines.append(line)
+        if field.description:
+            lines.append(f"      {field.description}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------- run files
+def _load_config(args: argparse.Namespace) -> tuple[Any, Any]:
+    from .config import check_components, load_run_config
+
+    config = load_run_config(args.file, overrides=args.overrides)
+    registry = _registry(args, config)
+    check_components(config, registry)
+    return config, registry
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .config import dump_resolved
+
+    config, _ = _load_config(args)
+    print(dump_resolved(config))
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from .config import run_file_schema
+
+    print(json.dumps(run_file_schema(_registry(args)), indent=2))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .pipeline import dry_run, run
+
+    config, registry = _load_config(args)
+    if args.dry_run:
+        print(dry_run(config, registry))
+        return 0
+    result = run(config, registry, force=args.force or config.output.force, resume=args.resume,
+                 progress=not args.quiet)
+    print(result.summary())
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .pipeline import run_demo
+
+    result = run_demo(force=args.force, progress=not args.quiet)
+    print(result.summary())
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .output import summarize_run_dir
+
+    print(summarize_run_dir(args.run_dir))
+    return 0
+
+
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    from .scaffold import new_plugin
+
+    path = new_plugin(args.name, args.kind, args.dir)
+    print(f"created {path}")
+    return 0
+
+
+_COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "validate": _cmd_validate, "plugins": _cmd_plugins,
+             "schema": _cmd_schema, "report": _cmd_report, "new-plugin": _cmd_new_plugin}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with `argv` (default ``sys.argv[1:]``) and return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        if args.version:
+            from . import __version__
+
+            print(f"setforge {__version__}")
+            return 0
+        if args.command is None or (args.command == "plugins" and args.plugins_command is None):
+            parser.print_help() if args.command is None else parser.parse_args(["plugins", "--help"])
+            return 2
+        return _COMMANDS[args.command](args)
+    except SystemExit as exit_:  # --help, or argparse giving up
+        return int(exit_.code or 0) if isinstance(exit_.code, int) else 2
+    except ConfigError as error:
+        _print_error("invalid run file or usage" if error.problems else "error", error)
+        return 2
+    except SetforgeError as error:
+        _print_error({3: "bad data", 4: "plugin failure"}.get(error.exit_code, "error"), error)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _print_error(title: str, error: SetforgeError) -> None:
+    problems = getattr(error, "problems", None)
+    if problems:
+        print(f"setforge: {title}:", file=sys.stderr)
+        for place, text in problems:
+            print(f"  {place}: {text}" if place else f"  {text}", file=sys.stderr)
+    else:
+        print(f"setforge: {title}: {error}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
