@@ -92,12 +92,26 @@ class Component:
 
 # ----------------------------------------------------------------------------- source
 class Source(Component):
-    """Reads a dataset. Author: ``_load(ctx) -> Dataset | Splits``."""
+    """Reads a dataset. Author: ``_load(ctx) -> Dataset | Splits``.
+
+    Invalid rows (NaN, missing values, labels outside the class list, unreadable files, ragged
+    lines) go through ``self._invalid(where, reason)``: with ``on_invalid="error"`` (the default)
+    it raises a `DataError` naming the place; with ``"drop"`` it counts the row in
+    ``self.dropped`` (``{reason: count}``, reported by the host) and the source leaves it out.
+    """
 
     kind = "source"
 
-    def load(self, ctx: StepContext) -> Dataset | Splits:
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None):
+        super().__init__(params)
+        self.on_invalid = "error"
+        self.dropped: dict[str, int] = {}
+
+    def load(self, ctx: StepContext, on_invalid: str = "error") -> Dataset | Splits:
         """Read the data: a `Dataset` of real rows, or the source's own `Splits`."""
+        if on_invalid not in ("error", "drop"):
+            raise ConfigError(problems=[("source.on_invalid", f"must be 'error' or 'drop', got {on_invalid!r}")])
+        self.on_invalid, self.dropped = on_invalid, {}
         result = self._load(ctx)
         if not isinstance(result, (Dataset, Splits)):
             raise PluginError(f"source '{self.name}' returned {type(result).__name__}, not a Dataset or Splits")
@@ -107,6 +121,13 @@ class Source(Component):
                 if bool((part.origin != int(Origin.REAL)).any()):
                     raise PluginError(f"source '{self.name}' returned rows that are not Origin.REAL")
         return result
+
+    def _invalid(self, where: str, reason: str) -> None:
+        """Report an invalid row at `where` (file, row, column): raise, or count it as dropped."""
+        if self.on_invalid == "error":
+            raise DataError(f"source '{self.name}': {where}: {reason} "
+                            f"(fix the data, or set source.on_invalid: drop to drop and count such rows)")
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
     def _load(self, ctx: StepContext) -> Dataset | Splits:
         raise NotImplementedError
