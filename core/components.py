@@ -329,6 +329,10 @@ class Augmenter(Component, torch.nn.Module):
                               f"expected {tuple(x.shape)} {x.dtype} on {x.device}")
         if not bool(torch.isfinite(out).all()):
             raise PluginError(f"augment '{self.name}' returned NaN or infinite values")
+        if "image" in self.modalities and out.ndim == 4 and out.numel() and \
+                (float(out.min()) < 0.0 or float(out.max()) > 1.0):
+            raise PluginError(f"augment '{self.name}' returned images outside [0, 1] "
+                              f"([{float(out.min()):.4g}, {float(out.max()):.4g}])")
 
     # author-facing ------------------------------------------------------------------
     def _make_params(self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None) -> dict[str, Any]:

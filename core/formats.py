@@ -1,0 +1,187 @@
+"""How the data files of a run folder are written and read back, one entry per ``output.format``.
+
+`FORMATS` maps a format name to a `Format`: ``write(folder, split, ds, shard_rows=...)`` writes one
+split (``train``, ``val`` or ``test``) of a run into `folder` and returns the files it wrote;
+``read(folder, split)`` gives it back as a `Dataset`. The pipeline inverts unit-changing
+preprocessors before it calls a writer, so data files hold data in its original units. Adding a
+format is adding a pair of functions and one entry in `FORMATS`.
+
+``npz`` (the default): the training split as ``train-00000.npz``, ``train-00001.npz``, ... (shards
+of ``shard_rows`` rows), the real parts as ``val.npz`` and ``test.npz``. Each file holds ``x``,
+``y``, ``origin`` (as strings: ``real``, ``augmented``, ``resampled``, ``generated``), ``step``,
+``parent``, ``classes``, and besides ``row_id``, ``modality``, ``features`` (JSON, tabular only)
+and ``groups`` (when the data has groups). The files are written byte for byte the same for the
+same data (fixed zip timestamps, fixed key order), so two runs can be compared by hashing them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .dataset import Dataset, FeatureInfo, Origin
+from .errors import DataError
+
+__all__ = ["Format", "FORMATS", "get_format", "write_npz_file", "read_npz_file", "dataset_to_arrays",
+           "dataset_from_arrays", "dataset_state", "dataset_from_state", "SPLITS"]
+
+SPLITS = ("train", "val", "test")
+_ORIGIN_LABELS = np.array([o.label for o in Origin])
+_FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date zip can store: no wall clock in the files
+
+
+@dataclass(frozen=True)
+class Format:
+    """One ``output.format``: a writer and a reader for the splits of a run folder."""
+
+    name: str
+    write: Callable[..., list[Path]]
+    read: Callable[[Path, str], Dataset]
+
+
+# --------------------------------------------------------------------------- arrays
+def dataset_to_arrays(ds: Dataset) -> dict[str, np.ndarray]:
+    """The arrays of an npz file for `ds` (on the CPU), in the order they are written."""
+    ds = ds.to("cpu")
+    if ds.modality == "text":
+        x = np.asarray(ds.x, dtype=np.str_) if len(ds) else np.zeros((0,), dtype="<U1")
+    else:
+        x = ds.x.detach().contiguous().numpy()
+    arrays = {
+        "x": x,
+        "y": ds.y.numpy(),
+        "origin": _ORIGIN_LABELS[ds.origin.numpy()] if len(ds) else np.zeros((0,), dtype="<U1"),
+        "step": ds.step.numpy(),
+        "parent": ds.parent.numpy(),
+        "classes": np.asarray(ds.classes, dtype=np.str_),
+        "row_id": ds.row_id.numpy(),
+        "modality": np.asarray(ds.modality, dtype=np.str_),
+    }
+    if ds.features is not None:
+        arrays["features"] = np.asarray(json.dumps(ds.features.to_dict(), sort_keys=True), dtype=np.str_)
+    if ds.groups is not None:
+        arrays["groups"] = ds.groups.numpy()
+    return arrays
+
+
+def dataset_from_arrays(arrays: Mapping[str, np.ndarray], where: str = "npz file") -> Dataset:
+    """A `Dataset` from arrays written by `dataset_to_arrays` (or a plain npz with ``x``, ``y``)."""
+    missing = [k for k in ("x", "y", "classes") if k not in arrays]
+    if missing:
+        raise DataError(f"{where}: missing arrays {missing}")
+    classes = tuple(str(c) for c in np.asarray(arrays["classes"]).tolist())
+    x_np = np.asarray(arrays["x"])
+    if "modality" in arrays:
+        modality = str(np.asarray(arrays["modality"]).item())
+    else:
+        modality = {4: "image", 2: "tabular", 3: "audio"}.get(x_np.ndim, "text")
+    x: Any = [str(s) for s in x_np.tolist()] if modality == "text" else torch.from_numpy(np.ascontiguousarray(x_np))
+    origin = None
+    if "origin" in arrays:
+        names = {o.label: int(o) for o in Origin}
+        labels = np.asarray(arrays["origin"]).astype(str)
+        unknown = sorted(set(labels.tolist()) - set(names))
+        if unknown:
+            raise DataError(f"{where}: unknown origin values {unknown}; expected {sorted(names)}")
+        origin = torch.as_tensor(np.array([names[s] for s in labels.tolist()], dtype=np.int64))
+    as_long = lambda key: torch.as_tensor(np.asarray(arrays[key], dtype=np.int64)) if key in arrays else None  # noqa: E731
+    features = None
+    if "features" in arrays:
+        features = FeatureInfo.from_dict(json.loads(str(np.asarray(arrays["features"]).item())))
+    try:
+        return Dataset(x=x, y=as_long("y"), classes=classes, modality=modality, origin=origin, step=as_long("step"),
+                       parent=as_long("parent"), row_id=as_long("row_id"), groups=as_long("groups"),
+                       features=features)
+    except DataError as error:
+        raise DataError(f"{where}: {error}") from None
+
+
+def write_npz_file(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
+    """Write `arrays` as an uncompressed ``.npz`` that is byte for byte the same for the same data.
+
+    ``numpy.savez`` stamps each member with the wall clock; here every member gets a fixed date,
+    and the file appears under its name only when complete.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_FIXED_DATE)
+            info.external_attr = 0o644 << 16
+            info.create_system = 3  # unix, whatever the platform, so the bytes do not depend on it
+            with archive.open(info, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.asanyarray(value), allow_pickle=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_npz_file(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file (no pickles)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+
+
+# ------------------------------------------------------------------------------- npz
+def _write_npz(folder: Path, split: str, ds: Dataset, *, shard_rows: int = 50_000) -> list[Path]:
+    folder = Path(folder)
+    if split != "train":
+        return [write_npz_file(folder / f"{split}.npz", dataset_to_arrays(ds))]
+    shards = max(1, math.ceil(len(ds) / shard_rows))
+    return [write_npz_file(folder / f"train-{i:05d}.npz", dataset_to_arrays(ds[i * shard_rows:(i + 1) * shard_rows]))
+            for i in range(shards)]
+
+
+def _read_npz(folder: Path, split: str) -> Dataset:
+    folder = Path(folder)
+    paths = sorted(folder.glob("train-[0-9][0-9][0-9][0-9][0-9].npz")) if split == "train" else [folder / f"{split}.npz"]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        expected = "train-00000.npz" if split == "train" else f"{split}.npz"
+        raise DataError(f"{folder}: no {expected} (split {split!r} was not written in npz format)")
+    return Dataset.concat([dataset_from_arrays(read_npz_file(p), where=str(p)) for p in paths])
+
+
+FORMATS: dict[str, Format] = {
+    "npz": Format("npz", _write_npz, _read_npz),
+}
+
+
+def get_format(name: str) -> Format:
+    """The `Format` called `name`; an unknown name is a `DataError` listing the known ones."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise DataError(f"output format {name!r} has no writer here; known: {', '.join(sorted(FORMATS))}") from None
+
+
+# ------------------------------------------------------------- in-run snapshots (resume)
+def dataset_state(ds: Dataset) -> dict[str, Any]:
+    """`ds` as plain tensors, lists and strings, for ``torch.save`` (loadable with weights_only)."""
+    ds = ds.to("cpu")
+    state: dict[str, Any] = {"x": list(ds.x) if ds.modality == "text" else ds.x, "classes": list(ds.classes),
+                             "modality": ds.modality}
+    for name in ("y", "origin", "step", "parent", "row_id", "groups"):
+        state[name] = getattr(ds, name)
+    state["features"] = None if ds.features is None else json.dumps(ds.features.to_dict(), sort_keys=True)
+    return state
+
+
+def dataset_from_state(state: Mapping[str, Any], device: Any = "cpu") -> Dataset:
+    """The inverse of `dataset_state`."""
+    features = state.get("features")
+    ds = Dataset(x=state["x"], y=state["y"], classes=tuple(state["classes"]), modality=state["modality"],
+                 origin=state["origin"], step=state["step"], parent=state["parent"], row_id=state["row_id"],
+                 groups=state.get("groups"), features=None if features is None else FeatureInfo.from_dict(json.loads(features)))
+    return ds.to(device)

@@ -1,0 +1,155 @@
+"""The run folder: built in ``<dir>.partial/``, renamed to ``<dir>`` in one step, read back with `load`.
+
+While a run works everything goes to ``<dir>.partial/`` (per-step workdirs with checkpoints and
+sample grids, caches, the data files); at the end that folder is renamed to ``<dir>``, so a
+``<dir>`` that exists is complete. An existing ``<dir>`` is replaced only with ``force`` (and only
+if it is a setforge run folder); ``resume`` continues in ``<dir>.partial/``.
+
+Contents of a finished folder: the data files of ``output.format`` (see `setforge.formats`),
+``splits.npz`` (which source rows went to which split), ``preprocess/NN-NAME.pt`` (fitted
+preprocessor state), ``steps/NN-KIND-NAME/`` (what steps kept: checkpoints, sample grids),
+``figures/`` (evaluator figures), ``report.json``, ``timings.json`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, DataError
+from .formats import SPLITS, get_format
+from .report import HTML_FILE, REPORT_FILE, TIMINGS_FILE, format_summary, render_html
+
+__all__ = ["RunFolder", "load", "read_report", "summarize_run_dir", "MARKER"]
+
+#: The file that marks a folder as made by setforge (only such folders are ever deleted or replaced).
+MARKER = ".setforge-run"
+_RESUME_FILES = ("_setforge_output.pt",)
+
+
+def _safe_part(text: str) -> str:
+    """A file-name part made from a component or figure name: nothing that could leave the folder."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
+    return cleaned[:80] or "_"
+
+
+class RunFolder:
+    """``<dir>`` and its ``<dir>.partial/`` working copy."""
+
+    def __init__(self, final: str | Path):
+        self.final = Path(final)
+        if self.final.name in ("", ".", ".."):
+            raise ConfigError(problems=[("output.dir", f"{str(final)!r} is not a folder name a run can own")])
+        self.partial = self.final.with_name(self.final.name + ".partial")
+        self.replaced = self.final.with_name(self.final.name + ".replaced")
+
+    # --------------------------------------------------------------------------- checks
+    @staticmethod
+    def is_run_folder(path: Path) -> bool:
+        return path.is_dir() and ((path / MARKER).is_file() or (path / REPORT_FILE).is_file())
+
+    def check(self, force: bool) -> None:
+        """Before any work: an existing ``<dir>`` needs ``force``, and must be a run folder to be replaced."""
+        if self.final.exists() or self.final.is_symlink():
+            if not force:
+                raise ConfigError(problems=[("output.dir", f"{self.final} exists; pass --force (or output.force: true) "
+                                                           "to replace it, or choose another output.dir")])
+            if not self.is_run_folder(self.final) and not (self.final.is_dir() and not any(self.final.iterdir())):
+                raise ConfigError(problems=[("output.dir", f"{self.final} exists and is not a setforge run folder "
+                                                           "(no report.json); not replacing it, even with --force")])
+        if self.partial.exists() and not (self.partial / MARKER).is_file():
+            raise ConfigError(problems=[("output.dir", f"{self.partial} exists and was not made by setforge; "
+                                                       "move it away first")])
+
+    def open(self, force: bool = False, resume: bool = False) -> Path:
+        """Make ``<dir>.partial/`` ready: kept with ``resume``, else started afresh."""
+        self.check(force)
+        if self.partial.exists() and not resume:
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True, exist_ok=True)
+        (self.partial / MARKER).write_text("setforge run folder\n", encoding="utf-8")
+        return self.partial
+
+    # -------------------------------------------------------------------------- places
+    def step_dir(self, index: int, kind: str, name: str) -> Path:
+        return self.partial / "steps" / f"{index:02d}-{kind}-{_safe_part(name)}"
+
+    def evaluator_dir(self, name: str) -> Path:
+        return self.partial / "evaluate" / _safe_part(name)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.partial / "cache"
+
+    # -------------------------------------------------------------------------- finish
+    def commit(self, force: bool = False) -> Path:
+        """Rename ``<dir>.partial/`` to ``<dir>`` (replacing an old ``<dir>`` with `force`).
+
+        What only a resume needs (step snapshots, caches) is removed first. A kill between the
+        two renames of a replacement leaves the old run in ``<dir>.replaced`` and no ``<dir>``.
+        """
+        for name in _RESUME_FILES:
+            for path in (self.partial / "steps").glob(f"*/{name}"):
+                path.unlink()
+        if self.cache_dir.exists():
+            shutil.rmtree(self.cache_dir)
+        if self.replaced.exists() and self.is_run_folder(self.replaced):
+            shutil.rmtree(self.replaced)
+        if self.final.exists() or self.final.is_symlink():
+            self.check(force)
+            self.final.rename(self.replaced)
+        self.partial.rename(self.final)
+        if self.replaced.exists():
+            shutil.rmtree(self.replaced, ignore_errors=True)
+        return self.final
+
+
+# ------------------------------------------------------------------------------- reading
+def read_report(run_dir: str | Path) -> dict[str, Any]:
+    """``report.json`` of a finished run folder."""
+    run_dir = Path(run_dir)
+    path = run_dir / REPORT_FILE
+    if not path.is_file():
+        hint = ""
+        partial = run_dir.with_name(run_dir.name + ".partial")
+        if partial.is_dir():
+            hint = f" ({partial} exists: the run did not finish; `setforge run FILE --resume` continues it)"
+        raise DataError(f"{run_dir} is not a finished setforge run folder: no {REPORT_FILE}{hint}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+
+
+def load(run_dir: str | Path, split: str = "train", device: Any = "cpu") -> Any:
+    """A run folder's data as a `Dataset`: the optimised training set (``split="train"``, with
+    ``origin``, ``step`` and ``parent``) or the real ``"val"`` and ``"test"`` parts.
+
+    >>> train = setforge.load("runs/demo")
+    >>> test = setforge.load("runs/demo", split="test")
+    """
+    if split not in SPLITS:
+        raise ConfigError(problems=[("split", f"must be one of {list(SPLITS)}, got {split!r}")])
+    run_dir = Path(run_dir)
+    report = read_report(run_dir)
+    fmt = get_format(report.get("output", {}).get("format", "npz"))
+    return fmt.read(run_dir, split).to(device)
+
+
+def summarize_run_dir(run_dir: str | Path) -> str:
+    """The summary of a finished run (what ``setforge report RUN_DIR`` prints); rewrites report.html."""
+    run_dir = Path(run_dir)
+    report = read_report(run_dir)
+    timings = None
+    if (run_dir / TIMINGS_FILE).is_file():
+        try:
+            timings = json.loads((run_dir / TIMINGS_FILE).read_text(encoding="utf-8"))
+        except ValueError:
+            timings = None
+    tmp = run_dir / (HTML_FILE + ".tmp")
+    tmp.write_text(render_html(report, run_dir, timings), encoding="utf-8")
+    tmp.replace(run_dir / HTML_FILE)
+    return format_summary(report, run_dir, timings)

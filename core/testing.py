@@ -1,0 +1,306 @@
+"""The conformance kit every component runs, built-in or third-party.
+
+    from setforge.testing import check_component
+    check_component(MyAugmenter)                  # raises ConformanceError naming what is wrong
+
+or, for every component of an installed registry, as a pytest parametrisation::
+
+    @setforge.testing.parametrize_components()
+    def test_conformance(component_info):
+        check_component(component_info.cls)
+
+What it checks: the name is kebab-case and the kind valid; a docstring is present; ``Params``
+forbids extra keys, builds with defaults only and round-trips through JSON; on small real data
+(scikit-learn's digits and wine) a fixed `Rng` gives identical output twice; shapes, dtypes, the
+device and the [0, 1] image range are kept; provenance is kept (real rows stay real, new rows
+carry their origin, step and parent); data of a modality the component does not accept gets a
+`DataError` naming the component. Components may declare cheap ``testing_params`` (few epochs,
+small models) that the kit uses instead of the defaults; a component that reads files (a source)
+may define ``make_testing_params(folder) -> dict`` (a classmethod) that writes a small fixture
+into `folder` and returns the params to read it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from .components import BASE_FOR_KIND, NAME_PATTERN, Augmenter, Component
+from .context import EvalContext, Metrics, StepContext
+from .dataset import Dataset, FeatureInfo, Origin, Splits
+from .errors import ConfigError, ConformanceError, DataError
+from .hookspecs import KINDS
+
+__all__ = ["check_component", "sample_dataset", "parametrize_components"]
+
+_SAMPLE_MODALITIES = ("image", "tabular")
+
+
+def sample_dataset(modality: str = "image", device: Any = "cpu") -> Dataset:
+    """Small, real, imbalanced data for the kit and for plugin tests.
+
+    ``image``: 36 of scikit-learn's 8x8 digits (classes 0, 1, 2 with 18, 12 and 6 rows),
+    ``(N, 1, 8, 8)`` in [0, 1]. ``tabular``: 36 rows of scikit-learn's wine data (13 numeric
+    columns, classes with 18, 12 and 6 rows), with a `FeatureInfo`. ``text``: a few strings (to
+    check that components reject a modality they do not accept).
+    """
+    from sklearn.datasets import load_digits, load_wine
+
+    per_class = (18, 12, 6)
+    if modality == "text":
+        return Dataset(x=["a", "b", "c", "d"], y=torch.tensor([0, 0, 1, 1]), classes=("p", "q"), modality="text")
+    if modality == "image":
+        bunch = load_digits()
+        data, target = bunch.data / 16.0, bunch.target
+        classes = ("0", "1", "2")
+    elif modality == "tabular":
+        bunch = load_wine()
+        data, target = bunch.data, bunch.target
+        classes = tuple(str(c) for c in bunch.target_names)
+    else:
+        raise ValueError(f"sample_dataset has image, tabular and text data, not {modality!r}")
+    rows = [i for c, count in enumerate(per_class) for i in [j for j, t in enumerate(target) if t == c][:count]]
+    x = torch.tensor(data[rows], dtype=torch.float32)
+    y = torch.tensor(target[rows], dtype=torch.int64)
+    if modality == "image":
+        return Dataset(x=x.view(-1, 1, 8, 8).clamp(0, 1), y=y, classes=classes, modality="image").to(device)
+    features = FeatureInfo(names=tuple(bunch.feature_names), dtypes={n: "float64" for n in bunch.feature_names})
+    return Dataset(x=x, y=y, classes=classes, modality="tabular", features=features).to(device)
+
+
+def _same(a: Dataset, b: Dataset) -> bool:
+    return a.fingerprint() == b.fingerprint()
+
+
+class _Report:
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.failures: list[str] = []
+
+    def check(self, condition: bool, message: str) -> bool:
+        if not condition:
+            self.failures.append(message)
+        return condition
+
+    def run(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except Exception as error:  # noqa: BLE001 - every failure is reported, not raised
+            self.failures.append(f"{what} raised {type(error).__name__}: {error}")
+            return None
+
+
+def check_component(cls: type, params: Mapping[str, Any] | None = None, *, device: Any = "cpu", seed: int = 0,
+                    modalities: tuple[str, ...] | None = None) -> None:
+    """Check `cls` against the component contract; raise `ConformanceError` listing every failure.
+
+    `params` default to the class's ``testing_params``. `modalities` limits the data checks (by
+    default: each of image and tabular that the component accepts).
+    """
+    report = _Report(cls)
+    label = f"{getattr(cls, 'kind', '?')} '{getattr(cls, 'name', cls)}'"
+    if not report.check(isinstance(cls, type) and issubclass(cls, Component), f"{cls!r} is not a setforge component"):
+        raise ConformanceError(f"{label}: " + "; ".join(report.failures))
+    report.check(cls.kind in KINDS, f"kind {cls.kind!r} is not one of {list(KINDS)}")
+    if cls.kind in BASE_FOR_KIND:
+        report.check(issubclass(cls, BASE_FOR_KIND[cls.kind]), f"is not a subclass of {BASE_FOR_KIND[cls.kind].__name__}")
+    report.check(isinstance(cls.name, str) and bool(NAME_PATTERN.match(cls.name)), f"name {cls.name!r} is not kebab-case")
+    report.check(bool(cls.summary()), "has no docstring (its first line is what `setforge plugins list` shows)")
+    report.check(bool(cls.modalities) and all(m in ("image", "tabular", "audio", "text") for m in cls.modalities),
+                 f"modalities {cls.modalities!r} must be a non-empty subset of image, tabular, audio, text")
+    report.check(cls.Params.model_config.get("extra") == "forbid", "Params must forbid extra keys (extra='forbid')")
+    defaults = report.run("Params() with defaults only", cls.Params)
+    if params is None and hasattr(cls, "make_testing_params"):
+        # Components that read files write their own small fixture (a source's data file).
+        import tempfile
+
+        params = cls.make_testing_params(Path(tempfile.mkdtemp(prefix="setforge-kit-")))
+    chosen = dict(cls.testing_params if params is None else params)
+    parsed = report.run("Params(**params)", lambda: cls.parse_params(chosen))
+    if parsed is not None:
+        again = report.run("Params JSON round trip", lambda: cls.Params.model_validate_json(parsed.model_dump_json()))
+        report.check(again == parsed, "Params do not round-trip through JSON unchanged")
+        report.check(json.loads(parsed.model_dump_json()) is not None, "Params must serialise to JSON")
+    del defaults
+    bad = report.run("a wrong param type", lambda: _rejects_unknown_param(cls))
+    report.check(bad is True, "an unknown param key must raise ConfigError naming it")
+    if parsed is not None and not report.failures:
+        behaviour = _BEHAVIOUR.get(cls.kind)
+        if behaviour is not None:
+            wanted = modalities or tuple(m for m in _SAMPLE_MODALITIES if m in cls.modalities)
+            if cls.kind == "source":
+                wanted = wanted[:1] or ("any",)
+            for modality in wanted:
+                report.run(f"{modality} data", lambda m=modality: behaviour(report, cls, chosen, m, device, seed))
+            if cls.kind != "source" and "text" not in cls.modalities:
+                report.run("text data", lambda: _rejects_modality(report, cls, chosen, device, seed))
+    if report.failures:
+        raise ConformanceError(f"{label} breaks the component contract:\n  - " + "\n  - ".join(report.failures))
+
+
+def _rejects_unknown_param(cls: type) -> bool:
+    try:
+        cls.parse_params({"surely_not_a_param": 1})
+    except ConfigError as error:
+        return "surely_not_a_param" in str(error)
+    return False
+
+
+def _ctx(seed: int, device: Any, step: int = 0) -> StepContext:
+    return StepContext.from_seed(seed, device=device, step=step, batch_size=16)
+
+
+def _rejects_modality(report: _Report, cls: type, params: Mapping[str, Any], device: Any, seed: int) -> None:
+    ds = sample_dataset("text")
+    instance = cls(params)
+    calls = {
+        "preprocess": lambda: instance.fit(ds, _ctx(seed, device)),
+        "augment": lambda: instance.augment(ds, _ctx(seed, device)),
+        "resample": lambda: instance.resample(ds, _ctx(seed, device)),
+        "generate": lambda: instance.fit(ds, _ctx(seed, device)),
+        "evaluate": lambda: instance.evaluate(EvalContext.from_seed(seed, ds, device=device)),
+    }
+    try:
+        calls[cls.kind]()
+    except DataError as error:
+        report.check(cls.name in str(error), f"the DataError for unsupported text data must name '{cls.name}': {error}")
+        return
+    report.failures.append("text data (not in its modalities) must raise DataError naming the component")
+
+
+def _check_rows(report: _Report, out: Any, ds: Dataset, device: Any, what: str, keep_shape: bool = True) -> bool:
+    if not report.check(isinstance(out, Dataset), f"{what} returned {type(out).__name__}, not a Dataset"):
+        return False
+    report.check(out.modality == ds.modality and out.classes == ds.classes, f"{what} changed modality or classes")
+    report.check(out.x.dtype == torch.float32, f"{what} returned x of dtype {out.x.dtype}")
+    report.check(out.device == torch.device(device) and out.x.device == torch.device(device),
+                 f"{what} moved data to {out.x.device}, expected {device}")
+    if keep_shape and ds.modality == "image":
+        report.check(out.shape == ds.shape, f"{what} changed the image shape {ds.shape} -> {out.shape}")
+    return True
+
+
+def _augment(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:
+    ds = sample_dataset(modality, device)
+    first = cls(params).augment(ds, _ctx(seed, device, step=1), copies=2)
+    second = cls(params).augment(ds, _ctx(seed, device, step=1), copies=2)
+    if not _check_rows(report, first, ds, device, "augment()"):
+        return
+    report.check(_same(first, second), "the same seed gave different augmented rows")
+    report.check(len(first) == 3 * len(ds), f"copies=2 on {len(ds)} rows gave {len(first)} rows, expected {3 * len(ds)}")
+    report.check(_same(first[: len(ds)], ds), "the original rows must stay unchanged and first")
+    new = first[len(ds):]
+    report.check(bool((new.origin == int(Origin.AUGMENTED)).all()), "new rows must be Origin.AUGMENTED")
+    report.check(bool((new.step == 1).all()), "new rows must carry the step position")
+    report.check(bool(((new.parent >= 0) & (new.parent < len(ds))).all()), "new rows must name their real parent")
+    report.check(bool((new.y == ds.y[new.parent]).all()), "augmented rows must keep their parent's label")
+    module: Augmenter = cls(params)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out = module(ds.x, ds.y, generator=generator)
+    report.check(isinstance(out, torch.Tensor) and out.shape == ds.x.shape, "forward(x) must keep the batch shape")
+    replay = module(ds.x, ds.y, params=module.last_params)
+    report.check(torch.equal(out, replay), "forward(x, params=last_params) must replay the same output")
+
+
+def _resample(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:
+    ds = sample_dataset(modality, device)
+    first = cls(params).resample(ds, _ctx(seed, device, step=1))
+    second = cls(params).resample(ds, _ctx(seed, device, step=1))
+    if not _check_rows(report, first, ds, device, "resample()"):
+        return
+    report.check(_same(first, second), "the same seed gave different resampled rows")
+    real = first.origin == int(Origin.REAL)
+    report.check(bool((first.row_id[real] >= 0).all()), "kept real rows must keep their row ids")
+    new = first[~real]
+    report.check(bool((new.origin == int(Origin.RESAMPLED)).all()), "new rows must be Origin.RESAMPLED")
+    report.check(bool((new.step == 1).all()), "new rows must carry the step position")
+    report.check(bool((new.parent < len(ds)).all()), "parents must index the input's real rows")
+
+
+def _generate(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:
+    ds = sample_dataset(modality, device)
+    labels = torch.tensor([0, 1, 2, 2, 2, 1], device=device)
+    outs = []
+    for _ in range(2):
+        generator = cls(params)
+        generator.fit(ds, _ctx(seed, device, step=2))
+        outs.append(generator.sample(labels, _ctx(seed + 1, device, step=2)))
+    first, second = outs
+    if not _check_rows(report, first, ds, device, "sample()"):
+        return
+    report.check(_same(first, second), "the same seed gave different generated rows")
+    report.check(torch.equal(first.y, labels), "sample(labels) must return rows with exactly those labels")
+    report.check(bool((first.origin == int(Origin.GENERATED)).all()), "generated rows must be Origin.GENERATED")
+    report.check(bool((first.parent == -1).all()), "generated rows have no parent (-1)")
+
+
+def _evaluate(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:
+    ds = sample_dataset(modality, device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    noisy = ds.x + 0.05 * torch.randn(ds.x.shape, generator=generator, device=device)
+    if modality == "image":
+        noisy = noisy.clamp(0, 1)
+    derived = ds.replace(x=noisy, origin=torch.full_like(ds.y, int(Origin.AUGMENTED)),
+                         step=torch.zeros_like(ds.y), parent=torch.arange(len(ds), device=ds.device), row_id=None)
+    train = Dataset.concat([ds, derived])
+    results = []
+    for _ in range(2):
+        ectx = EvalContext.from_seed(seed, ds, train=train, test=ds, val=ds, device=device)
+        results.append(cls(params).evaluate(ectx))
+    first, second = results
+    if not report.check(isinstance(first, Metrics), f"evaluate() returned {type(first).__name__}, not Metrics"):
+        return
+    report.check(first.to_dict() == second.to_dict(), "the same seed gave different metrics")
+    report.check(bool(first.measures or first.skipped), "evaluate() reported nothing (no measures, nothing skipped)")
+    for path, measure in first.flat().items():
+        report.check(measure.n >= 0, f"measure {path} has a negative sample size")
+
+
+def _preprocess(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:
+    ds = sample_dataset(modality, device)
+    outs = []
+    for _ in range(2):
+        pre = cls(params).fit(ds, _ctx(seed, device))
+        outs.append((pre, pre.transform(ds)))
+    (pre, first), (_, second) = outs
+    if not _check_rows(report, first, ds, device, "transform()", keep_shape=False):
+        return
+    report.check(_same(first, second), "the same seed gave different preprocessed rows")
+    if cls.changes_units:
+        back = pre.inverse(first)
+        report.check(back.shape == ds.shape and torch.allclose(back.x, ds.x, rtol=1e-4, atol=1e-4),
+                     "inverse(transform(x)) must give x back")
+    state = pre.state_dict()
+    restored = cls(params).load_state_dict(state)
+    report.check(_same(restored.transform(ds), first), "a preprocessor restored from state_dict() must transform alike")
+
+
+def _source(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:
+    first = cls(params).load(_ctx(seed, device))
+    second = cls(params).load(_ctx(seed, device))
+    parts = lambda r: [r] if isinstance(r, Dataset) else [p for p in (r.train, r.val, r.test) if p is not None]  # noqa: E731
+    if not report.check(isinstance(first, (Dataset, Splits)), "load() must return a Dataset or Splits"):
+        return
+    report.check([p.fingerprint() for p in parts(first)] == [p.fingerprint() for p in parts(second)],
+                 "loading twice gave different data")
+
+
+_BEHAVIOUR: dict[str, Callable[..., None]] = {
+    "augment": _augment, "resample": _resample, "generate": _generate, "evaluate": _evaluate,
+    "preprocess": _preprocess, "source": _source,
+}
+
+
+def parametrize_components(kind: str | None = None, registry: Any = None) -> Any:
+    """A ``pytest.mark.parametrize`` over every installed component (of one kind), as
+    ``component_info`` (a `setforge.registry.ComponentInfo`), with readable ids."""
+    import pytest
+
+    from .registry import default_registry
+
+    infos = (registry or default_registry()).components(kind)
+    return pytest.mark.parametrize("component_info", infos, ids=[f"{i.kind}/{i.name}" for i in infos])
