@@ -1,0 +1,367 @@
+"""The bridge between setforge's `Resampler` contract and imbalanced-learn's samplers.
+
+`ImblearnResampler` does what every imbalanced-learn sampler needs once: rows to a 2-D numpy
+array (images flattened, reshaped back afterwards), ``sampling_strategy`` translated from class
+names to label ids, the seed from ``ctx.rng.sk_seed()``, the checks that turn imbalanced-learn's
+``ValueError`` into a `DataError` naming the class and the remedy, and the bookkeeping that turns
+imbalanced-learn's output back into ``(kept_index, new_x, new_y, new_parent)``.
+
+How provenance is recovered from each kind of sampler (``output`` on the subclass):
+
+- ``"indices"``: the sampler exposes ``sample_indices_`` (random over/under-sampling, every
+  cleaning sampler, NearMiss, InstanceHardnessThreshold). The first occurrence of an input row
+  is kept (with its provenance); a repeat (random over-sampling, under-sampling with
+  ``replacement``) is a new row whose parent is that input row.
+- ``"appended"``: the input rows come back first, in order, and the synthetic rows follow
+  (the SMOTE family, ADASYN). Where the seed row of each synthetic row can be recorded (SMOTE,
+  Borderline-SMOTE, SVM-SMOTE, KMeans-SMOTE: the base row of ``s = x + u (nn - x)``) it is the
+  parent; otherwise (ADASYN, SMOTE-NC, SMOTEN) the parent is the nearest same-class real row.
+- ``"combined"``: SMOTE followed by a cleaner (SMOTE-ENN, SMOTE-Tomek): the cleaner's
+  ``sample_indices_`` index the SMOTE output, whose first rows are the input.
+- ``"centroids"``: ClusterCentroids replaces the rows of each under-sampled class by centroids;
+  each centroid is a new row whose parent is the nearest same-class real row (with ``voting:
+  hard`` the centroids are real rows, so they are kept with their own provenance).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from setforge import DataError, Dataset, Origin, Resampler, StepContext
+
+__all__ = ["ImblearnResampler", "recording_seeds", "OverStrategy", "UnderStrategy", "CleanStrategy", "KNeighbors", "class_id",
+           "nearest_same_class", "check_no_categorical"]
+
+ClassKey = Union[int, str]
+#: imbalanced-learn's sampling_strategy for over-samplers (a callable is not expressible in a run file).
+OverStrategy = Union[
+    Annotated[float, Field(gt=0.0, le=1.0)],
+    Literal["auto", "minority", "not minority", "not majority", "all"],
+    dict[ClassKey, Annotated[int, Field(ge=0)]],
+]
+#: imbalanced-learn's sampling_strategy for controlled under-samplers.
+UnderStrategy = Union[
+    Annotated[float, Field(gt=0.0, le=1.0)],
+    Literal["auto", "majority", "not minority", "not majority", "all"],
+    dict[ClassKey, Annotated[int, Field(ge=0)]],
+]
+#: imbalanced-learn's sampling_strategy for cleaning samplers. Its constraints also name a float,
+#: which imbalanced-learn then rejects for cleaning ("clean-sampling" methods take no ratio), so
+#: setforge leaves it out.
+CleanStrategy = Union[
+    Literal["auto", "majority", "not minority", "not majority", "all"],
+    list[ClassKey],
+]
+#: ``k_neighbors`` / ``n_neighbors`` of the SMOTE family: imbalanced-learn's int, or ``auto``.
+KNeighbors = Union[Annotated[int, Field(ge=1)], Literal["auto"]]
+
+OVER_DESCRIPTION = ("which classes to over-sample and how far, as in imbalanced-learn: 'auto' (= 'not majority'), "
+                    "'minority', 'not minority', 'not majority', 'all'; a float in (0, 1] (two classes only: "
+                    "minority/majority ratio after resampling); or a mapping class name or id -> number of rows "
+                    "wanted after resampling")
+UNDER_DESCRIPTION = ("which classes to under-sample and how far, as in imbalanced-learn: 'auto' (= 'not minority'), "
+                     "'majority', 'not minority', 'not majority', 'all'; a float in (0, 1] (two classes only: "
+                     "minority/majority ratio after resampling); or a mapping class name or id -> number of rows "
+                     "wanted after resampling")
+CLEAN_DESCRIPTION = ("which classes to clean, as in imbalanced-learn: 'auto' (= 'not minority'), 'majority', "
+                     "'not minority', 'not majority', 'all', or a list of class names or ids")
+K_AUTO_NOTE = ("; 'auto' uses min(5, rows of the smallest over-sampled class - 1), so that small classes "
+               "still work")
+
+_SAMPLING_TYPE = {"over": "over-sampling", "under": "under-sampling", "clean": "clean-sampling"}
+
+
+def class_id(key: Any, classes: Sequence[str], place: str) -> int:
+    """The label id of a class given by name or id in a run file.
+
+    A string is looked up among the class names first, then read as an id; an int is an id.
+    An unknown class is a `DataError` naming the known ones.
+    """
+    if isinstance(key, str):
+        if key in classes:
+            return classes.index(key)
+        if key.strip().lstrip("-").isdigit():
+            key = int(key)
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and 0 <= int(key) < len(classes):
+        return int(key)
+    raise DataError(f"{place}: unknown class {key!r}; the classes are {list(classes)} (names) or ids "
+                    f"0..{len(classes) - 1}")
+
+
+def check_no_categorical(ds: Dataset, name: str, what: str = "interpolates between rows") -> None:
+    """Refuse tabular data with categorical columns for a sampler that would blur their codes."""
+    if ds.features is not None and ds.features.categorical_indices:
+        columns = [ds.features.names[i] for i in ds.features.categorical_indices]
+        raise DataError(f"resample '{name}' {what}, which would blur the codes of the categorical columns "
+                        f"{columns}; use resample 'smote-nc' (mixed columns), 'smoten' (all categorical) or "
+                        f"'random-over' instead")
+
+
+def nearest_same_class(ds: Dataset, new_x: torch.Tensor, new_y: torch.Tensor) -> torch.Tensor:
+    """For each new row, the index in `ds` of its nearest row of the same class.
+
+    Real rows (``Origin.REAL``) are preferred; a class without real rows uses all its rows.
+    """
+    from setforge.plugins._shared.knn import knn
+
+    parent = torch.full((new_y.numel(),), -1, dtype=torch.int64, device=new_y.device)
+    flat_x = ds.x.reshape(len(ds), -1)
+    flat_new = new_x.reshape(new_x.shape[0], -1).to(flat_x.device)
+    real = ds.origin == int(Origin.REAL)
+    for label in torch.unique(new_y).tolist():
+        wanted = (new_y == label).nonzero().flatten()
+        same = ds.y == label
+        candidates = (same & real).nonzero().flatten()
+        if candidates.numel() == 0:
+            candidates = same.nonzero().flatten()
+        if candidates.numel() == 0:
+            continue
+        _, nearest = knn(flat_new[wanted], flat_x[candidates], k=1)
+        parent[wanted] = candidates[nearest[:, 0]].to(parent.device)
+    return parent
+
+
+def _match_rows(x: np.ndarray, y: np.ndarray, rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """For each of `rows` (with class `labels`), the index of an equal row of `x` of that class; -1 if none."""
+    out = np.full(len(rows), -1, dtype=np.int64)
+    for label in np.unique(labels):
+        members = np.flatnonzero(y == label)
+        lookup: dict[bytes, int] = {}
+        for index, row in zip(members.tolist(), np.ascontiguousarray(x[members])):
+            lookup.setdefault(row.tobytes(), index)
+        wanted = np.flatnonzero(labels == label)
+        values = np.ascontiguousarray(rows[wanted], dtype=x.dtype)
+        out[wanted] = [lookup.get(row.tobytes(), -1) for row in values]
+    return out
+
+
+def recording_seeds(cls: type) -> type:
+    """A subclass of an imbalanced-learn SMOTE class that records the base row of every synthetic
+    row (``X[rows]`` in ``_generate_samples``, in generation order) in ``seed_rows_``, so that the
+    parent of a SMOTE row is its seed row, as with the torch backend. ``_generate_samples`` is
+    imbalanced-learn's private hook; should it change, the seeds are simply not recorded and the
+    parents fall back to the nearest same-class row."""
+
+    class Recording(cls):  # type: ignore[valid-type, misc]
+        def _generate_samples(self, X, nn_data, nn_num, rows, cols, steps, *args, **kwargs):  # noqa: N803
+            if not hasattr(self, "seed_rows_"):
+                self.seed_rows_ = []
+            self.seed_rows_.append(np.asarray(X[rows]))
+            return super()._generate_samples(X, nn_data, nn_num, rows, cols, steps, *args, **kwargs)
+
+    Recording.__name__ = Recording.__qualname__ = cls.__name__
+    return Recording
+
+
+class ImblearnResampler(Resampler):
+    """Base of the resamplers backed by an imbalanced-learn sampler (not registered itself).
+
+    A subclass sets ``imblearn_class`` (dotted path), ``family`` (``over``, ``under``, ``clean``),
+    ``output`` (see the module docstring), ``params_left_out`` (imbalanced-learn parameters it
+    does not expose, with the reason), and may override `_sampler_kwargs` and `_check`.
+    """
+
+    imblearn_class: ClassVar[str] = ""
+    family: ClassVar[str] = "over"
+    output: ClassVar[str] = "appended"
+    #: imbalanced-learn parameters this component does not expose -> why (shown in the docs).
+    params_left_out: ClassVar[Mapping[str, str]] = {
+        "random_state": "seeded from the step's Rng (ctx.rng.sk_seed())",
+    }
+    #: the k-neighbours param checked against class sizes before over-sampling (None: no check).
+    k_param: ClassVar[str | None] = None
+    #: whether this sampler makes new values by interpolation (refused on categorical columns).
+    interpolates: ClassVar[bool] = False
+    #: whether the sampler's seed rows can be recorded through ``_generate_samples`` (see `recording_seeds`).
+    records_seeds: ClassVar[bool] = False
+
+    # --------------------------------------------------------------- for subclasses
+    def _sampler_kwargs(self, ds: Dataset, ctx: StepContext, strategy: Any) -> dict[str, Any]:
+        """Keyword arguments for the imbalanced-learn class: the params, translated."""
+        kwargs = {key: value for key, value in self.params.model_dump().items() if key != "sampling_strategy"}
+        kwargs["sampling_strategy"] = strategy
+        return kwargs
+
+    def _check(self, ds: Dataset, x: np.ndarray, y: np.ndarray, targets: Mapping[int, int]) -> None:
+        """Data checks before the sampler runs (`targets`: imbalanced-learn's {class id: rows})."""
+        if self.interpolates:
+            check_no_categorical(ds, self.name)
+
+    def _make_sampler(self, kwargs: Mapping[str, Any]) -> Any:
+        cls = self._imblearn_type()
+        return (recording_seeds(cls) if self.records_seeds else cls)(**kwargs)
+
+    @classmethod
+    def _imblearn_type(cls) -> type:
+        module, _, cls_name = cls.imblearn_class.rpartition(".")
+        return getattr(importlib.import_module(module), cls_name)
+
+    # ---------------------------------------------------------------- the template
+    def _resample(self, ds: Dataset, ctx: StepContext):
+        if ds.modality not in ("tabular", "image", "audio"):
+            raise DataError(f"resample '{self.name}' needs numeric rows, got {ds.modality}")
+        x = ds.x.reshape(len(ds), -1).detach().cpu().numpy()
+        y = ds.y.cpu().numpy()
+        if not np.isfinite(x).all():
+            bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
+            raise DataError(f"resample '{self.name}': row {bad} holds NaN or infinite values; "
+                            f"clean or impute the data first")
+        present = np.unique(y)
+        if present.size < 2:
+            only = ds.classes[int(present[0])] if present.size else None
+            raise DataError(f"resample '{self.name}': the data holds "
+                            f"{'no rows' if only is None else f'only class {only!r}'}; "
+                            f"resampling needs at least two classes")
+        strategy = self._strategy(ds, y)
+        targets = self._targets(strategy, y)
+        self._check(ds, x, y, targets)
+        kwargs = self._sampler_kwargs(ds, ctx, strategy)
+        sampler = self._make_sampler(kwargs)
+        if "random_state" in sampler.get_params():
+            sampler.set_params(random_state=ctx.rng.sk_seed())
+        try:
+            x_res, y_res = self._fit_resample(sampler, x, y)
+        except (ValueError, RuntimeError) as error:
+            raise DataError(f"resample '{self.name}' (imbalanced-learn {type(sampler).__name__}) cannot resample "
+                            f"this data: {error}") from None
+        return self._result(ds, x, y, np.asarray(x_res), np.asarray(y_res), sampler)
+
+    def _fit_resample(self, sampler: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return sampler.fit_resample(x, y)
+
+    # ---------------------------------------------------------- sampling_strategy
+    def _strategy(self, ds: Dataset, y: np.ndarray) -> Any:
+        """The params' sampling_strategy with class names mapped to ids, checked against the data."""
+        strategy = self.params.sampling_strategy
+        place = f"resample '{self.name}' params.sampling_strategy"
+        present = set(np.unique(y).tolist())
+
+        def present_id(key: Any) -> int:
+            label = class_id(key, ds.classes, place)
+            if label not in present:
+                raise DataError(f"{place}: class {ds.classes[label]!r} has no rows in this data; "
+                                f"the classes present are {[ds.classes[c] for c in sorted(present)]}")
+            return label
+
+        if isinstance(strategy, Mapping):
+            return {present_id(key): int(count) for key, count in strategy.items()}
+        if isinstance(strategy, list):
+            return [present_id(key) for key in strategy]
+        if isinstance(strategy, float) and present.__len__() != 2:
+            raise DataError(f"{place}: a float ratio works for two classes only, this data has "
+                            f"{len(present)}; use a string option or a mapping of class -> rows")
+        return strategy
+
+    def _targets(self, strategy: Any, y: np.ndarray) -> dict[int, int]:
+        """imbalanced-learn's own reading of the strategy: {class id: rows to add / keep}."""
+        from imblearn.utils import check_sampling_strategy
+
+        try:
+            targets = check_sampling_strategy(strategy, y, _SAMPLING_TYPE[self.family])
+        except ValueError as error:
+            raise DataError(f"resample '{self.name}' params.sampling_strategy: {error}") from None
+        return {int(k): int(v) for k, v in targets.items()}
+
+    def _check_k(self, ds: Dataset, y: np.ndarray, targets: Mapping[int, int], k: int, param: str) -> None:
+        """Every class to over-sample needs more than `k` rows (itself plus k neighbours)."""
+        counts = np.bincount(y, minlength=ds.num_classes)
+        for label, wanted in targets.items():
+            if wanted and counts[label] < k + 1:
+                raise DataError(
+                    f"resample '{self.name}': class {ds.classes[label]!r} has {counts[label]} rows, fewer than "
+                    f"{param} + 1 = {k + 1}; set {param} to {max(counts[label] - 1, 1)} or lower, or {param}: "
+                    f"auto, or leave the class out of sampling_strategy"
+                    + (" (a class of one row cannot be interpolated: use random-over)" if counts[label] < 2 else ""))
+
+    def _resolve_k(self, ds: Dataset, y: np.ndarray, targets: Mapping[int, int], value: Any, param: str) -> int:
+        """`value` checked against the over-sampled classes; ``auto`` -> min(5, smallest class - 1)."""
+        if value == "auto":
+            counts = np.bincount(y, minlength=ds.num_classes)
+            sizes = [int(counts[label]) for label, wanted in targets.items() if wanted]
+            value = min([5] + [size - 1 for size in sizes])
+            if value < 1:
+                self._check_k(ds, y, targets, 1, param)
+        self._check_k(ds, y, targets, int(value), param)
+        return int(value)
+
+    # ------------------------------------------------------------------- output
+    def _result(self, ds: Dataset, x: np.ndarray, y: np.ndarray, x_res: np.ndarray, y_res: np.ndarray,
+                sampler: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = len(y)
+        if self.output == "indices":
+            return self._from_indices(ds, np.asarray(sampler.sample_indices_), x_res, y_res)
+        if self.output == "combined":
+            index = np.asarray(sampler.sample_indices_)
+            kept, new = index[index < n], index[index >= n]
+            new_x, new_y = sampler.smote_output_[0][new], sampler.smote_output_[1][new]
+            parent = self._parents_of_appended(ds, x, y, sampler.smote_, new - n, new_x, new_y)
+            return self._pack(ds, kept, new_x, new_y, parent)
+        if self.output == "centroids":
+            return self._from_centroids(ds, x, y, x_res, y_res, sampler)
+        new_x, new_y = x_res[n:], y_res[n:]
+        parent = self._parents_of_appended(ds, x, y, sampler, np.arange(len(new_y)), new_x, new_y)
+        return self._pack(ds, np.arange(n), new_x, new_y, parent)
+
+    def _parents_of_appended(self, ds: Dataset, x: np.ndarray, y: np.ndarray, sampler: Any, position: np.ndarray,
+                             new_x: np.ndarray, new_y: np.ndarray) -> torch.Tensor:
+        """Parents of appended synthetic rows (`position`: their place among all the rows the SMOTE
+        step appended): the recorded seed rows where the sampler recorded them, else (and for
+        any seed not found among the input rows) the nearest same-class real row."""
+        parent = torch.full((len(new_y),), -1, dtype=torch.int64)
+        seeds = getattr(sampler, "seed_rows_", None)
+        if seeds is not None and position.size:
+            seeds = np.concatenate(seeds) if seeds else np.zeros((0, x.shape[1]), dtype=x.dtype)
+            if len(seeds) == len(position) or len(seeds) > position.max():
+                parent = torch.as_tensor(_match_rows(x, y, seeds[position], new_y))
+        missing = (parent < 0).nonzero().flatten()
+        if missing.numel():
+            parent = parent.to(ds.device)
+            m = missing.to(ds.device)
+            parent[m] = nearest_same_class(ds, self._to_rows(ds, new_x[missing.numpy()]),
+                                           torch.as_tensor(new_y[missing.numpy()], device=ds.device))
+        return parent
+
+    def _from_indices(self, ds: Dataset, index: np.ndarray, x_res: np.ndarray, y_res: np.ndarray):
+        _, first = np.unique(index, return_index=True)
+        is_first = np.zeros(len(index), dtype=bool)
+        is_first[first] = True
+        kept = index[is_first]
+        repeat = ~is_first
+        return self._pack(ds, kept, x_res[repeat], y_res[repeat], index[repeat])
+
+    def _from_centroids(self, ds: Dataset, x: np.ndarray, y: np.ndarray, x_res: np.ndarray, y_res: np.ndarray,
+                        sampler: Any):
+        targeted = set(int(k) for k in sampler.sampling_strategy_)
+        kept = [np.flatnonzero(y == label) for label in np.unique(y) if int(label) not in targeted]
+        replaced = np.isin(y_res, list(targeted))
+        new_x, new_y = x_res[replaced], y_res[replaced]
+        parent = nearest_same_class(ds, self._to_rows(ds, new_x), torch.as_tensor(new_y, device=ds.device))
+        # With hard voting a "centroid" is the real row nearest to it: keep that row as it is.
+        same = np.all(x[parent.cpu().numpy()] == new_x, axis=1) if len(new_y) else np.zeros(0, dtype=bool)
+        kept.append(parent.cpu().numpy()[same])
+        parent = parent[torch.as_tensor(~same, device=parent.device)]
+        kept_index = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
+        return self._pack(ds, kept_index, new_x[~same], new_y[~same], parent)
+
+    def _to_rows(self, ds: Dataset, flat: np.ndarray) -> torch.Tensor:
+        """Flat numpy rows back to `ds`'s row shape, float32, on its device; images clipped to [0, 1]."""
+        rows = torch.as_tensor(np.ascontiguousarray(flat, dtype=np.float32), device=ds.device)
+        rows = rows.reshape(rows.shape[0], *ds.shape)
+        if ds.modality == "image":
+            # SMOTE steps are convex combinations; rounding (and random-over's shrinkage noise) can
+            # leave [0, 1] by a hair, which the image contract forbids.
+            rows = rows.clamp_(0.0, 1.0)
+        return rows
+
+    def _pack(self, ds: Dataset, kept: np.ndarray, new_x: np.ndarray, new_y: np.ndarray, parent: Any):
+        device = ds.device
+        return (torch.as_tensor(np.asarray(kept, dtype=np.int64), device=device),
+                self._to_rows(ds, new_x),
+                torch.as_tensor(np.asarray(new_y, dtype=np.int64), device=device),
+                torch.as_tensor(parent, device=device).to(torch.int64))
