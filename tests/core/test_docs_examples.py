@@ -1,0 +1,21 @@
+"""The code examples in the docs run (so they cannot rot)."""
+
+import re
+from pathlib import Path
+
+from setforge.testing import check_component
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(), flags=re.S)
+
+
+def test_ten_line_augmenter_in_the_plugin_guide_conforms():
+    block = next(b for b in python_blocks(DOCS / "plugins.md") if "class Invert" in b)
+    assert len([line for line in block.splitlines() if line.strip()]) <= 12
+    namespace: dict = {}
+    exec(compile(block, "docs/plugins.md", "exec"), namespace)
+    check_component(namespace["Invert"])
+    assert namespace["setforge_register_augmenters"]() == [namespace["Invert"]]
