@@ -52,12 +52,14 @@ class FeatureInfo:
     ``names``: one name per column. ``categorical``: ``{column: categories}``; such a column holds
     float32 codes ``0..len(categories)-1`` in ``x`` and is never interpolated or blurred.
     ``dtypes``: the original dtype of each column (as a string, e.g. ``"int64"``), so writers can
-    give values back in their own type.
+    give values back in their own type. ``label``: the name of the label column in the original
+    table (a CSV source sets it), so the ``csv`` output writes it under the same name; None: ``label``.
     """
 
     names: tuple[str, ...]
     categorical: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     dtypes: Mapping[str, str] = field(default_factory=dict)
+    label: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", tuple(str(n) for n in self.names))
@@ -68,6 +70,8 @@ class FeatureInfo:
         unknown = [c for c in list(self.categorical) + list(self.dtypes) if c not in self.names]
         if unknown:
             raise DataError(f"FeatureInfo: columns {sorted(set(unknown))} are not among names {list(self.names)}")
+        if self.label is not None and self.label in self.names:
+            raise DataError(f"FeatureInfo: the label column {self.label!r} is also a feature column")
 
     @property
     def categorical_indices(self) -> list[int]:
@@ -80,13 +84,16 @@ class FeatureInfo:
         return [i for i, name in enumerate(self.names) if name not in self.categorical]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"names": list(self.names), "categorical": {k: list(v) for k, v in self.categorical.items()},
-                "dtypes": dict(self.dtypes)}
+        out = {"names": list(self.names), "categorical": {k: list(v) for k, v in self.categorical.items()},
+               "dtypes": dict(self.dtypes)}
+        if self.label is not None:
+            out["label"] = self.label
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FeatureInfo":
         return cls(names=tuple(data["names"]), categorical={k: tuple(v) for k, v in data.get("categorical", {}).items()},
-                   dtypes=dict(data.get("dtypes", {})))
+                   dtypes=dict(data.get("dtypes", {})), label=data.get("label"))
 
 
 def _as_long(values: Any, n: int, name: str, default: int | None, device: torch.device) -> torch.Tensor:

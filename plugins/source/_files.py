@@ -1,0 +1,83 @@
+"""Helpers shared by the file sources (npz, csv, image-folder): paths, labels, groups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from setforge.errors import ConfigError, DataError
+
+__all__ = ["existing_path", "sort_names", "encode_labels", "encode_groups", "number_text"]
+
+
+def existing_path(path: Path, kind: str, want_dir: bool = False) -> Path:
+    """`path` itself when it exists (a folder when `want_dir`), else a `ConfigError` at its place.
+
+    The run-file layer resolves relative paths against the run file's folder; a component built
+    directly (tests, notebooks) resolves them against the current folder.
+    """
+    path = Path(path).expanduser()
+    place = "source.params.path"
+    if not path.exists():
+        raise ConfigError(problems=[(place, f"{kind}: {str(path)!r} does not exist")])
+    if want_dir and not path.is_dir():
+        raise ConfigError(problems=[(place, f"{kind}: {str(path)!r} is a file; give the folder that holds "
+                                            f"the class folders")])
+    if not want_dir and path.is_dir():
+        raise ConfigError(problems=[(place, f"{kind}: {str(path)!r} is a folder, not a file")])
+    return path
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def sort_names(names: Iterable[str]) -> list[str]:
+    """Distinct names in order: by value when every name is a number ("2" before "10"), else as text."""
+    names = sorted(set(names))
+    numbers = [_as_number(n) for n in names]
+    if names and all(v is not None for v in numbers):
+        return [n for _, n in sorted(zip(numbers, names))]
+    return names
+
+
+def number_text(value: object) -> str:
+    """A label or category value as the text that names it: integral numbers without ``.0``."""
+    if isinstance(value, (bytes, np.bytes_)):
+        return value.decode("utf-8")
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (np.integer, np.bool_)):
+        return str(value.item())
+    return str(value)
+
+
+def encode_labels(values: Sequence[str], classes: Sequence[str] | None) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Label texts -> ``(codes, classes, known)``.
+
+    With `classes` given, a label outside it is unknown (``known`` False, code -1); without,
+    the classes are the distinct labels, sorted (`sort_names`).
+    """
+    if classes is None:
+        classes = sort_names(values)
+    classes = [str(c) for c in classes]
+    if len(set(classes)) != len(classes):
+        raise DataError(f"the class list names a class twice: {classes}")
+    index = {name: i for i, name in enumerate(classes)}
+    codes = np.fromiter((index.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+    return codes, classes, codes >= 0
+
+
+def encode_groups(values: Sequence[object]) -> np.ndarray:
+    """Group ids (numbers or names) -> int64 codes, one per distinct group in sorted order."""
+    array = np.asarray(values)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64)
+    texts = [number_text(v) for v in array.tolist()]
+    order = {name: i for i, name in enumerate(sort_names(texts))}
+    return np.fromiter((order[t] for t in texts), dtype=np.int64, count=len(texts))

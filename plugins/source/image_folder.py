@@ -1,0 +1,198 @@
+"""``image-folder``: one folder per class (optionally under ``train/``, ``val/``, ``test/``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from setforge.components import Source
+from setforge.context import StepContext
+from setforge.dataset import Dataset, Splits
+from setforge.errors import DataError
+
+from ._files import existing_path, sort_names
+
+__all__ = ["ImageFolderSource", "read_image"]
+
+_SPLITS = ("train", "val", "test")
+_HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_TRANSPARENT = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _visible(path: Path, root: Path) -> bool:
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """One image file as float32 ``(channels, H, W)`` in [0, 1], at ``size = (H, W)``.
+
+    Grayscale, palette, RGB, CMYK and 16-bit files are converted; transparent pixels (RGBA, LA,
+    palette or RGB with a transparency key) are composited on black, so a fully transparent
+    pixel is black and a half transparent one is half as bright. Other sizes are resized with
+    Pillow's bilinear filter, antialiased when shrinking; the aspect ratio is not kept. Raises
+    whatever Pillow raises for an unreadable file.
+    """
+    from PIL import Image
+
+    height, width = size
+    with Image.open(path) as image:
+        image.load()
+        if image.mode in _HIGH_DEPTH:
+            values = np.asarray(image, dtype=np.float32)
+            if image.mode.startswith("I;16") or (image.mode == "I" and values.size and values.max() > 255):
+                values = values / 65535.0
+            elif image.mode == "I":
+                values = values / 255.0
+            gray = Image.fromarray(np.clip(values, 0.0, 1.0).astype(np.float32), mode="F")
+            if gray.size != (width, height):
+                gray = gray.resize((width, height), Image.Resampling.BILINEAR)
+            plane = np.clip(np.asarray(gray, dtype=np.float32), 0.0, 1.0)
+            return np.repeat(plane[None], channels, axis=0)
+        if image.mode in _TRANSPARENT or "transparency" in image.info:
+            rgba = image.convert("RGBA")
+            black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+            image = Image.alpha_composite(black, rgba)
+        image = image.convert("L" if channels == 1 else "RGB")
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.BILINEAR)
+        pixels = np.asarray(image, dtype=np.float32) / 255.0
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+
+
+class ImageFolderSource(Source):
+    """Images in one folder per class (root/<class>/<file>), optionally under train/ val/ test/.
+
+    The class folders' names are the class names, sorted (numbers by value). When the top folder
+    holds a ``train/`` folder, the layout is ``root/train/<class>/...`` (and ``val/``, ``test/``
+    when present): the folder's own split, used instead of the run's, and other top folders are
+    ignored. Files directly in the top (or split) folder are ignored (a README, a labels file);
+    files in sub-folders of a class folder belong to that class; hidden files and folders (a
+    leading dot) are skipped.
+
+    Every image becomes ``channels`` channels (1: luminance, 3: RGB; a grayscale image is
+    repeated) at ``size`` (the most common size when unset, ties going to the larger), resized
+    with an antialiased bilinear filter (aspect ratio not kept). Transparency is composited on
+    black. 16-bit images keep their precision. EXIF orientation is not applied (like
+    torchvision's ImageFolder). A file that Pillow cannot read (a corrupt PNG, a ``.txt``) is an
+    invalid row naming the file: the run stops, or drops and counts it with ``source.on_invalid:
+    drop``.
+    """
+
+    name = "image-folder"
+    modalities = ("image",)
+
+    class Params(Source.Params):
+        """Where the folders are and the channel count and size every image is brought to."""
+
+        path: Path = Field(Path("images"), description="the top folder (relative to the run file's folder)")
+        channels: Literal[1, 3] = Field(3, description="1 (grayscale) or 3 (RGB)")
+        size: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | Annotated[int, Field(ge=1)] | None = \
+            Field(None, description="[height, width] (or one number for a square) every image is resized to; "
+                                    "unset: the most common size")
+
+    @classmethod
+    def make_testing_params(cls, folder: Path) -> dict[str, object]:
+        """A small fixture for the conformance kit: 3 classes of 4 RGB and grayscale PNGs, 8x8."""
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        root = Path(folder) / "images"
+        for c, name in enumerate(("a", "b", "c")):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            for i in range(4):
+                shape = (8, 8, 3) if i % 2 else (8, 8)
+                Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / name / f"{i}.png")
+        return {"path": str(root)}
+
+    def _load(self, ctx: StepContext) -> Dataset | Splits:
+        root = existing_path(self.params.path, "image-folder", want_dir=True)
+        layout = self._layout(root)
+        classes = sort_names(name for folders in layout.values() for name in folders)
+        if not classes:
+            raise DataError(f"image-folder {root}: no class folders; expected {root.name}/<class>/<image> "
+                            f"or {root.name}/train/<class>/<image>")
+        files: list[tuple[str, int, Path]] = []  # (split, label, file)
+        for split, folders in layout.items():
+            for name, folder in sorted(folders.items(), key=lambda item: classes.index(item[0])):
+                found = sorted((p for p in folder.rglob("*") if p.is_file() and _visible(p, folder)),
+                               key=lambda p: p.relative_to(folder).as_posix())
+                files.extend((split, classes.index(name), p) for p in found)
+        if not files:
+            raise DataError(f"image-folder {root}: the class folders {classes} hold no files")
+
+        # Pass 1: headers only, for the sizes (cheap: Pillow reads pixels lazily).
+        from PIL import Image
+
+        sizes: list[tuple[int, int] | None] = []
+        for _, _, file in files:
+            try:
+                with Image.open(file) as image:
+                    width, height = image.size
+                sizes.append((height, width))
+            except Exception as error:  # Pillow raises many error types for bad files
+                sizes.append(None)
+                self._invalid(self._where(root, file, error), "unreadable or not an image")
+        size = self._size(sizes, root)
+
+        # Pass 2: decode, convert and resize into one array.
+        channels = self.params.channels
+        x = np.zeros((len(files), channels, *size), dtype=np.float32)
+        keep = np.array([s is not None for s in sizes])
+        for i, (_, _, file) in enumerate(files):
+            if not keep[i]:
+                continue
+            try:
+                x[i] = read_image(file, channels, size)
+            except Exception as error:  # a header can be fine and the pixels truncated or corrupt
+                keep[i] = False
+                self._invalid(self._where(root, file, error), "unreadable or not an image")
+        if not keep.any():
+            raise DataError(f"image-folder {root}: no readable images among {len(files)} files "
+                            f"(dropped: {self.dropped})")
+        labels = np.array([label for _, label, _ in files], dtype=np.int64)
+        split_of = np.array([split for split, _, _ in files])
+
+        def dataset(rows: np.ndarray) -> Dataset:
+            return Dataset(x=torch.from_numpy(x[rows]), y=torch.from_numpy(labels[rows]), classes=classes,
+                           modality="image")
+
+        if list(layout) == ["all"]:
+            return dataset(np.flatnonzero(keep))
+        parts = {split: np.flatnonzero(keep & (split_of == split)) for split in _SPLITS}
+        if not len(parts["train"]):
+            raise DataError(f"image-folder {root}: train/ holds no readable images")
+        return Splits(train=dataset(parts["train"]),
+                      val=dataset(parts["val"]) if len(parts["val"]) else None,
+                      test=dataset(parts["test"]) if len(parts["test"]) else None)
+
+    @staticmethod
+    def _where(root: Path, file: Path, error: Exception) -> str:
+        detail = str(error).replace(str(file), "").strip(" '\":") or type(error).__name__
+        return f"image-folder {root.name}: {file.relative_to(root).as_posix()} ({detail})"
+
+    @staticmethod
+    def _layout(root: Path) -> dict[str, dict[str, Path]]:
+        """``{split: {class: folder}}``; the split is ``all`` without train/ val/ test/ folders."""
+        def class_folders(folder: Path) -> dict[str, Path]:
+            return {d.name: d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")}
+
+        top = class_folders(root)
+        if "train" not in top:
+            return {"all": top}
+        return {split: class_folders(top[split]) for split in _SPLITS if split in top}
+
+    def _size(self, sizes: list[tuple[int, int] | None], root: Path) -> tuple[int, int]:
+        size = self.params.size
+        if isinstance(size, int):
+            return size, size
+        if size is not None:
+            return tuple(size)
+        counts = Counter(s for s in sizes if s is not None)
+        if not counts:
+            raise DataError(f"image-folder {root}: no readable images (dropped: {self.dropped})")
+        return max(counts, key=lambda s: (counts[s], s[0] * s[1], s))

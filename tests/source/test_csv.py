@@ -1,0 +1,113 @@
+"""The csv source on tables the tests write: types, categories, missing values, ragged rows, groups."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from setforge import ConfigError, DataError, StepContext
+from setforge.plugins.source.csv_source import CsvSource
+from setforge.testing import check_component
+
+TABLE = """\
+age,height,colour,city,species,person
+31,1.80,red,"Paris, FR",cat,p1
+42,,blue,Oslo,dog,p1
+27,1.65,red,Oslo,dog,p2
+
+55,1.72,green,Lima,cat,p3,oops
+19,inf,red,Oslo,cat,p4
+63,1.91,NA,Oslo,cat,p5
+38,1.70,blue,Lima,10,p5
+22,1.55,green,"Paris, FR",2,p6
+"""
+
+
+def write(tmp_path, text, name="t.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load(path, on_invalid="error", **params):
+    source = CsvSource({"path": path, **params})
+    return source.load(StepContext.from_seed(0), on_invalid=on_invalid), source
+
+
+def test_first_invalid_line_names_line_and_column(tmp_path):
+    path = write(tmp_path, TABLE)
+    with pytest.raises(DataError, match=r"csv t.csv: line 3, column 'height': missing value .*on_invalid: drop"):
+        load(path, label="species")
+
+
+def test_drop_counts_every_reason_and_keeps_the_good_rows(tmp_path):
+    ds, source = load(write(tmp_path, TABLE), on_invalid="drop", label="species", group="person")
+    assert source.dropped == {"missing value": 2, "ragged row": 1, "not a finite number": 1}
+    info = ds.features
+    assert info.names == ("age", "height", "colour", "city")
+    assert info.dtypes == {"age": "int64", "height": "float64", "colour": "str", "city": "str"}
+    assert info.categorical == {"colour": ("blue", "green", "red"), "city": ("Lima", "Oslo", "Paris, FR")}
+    assert info.label == "species"
+    # Labels sort as text when any is not a number.
+    assert ds.classes == ("10", "2", "cat", "dog")
+    expected = torch.tensor([[31, 1.80, 2, 2], [27, 1.65, 2, 1], [38, 1.70, 0, 0], [22, 1.55, 1, 2]],
+                            dtype=torch.float32)
+    assert torch.equal(ds.x, expected)
+    assert ds.y.tolist() == [2, 3, 0, 1]
+    assert ds.groups.tolist() == [0, 1, 2, 3]  # p1, p2, p5, p6: codes of the groups that stay
+
+
+def test_numeric_labels_sort_by_value_and_declared_classes_reject_others(tmp_path):
+    path = write(tmp_path, "x,label\n1,10\n2,2\n3,1\n4,7\n")
+    ds, _ = load(path)
+    assert ds.classes == ("1", "2", "7", "10") and ds.y.tolist() == [3, 1, 0, 2]
+    with pytest.raises(DataError, match=r"line 5, column 'label' \('7'\): label outside the class list"):
+        load(path, classes=["1", "2", "10"])
+    ds, source = load(path, on_invalid="drop", classes=["10", "2", "1"])
+    assert ds.classes == ("10", "2", "1") and ds.y.tolist() == [0, 1, 2]
+    assert sum(source.dropped.values()) == 1
+
+
+def test_declared_categorical_columns_and_numbers_elsewhere(tmp_path):
+    path = write(tmp_path, "zip,size,label\n10,1.5,a\n9,2.5,b\n10,big,a\n100,3,b\n")
+    with pytest.raises(DataError, match=r"line 4, column 'size' \('big'\): not a number"):
+        load(path, categorical=["zip"])
+    ds, _ = load(path, on_invalid="drop", categorical=["zip"])
+    assert ds.features.categorical == {"zip": ("9", "10", "100")}  # by value, not as text
+    assert ds.features.dtypes == {"zip": "int64", "size": "float64"}
+    assert ds.x.tolist() == [[1.0, 1.5], [0.0, 2.5], [2.0, 3.0]]
+    # Inferred: a column with any text is categorical.
+    ds, _ = load(path)
+    assert ds.features.categorical == {"size": ("1.5", "2.5", "3", "big")}
+
+
+def test_ignore_delimiter_bom_and_custom_missing_values(tmp_path):
+    path = tmp_path / "semi.csv"
+    path.write_bytes("\ufeffid;a;b;label\nr1;1;-;x\nr2;2;5;y\nr3;3;NA;x\n".encode("utf-8"))
+    ds, source = load(path, on_invalid="drop", delimiter=";", ignore=["id"], missing=["-"])
+    assert ds.features.names == ("a", "b")
+    assert ds.features.categorical == {"b": ("5", "NA")}
+    assert ds.x.tolist() == [[2.0, 0.0], [3.0, 1.0]] and source.dropped == {"missing value": 1}
+
+
+def test_named_columns_must_exist_and_the_header_must_be_sound(tmp_path):
+    with pytest.raises(DataError, match=r"label column\(s\) \['label'\] not in the header \['a', 'b'\]"):
+        load(write(tmp_path, "a,b\n1,2\n"))
+    with pytest.raises(DataError, match=r"group column\(s\) \['who'\]"):
+        load(write(tmp_path, "a,label\n1,x\n"), group="who")
+    with pytest.raises(DataError, match=r"names columns \['a'\] more than once"):
+        load(write(tmp_path, "a,a,label\n1,2,x\n"))
+    with pytest.raises(DataError, match="empty"):
+        load(write(tmp_path, "\n\n"))
+    with pytest.raises(DataError, match="no feature columns"):
+        load(write(tmp_path, "label\nx\n"))
+    with pytest.raises(DataError, match="no valid rows"):
+        load(write(tmp_path, "a,label\n,x\n"), on_invalid="drop")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "nowhere.csv")
+    with pytest.raises(ConfigError, match="names a class twice"):
+        CsvSource({"classes": ["a", "a"]})
+
+
+def test_conforms():
+    check_component(CsvSource)

@@ -1,0 +1,132 @@
+"""The image-folder source on folders the tests write: odd files, mixed modes and sizes, own split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from setforge import ConfigError, DataError, Splits, StepContext
+from setforge.plugins.source.image_folder import ImageFolderSource
+from setforge.testing import check_component
+
+
+def load(path, on_invalid="error", **params):
+    source = ImageFolderSource({"path": path, **params})
+    return source.load(StepContext.from_seed(0), on_invalid=on_invalid), source
+
+
+def save(path, array, mode=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array, mode=mode).save(path)
+
+
+@pytest.fixture
+def odd_folder(tmp_path):
+    """Two classes of 8x8 images in every mode, one 16x12 image, a corrupt PNG, a .txt and stray files."""
+    root = tmp_path / "images"
+    gray = np.full((8, 8), 100, np.uint8)
+    save(root / "cat" / "01-gray.png", gray)
+    save(root / "cat" / "02-rgb.png", np.dstack([np.full((8, 8), v, np.uint8) for v in (255, 0, 0)]))
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3] = 200
+    rgba[:4, :, 3] = 255  # top half opaque, bottom half transparent
+    save(root / "cat" / "03-rgba.png", rgba)
+    save(root / "dog" / "big.png", np.full((16, 12, 3), 60, np.uint8))  # a different size
+    save(root / "dog" / "nested" / "deep.jpg", np.full((8, 8, 3), 30, np.uint8))
+    save(root / "dog" / "wide16.png", np.full((8, 8), 65535, np.uint16))
+    noise = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    save(tmp_path / "noise.png", noise)
+    cut = (tmp_path / "noise.png").read_bytes()
+    (root / "dog" / "corrupt.png").write_bytes(cut[:len(cut) // 2])  # a valid header, pixels cut off
+    (root / "dog" / "notes.txt").write_text("not an image")
+    (root / "dog" / ".DS_Store").write_bytes(b"\0\1")  # hidden: skipped
+    (root / "README.md").write_text("files at the top are not rows")
+    return root
+
+
+def test_invalid_files_are_named_and_counted(odd_folder):
+    with pytest.raises(DataError, match=r"image-folder images: dog/notes.txt \(.*\): unreadable or not an image"):
+        load(odd_folder)
+    ds, source = load(odd_folder, on_invalid="drop")
+    assert source.dropped == {"unreadable or not an image": 2}
+    assert ds.classes == ("cat", "dog") and ds.y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert ds.shape == (3, 8, 8)  # the most common size
+
+
+def test_modes_are_converted_to_rgb_and_transparency_composited_on_black(odd_folder):
+    ds, _ = load(odd_folder, on_invalid="drop")
+    gray, red, rgba, big, deep, wide16 = ds.x
+    assert torch.all(gray == 100 / 255)  # grayscale repeated over the three channels
+    assert torch.all(red[0] == 1.0) and torch.all(red[1:] == 0.0)
+    assert torch.all(rgba[:, :4] == 200 / 255) and torch.all(rgba[:, 4:] == 0.0)
+    assert torch.allclose(big, torch.full_like(big, 60 / 255))  # resized from 16x12
+    assert torch.allclose(deep, torch.full_like(deep, 30 / 255), atol=2 / 255)  # JPEG in a sub-folder
+    assert torch.all(wide16 == 1.0)  # 16-bit white
+
+
+def test_one_channel_uses_luminance(odd_folder):
+    ds, _ = load(odd_folder, on_invalid="drop", channels=1)
+    assert ds.shape == (1, 8, 8)
+    assert torch.allclose(ds.x[1], torch.full((1, 8, 8), 76 / 255))  # ITU-R 601: 0.299 * 255, rounded
+
+
+def test_resizing_is_antialiased(tmp_path):
+    board = (np.indices((32, 32)).sum(axis=0) % 2 * 255).astype(np.uint8)  # 1-pixel checkerboard
+    save(tmp_path / "a" / "board.png", board)
+    ds, _ = load(tmp_path, size=8, channels=1)
+    assert ds.shape == (1, 8, 8)
+    # Nearest-neighbour sampling would give pure black or white; a low-pass filter gives grey.
+    assert float(ds.x.min()) > 0.35 and float(ds.x.max()) < 0.65
+    ds, _ = load(tmp_path, size=[4, 6])
+    assert ds.shape == (3, 4, 6)
+
+
+def test_most_common_size_ties_go_to_the_larger(tmp_path):
+    save(tmp_path / "a" / "small.png", np.zeros((4, 4), np.uint8))
+    save(tmp_path / "b" / "large.png", np.zeros((6, 5), np.uint8))
+    ds, _ = load(tmp_path)
+    assert ds.shape == (3, 6, 5)
+
+
+def test_train_val_test_folders_are_the_sources_own_split(tmp_path):
+    pixel = np.zeros((4, 4), np.uint8)
+    for split, cls, n in [("train", "ant", 3), ("train", "bee", 2), ("val", "ant", 1), ("test", "bee", 2),
+                          ("test", "cow", 1)]:
+        for i in range(n):
+            save(tmp_path / split / cls / f"{i}.png", pixel + i)
+    (tmp_path / "report.json").write_text("{}")
+    (tmp_path / "figures").mkdir()  # other top folders beside train/ are ignored
+    parts, _ = load(tmp_path)
+    assert isinstance(parts, Splits)
+    assert parts.train.classes == ("ant", "bee", "cow")
+    assert parts.train.y.tolist() == [0, 0, 0, 1, 1]
+    assert parts.val.y.tolist() == [0] and parts.test.y.tolist() == [1, 1, 2]
+
+
+def test_numeric_class_folders_sort_by_value(tmp_path):
+    for name in ("10", "2", "1"):
+        save(tmp_path / name / "x.png", np.zeros((2, 2), np.uint8))
+    ds, _ = load(tmp_path)
+    assert ds.classes == ("1", "2", "10")
+
+
+def test_bad_layouts_are_explained(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "nowhere")
+    (tmp_path / "file.png").write_bytes(b"")
+    with pytest.raises(ConfigError, match="is a file"):
+        load(tmp_path / "file.png")
+    with pytest.raises(DataError, match="no class folders"):
+        load(tmp_path)
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(DataError, match="hold no files"):
+        load(tmp_path)
+    (tmp_path / "empty_class" / "x.txt").write_text("x")
+    with pytest.raises(DataError, match="no readable images"):
+        load(tmp_path, on_invalid="drop")
+
+
+def test_conforms():
+    check_component(ImageFolderSource)
