@@ -12,6 +12,8 @@ of ``shard_rows`` rows), the real parts as ``val.npz`` and ``test.npz``. Each fi
 ``parent``, ``classes``, and besides ``row_id``, ``modality``, ``features`` (JSON, tabular only)
 and ``groups`` (when the data has groups). The files are written byte for byte the same for the
 same data (fixed zip timestamps, fixed key order), so two runs can be compared by hashing them.
+
+``image-folder`` and ``csv``: see `setforge.file_formats`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch
 
 from .dataset import Dataset, FeatureInfo, Origin
 from .errors import DataError
+from .file_formats import read_csv, read_image_folder, write_csv, write_image_folder
 
 __all__ = ["Format", "FORMATS", "get_format", "write_npz_file", "read_npz_file", "dataset_to_arrays",
            "dataset_from_arrays", "dataset_state", "dataset_from_state", "SPLITS"]
@@ -155,6 +158,8 @@ def _read_npz(folder: Path, split: str) -> Dataset:
 
 FORMATS: dict[str, Format] = {
     "npz": Format("npz", _write_npz, _read_npz),
+    "image-folder": Format("image-folder", write_image_folder, read_image_folder),
+    "csv": Format("csv", write_csv, read_csv),
 }
 
 
