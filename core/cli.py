@@ -173,12 +173,10 @@ def describe_component(info: Any) -> str:
 
 # --------------------------------------------------------------------- run files
 def _load_config(args: argparse.Namespace) -> tuple[Any, Any]:
-    from .config import check_components, load_run_config
+    from .config import load_and_check
 
-    config = load_run_config(args.file, overrides=args.overrides)
-    registry = _registry(args, config)
-    check_components(config, registry)
-    return config, registry
+    # load_and_check = load_run_config + check_components, reporting both kinds of problems at once
+    return load_and_check(args.file, args.overrides, lambda config: _registry(args, config))
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
