@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 from typing import Any, Literal
@@ -41,7 +42,9 @@ class NpzSource(Source):
 
     ``split`` (optional): ``(N,)`` strings ``train`` / ``val`` / ``test``; the file's own split,
     used instead of the run's. ``groups`` (optional): ``(N,)`` group ids (numbers or names) for
-    ``split.group_by``. ``columns`` (optional, tabular): the column names.
+    ``split.group_by``. ``columns`` (optional, tabular): the column names. A ``features`` array (the
+    JSON `FeatureInfo` that setforge's npz output writes) is read too, so a run folder's
+    ``val.npz`` and ``test.npz`` load with their columns and categories.
 
     Invalid rows (NaN or infinite values, image values outside [0, 1], unknown labels, unknown
     split names) stop the run naming the row, or are dropped and counted with
@@ -94,7 +97,9 @@ class NpzSource(Source):
         if not keep.any():
             raise DataError(f"npz {path.name}: no valid rows ({n} rows, {len(bad)} invalid; dropped: {self.dropped})")
         features = None
-        if modality == "tabular":
+        if modality == "tabular" and "features" in arrays:
+            features = _written_features(arrays["features"], x.shape[1], path)
+        elif modality == "tabular":
             features = self._features(arrays.get("columns"), arrays["x"].dtype, x.shape[1], path)
 
         def dataset(rows: np.ndarray) -> Dataset:
@@ -211,6 +216,17 @@ class NpzSource(Source):
             if len(names) != width:
                 raise DataError(f"npz {path.name}: 'columns' names {len(names)} columns, x has {width}")
         return FeatureInfo(names=names, dtypes={name: str(dtype) for name in names})
+
+
+def _written_features(array: np.ndarray, width: int, path: Path) -> FeatureInfo:
+    """The `FeatureInfo` that setforge's npz output stores as JSON (a run folder's val.npz, test.npz)."""
+    try:
+        features = FeatureInfo.from_dict(json.loads(str(array.item())))
+    except (ValueError, KeyError, TypeError, DataError) as error:
+        raise DataError(f"npz {path.name}: the 'features' array is not setforge's feature JSON: {error}") from None
+    if len(features.names) != width:
+        raise DataError(f"npz {path.name}: 'features' names {len(features.names)} columns, x has {width}")
+    return features
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:

@@ -131,3 +131,17 @@ def test_built_through_the_registry_and_conforms(tmp_path):
     source = Registry(use_env=False).load().create("source", "npz", {"path": str(tmp_path / "d.npz")})
     assert isinstance(source, NpzSource)
     check_component(NpzSource)
+
+
+def test_a_run_folders_npz_file_reads_back_with_its_features(tmp_path):
+    from setforge import Dataset, FeatureInfo
+    from setforge.formats import dataset_to_arrays, write_npz_file
+
+    info = FeatureInfo(names=("age", "colour"), categorical={"colour": ("blue", "red")},
+                       dtypes={"age": "int64", "colour": "str"}, label="species")
+    ds = Dataset(x=torch.tensor([[3.0, 1.0], [4.0, 0.0]]), y=torch.tensor([1, 0]), classes=("cat", "dog"),
+                 modality="tabular", features=info, groups=torch.tensor([7, 8]))
+    write_npz_file(tmp_path / "test.npz", dataset_to_arrays(ds))
+    again, _ = load(tmp_path / "test.npz")
+    assert torch.equal(again.x, ds.x) and torch.equal(again.y, ds.y) and torch.equal(again.groups, ds.groups)
+    assert again.classes == ds.classes and again.features == info
