@@ -1,0 +1,505 @@
+"""The training loop every neural generator shares.
+
+A generator plugin builds its networks and an objective (its losses) and hands them to
+`GanTrainer`; the loop owns everything else, so that every neural generator behaves alike:
+
+- Adam with the DCGAN paper's betas (0.5, 0.999), one optimiser per network;
+- ``epochs`` (passes over the real rows) or ``steps`` (optimiser steps of the generator);
+- class-balanced sampling of real rows, on by default when the classes are skewed;
+- an exponential moving average (EMA) of the generator's weights, used for sampling, with
+  "standing" batch-norm statistics recomputed for the averaged weights;
+- bf16 autocast and channels_last memory on CUDA (never on the CPU);
+- a tqdm bar with the losses (``ctx.progress``), ``train_progress`` and ``samples`` events;
+- a sample grid PNG (one row per class) every ``grid_every`` steps in the step's workdir;
+- NaN or diverging losses stop training with a `DataError` naming the iteration, keeping the
+  last good checkpoint;
+- checkpoints every ``checkpoint_every`` steps (networks, optimisers, EMA, RNG states) as
+  ``training-<iteration>.pt`` in the step's workdir, loaded with ``torch.load(weights_only=True)``;
+  with ``ctx.resume`` training continues from the newest one and ends with the same weights as
+  an uninterrupted run (bit for bit on the CPU).
+
+Randomness comes only from the step's `Rng`: latent draws from ``ctx.rng.torch``, the order of
+real rows from ``ctx.rng.numpy``; the grid's fixed latents come from a sub-generator seeded
+from ``ctx.rng.torch``. Build networks with `build_module` (which leaves torch's global RNG as
+it was) and initialise them from ``ctx.rng.torch`` with `init_dcgan_weights`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from setforge.components import Generator
+from setforge.context import Event, StepContext
+from setforge.errors import DataError
+
+__all__ = ["GanTrainingParams", "GanObjective", "NonSaturatingLoss", "GanTrainer", "GanResult", "BatchSampler",
+           "build_module", "init_dcgan_weights", "refresh_batch_norm", "write_grid_png", "is_skewed",
+           "CHECKPOINT_PATTERN"]
+
+#: Training checkpoints in a step's workdir: ``training-00000200.pt``.
+CHECKPOINT_PATTERN = re.compile(r"^training-(\d{8})\.pt$")
+#: Classes count as skewed (balanced sampling switches on under ``balanced: auto``) when the
+#: largest class has more than this many times the rows of the smallest.
+SKEW_RATIO = 1.5
+#: Params that do not change what a checkpoint means: a run may resume with different values.
+_RESUMABLE_PARAMS = frozenset({"epochs", "steps", "checkpoint_every", "grid_every", "log_every", "checkpoint",
+                               "lr_generator", "lr_discriminator", "divergence_limit"})
+
+
+class GanTrainingParams(Generator.Params):
+    """Params of the shared GAN training loop (every neural generator has them)."""
+
+    epochs: int = Field(50, ge=1, description="passes over the real rows (ignored when steps is set)")
+    steps: int | None = Field(None, ge=1, description="generator optimiser steps; overrides epochs")
+    batch_size: int = Field(64, ge=2, le=65536, description="real rows per training batch")
+    lr_generator: float = Field(2e-4, gt=0.0, description="Adam learning rate of the generator")
+    lr_discriminator: float = Field(2e-4, gt=0.0, description="Adam learning rate of the discriminator")
+    beta1: float = Field(0.5, ge=0.0, lt=1.0, description="Adam beta1 (0.5 in the DCGAN paper)")
+    beta2: float = Field(0.999, ge=0.0, lt=1.0, description="Adam beta2")
+    balanced: bool | Literal["auto"] = Field(
+        "auto", description="draw real rows class-balanced: true, false, or auto (on when the largest class "
+                            f"has more than {SKEW_RATIO}x the rows of the smallest)")
+    ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="decay of the moving average of generator weights "
+                                                                "used for sampling (0 turns it off)")
+    checkpoint_every: int = Field(200, ge=1, description="write a resumable checkpoint every this many steps")
+    grid_every: int = Field(500, ge=0, description="write a per-class sample grid PNG every this many steps "
+                                                   "(and at the end); 0 turns grids off")
+    log_every: int = Field(10, ge=1, description="check losses, update the progress bar and emit "
+                                                 "train_progress every this many steps")
+    divergence_limit: float = Field(1e4, gt=0.0, description="a loss whose magnitude exceeds this stops training "
+                                                             "as diverged (as NaN or infinity does)")
+
+
+# ------------------------------------------------------------------------- objectives
+class GanObjective:
+    """The losses of one GAN flavour. The loop calls them inside autocast; compute losses in float32.
+
+    ``discriminator_loss`` returns a dict whose ``"discriminator"`` entry is minimised by the
+    discriminator's optimiser; ``generator_loss`` one whose ``"generator"`` entry is minimised by the
+    generator's. Other entries are logged only. ``critic_steps`` discriminator updates (each on a
+    fresh real batch) precede every generator update.
+    """
+
+    critic_steps: int = 1
+
+    def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                           real_labels: torch.Tensor, fake_labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor,
+                       labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class NonSaturatingLoss(GanObjective):
+    """The DCGAN losses: binary cross-entropy for the discriminator, -log D(G(z)) for the generator."""
+
+    def discriminator_loss(self, discriminator, real, fake, real_labels, fake_labels):
+        real_logits = discriminator(real, real_labels).float()
+        fake_logits = discriminator(fake, fake_labels).float()
+        # softplus(-l) = BCE(l, 1) and softplus(l) = BCE(l, 0), without building target tensors
+        loss = nn.functional.softplus(-real_logits).mean() + nn.functional.softplus(fake_logits).mean()
+        return {"discriminator": loss}
+
+    def generator_loss(self, discriminator, fake, labels):
+        return {"generator": nn.functional.softplus(-discriminator(fake, labels).float()).mean()}
+
+
+# --------------------------------------------------------------------------- networks
+def build_module(factory: Callable[[], nn.Module], device: torch.device | str) -> nn.Module:
+    """Build a module without changing torch's global RNG, then move it to `device`.
+
+    The layers' default initialisation draws from the global RNG; it runs inside
+    ``torch.random.fork_rng`` (CPU), which restores the global state afterwards, so no other code
+    sees a difference. (The meta device would avoid the draws, but ``nn.Embedding`` on it imports
+    torch._dynamo, seconds of start-up.) Initialise the weights afterwards from the step's
+    generator (`init_dcgan_weights`).
+    """
+    with torch.random.fork_rng(devices=[]):
+        module = factory()
+    return module.to(device)
+
+
+def init_dcgan_weights(module: nn.Module, generator: torch.Generator) -> None:
+    """The DCGAN paper's initialisation, from an explicit generator: convolution, linear and
+    embedding weights N(0, 0.02), batch-norm scales N(1, 0.02), biases 0, fresh running statistics.
+    Every parameter and buffer is written: nothing of `build_module`'s default draws is left."""
+    with torch.no_grad():
+        for sub in module.modules():
+            if isinstance(sub, nn.modules.batchnorm._BatchNorm):
+                if sub.weight is not None:
+                    nn.init.normal_(sub.weight, 1.0, 0.02, generator=generator)
+                    nn.init.zeros_(sub.bias)
+                sub.reset_running_stats()
+            elif isinstance(sub, (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding)):
+                nn.init.normal_(sub.weight, 0.0, 0.02, generator=generator)
+                if getattr(sub, "bias", None) is not None:
+                    nn.init.zeros_(sub.bias)
+            elif list(sub.parameters(recurse=False)) or list(sub.buffers(recurse=False)):
+                raise TypeError(f"init_dcgan_weights does not know how to initialise {type(sub).__name__}")
+
+
+def refresh_batch_norm(generator_net: nn.Module, latent_dim: int, classes: torch.Tensor, batch_size: int,
+                       seed: int, batches: int = 8) -> None:
+    """Recompute the batch-norm running statistics of `generator_net` (the EMA copy) for its own
+    weights ("standing statistics"): averaged weights do not match the live network's statistics.
+
+    Uses `batches` batches of latents from a generator seeded with `seed` and labels cycling
+    through `classes`, so it is deterministic and consumes none of the training randomness.
+    """
+    norms = [m for m in generator_net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        generator_net.eval()
+        return
+    device = next(generator_net.parameters()).device
+    draw = torch.Generator(device=device)
+    draw.manual_seed(seed)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the refresh batches
+    generator_net.train()
+    with torch.no_grad():
+        for _ in range(batches):
+            labels = classes[torch.randint(len(classes), (batch_size,), generator=draw, device=device)]
+            generator_net(torch.randn(batch_size, latent_dim, generator=draw, device=device), labels)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    generator_net.eval()
+
+
+# ------------------------------------------------------------------------------ data
+def is_skewed(counts: np.ndarray) -> bool:
+    """True when the largest present class has more than `SKEW_RATIO` times the rows of the smallest."""
+    present = counts[counts > 0]
+    return len(present) > 1 and present.max() > SKEW_RATIO * present.min()
+
+
+class BatchSampler:
+    """Which real rows each training batch holds, drawn from a numpy Generator.
+
+    Plain: a fresh permutation per epoch, cut into full batches (a remainder smaller than a batch
+    is dropped, as ``drop_last`` does). Balanced: each row of a batch
+    picks a class uniformly among the classes present, then a row of that class uniformly.
+    ``state()``/``load_state()`` make it resumable mid-epoch.
+    """
+
+    def __init__(self, labels: np.ndarray, batch_size: int, balanced: bool, rng: np.random.Generator):
+        self.n = len(labels)
+        self.batch_size = min(batch_size, self.n)
+        self.balanced = balanced
+        self.rng = rng
+        order = np.argsort(labels, kind="stable")
+        counts = np.bincount(labels)
+        present = np.flatnonzero(counts)
+        self.by_class = order
+        self.class_start = np.concatenate([[0], np.cumsum(counts)[:-1]])[present]
+        self.class_count = counts[present]
+        self.permutation = np.zeros(0, dtype=np.int64)
+        self.position = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, self.n // self.batch_size)
+
+    def next(self) -> np.ndarray:
+        if self.balanced:
+            cls = self.rng.integers(len(self.class_count), size=self.batch_size)
+            within = (self.rng.random(self.batch_size) * self.class_count[cls]).astype(np.int64)
+            return self.by_class[self.class_start[cls] + within]
+        if self.position + self.batch_size > len(self.permutation):
+            self.permutation = self.rng.permutation(self.n)
+            self.position = 0
+        batch = self.permutation[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return batch
+
+    def state(self) -> dict[str, Any]:
+        return {"numpy": json.dumps(self.rng.bit_generator.state), "permutation": torch.from_numpy(self.permutation),
+                "position": self.position}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.rng.bit_generator.state = json.loads(state["numpy"])
+        self.permutation = state["permutation"].numpy().astype(np.int64)
+        self.position = int(state["position"])
+
+
+# ------------------------------------------------------------------------------ grids
+def write_grid_png(images: torch.Tensor, path: Path, columns: int) -> Path:
+    """Write `images` (``(rows * columns, C, H, W)`` in [0, 1]) as a PNG grid, `columns` per row,
+    upscaled (nearest) so that small images stay visible. One or two channels: grey (the first);
+    three or more: RGB (the first three)."""
+    from PIL import Image
+
+    images = images.detach().float().clamp(0, 1).cpu()
+    n, channels, height, width = images.shape
+    images = images[:, :1] if channels < 3 else images[:, :3]
+    scale = max(1, math.ceil(32 / max(height, width)))
+    images = images.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
+    rows, pad = math.ceil(n / columns), 2
+    h, w = height * scale, width * scale
+    canvas = torch.ones(images.shape[1], rows * (h + pad) + pad, columns * (w + pad) + pad)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        canvas[:, pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = images[i]
+    array = (canvas * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array, mode="L" if array.shape[2] == 1 else "RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    image.save(tmp, format="PNG")
+    tmp.replace(path)
+    return path
+
+
+# ---------------------------------------------------------------------------- trainer
+@dataclass
+class GanResult:
+    """What training leaves: the network to sample from (EMA weights, eval mode), the number of
+    generator steps taken, the last logged losses and where the grids and checkpoints went."""
+
+    sampler: nn.Module
+    iterations: int
+    losses: dict[str, float] = field(default_factory=dict)
+    grids: list[Path] = field(default_factory=list)
+    checkpoint: Path | None = None
+    resumed_from: int | None = None
+
+
+class GanTrainer:
+    """Trains a conditional generator against a discriminator with the shared loop.
+
+    `generator` maps ``(z, labels)`` to rows in network units and has an int ``latent_dim``;
+    `discriminator` maps ``(rows, labels)`` to ``(N,)`` logits/scores; `objective` gives the
+    losses. `decode` maps network units back to dataset units (images in [0, 1]) for grids; pass
+    ``image_grids=False`` for non-image generators. `name` names the component in messages.
+    """
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, objective: GanObjective,
+                 params: GanTrainingParams, *, name: str, decode: Callable[[torch.Tensor], torch.Tensor],
+                 image_grids: bool = True, grid_columns: int = 8, max_grid_classes: int = 20):
+        self.generator, self.discriminator, self.objective = generator, discriminator, objective
+        self.params, self.name, self.decode = params, name, decode
+        self.image_grids, self.grid_columns, self.max_grid_classes = image_grids, grid_columns, max_grid_classes
+        self.latent_dim = int(generator.latent_dim)
+
+    # ------------------------------------------------------------------ helpers
+    def _where(self, ctx: StepContext) -> str:
+        return f"generate '{self.name}'" + (f" (pipeline step {ctx.step})" if ctx.step >= 0 else "")
+
+    def _fingerprint(self, data_fingerprint: str) -> str:
+        kept = {k: v for k, v in self.params.model_dump(mode="json").items() if k not in _RESUMABLE_PARAMS}
+        return json.dumps({"data": data_fingerprint, "params": kept, "generator": type(self.generator).__name__,
+                           "discriminator": type(self.discriminator).__name__}, sort_keys=True)
+
+    @staticmethod
+    def latest_checkpoint(workdir: Path) -> tuple[int, Path] | None:
+        """The newest ``training-*.pt`` in `workdir` as ``(iteration, path)``, or None."""
+        found = [(int(m.group(1)), p) for p in workdir.glob("training-*.pt") if (m := CHECKPOINT_PATTERN.match(p.name))]
+        return max(found) if found else None
+
+    def _save_checkpoint(self, workdir: Path, iteration: int, ema: nn.Module, optimisers: dict[str, torch.optim.Optimizer],
+                         sampler: BatchSampler, ctx: StepContext, fingerprint: str) -> Path:
+        state = {
+            "format": 1, "iteration": iteration, "fingerprint": fingerprint,
+            "networks": {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
+                         "ema": ema.state_dict()},
+            "optimisers": {k: opt.state_dict() for k, opt in optimisers.items()},
+            "rng": {"torch": ctx.rng.torch.get_state(), "data": sampler.state()},
+        }
+        path = workdir / f"training-{iteration:08d}.pt"
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)  # atomic: a kill leaves the previous checkpoint or this one, never half of one
+        for old in workdir.glob("training-*.pt"):
+            if old != path and CHECKPOINT_PATTERN.match(old.name):
+                old.unlink(missing_ok=True)
+        return path
+
+    def _load_checkpoint(self, path: Path, ema: nn.Module, optimisers: dict[str, torch.optim.Optimizer],
+                         sampler: BatchSampler, ctx: StepContext, fingerprint: str) -> int:
+        try:
+            state = torch.load(path, map_location=ctx.device, weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same remedy
+            raise DataError(f"{self._where(ctx)}: cannot read the checkpoint {path} ({error}); "
+                            f"delete it to train from the start") from None
+        if state.get("fingerprint") != fingerprint:
+            raise DataError(f"{self._where(ctx)}: the checkpoint {path} was written for other data or other "
+                            f"params; delete it (or run without --resume) to train from the start")
+        self.generator.load_state_dict(state["networks"]["generator"])
+        self.discriminator.load_state_dict(state["networks"]["discriminator"])
+        ema.load_state_dict(state["networks"]["ema"])
+        lrs = {"generator": self.params.lr_generator, "discriminator": self.params.lr_discriminator}
+        for key, opt in optimisers.items():
+            opt.load_state_dict(state["optimisers"][key])
+            for group in opt.param_groups:  # a resumed run may lower the learning rate after a divergence
+                group["lr"] = lrs[key]
+        ctx.rng.torch.set_state(state["rng"]["torch"].cpu())
+        sampler.load_state(state["rng"]["data"])
+        return int(state["iteration"])
+
+    def _grid(self, ema: nn.Module, classes: torch.Tensor, seed: int, workdir: Path, iteration: int,
+              ctx: StepContext) -> Path | None:
+        shown = classes[:self.max_grid_classes]
+        labels = shown.repeat_interleave(self.grid_columns)
+        refresh_batch_norm(ema, self.latent_dim, classes, self.params.batch_size, seed + 1)
+        draw = torch.Generator(device=ctx.device)
+        draw.manual_seed(seed)  # the same latents every time, so grids show training progress
+        z = torch.randn(len(labels), self.latent_dim, generator=draw, device=ctx.device)
+        with torch.no_grad():
+            images = self.decode(ema(z, labels).float()).cpu()
+        path = write_grid_png(images, workdir / f"samples-{iteration:08d}.png", self.grid_columns)
+        ctx.emit(Event("samples", step=ctx.step if ctx.step >= 0 else None, name=self.name,
+                       data={"iteration": iteration, "images": images, "labels": labels.cpu(), "path": str(path)}))
+        return path
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, x: torch.Tensor, y: torch.Tensor, num_classes: int, ctx: StepContext,
+            data_fingerprint: str = "") -> GanResult:
+        """Train on rows `x` (network units, on ``ctx.device``) with labels `y`; see the module doc."""
+        p, device = self.params, ctx.device
+        if len(x) < 2:
+            raise DataError(f"{self._where(ctx)}: needs at least 2 rows to train on, got {len(x)}")
+        cuda = device.type == "cuda"
+        if cuda:
+            self.generator.to(memory_format=torch.channels_last)
+            self.discriminator.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+        autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+        self.generator.train()
+        self.discriminator.train()
+        ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        betas = (p.beta1, p.beta2)
+        optimisers = {"generator": torch.optim.Adam(self.generator.parameters(), lr=p.lr_generator, betas=betas),
+                      "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=p.lr_discriminator,
+                                                        betas=betas)}
+        opt_g, opt_d = optimisers["generator"], optimisers["discriminator"]
+        g_params, ema_params = list(self.generator.parameters()), list(ema.parameters())
+
+        labels_np = y.cpu().numpy()
+        counts = np.bincount(labels_np, minlength=num_classes)
+        balanced = is_skewed(counts) if p.balanced == "auto" else bool(p.balanced)
+        sampler = BatchSampler(labels_np, p.batch_size, balanced, ctx.rng.numpy)
+        # an epoch is a pass over the real rows; each generator step reads critic_steps batches
+        total = p.steps if p.steps is not None else max(
+            1, p.epochs * sampler.steps_per_epoch // self.objective.critic_steps)
+        present = torch.as_tensor(np.flatnonzero(counts), device=device)
+        # the grid's latents: a sub-generator seeded from the step's generator, drawn before any resume
+        grid_seed = int(torch.randint(0, 2**62, (1,), generator=ctx.rng.torch, device=device).item())
+        fingerprint = self._fingerprint(data_fingerprint)
+        workdir = ctx.ensure_workdir()
+
+        start, resumed_from, checkpoint_path = 0, None, None
+        if ctx.resume and (latest := self.latest_checkpoint(workdir)) is not None:
+            checkpoint_path = latest[1]
+            start = resumed_from = self._load_checkpoint(latest[1], ema, optimisers, sampler, ctx, fingerprint)
+        last_good = (start, checkpoint_path)
+
+        torch_rng = ctx.rng.torch
+        decay = p.ema_decay
+        window: list[torch.Tensor] = []
+        loss_names: list[str] = []
+        last_losses: dict[str, float] = {}
+        grids: list[Path] = []
+        progress = None
+        if ctx.progress:
+            from tqdm.auto import tqdm
+
+            progress = tqdm(total=total, initial=start, desc=f"{self.name}", unit="step", dynamic_ncols=True,
+                            leave=False)
+
+        def batch() -> tuple[torch.Tensor, torch.Tensor]:
+            index = torch.from_numpy(sampler.next()).to(device)
+            return x[index], y[index]
+
+        def flush(iteration: int) -> None:
+            """Check the losses of the window (one device sync), log them, raise on divergence."""
+            nonlocal last_losses
+            if not window:
+                return
+            values = torch.stack(window).cpu().numpy()
+            first = iteration - len(window) + 1
+            bad = ~np.isfinite(values) | (np.abs(values) > p.divergence_limit)
+            if bad.any():
+                row, col = np.argwhere(bad)[0]
+                good, good_path = last_good
+                keep = (f"the last good checkpoint is {good_path} (iteration {good})" if good_path is not None
+                        else "no checkpoint was written yet")
+                raise DataError(
+                    f"{self._where(ctx)}: training diverged at iteration {first + row} of {total}: the "
+                    f"{loss_names[col]} loss is {values[row, col]:.4g} (NaN, infinite or beyond "
+                    f"divergence_limit={p.divergence_limit:g}); {keep}. Lower lr_generator/lr_discriminator "
+                    f"(now {p.lr_generator:g}/{p.lr_discriminator:g}) and rerun (with --resume to continue "
+                    f"from that checkpoint)")
+            last_losses = {name: float(v) for name, v in zip(loss_names, values.mean(axis=0))}
+            window.clear()
+            ctx.emit(Event("train_progress", step=ctx.step if ctx.step >= 0 else None, name=self.name,
+                           data={"iteration": iteration, "total": total, "losses": dict(last_losses)}))
+            if progress is not None:
+                progress.update(iteration - progress.n)
+                progress.set_postfix({k: f"{v:.3f}" for k, v in last_losses.items()}, refresh=False)
+
+        try:
+            for iteration in range(start + 1, total + 1):
+                fake = None
+                for critic in range(self.objective.critic_steps):
+                    real, real_labels = batch()
+                    z = torch.randn(len(real_labels), self.latent_dim, generator=torch_rng, device=device)
+                    last = critic == self.objective.critic_steps - 1
+                    with autocast():
+                        with contextlib.nullcontext() if last else torch.no_grad():
+                            fake = self.generator(z, real_labels)
+                        d_losses = self.objective.discriminator_loss(self.discriminator, real, fake.detach(),
+                                                                     real_labels, real_labels)
+                    opt_d.zero_grad(set_to_none=True)
+                    d_losses["discriminator"].backward()
+                    opt_d.step()
+                with autocast():
+                    g_losses = self.objective.generator_loss(self.discriminator, fake, real_labels)
+                opt_g.zero_grad(set_to_none=True)
+                # inputs=: the generator's step computes no gradients for the discriminator's weights
+                g_losses["generator"].backward(inputs=g_params)
+                opt_g.step()
+                with torch.no_grad():
+                    # warm-up as in TF's ExponentialMovingAverage, so early weights are not kept forever;
+                    # ema_decay 0 copies the live weights
+                    torch._foreach_lerp_(ema_params, g_params, 1.0 - min(decay, (1 + iteration) / (10 + iteration)))
+                    losses = {**d_losses, **g_losses}
+                    if not loss_names:
+                        loss_names = list(losses)
+                    window.append(torch.stack([losses[k].detach().float() for k in loss_names]))
+
+                at_checkpoint = iteration % p.checkpoint_every == 0 and iteration < total
+                if iteration % p.log_every == 0 or at_checkpoint or iteration == total:
+                    flush(iteration)
+                if at_checkpoint:
+                    checkpoint_path = self._save_checkpoint(workdir, iteration, ema, optimisers, sampler, ctx,
+                                                            fingerprint)
+                    last_good = (iteration, checkpoint_path)
+                if self.image_grids and p.grid_every and iteration % p.grid_every == 0 and iteration < total:
+                    grids.append(self._grid(ema, present, grid_seed, workdir, iteration, ctx))
+        finally:
+            if progress is not None:
+                progress.close()
+
+        refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
+        if start < total or checkpoint_path is None:
+            # the finished state, so that a resumed run whose training had finished skips it
+            checkpoint_path = self._save_checkpoint(workdir, total, ema, optimisers, sampler, ctx, fingerprint)
+        if self.image_grids and p.grid_every:
+            grids.append(self._grid(ema, present, grid_seed, workdir, total, ctx))
+        return GanResult(sampler=ema, iterations=total, losses=last_losses, grids=grids,
+                         checkpoint=checkpoint_path, resumed_from=resumed_from)
