@@ -147,3 +147,134 @@ def test_image_folder_read_back_by_the_image_source_gives_the_same_rows(tmp_path
         rows = sorted(zip(names, (tuple(r.flatten().tolist()) for r in part.x)))
         expected = sorted(zip([ds.classes[c] for c in ds.y.tolist()], (tuple(r.flatten().tolist()) for r in ds.x)))
         assert rows == expected
+
+
+# ------------------------------------------------------------ through a whole run
+SCALE_PLUGIN = '''
+from setforge import Preprocessor, hookimpl
+
+
+class TimesFour(Preprocessor):
+    """Multiplies numeric columns by four (exactly invertible), to prove writers invert units."""
+
+    name = "times-four"
+    modalities = ("tabular",)
+    changes_units = True
+
+    def _transform(self, ds):
+        return ds.replace(x=self._scaled(ds, 4.0))
+
+    def _inverse(self, ds):
+        return ds.replace(x=self._scaled(ds, 0.25))
+
+    @staticmethod
+    def _scaled(ds, factor):
+        x = ds.x.clone()
+        numeric = ds.features.numeric_indices if ds.features is not None else list(range(x.shape[1]))
+        x[:, numeric] *= factor
+        return x
+
+
+@hookimpl
+def setforge_register_preprocessors():
+    return [TimesFour]
+'''
+
+
+def _rows(ds: Dataset, names=None) -> list[tuple]:
+    """The rows as sorted (class name, values) pairs; `names` renames classes (sanitised folders)."""
+    names = names or {}
+    return sorted((names.get(ds.classes[c], ds.classes[c]), tuple(row.flatten().tolist()))
+                  for c, row in zip(ds.y.tolist(), ds.x))
+
+
+def _run(tmp_path: Path, source: dict, fmt: str, **extra) -> Path:
+    import json
+
+    from setforge.cli import main
+
+    run_dir = tmp_path / f"run-{fmt}"
+    config = {"seed": 3, "device": "cpu", "source": source, "split": {"test": 0.3, "val": 0.2},
+              "output": {"dir": str(run_dir), "format": fmt}, **extra}
+    path = tmp_path / f"{fmt}.json"
+    path.write_text(json.dumps(config))
+    assert main(["run", str(path), "--quiet"]) == 0
+    return run_dir
+
+
+def _load_all(run_dir: Path) -> list[Dataset]:
+    import setforge
+
+    parts = [setforge.load(run_dir, split=s) for s in ("train", "val", "test")]
+    for part in parts:
+        assert bool((part.origin == int(Origin.REAL)).all()) and bool((part.parent == -1).all())
+    return parts
+
+
+def test_npz_source_run_npz_output_source_gives_the_same_rows(tmp_path):
+    from setforge.plugins.source.npz import NpzSource
+
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(40, 3)), y=np.arange(40) % 2, groups=np.arange(40) // 4)
+    source = NpzSource({"path": tmp_path / "d.npz"}).load(StepContext.from_seed(0))
+    run_dir = _run(tmp_path, {"name": "npz", "params": {"path": "d.npz"}}, "npz")
+    parts = _load_all(run_dir)
+    assert sorted(sum((_rows(p) for p in parts), [])) == _rows(source)
+    files = [run_dir / "train-00000.npz", run_dir / "val.npz", run_dir / "test.npz"]
+    again = [NpzSource({"path": f}).load(StepContext.from_seed(0)) for f in files]
+    assert sorted(sum((_rows(a) for a in again), [])) == _rows(source)
+    assert all(torch.equal(a.x, p.x) and torch.equal(a.groups, p.groups) for a, p in zip(again, parts))
+
+
+def test_csv_source_run_csv_output_source_gives_the_same_rows_in_original_units(tmp_path):
+    lines = ["age,height,colour,kind"] + [f"{20 + i},{1.5 + 0.013 * i:.3f},{('red', 'blue', 'green')[i % 3]},"
+                                          f"{('x', 'y')[i % 2]}" for i in range(40)]
+    lines[5] = "44,,blue,x"  # a missing value: dropped and counted
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "times_four.py").write_text(SCALE_PLUGIN)
+    params = {"path": "t.csv", "label": "kind"}
+    source = CsvSource({**params, "path": tmp_path / "t.csv"}).load(StepContext.from_seed(0), on_invalid="drop")
+    run_dir = _run(tmp_path, {"name": "csv", "params": params, "on_invalid": "drop"}, "csv",
+                   preprocess=["times-four"], plugins=["times_four.py"])
+    report = __import__("json").loads((run_dir / "report.json").read_text())
+    assert report["source"]["dropped_invalid"] == {"missing value": 1}
+    assert (run_dir / "test.csv").read_text().splitlines()[0] == "age,height,colour,kind"
+    parts = _load_all(run_dir)
+    assert sorted(sum((_rows(p) for p in parts), [])) == _rows(source)  # units back: the x4 is undone
+    again = [CsvSource({**params, "path": run_dir / f"{s}.csv"}).load(StepContext.from_seed(0))
+             for s in ("train", "val", "test")]
+    assert sorted(sum((_rows(a) for a in again), [])) == _rows(source)
+    assert all(a.features == source.features for a in again)
+
+
+def test_image_folder_source_run_image_folder_output_source_gives_the_same_rows(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for i in range(30):
+        path = tmp_path / "images" / ("cat", "dog", "eel")[i % 3] / f"{i:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shape = (6, 5, 3) if i % 4 else (6, 5)  # some grayscale files among the RGB ones
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(path)
+    source = ImageFolderSource({"path": tmp_path / "images"}).load(StepContext.from_seed(0))
+    run_dir = _run(tmp_path, {"name": "image-folder", "params": {"path": "images"}}, "image-folder")
+    parts = _load_all(run_dir)
+    assert sorted(sum((_rows(p) for p in parts), [])) == _rows(source)
+    again = ImageFolderSource({"path": run_dir}).load(StepContext.from_seed(0))
+    for part, loaded in zip((again.train, again.val, again.test), parts):
+        assert _rows(part) == _rows(loaded)
+
+
+def test_evil_class_names_through_a_run_stay_inside_and_load_back_by_name(tmp_path):
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "d.npz", x=rng.integers(0, 256, (30, 1, 4, 4), dtype=np.uint8), y=np.arange(30) % 3,
+             classes=np.array(["../escape", "/abs/path", "ok"]))
+    source = __import__("setforge.plugins.source.npz", fromlist=["NpzSource"]).NpzSource(
+        {"path": tmp_path / "d.npz"}).load(StepContext.from_seed(0))
+    run_dir = _run(tmp_path, {"name": "npz", "params": {"path": "d.npz"}}, "image-folder")
+    outside = [p for p in tmp_path.rglob("*.png") if run_dir.resolve() not in p.resolve().parents]
+    assert outside == [] and not (tmp_path / "escape").exists() and not Path("/abs/path").exists()
+    assert sorted(p.name for p in (run_dir / "train").iterdir()) == ["_abs_path", "_escape", "ok"]
+    parts = _load_all(run_dir)
+    assert parts[0].classes == ("../escape", "/abs/path", "ok")
+    assert sorted(sum((_rows(p) for p in parts), [])) == _rows(source)
