@@ -269,7 +269,9 @@ def write_grid_png(images: torch.Tensor, path: Path, columns: int) -> Path:
 @dataclass
 class GanResult:
     """What training leaves: the network to sample from (EMA weights, eval mode), the number of
-    generator steps taken, the last logged losses and where the grids and checkpoints went."""
+    generator steps taken, the last logged losses, where the grids and the last checkpoint went,
+    the iteration training resumed from (None for a fresh start) and whether sampling was
+    class-balanced."""
 
     sampler: nn.Module
     iterations: int
@@ -277,6 +279,7 @@ class GanResult:
     grids: list[Path] = field(default_factory=list)
     checkpoint: Path | None = None
     resumed_from: int | None = None
+    balanced: bool = False
 
 
 class GanTrainer:
@@ -418,8 +421,7 @@ class GanTrainer:
         if ctx.progress:
             from tqdm.auto import tqdm
 
-            progress = tqdm(total=total, initial=start, desc=f"{self.name}", unit="step", dynamic_ncols=True,
-                            leave=False)
+            progress = tqdm(total=total, initial=start, desc=f"{self.name}", unit="step", dynamic_ncols=True)
 
         def batch() -> tuple[torch.Tensor, torch.Tensor]:
             index = torch.from_numpy(sampler.next()).to(device)
@@ -502,4 +504,4 @@ class GanTrainer:
         if self.image_grids and p.grid_every:
             grids.append(self._grid(ema, present, grid_seed, workdir, total, ctx))
         return GanResult(sampler=ema, iterations=total, losses=last_losses, grids=grids,
-                         checkpoint=checkpoint_path, resumed_from=resumed_from)
+                         checkpoint=checkpoint_path, resumed_from=resumed_from, balanced=balanced)
