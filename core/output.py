@@ -85,6 +85,17 @@ class RunFolder:
         return self.partial / "cache"
 
     # -------------------------------------------------------------------------- finish
+    @staticmethod
+    def _prune_empty(folder: Path) -> None:
+        """Remove empty work folders (steps that kept nothing), deepest first."""
+        if not folder.is_dir():
+            return
+        for path in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            if not any(path.iterdir()):
+                path.rmdir()
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
     def commit(self, force: bool = False) -> Path:
         """Rename ``<dir>.partial/`` to ``<dir>`` (replacing an old ``<dir>`` with `force`).
 
@@ -96,6 +107,8 @@ class RunFolder:
                 path.unlink()
         if self.cache_dir.exists():
             shutil.rmtree(self.cache_dir)
+        for top in ("source", "steps", "evaluate"):
+            self._prune_empty(self.partial / top)
         if self.replaced.exists() and self.is_run_folder(self.replaced):
             shutil.rmtree(self.replaced)
         if self.final.exists() or self.final.is_symlink():

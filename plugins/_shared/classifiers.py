@@ -1,0 +1,320 @@
+"""The small classifiers that evaluators and generators train: ``logistic-regression``, ``mlp``
+and ``cnn`` (torch), trained with early stopping on a validation split, deterministic for a given
+`Rng`, on any device.
+
+    model = train_classifier("cnn", train_ds, val_ds, rng, device)
+    labels = model.predict(test_ds.x)          # (N,) int64
+    probs = model.predict_proba(test_ds.x)     # (N, C)
+    feats = model.features(test_ds.x)          # (N, F): the penultimate layer (a feature space)
+
+Model-facing normalisation (per-column mean/std for tabular rows, per-channel for images, both
+from the training rows) lives inside the model, so callers pass data in pipeline units.
+Randomness (initial weights, batch order) comes only from the `Rng` given; there is no dropout,
+so evaluation is deterministic too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from setforge.dataset import Dataset
+from setforge.errors import DataError
+from setforge.rng import Rng
+
+__all__ = ["CLASSIFIER_KINDS", "Classifier", "TrainHistory", "train_classifier", "fit_classifier",
+           "classification_scores"]
+
+CLASSIFIER_KINDS = ("logistic-regression", "mlp", "cnn")
+_SMALL_MODEL_MACS = 2**27
+_DEFAULT_LR = {"logistic-regression": 1e-2, "mlp": 1e-3, "cnn": 3e-3}
+
+
+@dataclass
+class TrainHistory:
+    """What training did: epochs run, the epoch whose weights were kept, losses per epoch."""
+
+    epochs_run: int = 0
+    best_epoch: int = -1
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class Classifier(nn.Module):
+    """A small classifier whose ``features`` (penultimate layer) double as a feature space.
+
+    ``kind``: ``logistic-regression`` (a linear layer on the normalised, flattened input; its
+    features are that input), ``mlp`` (two hidden ReLU layers of ``hidden`` units) or ``cnn``
+    (images only: two conv blocks, global average pooling, one hidden layer; any image size).
+    """
+
+    def __init__(self, kind: str, row_shape: tuple[int, ...], num_classes: int, mean: torch.Tensor,
+                 std: torch.Tensor, hidden: int = 128):
+        super().__init__()
+        if kind not in CLASSIFIER_KINDS:
+            raise DataError(f"unknown classifier {kind!r}; choose one of {', '.join(CLASSIFIER_KINDS)}")
+        if kind == "cnn" and len(row_shape) != 3:
+            raise DataError(f"the cnn classifier needs images (C, H, W); these rows have shape {row_shape}: "
+                            "use mlp or logistic-regression")
+        self.kind, self.row_shape, self.num_classes = kind, tuple(row_shape), int(num_classes)
+        self.register_buffer("mean", mean.detach().clone().float())
+        self.register_buffer("std", std.detach().clone().float())
+        flat = math.prod(row_shape)
+        if kind == "logistic-regression":
+            self.body: nn.Module = nn.Flatten()
+            width = flat
+        elif kind == "mlp":
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                                      nn.ReLU())
+            width = hidden
+        else:
+            channels = row_shape[0]
+            pool = nn.MaxPool2d(2) if min(row_shape[1:]) >= 4 else nn.Identity()
+            self.body = nn.Sequential(
+                nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), pool,
+                nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, hidden), nn.ReLU())
+            width = hidden
+        self.head = nn.Linear(width, self.num_classes)
+        self.feature_dim = width
+        self.history = TrainHistory()
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.to(self.mean.device, torch.float32) - self.mean) / self.std
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate layer for a batch (call under ``torch.no_grad()`` for inference)."""
+        return self.body(self.normalise(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, C)``."""
+        return self.head(self.features(x))
+
+    @torch.no_grad()
+    def _batched(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int) -> torch.Tensor:
+        was_training = self.training
+        self.eval()
+        try:
+            outs = [fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        finally:
+            self.train(was_training)
+        if not outs:
+            width = self.num_classes if fn is self.forward else self.feature_dim
+            return torch.zeros((0, width), device=self.mean.device)
+        return torch.cat(outs)
+
+    def predict_logits(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        return self._batched(self.forward, x, batch_size)
+
+    def predict_proba(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        return torch.softmax(self.predict_logits(x, batch_size), dim=1)
+
+    def predict(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """Predicted labels ``(N,)`` int64."""
+        return self.predict_logits(x, batch_size).argmax(dim=1)
+
+    def embed(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """`features` for many rows, in batches, in eval mode."""
+        return self._batched(self.features, x, batch_size)
+
+
+def _normalisation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-column (tabular) or per-channel (images, audio) mean and std, shaped to broadcast."""
+    x = x.double()
+    if x.ndim == 2:
+        mean, std = x.mean(0), x.std(0, unbiased=False)
+    else:
+        dims = [0] + list(range(2, x.ndim))
+        mean, std = x.mean(dims), x.std(dims, unbiased=False)
+        shape = (-1,) + (1,) * (x.ndim - 2)
+        mean, std = mean.view(shape), std.view(shape)
+    std = torch.where(std > 1e-8, std, torch.ones_like(std))
+    return mean.float(), std.float()
+
+
+@torch.no_grad()
+def _init_weights(model: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default init (uniform within 1/sqrt(fan_in)), drawn from `generator` instead of
+    the global RNG."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            fan_in = module.weight[0].numel()
+            bound = 1.0 / math.sqrt(fan_in)
+            for param in (module.weight, module.bias):
+                if param is None:
+                    continue
+                values = torch.rand(param.shape, generator=generator, device=generator.device) * (2 * bound) - bound
+                param.copy_(values.to(param.device))
+
+
+def _macs_per_batch(model: Classifier, batch_size: int) -> int:
+    """A rough count of multiply-adds in one training batch's forward pass."""
+    spatial = math.prod(model.row_shape[1:]) if model.kind == "cnn" else 1
+    convs = sum(p.numel() for m in model.modules() if isinstance(m, nn.Conv2d) for p in m.parameters())
+    return batch_size * (convs * spatial + sum(p.numel() for p in model.parameters()))
+
+
+@contextlib.contextmanager
+def _threads_for(model: Classifier, batch_size: int, device: torch.device) -> Iterator[None]:
+    """One CPU thread for small models: their batches are too small to share out, and on a busy
+    machine torch's thread pool makes each tiny step tens of times slower. Restored afterwards."""
+    if device.type != "cpu" or _macs_per_batch(model, batch_size) > _SMALL_MODEL_MACS:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _as_rng(rng: Rng | int) -> Rng:
+    return rng if isinstance(rng, Rng) else Rng(int(rng))
+
+
+def fit_classifier(kind: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, rng: Rng | int,
+                   device: Any = "cpu", *, x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
+                   epochs: int = 100, patience: int = 10, batch_size: int = 128, lr: float | None = None,
+                   weight_decay: float = 1e-4, hidden: int = 128,
+                   on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Classifier:
+    """Train a `Classifier` on tensors ``x`` (rows) and ``y`` (labels).
+
+    Adam on mini-batches of ``batch_size`` drawn in an order from `rng`; with validation rows,
+    training stops after ``patience`` epochs without a lower validation loss and the best
+    weights are kept; without them it runs ``epochs`` epochs. ``lr`` defaults per kind (1e-2 for
+    logistic regression, 1e-3 mlp, 3e-3 cnn). Deterministic on the CPU for the same inputs and `rng`.
+    Small models train on one CPU thread (restored afterwards).
+    """
+    device = torch.device(device)
+    rng = _as_rng(rng)
+    if len(x) == 0:
+        raise DataError("cannot train a classifier on 0 rows")
+    if kind not in CLASSIFIER_KINDS:
+        raise DataError(f"unknown classifier {kind!r}; choose one of {', '.join(CLASSIFIER_KINDS)}")
+    x, y = x.to(device, torch.float32), y.to(device, torch.int64)
+    mean, std = _normalisation(x)
+    model = Classifier(kind, tuple(x.shape[1:]), num_classes, mean, std, hidden=hidden).to(device)
+    _init_weights(model, rng.spawn("init").torch)
+    order = rng.spawn("batches").torch
+    optimiser = torch.optim.Adam(model.parameters(), lr=_DEFAULT_LR[kind] if lr is None else lr,
+                                 weight_decay=weight_decay)
+    has_val = x_val is not None and y_val is not None and len(x_val) > 0
+    if has_val:
+        x_val, y_val = x_val.to(device, torch.float32), y_val.to(device, torch.int64)
+    with _threads_for(model, batch_size, device):
+        history, best_state = _train_loop(model, optimiser, x, y, x_val if has_val else None, y_val if has_val else None,
+                                          order, device, kind, epochs, patience, batch_size, on_epoch)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    elif not has_val:
+        history.best_epoch = history.epochs_run - 1
+    model.history = history
+    model.eval()
+    return model
+
+
+def _train_loop(model: Classifier, optimiser: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                x_val: torch.Tensor | None, y_val: torch.Tensor | None, order: torch.Generator, device: torch.device,
+                kind: str, epochs: int, patience: int, batch_size: int,
+                on_epoch: Callable[[int, dict[str, float]], None] | None) -> tuple[TrainHistory, dict | None]:
+    loss_fn = nn.CrossEntropyLoss()
+    has_val = x_val is not None
+    history = TrainHistory()
+    best_loss, best_state, waited = math.inf, None, 0
+    n = len(x)
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(n, generator=order, device=order.device).to(device)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            index = perm[start:start + batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[index]), y[index])
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(index)
+        history.train_loss.append(total / n)
+        history.epochs_run = epoch + 1
+        losses = {"train": history.train_loss[-1]}
+        if has_val:
+            logits = model.predict_logits(x_val)
+            val_loss = float(loss_fn(logits, y_val))
+            history.val_loss.append(val_loss)
+            losses["val"] = val_loss
+            if not math.isfinite(val_loss):
+                raise DataError(f"classifier {kind}: the validation loss became {val_loss}; lower lr")
+            if val_loss < best_loss - 1e-7:
+                best_loss, waited, history.best_epoch = val_loss, 0, epoch
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                waited += 1
+        if on_epoch is not None:
+            on_epoch(epoch, losses)
+        if not math.isfinite(history.train_loss[-1]):
+            raise DataError(f"classifier {kind}: the training loss became {history.train_loss[-1]}; lower lr")
+        if has_val and waited >= patience:
+            history.stopped_early = True
+            break
+    return history, best_state
+
+
+def train_classifier(kind: str, train: Dataset, val: Dataset | None, rng: Rng | int, device: Any = "cpu",
+                     **options: Any) -> Classifier:
+    """Train a `Classifier` of `kind` on the `train` dataset with early stopping on `val`
+    (None: fixed epochs). `options` are those of `fit_classifier` (epochs, patience, batch_size,
+    lr, weight_decay, hidden, on_epoch)."""
+    if train.modality == "text":
+        raise DataError("the shared classifiers take image, tabular or audio rows, not text")
+    if val is not None and val.classes != train.classes:
+        raise DataError("train and val must have the same classes")
+    return fit_classifier(kind, train.x, train.y, train.num_classes, rng, device,
+                          x_val=None if val is None else val.x, y_val=None if val is None else val.y, **options)
+
+
+def classification_scores(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, macro-F1 and per-class recall, precision and F1.
+
+    Conventions follow scikit-learn: balanced accuracy averages the recall of the classes present
+    in ``y_true``; macro-F1 averages F1 over the classes present in ``y_true`` or ``y_pred``, with
+    0 where precision and recall are both 0. ``recall[c]`` is None for a class absent from
+    ``y_true``.
+    """
+    y_true = torch.as_tensor(y_true).cpu().to(torch.int64)
+    y_pred = torch.as_tensor(y_pred).cpu().to(torch.int64)
+    if y_true.shape != y_pred.shape:
+        raise DataError(f"y_true {tuple(y_true.shape)} and y_pred {tuple(y_pred.shape)} differ in shape")
+    n = len(y_true)
+    if n == 0:
+        raise DataError("no rows to score")
+    confusion = torch.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
+    confusion = confusion.view(num_classes, num_classes).double()
+    correct = confusion.diag()
+    support = confusion.sum(1)
+    predicted = confusion.sum(0)
+    recall = [float(correct[c] / support[c]) if support[c] > 0 else None for c in range(num_classes)]
+    precision = [float(correct[c] / predicted[c]) if predicted[c] > 0 else 0.0 for c in range(num_classes)]
+    f1 = []
+    for c in range(num_classes):
+        r, p = recall[c] or 0.0, precision[c]
+        f1.append(0.0 if r + p == 0 else 2 * p * r / (p + r))
+    present = [c for c in range(num_classes) if support[c] > 0 or predicted[c] > 0]
+    seen = [c for c in range(num_classes) if support[c] > 0]
+    return {
+        "accuracy": float(correct.sum() / n),
+        "balanced_accuracy": sum(recall[c] for c in seen) / len(seen),
+        "macro_f1": sum(f1[c] for c in present) / len(present),
+        "recall": recall,
+        "precision": precision,
+        "f1": f1,
+        "support": [int(s) for s in support.tolist()],
+        "n": n,
+    }
