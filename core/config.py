@@ -499,10 +499,12 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> tuple[dict
             problems.append((where, f"cannot parse the value {value_text!r} as YAML: "
                                     f"{getattr(error, 'problem', None) or error}"))
             continue
-        problem = _set_path(raw, path, value)
+        trial = dict(raw)  # _set_path copies what it changes: a failed override leaves no trace
+        problem = _set_path(trial, path, value)
         if problem:
             problems.append((where, problem))
         else:
+            raw = trial
             applied[place_of(path)] = override
     return raw, problems, applied
 
@@ -532,13 +534,20 @@ def _set_path(raw: dict[str, Any], path: list[str | int], value: Any) -> str | N
             model = _model_in(annotation)
             known = list(model.model_fields) if model is not None else []
             close = difflib.get_close_matches(str(segment), known, n=1, cutoff=0.5)
-            hint = f"; did you mean '{place_of([*path[:depth], close[0]])}'?" if close else ""
-            nearest = place_of(path[:depth]) or "(the top level)"
-            return f"no key '{segment}' at {here}{hint} Nearest valid path: {nearest}" + (
-                f" (keys: {', '.join(known)})" if known else "")
+            message = f"no key '{segment}' at {here}"
+            if close:
+                message += f" (did you mean '{place_of([*path[:depth], close[0]])}'?)"
+            if depth:
+                message += f"; nearest valid path: {place_of(path[:depth])}"
+            return message + (f"; keys there: {', '.join(known)}" if known else "")
         if last:
             container[segment] = value
             return None
+        below = place_of(path[:depth + 1])
+        if not _child_annotation(child, path[depth + 1], [])[0] and (
+                _model_in(child) is None or isinstance(path[depth + 1], int)):
+            shape = "a list" if isinstance(path[depth + 1], int) else "a mapping"
+            return f"{below} takes {_type_markdown(child)}, not {shape}; nearest valid path: {below}"
         if isinstance(container, dict) and segment not in container:
             container[segment] = {} if isinstance(path[depth + 1], str) else []
         current = container[segment]
@@ -600,10 +609,13 @@ def _scan(raw: Any) -> _Scan:
         memo[key], sizes[key] = clean, size
         return clean, size
 
-    clean, size = walk(raw, ())
-    if size > _MAX_VALUES:
-        problems.append(("(top level)", f"holds {size:,} values once YAML aliases are expanded (at most "
-                                        f"{_MAX_VALUES:,})"))
+    try:
+        clean, size = walk(raw, ())
+    except RecursionError:
+        raise ConfigError(problems=[("(top level)", "nested too deeply")]) from None
+    if size > _MAX_VALUES:  # stop here: even printing such a value would take forever
+        raise ConfigError(problems=[("(top level)", f"holds {size:,} values once YAML aliases are expanded "
+                                                    f"(at most {_MAX_VALUES:,})")])
     return _Scan(problems, clean)
 
 
@@ -1069,10 +1081,12 @@ def run_file_schema(registry: Any) -> dict[str, Any]:
         host = {k: step_props[k] for k in HOST_KEYS[kind]}
         rules: dict[str, Any] = {}
         if kind == "generate":
-            rules = {"not": {"anyOf": [{"required": list(pair)} for pair in
+            given = {"not": {"type": "null"}}
+            rules = {"not": {"anyOf": [{"required": list(pair), "properties": {k: given for k in pair}} for pair in
                                        (("target", "per_class"), ("target", "multiply"), ("per_class", "multiply"))]}}
         elif kind == "augment":
-            rules = {"not": {"required": ["minority", "classes"], "properties": {"minority": {"const": True}}}}
+            rules = {"not": {"required": ["minority", "classes"],
+                             "properties": {"minority": {"const": True}, "classes": {"type": "array"}}}}
         variants = augmenters if kind == "augment" else _component_variants(registry, kind, defs)
         if not variants:
             variants = [(None, {"type": "object"})]

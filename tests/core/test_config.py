@@ -1,0 +1,433 @@
+"""Run-file models, loading, overrides, component checks, the resolved dump, the JSON Schema and
+the generated key reference (setforge.config), through the Python API."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from setforge import ConfigError, Registry
+from setforge.config import (
+    RunConfig,
+    StepConfig,
+    apply_overrides,
+    check_components,
+    dump_resolved,
+    load_and_check,
+    load_run_config,
+    reference_markdown,
+    run_file_schema,
+)
+
+from ._run_files import GOOD, folder, isolated  # noqa: F401 - fixtures
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def registry_for(config) -> Registry:
+    return Registry(local=list(config.plugins), disabled=list(config.plugins_deny), allow=config.plugins_allow,
+                    base_dir=config.base_dir).load()
+
+
+def places(error: ConfigError) -> list[str]:
+    return [place for place, _ in error.problems]
+
+
+def write(folder: Path, text: str, name: str = "run.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def load_checked(path: Path, overrides=()):
+    return load_and_check(path, overrides, registry_for)
+
+
+# ------------------------------------------------------------------------------- models
+def test_defaults_fill_every_key_but_source():
+    config = RunConfig.model_validate({"source": "digits"})
+    assert config.seed == 0 and config.device == "auto"
+    assert config.source.name == "digits" and config.source.params == {}
+    assert config.source.deduplicate.method == "none" and config.source.on_invalid == "error"
+    assert (config.split.test, config.split.val) == (0.2, 0.1)
+    assert config.preprocess == [] and config.pipeline == [] and config.evaluate == []
+    assert config.output.dir == "runs/run" and config.output.format == "npz"
+
+
+def test_empty_lists_may_be_null():
+    config = RunConfig.model_validate({"source": "s", "pipeline": None, "preprocess": None, "evaluate": None})
+    assert config.pipeline == [] and config.preprocess == [] and config.evaluate == []
+
+
+def test_step_defaults_per_kind():
+    augment = StepConfig(augment="flip")
+    assert augment.kind == "augment" and augment.copies == 1 and not augment.is_chain
+    generate = StepConfig(generate="gan")
+    assert generate.target == "balance"  # the default amount
+    chain = StepConfig(augment=["flip", {"name": "affine", "params": {"degrees": 3}}])
+    assert chain.is_chain and [r.name for r in chain.component_refs()] == ["flip", "affine"]
+    assert chain.component_refs()[1].params == {"degrees": 3}
+
+
+def test_deduplicate_shorthand():
+    config = RunConfig.model_validate({"source": {"name": "s", "deduplicate": "near"}})
+    assert config.source.deduplicate.method == "near" and config.source.deduplicate.threshold == 0.05
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**63 - 1])
+def test_seed_range_accepts(seed):
+    assert RunConfig.model_validate({"source": "s", "seed": seed}).seed == seed
+
+
+@pytest.mark.parametrize("seed", [-1, 2**63, 1.5, True, "3", None])
+def test_seed_range_rejects(seed):
+    with pytest.raises(Exception):
+        RunConfig.model_validate({"source": "s", "seed": seed})
+
+
+@pytest.mark.parametrize("device,ok", [("auto", True), ("cpu", True), ("cuda", True), ("cuda:1", True),
+                                       ("gpu", False), ("cuda:", False), ("CPU", False)])
+def test_device(device, ok):
+    if ok:
+        assert RunConfig.model_validate({"source": "s", "device": device}).device == device
+    else:
+        with pytest.raises(Exception):
+            RunConfig.model_validate({"source": "s", "device": device})
+
+
+# ------------------------------------------------------------------------------ loading
+def test_load_resolves_base_dir_and_keeps_output_dir(folder):
+    config = load_run_config(write(folder, GOOD))
+    assert config.base_dir == folder.resolve()
+    assert config.output.dir == "runs/x"  # relative to the current folder: left as given
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".yml", ".toml", ".json"])
+def test_the_same_run_in_every_format(folder, suffix):
+    data = yaml.safe_load(GOOD)
+    if suffix == ".toml":
+        text = _to_toml(data)
+    elif suffix == ".json":
+        text = json.dumps(data)
+    else:
+        text = GOOD
+    config, _ = load_checked(write(folder, text, "run" + suffix))
+    reference, _ = load_checked(write(folder, GOOD, "reference.yaml"))
+    assert config.model_dump() == reference.model_dump()
+
+
+def _to_toml(data: dict) -> str:
+    def value(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+    return "\n".join(f"{k} = {value(v)}" for k, v in data.items()) + "\n"
+
+
+@pytest.mark.parametrize("name,content,where,words", [
+    ("run.ini", "seed = 1", "run.ini", "unknown run file format"),
+    ("run.yaml", "", "run.yaml", "empty"),
+    ("run.yaml", "# only a comment\n", "run.yaml", "no settings"),
+    ("run.yaml", "seed: [1\n", "run.yaml:2:1", "invalid YAML"),
+    ("run.yaml", "- 1\n- 2\n", "run.yaml", "must be a mapping"),
+    ("run.yaml", "seed: 1\nseed: 2\n", "run.yaml:2:1", "duplicate key 'seed'"),
+    ("run.toml", "seed = \n", "run.toml:1:8", "invalid TOML"),
+    ("run.json", '{"seed": 1,}', "run.json:1:12", "invalid JSON"),
+    ("run.json", '{"seed": 1, "seed": 2}', "run.json", "duplicate key 'seed'"),
+])
+def test_unreadable_files_name_the_file(folder, name, content, where, words):
+    path = write(folder, content, name)
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(path)
+    [(place, message)] = caught.value.problems
+    assert place == str(folder / where)
+    assert words in message
+
+
+def test_binary_and_non_utf8_files(folder):
+    for name, data in [("nul.yaml", b"seed: 1\x00\x01\x02"), ("latin.yaml", b"seed: \xff\xfe")]:
+        path = folder / name
+        path.write_bytes(data)
+        with pytest.raises(ConfigError) as caught:
+            load_run_config(path)
+        assert caught.value.problems[0][0] == str(path)
+        assert "binary" in caught.value.problems[0][1]
+
+
+def test_yaml_python_tag_is_refused_and_never_runs(folder):
+    marker = folder / "PWNED"
+    path = write(folder, f'source: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(path)
+    assert "safe loading" in caught.value.problems[0][1]
+    assert not marker.exists()
+
+
+def test_yaml_anchors_and_merge_keys_work(folder):
+    text = GOOD + "x_defaults: &d {degrees: 7}\n"
+    path = write(folder, text.replace("x_defaults", "pipeline_defaults"))
+    with pytest.raises(ConfigError):  # an unknown key is still one
+        load_run_config(path)
+    text = GOOD.replace("params: {degrees: 10}", "params: &p {degrees: 10}").replace(
+        "params: {degrees: 5}", "params: {<<: *p, degrees: 5}")
+    config = load_run_config(write(folder, text))
+    assert config.pipeline[0].params == {"degrees": 10}
+    assert config.pipeline[1].augment[1].params == {"degrees": 5}
+
+
+def test_yaml_alias_bomb_is_refused_quickly(folder):
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    path = write(folder, "\n".join(lines) + "\nseed: *a8\nsource: x\n")
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(path)
+    assert "aliases" in caught.value.problems[0][1]
+
+
+def test_recursive_alias_and_deep_nesting(folder):
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(write(folder, "source: {name: s, params: &a {x: *a}}\n"))
+    assert places(caught.value) == ["source.params.x"]
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(write(folder, "[" * 100_000 + "]" * 100_000, "deep.json"))
+    assert "nested too deeply" in caught.value.problems[0][1]
+
+
+def test_all_model_problems_at_once_in_file_order(folder):
+    text = ("outptu: {}\nseed: -1\nsplit: {test: 0.7, val: 0.4}\nsource: {name: s, on_invalid: skip}\n"
+            "pipeline:\n  - {augment: a, resample: b}\n  - {resample: r, copies: 2}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(write(folder, text))
+    assert places(caught.value) == ["seed", "source.on_invalid", "split", "pipeline[0]", "pipeline[1].copies",
+                                    "outptu"]
+
+
+@pytest.mark.parametrize("text", ["seed: .nan", "seed: .inf", "split: {test: .nan}", "source: {name: s, params: {x: -.inf}}",
+                                  "source: {name: s, deduplicate: {method: near, threshold: .nan}}"])
+def test_non_finite_numbers_are_refused(folder, text):
+    raw = yaml.safe_load(text)
+    raw.setdefault("source", "s")
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(write(folder, yaml.safe_dump(raw)))
+    assert any("finite" in message for _, message in caught.value.problems)
+    assert len(caught.value.problems) == 1  # one problem per value, not one per checker
+
+
+def test_json_nan_and_infinity(folder):
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(write(folder, '{"source": "s", "seed": NaN, "split": {"val": Infinity}}', "run.json"))
+    assert places(caught.value) == ["seed", "split.val"]
+
+
+def test_wrong_types_are_not_coerced(folder):
+    text = "source: s\nsplit: {test: '0.2', stratify: 'yes'}\npipeline: [{augment: a, copies: true}]\n"
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(write(folder, text))
+    assert places(caught.value) == ["split.test", "split.stratify", "pipeline[0].copies"]
+
+
+def test_union_errors_fold_into_one_problem(folder):
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(write(folder, "source: s\npipeline: [{augment: 5}]\n"))
+    [(place, message)] = caught.value.problems
+    assert place == "pipeline[0].augment" and "augmenter name" in message and "5" in message
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(write(folder, "source: s\npipeline: [{augment: [a, {nam: b}]}]\n"))
+    assert places(caught.value) == ["pipeline[0].augment[1].name", "pipeline[0].augment[1].nam"]
+
+
+# ---------------------------------------------------------------------------- overrides
+def test_overrides_set_values_as_yaml_scalars():
+    raw = {"source": "s", "pipeline": [{"generate": "g", "params": {"epochs": 30}}]}
+    new, problems, applied = apply_overrides(raw, ["seed=3", "pipeline[0].params.epochs=5", "output.dir=runs/y",
+                                                   "split.stratify=false", "evaluate=[a, {name: b}]",
+                                                   "source.params.path=data x.csv", "pipeline[0].classes=null"])
+    assert problems == []
+    assert new["seed"] == 3 and new["pipeline"][0]["params"]["epochs"] == 5
+    assert new["output"] == {"dir": "runs/y"} and new["split"] == {"stratify": False}
+    assert new["evaluate"] == ["a", {"name": "b"}]
+    assert new["source"] == {"name": "s", "params": {"path": "data x.csv"}}  # the shorthand expanded
+    assert new["pipeline"][0]["classes"] is None
+    assert raw["pipeline"][0]["params"]["epochs"] == 30  # the input is left alone
+    assert set(applied) == {"seed", "pipeline[0].params.epochs", "output.dir", "split.stratify", "evaluate",
+                            "source.params.path", "pipeline[0].classes"}
+
+
+@pytest.mark.parametrize("override,words", [
+    ("outptu.dir=x", "did you mean 'output'"),
+    ("pipeline[5].params.epochs=1", "nearest valid path: pipeline[0]"),
+    ("pipeline[0].parms.epochs=1", "(did you mean 'pipeline[0].params'?); nearest valid path: pipeline[0]"),
+    ("seed.x=1", "nearest valid path: seed"),
+    ("evaluate[0].params.k=1", "evaluate is an empty list"),
+    ("pipeline[0].generate.params=1", "nearest valid path: pipeline[0].generate"),
+    ("seed", "expected PATH=VALUE"),
+    ("pipeline..x=1", "cannot read the path"),
+    ("[0]=1", "cannot read the path"),
+    ("seed=[1", "cannot parse the value"),
+    ("seed=!!python/object/apply:os.system [ls]", "cannot parse the value"),
+])
+def test_bad_override_paths_name_the_nearest_valid_one(override, words):
+    raw = {"source": "s", "pipeline": [{"generate": "g"}], "evaluate": []}
+    _, problems, _ = apply_overrides(raw, [override])
+    [(place, message)] = problems
+    assert place.startswith("--set ")
+    assert words in message
+
+
+def test_override_of_a_shared_yaml_alias_changes_one_place(folder):
+    text = GOOD.replace("params: {degrees: 10}", "params: &p {degrees: 10}").replace(
+        "params: {degrees: 5}", "params: *p")
+    config = load_run_config(write(folder, text), overrides=["pipeline[1].augment[1].params.degrees=20"])
+    assert config.pipeline[0].params == {"degrees": 10}
+    assert config.pipeline[1].augment[1].params == {"degrees": 20}
+
+
+def test_override_problems_name_the_set(folder):
+    with pytest.raises(ConfigError) as caught:
+        load_checked(write(folder, GOOD), ["seed=-1", "pipeline[3].params.epochs=0", "nope=1"])
+    messages = dict(caught.value.problems)
+    assert "(from --set seed=-1)" in messages["seed"]
+    assert "(from --set pipeline[3].params.epochs=0)" in messages["pipeline[3].params.epochs"]
+    assert "no key 'nope'" in messages["--set nope"]
+
+
+# --------------------------------------------------------------------------- components
+def test_check_components_resolves_paths_against_the_run_file(folder):
+    config, _ = load_checked(write(folder, GOOD))
+    assert config.source.params["path"] == str(folder.resolve() / "data" / "rows.csv")
+    assert config.output.dir == "runs/x"
+
+
+def test_a_missing_source_path_is_named(folder):
+    with pytest.raises(ConfigError) as caught:
+        load_checked(write(folder, GOOD.replace("data/rows.csv", "data/missing.csv")))
+    [(place, message)] = caught.value.problems
+    assert place == "source.params.path"
+    assert str(folder.resolve() / "data" / "missing.csv") in message
+
+
+def test_only_source_paths_and_checkpoints_must_exist(folder):
+    text = GOOD.replace("params: {degrees: 10}", "params: {degrees: 10, cache: not/yet}")
+    config, _ = load_checked(write(folder, text))
+    assert config.pipeline[0].params["cache"] == str(folder.resolve() / "not" / "yet")
+    with pytest.raises(ConfigError) as caught:
+        load_checked(write(folder, GOOD), ["pipeline[3].params.checkpoint=gan.pt"])
+    assert places(caught.value) == ["pipeline[3].params.checkpoint"]
+    (folder / "gan.pt").write_bytes(b"x")
+    config, _ = load_checked(write(folder, GOOD), ["pipeline[3].params.checkpoint=gan.pt"])
+    assert config.pipeline[3].params["checkpoint"] == str(folder.resolve() / "gan.pt")
+
+
+def test_every_component_problem_at_once(folder):
+    text = (GOOD.replace("cfgtest-scale]", "cfgtest-scal]").replace("{degrees: 10}", "{degres: 10}")
+            .replace("{degrees: 5}", "{degrees: 500}").replace("resample: cfgtest-smote", "resample: cfgtest-smot")
+            .replace("{epochs: 3}", "{epochs: 3, weight: nan}").replace("k: 2", "k: 0"))
+    config = load_run_config(write(folder, text))
+    with pytest.raises(ConfigError) as caught:
+        check_components(config, registry_for(config))
+    problems = dict(caught.value.problems)
+    assert list(problems) == ["preprocess[0]", "pipeline[0].params.degres", "pipeline[1].augment[1].params.degrees",
+                              "pipeline[2].resample", "pipeline[3].params.weight", "evaluate[1].params.k"]
+    assert "did you mean 'cfgtest-scale'" in problems["preprocess[0]"]
+    assert "did you mean 'degrees'" in problems["pipeline[0].params.degres"]
+    assert "Known: cfgtest-smote" in problems["pipeline[2].resample"]
+    assert "finite" in problems["pipeline[3].params.weight"]  # the string 'nan' that pydantic took
+
+
+def test_model_and_component_problems_are_reported_together(folder):
+    text = GOOD.replace("seed: 3", "seed: -3").replace("generate: cfgtest-gan", "generate: cfgtest-gn")
+    with pytest.raises(ConfigError) as caught:
+        load_checked(write(folder, text))
+    assert places(caught.value) == ["seed", "pipeline[3].generate"]
+    assert "did you mean 'cfgtest-gan'" in dict(caught.value.problems)["pipeline[3].generate"]
+
+
+# --------------------------------------------------------------------------------- dump
+def test_dump_fills_defaults_and_round_trips(folder, tmp_path):
+    config, _ = load_checked(write(folder, GOOD))
+    text = dump_resolved(config)
+    data = yaml.safe_load(text)
+    assert data["pipeline"][3] == {"generate": "cfgtest-gan",
+                                   "params": {"checkpoint": None, "epochs": 3, "lr": 0.001, "weight": 1.0},
+                                   "classes": None, "target": "balance", "fit_on": "real"}
+    assert data["pipeline"][2] == {"resample": "cfgtest-smote", "params": {"k": 5}}
+    assert data["preprocess"] == [{"name": "cfgtest-scale", "params": {"factor": 1.0}}]
+    assert data["split"]["stratify"] is True and data["output"]["format"] == "npz"
+    # the dump is itself a valid run file, anywhere, and resolves to the same thing
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    again, _ = load_checked(write(other, text))
+    assert dump_resolved(again).splitlines()[2:] == text.splitlines()[2:]
+
+
+# ------------------------------------------------------------------------------- schema
+@pytest.fixture
+def schema_and_good(folder):
+    config, registry = load_checked(write(folder, GOOD))
+    schema = run_file_schema(registry)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema), yaml.safe_load(GOOD), config
+
+
+def test_schema_accepts_good_files(schema_and_good):
+    validator, good, config = schema_and_good
+    assert list(validator.iter_errors(good)) == []
+    assert list(validator.iter_errors(yaml.safe_load(dump_resolved(config)))) == []
+    assert list(validator.iter_errors({"source": "cfgtest-tiny"})) == []
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: d.update(outptu={}),                                         # unknown key
+    lambda d: d.update(seed="three"),                                      # wrong type
+    lambda d: d.update(seed=-1),                                           # out of range
+    lambda d: d.update(device="gpu"),
+    lambda d: d["split"].update(tset=0.1),
+    lambda d: d["source"].update(name="nope"),                             # unknown component
+    lambda d: d["source"]["params"].update(rowz=3),                        # unknown param
+    lambda d: d["pipeline"][0]["params"].update(degrees=500),              # param out of bounds
+    lambda d: d["pipeline"][0].update(resample="cfgtest-smote"),           # two kinds
+    lambda d: d["pipeline"][2].update(copies=2),                           # host key on the wrong kind
+    lambda d: d["pipeline"][3].update(per_class=5, target="balance"),      # two amounts
+    lambda d: d["pipeline"][1].update(params={"p": 0.5}),                  # params on a chain
+    lambda d: d["evaluate"].append("nope"),
+    lambda d: d.pop("source"),
+])
+def test_schema_rejects_bad_files(schema_and_good, mutate):
+    validator, good, _ = schema_and_good
+    bad = copy.deepcopy(good)
+    mutate(bad)
+    assert list(validator.iter_errors(bad)) != []
+
+
+def test_schema_without_components_is_still_valid(isolated):
+    schema = run_file_schema(Registry().load())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert list(jsonschema.Draft202012Validator(schema).iter_errors(yaml.safe_load(
+        "source: anything\npipeline: [{resample: any}, {augment: [a, b]}]\n"))) == []
+
+
+# ---------------------------------------------------------------------------- reference
+def test_docs_hold_the_current_generated_reference():
+    docs = (REPO / "docs" / "run-files.md").read_text(encoding="utf-8")
+    assert reference_markdown() in docs, "run `python -m setforge.config docs/run-files.md`"
+
+
+def test_reference_lists_every_key():
+    text = reference_markdown()
+    for name in RunConfig.model_fields:
+        assert f"| `{name}` |" in text
+    for name in StepConfig.model_fields:
+        assert f"| `{name}` |" in text
+    assert "| `split.test` | number | `0.2` | ≥ 0, < 1 |" in text
+    assert "2^63" in text
