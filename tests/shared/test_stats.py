@@ -1,0 +1,175 @@
+"""The Fréchet, KID and ball-count math against reference formulas written here in numpy/scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+from scipy.spatial.distance import cdist
+
+from setforge.plugins._shared import stats
+
+
+# ---------------------------------------------------------------------- reference formulas
+def pytorch_fid_frechet(mu1, sigma1, mu2, sigma2, eps=1e-6):
+    """pytorch-fid's calculate_frechet_distance: scipy sqrtm of the product of covariances."""
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        assert np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3)
+        covmean = covmean.real
+    return diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean)
+
+
+def torch_fidelity_mmd2(k_xx, k_xy, k_yy):
+    """torch-fidelity's mmd2 with mmd_est='unbiased', unit_diagonal=False."""
+    m = k_xx.shape[0]
+    diag_x, diag_y = np.diagonal(k_xx), np.diagonal(k_yy)
+    kt_xx_sum = (k_xx.sum(axis=1) - diag_x).sum()
+    kt_yy_sum = (k_yy.sum(axis=1) - diag_y).sum()
+    k_xy_sum = k_xy.sum(axis=0).sum()
+    return (kt_xx_sum + kt_yy_sum) / (m * (m - 1)) - 2 * k_xy_sum / (m * m)
+
+
+def torch_fidelity_polynomial_mmd(x, y, degree=3, gamma=None, coef0=1):
+    gamma = 1.0 / x.shape[1] if gamma is None else gamma
+    kernel = lambda a, b: (a @ b.T * gamma + coef0) ** degree  # noqa: E731
+    return torch_fidelity_mmd2(kernel(x, x), kernel(x, y), kernel(y, y))
+
+
+def torch_fidelity_kid(f1, f2, subsets, subset_size, seed):
+    """torch-fidelity's kid_features_to_metric loop; returns (mean, std, the subset indices)."""
+    m = min(min(len(f1), len(f2)), subset_size)
+    rng = np.random.RandomState(seed)
+    values, index1, index2 = [], [], []
+    for _ in range(subsets):
+        i1 = rng.choice(len(f1), m, replace=False)
+        i2 = rng.choice(len(f2), m, replace=False)
+        values.append(torch_fidelity_polynomial_mmd(f1[i1], f2[i2]))
+        index1.append(i1)
+        index2.append(i2)
+    values = np.array(values)
+    return values.mean(), values.std(), np.stack(index1), np.stack(index2)
+
+
+def features(n, d, seed, shift=0.0, mix=0.3):
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, d))
+    return base @ (np.eye(d) + mix * rng.normal(size=(d, d)) / np.sqrt(d)) + shift
+
+
+# ------------------------------------------------------------------------------------ FID
+@pytest.mark.parametrize(("n", "d", "shift"), [(400, 16, 0.5), (600, 64, 0.1), (1000, 96, 0.02), (300, 8, 3.0)])
+def test_frechet_agrees_with_pytorch_fid_sqrtm(n, d, shift):
+    a, b = features(n, d, seed=d), features(n + 37, d, seed=d + 1, shift=shift, mix=0.6)
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = pytorch_fid_frechet(mu1, s1, mu2, s2)
+    assert stats.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-6)
+    # The features route (moments in float64 from float32 rows) agrees with numpy's covariances.
+    a32, b32 = torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32)
+    a64, b64 = a32.double().numpy(), b32.double().numpy()
+    expected32 = pytorch_fid_frechet(a64.mean(0), np.cov(a64, rowvar=False), b64.mean(0), np.cov(b64, rowvar=False))
+    assert stats.frechet_distance_from_features(a32, b32) == pytest.approx(expected32, rel=1e-6)
+
+
+def test_moments_match_numpy_cov():
+    a = features(50, 6, seed=3)
+    m = stats.moments(a)
+    np.testing.assert_allclose(m.mean.numpy(), a.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(m.cov.numpy(), np.cov(a, rowvar=False), rtol=1e-12)
+    assert m.n == 50
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        stats.moments(a[:1])
+
+
+def test_singular_covariance_takes_the_eigen_factor_and_agrees():
+    # Fewer rows than dimensions: S1 is singular, Cholesky fails, the eigen factor takes over.
+    a, b = features(20, 40, seed=5), features(300, 40, seed=6, shift=0.2)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    assert torch.linalg.cholesky_ex(torch.tensor(s1))[1] != 0
+    # Reference: the symmetric square root by eigendecomposition, then the trace of sqrt(S1) S2 sqrt(S1).
+    w, v = np.linalg.eigh(s1)
+    root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    expected_trace = np.sqrt(np.clip(np.linalg.eigvalsh(root @ s2 @ root), 0, None)).sum()
+    assert float(stats.trace_sqrt_product(s1, s2)) == pytest.approx(expected_trace, rel=1e-8)
+    # and the Cholesky route (S2 is definite) gives the same trace from the other side
+    assert float(stats.trace_sqrt_product(s2, s1)) == pytest.approx(expected_trace, rel=1e-8)
+
+
+def test_frechet_properties():
+    a, b = features(500, 10, seed=1), features(500, 10, seed=2, shift=1.0)
+    assert stats.frechet_distance_from_features(a, a) == pytest.approx(0.0, abs=1e-9)
+    ab = stats.frechet_distance_from_features(a, b)
+    assert ab == pytest.approx(stats.frechet_distance_from_features(b, a), rel=1e-10)
+    # A pure mean shift of c in every one of 10 dimensions adds 10 c^2 exactly.
+    assert stats.frechet_distance_from_features(a, a + 2.0) == pytest.approx(40.0, rel=1e-9)
+    with pytest.raises(ValueError, match="shapes disagree"):
+        stats.frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+# ------------------------------------------------------------------------------------ KID
+@pytest.mark.parametrize(("n1", "n2", "d", "subset_size"), [(300, 250, 16, 100), (80, 120, 32, 1000)])
+def test_kid_agrees_with_torch_fidelity(n1, n2, d, subset_size):
+    f1, f2 = features(n1, d, seed=11), features(n2, d, seed=12, shift=0.1)
+    mean, std, index1, index2 = torch_fidelity_kid(f1, f2, subsets=20, subset_size=subset_size, seed=123)
+    result = stats.kid_from_subsets(f1, f2, torch.tensor(index1), torch.tensor(index2))
+    assert result.subset_size == min(n1, n2, subset_size)
+    assert result.mean == pytest.approx(mean, rel=1e-9)
+    assert result.std == pytest.approx(std, rel=1e-7)
+    # Chunking the subsets (tiny memory budget) changes nothing.
+    chunked = stats.kid_from_subsets(f1, f2, torch.tensor(index1), torch.tensor(index2), max_elements=1)
+    torch.testing.assert_close(chunked.values, result.values, rtol=1e-12, atol=1e-15)
+
+
+def test_polynomial_mmd_matches_reference_with_other_kernel_params():
+    x, y = features(40, 5, seed=1), features(40, 5, seed=2, shift=0.3)
+    expected = torch_fidelity_polynomial_mmd(x, y, degree=2, gamma=0.5, coef0=0.25)
+    got = stats.polynomial_mmd2_unbiased(torch.tensor(x), torch.tensor(y), degree=2, gamma=0.5, coef0=0.25)
+    assert float(got) == pytest.approx(expected, rel=1e-10)
+
+
+def test_kid_draws_subsets_without_replacement_and_is_seeded():
+    f1, f2 = torch.tensor(features(60, 4, seed=1)), torch.tensor(features(90, 4, seed=2, shift=1.0))
+    first = stats.kid(f1, f2, subsets=7, subset_size=50, generator=torch.Generator().manual_seed(3))
+    again = stats.kid(f1, f2, subsets=7, subset_size=50, generator=torch.Generator().manual_seed(3))
+    assert first.subset_size == 50 and first.values.shape == (7,)
+    torch.testing.assert_close(first.values, again.values, rtol=0, atol=0)
+    same = stats.kid(f1, f1.clone(), subsets=7, subset_size=50, generator=torch.Generator().manual_seed(3))
+    assert abs(same.mean) < 0.1 * first.mean
+
+
+# ---------------------------------------------------------------------------- ball counts
+def reference_ball_counts(points, centres, radii):
+    return (cdist(points, centres) < radii[None, :]).sum(axis=1)
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 2048])
+def test_ball_counts_match_brute_force(block_size):
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(53, 6)).astype(np.float32)
+    centres = rng.normal(size=(41, 6)).astype(np.float32)
+    radii = rng.uniform(0.5, 3.0, size=41)
+    expected = reference_ball_counts(points.astype(np.float64), centres.astype(np.float64), radii)
+    got = stats.ball_counts(torch.tensor(points), torch.tensor(centres), torch.tensor(radii) ** 2, block_size)
+    np.testing.assert_array_equal(got.numpy(), expected)
+
+
+def test_ball_counts_are_exact_on_boundaries_and_duplicates():
+    # Integer coordinates make every squared distance exact, so ties are real ties: a point on a
+    # ball's boundary is outside (strict <), a duplicate of a centre (distance 0) is inside.
+    rng = np.random.default_rng(1)
+    centres = rng.integers(-5, 6, size=(30, 4)).astype(np.float32)
+    points = rng.integers(-5, 6, size=(40, 4)).astype(np.float32)
+    points[:10] = centres[:10]
+    radii_squared = ((centres - points[:30]) ** 2).sum(axis=1).astype(np.float64)  # point j on ball j's edge
+    radii_squared[:10] = 2.0  # balls 0..9 contain their duplicate points (distance 0)
+    d2 = ((points[:, None, :].astype(np.float64) - centres[None, :, :]) ** 2).sum(-1)
+    expected = (d2 < radii_squared[None, :]).sum(axis=1)
+    got = stats.ball_counts(torch.tensor(points) * 1000, torch.tensor(centres) * 1000,
+                            torch.tensor(radii_squared) * 1e6, block_size=8)
+    np.testing.assert_array_equal(got.numpy(), expected)
