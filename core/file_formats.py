@@ -152,11 +152,8 @@ def write_image_folder(folder: Path, split: str, ds: Dataset, **_: Any) -> list[
         relative = f"{names[label]}/{i:0{width}d}.png"
         path = root / relative
         array = image[:, :, 0] if channels == 1 else image
-        buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(array), mode=_IMAGE_MODES[channels]).save(buffer, format="PNG")
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(buffer.getvalue())
-        os.replace(tmp, path)
+        # Written in place: the run folder as a whole appears only when complete (<dir>.partial/ renamed).
+        Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG")  # L, RGB or RGBA by shape
         files.append(relative)
         written.append(path)
     manifest = {"format": "image-folder", "classes": list(ds.classes), "folders": names, "channels": channels,

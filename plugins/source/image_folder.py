@@ -48,7 +48,7 @@ def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
                 values = values / 65535.0
             elif image.mode == "I":
                 values = values / 255.0
-            gray = Image.fromarray(np.clip(values, 0.0, 1.0).astype(np.float32), mode="F")
+            gray = Image.fromarray(np.clip(values, 0.0, 1.0).astype(np.float32))  # mode F
             if gray.size != (width, height):
                 gray = gray.resize((width, height), Image.Resampling.BILINEAR)
             plane = np.clip(np.asarray(gray, dtype=np.float32), 0.0, 1.0)

@@ -88,7 +88,7 @@ def test_image_folder_files_are_byte_for_byte_reproducible(tmp_path):
 
 def test_image_folder_refuses_what_png_cannot_hold(tmp_path):
     tabular = Dataset(x=torch.zeros(2, 3), y=torch.tensor([0, 1]), classes=("a", "b"), modality="tabular")
-    with pytest.raises(DataError, match="image-folder writes images, the data is tabular; use output.format npz or csv"):
+    with pytest.raises(DataError, match="writes images, the data is tabular; use output.format npz or csv"):
         write_image_folder(tmp_path, "train", tabular)
     two = Dataset(x=torch.zeros(2, 2, 3, 3), y=torch.tensor([0, 1]), classes=("a", "b"), modality="image")
     with pytest.raises(DataError, match="1, 3 or 4 channel"):

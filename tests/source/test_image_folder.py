@@ -17,9 +17,9 @@ def load(path, on_invalid="error", **params):
     return source.load(StepContext.from_seed(0), on_invalid=on_invalid), source
 
 
-def save(path, array, mode=None):
+def save(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array, mode=mode).save(path)
+    Image.fromarray(array).save(path)
 
 
 @pytest.fixture
