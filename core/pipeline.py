@@ -665,7 +665,7 @@ class _Run:
                          raw_train=self.raw_train, train=self.train, val=self.val, test=self.test,
                          steps=list(self.records))
 
-    def dry(self) -> str:
+    def dry_text(self) -> str:
         self.build()
         self.prepare_data()
         classes = list(self.all.classes)
@@ -756,7 +756,7 @@ def dry_run(config: Any, registry: Any = None) -> str:
     without running any step (a resampler's counts are shown unchanged unless it has an
     ``expected_counts(counts)`` method). Writes nothing."""
     registry = _default_registry(config) if registry is None else registry
-    return _Run(config, registry, dry=True).dry()
+    return _Run(config, registry, dry=True).dry_text()
 
 
 def load_demo_config() -> Any:
