@@ -1,0 +1,176 @@
+"""The run folder's pieces: npz writing/reading, the atomic folder, load(), the report files."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import setforge
+from setforge import ConfigError, DataError, Dataset, FeatureInfo, Origin
+from setforge.formats import (FORMATS, dataset_from_state, dataset_state, get_format, read_npz_file,
+                              write_npz_file)
+from setforge.output import MARKER, RunFolder, summarize_run_dir
+from setforge.report import dumps_json, format_summary, render_html, write_report
+
+EVIL = "<script>alert(1)</script>"
+
+
+def _mixed(n: int = 10, classes=("a", "b")) -> Dataset:
+    origin = torch.tensor([int(Origin.REAL)] * (n - 4) + [int(o) for o in list(Origin)[1:]] + [int(Origin.AUGMENTED)])
+    return Dataset(x=torch.rand(n, 1, 3, 3, generator=torch.Generator().manual_seed(0)), y=torch.arange(n) % 2,
+                   classes=classes, modality="image", origin=origin,
+                   step=torch.where(origin == 0, -1, 1), parent=torch.where(origin == 0, -1, 0))
+
+
+def _same(a: Dataset, b: Dataset) -> None:
+    assert a.fingerprint() == b.fingerprint()
+    assert a.modality == b.modality and a.classes == b.classes and a.features == b.features
+
+
+# ------------------------------------------------------------------------------ npz
+def test_npz_round_trip_with_shards_keeps_provenance(tmp_path):
+    ds = _mixed(10)
+    files = get_format("npz").write(tmp_path, "train", ds, shard_rows=4)
+    assert [f.name for f in files] == ["train-00000.npz", "train-00001.npz", "train-00002.npz"]
+    arrays = read_npz_file(files[0])
+    assert arrays["origin"].dtype.kind == "U" and arrays["origin"][0] == "real"
+    assert arrays["classes"].tolist() == ["a", "b"]
+    _same(get_format("npz").read(tmp_path, "train"), ds)
+    # the same data gives the same bytes, whatever the clock says
+    again = tmp_path / "again"
+    again.mkdir()
+    get_format("npz").write(again, "train", ds, shard_rows=4)
+    assert (again / "train-00001.npz").read_bytes() == files[1].read_bytes()
+
+
+def test_npz_is_readable_by_numpy_and_holds_no_pickles(tmp_path):
+    ds = Dataset(x=torch.randn(5, 3), y=torch.tensor([0, 1, 0, 1, 1]), classes=("x", "y"), modality="tabular",
+                 features=FeatureInfo(names=("p", "q", "r"), dtypes={"p": "int64"}), groups=torch.arange(5))
+    path = get_format("npz").write(tmp_path, "val", ds)[0]
+    with np.load(path, allow_pickle=False) as data:
+        assert data["x"].shape == (5, 3) and data["y"].tolist() == [0, 1, 0, 1, 1]
+    with zipfile.ZipFile(path) as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    _same(get_format("npz").read(tmp_path, "val"), ds)
+
+
+def test_text_and_empty_datasets_round_trip(tmp_path):
+    text = Dataset(x=["one", "två", ""], y=torch.tensor([0, 1, 0]), classes=("p", "q"), modality="text")
+    get_format("npz").write(tmp_path, "test", text)
+    _same(get_format("npz").read(tmp_path, "test"), text)
+    empty = _mixed(4)[:0]
+    get_format("npz").write(tmp_path, "train", empty, shard_rows=3)
+    assert len(get_format("npz").read(tmp_path, "train")) == 0
+
+
+def test_formats_table_and_unknown_format():
+    assert "npz" in FORMATS
+    with pytest.raises(DataError, match="known"):
+        get_format("parquet")
+
+
+def test_dataset_state_round_trip():
+    ds = _mixed(6)
+    _same(dataset_from_state(dataset_state(ds)), ds)
+
+
+def test_write_npz_file_is_atomic_by_name(tmp_path):
+    path = write_npz_file(tmp_path / "a.npz", {"x": np.arange(3)})
+    assert path.is_file() and not list(tmp_path.glob("*.tmp"))
+
+
+# ------------------------------------------------------------------------------ run folder
+def test_run_folder_open_commit_and_force(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    partial = folder.open()
+    (partial / "report.json").write_text("{}")
+    (folder.step_dir(0, "augment", "../evil") / "kept.txt").parent.mkdir(parents=True)
+    assert folder.step_dir(0, "augment", "../evil").parent == partial / "steps"
+    assert folder.commit() == tmp_path / "run"
+    assert (tmp_path / "run" / MARKER).is_file() and not partial.exists()
+    with pytest.raises(ConfigError, match="--force"):
+        RunFolder(tmp_path / "run").open()
+    again = RunFolder(tmp_path / "run")
+    (again.open(force=True) / "new.txt").write_text("new")
+    again.commit(force=True)
+    assert (tmp_path / "run" / "new.txt").is_file() and not (tmp_path / "run" / "report.json").exists()
+
+
+def test_resume_keeps_the_partial_folder_and_a_fresh_run_clears_it(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    (folder.open() / "checkpoint.pt").write_text("state")
+    assert (RunFolder(tmp_path / "run").open(resume=True) / "checkpoint.pt").is_file()
+    assert not (RunFolder(tmp_path / "run").open() / "checkpoint.pt").exists()
+
+
+def test_a_partial_folder_setforge_did_not_make_is_left_alone(tmp_path):
+    (tmp_path / "run.partial").mkdir()
+    (tmp_path / "run.partial" / "mine.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not made by setforge"):
+        RunFolder(tmp_path / "run").open()
+    assert (tmp_path / "run.partial" / "mine.txt").is_file()
+
+
+def test_load_refuses_an_unfinished_folder(tmp_path):
+    RunFolder(tmp_path / "run").open()
+    with pytest.raises(DataError, match="--resume"):
+        setforge.load(tmp_path / "run")
+    with pytest.raises(ConfigError, match="split"):
+        setforge.load(tmp_path / "run", split="everything")
+
+
+# ------------------------------------------------------------------------------ report
+def _report() -> dict:
+    return {
+        "seed": 0, "device": "cpu", "classes": [EVIL, "b"],
+        "source": {"name": EVIL, "rows": 10, "dropped_invalid": {EVIL: 1}},
+        "split": {"method": "stratified", "rows": {"train": 6, "val": 2, "test": 2}, "fingerprints": {"test": "abc"}},
+        "counts": {"raw_train": {"by_class": {EVIL: 4, "b": 2}}, "optimised": {"by_class": {EVIL: 4, "b": 4},
+                                                                                "by_origin": {"real": 6, "resampled": 2}},
+                   "val": {"by_class": {EVIL: 1, "b": 1}}, "test": {"by_class": {EVIL: 1, "b": 1}}},
+        "steps": [{"index": 0, "kind": "resample", "name": EVIL, "params": {"k": EVIL}, "rows_in": 6, "rows_out": 8,
+                   "counts": {"by_class": {EVIL: 4, "b": 4}, "by_origin": {"resampled": 2}}, "note": EVIL}],
+        "metrics": {"measures": {"utility": {"raw/accuracy": {"value": 0.5, "n": 2},
+                                             "optimised/accuracy": {"value": 0.75, "n": 2},
+                                             f"raw/recall/{EVIL}": {"value": 1.0, "n": 1}}},
+                    "skipped": {"utility": {"x": EVIL}}, "figures": {}},
+        "evaluators": {"utility": {"summary": "model logistic-regression"}},
+        "config": {"note": EVIL}, "versions": {"torch": "2"}, "warnings": [EVIL],
+    }
+
+
+def test_html_report_escapes_every_string(tmp_path):
+    page = render_html(_report(), tmp_path)
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_report_json_is_sorted_and_stable(tmp_path):
+    write_report(tmp_path, _report(), {"total": 1.5})
+    first = (tmp_path / "report.json").read_bytes()
+    write_report(tmp_path, dict(reversed(list(_report().items()))), {"total": 9.0})
+    assert (tmp_path / "report.json").read_bytes() == first
+    assert json.loads(first)["seed"] == 0 and json.loads((tmp_path / "timings.json").read_text())["total"] == 9.0
+    assert dumps_json({"b": 1, "a": 2}).index('"a"') < dumps_json({"b": 1, "a": 2}).index('"b"')
+
+
+def test_summary_shows_counts_and_raw_vs_optimised(tmp_path):
+    text = format_summary(_report(), tmp_path / "run")
+    assert "accuracy" in text and "0.5000" in text and "0.7500" in text and "+0.2500" in text
+    assert "model logistic-regression" in text
+    lines = [line.split() for line in text.splitlines()]
+    assert ["b", "2", "4"] in lines and ["total", "6", "8"] in lines
+
+
+def test_summarize_run_dir_rewrites_the_html(tmp_path):
+    (tmp_path / MARKER).write_text("")
+    write_report(tmp_path, _report(), {"total": 1.0})
+    (tmp_path / "report.html").unlink()
+    text = summarize_run_dir(tmp_path)
+    assert "1.0 s" in text and (tmp_path / "report.html").is_file()
+    with pytest.raises(DataError, match="not a finished"):
+        summarize_run_dir(tmp_path / "nothing")
