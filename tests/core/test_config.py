@@ -4,6 +4,7 @@ the generated key reference (setforge.config), through the Python API."""
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import json
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from setforge.config import (
     run_file_schema,
 )
 
-from ._run_files import GOOD, folder, isolated  # noqa: F401 - fixtures
+from ._run_files import GOOD, PLUGIN, folder, isolated  # noqa: F401 - fixtures
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -372,10 +373,17 @@ def test_dump_fills_defaults_and_round_trips(folder, tmp_path):
 
 
 # ------------------------------------------------------------------------------- schema
-@pytest.fixture
-def schema_and_good(folder):
-    config, registry = load_checked(write(folder, GOOD))
-    schema = run_file_schema(registry)
+@pytest.fixture(scope="module")
+def schema_and_good(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as monkeypatch:  # one registry and schema for every schema test
+        monkeypatch.setenv("SETFORGE_DISABLE_PLUGINS", ",".join(
+            sorted({ep.name for ep in importlib.metadata.entry_points(group="setforge")})))
+        home = tmp_path_factory.mktemp("schema")
+        (home / "data").mkdir()
+        (home / "data" / "rows.csv").write_text("a,label\n1,x\n")
+        (home / "cfg_plugin.py").write_text(PLUGIN)
+        config, registry = load_checked(write(home, GOOD))
+        schema = run_file_schema(registry)
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema), yaml.safe_load(GOOD), config
 
@@ -431,3 +439,37 @@ def test_reference_lists_every_key():
         assert f"| `{name}` |" in text
     assert "| `split.test` | number | `0.2` | ≥ 0, < 1 |" in text
     assert "2^63" in text
+
+
+def test_the_run_files_in_the_docs_validate(tmp_path, capsys):
+    """Every complete run file shown in docs/run-files.md (a block starting with `seed`) is valid
+    against the installed plugins."""
+    import re
+
+    from setforge.cli import main
+
+    docs = (REPO / "docs" / "run-files.md").read_text(encoding="utf-8")
+    blocks = [(fmt, body) for fmt, body in re.findall(r"```(yaml|toml)\n(.*?)```", docs, re.S)
+              if body.startswith("seed")]
+    assert len(blocks) >= 2
+    for i, (fmt, body) in enumerate(blocks):
+        path = tmp_path / f"example{i}.{fmt}"
+        path.write_text(body)
+        assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_the_error_example_in_the_docs_is_real(tmp_path, capsys):
+    import re
+
+    from setforge.cli import main
+
+    docs = (REPO / "docs" / "run-files.md").read_text(encoding="utf-8")
+    body = re.search(r"```yaml\n# bad.yaml\n(.*?)```", docs, re.S).group(1)
+    shown = re.search(r"\$ setforge validate bad.yaml\n(.*?)\$ echo", docs, re.S).group(1).splitlines()[1:]
+    path = tmp_path / "bad.yaml"
+    path.write_text(body)
+    assert main(["validate", str(path)]) == 2
+    printed = capsys.readouterr().err.splitlines()[1:]
+    assert [line.split(": ")[0] for line in printed] == [line.split(": ")[0] for line in shown]
+    for mine, theirs in zip(printed, shown):
+        assert mine.startswith(theirs.removesuffix("...").rstrip(" ,")), (mine, theirs)
