@@ -33,7 +33,7 @@ __all__ = ["CLASSIFIER_KINDS", "Classifier", "TrainHistory", "train_classifier",
            "classification_scores"]
 
 CLASSIFIER_KINDS = ("logistic-regression", "mlp", "cnn")
-_SMALL_MODEL_MACS = 2**27
+_SMALL_MODEL_MACS = 2**30
 _DEFAULT_LR = {"logistic-regression": 1e-2, "mlp": 1e-3, "cnn": 3e-3}
 
 

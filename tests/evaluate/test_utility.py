@@ -1,0 +1,119 @@
+"""The utility evaluator and the shared classifiers it trains."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
+
+from setforge import DataError, Dataset, EvalContext, Origin, Rng
+from setforge.plugins._shared.classifiers import (Classifier, classification_scores, fit_classifier,
+                                                  train_classifier)
+from setforge.plugins.evaluate.utility import Utility
+from setforge.plugins.source.sklearn import BreastCancerSource, DigitsSource
+from setforge.context import StepContext
+from setforge.testing import check_component
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """Long-tailed digits: (train, val, test)."""
+    splits = DigitsSource({"imbalance": 10}).load(StepContext.from_seed(0))
+    perm = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))
+    return splits.train[perm[40:]].replace(row_id=None), splits.train[perm[:40]], splits.test
+
+
+def test_conformance():
+    check_component(Utility)
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+@pytest.mark.parametrize("seed", range(5))
+def test_scores_match_scikit_learn(seed):
+    g = torch.Generator().manual_seed(seed)
+    y_true = torch.randint(0, 4, (60,), generator=g)
+    y_pred = torch.where(torch.rand(60, generator=g) < 0.6, y_true, torch.randint(0, 5, (60,), generator=g))
+    y_true[y_true == 3] = 0  # class 3 absent from the truth, class 4 only predicted
+    scores = classification_scores(y_true, y_pred, 5)
+    assert scores["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
+    assert scores["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y_true, y_pred))
+    assert scores["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    recalls = recall_score(y_true, y_pred, labels=[0, 1, 2], average=None, zero_division=0)
+    assert scores["recall"][:3] == pytest.approx(list(recalls)) and scores["recall"][3] is None
+
+
+@pytest.mark.parametrize("kind", ["logistic-regression", "mlp"])
+def test_classifiers_learn_and_are_deterministic(digits, kind):
+    train, val, test = digits
+    model = train_classifier(kind, train, val, Rng(3), "cpu")
+    again = train_classifier(kind, train, val, Rng(3), "cpu")
+    assert torch.equal(model.predict_logits(test.x), again.predict_logits(test.x))
+    accuracy = float((model.predict(test.x) == test.y).double().mean())
+    assert accuracy > 0.8
+    assert model.features(test.x[:3]).shape == (3, model.feature_dim)
+    assert model.predict_proba(test.x[:3]).sum(1).allclose(torch.ones(3))
+    assert model.history.stopped_early and model.history.best_epoch < model.history.epochs_run
+    other = train_classifier(kind, train, val, Rng(4), "cpu")
+    assert not torch.equal(other.predict_logits(test.x), model.predict_logits(test.x))
+
+
+def test_cnn_trains_on_images_and_refuses_tabular(digits):
+    train, val, test = digits
+    model = train_classifier("cnn", train, val, Rng(0), "cpu", epochs=3)
+    assert model.predict(test.x).shape == (len(test),) and model.embed(test.x).shape == (len(test), 128)
+    tabular = BreastCancerSource().load(StepContext.from_seed(0))
+    with pytest.raises(DataError, match="cnn"):
+        train_classifier("cnn", tabular, None, Rng(0), "cpu")
+
+
+def test_normalisation_lives_inside_the_model():
+    # Columns on wildly different scales: the model sees them standardised, callers pass raw units.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 2, generator=g) * torch.tensor([1000.0, 0.001]) + torch.tensor([5e4, -3.0])
+    y = (x[:, 1] > -3.0).long()
+    model = fit_classifier("logistic-regression", x, y, 2, Rng(0), epochs=60)
+    assert float((model.predict(x) == y).double().mean()) > 0.95
+    assert torch.allclose(model.mean, x.mean(0), rtol=1e-4)
+
+
+def test_without_val_training_runs_every_epoch(digits):
+    train, _, _ = digits
+    model = train_classifier("logistic-regression", train, None, 0, "cpu", epochs=7)
+    assert model.history.epochs_run == 7 and not model.history.stopped_early and isinstance(model, Classifier)
+
+
+def test_utility_compares_raw_and_optimised_on_the_test_split(digits):
+    train, val, test = digits
+    # An "optimised" set that duplicates each minority row until every class matches the largest.
+    counts = train.class_counts()
+    extra = []
+    for c, n in enumerate(counts):
+        rows = (train.y == c).nonzero().flatten()
+        extra.append(rows[torch.arange(max(counts) - n) % n])
+    index = torch.cat(extra)
+    copies = train[index].replace(origin=torch.full((len(index),), int(Origin.RESAMPLED)), parent=index, row_id=None)
+    optimised = Dataset.concat([train, copies])
+    ectx = EvalContext.from_seed(0, train, train=optimised, val=val, test=test)
+    metrics = Utility({"epochs": 40}).evaluate(ectx)
+    get = lambda path: metrics.get(f"utility/{path}").value  # noqa: E731
+    for score in ("accuracy", "balanced_accuracy", "macro_f1"):
+        assert get(f"delta/{score}") == pytest.approx(get(f"optimised/{score}") - get(f"raw/{score}"))
+        assert metrics.get(f"utility/raw/{score}").n == len(test)
+    # the raw model is exactly the model a plain training gives (same seed, same data)
+    raw_model = train_classifier("logistic-regression", train, val, ectx.rng.spawn(0), "cpu", epochs=40)
+    expected = classification_scores(test.y, raw_model.predict(test.x), 10)
+    assert get("raw/accuracy") == pytest.approx(expected["accuracy"])
+    assert get("raw/recall/9") == pytest.approx(expected["recall"][9])
+    assert metrics.get("utility/raw/recall/9").n == int((test.y == 9).sum())
+    assert get("delta/recall/9") == pytest.approx(get("optimised/recall/9") - get("raw/recall/9"))
+    # the same data on both sides gives a zero difference: the two models share everything else
+    same = Utility({"epochs": 40}).evaluate(EvalContext.from_seed(0, train, train=train, val=val, test=test))
+    assert same.get("utility/delta/accuracy").value == 0.0
+
+
+def test_repeats_give_a_spread_and_no_test_split_is_skipped(digits):
+    train, val, test = digits
+    metrics = Utility({"epochs": 5, "repeats": 2}).evaluate(EvalContext.from_seed(0, train, val=val, test=test[:100]))
+    assert metrics.get("utility/raw/accuracy").std is not None
+    empty = Utility({"epochs": 2}).evaluate(EvalContext.from_seed(0, train))
+    assert "raw" in empty.skipped["utility"] and not empty.measures
