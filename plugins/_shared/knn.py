@@ -7,14 +7,20 @@ resampled row)::
     distances, indices = knn(query, reference, k=5)                   # (Q, k) each, nearest first
     distances, indices = knn(x, x, k=5, exclude_self=True)             # neighbours within one set
 
-How it works: squared Euclidean distances ``|q|^2 + |r|^2 - 2 q.r`` are computed one block at a time
-with a matrix product (GEMM), so the work runs at BLAS / cuBLAS speed; each block of reference
-rows is reduced to its ``k`` best candidates with ``torch.topk`` and merged into a running top-k,
-so at most ``block_size * reference_block_size`` distances exist at any moment, whatever the data
-size. The winners' distances are then recomputed directly as ``sum((q - r)^2)``, which removes
-the cancellation error of the GEMM form, so the returned distances are accurate to the input
-precision. Results are exact (not approximate): with no ties they equal scikit-learn's
-``NearestNeighbors(algorithm="brute")``; among exactly tied candidates the order may differ.
+How it works: squared Euclidean distances ``|q|^2 + |r|^2 - 2 q.r`` (both sides centred on the
+reference mean) are computed one block at a time with a matrix product (GEMM), so the work runs at
+BLAS / cuBLAS speed; each block of reference rows is reduced to its ``k`` best candidates with
+``torch.topk`` and merged into a running top-k, so at most ``block_size * reference_block_size``
+distances exist at any moment, whatever the data size. The winners' distances are then recomputed
+directly as ``sum((q - r)^2)``, which removes the cancellation error of the GEMM form, so the
+returned distances are accurate to the input precision.
+
+Exactness: this is an exact search, not an approximate one; with float64 input and no ties the
+result equals scikit-learn's ``NearestNeighbors(algorithm="brute")``. Candidates are *ranked* in
+the input's precision, so in float32 two candidates whose squared distances differ by less than
+about ``1e-7 * (|q|^2 + |r|^2)`` (centred norms) may swap, as in any GEMM-based search
+(scikit-learn upcasts float32 blocks to float64 to avoid that; pass float64 for the same
+guarantee, at half the speed). Among exactly tied candidates the order may differ.
 """
 
 from __future__ import annotations
@@ -77,15 +83,22 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int, *, block_size: int
     device = query.device
     out_distances = torch.empty((n_query, k), dtype=query.dtype, device=device)
     out_indices = torch.empty((n_query, k), dtype=torch.int64, device=device)
-    reference_norms = reference.pow(2).sum(dim=1)
     with torch.no_grad():
+        # Distances do not change under a shift; centring both sides on the reference mean keeps the
+        # norms small, so the GEMM form |q|^2 + |r|^2 - 2 q.r loses little to cancellation (data far
+        # from the origin would otherwise pick wrong neighbours in float32). Shifted per block, so no
+        # centred copy of the data is ever held.
+        centre = reference.mean(dim=0)
+        reference_norms = torch.cat([(reference[i:i + reference_block_size] - centre).pow_(2).sum(dim=1)
+                                     for i in range(0, n_reference, reference_block_size)])
         for q_start in range(0, n_query, block_size):
-            q_block = query[q_start:q_start + block_size]
+            raw_q_block = query[q_start:q_start + block_size]
+            q_block = raw_q_block - centre
             q_norms = q_block.pow(2).sum(dim=1, keepdim=True)
             best_d: torch.Tensor | None = None
             best_i: torch.Tensor | None = None
             for r_start in range(0, n_reference, reference_block_size):
-                r_block = reference[r_start:r_start + reference_block_size]
+                r_block = reference[r_start:r_start + reference_block_size] - centre
                 # |q|^2 + |r|^2 - 2 q.r in one fused GEMM: addmm(input, q, r^T, beta, alpha)
                 dist = torch.addmm(reference_norms[r_start:r_start + r_block.shape[0]].unsqueeze(0), q_block,
                                    r_block.T, alpha=-2.0).add_(q_norms)
@@ -103,10 +116,10 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int, *, block_size: int
                     best_i = torch.gather(merged_i, 1, pick)
             assert best_d is not None and best_i is not None
             # Exact distances of the winners (no cancellation), then sort ascending by them.
-            exact = (q_block.unsqueeze(1) - reference[best_i]).pow_(2).sum(dim=2)
+            exact = (raw_q_block.unsqueeze(1) - reference[best_i]).pow_(2).sum(dim=2)
             exact, order = torch.sort(exact, dim=1, stable=True)
-            out_distances[q_start:q_start + q_block.shape[0]] = exact
-            out_indices[q_start:q_start + q_block.shape[0]] = torch.gather(best_i, 1, order)
+            out_distances[q_start:q_start + raw_q_block.shape[0]] = exact
+            out_indices[q_start:q_start + raw_q_block.shape[0]] = torch.gather(best_i, 1, order)
     if not squared:
         out_distances.sqrt_()
     return out_distances, out_indices

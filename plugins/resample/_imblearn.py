@@ -212,16 +212,13 @@ class ImblearnResampler(Resampler):
             bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
             raise DataError(f"resample '{self.name}': row {bad} holds NaN or infinite values; "
                             f"clean or impute the data first")
-        present = np.unique(y)
-        if present.size < 2:
-            only = ds.classes[int(present[0])] if present.size else None
-            raise DataError(f"resample '{self.name}': the data holds "
-                            f"{'no rows' if only is None else f'only class {only!r}'}; "
-                            f"resampling needs at least two classes")
+        self._check_two_classes(ds, y)
         strategy = self._strategy(ds, y)
         targets = self._targets(strategy, y)
         self._check(ds, x, y, targets)
         kwargs = self._sampler_kwargs(ds, ctx, strategy)
+        if self.k_param is not None:
+            kwargs[self.k_param] = self._resolve_k(ds, y, targets, getattr(self.params, self.k_param), self.k_param)
         sampler = self._make_sampler(kwargs)
         if "random_state" in sampler.get_params():
             sampler.set_params(random_state=ctx.rng.sk_seed())
@@ -231,6 +228,14 @@ class ImblearnResampler(Resampler):
             raise DataError(f"resample '{self.name}' (imbalanced-learn {type(sampler).__name__}) cannot resample "
                             f"this data: {error}") from None
         return self._result(ds, x, y, np.asarray(x_res), np.asarray(y_res), sampler)
+
+    def _check_two_classes(self, ds: Dataset, y: np.ndarray) -> None:
+        present = np.unique(y)
+        if present.size < 2:
+            only = ds.classes[int(present[0])] if present.size else None
+            raise DataError(f"resample '{self.name}': the data holds "
+                            f"{'no rows' if only is None else f'only class {only!r}'}; "
+                            f"resampling needs at least two classes")
 
     def _fit_resample(self, sampler: Any, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return sampler.fit_resample(x, y)

@@ -9,7 +9,7 @@ import torch
 from setforge import Dataset, StepContext
 
 
-def long_tailed_digits(counts: tuple[int, ...] = (120, 80, 50, 30, 20, 15, 12, 10, 8, 8)) -> Dataset:
+def long_tailed_digits(counts: tuple[int, ...] = (80, 50, 30, 20, 15, 12, 10, 8, 8, 7)) -> Dataset:
     """scikit-learn's digits as (N, 1, 8, 8) images in [0, 1], class c cut to counts[c] rows."""
     from sklearn.datasets import load_digits
 
@@ -20,14 +20,14 @@ def long_tailed_digits(counts: tuple[int, ...] = (120, 80, 50, 30, 20, 15, 12, 1
     return Dataset(x=x[keep], y=y[keep], classes=[str(c) for c in range(10)], modality="image")
 
 
-def breast_cancer(minority: int = 60) -> Dataset:
-    """scikit-learn's breast-cancer, standardised, the malignant class cut to `minority` rows."""
+def breast_cancer(minority: int = 40, majority: int = 160) -> Dataset:
+    """scikit-learn's breast-cancer, standardised, malignant and benign cut to `minority` and `majority` rows."""
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer()
     x = (data.data - data.data.mean(0)) / data.data.std(0)
     y = data.target
-    keep = np.concatenate([np.flatnonzero(y == 0)[:minority], np.flatnonzero(y == 1)])
+    keep = np.concatenate([np.flatnonzero(y == 0)[:minority], np.flatnonzero(y == 1)[:majority]])
     return Dataset(x=torch.tensor(x[keep], dtype=torch.float32), y=torch.tensor(y[keep]),
                    classes=list(data.target_names), modality="tabular")
 
@@ -50,3 +50,12 @@ def ctx() -> StepContext:
 def flat(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """What imbalanced-learn sees: flattened float32 rows and int labels."""
     return ds.x.reshape(len(ds), -1).numpy(), ds.y.numpy()
+
+
+@pytest.fixture(autouse=True)
+def _one_openmp_thread():
+    # scikit-learn's OpenMP threads (k-means, neighbours) spin for seconds on a shared, loaded CPU.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "openmp"):
+        yield

@@ -1,0 +1,89 @@
+"""Blocked exact k-NN against scikit-learn's NearestNeighbors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import NearestNeighbors
+from threadpoolctl import threadpool_limits
+
+from setforge.plugins._shared.knn import knn
+
+
+@pytest.fixture(autouse=True)
+def _one_openmp_thread():
+    # scikit-learn's OpenMP threads spin for seconds on a shared, loaded CPU; one thread is plenty here.
+    with threadpool_limits(1, "openmp"):
+        yield
+
+
+def _data(n: int, d: int, seed: int, dtype=torch.float64) -> torch.Tensor:
+    return torch.tensor(np.random.default_rng(seed).normal(size=(n, d)), dtype=dtype)
+
+
+@pytest.mark.parametrize(("block_size", "reference_block_size"), [(4096, None), (7, None), (16, 5), (1, 1000)])
+def test_matches_sklearn_query_against_reference(block_size, reference_block_size):
+    query, reference = _data(53, 6, 0), _data(101, 6, 1)
+    distances, indices = knn(query, reference, k=7, block_size=block_size, reference_block_size=reference_block_size)
+    ref_d, ref_i = NearestNeighbors(n_neighbors=7, algorithm="brute").fit(reference.numpy()).kneighbors(query.numpy())
+    assert torch.equal(indices, torch.as_tensor(ref_i))
+    np.testing.assert_allclose(distances.numpy(), ref_d, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("block_size", [4096, 10, 3])
+def test_exclude_self_matches_sklearn_kneighbors_without_x(block_size):
+    x = _data(64, 5, 2)
+    distances, indices = knn(x, x, k=4, block_size=block_size, reference_block_size=max(1, block_size // 2),
+                             exclude_self=True)
+    ref_d, ref_i = NearestNeighbors(n_neighbors=4).fit(x.numpy()).kneighbors()
+    assert torch.equal(indices, torch.as_tensor(ref_i))
+    np.testing.assert_allclose(distances.numpy(), ref_d, rtol=1e-10, atol=1e-12)
+    assert not bool((indices == torch.arange(64).unsqueeze(1)).any())
+
+
+def test_float32_distances_are_accurate_despite_the_gemm_form():
+    # Far from the origin |q|^2 + |r|^2 - 2 q.r cancels badly in float32; the winners are recomputed.
+    x = (_data(200, 16, 3) + 1000.0).to(torch.float32)
+    distances, indices = knn(x, x, k=3, block_size=64, exclude_self=True)
+    direct = (x.unsqueeze(1) - x[indices]).pow(2).sum(-1).sqrt()
+    torch.testing.assert_close(distances, direct)
+    ref_d, _ = NearestNeighbors(n_neighbors=3).fit(x.double().numpy()).kneighbors()
+    np.testing.assert_allclose(distances.numpy(), ref_d, rtol=1e-4)
+
+
+def test_squared_and_image_shaped_rows():
+    images = torch.rand(30, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    d2, i2 = knn(images, images, k=2, squared=True, exclude_self=True)
+    d, i = knn(images.reshape(30, -1), images.reshape(30, -1), k=2, exclude_self=True)
+    assert torch.equal(i2, i)
+    torch.testing.assert_close(d2, d.pow(2))
+
+
+def test_duplicates_are_neighbours_at_distance_zero_but_not_self():
+    x = torch.tensor([[0.0, 0.0], [0.0, 0.0], [5.0, 5.0], [9.0, 9.0]], dtype=torch.float64)
+    distances, indices = knn(x, x, k=1, exclude_self=True)
+    assert indices[:2, 0].tolist() == [1, 0]
+    assert distances[:2, 0].tolist() == [0.0, 0.0]
+
+
+def test_bad_arguments_are_explained():
+    x = _data(5, 3, 4)
+    with pytest.raises(ValueError, match="k must be between 1 and 4"):
+        knn(x, x, k=5, exclude_self=True)
+    with pytest.raises(ValueError, match="features"):
+        knn(x, _data(5, 2, 0), k=1)
+    with pytest.raises(ValueError, match="same rows"):
+        knn(x, _data(6, 3, 0), k=1, exclude_self=True)
+    with pytest.raises(ValueError, match="floating"):
+        knn(x.long(), x.long(), k=1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    x = _data(500, 32, 5, dtype=torch.float32)
+    d_cpu, i_cpu = knn(x, x, k=5, exclude_self=True, block_size=128)
+    d_gpu, i_gpu = knn(x.cuda(), x.cuda(), k=5, exclude_self=True, block_size=128)
+    assert d_gpu.device.type == "cuda"
+    assert torch.equal(i_gpu.cpu(), i_cpu)
+    torch.testing.assert_close(d_gpu.cpu(), d_cpu)
