@@ -421,7 +421,8 @@ class GanTrainer:
         if ctx.progress:
             from tqdm.auto import tqdm
 
-            progress = tqdm(total=total, initial=start, desc=f"{self.name}", unit="step", dynamic_ncols=True)
+            progress = tqdm(total=total, initial=start, desc=f"{self.name}", unit="step", dynamic_ncols=True,
+                            leave=False)  # nested under the pipeline's bar; gone when the step ends
 
         def batch() -> tuple[torch.Tensor, torch.Tensor]:
             index = torch.from_numpy(sampler.next()).to(device)
@@ -452,7 +453,7 @@ class GanTrainer:
                            data={"iteration": iteration, "total": total, "losses": dict(last_losses)}))
             if progress is not None:
                 progress.update(iteration - progress.n)
-                progress.set_postfix({k: f"{v:.3f}" for k, v in last_losses.items()}, refresh=False)
+                progress.set_postfix({k: f"{v:.3f}" for k, v in last_losses.items()})
 
         try:
             for iteration in range(start + 1, total + 1):

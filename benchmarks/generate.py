@@ -1,0 +1,165 @@
+"""Overhead of setforge's shared GAN training loop: seconds per training step of ``dcgan``
+through ``DCGAN.fit`` versus the same networks, losses, optimisers and EMA in a bare
+hand-written loop.
+
+Batch 64 of 32x32 RGB images (10 classes), interleaved step by step so that both loops see
+the same machine load: the benchmark wraps the loop's ``BatchSampler.next`` (called once at the
+start of every setforge step) to timestamp each setforge step and run one bare step in
+between. The first ``--warmup`` steps of each are discarded; the medians of the rest (at least
+50 each) are compared. setforge runs with its default params (checkpoint every 200 steps,
+losses checked every 10, grids every 500), so the bookkeeping is included. Target: overhead <= 5%.
+
+    python benchmarks/generate.py [--steps 60] [--device auto] [--threads N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60, help="measured steps per loop (>= 50 for the report)")
+    parser.add_argument("--warmup", type=int, default=5, help="steps discarded at the start of each loop")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from setforge import Dataset, StepContext
+    from setforge.context import resolve_device
+    from setforge.plugins._shared import gan_training
+    from setforge.plugins._shared.gan_training import build_module, init_dcgan_weights
+    from setforge.plugins.generate.dcgan import DCGAN, _DcganDiscriminator, _DcganGenerator
+
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    data_rng = torch.Generator().manual_seed(0)
+    rows, classes = 640, 10
+    x = torch.rand(rows, 3, args.size, args.size, generator=data_rng)
+    y = torch.arange(rows) % classes
+    ds = Dataset(x=x, y=y, classes=tuple(str(c) for c in range(classes)), modality="image").to(device)
+
+    # ---- the bare loop: the same networks, losses, Adam and EMA, nothing else
+    params = DCGAN.Params(steps=args.warmup + args.steps + 1, batch_size=args.batch)
+    init = torch.Generator(device=device).manual_seed(1)
+    generator = build_module(lambda: _DcganGenerator(params.latent_dim, params.embedding_dim, classes, 3, args.size,
+                                                     args.size, params.width), device)
+    discriminator = build_module(lambda: _DcganDiscriminator(classes, 3, args.size, args.size, params.width), device)
+    init_dcgan_weights(generator, init)
+    init_dcgan_weights(discriminator, init)
+    if cuda:
+        generator.to(memory_format=torch.channels_last)
+        discriminator.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    g_params, ema_params = list(generator.parameters()), list(ema.parameters())
+    x_net = ds.x * 2 - 1
+    if cuda:
+        x_net = x_net.contiguous(memory_format=torch.channels_last)
+    bare_rng = torch.Generator(device=device).manual_seed(2)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    softplus = torch.nn.functional.softplus
+    bare_iteration = [0]
+
+    def bare_step() -> None:
+        bare_iteration[0] += 1
+        index = torch.randint(rows, (args.batch,), generator=bare_rng, device=device)
+        real, labels = x_net[index], ds.y[index]
+        z = torch.randn(args.batch, params.latent_dim, generator=bare_rng, device=device)
+        with autocast():
+            fake = generator(z, labels)
+            d_loss = softplus(-discriminator(real, labels).float()).mean() + \
+                softplus(discriminator(fake.detach(), labels).float()).mean()
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        with autocast():
+            g_loss = softplus(-discriminator(fake, labels).float()).mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward(inputs=g_params)
+        opt_g.step()
+        with torch.no_grad():
+            t = bare_iteration[0]
+            torch._foreach_lerp_(ema_params, g_params, 1.0 - min(0.999, (1 + t) / (10 + t)))
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    # ---- interleave: every setforge step starts with BatchSampler.next; time it and run a bare step there
+    # wall-clock seconds, and CPU seconds of this process (on a busy shared CPU the latter is the
+    # steadier measure of work done; with several threads it also counts their spinning)
+    setforge_times: list[tuple[float, float]] = []
+    bare_times: list[tuple[float, float]] = []
+    last: list[tuple[float, float] | None] = [None]
+    original_next = gan_training.BatchSampler.next
+
+    def clocks() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def since(start: tuple[float, float]) -> tuple[float, float]:
+        wall, cpu = clocks()
+        return wall - start[0], cpu - start[1]
+
+    def timed_next(self):  # noqa: ANN001
+        sync()
+        if last[0] is not None:
+            setforge_times.append(since(last[0]))
+        started = clocks()
+        bare_step()
+        sync()
+        bare_times.append(since(started))
+        last[0] = clocks()
+        return original_next(self)
+
+    gan_training.BatchSampler.next = timed_next
+    try:
+        DCGAN(params).fit(ds, StepContext.from_seed(0, device=device))
+    finally:
+        gan_training.BatchSampler.next = original_next
+
+    setforge_times = setforge_times[args.warmup:]
+    bare_times = bare_times[args.warmup:len(setforge_times) + args.warmup]
+    median = lambda values, i: statistics.median(v[i] for v in values)  # noqa: E731
+    setforge_median, bare_median = median(setforge_times, 0), median(bare_times, 0)
+    setforge_cpu, bare_cpu = median(setforge_times, 1), median(bare_times, 1)
+    ratio, cpu_ratio = setforge_median / bare_median, setforge_cpu / bare_cpu
+    result = {
+        "benchmark": "generate/dcgan-training-step",
+        "device": str(device), "threads": torch.get_num_threads(), "batch": args.batch,
+        "image": [3, args.size, args.size], "steps_each": len(setforge_times),
+        "setforge_median_s": round(setforge_median, 6), "bare_median_s": round(bare_median, 6),
+        "ratio": round(ratio, 4), "overhead_pct": round(100 * (ratio - 1), 2),
+        "setforge_cpu_median_s": round(setforge_cpu, 6), "bare_cpu_median_s": round(bare_cpu, 6),
+        "cpu_ratio": round(cpu_ratio, 4), "cpu_overhead_pct": round(100 * (cpu_ratio - 1), 2),
+        "target_overhead_pct": 5.0, "ok": ratio <= 1.05,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"dcgan training step, batch {args.batch} at {args.size}x{args.size} on {device} "
+              f"({result['threads']} threads), median of {len(setforge_times)} interleaved steps each:")
+        print(f"  setforge loop {setforge_median * 1e3:8.2f} ms   bare loop {bare_median * 1e3:8.2f} ms   "
+              f"ratio {ratio:.3f} ({result['overhead_pct']:+.1f}%, target <= +5%)")
+        if not cuda:
+            print(f"  CPU time:     {setforge_cpu * 1e3:8.2f} ms              {bare_cpu * 1e3:8.2f} ms   "
+                  f"ratio {cpu_ratio:.3f} ({result['cpu_overhead_pct']:+.1f}%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
