@@ -296,6 +296,7 @@ class Augmenter(Component, torch.nn.Module):
         if copies < 0:
             raise ConfigError(problems=[("copies", f"must be >= 0, got {copies}")])
         ds = ds.to(ctx.device)
+        self._fit(ds)
         rows = torch.arange(len(ds), device=ds.device) if rows is None else torch.as_tensor(rows, device=ds.device)
         if copies == 0 or rows.numel() == 0:
             return ds
@@ -334,7 +335,20 @@ class Augmenter(Component, torch.nn.Module):
             raise PluginError(f"augment '{self.name}' returned images outside [0, 1] "
                               f"([{float(out.min()):.4g}, {float(out.max()):.4g}])")
 
+    def fit(self, ds: Dataset) -> "Augmenter":
+        """Learn what the augmenter needs from a dataset (column types, per-class statistics) before
+        ``forward`` is used on batches of it; ``augment`` does this itself. Returns self."""
+        self._check_modality(ds)
+        self._fit(ds)
+        return self
+
     # author-facing ------------------------------------------------------------------
+    def _fit(self, ds: Dataset) -> None:
+        """Optional: learn from the step's whole input before any row is drawn (``augment`` calls it
+        with the dataset on the run's device; ``fit`` for ``nn.Module`` use). Most augmenters need
+        nothing; tabular ones read ``ds.features`` and per-class statistics here."""
+        return None
+
     def _make_params(self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None) -> dict[str, Any]:
         """Draw per-row parameters: a dict of tensors with leading dimension ``len(x)``."""
         return {}
@@ -350,7 +364,16 @@ class Augmenter(Component, torch.nn.Module):
 
 
 class Chain(Augmenter):
-    """Several augmenters applied one after the other, with parameters drawn per row for each."""
+    """Several augmenters applied one after the other, with parameters drawn per row for each.
+
+    Consecutive geometric ops (``geometric = True``, with ``_matrix``) fuse: their per-row matrices
+    are multiplied (a row an op gates off contributes the identity) and the batch is resampled
+    once, which is faster and sharper than resampling after every op. Ops fuse when their
+    ``sampling`` attribute (interpolation, padding, fill) agrees; ``None`` (an exact op such as a
+    flip) agrees with any. The fused resampling is done by ``_warp(x, matrix)`` of the run's first
+    op with a ``sampling`` (else ``F.affine_grid`` and bilinear ``F.grid_sample`` with zero
+    padding). Rows that every op of a run gates off are left as they are.
+    """
 
     name = "chain"
 
@@ -371,23 +394,81 @@ class Chain(Augmenter):
         if not self.modalities:
             raise ConfigError(problems=[("augment", "the augmenters of this chain share no modality: "
                                          + ", ".join(f"{op.name} {list(op.modalities)}" for op in ops))])
+        self.rows_independent = all(op.rows_independent for op in ops)  # type: ignore[misc]
+        self.runs = self._fusion_runs()
 
     def __repr__(self) -> str:
         return "Chain(" + ", ".join(repr(op) for op in self.ops) + ")"
+
+    def _fusion_runs(self) -> list[list[int]]:
+        """Op indices grouped into runs; a run of two or more geometric ops resamples once."""
+        runs: list[list[int]] = []
+        sampling: Any = None
+        previous_fusable = False
+        for i, op in enumerate(self.ops):
+            fusable = op.geometric and type(op)._matrix is not Augmenter._matrix
+            own = getattr(op, "sampling", None) if fusable else None
+            if fusable and previous_fusable and (own is None or sampling is None or own == sampling):
+                runs[-1].append(i)
+                sampling = sampling if own is None else own
+            else:
+                runs.append([i])
+                sampling = own
+            previous_fusable = fusable
+        return runs
+
+    def _fit(self, ds):
+        for op in self.ops:
+            op._fit(ds)
 
     def _make_params(self, x, y, generator):
         return {str(i): op.make_params(x, y, generator) for i, op in enumerate(self.ops)}
 
     def _transform(self, x, y, params):
-        for i, op in enumerate(self.ops):
-            x = op.apply_params(x, y, params[str(i)])
+        for run in self.runs:
+            if len(run) == 1 or x.ndim != 4:
+                for i in run:
+                    x = self.ops[i].apply_params(x, y, params[str(i)])
+            else:
+                x = self._fused(x, run, params)
         return x
+
+    def _fused(self, x: torch.Tensor, run: list[int], params: Mapping[str, Any]) -> torch.Tensor:
+        """One resampling for the geometric ops `run`: the product of their per-row matrices."""
+        n, _, height, width = x.shape
+        eye = torch.eye(3, device=x.device, dtype=x.dtype)
+        matrix: torch.Tensor | None = None
+        moved = torch.zeros(n, dtype=torch.bool, device=x.device)
+        for i in run:
+            gate = params[str(i)]["apply"]
+            if not bool(gate.any()):
+                continue
+            # op i maps its output to its input, so the first op's matrix stands leftmost
+            own = torch.where(gate.view(-1, 1, 1), self.ops[i]._matrix(params[str(i)], height, width).to(x.dtype), eye)
+            matrix = own if matrix is None else torch.bmm(matrix, own)
+            moved |= gate
+        if matrix is None:
+            return x
+        sampler = next((self.ops[i] for i in run if getattr(self.ops[i], "sampling", None) is not None), None)
+        warp = getattr(sampler, "_warp", None) or _affine_warp
+        if bool(moved.all()):
+            return warp(x, matrix)
+        index = moved.nonzero().flatten()
+        out = x.clone()
+        out[index] = warp(x[index], matrix[index])
+        return out
 
     def parent_index(self, params, n, device):
         index = torch.arange(n, device=device)
         for i in reversed(range(len(self.ops))):
             index = self.ops[i].parent_index(params[str(i)], n, device)[index]
         return index
+
+
+def _affine_warp(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Bilinear resampling of each row through its ``(N, 3, 3)`` normalised matrix, zero padding."""
+    grid = torch.nn.functional.affine_grid(matrix[:, :2], list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 # -------------------------------------------------------------------------- resample
@@ -528,9 +609,17 @@ class Generator(Component):
         path = Path(path)
         if not path.is_file():
             raise DataError(f"generate '{self.name}': checkpoint {path} does not exist")
-        state = torch.load(path, map_location=map_location, weights_only=True)
-        if state.get("setforge_generator") != self.name:
-            raise DataError(f"generate '{self.name}': {path} holds a '{state.get('setforge_generator')}' generator")
+        try:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as error:  # noqa: BLE001 - a file that is not a checkpoint is bad input, not a bug
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise DataError(f"generate '{self.name}': cannot load the checkpoint {path}: only tensors and plain "
+                            f"values are loaded (torch.load with weights_only=True: no code in a file runs), and "
+                            f"this file is not such a checkpoint ({reason[:200]})") from None
+        if not isinstance(state, dict) or state.get("setforge_generator") != self.name:
+            held = state.get("setforge_generator") if isinstance(state, dict) else None
+            raise DataError(f"generate '{self.name}': {path} holds " + (f"a '{held}' generator" if held else
+                                                                          "no setforge generator"))
         if self.classes and tuple(state["classes"]) != tuple(self.classes):
             raise DataError(f"generate '{self.name}': {path} was fitted on classes {state['classes']}, "
                             f"the data has {list(self.classes)}")

@@ -1,0 +1,127 @@
+"""Per-row affine warps of image batches: one grid and one ``grid_sample`` for the whole batch.
+
+Coordinates follow ``grid_sample(align_corners=False)``: ``-1`` and ``1`` are the outer edges of
+the border pixels, so pixel ``i`` of ``W`` sits at ``(2 i + 1) / W - 1``. A warp matrix is
+``(N, 3, 3)`` and maps *output* normalised coordinates ``(x, y, 1)`` to *input* ones (the inverse
+map, as every resampler needs); matrices compose by multiplication, which is how a `Chain` fuses
+consecutive geometric augmenters into one resampling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["identity", "make_grid", "warp", "inverse_affine_pixels", "pixels_to_normalized", "flip_matrix",
+           "crop_matrix"]
+
+
+def identity(n: int, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``n`` identity warps, ``(n, 3, 3)``."""
+    return torch.eye(3, device=device, dtype=dtype).expand(n, 3, 3).clone()
+
+
+def make_grid(matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The ``(N, H, W, 2)`` sampling grid of `matrix` for an ``H x W`` output.
+
+    Equal to ``F.affine_grid(matrix[:, :2], (N, C, H, W), align_corners=False)``, built by
+    broadcasting (two multiply-adds a point) instead of a ``(N, H*W, 3) @ (3, 2)`` product, which
+    on the CPU costs more than the sampling itself.
+    """
+    n = matrix.shape[0]
+    device, dtype = matrix.device, matrix.dtype
+    xs = torch.arange(width, device=device, dtype=dtype).mul_(2.0 / width).add_(1.0 / width - 1.0)
+    ys = torch.arange(height, device=device, dtype=dtype).mul_(2.0 / height).add_(1.0 / height - 1.0)
+    grid = torch.empty(n, height, width, 2, device=device, dtype=dtype)
+    for axis in (0, 1):
+        along_x = matrix[:, axis, 0:1] * xs                                 # (N, W)
+        along_y = torch.addcmul(matrix[:, axis, 2:3], matrix[:, axis, 1:2], ys)  # (N, H)
+        torch.add(along_x.unsqueeze(1), along_y.unsqueeze(2), out=grid[..., axis])
+    return grid
+
+
+def warp(x: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", padding: str = "zeros",
+         fill: float | Sequence[float] | None = None) -> torch.Tensor:
+    """Resample every row of `x` ``(N, C, H, W)`` through its own `matrix` ``(N, 3, 3)``.
+
+    `padding` is ``"zeros"`` (points outside the image read `fill`, soft-edged like zero padding
+    for bilinear) or ``"border"`` (the edge pixels repeat). `fill` is one value or one per channel;
+    ``None`` or all zeros is plain zero padding. Bilinear output of [0, 1] input stays in [0, 1].
+    """
+    n, c, h, w = x.shape
+    grid = make_grid(matrix.to(x.dtype), h, w)
+    fills = _fill_values(fill, c)
+    if padding == "border" or fills is None:
+        return F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=False)
+    # The weight that lands inside the image, sampled alongside the image (one more channel),
+    # tells how much of `fill` each output point needs: out = sample + (1 - weight) * fill.
+    # (torchvision blends ``sample * weight + (1 - weight) * fill``, which darkens the one-pixel
+    # edge band twice; the two agree wherever the weight is 0 or 1.)
+    ones = torch.ones(n, 1, h, w, device=x.device, dtype=x.dtype)
+    both = F.grid_sample(torch.cat([x, ones], dim=1), grid, mode=mode, padding_mode="zeros", align_corners=False)
+    out, weight = both[:, :c], both[:, c:]
+    fill_tensor = torch.tensor(fills, device=x.device, dtype=x.dtype).view(1, c, 1, 1)
+    return out.addcmul_(weight.neg_().add_(1.0), fill_tensor).clamp_(0.0, 1.0)
+
+
+def _fill_values(fill: float | Sequence[float] | None, channels: int) -> list[float] | None:
+    if fill is None:
+        return None
+    values = [float(fill)] * channels if isinstance(fill, (int, float)) else [float(v) for v in fill]
+    if len(values) == 1:
+        values = values * channels
+    if len(values) != channels:
+        raise ValueError(f"fill has {len(values)} values for {channels} channels")
+    return None if all(v == 0.0 for v in values) else values
+
+
+def inverse_affine_pixels(angle: torch.Tensor, translate_x: torch.Tensor, translate_y: torch.Tensor,
+                          scale: torch.Tensor, shear_x: torch.Tensor, shear_y: torch.Tensor) -> torch.Tensor:
+    """Per row, torchvision's inverse affine matrix ``(N, 3, 3)`` in pixel units about the centre.
+
+    The forward map is ``T * RotateScaleShear`` about the image centre (``angle`` and shears in
+    degrees, translations in pixels), exactly as ``torchvision.transforms.v2.functional.affine``
+    builds it; the matrix returned maps output pixel offsets from the centre to input ones.
+    """
+    rot = torch.deg2rad(angle)
+    sx = torch.deg2rad(shear_x)
+    sy = torch.deg2rad(shear_y)
+    cos_sy = torch.cos(sy)
+    tan_sx = torch.tan(sx)
+    a = torch.cos(rot - sy) / cos_sy
+    b = -(a * tan_sx + torch.sin(rot))
+    c = torch.sin(rot - sy) / cos_sy
+    d = torch.cos(rot) - c * tan_sx
+    m00, m01, m10, m11 = d / scale, -b / scale, -c / scale, a / scale
+    m02 = -(m00 * translate_x + m01 * translate_y)
+    m12 = -(m10 * translate_x + m11 * translate_y)
+    zeros, ones = torch.zeros_like(m00), torch.ones_like(m00)
+    return torch.stack([m00, m01, m02, m10, m11, m12, zeros, zeros, ones], dim=1).view(-1, 3, 3)
+
+
+def pixels_to_normalized(matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A centred pixel-unit warp as a normalised one (``S^-1 M S`` with ``S = diag(W/2, H/2, 1)``)."""
+    scale = matrix.new_tensor([width / 2.0, height / 2.0, 1.0])
+    return matrix * scale.view(1, 1, 3) / scale.view(1, 3, 1)
+
+
+def flip_matrix(n: int, horizontal: bool, device: torch.device | str) -> torch.Tensor:
+    """Mirror warps: ``x -> -x`` (horizontal) or ``y -> -y`` (vertical); exact on pixel centres."""
+    matrix = identity(n, device)
+    matrix[:, 0 if horizontal else 1, 0 if horizontal else 1] = -1.0
+    return matrix
+
+
+def crop_matrix(top: torch.Tensor, left: torch.Tensor, crop_height: torch.Tensor, crop_width: torch.Tensor,
+                height: int, width: int) -> torch.Tensor:
+    """The warp that resizes the box (`top`, `left`, `crop_height`, `crop_width`, in pixels) to the
+    whole ``height x width`` output, with the box's pixel edges on the output's (like
+    ``resized_crop`` with ``align_corners=False``)."""
+    matrix = identity(top.shape[0], top.device)
+    matrix[:, 0, 0] = crop_width / width
+    matrix[:, 0, 2] = (2.0 * left + crop_width - width) / width
+    matrix[:, 1, 1] = crop_height / height
+    matrix[:, 1, 2] = (2.0 * top + crop_height - height) / height
+    return matrix

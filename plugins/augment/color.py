@@ -1,0 +1,145 @@
+"""`Color`: brightness, contrast, saturation and hue with factors drawn per row.
+
+The arithmetic is torchvision's (``v2.functional.adjust_brightness``, ``adjust_contrast``,
+``adjust_saturation``, ``adjust_hue`` on float images, each clamped to [0, 1]), applied in a fixed
+order — brightness, contrast, saturation, hue — to cache-sized chunks of rows, in place, so a
+batch crosses main memory once instead of once per adjustment. (torchvision's ColorJitter
+shuffles the order per call; a per-row shuffle would cost a pass per order, so the order is
+fixed.)
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from setforge.components import Augmenter
+from setforge.errors import DataError
+
+from ._ranges import factor, symmetric, uniform
+
+__all__ = ["Color"]
+
+#: Rows are processed in chunks of about this many bytes, so that the successive adjustments of a
+#: chunk read it from cache (half the 1 MiB L2 of a typical core).
+CHUNK_BYTES = 512 * 1024
+
+# ITU-R 601-2 luma, torchvision's weights
+_LUMA = (0.2989, 0.587, 0.114)
+
+Factor = factor()
+HueShift = symmetric(0.5)
+
+
+def grayscale(image: torch.Tensor) -> torch.Tensor:
+    """``(N, 1, H, W)`` luma of ``(N, 3, H, W)`` RGB, computed as torchvision does."""
+    r, g, b = image.unbind(dim=-3)
+    return r.mul(_LUMA[0]).add_(g, alpha=_LUMA[1]).add_(b, alpha=_LUMA[2]).unsqueeze(-3)
+
+
+def check_channels(x: torch.Tensor, name: str) -> None:
+    """Colour ops take grayscale (1 channel) or RGB (3 channels) images, like torchvision."""
+    if x.shape[1] not in (1, 3):
+        raise DataError(f"augment '{name}' takes images with 1 or 3 channels, got {x.shape[1]} "
+                        f"(convert the images to grayscale or RGB first)")
+
+
+def rgb_to_hsv(image: torch.Tensor) -> torch.Tensor:
+    """HSV of RGB in [0, 1] (torchvision's algorithm, from Pillow), hue in [0, 1)."""
+    r, g, _ = image.unbind(dim=-3)
+    minc, maxc = torch.aminmax(image, dim=-3)
+    eqc = maxc == minc
+    channels_range = maxc - minc
+    ones = torch.ones_like(maxc)
+    s = channels_range / torch.where(eqc, ones, maxc)
+    divisor = torch.where(eqc, ones, channels_range).unsqueeze_(dim=-3)
+    rc, gc, bc = ((maxc.unsqueeze(dim=-3) - image) / divisor).unbind(dim=-3)
+    max_not_r = maxc != r
+    max_is_g = maxc == g
+    hg = rc.add(2.0).sub_(bc).mul_(max_is_g & max_not_r)
+    hr = bc.sub_(gc).mul_(~max_not_r)
+    hb = gc.add_(4.0).sub_(rc).mul_(max_not_r.logical_and_(max_is_g.logical_not_()))
+    h = hr.add_(hg).add_(hb).mul_(1.0 / 6.0).add_(1.0).fmod_(1.0)
+    return torch.stack((h, s, maxc), dim=-3)
+
+
+def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """RGB of HSV: channel ``n`` in (5, 3, 1) is ``v - v s clamp(min(k, 4 - k), 0, 1)``, ``k = (n + 6 h) mod 6``."""
+    h, s, v = hsv.unbind(dim=-3)
+    h6 = h.mul(6.0)
+    vs = v * s
+    channels = []
+    for n in (5.0, 3.0, 1.0):
+        k = h6.add(n).remainder_(6.0)
+        ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+        channels.append(v.sub(ramp.mul_(vs)).clamp_(0.0, 1.0))
+    return torch.stack(channels, dim=-3)
+
+
+def adjust_hue(image: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue of RGB rows by `shift` ``(N,)`` turns (torchvision's ``adjust_hue``, per row)."""
+    hsv = rgb_to_hsv(image)
+    hsv[:, 0].add_(shift.view(-1, 1, 1)).remainder_(1.0)
+    return hsv_to_rgb(hsv)
+
+
+def adjust_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Tensor | None, contrast: torch.Tensor | None,
+            saturation: torch.Tensor | None, hue: torch.Tensor | None) -> torch.Tensor:
+    """Write the adjusted `source` into `out` (same shape; per-row factors ``(n,)`` or None to skip)."""
+    view = (-1, 1, 1, 1)
+    if brightness is not None:
+        torch.mul(source, brightness.view(view), out=out).clamp_(0.0, 1.0)
+    elif out.data_ptr() != source.data_ptr():
+        out.copy_(source)
+    rgb = out.shape[1] == 3
+    if contrast is not None:
+        if rgb:
+            means = out.mean(dim=(-2, -1))
+            mean = means[:, 0].mul(_LUMA[0]).add_(means[:, 1], alpha=_LUMA[1]).add_(means[:, 2], alpha=_LUMA[2])
+        else:
+            mean = out.mean(dim=(-3, -2, -1))
+        # c x + (1 - c) mean, as torch.lerp from x towards the mean by 1 - c
+        out.lerp_(mean.view(view).expand_as(out), contrast.neg().add_(1.0).view(view)).clamp_(0.0, 1.0)
+    if saturation is not None and rgb:
+        out.lerp_(grayscale(out).expand_as(out), saturation.neg().add_(1.0).view(view)).clamp_(0.0, 1.0)
+    if hue is not None and rgb:
+        out.copy_(adjust_hue(out, hue))
+    return out
+
+
+class Color(Augmenter):
+    """Jitter brightness, contrast, saturation and hue with factors drawn per row.
+
+    Each row draws a factor per adjustment (see the ranges' convention: a number ``v`` for
+    brightness, contrast or saturation means ``(max(0, 1 - v), 1 + v)``; for hue ``(-v, v)``
+    turns) and the adjustments run in the fixed order brightness, contrast, saturation, hue, each
+    as torchvision computes it. Grayscale images take brightness and contrast only.
+    """
+
+    name = "color"
+
+    class Params(Augmenter.Params):
+        """Ranges of the per-row factors; a range of (1, 1) (hue: (0, 0)) skips that adjustment."""
+
+        brightness: Factor = Field(0.4, description="brightness factor (0 black, 1 unchanged)")
+        contrast: Factor = Field(0.4, description="contrast factor (0 flat gray, 1 unchanged)")
+        saturation: Factor = Field(0.4, description="saturation factor (0 grayscale, 1 unchanged)")
+        hue: HueShift = Field(0.0, description="hue shift in turns of the colour wheel")
+
+    def _active(self) -> dict[str, tuple[float, float]]:
+        neutral = {"brightness": (1.0, 1.0), "contrast": (1.0, 1.0), "saturation": (1.0, 1.0), "hue": (0.0, 0.0)}
+        return {k: getattr(self.params, k) for k, v in neutral.items() if getattr(self.params, k) != v}
+
+    def _make_params(self, x, y, generator):
+        return {k: uniform(bounds, x.shape[0], generator, x.device) for k, bounds in self._active().items()}
+
+    def _transform(self, x, y, params):
+        check_channels(x, self.name)
+        out = torch.empty_like(x)
+        row_bytes = max(1, x[0].numel() * x.element_size())
+        step = max(1, CHUNK_BYTES // row_bytes)
+        for start in range(0, x.shape[0], step):
+            rows = slice(start, start + step)
+            adjust_(out[rows], x[rows], *(params[k][rows] if k in params else None
+                                           for k in ("brightness", "contrast", "saturation", "hue")))
+        return out

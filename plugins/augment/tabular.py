@@ -1,0 +1,193 @@
+"""Tabular augmenters: `FeatureNoise` and within-class `Mixup`.
+
+Both read the column types from ``ds.features`` (`FeatureInfo`) and per-class statistics from the
+step's input in ``_fit`` (``augment`` calls it; call ``fit(ds)`` before using one as an
+``nn.Module``). Categorical columns hold codes and are never blurred or interpolated: they are kept
+(the parent row's code) or, with ``categorical: resample``, drawn from the codes of the row's
+class. Used as an ``nn.Module`` without ``fit``, statistics come from the batch itself and every
+column counts as numeric.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from setforge.components import Augmenter
+from setforge.dataset import Dataset
+from setforge.errors import DataError
+
+from ._ranges import uniform, value
+
+__all__ = ["FeatureNoise", "Mixup"]
+
+NoiseScale = value(0.0, 10.0)
+Categorical = Literal["keep", "resample"]
+
+
+def class_std(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(K, D)`` standard deviation of each column within each class (0 for classes of one row)."""
+    counts = torch.bincount(y, minlength=num_classes).to(x.dtype).view(-1, 1)
+    sums = torch.zeros(num_classes, x.shape[1], device=x.device, dtype=x.dtype).index_add_(0, y, x)
+    means = sums / counts.clamp(min=1)
+    squares = torch.zeros_like(sums).index_add_(0, y, (x - means[y]).square())
+    return (squares / (counts - 1).clamp(min=1)).sqrt()
+
+
+def sample_gamma(shape: float, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """``n`` Gamma(`shape`, 1) draws from `generator` (Marsaglia and Tsang; rejection rounds, not rows,
+    loop; a shape below 1 is boosted by ``U ** (1 / shape)``)."""
+    boosted = shape < 1.0
+    d = (shape + 1.0 if boosted else shape) - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    out = torch.empty(n, device=device, dtype=torch.float64)
+    pending = torch.arange(n, device=device)
+    while pending.numel():
+        z = torch.randn(pending.numel(), generator=generator, device=device, dtype=torch.float64)
+        u = torch.rand(pending.numel(), generator=generator, device=device, dtype=torch.float64)
+        v = (1.0 + c * z) ** 3
+        accept = (v > 0) & (torch.log(u) < 0.5 * z * z + d - d * v + d * torch.log(v.clamp(min=1e-300)))
+        out[pending[accept]] = d * v[accept]
+        pending = pending[~accept]
+    if boosted:
+        out *= torch.rand(n, generator=generator, device=device, dtype=torch.float64) ** (1.0 / shape)
+    return out
+
+
+def sample_beta(alpha: float, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """``n`` Beta(`alpha`, `alpha`) draws as float32 (two Gamma draws; 0.5 where both underflow)."""
+    a = sample_gamma(alpha, n, generator, device)
+    b = sample_gamma(alpha, n, generator, device)
+    total = a + b
+    return torch.where(total > 0, a / total.clamp(min=1e-300), 0.5).to(torch.float32)
+
+
+class _Tabular(Augmenter):
+    """Shared: column types and per-class statistics learnt in ``_fit``."""
+
+    modalities = ("tabular",)
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.categorical: list[int] = []
+        self.std: torch.Tensor | None = None
+        self.code_tables: list[torch.Tensor] = []  # per categorical column: (K, M) cumulative class frequencies
+
+    def _fit(self, ds: Dataset) -> None:
+        self._check_modality(ds)
+        self.categorical = [] if ds.features is None else ds.features.categorical_indices
+        self.std = class_std(ds.x, ds.y, ds.num_classes)
+        self.code_tables = []
+        for column in self.categorical:
+            name = ds.features.names[column]  # type: ignore[union-attr]
+            size = max(len(ds.features.categorical[name]), int(ds.x[:, column].max().item()) + 1)  # type: ignore[union-attr]
+            codes = ds.x[:, column].round().to(torch.int64)
+            counts = torch.zeros(ds.num_classes, size, device=ds.device).index_put_(
+                (ds.y, codes), torch.ones_like(codes, dtype=torch.float32), accumulate=True)
+            self.code_tables.append(counts.cumsum(dim=1) / counts.sum(dim=1, keepdim=True).clamp(min=1))
+
+    def _labels(self, y: torch.Tensor | None) -> torch.Tensor:
+        if y is None:
+            raise DataError(f"augment '{self.name}' works within classes and needs the labels: call it as "
+                            f"aug(x, y) or through augment(ds, ctx)")
+        return y
+
+    def _draw_codes(self, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Per row, one code per categorical column drawn from the row's class (``categorical: resample``)."""
+        codes = [torch.searchsorted(table[y], torch.rand(len(y), 1, generator=generator, device=y.device),
+                                    right=True).clamp_(max=table.shape[1] - 1).squeeze(1)
+                 for table in self.code_tables]
+        return torch.stack(codes, dim=1).to(torch.float32) if codes else torch.zeros(len(y), 0, device=y.device)
+
+    def _set_categorical(self, out: torch.Tensor, source: torch.Tensor, params) -> torch.Tensor:
+        if self.categorical:
+            columns = torch.tensor(self.categorical, device=out.device)
+            kept = params["codes"] if "codes" in params else source[:, columns]
+            out[:, columns] = kept.to(out.dtype)
+        return out
+
+
+class FeatureNoise(_Tabular):
+    """Add Gaussian noise to numeric columns, scaled by each column's spread within the row's class.
+
+    Row ``i`` of class ``k`` gets ``x + s_i * std_k * z`` with ``z`` standard normal per column and
+    ``s_i`` drawn from `scale`. Categorical columns are kept or resampled from the class's codes.
+    """
+
+    name = "feature-noise"
+
+    class Params(Augmenter.Params):
+        """Noise scale and what happens to categorical columns."""
+
+        scale: NoiseScale = Field(0.1, description="noise standard deviation as a fraction of the column's "
+                                                   "within-class standard deviation")
+        categorical: Categorical = Field("keep", description="categorical columns: keep the row's code, or "
+                                                             "resample one from the codes of its class")
+
+    def _make_params(self, x, y, generator):
+        y = self._labels(y)
+        params = {"scale": uniform(self.params.scale, x.shape[0], generator, x.device),
+                  "noise": torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)}
+        if self.params.categorical == "resample" and self.categorical:
+            params["codes"] = self._draw_codes(y, generator)
+        return params
+
+    def _transform(self, x, y, params):
+        y = self._labels(y)
+        std = self.std if self.std is not None else class_std(x, y, int(y.max().item()) + 1)
+        if int(y.max().item()) >= std.shape[0]:
+            raise DataError(f"augment '{self.name}' was fitted on {std.shape[0]} classes and got label "
+                            f"{int(y.max().item())}; fit it on data with every class")
+        out = x + params["noise"] * params["scale"].to(x.dtype).view(-1, 1) * std[y]
+        return self._set_categorical(out, x, params)
+
+
+class Mixup(_Tabular):
+    """Blend each row with another row of its class: ``lam x_i + (1 - lam) x_j``, labels kept.
+
+    ``lam`` is drawn per row from Beta(alpha, alpha); the partner ``j`` is a random other row of the
+    same class in the batch (a row alone in its class is left as it is). The new row's parent is
+    the row with the larger weight. Categorical columns take the parent's code, or one resampled
+    from the class's codes.
+    """
+
+    name = "mixup"
+    rows_independent = False
+
+    class Params(Augmenter.Params):
+        """Mixing weights and categorical columns."""
+
+        alpha: float = Field(1.0, gt=0.0, le=100.0, description="Beta(alpha, alpha) of the mixing weight; 1 is "
+                                                                "uniform, small values stay near the parents")
+        categorical: Categorical = Field("keep", description="categorical columns: the parent's code, or one "
+                                                             "resampled from the codes of its class")
+
+    def _make_params(self, x, y, generator):
+        y = self._labels(y)
+        n, device = len(y), y.device
+        # Partner: sort by class, then step a random 1..count-1 places around the row's own class block.
+        order = torch.argsort(y, stable=True)
+        counts = torch.bincount(y)
+        starts = torch.cumsum(counts, 0) - counts
+        sorted_y = y[order]
+        block_start, block_size = starts[sorted_y], counts[sorted_y]
+        position = torch.arange(n, device=device) - block_start
+        hop = 1 + torch.floor(torch.rand(n, generator=generator, device=device)
+                              * (block_size - 1).clamp(min=0)).to(torch.int64)
+        partner_sorted = block_start + torch.remainder(position + hop, block_size)
+        partner = torch.empty_like(order)
+        partner[order] = order[partner_sorted]
+        weight = sample_beta(self.params.alpha, n, generator, device)
+        parent = torch.where(weight >= 0.5, torch.arange(n, device=device), partner)
+        params = {"partner": partner, "weight": weight, "parent": parent}
+        if self.params.categorical == "resample" and self.categorical:
+            params["codes"] = self._draw_codes(y, generator)
+        return params
+
+    def _transform(self, x, y, params):
+        weight = params["weight"].to(x.dtype).view(-1, 1)
+        out = torch.lerp(x[params["partner"]], x, weight)
+        return self._set_categorical(out, x[params["parent"]], params)
