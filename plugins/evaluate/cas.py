@@ -1,0 +1,92 @@
+"""``cas``: do generated rows look like their requested class to a classifier trained on real rows?"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from setforge.components import Evaluator
+from setforge.context import Cache, EvalContext, Metrics
+from setforge.dataset import Dataset, Origin
+
+from .._shared.classifiers import train_classifier
+
+__all__ = ["ClassAgreementScore"]
+
+
+def _key(name: str) -> str:
+    return str(name).replace("/", "_")
+
+
+class ClassAgreementScore(Evaluator):
+    """Share of generated rows that a classifier trained on the real training split assigns to their requested class.
+
+    A classifier (the shared ``cnn`` for images, ``mlp`` otherwise, early-stopped on the real val
+    split) is trained on the raw, all-real training split and predicts the class of every
+    ``Origin.GENERATED`` row of the optimised set. Paths (under ``cas/``): ``overall`` (the share
+    predicted as requested, ``n`` = generated rows) and ``by_class/<class>`` (the same for each
+    class with generated rows). For scale, ``reference/overall`` and ``reference/by_class/<class>``
+    give the same classifier's accuracy and per-class recall on the real test split: a generator
+    whose rows score as high as real test rows is as recognisable as real data. (This is the
+    "GAN-test" direction of Shmelkov et al. 2018; Ravuri & Vinyals' Classification Accuracy Score
+    trains on generated rows and tests on real ones, which ``utility`` covers.)
+    """
+
+    name = "cas"
+    modalities = ("image", "tabular", "audio")
+    testing_params = {"epochs": 3, "patience": 2}
+
+    class Params(Evaluator.Params):
+        """The judging classifier and how it is trained."""
+
+        model: Literal["auto", "logistic-regression", "mlp", "cnn"] = Field(
+            "auto", description="the classifier trained on real rows (auto: cnn for images, mlp otherwise)")
+        epochs: int = Field(100, ge=1, le=10_000, description="most training epochs")
+        patience: int = Field(10, ge=1, le=1000, description="epochs without a lower val loss before stopping")
+        batch_size: int = Field(128, ge=1, le=65_536, description="rows per training batch")
+        lr: float | None = Field(None, gt=0.0, le=10.0, description="Adam learning rate (default per model)")
+        hidden: int = Field(128, ge=1, le=65_536, description="hidden units (mlp, cnn)")
+
+    def _evaluate(self, ectx: EvalContext) -> Metrics:
+        metrics = Metrics()
+        generated = ectx.train[ectx.train.origin == int(Origin.GENERATED)]
+        if len(generated) == 0:
+            metrics.skip("overall", "the optimised set has no generated rows (add a generate step)")
+            return metrics
+        real = ectx.raw_train[ectx.raw_train.origin == int(Origin.REAL)]
+        model = self._classifier(ectx, real)
+        predicted = model.predict(generated.x.to(ectx.device)).cpu()
+        requested = generated.y.cpu()
+        agree = predicted == requested
+        metrics.add("overall", float(agree.double().mean()), n=len(generated))
+        for c, name in enumerate(generated.classes):
+            rows = requested == c
+            if bool(rows.any()):
+                metrics.add(f"by_class/{_key(name)}", float(agree[rows].double().mean()), n=int(rows.sum()))
+        test = ectx.test
+        if test is None or len(test) == 0:
+            metrics.skip("reference", "there is no real test split to compare with")
+            return metrics
+        test_predicted = model.predict(test.x.to(ectx.device)).cpu()
+        test_y = test.y.cpu()
+        metrics.add("reference/overall", float((test_predicted == test_y).double().mean()), n=len(test))
+        for c, name in enumerate(test.classes):
+            rows = test_y == c
+            if bool(rows.any()):
+                metrics.add(f"reference/by_class/{_key(name)}", float((test_predicted[rows] == c).double().mean()),
+                            n=int(rows.sum()))
+        return metrics
+
+    def _classifier(self, ectx: EvalContext, real: Dataset):
+        params = self.params
+        kind = params.model if params.model != "auto" else ("cnn" if real.modality == "image" else "mlp")
+        val = ectx.val if ectx.val is not None and len(ectx.val) else None
+        rng = ectx.rng.spawn("classifier")
+        # depends only on the real rows, params and seed: cached by content, so a resumed run reuses it
+        key = Cache.key("cas", kind, real.fingerprint(), None if val is None else val.fingerprint(),
+                        params.model_dump_json(), rng.seed, rng.key, str(ectx.device))
+        return ectx.cache.get_or_compute(key, lambda: train_classifier(
+            kind, real, val, rng, ectx.device, epochs=params.epochs, patience=params.patience,
+            batch_size=params.batch_size, lr=params.lr, hidden=params.hidden))
