@@ -53,6 +53,8 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
+        if value.is_integer() and abs(value) >= 2:  # row counts and ratios like 10x read better whole
+            return str(int(value))
         return f"{value:.{digits}g}" if abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3) else f"{value:.{digits}f}"
     return str(value)
 
@@ -67,6 +69,13 @@ def _measure_value(measure: Any) -> float | None:
         except ValueError:
             return None
     return None if value is None else float(value)
+
+
+def _change(raw: float | None, opt: float | None) -> str:
+    if raw is None or opt is None or not math.isfinite(raw) or not math.isfinite(opt):
+        return ""
+    delta = opt - raw
+    return f"{int(delta):+d}" if delta.is_integer() and abs(delta) >= 2 else f"{delta:+.4f}"
 
 
 def _before_after(measures: Mapping[str, Any]) -> list[tuple[str, float | None, float | None]]:
@@ -148,9 +157,7 @@ def format_summary(report: Mapping[str, Any], run_dir: Path | str, timings: Mapp
         lines.append(f"{evaluator}" + (f" ({detail})" if detail else "") + ": raw training set vs optimised")
         table = []
         for name, raw, opt in pairs:
-            change = "" if raw is None or opt is None or not math.isfinite(raw) or not math.isfinite(opt) \
-                else f"{opt - raw:+.4f}"
-            table.append([name.replace("_", " "), _fmt(raw), _fmt(opt), change])
+            table.append([name.replace("_", " "), _fmt(raw), _fmt(opt), _change(raw, opt)])
         lines += ["  " + ln for ln in _text_table(["metric", "raw", "optimised", "change"], table)]
     skipped = report.get("metrics", {}).get("skipped", {})
     for evaluator in sorted(skipped):
@@ -231,8 +238,7 @@ def render_html(report: Mapping[str, Any], folder: Path | None = None, timings: 
         pairs = _before_after(measures[evaluator])
         if pairs:
             parts.append(_html_table(["metric", "raw", "optimised", "change"],
-                                     [[n, _fmt(r), _fmt(o), "" if r is None or o is None else f"{o - r:+.4f}"]
-                                      for n, r, o in pairs]))
+                                     [[n, _fmt(r), _fmt(o), _change(r, o)] for n, r, o in pairs]))
         rows = [[path, _fmt(m.get("value")), m.get("n"), "" if m.get("std") is None else _fmt(m.get("std"))]
                 for path, m in sorted(measures[evaluator].items())]
         parts.append(_html_table(["path", "value", "n", "std"], rows))
