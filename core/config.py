@@ -897,8 +897,8 @@ def _check_ref(ref: _Ref, registry: Any, base_dir: Path, resolved: dict[str, dic
                 for place, message in error.problems]
     problems = _nonfinite(parsed, ref.params_place)
     for field_name, field in fields.items():
-        if not _is_path_annotation(field.annotation) or field_name not in ref.params:
-            continue
+        if not _is_path_annotation(field.annotation):
+            continue  # a default path is resolved too: the component's docs say "relative to the run file"
         value = getattr(parsed, field_name)
         if value is None:
             continue
@@ -924,8 +924,9 @@ def check_components(config: RunConfig, registry: Any) -> None:
     """Check every component the run file names, before any work starts.
 
     Each name must be installed (an unknown one lists the known names with the closest match),
-    its params must validate against its ``Params``, ``Path`` params are resolved against the run
-    file's folder (in place), and a source's paths (and a generator's ``checkpoint``) must exist.
+    its params must validate against its ``Params``, ``Path`` params (given or default) are
+    resolved against the run file's folder and written into the config's params, and a source's
+    paths (and a generator's ``checkpoint``) must exist.
     Every problem is collected into one `ConfigError`.
     """
     problems: list[tuple[str, str]] = []

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 PLUGIN = '''
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import Field
@@ -78,6 +79,25 @@ class Score(setforge.Evaluator):
     name = "cfgtest-score"
 
 
+class Files(setforge.Source):
+    """A source whose path has a default."""
+
+    name = "cfgtest-files"
+
+    class Params(setforge.Source.Params):
+        path: Path = Field(Path("data/rows.csv"), description="relative to the run file")
+
+
+class Odd(setforge.Evaluator):
+    """An evaluator whose params JSON Schema cannot describe."""
+
+    name = "cfgtest-odd"
+
+    class Params(setforge.Evaluator.Params):
+        model_config = {**setforge.Evaluator.Params.model_config, "arbitrary_types_allowed": True}
+        hook: Callable[[int], int] = abs
+
+
 class Memo(setforge.Evaluator):
     """Memorisation."""
 
@@ -89,7 +109,7 @@ class Memo(setforge.Evaluator):
 
 @hookimpl
 def setforge_register_sources():
-    return [Tiny]
+    return [Tiny, Files]
 
 
 @hookimpl
@@ -114,7 +134,7 @@ def setforge_register_generators():
 
 @hookimpl
 def setforge_register_evaluators():
-    return [Score, Memo]
+    return [Score, Memo, Odd]
 '''
 
 GOOD = """\

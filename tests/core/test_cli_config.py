@@ -216,7 +216,7 @@ def test_schema_command_validates_good_and_rejects_bad(folder, capsys):
     good = yaml.safe_load(GOOD)
     assert list(validator.iter_errors(good)) == []
     names = schema["properties"]["source"]["anyOf"][0]["enum"]
-    assert names == ["cfgtest-tiny"]
+    assert names == ["cfgtest-files", "cfgtest-tiny"]
     for bad in [{**good, "outptu": {}}, {**good, "seed": "3"},
                 {**good, "pipeline": [{"resample": "cfgtest-smote", "copies": 2}]},
                 {**good, "pipeline": [{"generate": "cfgtest-gan", "params": {"epochs": "many"}}]}]:

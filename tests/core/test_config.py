@@ -472,4 +472,19 @@ def test_the_error_example_in_the_docs_is_real(tmp_path, capsys):
     printed = capsys.readouterr().err.splitlines()[1:]
     assert [line.split(": ")[0] for line in printed] == [line.split(": ")[0] for line in shown]
     for mine, theirs in zip(printed, shown):
-        assert mine.startswith(theirs.removesuffix("...").rstrip(" ,")), (mine, theirs)
+        assert mine.startswith(theirs.removesuffix("...")), (mine, theirs)
+
+
+def test_default_paths_resolve_and_must_exist_for_sources(folder):
+    config, _ = load_checked(write(folder, "plugins: [cfg_plugin.py]\nsource: cfgtest-files\n"))
+    assert config.source.params["path"] == str(folder.resolve() / "data" / "rows.csv")
+    (folder / "data" / "rows.csv").unlink()
+    with pytest.raises(ConfigError) as caught:
+        load_checked(write(folder, "plugins: [cfg_plugin.py]\nsource: cfgtest-files\n"))
+    assert places(caught.value) == ["source.params.path"]
+
+
+def test_schema_falls_back_for_params_it_cannot_describe(schema_and_good):
+    validator, good, _ = schema_and_good
+    assert validator.schema["$defs"]["evaluate.cfgtest-odd.params"]["type"] == "object"
+    assert list(validator.iter_errors({**good, "evaluate": [{"name": "cfgtest-odd", "params": {}}]})) == []
