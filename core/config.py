@@ -34,7 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .errors import ConfigError, PluginError, SetforgeError
+from .errors import ConfigError, SetforgeError
 from .validation import place_of, problems_from_validation_error
 
 __all__ = ["ComponentRef", "SourceConfig", "DeduplicateConfig", "SplitConfig", "StepConfig", "OutputConfig",
@@ -841,25 +841,25 @@ def _refs_from_raw(raw: Mapping[str, Any]) -> list[_Ref]:
         if isinstance(given, dict):
             refs.append(_Ref(kind, name, dict(given), place, params_place or f"{place}.params"))
 
+    def items(key: str) -> list[Any]:
+        value = raw.get(key)
+        return value if isinstance(value, list) else []
+
     ref("source", raw.get("source"), "source")
-    for key in ("preprocess", "evaluate"):
-        items = raw.get(key)
-        for i, item in enumerate(items if isinstance(items, list) else []):
-            ref(key, item, f"{key}[{i}]")
-        if key == "preprocess":
-            steps = raw.get("pipeline")
-            for i, step in enumerate(steps if isinstance(steps, list) else []):
-                if not isinstance(step, dict):
-                    continue
-                named = [k for k in STEP_KINDS if step.get(k) is not None]
-                if len(named) != 1:
-                    continue
-                kind, value = named[0], step[named[0]]
-                if kind == "augment" and isinstance(value, list):
-                    for j, item in enumerate(value):
-                        ref("augment", item, f"pipeline[{i}].augment[{j}]")
-                else:
-                    ref(kind, value, f"pipeline[{i}].{kind}", f"pipeline[{i}].params", step.get("params"))
+    for i, item in enumerate(items("preprocess")):
+        ref("preprocess", item, f"preprocess[{i}]")
+    for i, step in enumerate(items("pipeline")):
+        named = [k for k in STEP_KINDS if isinstance(step, dict) and step.get(k) is not None]
+        if len(named) != 1:
+            continue  # the step's own problem is reported already
+        kind, value = named[0], step[named[0]]
+        if kind == "augment" and isinstance(value, list):
+            for j, item in enumerate(value):
+                ref("augment", item, f"pipeline[{i}].augment[{j}]")
+        else:
+            ref(kind, value, f"pipeline[{i}].{kind}", f"pipeline[{i}].params", step.get("params"))
+    for i, item in enumerate(items("evaluate")):
+        ref("evaluate", item, f"evaluate[{i}]")
     return refs
 
 
