@@ -892,8 +892,12 @@ def _check_ref(ref: _Ref, registry: Any, base_dir: Path, resolved: dict[str, dic
             parsed = cls.parse_params(ref.params, place=ref.params_place)
     except ConfigError as error:
         owner = f"{ref.kind} '{ref.name}'"
-        return [(place, _enrich_unknown(message, place[len(ref.params_place) + 1:].split("."), fields, owner)
-                 if message == "unknown key" and place.startswith(ref.params_place + ".") else message)
+        def direct_key(place: str) -> str | None:  # a key of Params itself, not one nested deeper
+            key = place[len(ref.params_place) + 1:] if place.startswith(ref.params_place + ".") else ""
+            return key if key and not re.search(r"[.\[]", key) else None
+
+        return [(place, _enrich_unknown(message, [direct_key(place)], fields, owner)
+                 if message == "unknown key" and direct_key(place) else message)
                 for place, message in error.problems]
     problems = _nonfinite(parsed, ref.params_place)
     for field_name, field in fields.items():
