@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import importlib
 import importlib.metadata
 import importlib.util
@@ -27,7 +28,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import ConfigError, DataError, PluginError, SetforgeError
+from .errors import ConfigError, DataError, OutputError, PluginError, SetforgeError
 from .hookspecs import KINDS, REGISTER_HOOK_FOR_KIND
 
 __all__ = ["Registry", "PluginInfo", "ComponentInfo", "default_registry", "create", "ENTRY_POINT_GROUP",
@@ -36,6 +37,8 @@ __all__ = ["Registry", "PluginInfo", "ComponentInfo", "default_registry", "creat
 ENTRY_POINT_GROUP = "setforge"
 DISABLE_ENV = "SETFORGE_DISABLE_PLUGINS"
 _SELF_DISTRIBUTION = "setforge"
+#: Errors writing files that no plugin can help: a full disk, a full quota, a read-only file system.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 @dataclass
@@ -165,7 +168,12 @@ class Registry:
                 assert module_spec is not None and module_spec.loader is not None
                 module = importlib.util.module_from_spec(module_spec)
                 sys.modules[module_name] = module
-                module_spec.loader.exec_module(module)
+                # a run file's folder gets no __pycache__: loading a plugin writes nothing
+                previous, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+                try:
+                    module_spec.loader.exec_module(module)
+                finally:
+                    sys.dont_write_bytecode = previous
             else:
                 module = importlib.import_module(spec)
         except ConfigError:
@@ -289,7 +297,7 @@ class Registry:
         close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
         if close:
             message += f"; did you mean '{close[0]}'?"
-        message += f" Known: {', '.join(known) if known else '(none installed)'}"
+        message += f"{'' if close else '.'} Known: {', '.join(known) if known else '(none installed)'}"
         broken = [p.name for p in self.plugins.values() if p.status == "broken"]
         if broken:
             message += f" (plugins that failed to load: {', '.join(broken)}; see `setforge plugins list`)"
@@ -325,13 +333,28 @@ class Registry:
         except ConfigError:
             raise
         except DataError as error:
-            raise DataError(f"{self.label(component)}: {error}") from error
+            raise DataError(self._named(component, error)) from error
         except PluginError as error:
-            raise PluginError(f"{self.label(component)}: {error}") from error
+            raise PluginError(self._named(component, error)) from error
         except SetforgeError:
             raise
+        except OSError as error:
+            if error.errno in _DISK_ERRNOS:  # the machine's fault, not the plugin's
+                where = f" {error.filename}" if error.filename else ""
+                raise OutputError(f"{self.label(component)} could not write{where} in {action}: {error.strerror}; "
+                                  "free some space (or choose another output.dir) and rerun with --resume",
+                                  errno=error.errno) from error
+            raise PluginError(f"{self.label(component)} failed in {action}: {_format_exception(error)}") from error
         except Exception as error:  # noqa: BLE001
             raise PluginError(f"{self.label(component)} failed in {action}: {_format_exception(error)}") from error
+
+    def _named(self, component: Any, error: BaseException) -> str:
+        """`error`'s message led by the component's label, without repeating a leading ``kind 'name'``."""
+        text, label = str(error), self.label(component)
+        short = f"{getattr(component, 'kind', '')} '{getattr(component, 'name', '')}'"
+        if text.startswith(short) and not text.startswith(label):
+            return label + text[len(short):]
+        return text if text.startswith(label) else f"{label}: {text}"
 
     # ----------------------------------------------------------------------------- events
     def emit(self, event: Any) -> list[str]:
