@@ -1,7 +1,8 @@
 """The ``setforge`` command.
 
 Exit codes: 0 ok, 2 bad run file or usage, 3 bad data (`DataError`), 4 a plugin failed
-(`PluginError`, named with its distribution), 1 a bug in setforge itself.
+(`PluginError`, named with its distribution), 5 the run folder could not be written (`OutputError`:
+permission denied, disk full), 1 a bug in setforge itself.
 
 Only the standard library is imported at module level, so ``setforge --help`` is instant; torch
 loads when a command needs it.
@@ -20,7 +21,8 @@ from .hookspecs import KINDS
 
 __all__ = ["main", "build_parser"]
 
-EPILOG = """exit codes: 0 ok, 2 bad run file or usage, 3 bad data, 4 a plugin failed, 1 a bug in setforge
+EPILOG = """exit codes: 0 ok, 2 bad run file or usage, 3 bad data, 4 a plugin failed,
+5 the run folder could not be written (permission, disk full), 1 a bug in setforge
 docs: docs/run-files.md (run files), docs/plugins.md (writing plugins)"""
 
 
@@ -254,7 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error("invalid run file or usage" if error.problems else "error", error)
         return 2
     except SetforgeError as error:
-        _print_error({3: "bad data", 4: "plugin failure"}.get(error.exit_code, "error"), error)
+        _print_error({3: "bad data", 4: "plugin failure", 5: "cannot write the run folder"}.get(error.exit_code, "error"),
+                     error)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

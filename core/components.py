@@ -41,7 +41,7 @@ __all__ = ["KINDS", "Component", "Source", "Preprocessor", "Augmenter", "Chain",
            "Evaluator", "ResampleResult", "BASE_FOR_KIND", "NAME_PATTERN"]
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-_PARAMS_CONFIG = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+_PARAMS_CONFIG = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class Component:
@@ -612,7 +612,8 @@ class Generator(Component):
         try:
             state = torch.load(path, map_location=map_location, weights_only=True)
         except Exception as error:  # noqa: BLE001 - a file that is not a checkpoint is bad input, not a bug
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            # the first sentence only: torch goes on to suggest weights_only=False, which would run the file's code
+            reason = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
             raise DataError(f"generate '{self.name}': cannot load the checkpoint {path}: only tensors and plain "
                             f"values are loaded (torch.load with weights_only=True: no code in a file runs), and "
                             f"this file is not such a checkpoint ({reason[:200]})") from None

@@ -2,13 +2,14 @@
 
 `ConfigError` (exit 2) is a bad run file or bad usage, `DataError` (exit 3) is data that cannot be
 processed (plugins raise it too: a class too small for SMOTE, a diverging GAN), `PluginError`
-(exit 4) is any other failure inside a plugin, named with its distribution. Anything else that
+(exit 4) is any other failure inside a plugin, named with its distribution, `OutputError` (exit 5)
+is a run folder that could not be written (permission denied, disk full). Anything else that
 escapes is a bug in setforge itself (exit 1).
 """
 
 from __future__ import annotations
 
-__all__ = ["SetforgeError", "ConfigError", "DataError", "PluginError", "ConformanceError"]
+__all__ = ["SetforgeError", "ConfigError", "DataError", "PluginError", "OutputError", "ConformanceError"]
 
 
 class SetforgeError(Exception):
@@ -43,6 +44,18 @@ class PluginError(SetforgeError, RuntimeError):
     """A plugin failed: it would not load, or raised inside one of its methods (exit 4)."""
 
     exit_code = 4
+
+
+class OutputError(SetforgeError):
+    """The run folder could not be written: permission denied, disk full, a read-only file system
+    (exit 5). The message names the path and the system's reason; ``<dir>`` is left as it was (the
+    previous run, or none) and ``<dir>.partial/`` keeps what was done, for ``--resume``."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
 
 
 class ConformanceError(SetforgeError, AssertionError):
