@@ -220,9 +220,6 @@ class _Run:
         if config.output.format not in FORMATS:
             raise ConfigError(problems=[("output.format", f"{config.output.format!r} has no writer installed yet; "
                                                           f"available: {', '.join(sorted(FORMATS))}")])
-        if config.source.deduplicate.method == "near":
-            raise ConfigError(problems=[("source.deduplicate", "'near' de-duplication is not available yet; "
-                                                               "use 'exact' or 'none'")])
         if config.source.stream:
             self.warnings.append("source.stream: streaming is not implemented yet; the data was read at once")
 
@@ -324,14 +321,24 @@ class _Run:
             raise DataError(f"split.group_by: source '{self.source.name}' gives no groups to keep together")
 
     def deduplicate(self) -> np.ndarray:
-        """Indices (into the source's rows) kept after exact de-duplication; keeps the copy in the
-        test part, then val, then train, so that no copy straddles two parts."""
+        """Indices (into the source's rows) kept after exact or near de-duplication; keeps the copy
+        in the test part, then val, then train, so that no copy straddles two parts."""
         n = len(self.all)
         self.duplicate_index = np.zeros(0, dtype=np.int64)
-        if self.config.source.deduplicate.method != "exact" or n == 0:
+        dedup = self.config.source.deduplicate
+        if dedup.method == "none" or n == 0:
             return np.arange(n)
         priority = {"test": 0, "val": 1, "train": 2, "all": 2}
         rank = np.array([priority[self.part_names[p]] for p in self.part_of])
+        if dedup.method == "near":
+            # The `deduplicate` resampler's definition, found through the registry (core names no plugin).
+            component = self.registry.create("resample", "deduplicate", {"method": "near", "threshold": dedup.threshold},
+                                             place="source.deduplicate")
+            with self.guard(component, "deduplicate"):
+                dup_of = component.duplicates(self.all, priority=torch.as_tensor(rank, device=self.all.device))
+            keep = np.flatnonzero(dup_of.cpu().numpy() < 0)
+            self.duplicate_index = np.setdiff1d(np.arange(n), keep)
+            return keep
         order = np.lexsort((np.arange(n), rank))
         keys = _row_keys(self.all)[order]
         _, first = np.unique(keys, return_index=True)
@@ -365,9 +372,15 @@ class _Run:
             self.carved = sorted(missing)
         self.leaked_index = np.zeros(0, dtype=np.int64)
         if split.drop_leaked and len(index["test"]) and len(index["train"]):
-            test_keys = _row_keys(self.all[index["test"]], with_label=False)
-            train_keys = _row_keys(self.all[index["train"]], with_label=False)
-            leaked = np.isin(train_keys, test_keys)
+            train_part, test_part = (self.all[torch.as_tensor(index[k], dtype=torch.int64)] for k in ("train", "test"))
+            if self.all.modality == "text":  # exact copies only: near-duplicates need numeric rows
+                leaked = np.isin(_row_keys(train_part, with_label=False), _row_keys(test_part, with_label=False))
+            else:
+                # The `leakage` evaluator's definition (exact and near copies), with its run-file params if listed.
+                params = next((ref.params for ref in self.config.evaluate if ref.name == "leakage"), {})
+                leakage = self.registry.create("evaluate", "leakage", params, place="split.drop_leaked")
+                with self.guard(leakage, "drop_leaked"):
+                    leaked = leakage.leaked_mask(train_part, test_part).cpu().numpy()
             self.leaked_index = index["train"][leaked]
             index["train"] = index["train"][~leaked]
         if len(index["train"]) == 0:
