@@ -32,14 +32,15 @@ class Leakage(Evaluator):
     Two rows are near-duplicates when their root-mean-square difference per value is below
     ``threshold`` in the feature space (images: pixel values; tabular: numeric columns
     standardized on raw train and test together, categorical columns equal). Measures, for
-    ``raw`` (the training split before any step) and ``train`` (the optimised set):
-    ``exact|near/train_rows`` (training rows with a copy in test, of all training rows),
-    ``exact|near/test_rows`` and ``exact|near/test_share`` (test rows with a copy in training),
-    ``near/same_label`` (leaked test rows whose closest training copy has the same label),
-    ``nearest/median`` and ``nearest/min`` (each test row's distance to its nearest training row)
-    and, for ``train``, ``near/by_origin/<origin>``. Figures: the closest pairs (``closest-pairs``,
-    and ``closest-pairs-optimised`` when the optimised set differs) and a histogram of nearest
-    distances with the threshold.
+    ``raw`` (the training split before any step) and ``optimised`` (after the steps), each
+    ``raw/X`` against ``optimised/X``: ``exact_train_rows`` and ``near_train_rows`` (training rows
+    with a copy in test, of all training rows), ``exact_test_rows``, ``near_test_rows`` and their
+    ``_test_share`` (test rows with a copy in training, of all test rows), ``near_same_label``
+    (leaked test rows whose closest training copy has the same label), ``nearest_median`` and
+    ``nearest_min`` (each test row's distance to its nearest training row); and
+    ``optimised/near_by_origin/<origin>`` (leaked rows of each origin, of that origin's rows).
+    Figures: the closest pairs (``closest-pairs``, and ``closest-pairs-optimised`` when the
+    optimised set differs) and a histogram of nearest distances with the threshold.
     """
 
     name = "leakage"
@@ -91,9 +92,9 @@ class Leakage(Evaluator):
         space = self.space_for(raw, test)
         same = optimised is raw or (len(optimised) == len(raw) and optimised.fingerprint() == raw.fingerprint())
         raw_result = self._measure(metrics, "raw", raw, test, space)
-        opt_result = raw_result if same else self._measure(metrics, "train", optimised, test, space)
+        opt_result = raw_result if same else self._measure(metrics, "optimised", optimised, test, space)
         if same:
-            self._copy(metrics, "raw", "train")
+            self._copy(metrics, "raw", "optimised")
         self._by_origin(metrics, optimised, opt_result[0])
         if self.params.pairs:
             figure = _pairs_png(raw, test, raw_result[1], raw_result[2], self.params.pairs, space)
@@ -116,20 +117,20 @@ class Leakage(Evaluator):
         if p.near:
             kinds.append(("near", forward.near, backward.near))
         for kind, train_rows, test_rows in kinds:
-            metrics.add(f"{part}/{kind}/train_rows", int(train_rows.sum()), n_train)
-            metrics.add(f"{part}/{kind}/test_rows", int(test_rows.sum()), n_test)
-            metrics.add(f"{part}/{kind}/test_share", float(test_rows.float().mean()) if n_test else 0.0, n_test)
+            metrics.add(f"{part}/{kind}_train_rows", int(train_rows.sum()), n_train)
+            metrics.add(f"{part}/{kind}_test_rows", int(test_rows.sum()), n_test)
+            metrics.add(f"{part}/{kind}_test_share", float(test_rows.float().mean()) if n_test else 0.0, n_test)
         leaked = backward.near if p.near else backward.exact
         nearest = backward.index if p.near else backward.exact_index
         if int(leaked.sum()):
             same_label = test.y[leaked] == train.y[nearest[leaked]]
-            metrics.add(f"{part}/near/same_label" if p.near else f"{part}/exact/same_label",
+            metrics.add(f"{part}/near_same_label" if p.near else f"{part}/exact_same_label",
                         int(same_label.sum()), int(leaked.sum()))
         if p.near and n_train:
-            metrics.add(f"{part}/nearest/median", float(backward.distance.median()), n_test)
-            metrics.add(f"{part}/nearest/min", float(backward.distance.min()), n_test)
+            metrics.add(f"{part}/nearest_median", float(backward.distance.median()), n_test)
+            metrics.add(f"{part}/nearest_min", float(backward.distance.min()), n_test)
         else:
-            metrics.skip(f"{part}/nearest", "near-duplicate search is off (near: false)" if not p.near
+            metrics.skip(f"{part}/nearest_median", "near-duplicate search is off (near: false)" if not p.near
                          else "the training set is empty")
         return forward, backward.distance, nearest
 
@@ -139,7 +140,7 @@ class Leakage(Evaluator):
         for origin in Origin:
             rows = train.origin == int(origin)
             if bool(rows.any()):
-                metrics.add(f"train/{kind}/by_origin/{origin.label}", int((leaked & rows).sum()), int(rows.sum()))
+                metrics.add(f"optimised/{kind}_by_origin/{origin.label}", int((leaked & rows).sum()), int(rows.sum()))
 
     @staticmethod
     def _copy(metrics: Metrics, source: str, target: str) -> None:
