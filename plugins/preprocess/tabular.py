@@ -176,21 +176,28 @@ class Quantile(_ColumnScaler):
     As scikit-learn's QuantileTransformer: ``n_quantiles`` quantiles (at most the training rows)
     of each column, piecewise-linear between them, averaging the interpolation from both sides so
     a value repeated inside the range maps to the middle of its flat stretch (scikit-learn's
-    ``numpy.interp`` may land elsewhere on such a stretch) and the training extremes map to 0 and 1;
-    ``normal`` output applies the
-    inverse normal CDF to uniform values kept in [1e-7, 1 - 1e-7]. Values beyond the training
-    range map to the ends. Categorical columns are left as they are.
+    ``numpy.interp`` may land elsewhere on such a stretch) and the training extremes map to 0 and
+    1; ``normal`` output applies the inverse normal CDF to uniform values kept in [1e-7, 1 - 1e-7].
+
+    Values beyond the training range (in val or test): scikit-learn maps them onto the ends
+    (``beyond: clip``), which loses them for good, so the writer could not give them back in
+    their own units. The default ``beyond: extend`` continues the first and last segments
+    linearly instead (uniform output then leaves [0, 1] a little for such values), so the map
+    stays invertible everywhere. Categorical columns are left as they are.
     """
 
     name = "quantile"
     state_tensors = ("quantiles",)
 
     class Params(Preprocessor.Params):
-        """Resolution and target distribution."""
+        """Resolution, target distribution and values beyond the training range."""
 
         n_quantiles: int = Field(1000, ge=2, le=100_000, description="quantiles per column (capped at the "
                                                                     "training rows)")
         output_distribution: Literal["uniform", "normal"] = Field("uniform", description="the target distribution")
+        beyond: Literal["extend", "clip"] = Field("extend", description="values beyond the training range: extend the "
+                                                                        "end segments linearly (invertible), or clip to "
+                                                                        "the ends (scikit-learn)")
 
     def _fit_columns(self, x: torch.Tensor) -> None:
         n = min(self.params.n_quantiles, x.shape[0])
@@ -212,7 +219,8 @@ class Quantile(_ColumnScaler):
         refs = torch.linspace(0.0, 1.0, n, dtype=torch.float64, device=like.device)
         return refs.unsqueeze(1).expand(n, self.quantiles.shape[1])
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _inside(self, x: torch.Tensor) -> torch.Tensor:
+        """The map within the training range (clipped at its ends), in output units."""
         q, refs = self._stat("quantiles", x), self._references(x)
         up = _interp(x, q, refs)
         down = -_interp(-x, -q.flip(0), -refs.flip(0))
@@ -223,8 +231,35 @@ class Quantile(_ColumnScaler):
             return uniform
         return torch.special.ndtri(uniform.clamp(_BOUND, 1.0 - _BOUND))
 
-    def _backward(self, x: torch.Tensor) -> torch.Tensor:
-        uniform = x if self.params.output_distribution == "uniform" else torch.special.ndtr(x)
-        uniform = uniform.clamp(0.0, 1.0)
-        q, refs = self._stat("quantiles", x), self._references(x)
-        return _interp(uniform, refs, q)
+    def _tails(self, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per column: the range ends ``(lo, hi)``, their outputs and the slopes of the end segments
+        (from each end to the nearest quantile that differs from it; 1 for a constant column)."""
+        q = self._stat("quantiles", like)
+        lo, hi = q[0], q[-1]
+        inner_lo = torch.where(q > lo, q, torch.inf).min(dim=0).values
+        inner_hi = torch.where(q < hi, q, -torch.inf).max(dim=0).values
+        constant = hi <= lo
+        inner_lo = torch.where(constant, lo + 1, inner_lo)
+        inner_hi = torch.where(constant, hi - 1, inner_hi)
+        out = self._inside(torch.stack([lo, hi, inner_lo, inner_hi]))
+        slope_lo = torch.where(constant, 1.0, (out[2] - out[0]) / (inner_lo - lo))
+        slope_hi = torch.where(constant, 1.0, (out[1] - out[3]) / (hi - inner_hi))
+        return lo, hi, out[0], out[1], slope_lo, slope_hi
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self._inside(x)
+        if self.params.beyond == "clip":
+            return y
+        lo, hi, y_lo, y_hi, slope_lo, slope_hi = self._tails(x)
+        y = torch.where(x < lo, y_lo + (x - lo) * slope_lo, y)
+        return torch.where(x > hi, y_hi + (x - hi) * slope_hi, y)
+
+    def _backward(self, y: torch.Tensor) -> torch.Tensor:
+        uniform = y if self.params.output_distribution == "uniform" else torch.special.ndtr(y)
+        q, refs = self._stat("quantiles", y), self._references(y)
+        x = _interp(uniform.clamp(0.0, 1.0), refs, q)
+        if self.params.beyond == "clip":
+            return x
+        lo, hi, y_lo, y_hi, slope_lo, slope_hi = self._tails(y)
+        x = torch.where(y < y_lo, lo + (y - y_lo) / slope_lo, x)
+        return torch.where(y > y_hi, hi + (y - y_hi) / slope_hi, x)

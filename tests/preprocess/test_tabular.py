@@ -64,9 +64,18 @@ def test_quantile_matches_scikit_learn(distribution, cancer, ctx):
 
     train = cancer[:400]
     params = {"n_quantiles": 100, "output_distribution": distribution}
-    ours = create("preprocess", "quantile", params).fit(train, ctx).transform(cancer).x.double().numpy()
+    ours = create("preprocess", "quantile", {**params, "beyond": "clip"}).fit(train, ctx).transform(cancer)
     theirs = QuantileTransformer(**params).fit(train.x.double().numpy()).transform(cancer.x.double().numpy())
-    np.testing.assert_allclose(ours, theirs, atol=2e-5)
+    np.testing.assert_allclose(ours.x.double().numpy(), theirs, atol=2e-5)
+    # The default extends the end segments: the same inside the training range, invertible beyond it.
+    extend = create("preprocess", "quantile", params).fit(train, ctx)
+    out = extend.transform(cancer).x
+    low, high = train.x.min(0).values, train.x.max(0).values
+    inside = (cancer.x >= low) & (cancer.x <= high)
+    assert not bool(inside.all())
+    torch.testing.assert_close(out[inside], ours.x[inside])
+    torch.testing.assert_close(extend.inverse(extend.transform(cancer)).x, cancer.x, rtol=1e-4, atol=1e-4)
+    assert bool((out[cancer.x > high] > ours.x[cancer.x > high]).all())
 
 
 def test_quantile_repeated_values_map_to_the_middle_of_their_stretch(ctx):
