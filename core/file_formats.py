@@ -35,7 +35,8 @@ import torch
 from .dataset import Dataset, FeatureInfo, Origin
 from .errors import DataError
 
-__all__ = ["class_folders", "write_image_folder", "read_image_folder", "write_csv", "read_csv", "MANIFEST"]
+__all__ = ["class_folders", "check_image_folder", "write_image_folder", "read_image_folder", "check_csv", "write_csv",
+           "read_csv", "MANIFEST"]
 
 #: ``MANIFEST.format(split=...)``: the file beside a split's data that holds what the data files cannot.
 MANIFEST = "{split}.manifest.json"
@@ -126,11 +127,8 @@ def _dataset(x: Any, y: Sequence[int], manifest: dict[str, Any], modality: str, 
 
 
 # ---------------------------------------------------------------------- image-folder
-def write_image_folder(folder: Path, split: str, ds: Dataset, **_: Any) -> list[Path]:
-    """Write `ds` as ``<folder>/<split>/<class>/NNNNNN.png`` plus ``<split>.manifest.json``."""
-    from PIL import Image
-
-    folder = Path(folder)
+def check_image_folder(ds: Dataset) -> None:
+    """A `DataError` when `ds` cannot be written as an image folder (the pipeline asks before any step)."""
     if ds.modality != "image":
         raise DataError(f"output.format image-folder writes images, the data is {ds.modality}; "
                         f"use output.format npz{' or csv' if ds.modality == 'tabular' else ''}")
@@ -138,6 +136,15 @@ def write_image_folder(folder: Path, split: str, ds: Dataset, **_: Any) -> list[
     if channels not in _IMAGE_MODES:
         raise DataError(f"output.format image-folder writes 1, 3 or 4 channel images as PNG, the data has "
                         f"{channels}; use output.format npz")
+
+
+def write_image_folder(folder: Path, split: str, ds: Dataset, **_: Any) -> list[Path]:
+    """Write `ds` as ``<folder>/<split>/<class>/NNNNNN.png`` plus ``<split>.manifest.json``."""
+    from PIL import Image
+
+    folder = Path(folder)
+    check_image_folder(ds)
+    channels = ds.shape[0]
     ds = ds.to("cpu")
     names = class_folders(ds.classes)
     root = folder / split
@@ -191,17 +198,27 @@ def _float_text(value: np.float32) -> str:
     return str(np.float32(value))
 
 
-def write_csv(folder: Path, split: str, ds: Dataset, **_: Any) -> list[Path]:
-    """Write `ds` as ``<folder>/<split>.csv`` in its original columns plus ``<split>.manifest.json``."""
-    folder = Path(folder)
+def _csv_columns(ds: Dataset) -> tuple[FeatureInfo, str]:
+    info = ds.features or FeatureInfo(names=[f"x{i}" for i in range(ds.shape[0])])
+    return info, info.label or "label"
+
+
+def check_csv(ds: Dataset) -> None:
+    """A `DataError` when `ds` cannot be written as CSV (the pipeline asks before any step)."""
     if ds.modality != "tabular":
         raise DataError(f"output.format csv writes tabular data, the data is {ds.modality}; "
                         f"use output.format npz{' or image-folder' if ds.modality == 'image' else ''}")
-    ds = ds.to("cpu")
-    info = ds.features or FeatureInfo(names=[f"x{i}" for i in range(ds.shape[0])])
-    label = info.label or "label"
+    info, label = _csv_columns(ds)
     if label in info.names:
         raise DataError(f"output.format csv: a feature column is called {label!r}, the label column's name")
+
+
+def write_csv(folder: Path, split: str, ds: Dataset, **_: Any) -> list[Path]:
+    """Write `ds` as ``<folder>/<split>.csv`` in its original columns plus ``<split>.manifest.json``."""
+    folder = Path(folder)
+    check_csv(ds)
+    ds = ds.to("cpu")
+    info, label = _csv_columns(ds)
     x = ds.x.numpy()
     columns: list[list[str]] = []
     for j, name in enumerate(info.names):

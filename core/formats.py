@@ -32,7 +32,7 @@ import torch
 
 from .dataset import Dataset, FeatureInfo, Origin
 from .errors import DataError
-from .file_formats import read_csv, read_image_folder, write_csv, write_image_folder
+from .file_formats import check_csv, check_image_folder, read_csv, read_image_folder, write_csv, write_image_folder
 
 __all__ = ["Format", "FORMATS", "get_format", "write_npz_file", "read_npz_file", "dataset_to_arrays",
            "dataset_from_arrays", "dataset_state", "dataset_from_state", "SPLITS"]
@@ -44,11 +44,14 @@ _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date zip can store: no wall 
 
 @dataclass(frozen=True)
 class Format:
-    """One ``output.format``: a writer and a reader for the splits of a run folder."""
+    """One ``output.format``: a writer and a reader for the splits of a run folder, and a check
+    (``check(ds)`` raises a `DataError` for data it cannot write) that the pipeline runs before
+    any step, so that hours of work are not lost to a format that does not fit the data."""
 
     name: str
     write: Callable[..., list[Path]]
     read: Callable[[Path, str], Dataset]
+    check: Callable[[Dataset], None] = lambda ds: None
 
 
 # --------------------------------------------------------------------------- arrays
@@ -158,8 +161,8 @@ def _read_npz(folder: Path, split: str) -> Dataset:
 
 FORMATS: dict[str, Format] = {
     "npz": Format("npz", _write_npz, _read_npz),
-    "image-folder": Format("image-folder", write_image_folder, read_image_folder),
-    "csv": Format("csv", write_csv, read_csv),
+    "image-folder": Format("image-folder", write_image_folder, read_image_folder, check_image_folder),
+    "csv": Format("csv", write_csv, read_csv, check_csv),
 }
 
 

@@ -51,8 +51,18 @@ class RunFolder:
     def is_run_folder(path: Path) -> bool:
         return path.is_dir() and ((path / MARKER).is_file() or (path / REPORT_FILE).is_file())
 
+    def recover(self) -> bool:
+        """Put the previous run back after a kill between the two renames of a replacement (which
+        leaves it in ``<dir>.replaced`` and no ``<dir>``); True if it did."""
+        if self.final.exists() or self.final.is_symlink() or not self.is_run_folder(self.replaced):
+            return False
+        self.replaced.rename(self.final)
+        return True
+
     def check(self, force: bool) -> None:
-        """Before any work: an existing ``<dir>`` needs ``force``, and must be a run folder to be replaced."""
+        """Before any work: an existing ``<dir>`` needs ``force``, and must be a run folder to be replaced.
+        A previous run left in ``<dir>.replaced`` by a kill is put back first."""
+        self.recover()
         if self.final.exists() or self.final.is_symlink():
             if not force:
                 raise ConfigError(problems=[("output.dir", f"{self.final} exists; pass --force (or output.force: true) "
@@ -100,7 +110,8 @@ class RunFolder:
         """Rename ``<dir>.partial/`` to ``<dir>`` (replacing an old ``<dir>`` with `force`).
 
         What only a resume needs (step snapshots, caches) is removed first. A kill between the
-        two renames of a replacement leaves the old run in ``<dir>.replaced`` and no ``<dir>``.
+        two renames of a replacement leaves the old run in ``<dir>.replaced`` and no ``<dir>``;
+        the next run puts it back (`recover`) before anything else.
         """
         for name in _RESUME_FILES:
             for path in (self.partial / "steps").glob(f"*/{name}"):
@@ -114,7 +125,11 @@ class RunFolder:
         if self.final.exists() or self.final.is_symlink():
             self.check(force)
             self.final.rename(self.replaced)
-        self.partial.rename(self.final)
+        try:
+            self.partial.rename(self.final)
+        except OSError:
+            self.recover()  # the previous run stays where it was
+            raise
         if self.replaced.exists():
             shutil.rmtree(self.replaced, ignore_errors=True)
         return self.final

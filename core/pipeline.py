@@ -29,6 +29,7 @@ The host owns how many rows a step makes (DESIGN, "Step semantics owned by the h
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.metadata
 import importlib.resources
@@ -46,7 +47,7 @@ import torch
 from .components import Chain, Component
 from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, resolve_device
 from .dataset import Dataset, Origin, Splits
-from .errors import ConfigError, DataError, PluginError, SetforgeError
+from .errors import ConfigError, DataError, OutputError, PluginError, SetforgeError
 from .formats import FORMATS, dataset_from_state, dataset_state, get_format, write_npz_file
 from .output import RunFolder, _safe_part
 from .report import format_summary, write_report
@@ -55,6 +56,9 @@ from .rng import Rng
 __all__ = ["RunResult", "run", "dry_run", "run_demo", "load_demo_config", "DEMO_FILE"]
 
 DEMO_FILE = "demo.yaml"
+#: Errors writing the run folder that are the machine's, not a bug: reported as `OutputError` (exit 5).
+_WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG,
+                           errno.EIO, errno.ENOTDIR, errno.ENAMETOOLONG})
 _SNAPSHOT = "_setforge_output.pt"
 
 
@@ -317,6 +321,11 @@ class _Run:
         self.all = Dataset.concat([p.to(self.device) for p in parts.values()]).replace(row_id=None)
         self.part_of = np.repeat(np.arange(len(parts)), self.part_sizes)
         self.dropped = dict(sorted(getattr(self.source, "dropped", {}).items()))
+        present = [name for name, n in zip(self.all.classes, self.all.class_counts()) if n]
+        if len(present) < 2:
+            raise DataError(f"source '{self.source.name}': every row is of class {present[0]!r}; setforge optimises "
+                            f"training sets of classifiers, which need rows of at least two classes "
+                            f"(the class list is {list(self.all.classes)})")
         if config.split.group_by and self.all.groups is None:
             raise DataError(f"split.group_by: source '{self.source.name}' gives no groups to keep together")
 
@@ -650,9 +659,23 @@ class _Run:
         started = time.perf_counter()
         self.preprocess()
         self.timings["preprocess"] = time.perf_counter() - started
+        get_format(self.config.output.format).check(self.raw_train)  # before hours of steps, not after
         self.test_fingerprint = self.test.fingerprint()
 
     def execute(self) -> RunResult:
+        try:
+            return self._execute()
+        except OSError as error:
+            if error.errno not in _WRITE_ERRNOS:
+                raise
+            where = f" {error.filename}" if error.filename else ""
+            partial = (f"; what was done is kept in {self.folder.partial} (rerun with --resume)"
+                       if self.folder.partial.is_dir() else "")
+            raise OutputError(f"cannot write{where}: {error.strerror}; {self.folder.final} was left as it was"
+                              f"{partial}. Free some space or choose an output.dir you can write to",
+                              errno=error.errno) from error
+
+    def _execute(self) -> RunResult:
         from tqdm.auto import tqdm
 
         begun = time.perf_counter()

@@ -80,6 +80,8 @@ class NpzSource(Source):
                                 f"(needed: x and y; optional: classes, split, groups, columns)")
         x, y = arrays["x"], arrays["y"]
         n = len(x) if x.ndim else 0
+        if n == 0:
+            raise DataError(f"npz {path.name}: x holds no rows (shape {x.shape})")
         for key in ("y", "split", "groups"):
             if key in arrays and (arrays[key].ndim != 1 or len(arrays[key]) != n):
                 raise DataError(f"npz {path.name}: array {key!r} has shape {arrays[key].shape}, "
