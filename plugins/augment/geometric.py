@@ -166,8 +166,9 @@ class ResizedCrop(Augmenter):
     """Crop a random box of each row and resize it back to the full image (a random zoom).
 
     The box is drawn as in torchvision's RandomResizedCrop (area fraction in `scale`, aspect ratio
-    log-uniform in `ratio`, ten tries, else the centre crop with the ratio clamped; whole pixels),
-    and resized to the row's own size, so rows keep their shape. Resampling reads the pixels just
+    log-uniform in `ratio`, ten tries, else the centre box with the ratio clamped) but not rounded
+    to whole pixels (small images get every zoom, not a handful), and resized to the row's own
+    size, so rows keep their shape; whole-pixel boxes given as params agree with torchvision. Resampling reads the pixels just
     outside the box where torchvision repeats the box's edge (a band of half an input pixel); the
     image's own edges repeat as in torchvision (border padding). Bilinear is torchvision's
     non-antialiased bilinear (the same when enlarging, as a crop always is); nearest is
@@ -196,27 +197,27 @@ class ResizedCrop(Augmenter):
         area = float(height * width)
         target = uniform(self.params.scale, n * tries, generator, device).mul_(area).view(n, tries)
         ratio = log_uniform(self.params.ratio, n * tries, generator, device).view(n, tries)
-        box_w = torch.sqrt(target * ratio).round_()
-        box_h = torch.sqrt(target / ratio).round_()
-        ok = (box_w > 0) & (box_w <= width) & (box_h > 0) & (box_h <= height)
-        first = torch.where(ok.any(dim=1), ok.to(torch.int8).argmax(dim=1), 0)
+        box_w = torch.sqrt(target * ratio)
+        box_h = torch.sqrt(target / ratio)
+        ok = (box_w <= width) & (box_h <= height)
         found = ok.any(dim=1)
-        box_w = box_w.gather(1, first[:, None]).squeeze(1)
-        box_h = box_h.gather(1, first[:, None]).squeeze(1)
+        first = ok.to(torch.int8).argmax(dim=1, keepdim=True)
+        box_w = box_w.gather(1, first).squeeze(1)
+        box_h = box_h.gather(1, first).squeeze(1)
         # no try fitted: torchvision's fallback, the central box with the ratio clamped
         in_ratio = width / height
         lo, hi = self.params.ratio
         if in_ratio < lo:
-            fb_w, fb_h = width, int(round(width / lo))
+            fallback_w, fallback_h = float(width), width / lo
         elif in_ratio > hi:
-            fb_h, fb_w = height, int(round(height * hi))
+            fallback_w, fallback_h = height * hi, float(height)
         else:
-            fb_w, fb_h = width, height
-        box_w = torch.where(found, box_w, float(fb_w))
-        box_h = torch.where(found, box_h, float(fb_h))
+            fallback_w, fallback_h = float(width), float(height)
+        box_w = torch.where(found, box_w, fallback_w)
+        box_h = torch.where(found, box_h, fallback_h)
         u = torch.rand(n, 2, generator=generator, device=device)
-        top = torch.where(found, torch.floor(u[:, 0] * (height - box_h + 1)), float((height - fb_h) // 2))
-        left = torch.where(found, torch.floor(u[:, 1] * (width - box_w + 1)), float((width - fb_w) // 2))
+        top = torch.where(found, u[:, 0] * (height - box_h), (height - fallback_h) / 2)
+        left = torch.where(found, u[:, 1] * (width - box_w), (width - fallback_w) / 2)
         return {"top": top, "left": left, "height": box_h, "width": box_w}
 
     def _matrix(self, params, height, width):

@@ -1,0 +1,106 @@
+"""color: each adjustment and their fixed order agree with torchvision; factors drawn per row."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+import setforge.plugins.augment.color as color_module
+from setforge import ConfigError, DataError
+from setforge.plugins.augment.color import Color, hsv_to_rgb, rgb_to_hsv
+
+from ._helpers import assert_rows_independent, fixed, smooth_images
+
+# One multiply-add and a clamp per adjustment in float32 (torch.lerp instead of torchvision's
+# mul/add, and the contrast mean from channel means): a few ulp, far below 1e-5. Hue goes through
+# HSV with a different (closed-form) HSV -> RGB formula: rounding of ~1e-6 per channel.
+TOL = 1e-5
+HUE_TOL = 1e-5
+
+
+def reference(image, brightness=None, contrast=None, saturation=None, hue=None):
+    out = image
+    if brightness is not None:
+        out = TF.adjust_brightness(out, brightness)
+    if contrast is not None:
+        out = TF.adjust_contrast(out, contrast)
+    if saturation is not None:
+        out = TF.adjust_saturation(out, saturation)
+    if hue is not None:
+        out = TF.adjust_hue(out, hue)
+    return out
+
+
+FACTORS = {"brightness": [0.0, 0.6, 1.4], "contrast": [1.5, 0.5, 0.0], "saturation": [0.3, 1.0, 2.0],
+           "hue": [0.1, -0.4, 0.5]}
+
+
+@pytest.mark.parametrize("which", ["brightness", "contrast", "saturation", "hue"])
+def test_each_adjustment_matches_torchvision(which):
+    x = smooth_images()
+    neutral = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0, which: 0.5}
+    out = Color(neutral)(x, params=fixed(3, **{which: FACTORS[which]}))
+    for i in range(3):
+        ref = reference(x[i], **{which: FACTORS[which][i]})
+        assert (out[i] - ref).abs().max() < (HUE_TOL if which == "hue" else TOL)
+
+
+def test_all_adjustments_in_order_match_torchvision():
+    x = smooth_images()
+    out = Color({"hue": 0.5})(x, params=fixed(3, **FACTORS))
+    for i in range(3):
+        ref = reference(x[i], **{k: v[i] for k, v in FACTORS.items()})
+        assert (out[i] - ref).abs().max() < HUE_TOL
+
+
+def test_grayscale_images_take_brightness_and_contrast():
+    x = smooth_images(channels=1)
+    out = Color({"hue": 0.3})(x, params=fixed(3, **FACTORS))
+    for i in range(3):
+        ref = reference(x[i], brightness=FACTORS["brightness"][i], contrast=FACTORS["contrast"][i])
+        assert (out[i] - ref).abs().max() < TOL
+
+
+@pytest.mark.parametrize("chunk", [1, 3000, 1 << 30])
+def test_chunking_does_not_change_the_result(monkeypatch, chunk):
+    x = smooth_images(7)
+    params = Color({"hue": 0.2}).make_params(x, None, torch.Generator().manual_seed(0))
+    expected = Color({"hue": 0.2})(x, params=params)
+    monkeypatch.setattr(color_module, "CHUNK_BYTES", chunk)
+    assert torch.equal(Color({"hue": 0.2})(x, params=params), expected)
+
+
+def test_rows_draw_their_own_factors():
+    assert_rows_independent(Color({"hue": 0.1}), smooth_images(1)[0])
+
+
+def test_input_is_not_modified_and_range_kept():
+    x = smooth_images(5)
+    before = x.clone()
+    out = Color({"brightness": (2.0, 3.0), "contrast": (2.0, 3.0), "saturation": (2.0, 3.0)})(
+        x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x, before)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0 and float(out.max()) == 1.0
+
+
+def test_hsv_round_trip():
+    x = torch.rand(4, 3, 9, 9, generator=torch.Generator().manual_seed(0))
+    assert (hsv_to_rgb(rgb_to_hsv(x)) - x).abs().max() < 1e-6
+
+
+def test_neutral_ranges_draw_nothing_and_factor_convention():
+    params = Color.parse_params({"brightness": 0.4, "contrast": 0, "saturation": (0.5, 0.9), "hue": 0.1})
+    assert params.brightness == (0.6, 1.4) and params.contrast == (1.0, 1.0)
+    assert params.saturation == (0.5, 0.9) and params.hue == (-0.1, 0.1)
+    drawn = Color(params).make_params(torch.zeros(4, 3, 2, 2), None, torch.Generator().manual_seed(0))
+    assert set(drawn) == {"brightness", "saturation", "hue", "apply"}
+    with pytest.raises(ConfigError, match="params.hue"):
+        Color({"hue": 0.7})
+    with pytest.raises(ConfigError, match="params.brightness"):
+        Color({"brightness": -0.1})
+
+
+def test_four_channels_are_refused_with_the_remedy():
+    with pytest.raises(DataError, match="1 or 3 channels"):
+        Color()(torch.rand(2, 4, 5, 5), generator=torch.Generator().manual_seed(0))

@@ -1,0 +1,160 @@
+"""Pixel ops: agreement with torchvision's functionals row by row, per-row draws, one batched call."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+
+from setforge import ConfigError, DataError
+from setforge.plugins.augment.pixel import (Autocontrast, Equalize, Erasing, GaussianBlur, GaussianNoise, Grayscale,
+                                            Invert, Posterize, Solarize, Sharpness)
+
+from ._helpers import assert_rows_independent, fixed, smooth_images
+
+
+def images() -> torch.Tensor:
+    x = smooth_images(3)
+    x[2] = x[2] * 0.3 + 0.2  # a low-contrast row, so equalize and autocontrast have work to do
+    x[1, :, :4, :4] = 1.0     # saturated pixels, so solarize and posterize meet the top value
+    return x
+
+
+def per_row(out: torch.Tensor, refs: list[torch.Tensor]) -> float:
+    return max(float((out[i] - ref).abs().max()) for i, ref in enumerate(refs))
+
+
+# Ops that are the same arithmetic as torchvision's agree exactly; the blur runs as two 1-D
+# convolutions where torchvision runs one 2-D one (same kernel, summed in another order: ~1 ulp
+# per tap, < 1e-6), sharpness blends with the same kernel through a per-row multiply (< 1e-6).
+def test_grayscale():
+    x = images()
+    assert per_row(Grayscale()(x, params=fixed(3)), [TF.rgb_to_grayscale(x[i], 3) for i in range(3)]) == 0.0
+
+
+@pytest.mark.parametrize("size", [5, (3, 7)])
+def test_gaussian_blur(size):
+    x = images()
+    sigma = [0.3, 1.0, 2.5]
+    sizes = [size, size] if isinstance(size, int) else list(size)
+    refs = [TF.gaussian_blur(x[i], sizes, [sigma[i], sigma[i]]) for i in range(3)]
+    assert per_row(GaussianBlur({"kernel_size": size})(x, params=fixed(3, sigma=sigma)), refs) < 1e-6
+
+
+def test_gaussian_noise_given_the_same_normal_draw():
+    x = images()
+    sigma = torch.tensor([0.05, 0.2, 0.0])
+    noise, refs = torch.empty_like(x), []
+    for i in range(3):
+        torch.manual_seed(i)
+        noise[i] = torch.randn_like(x[i])
+        torch.manual_seed(i)
+        refs.append(TF.gaussian_noise(x[i], mean=0.1, sigma=float(sigma[i])))
+    out = GaussianNoise({"mean": 0.1})(x, params=fixed(3, sigma=sigma, noise=noise))
+    assert per_row(out, refs) == 0.0
+
+
+def test_erasing():
+    x = images()
+    box = {"top": [2.0, 0.0, 5.0], "left": [3.0, 0.0, 0.0], "height": [5.0, 19.0, 0.0], "width": [7.0, 23.0, 4.0]}
+    value = torch.tensor([0.1, 0.5, 0.9]).view(3, 1, 1)
+    refs = [TF.erase(x[i], *(int(box[k][i]) for k in ("top", "left", "height", "width")), value) for i in range(3)]
+    assert per_row(Erasing({"value": (0.1, 0.5, 0.9)})(x, params=fixed(3, **box)), refs) == 0.0
+
+
+def test_sharpness():
+    x = images()
+    factor = [0.0, 0.7, 2.0]
+    refs = [TF.adjust_sharpness(x[i], factor[i]) for i in range(3)]
+    assert per_row(Sharpness()(x, params=fixed(3, factor=factor)), refs) < 1e-6
+
+
+def test_posterize_on_torchvisions_float_quantisation():
+    x = images()
+    bits = [1, 4, 8]
+    refs = [TF.posterize(x[i], bits[i]) for i in range(3)]
+    assert per_row(Posterize()(x, params=fixed(3, bits=bits)), refs) == 0.0
+
+
+def test_solarize():
+    x = images()
+    threshold = [0.2, 0.5, 0.99]
+    refs = [TF.solarize(x[i], threshold[i]) for i in range(3)]
+    assert per_row(Solarize()(x, params=fixed(3, threshold=threshold)), refs) == 0.0
+
+
+@pytest.mark.parametrize("op, functional", [(Equalize, TF.equalize), (Autocontrast, TF.autocontrast),
+                                            (Invert, TF.invert)], ids=["equalize", "autocontrast", "invert"])
+def test_switch_ops(op, functional):
+    x = images()
+    x[0, 1] = 0.4  # a flat channel: equalize and autocontrast leave it (as torchvision does)
+    assert per_row(op()(x, params=fixed(3)), [functional(x[i]) for i in range(3)]) == 0.0
+
+
+def test_equalize_spreads_the_histogram_and_quantises_to_255ths():
+    x = images()[2:].expand(2, -1, -1, -1).contiguous()
+    out = Equalize()(x, params=fixed(2))
+    assert torch.allclose(out * 255, (out * 255).round(), atol=1e-4)
+    assert float(out.max() - out.min()) > 0.9 > float(x.max() - x.min())
+
+
+# --------------------------------------------------------------------------- per-row draws
+# (sigma below ~0.2 gives a kernel of one tap in float32: such rows come out equal, hence 0.5)
+@pytest.mark.parametrize("aug", [GaussianBlur({"sigma": (0.5, 2.0)}), GaussianNoise(), Erasing(), Erasing({"value": "random"}),
+                                 Sharpness({"factor": (0.0, 3.0)}), Posterize({"bits": (1, 8)}), Solarize({"threshold": (0.0, 1.0)})],
+                         ids=lambda a: a.name)
+def test_rows_draw_their_own_parameters(aug):
+    image = smooth_images(1, height=48, width=48)[0]
+    if aug.name == "posterize":  # nine levels of bits: 64 rows cannot all differ; the draws must spread
+        out = aug(image.expand(64, -1, -1, -1).contiguous(), generator=torch.Generator().manual_seed(0))
+        assert len(torch.unique(out.flatten(1), dim=0)) == len(torch.unique(aug.last_params["bits"])) >= 7
+        return
+    if aug.name == "solarize":
+        image = torch.linspace(0, 1, 3 * 48 * 48).view(3, 48, 48)  # every threshold inverts a different set
+    assert_rows_independent(aug, image)
+
+
+@pytest.mark.parametrize("aug", [Grayscale(), Equalize(), Autocontrast(), Invert()], ids=lambda a: a.name)
+def test_switch_ops_change_about_half_the_rows(aug):
+    x = images()[1:2].expand(400, -1, -1, -1).contiguous()
+    out = aug(x, generator=torch.Generator().manual_seed(0))
+    changed = (out - x).flatten(1).abs().amax(dim=1) > 0
+    assert 150 < int(changed.sum()) < 250
+    assert torch.equal(out[~changed], x[~changed])
+
+
+def test_erasing_boxes_follow_the_ranges():
+    params = Erasing({"scale": (0.1, 0.2), "ratio": (0.5, 2.0)}).make_params(
+        torch.zeros(2000, 1, 40, 50), None, torch.Generator().manual_seed(0))
+    area = params["height"] * params["width"] / 2000
+    assert float(area.min()) > 0.08 and float(area.max()) < 0.22  # whole pixels, as torchvision rounds
+    assert bool((params["top"] + params["height"] <= 40).all() and (params["left"] + params["width"] <= 50).all())
+
+
+def test_erasing_that_finds_no_box_leaves_the_row():
+    out = Erasing({"scale": (0.99, 1.0), "ratio": (1.0, 1.0)})(images(), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, images())  # a box of the whole image is never drawn, as in torchvision
+
+
+def test_blur_refuses_a_kernel_larger_than_the_image():
+    with pytest.raises(DataError, match="smaller kernel_size"):
+        GaussianBlur({"kernel_size": 9})(torch.rand(2, 1, 4, 4), generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("cls, bad, place", [(GaussianBlur, {"kernel_size": 4}, "kernel_size"),
+                                             (GaussianBlur, {"sigma": 0}, "sigma"),
+                                             (Posterize, {"bits": 9}, "bits"), (Posterize, {"bits": (6, 2)}, "bits"),
+                                             (Solarize, {"threshold": 1.5}, "threshold"),
+                                             (Erasing, {"value": "noise"}, "value"), (Sharpness, {"factor": -1}, "factor")])
+def test_bad_params_are_named(cls, bad, place):
+    with pytest.raises(ConfigError) as error:
+        cls(bad)
+    assert f"params.{place}" in str(error.value)
+
+
+def test_ops_work_on_one_channel_digits_shape():
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    for aug in (Grayscale({"p": 1}), GaussianBlur(), GaussianNoise(), Erasing(), Sharpness(), Posterize(), Solarize(),
+                Equalize({"p": 1}), Autocontrast({"p": 1}), Invert({"p": 1})):
+        out = aug(x, generator=torch.Generator().manual_seed(0))
+        assert out.shape == x.shape and float(out.min()) >= 0 and float(out.max()) <= 1
