@@ -114,6 +114,8 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int, *, block_size: int
                     merged_i = torch.cat([best_i, block_i], dim=1)
                     best_d, pick = torch.topk(merged_d, min(k, merged_d.shape[1]), dim=1, largest=False, sorted=False)
                     best_i = torch.gather(merged_i, 1, pick)
+                # Free this block before the next one is allocated, so only one block exists at a time.
+                del dist, r_block
             assert best_d is not None and best_i is not None
             # Exact distances of the winners (no cancellation), then sort ascending by them.
             exact = (raw_q_block.unsqueeze(1) - reference[best_i]).pow_(2).sum(dim=2)

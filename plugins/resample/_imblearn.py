@@ -204,15 +204,9 @@ class ImblearnResampler(Resampler):
 
     # ---------------------------------------------------------------- the template
     def _resample(self, ds: Dataset, ctx: StepContext):
-        if ds.modality not in ("tabular", "image", "audio"):
-            raise DataError(f"resample '{self.name}' needs numeric rows, got {ds.modality}")
+        self._check_data(ds)
         x = ds.x.reshape(len(ds), -1).detach().cpu().numpy()
         y = ds.y.cpu().numpy()
-        if not np.isfinite(x).all():
-            bad = int(np.flatnonzero(~np.isfinite(x).all(axis=1))[0])
-            raise DataError(f"resample '{self.name}': row {bad} holds NaN or infinite values; "
-                            f"clean or impute the data first")
-        self._check_two_classes(ds, y)
         strategy = self._strategy(ds, y)
         targets = self._targets(strategy, y)
         self._check(ds, x, y, targets)
@@ -229,10 +223,18 @@ class ImblearnResampler(Resampler):
                             f"this data: {error}") from None
         return self._result(ds, x, y, np.asarray(x_res), np.asarray(y_res), sampler)
 
-    def _check_two_classes(self, ds: Dataset, y: np.ndarray) -> None:
-        present = np.unique(y)
-        if present.size < 2:
-            only = ds.classes[int(present[0])] if present.size else None
+    def _check_data(self, ds: Dataset) -> None:
+        """Numeric rows, all finite, of at least two classes; else a `DataError` saying which."""
+        if ds.modality not in ("tabular", "image", "audio"):
+            raise DataError(f"resample '{self.name}' needs numeric rows, got {ds.modality}")
+        finite = torch.isfinite(ds.x.reshape(len(ds), -1)).all(dim=1)
+        if not bool(finite.all()):
+            bad = int((~finite).nonzero()[0, 0])
+            raise DataError(f"resample '{self.name}': row {bad} holds NaN or infinite values; "
+                            f"clean or impute the data first")
+        present = torch.unique(ds.y).tolist()
+        if len(present) < 2:
+            only = ds.classes[int(present[0])] if present else None
             raise DataError(f"resample '{self.name}': the data holds "
                             f"{'no rows' if only is None else f'only class {only!r}'}; "
                             f"resampling needs at least two classes")
@@ -258,7 +260,7 @@ class ImblearnResampler(Resampler):
             return {present_id(key): int(count) for key, count in strategy.items()}
         if isinstance(strategy, list):
             return [present_id(key) for key in strategy]
-        if isinstance(strategy, float) and present.__len__() != 2:
+        if isinstance(strategy, float) and len(present) != 2:
             raise DataError(f"{place}: a float ratio works for two classes only, this data has "
                             f"{len(present)}; use a string option or a mapping of class -> rows")
         return strategy
@@ -305,24 +307,25 @@ class ImblearnResampler(Resampler):
             index = np.asarray(sampler.sample_indices_)
             kept, new = index[index < n], index[index >= n]
             new_x, new_y = sampler.smote_output_[0][new], sampler.smote_output_[1][new]
-            parent = self._parents_of_appended(ds, x, y, sampler.smote_, new - n, new_x, new_y)
+            n_appended = len(sampler.smote_output_[1]) - n
+            parent = self._parents_of_appended(ds, x, y, sampler.smote_, n_appended, new - n, new_x, new_y)
             return self._pack(ds, kept, new_x, new_y, parent)
         if self.output == "centroids":
             return self._from_centroids(ds, x, y, x_res, y_res, sampler)
         new_x, new_y = x_res[n:], y_res[n:]
-        parent = self._parents_of_appended(ds, x, y, sampler, np.arange(len(new_y)), new_x, new_y)
+        parent = self._parents_of_appended(ds, x, y, sampler, len(new_y), np.arange(len(new_y)), new_x, new_y)
         return self._pack(ds, np.arange(n), new_x, new_y, parent)
 
-    def _parents_of_appended(self, ds: Dataset, x: np.ndarray, y: np.ndarray, sampler: Any, position: np.ndarray,
-                             new_x: np.ndarray, new_y: np.ndarray) -> torch.Tensor:
-        """Parents of appended synthetic rows (`position`: their place among all the rows the SMOTE
-        step appended): the recorded seed rows where the sampler recorded them, else (and for
+    def _parents_of_appended(self, ds: Dataset, x: np.ndarray, y: np.ndarray, sampler: Any, n_appended: int,
+                             position: np.ndarray, new_x: np.ndarray, new_y: np.ndarray) -> torch.Tensor:
+        """Parents of appended synthetic rows (`position`: their place among the `n_appended` rows
+        the SMOTE step appended): the recorded seed rows where the sampler recorded them, else (and for
         any seed not found among the input rows) the nearest same-class real row."""
         parent = torch.full((len(new_y),), -1, dtype=torch.int64)
         seeds = getattr(sampler, "seed_rows_", None)
-        if seeds is not None and position.size:
-            seeds = np.concatenate(seeds) if seeds else np.zeros((0, x.shape[1]), dtype=x.dtype)
-            if len(seeds) == len(position) or len(seeds) > position.max():
+        if seeds and position.size:
+            seeds = np.concatenate(seeds)
+            if len(seeds) == n_appended:  # one recorded seed per synthetic row, in output order
                 parent = torch.as_tensor(_match_rows(x, y, seeds[position], new_y))
         missing = (parent < 0).nonzero().flatten()
         if missing.numel():

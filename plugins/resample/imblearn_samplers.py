@@ -147,8 +147,8 @@ class SMOTE(_SmoteLike):
     def _resample_torch(self, ds: Dataset, ctx: StepContext):
         from ._torch_smote import torch_smote
 
+        self._check_data(ds)
         y = ds.y.cpu().numpy()
-        self._check_two_classes(ds, y)
         strategy = self._strategy(ds, y)
         targets = self._targets(strategy, y)
         self._check(ds, None, y, targets)

@@ -52,11 +52,12 @@ def test_single_class(name, ctx):
         create("resample", name).resample(ds, ctx)
 
 
-def test_nan_and_inf_are_named_by_row(ctx):
+@pytest.mark.parametrize("backend", ["imblearn", "torch"])
+def test_nan_and_inf_are_named_by_row(backend, ctx):
     ds = small_class_data()
     ds.x[7, 1] = float("nan")  # bypassing Dataset's own check, as a buggy earlier step could
     with pytest.raises(DataError, match="row 7 holds NaN or infinite values"):
-        create("resample", "smote").resample(ds, ctx)
+        create("resample", "smote", {"backend": backend}).resample(ds, ctx)
     ds.x[7, 1] = float("inf")
     with pytest.raises(DataError, match="row 7"):
         create("resample", "random-under").resample(ds, ctx)

@@ -111,6 +111,18 @@ def test_smote_type_parent_is_the_seed_row(name, cancer_ds, ctx):
     assert bool((best[moved] > 1 - 1e-5).all())
 
 
+@pytest.mark.parametrize("name", ["adasyn", "cluster-centroids"])
+def test_hidden_seed_parent_is_the_nearest_same_class_real_row(name, cancer_ds, ctx):
+    out = create("resample", name, CASES[name][1]).resample(cancer_ds, ctx)
+    new = out.origin == int(Origin.RESAMPLED)
+    assert int(new.sum()) > 0
+    distance = torch.cdist(out.x[new].double(), cancer_ds.x.double())
+    distance[out.y[new].unsqueeze(1) != cancer_ds.y.unsqueeze(0)] = float("inf")
+    nearest = distance.min(dim=1).values
+    chosen = distance.gather(1, out.parent[new].unsqueeze(1)).squeeze(1)
+    torch.testing.assert_close(chosen, nearest)
+
+
 def test_random_over_copies_name_their_parent(digits_ds, ctx):
     out = create("resample", "random-over").resample(digits_ds, ctx)
     n = len(digits_ds)

@@ -1,0 +1,65 @@
+"""Every resampler from a run file on long-tailed digits and on breast-cancer: the counts
+imbalanced-learn gives for the same strategy and seed; a bad class size exits 3 with a message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from setforge import Origin, Rng
+from setforge.config import RunConfig
+from setforge.pipeline import run
+from setforge.registry import Registry
+
+from .conftest import flat
+from .test_imblearn_samplers import CASES, imblearn_reference
+
+SOURCES = {"digits": {"name": "sklearn-digits", "params": {"imbalance": 10}},
+           "cancer": {"name": "sklearn-breast-cancer"}}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry(use_env=False).load()
+
+
+def run_file(tmp_path: Path, source: str, step: dict) -> dict:
+    return {"seed": 7, "device": "cpu", "source": SOURCES[source], "split": {"test": 0.3},
+            "pipeline": [step], "evaluate": [], "output": {"dir": str(tmp_path / "run")}}
+
+
+@pytest.mark.parametrize("source", sorted(SOURCES))
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_sampler_from_a_run_file_gives_imblearns_counts(name, source, tmp_path, registry):
+    config = run_file(tmp_path, source, {"resample": name, "params": CASES[name][1]})
+    result = run(RunConfig.model_validate(config), registry, progress=False)
+    seed = Rng(7, ("step", 0)).sk_seed()  # the step's Rng: run seed and the step's position
+    _, y_ref = imblearn_reference(name, result.raw_train, seed)
+    counts = np.bincount(y_ref, minlength=result.raw_train.num_classes).tolist()
+    assert result.train.class_counts() == counts
+    assert list(result.report["steps"][0]["counts"]["by_class"].values()) == counts
+    new = result.train.origin == int(Origin.RESAMPLED)
+    assert bool((result.train.step[new] == 0).all()) and bool((result.train.parent[new] >= 0).all())
+
+
+def test_smote_torch_backend_from_a_run_file(tmp_path, registry):
+    config = run_file(tmp_path, "digits", {"resample": "smote", "params": {"backend": "torch", "k_neighbors": "auto"}})
+    result = run(RunConfig.model_validate(config), registry, progress=False)
+    raw = result.raw_train.class_counts()
+    assert result.train.class_counts() == [max(raw)] * len(raw)
+
+
+def test_a_class_too_small_for_k_exits_3_naming_the_class(tmp_path):
+    config = run_file(tmp_path, "digits", {"resample": "smote", "params": {"k_neighbors": 40}})
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "setforge", "run", str(path)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 3, done.stderr
+    assert "fewer than k_neighbors + 1 = 41" in done.stderr and "k_neighbors: auto" in done.stderr
+    assert "Traceback" not in done.stderr
