@@ -1,0 +1,239 @@
+"""Faults lose nothing: a real ``setforge run`` process SIGKILLed in a slow step, while the run
+folder is half written, or between the two renames that replace an old run, leaves the previous
+``<dir>`` (or none), never a half-written one; ``--resume`` continues from ``<dir>.partial/``; a
+permission error or a full disk while writing is reported (exit 5, `OutputError`) and leaves no
+``<dir>``. (A kill in the middle of GAN training, resumed to the same bytes, is in
+test_determinism.py.)
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import setforge.formats
+import setforge.report
+from setforge.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+HOOKS = str(Path(__file__).with_name("_fault_hooks.py"))
+
+
+def write_run_file(folder: Path, name: str = "run.yaml", seed: int = 0, pipeline: list[Any] | None = None,
+                   out: str = "out") -> Path:
+    config = {"seed": seed, "device": "cpu", "source": "sklearn-wine", "split": {"test": 0.2, "val": 0.1},
+              "pipeline": pipeline or [], "evaluate": ["balance"], "output": {"dir": out, "shard_rows": 40}}
+    path = folder / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """sha256 of every file of a run folder (timings and the page that shows them apart); in
+    report.json each step's ``resumed`` flag (which says whether a resume reused it) is left out."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.name in ("timings.json", "report.html"):
+            continue
+        data = path.read_bytes()
+        if path.name == "report.json":
+            report = json.loads(data)
+            for step in report["steps"]:
+                step.pop("resumed")
+            data = json.dumps(report, sort_keys=True).encode()
+        out[str(path.relative_to(folder))] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def cli(*argv: str) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main([*argv, "--quiet", "-p", HOOKS])
+    assert "Traceback" not in err.getvalue(), err.getvalue()
+    return code, err.getvalue()
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for name in ("SETFORGE_DISABLE_PLUGINS", "SETFORGE_TEST_PAUSE", "SETFORGE_TEST_KILL_AT_ITERATION"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def previous(here) -> dict[str, str]:
+    """A finished run in ``out``: what every fault below must leave as it was."""
+    code, err = cli("run", str(write_run_file(here, "previous.yaml", seed=7)))
+    assert code == 0, err
+    return digest(here / "out")
+
+
+def kill_when_there(run_file: Path, cwd: Path, marker: Path, *extra: str, **env: str) -> None:
+    """Start ``setforge run`` as a process, wait until it writes `marker`, SIGKILL it."""
+    environment = {k: v for k, v in os.environ.items() if k != "SETFORGE_DISABLE_PLUGINS"}
+    environment.update(PYTHONPATH=str(REPO), SETFORGE_TEST_MARKER=str(marker), **env)
+    process = subprocess.Popen([sys.executable, "-m", "setforge", "run", str(run_file), "--quiet", "-p", HOOKS,
+                                *extra], cwd=cwd, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline, "the process never got there"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+
+
+def fresh(here: Path, pipeline: list[Any]) -> dict[str, str]:
+    """The same run uninterrupted, in a folder of its own (same relative output.dir)."""
+    other = here / "fresh"
+    other.mkdir()
+    os.chdir(other)
+    try:
+        code, err = cli("run", str(write_run_file(here, "run.yaml", pipeline=pipeline)))
+        assert code == 0, err
+        return digest(other / "out")
+    finally:
+        os.chdir(here)
+
+
+# ---------------------------------------------------------------------------------- kills
+def test_a_kill_in_a_slow_step_leaves_the_previous_run_and_resume_finishes_it(here, previous):
+    steps = [{"resample": "random-over"}, {"resample": "fault-sleep", "params": {"seconds": 600}}]
+    run_file = write_run_file(here, pipeline=steps)
+    started = here / "out.partial" / "steps" / "01-resample-fault-sleep" / "started"
+    kill_when_there(run_file, here, started, "--force")
+    assert digest(here / "out") == previous  # the previous run, untouched
+    assert (here / "out.partial" / "steps" / "00-resample-random-over").is_dir()  # what was done is kept
+
+    steps[1]["params"]["seconds"] = 0
+    run_file = write_run_file(here, pipeline=steps)
+    code, err = cli("run", str(run_file), "--resume", "--force")
+    assert code == 0, err
+    assert not (here / "out.partial").exists()
+    assert digest(here / "out") == fresh(here, steps)
+
+
+def test_a_kill_while_writing_leaves_the_previous_run_and_resume_finishes_it(here, previous):
+    run_file = write_run_file(here, pipeline=[{"resample": "random-over"}])
+    marker = here / "writing"
+    kill_when_there(run_file, here, marker, "--force", SETFORGE_TEST_PAUSE="write")
+    assert digest(here / "out") == previous
+    assert (here / "out.partial" / "train-00000.npz").is_file()  # half written, and only as .partial
+    assert not (here / "out.partial" / "report.json").exists()
+
+    code, err = cli("run", str(run_file), "--resume", "--force")
+    assert code == 0, err
+    assert digest(here / "out") == fresh(here, [{"resample": "random-over"}])
+    assert not (here / "out.partial").exists() and not (here / "out.replaced").exists()
+
+
+def test_a_kill_between_the_renames_of_a_replacement_puts_the_previous_run_back(here, previous):
+    run_file = write_run_file(here)
+    kill_when_there(run_file, here, here / "renaming", "--force", SETFORGE_TEST_PAUSE="commit")
+    assert not (here / "out").exists()  # none, never a half-written one
+    assert (here / "out.replaced" / "report.json").is_file()
+
+    # The next run puts the previous one back before anything else (and, without --force, stops there).
+    code, err = cli("run", str(run_file))
+    assert code == 2 and "exists; pass --force" in err, err
+    assert digest(here / "out") == previous and not (here / "out.replaced").exists()
+    code, err = cli("run", str(run_file), "--force")
+    assert code == 0, err
+    assert digest(here / "out") != previous
+
+
+# ------------------------------------------------------------------------- write errors
+def test_a_full_disk_while_writing_is_reported_and_leaves_no_half_written_folder(here, previous, monkeypatch):
+    real = setforge.formats.write_npz_file
+
+    def full(path: Path, arrays: Any) -> Path:
+        if Path(path).name == "train-00001.npz":
+            Path(f"{path}.tmp").write_bytes(b"PK\x03\x04 half a file")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"{path}.tmp")
+        return real(path, arrays)
+
+    monkeypatch.setattr(setforge.formats, "write_npz_file", full)
+    run_file = write_run_file(here, pipeline=[{"resample": "random-over"}])
+    code, err = cli("run", str(run_file), "--force")
+    assert code == 5, err
+    assert err.startswith("setforge: cannot write the run folder: ")
+    for words in ("train-00001.npz.tmp", "No space left on device", "was left as it was", "out.partial",
+                  "--resume"):
+        assert words in err, (words, err)
+    assert digest(here / "out") == previous
+
+    monkeypatch.setattr(setforge.formats, "write_npz_file", real)
+    code, err = cli("run", str(run_file), "--force", "--resume")
+    assert code == 0, err
+    assert digest(here / "out") == fresh(here, [{"resample": "random-over"}])
+
+
+def test_a_full_disk_inside_a_plugin_is_an_output_error_naming_it(here, capsys):
+    code, err = cli("run", str(write_run_file(here, pipeline=[{"resample": "fault-disk-full"}])))
+    assert code == 5, err
+    for words in ("resample 'fault-disk-full'", "plugin '_fault_hooks'", "No space left on device", "scratch.bin",
+                  "--resume"):
+        assert words in err, (words, err)
+    assert not (here / "out").exists()
+
+
+def test_a_permission_error_while_writing_is_reported(here, previous, monkeypatch):
+    real = setforge.report._write_text
+
+    def refuse(path: Path, text: str) -> None:
+        if Path(path).name == "report.json":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        real(path, text)
+
+    monkeypatch.setattr(setforge.report, "_write_text", refuse)
+    code, err = cli("run", str(write_run_file(here)), "--force")
+    assert code == 5, err
+    assert "report.json: Permission denied" in err and "was left as it was" in err
+    assert digest(here / "out") == previous
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_output_parent_is_reported_before_any_work(here):
+    parent = here / "locked"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        code, err = cli("run", str(write_run_file(here, out="locked/out")))
+    finally:
+        parent.chmod(0o755)
+    assert code == 5, err
+    assert "Permission denied" in err and "locked" in err
+    assert list(parent.iterdir()) == []
+
+
+def test_an_output_dir_that_cannot_exist_is_reported(here):
+    """Works as root too: a file where a folder should be, and a read-only system folder."""
+    (here / "afile").write_text("not a folder")
+    code, err = cli("run", str(write_run_file(here, out="afile/out")))
+    assert code == 5 and "Not a directory" in err, err
+    readonly = Path("/sys/setforge-test-out")
+    if Path("/sys/kernel").is_dir():
+        code, err = cli("run", str(write_run_file(here, out=str(readonly))))
+        assert code == 5 and str(readonly) in err, err
+    assert not readonly.exists()
