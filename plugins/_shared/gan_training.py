@@ -8,7 +8,8 @@ A generator plugin builds its networks and an objective (its losses) and hands t
 - class-balanced sampling of real rows, on by default when the classes are skewed;
 - an exponential moving average (EMA) of the generator's weights, used for sampling, with
   "standing" batch-norm statistics recomputed for the averaged weights;
-- bf16 autocast and channels_last memory on CUDA (never on the CPU);
+- bf16 autocast and channels_last memory on CUDA (never on the CPU); one CPU thread for small
+  models (below `SMALL_STEP_MACS` per step), restored afterwards;
 - a tqdm bar with the losses (``ctx.progress``), ``train_progress`` and ``samples`` events;
 - a sample grid PNG (one row per class) every ``grid_every`` steps in the step's workdir;
 - NaN or diverging losses stop training with a `DataError` naming the iteration, keeping the
@@ -48,7 +49,7 @@ from setforge.errors import DataError
 
 __all__ = ["GanTrainingParams", "GanObjective", "NonSaturatingLoss", "GanTrainer", "GanResult", "BatchSampler",
            "build_module", "init_dcgan_weights", "refresh_batch_norm", "write_grid_png", "is_skewed",
-           "CHECKPOINT_PATTERN"]
+           "forward_macs", "CHECKPOINT_PATTERN", "SMALL_STEP_MACS"]
 
 #: Training checkpoints in a step's workdir: ``training-00000200.pt``.
 CHECKPOINT_PATTERN = re.compile(r"^training-(\d{8})\.pt$")
@@ -182,6 +183,56 @@ def refresh_batch_norm(generator_net: nn.Module, latent_dim: int, classes: torch
     generator_net.eval()
 
 
+#: Below this many multiply-adds in one training step the loop runs on one CPU thread: such steps
+#: are too small to share out, and on a busy machine torch's thread pool makes them many times
+#: slower (the shared classifiers do the same).
+SMALL_STEP_MACS = 2**28
+
+
+def forward_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
+    """Multiply-adds of one forward pass of `module` on `inputs` (convolutions, transposed
+    convolutions and linear layers), measured with hooks in eval mode without gradients; the
+    module's mode is restored and nothing (batch-norm statistics included) changes."""
+    total = 0
+
+    def count(layer: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(layer, nn.modules.conv._ConvTransposeNd):
+            positions = args[0][0, 0].numel()  # each input position meets the whole kernel
+        elif isinstance(layer, nn.modules.conv._ConvNd):
+            positions = output[0, 0].numel()
+        else:
+            positions = output[0].numel() // layer.weight.shape[0]
+        total += layer.weight.numel() * positions * len(output)
+
+    hooks = [m.register_forward_hook(count) for m in module.modules()
+             if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(*inputs)
+    finally:
+        module.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return total
+
+
+@contextlib.contextmanager
+def _threads_for(step_macs: int, device: torch.device):
+    """One CPU thread while a small model trains (restored afterwards); nothing changes on a GPU."""
+    if device.type != "cpu" or step_macs > SMALL_STEP_MACS or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------------ data
 def is_skewed(counts: np.ndarray) -> bool:
     """True when the largest present class has more than `SKEW_RATIO` times the rows of the smallest."""
@@ -303,10 +354,12 @@ class GanTrainer:
     def _where(self, ctx: StepContext) -> str:
         return f"generate '{self.name}'" + (f" (pipeline step {ctx.step})" if ctx.step >= 0 else "")
 
-    def _fingerprint(self, data_fingerprint: str) -> str:
+    def _fingerprint(self, data_fingerprint: str, ctx: StepContext) -> str:
+        """What a checkpoint must match to be resumed: data, params that shape training, networks, seed."""
         kept = {k: v for k, v in self.params.model_dump(mode="json").items() if k not in _RESUMABLE_PARAMS}
         return json.dumps({"data": data_fingerprint, "params": kept, "generator": type(self.generator).__name__,
-                           "discriminator": type(self.discriminator).__name__}, sort_keys=True)
+                           "discriminator": type(self.discriminator).__name__, "seed": ctx.rng.seed,
+                           "key": [str(k) for k in ctx.rng.key]}, sort_keys=True)
 
     @staticmethod
     def latest_checkpoint(workdir: Path) -> tuple[int, Path] | None:
@@ -337,8 +390,10 @@ class GanTrainer:
         try:
             state = torch.load(path, map_location=ctx.device, weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same remedy
-            raise DataError(f"{self._where(ctx)}: cannot read the checkpoint {path} ({error}); "
-                            f"delete it to train from the start") from None
+            # the first sentence only: torch goes on to suggest weights_only=False, which would run the file's code
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+            raise DataError(f"{self._where(ctx)}: cannot read the checkpoint {path} ({reason}; only tensors and "
+                            f"plain values are loaded); delete it to train from the start") from None
         if state.get("fingerprint") != fingerprint:
             raise DataError(f"{self._where(ctx)}: the checkpoint {path} was written for other data or other "
                             f"params; delete it (or run without --resume) to train from the start")
@@ -381,7 +436,9 @@ class GanTrainer:
             self.generator.to(memory_format=torch.channels_last)
             self.discriminator.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
-        autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+        # bf16 autocast where the GPU supports it (Ampere and later); float32 elsewhere, the CPU included
+        bf16 = cuda and torch.cuda.is_bf16_supported()
+        autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
         self.generator.train()
         self.discriminator.train()
         ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
@@ -402,7 +459,7 @@ class GanTrainer:
         present = torch.as_tensor(np.flatnonzero(counts), device=device)
         # the grid's latents: a sub-generator seeded from the step's generator, drawn before any resume
         grid_seed = int(torch.randint(0, 2**62, (1,), generator=ctx.rng.torch, device=device).item())
-        fingerprint = self._fingerprint(data_fingerprint)
+        fingerprint = self._fingerprint(data_fingerprint, ctx)
         workdir = ctx.ensure_workdir()
 
         start, resumed_from, checkpoint_path = 0, None, None
@@ -413,6 +470,10 @@ class GanTrainer:
 
         torch_rng = ctx.rng.torch
         decay = p.ema_decay
+        # forward + backward of the generator and two discriminator passes, per step, about 3x forward
+        probe_z = torch.zeros(1, self.latent_dim, device=device)
+        step_macs = 3 * sampler.batch_size * self.objective.critic_steps * (
+            forward_macs(self.generator, probe_z, y[:1]) + 2 * forward_macs(self.discriminator, x[:1], y[:1]))
         window: list[torch.Tensor] = []
         loss_names: list[str] = []
         last_losses: dict[str, float] = {}
@@ -455,6 +516,8 @@ class GanTrainer:
                 progress.update(iteration - progress.n)
                 progress.set_postfix({k: f"{v:.3f}" for k, v in last_losses.items()})
 
+        threads = _threads_for(step_macs, device)
+        threads.__enter__()
         try:
             for iteration in range(start + 1, total + 1):
                 fake = None
@@ -494,15 +557,15 @@ class GanTrainer:
                     last_good = (iteration, checkpoint_path)
                 if self.image_grids and p.grid_every and iteration % p.grid_every == 0 and iteration < total:
                     grids.append(self._grid(ema, present, grid_seed, workdir, iteration, ctx))
+            refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
+            if start < total or checkpoint_path is None:
+                # the finished state, so that a resumed run whose training had finished skips it
+                checkpoint_path = self._save_checkpoint(workdir, total, ema, optimisers, sampler, ctx, fingerprint)
+            if self.image_grids and p.grid_every:
+                grids.append(self._grid(ema, present, grid_seed, workdir, total, ctx))
         finally:
+            threads.__exit__(None, None, None)
             if progress is not None:
                 progress.close()
-
-        refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
-        if start < total or checkpoint_path is None:
-            # the finished state, so that a resumed run whose training had finished skips it
-            checkpoint_path = self._save_checkpoint(workdir, total, ema, optimisers, sampler, ctx, fingerprint)
-        if self.image_grids and p.grid_every:
-            grids.append(self._grid(ema, present, grid_seed, workdir, total, ctx))
-        return GanResult(sampler=ema, iterations=total, losses=last_losses, grids=grids,
+        return GanResult(sampler=ema, iterations=max(start, total), losses=last_losses, grids=grids,
                          checkpoint=checkpoint_path, resumed_from=resumed_from, balanced=balanced)

@@ -95,6 +95,7 @@ _PAUSE_PLUGIN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_killed_run_continues_with_resume_to_the_uninterrupted_result(tmp_path, registry):
     params = {**TINY, "steps": 30, "checkpoint_every": 10, "log_every": 5}
     (tmp_path / "pause.py").write_text(_PAUSE_PLUGIN)

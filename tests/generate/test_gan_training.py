@@ -1,15 +1,9 @@
-"""The shared GAN training loop: resume (in-process and after a real kill), checkpoints, events,
-grids, progress bar, EMA, and the batch sampler."""
+"""The shared GAN training loop: resume, checkpoints, events, grids, progress bar, EMA, and the
+batch sampler. (A real kill of `setforge run` and `--resume`: test_dcgan_runs.py.)"""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +17,6 @@ from setforge.plugins.generate.dcgan import DCGAN, _DcganDiscriminator, _DcganGe
 from setforge.testing import sample_dataset
 
 TINY = {"batch_size": 16, "width": 8, "latent_dim": 8, "embedding_dim": 4, "grid_every": 0}
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Killed(Exception):
@@ -76,48 +69,6 @@ def test_resume_after_an_interruption_gives_the_weights_of_an_uninterrupted_run(
     _assert_same(_weights(reference), _weights(again))
 
 
-_CHILD = textwrap.dedent("""
-    import sys, time, torch
-    torch.set_num_threads(int(sys.argv[2]))
-    from setforge import StepContext
-    from setforge.plugins.generate.dcgan import DCGAN
-    from setforge.testing import sample_dataset
-
-    def emit(event):
-        if event.kind == "train_progress":
-            print(event.data["iteration"], flush=True)
-            if event.data["iteration"] >= 25:
-                time.sleep(120)  # the parent kills us here, mid-training
-    DCGAN(dict(PARAMS)).fit(sample_dataset("image"), StepContext.from_seed(0, workdir=sys.argv[1], emit=emit))
-""")
-
-
-def test_a_process_killed_mid_training_resumes_to_the_uninterrupted_result(tmp_path):
-    ds = sample_dataset("image")
-    params = {**TINY, "steps": 30, "checkpoint_every": 10, "log_every": 5}
-    workdir = tmp_path / "killed"
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    child = subprocess.Popen([sys.executable, "-c", _CHILD.replace("PARAMS", json.dumps(params)), str(workdir),
-                              str(torch.get_num_threads())], stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 120
-        for line in child.stdout:
-            if int(line) >= 25 or time.monotonic() > deadline:
-                break
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == -signal.SIGKILL
-    assert [p.name for p in workdir.glob("training-*.pt")] == ["training-00000020.pt"]
-
-    resumed = DCGAN(params)
-    resumed.fit(ds, StepContext.from_seed(0, workdir=workdir, resume=True))
-    assert resumed.result.resumed_from == 20
-    _assert_same(_weights(_uninterrupted(ds, tmp_path / "straight", params)), _weights(resumed))
-
-
 def test_checkpoints_hold_networks_optimisers_ema_and_rng_states_and_only_the_newest_is_kept(tmp_path):
     ds = sample_dataset("image")
     DCGAN({**TINY, "steps": 12, "checkpoint_every": 5}).fit(ds, StepContext.from_seed(0, workdir=tmp_path))
@@ -137,6 +88,8 @@ def test_resuming_on_other_data_is_refused_with_a_remedy(tmp_path):
     DCGAN(params).fit(ds, StepContext.from_seed(0, workdir=tmp_path))
     with pytest.raises(DataError, match="other data or other params; delete it"):
         DCGAN(params).fit(ds[:30], StepContext.from_seed(0, workdir=tmp_path, resume=True))
+    with pytest.raises(DataError, match="other data or other params"):
+        DCGAN(params).fit(ds, StepContext.from_seed(1, workdir=tmp_path, resume=True))
     # a lower learning rate (the remedy after a divergence) may resume
     DCGAN({**params, "steps": 6, "lr_generator": 1e-4}).fit(ds, StepContext.from_seed(0, workdir=tmp_path, resume=True))
 
@@ -235,3 +188,27 @@ def test_auto_balancing_switches_on_for_skewed_classes(tmp_path):
     level = DCGAN({**TINY, "steps": 2})
     level.fit(ds[torch.cat([torch.arange(0, 12), torch.arange(18, 30)])], StepContext.from_seed(0, workdir=tmp_path / "d"))
     assert skewed.result.balanced and even.result.balanced and not off.result.balanced and not level.result.balanced
+
+
+def test_forward_macs_counts_convolutions_transposed_convolutions_and_linear_layers():
+    from setforge.plugins._shared.gan_training import forward_macs
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, 2, 1), torch.nn.BatchNorm2d(4),  # 8x8 -> 4x4
+                              torch.nn.ConvTranspose2d(4, 3, 4, 2, 1),  # 4x4 -> 8x8
+                              torch.nn.Flatten(), torch.nn.Linear(3 * 64, 5))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    macs = forward_macs(net, torch.zeros(2, 2, 8, 8))
+    assert macs == 2 * (4 * 2 * 9 * 16 + 4 * 3 * 16 * 16 + 5 * 192)
+    assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_small_models_train_on_one_thread_and_the_count_is_restored(tmp_path, monkeypatch):
+    from setforge.plugins._shared import gan_training
+
+    seen = []
+    original = gan_training.BatchSampler.next
+    monkeypatch.setattr(gan_training.BatchSampler, "next", lambda self: seen.append(torch.get_num_threads())
+                        or original(self))
+    before = torch.get_num_threads()
+    DCGAN({**TINY, "steps": 2}).fit(sample_dataset("image"), StepContext.from_seed(0, workdir=tmp_path))
+    assert seen == [1, 1] and torch.get_num_threads() == before
