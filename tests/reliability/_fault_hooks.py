@@ -11,6 +11,7 @@ Environment variables make a real ``setforge run`` process stop where a test wan
   ``train_progress`` event at or past iteration N (a kill in the middle of training);
 
 writing ``SETFORGE_TEST_MARKER`` (a path) when it gets there. Without them nothing is patched.
+``SETFORGE_TEST_EVENTS`` (a path): every event's kind and iteration is appended to that file.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from setforge import Resampler, hookimpl
 PAUSE = os.environ.get("SETFORGE_TEST_PAUSE")
 MARKER = os.environ.get("SETFORGE_TEST_MARKER")
 KILL_AT = os.environ.get("SETFORGE_TEST_KILL_AT_ITERATION")
+EVENTS = os.environ.get("SETFORGE_TEST_EVENTS")
 
 
 def _stop_here() -> None:
@@ -95,5 +97,8 @@ def setforge_register_resamplers():  # noqa: ANN201
 
 @hookimpl
 def setforge_on_event(event):  # noqa: ANN001, ANN201
+    if EVENTS:
+        with open(EVENTS, "a") as handle:
+            handle.write(f"{event.kind} {event.data.get('iteration', '')}\n")
     if KILL_AT and event.kind == "train_progress" and event.data.get("iteration", 0) >= int(KILL_AT):
         os.kill(os.getpid(), signal.SIGKILL)
