@@ -212,3 +212,18 @@ def test_small_models_train_on_one_thread_and_the_count_is_restored(tmp_path, mo
     before = torch.get_num_threads()
     DCGAN({**TINY, "steps": 2}).fit(sample_dataset("image"), StepContext.from_seed(0, workdir=tmp_path))
     assert seen == [1, 1] and torch.get_num_threads() == before
+
+
+def test_the_generator_example_in_the_docs_trains_through_the_loop_and_conforms():
+    import re
+
+    from setforge.testing import check_component
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "generators.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "class TinyTabularGan" in b)
+    namespace: dict = {}
+    exec(compile(block, "docs/generators.md", "exec"), namespace)
+    check_component(namespace["TinyTabularGan"])
+    generator = namespace["TinyTabularGan"]({"steps": 5, "batch_size": 16})
+    generator.fit(sample_dataset("tabular"), StepContext.from_seed(0))
+    assert generator.sample([0, 2], StepContext.from_seed(1)).x.shape == (2, 13)
