@@ -197,7 +197,6 @@ def _inception_space(params: FeatureParams, device: torch.device, evaluator: str
     if not path.is_file():
         raise ConfigError(problems=[(place, f"{str(path)!r} is not a file (expected pytorch-fid's "
                                             f"pt_inception-2015-12-05-6726825d.pth)")])
-    model = build_fid_inception()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
@@ -207,16 +206,26 @@ def _inception_space(params: FeatureParams, device: torch.device, evaluator: str
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ConfigError(problems=[(place, f"{str(path)!r} holds a {type(state).__name__}, not a state dict")])
+    # Built on the meta device (no memory, no initialisation), then the file's tensors are assigned.
+    with torch.device("meta"):
+        model = build_fid_inception()
+    model.fc = torch.nn.Identity()  # the 1008-class head is not part of the pool features
     expected = model.state_dict()
-    missing = sorted(k for k in expected if k not in state and not k.startswith("fc."))
-    unexpected = sorted(k for k in state if k not in expected)
+    optional = ("num_batches_tracked",)  # absent from older files; BatchNorm fills it in
+    missing = sorted(k for k in expected if k not in state and not k.endswith(optional))
+    unexpected = sorted(k for k in state if k not in expected and not k.startswith("fc."))
     wrong = sorted(k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape))
     if missing or unexpected or wrong:
         detail = "; ".join(f"{label} {keys[:3]}{' ...' if len(keys) > 3 else ''}" for label, keys in
                            (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
         raise ConfigError(problems=[(place, f"{str(path)!r} is not the FID InceptionV3 state dict of pytorch-fid "
                                             f"({detail})")])
-    model.load_state_dict({k: v for k, v in state.items()}, strict=False)
+    weights = {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items() if k in expected}
+    model.load_state_dict(weights, strict=False, assign=True)
+    leftover = [name for name, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    for name in leftover:  # only num_batches_tracked can be left: a step counter, unused in eval
+        module = model.get_submodule(name.rsplit(".", 1)[0])
+        setattr(module, name.rsplit(".", 1)[1], torch.tensor(0, dtype=torch.long))
     model = model.to(device).eval()
     digest = hashlib.sha256()
     with path.open("rb") as handle:

@@ -183,6 +183,6 @@ class Memorisation(Evaluator):
             take = dcr.argsort(stable=True)[:self.params.figure_pairs]
             rows = group.new_index[take]
             partners = new_nearest[rows]
-            captions = [f"{float(d):.3g}" for d in dcr[take]]
+            captions = [f"DCR {float(d):.3g}" for d in dcr[take]]
             png = pairs_figure(show_new[rows], show_real[partners], captions, new.modality)
             metrics.figure(f"closest-pairs-{group.family}", png)

@@ -1,0 +1,115 @@
+"""memorisation: distance to the closest real training row (DCR) flags planted copies."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from PIL import Image
+
+from setforge import Origin
+from setforge.plugins.evaluate.memorisation import Memorisation
+from setforge.testing import check_component
+from tests.evaluate._distribution_data import context, derived, flipped, noisy_copies, real_split
+
+
+def split3(name: str):
+    """train (50%), held-out test (25%) and fresh real rows (25%) that neither contains."""
+    train, rest = real_split(name, train_share=0.5)
+    half = len(rest) // 2
+    return train, rest[:half], rest[half:]
+
+
+def planted(train, fresh, copies: int, seed: int = 0):
+    """Generated rows: `copies` exact copies of training rows, then every fresh (never seen) real row."""
+    rows = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:copies]
+    copied = derived(train, train.x[rows], rows, Origin.GENERATED)
+    unseen = derived(fresh, fresh.x, torch.arange(len(fresh)), Origin.GENERATED)
+    return copied, unseen
+
+
+def test_conforms():
+    check_component(Memorisation)
+
+
+def test_digits_planted_copies_are_flagged():
+    train, test, fresh = split3("digits")
+    copied, unseen = planted(train, fresh, copies=150)
+    metrics = Memorisation({"feature_space": "raw"}).evaluate(context(train, [copied, unseen], test))
+    get = lambda path: metrics.get(f"memorisation/{path}")  # noqa: E731
+    n_generated = len(copied) + len(unseen)
+    share = get("generated/overall/near_copy_share")
+    assert share.n == n_generated
+    # Every planted copy (DCR 0) is flagged; unseen real rows only at the held-out rate (about 1%).
+    assert len(copied) / n_generated <= share.value <= (len(copied) + 0.05 * len(unseen)) / n_generated
+    assert get("holdout/overall/near_copy_share").value == pytest.approx(0.01, abs=0.01)
+    assert get("threshold").n == len(test) and get("threshold").value > 0
+    # Fresh real rows are as far from the training rows as the held-out rows are.
+    clean = Memorisation({"feature_space": "raw"}).evaluate(context(train, [unseen], test))
+    ratio = clean.get("memorisation/generated/overall/dcr_ratio").value
+    assert 0.8 < ratio < 1.25
+    assert clean.get("memorisation/generated/overall/near_copy_share").value < 0.05
+    # With copies the median DCR drops below the held-out rows' median.
+    assert get("generated/overall/dcr_ratio").value < ratio
+    # Per class, against held-out rows of the same class.
+    assert "memorisation/generated/by_class/4/near_copy_share" in metrics
+    assert "memorisation/holdout/by_class/4/dcr_median" in metrics
+
+
+def test_near_copies_with_tiny_noise_and_an_absolute_threshold():
+    train, test, fresh = split3("digits")
+    near = noisy_copies(train, torch.arange(100), 0.0005, Origin.GENERATED)
+    unseen = derived(fresh, fresh.x, torch.arange(len(fresh)), Origin.GENERATED)
+    ectx = context(train, [near, unseen], test)
+    metrics = Memorisation({"feature_space": "raw", "per_class": False}).evaluate(ectx)
+    share = metrics.get("memorisation/generated/overall/near_copy_share").value
+    assert share >= 100 / (100 + len(fresh))
+    fixed = Memorisation({"feature_space": "raw", "per_class": False, "threshold": 1e-9}).evaluate(ectx)
+    assert fixed.get("memorisation/threshold").value == 1e-9
+    assert fixed.get("memorisation/generated/overall/near_copy_share").value == 0.0
+
+
+def test_closest_pairs_figures_show_the_copies():
+    train, test, fresh = split3("digits")
+    copied, unseen = planted(train, fresh, copies=5)
+    augmented = flipped(train, torch.arange(40))
+    metrics = Memorisation({"feature_space": "raw", "figure_pairs": 6, "per_class": False}).evaluate(
+        context(train, [copied, unseen, augmented], test))
+    figures = metrics.figures["memorisation"]
+    assert set(figures) == {"closest-pairs-generated", "closest-pairs-augmented"}
+    image = Image.open(io.BytesIO(figures["closest-pairs-generated"]))
+    assert image.format == "PNG" and image.width > 6 * 8 and image.height > 2 * 8
+    none = Memorisation({"feature_space": "raw", "figure_pairs": 0}).evaluate(context(train, [copied], test))
+    assert not none.figures
+
+
+def test_breast_cancer_planted_copies_and_tabular_figure():
+    train, test, fresh = split3("breast-cancer")
+    copied, unseen = planted(train, fresh, copies=40)
+    metrics = Memorisation({"min_rows": 10}).evaluate(context(train, [copied, unseen], test))
+    share = metrics.get("memorisation/generated/overall/near_copy_share")
+    assert share.value >= 40 / (40 + len(fresh))
+    assert share.value <= (40 + 0.1 * len(fresh)) / (40 + len(fresh))
+    assert {"memorisation/generated/by_class/malignant/dcr_median",
+            "memorisation/generated/by_class/benign/dcr_ratio"} <= set(metrics.flat())
+    image = Image.open(io.BytesIO(metrics.figures["memorisation"]["closest-pairs-generated"]))
+    assert image.format == "PNG"
+
+
+def test_without_held_out_rows_reports_distances_and_says_why_not_the_rest():
+    train, _, fresh = split3("breast-cancer")
+    copied, unseen = planted(train, fresh, copies=40)
+    metrics = Memorisation({"per_class": False, "figure_pairs": 0}).evaluate(context(train, [copied, unseen]))
+    assert metrics.get("memorisation/generated/overall/dcr_median").n == 40 + len(fresh)
+    skipped = metrics.skipped["memorisation"]
+    assert "0 held-out rows" in skipped["threshold"] and "threshold" in skipped["threshold"]
+    assert "no real held-out rows" in skipped["generated/overall/dcr_ratio"]
+    assert "generated/overall/near_copy_share" in skipped
+
+
+def test_too_few_new_rows_are_refused():
+    train, test, fresh = split3("breast-cancer")
+    copied, _ = planted(train, fresh, copies=5)
+    metrics = Memorisation().evaluate(context(train, [copied], test))
+    assert "5 generated rows" in metrics.skipped["memorisation"]["generated/overall"]
