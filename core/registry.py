@@ -309,6 +309,9 @@ class Registry:
         return self._by_class.get(cls)
 
     def label(self, component: Any) -> str:
+        """``kind 'name' (plugin 'P', DIST VERSION)`` for a component, its class or its `ComponentInfo`."""
+        if isinstance(component, ComponentInfo):
+            return component.label
         info = self.info_for(component)
         if info is not None:
             return info.label
