@@ -373,9 +373,17 @@ class Chain(Augmenter):
     flip) agrees with any. The fused resampling is done by ``_warp(x, matrix)`` of the run's first
     op with a ``sampling`` (else ``F.affine_grid`` and bilinear ``F.grid_sample`` with zero
     padding). Rows that every op of a run gates off are left as they are.
+
+    An op may also provide ``_transform_(x, y, params)``, the same as ``_transform`` but writing
+    into `x`; the chain uses it on its own intermediates (never on the caller's batch) when every
+    row of the op is gated on, saving a copy of the batch.
     """
 
     name = "chain"
+    #: When every op's rows are independent, a batch larger than this goes through all ops a chunk
+    #: of about this many bytes at a time, so that a chunk's intermediates stay in the last-level
+    #: cache instead of crossing main memory once per op.
+    chunk_bytes: ClassVar[int] = 8 * 1024 * 1024
 
     class Params(Augmenter.Params):
         """A chain's own gate is always open; each op keeps its own ``p``."""
@@ -425,12 +433,31 @@ class Chain(Augmenter):
         return {str(i): op.make_params(x, y, generator) for i, op in enumerate(self.ops)}
 
     def _transform(self, x, y, params):
+        step = max(1, self.chunk_bytes // max(1, x[0].numel() * x.element_size())) if len(x) else 1
+        if not self.rows_independent or len(self.runs) < 2 or step >= len(x):
+            return self._stages(x, y, params)
+        # Rows are independent: run every stage on a cache-sized chunk of rows before the next
+        # chunk, so the intermediates of a chunk never leave the cache.
+        out = torch.empty_like(x)
+        for start in range(0, len(x), step):
+            rows = slice(start, start + step)
+            out[rows] = self._stages(x[rows], None if y is None else y[rows], _take(params, rows))  # type: ignore[arg-type]
+        return out
+
+    def _stages(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any]) -> torch.Tensor:
+        source = x
         for run in self.runs:
-            if len(run) == 1 or x.ndim != 4:
-                for i in run:
-                    x = self.ops[i].apply_params(x, y, params[str(i)])
-            else:
+            if len(run) > 1 and x.ndim == 4:
                 x = self._fused(x, run, params)
+                continue
+            for i in run:
+                op, own = self.ops[i], params[str(i)]
+                in_place = getattr(op, "_transform_", None)
+                if in_place is not None and x is not source and bool(own["apply"].all()) \
+                        and not _shares_memory(x, source):
+                    x = in_place(x, y, own)
+                else:
+                    x = op.apply_params(x, y, own)
         return x
 
     def _fused(self, x: torch.Tensor, run: list[int], params: Mapping[str, Any]) -> torch.Tensor:
@@ -463,6 +490,11 @@ class Chain(Augmenter):
         for i in reversed(range(len(self.ops))):
             index = self.ops[i].parent_index(params[str(i)], n, device)[index]
         return index
+
+
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether `a` may alias `b` (or is not a plain dense tensor that may be written in place)."""
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() or not a.is_contiguous()
 
 
 def _affine_warp(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,54 @@
+"""Chain mechanics beyond fusion: chunks of rows, in-place ops on the chain's own intermediates."""
+
+from __future__ import annotations
+
+import torch
+
+from setforge.components import Chain
+from setforge.plugins.augment.color import Color
+from setforge.plugins.augment.geometric import Affine, Flip, ResizedCrop
+from setforge.plugins.augment.pixel import Erasing, GaussianBlur, Invert
+from setforge.plugins.augment.tabular import FeatureNoise, Mixup
+
+from ._helpers import smooth_images
+
+
+def test_chunked_chain_equals_whole_batch(monkeypatch):
+    x = smooth_images(9, height=16, width=16)
+    chain = Chain([Flip(), Affine(), Color({"hue": 0.1}), Erasing({"p": 0.5}), ResizedCrop(), GaussianBlur()])
+    params = chain.make_params(x, None, torch.Generator().manual_seed(0))
+    whole = chain(x, params=params)
+    monkeypatch.setattr(Chain, "chunk_bytes", 2 * x[0].numel() * 4)  # two rows a chunk, the last one alone
+    assert torch.equal(chain(x, params=params), whole)
+
+
+def test_in_place_ops_never_touch_the_callers_batch():
+    x = smooth_images(6)
+    before = x.clone()
+    for ops in ([Color(), Color()], [Flip({"p": 0.0}), Affine({"p": 0.0}), Color()], [Invert({"p": 1.0}), Color()],
+                [Flip(), Affine(), Color(), Color()]):
+        chain = Chain(ops)
+        params = chain.make_params(x, None, torch.Generator().manual_seed(1))
+        out = chain(x, params=params)
+        assert torch.equal(x, before)
+        assert torch.equal(chain(x, params=params), out)
+
+
+def test_in_place_colour_equals_the_plain_one():
+    x = smooth_images(5)
+    chain = Chain([Invert({"p": 1.0}), Color({"hue": 0.3})])
+    params = chain.make_params(x, None, torch.Generator().manual_seed(2))
+    out = chain(x, params=params)
+    assert torch.equal(out, Color({"hue": 0.3})(1.0 - x, params=params["1"]))
+
+
+def test_a_chain_with_a_batch_wide_op_is_not_chunked(monkeypatch):
+    x = torch.randn(40, 3)
+    y = torch.arange(40) % 2
+    chain = Chain([FeatureNoise(), Mixup()])
+    assert not chain.rows_independent
+    params = chain.make_params(x, y, torch.Generator().manual_seed(0))
+    whole = chain(x, y, params=params)
+    monkeypatch.setattr(Chain, "chunk_bytes", 8)
+    assert torch.equal(chain(x, y, params=params), whole)
+    assert torch.equal(chain.parent_index(params, 40, x.device), params["1"]["parent"])
