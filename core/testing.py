@@ -23,6 +23,7 @@ into `folder` and returns the params to read it.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -99,8 +100,20 @@ def check_component(cls: type, params: Mapping[str, Any] | None = None, *, devic
     """Check `cls` against the component contract; raise `ConformanceError` listing every failure.
 
     `params` default to the class's ``testing_params``. `modalities` limits the data checks (by
-    default: each of image and tabular that the component accepts).
+    default: each of image and tabular that the component accepts). Everything the component
+    writes (checkpoints, fixtures) goes to a temporary folder that is removed afterwards.
     """
+    global _KIT_DIR
+    with tempfile.TemporaryDirectory(prefix="setforge-kit-") as folder:
+        _KIT_DIR = Path(folder)
+        try:
+            _check_component(cls, params, device=device, seed=seed, modalities=modalities)
+        finally:
+            _KIT_DIR = None
+
+
+def _check_component(cls: type, params: Mapping[str, Any] | None, *, device: Any, seed: int,
+                     modalities: tuple[str, ...] | None) -> None:
     report = _Report(cls)
     label = f"{getattr(cls, 'kind', '?')} '{getattr(cls, 'name', cls)}'"
     if not report.check(isinstance(cls, type) and issubclass(cls, Component), f"{cls!r} is not a setforge component"):
@@ -116,9 +129,9 @@ def check_component(cls: type, params: Mapping[str, Any] | None = None, *, devic
     defaults = report.run("Params() with defaults only", cls.Params)
     if params is None and hasattr(cls, "make_testing_params"):
         # Components that read files write their own small fixture (a source's data file).
-        import tempfile
-
-        params = cls.make_testing_params(Path(tempfile.mkdtemp(prefix="setforge-kit-")))
+        fixture = _KIT_DIR / "fixture"
+        fixture.mkdir()
+        params = cls.make_testing_params(fixture)
     chosen = dict(cls.testing_params if params is None else params)
     parsed = report.run("Params(**params)", lambda: cls.parse_params(chosen))
     if parsed is not None:
@@ -150,8 +163,15 @@ def _rejects_unknown_param(cls: type) -> bool:
     return False
 
 
+_KIT_DIR: Path | None = None
+
+
 def _ctx(seed: int, device: Any, step: int = 0) -> StepContext:
-    return StepContext.from_seed(seed, device=device, step=step, batch_size=16)
+    """A fresh context; its workdir is a new folder inside the kit's temporary folder."""
+    workdir = None
+    if _KIT_DIR is not None:
+        workdir = _KIT_DIR / f"call-{sum(1 for _ in _KIT_DIR.glob('call-*'))}"
+    return StepContext.from_seed(seed, device=device, step=step, batch_size=16, workdir=workdir)
 
 
 def _rejects_modality(report: _Report, cls: type, params: Mapping[str, Any], device: Any, seed: int) -> None:
