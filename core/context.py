@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import pickle
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -202,7 +201,11 @@ class Cache:
     ``get_or_compute(key, fn)`` returns the value stored under `key`, computing and keeping it
     on first use. Keys should be built from content hashes (`Dataset.fingerprint`) and the
     parameters that matter, so that a cached value is never reused for different data. When the
-    cache has a folder, picklable values are also kept on disk, so a resumed run reuses them.
+    cache has a folder, values made of tensors, numbers, strings and lists, tuples and dicts of
+    them are also kept on disk (``torch.save``), so a resumed run reuses them; they are read back
+    with ``torch.load(weights_only=True)``, so no code in a file runs, and a file that does not
+    read back (corrupt, or something planted) is computed afresh. Other values (a trained
+    module) are kept in memory only.
     """
 
     def __init__(self, folder: Path | None = None):
@@ -217,23 +220,41 @@ class Cache:
     def get_or_compute(self, key: str, fn: Callable[[], Any]) -> Any:
         if key in self._memory:
             return self._memory[key]
-        path = None if self.folder is None else self.folder / f"{key}.pkl"
-        if path is not None and path.exists():
-            with path.open("rb") as handle:
-                value = pickle.load(handle)  # noqa: S301 - written by this run into its own folder
-        else:
+        import torch
+
+        path = None if self.folder is None else self.folder / f"{key}.pt"
+        value = _MISSING
+        if path is not None and path.is_file():
+            try:
+                value = torch.load(path, weights_only=True)
+            except Exception:  # noqa: BLE001 - unreadable or not plain data: compute it afresh
+                value = _MISSING
+        if value is _MISSING:
             value = fn()
-            if path is not None:
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(".tmp")
-                    with tmp.open("wb") as handle:
-                        pickle.dump(value, handle)
-                    tmp.replace(path)
-                except (pickle.PicklingError, TypeError, AttributeError):
-                    pass
+            if path is not None and _plain(value):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                torch.save(value, tmp)
+                tmp.replace(path)
         self._memory[key] = value
         return value
+
+
+_MISSING = object()
+
+
+def _plain(value: Any) -> bool:
+    """True for what ``torch.load(weights_only=True)`` reads back: tensors, numbers, strings, None
+    and lists, tuples and dicts (with plain keys) of them."""
+    import torch
+
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and _plain(v) for k, v in value.items())
+    return False
 
 
 @dataclass

@@ -55,7 +55,7 @@ def class_folders(classes: Sequence[str]) -> list[str]:
     run of characters (``/``, ``\\``, ``:``, control characters) becomes ``_``; leading and
     trailing dots and spaces go, so ``..`` and ``../x`` cannot climb out of the split folder;
     empty results become ``_``, Windows device names (``con``, ``nul``...) get a ``_`` suffix,
-    long names are cut to 100 characters. Names equal after this (ignoring case, for
+    long names are cut to 100 characters (and 200 bytes of UTF-8). Names equal after this (ignoring case, for
     case-insensitive file systems) get ``-2``, ``-3``... in class order.
     """
     folders: list[str] = []
@@ -63,16 +63,25 @@ def class_folders(classes: Sequence[str]) -> list[str]:
     for name in classes:
         text = unicodedata.normalize("NFC", str(name))
         text = re.sub(r"[^\w.\- ]+", "_", text)
-        text = text.strip(". ")[:_MAX_FOLDER].strip(". ") or "_"
+        text = _cut(text.strip(". "), _MAX_FOLDER).strip(". ") or "_"
         if text.split(".")[0].lower() in _WINDOWS_RESERVED:
             text += "_"
         candidate, n = text, 1
         while candidate.lower() in taken:
             n += 1
-            candidate = f"{text[:_MAX_FOLDER - 8]}-{n}"
+            candidate = f"{_cut(text, _MAX_FOLDER - 8)}-{n}"
         taken.add(candidate.lower())
         folders.append(candidate)
     return folders
+
+
+def _cut(text: str, characters: int) -> str:
+    """At most `characters` characters and twice as many bytes of UTF-8 (file systems allow 255
+    bytes a name; a long name in CJK or emoji would pass a character limit alone)."""
+    text = text[:characters]
+    while len(text.encode("utf-8")) > 2 * characters:
+        text = text[:-1]
+    return text
 
 
 def _provenance(ds: Dataset) -> dict[str, Any]:

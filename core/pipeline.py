@@ -520,8 +520,12 @@ class _Run:
             key = Cache.key(ds.fingerprint(), step.config.model_dump_json(), self.seed, step.index, str(self.device))
             out, note, resumed = None, None, False
             if self.resume and snapshot.is_file():
-                saved = torch.load(snapshot, map_location="cpu", weights_only=True)
-                if saved.get("key") == key:
+                try:
+                    saved = torch.load(snapshot, map_location="cpu", weights_only=True)
+                except Exception:  # noqa: BLE001 - unreadable or not plain data: nothing in it runs; redo the step
+                    saved = {}
+                    self.warnings.append(f"step {step.index}: its resume snapshot could not be read; it ran again")
+                if isinstance(saved, dict) and saved.get("key") == key:
                     out, note, resumed = dataset_from_state(saved["dataset"], self.device), saved.get("note"), True
             if out is None:
                 out, note = self.run_step(step, ds)
@@ -601,9 +605,15 @@ class _Run:
             arrays["source_groups"] = self.all.groups.cpu().numpy().astype(np.int64)
         files.append(write_npz_file(partial / "splits.npz", arrays))
         figures: dict[str, dict[str, str]] = {}
+        used: set[str] = set()
         for evaluator, named in sorted(self.metrics.figures.items()):
             for name, png in sorted(named.items()):
-                relpath = f"figures/{_safe_part(evaluator)}-{_safe_part(name)}.png"
+                stem, n = f"figures/{_safe_part(evaluator)}-{_safe_part(name)}", 1
+                relpath = f"{stem}.png"
+                while relpath.lower() in used:  # names that differ only in characters a file name cannot hold
+                    n += 1
+                    relpath = f"{stem}-{n}.png"
+                used.add(relpath.lower())
                 (partial / "figures").mkdir(exist_ok=True)
                 (partial / relpath).write_bytes(png)
                 figures.setdefault(evaluator, {})[name] = relpath
