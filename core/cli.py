@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -262,6 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `setforge plugins list | head`: the reader left early, which is no error of ours
+        try:  # nothing more reaches the closed pipe (nor a complaint at exit, when Python flushes stdout)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141  # 128 + SIGPIPE, as a command killed by the broken pipe would exit
 
 
 def _print_error(title: str, error: SetforgeError) -> None:

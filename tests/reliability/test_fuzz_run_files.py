@@ -8,7 +8,8 @@ bombs, and bad ``--set`` paths and values. Each goes through ``setforge.cli.main
 process (``run`` or ``validate``), and must exit 2, name the place of every problem planted, print
 no traceback, write nothing (no output folder, no new file in the current folder or beside the
 run file) and run nothing (a YAML tag that would ``touch`` a marker file never does). A handful of
-cases run again as a real subprocess (``python -m setforge``).
+cases run again as a real subprocess (``python -m setforge``), with one whose reader closes the
+pipe early (``setforge plugins list | head``).
 """
 
 from __future__ import annotations
@@ -466,6 +467,10 @@ def test_a_few_cases_through_a_real_process(tmp_path):
             argv += ["--set", f'seed=!!python/object/apply:os.system ["touch {marker}"]']
         processes[name] = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                            text=True)
+    # and a reader that goes away (`setforge plugins list | head`): exit 141, quietly
+    closed = subprocess.Popen([sys.executable, "-m", "setforge", "plugins", "list"], cwd=cwd, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    closed.stdout.close()
     expected = {"tag.yaml": [f"{tmp_path / 'tag.yaml'}:1:9"], "bomb.yaml": ["(top level)"],
                 "binary.toml": [str(tmp_path / "binary.toml")], "numbers.json": ["seed", "split.test", "--set seed"]}
     for name, process in processes.items():
@@ -474,6 +479,9 @@ def test_a_few_cases_through_a_real_process(tmp_path):
         assert stdout == "" and "Traceback" not in stderr, (name, stderr)
         for place in expected[name]:
             assert f"  {place}: " in stderr, (name, place, stderr)
+    assert closed.wait(timeout=300) == 141
+    assert closed.stderr.read() == ""
+    closed.stderr.close()
     assert not marker.exists()
     assert list(cwd.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*files, "cwd"])
