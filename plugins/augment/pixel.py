@@ -239,12 +239,15 @@ class Sharpness(Augmenter):
         return {"factor": uniform(self.params.factor, x.shape[0], generator, x.device)}
 
     def _transform(self, x, y, params):
-        n, c, h, w = x.shape
-        if h <= 2 or w <= 2:
+        if x.shape[-2] <= 2 or x.shape[-1] <= 2:
             return x
-        a, b = 1.0 / 13.0, 5.0 / 13.0
-        kernel = torch.tensor([[a, a, a], [a, b, a], [a, a, a]], device=x.device, dtype=x.dtype).view(1, 1, 3, 3)
-        smooth = F.conv2d(x.reshape(n * c, 1, h, w), kernel).view(n, c, h - 2, w - 2)
+        # PIL's smoothing kernel (1 around, 5 in the middle, over 13) as a 3x3 box sum plus 4 x the
+        # centre: a few additions instead of a one-channel convolution, ~20x faster on the CPU
+        rows = x[..., :-2, :] + x[..., 1:-1, :]
+        rows += x[..., 2:, :]
+        smooth = rows[..., :-2] + rows[..., 1:-1]
+        smooth += rows[..., 2:]
+        smooth = smooth.add_(x[..., 1:-1, 1:-1], alpha=4.0).mul_(1.0 / 13.0)
         out = x.clone()
         inner = out[..., 1:-1, 1:-1]
         # x + (1 - f) (smooth - x), as torchvision blends

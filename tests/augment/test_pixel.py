@@ -26,7 +26,8 @@ def per_row(out: torch.Tensor, refs: list[torch.Tensor]) -> float:
 
 # Ops that are the same arithmetic as torchvision's agree exactly; the blur runs as two 1-D
 # convolutions where torchvision runs one 2-D one (same kernel, summed in another order: ~1 ulp
-# per tap, < 1e-6), sharpness blends with the same kernel through a per-row multiply (< 1e-6).
+# per tap, < 1e-6), sharpness sums PIL's kernel as a box sum plus 4 x the centre (the same
+# weights added in another order, < 1e-6).
 def test_grayscale():
     x = images()
     assert per_row(Grayscale()(x, params=fixed(3)), [TF.rgb_to_grayscale(x[i], 3) for i in range(3)]) == 0.0
