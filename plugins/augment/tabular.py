@@ -29,11 +29,15 @@ Categorical = Literal["keep", "resample"]
 
 
 def class_std(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``(K, D)`` standard deviation of each column within each class (0 for classes of one row)."""
-    counts = torch.bincount(y, minlength=num_classes).to(x.dtype).view(-1, 1)
-    sums = torch.zeros(num_classes, x.shape[1], device=x.device, dtype=x.dtype).index_add_(0, y, x)
-    means = sums / counts.clamp(min=1)
-    squares = torch.zeros_like(sums).index_add_(0, y, (x - means[y]).square())
+    """``(K, D)`` standard deviation of each column within each class (0 for classes of one row).
+
+    Sums go through a one-hot matrix product rather than ``index_add_``, whose float atomics on
+    a GPU would make the statistics, and so the rows, differ from run to run in the last bits.
+    """
+    member = torch.nn.functional.one_hot(y, num_classes).to(x.dtype).T  # (K, N)
+    counts = member.sum(dim=1, keepdim=True)
+    means = member @ x / counts.clamp(min=1)
+    squares = member @ (x - means[y]).square()
     return (squares / (counts - 1).clamp(min=1)).sqrt()
 
 
@@ -85,8 +89,8 @@ class _Tabular(Augmenter):
             name = ds.features.names[column]  # type: ignore[union-attr]
             size = max(len(ds.features.categorical[name]), int(ds.x[:, column].max().item()) + 1)  # type: ignore[union-attr]
             codes = ds.x[:, column].round().to(torch.int64)
-            counts = torch.zeros(ds.num_classes, size, device=ds.device).index_put_(
-                (ds.y, codes), torch.ones_like(codes, dtype=torch.float32), accumulate=True)
+            member = torch.nn.functional.one_hot(ds.y, ds.num_classes).to(torch.float32).T
+            counts = member @ torch.nn.functional.one_hot(codes, size).to(torch.float32)  # (K, M)
             self.code_tables.append(counts.cumsum(dim=1) / counts.sum(dim=1, keepdim=True).clamp(min=1))
 
     def _labels(self, y: torch.Tensor | None) -> torch.Tensor:
