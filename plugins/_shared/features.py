@@ -83,9 +83,7 @@ class FeatureSpace:
                 batch = x[start:start + self.batch_size].to(self.device)
                 outs.append(self.embed_batch(batch).reshape(batch.shape[0], -1).to(torch.float32))
         if not outs:
-            probe = self.embed_batch(x[:1].to(self.device)) if x.shape[0] else None
-            width = 0 if probe is None else probe.reshape(1, -1).shape[1]
-            return torch.zeros((0, width), dtype=torch.float32, device=self.device)
+            return torch.zeros((0, 0), dtype=torch.float32, device=self.device)
         return torch.cat(outs)
 
 

@@ -17,7 +17,9 @@ also covers the singular covariances of fewer rows than dimensions).
 
 KID: the unbiased estimator of the squared MMD with the polynomial kernel
 ``k(x, y) = (x.y / d + 1)^3``, averaged over random subsets (Bińkowski et al. 2018; the formula of
-torch-fidelity and the MMD-GAN code).
+torch-fidelity and the MMD-GAN code), in float64.
+
+Ball counts (for PRDC): how many balls ``|p - c| < r_c`` contain each point, in blocks, exact.
 """
 
 from __future__ import annotations
