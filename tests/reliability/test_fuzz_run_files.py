@@ -38,7 +38,7 @@ from setforge.config import DeduplicateConfig, OutputConfig, RunConfig, SourceCo
 REPO = Path(__file__).resolve().parents[2]
 NAN, INF = math.nan, math.inf
 #: How many generated cases the property test runs (at least a few hundred, within ~30 s).
-EXAMPLES = 320
+EXAMPLES = 400
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                        HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
