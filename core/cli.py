@@ -257,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error("invalid run file or usage" if error.problems else "error", error)
         return 2
     except SetforgeError as error:
-        _print_error({3: "bad data", 4: "plugin failure", 5: "cannot write the run folder"}.get(error.exit_code, "error"),
-                     error)
+        titles = {3: "bad data", 4: "plugin failure", 5: "cannot write the run folder"}
+        _print_error(titles.get(error.exit_code, "error"), error)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

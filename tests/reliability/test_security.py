@@ -100,7 +100,8 @@ def test_every_torch_load_passes_weights_only_true():
         for name, node in calls(ast.parse(path.read_text(encoding="utf-8"))):
             if name == "torch.load":
                 found.append(f"{path.relative_to(REPO)}:{node.lineno}")
-                assert keyword(node, "weights_only") is True, f"{path}:{node.lineno} torch.load without weights_only=True"
+                assert keyword(node, "weights_only") is True, \
+                    f"{path}:{node.lineno} torch.load without weights_only=True"
     assert len(found) >= 4, found  # the scan does see them (checkpoints, snapshots, weights, cache)
 
 
@@ -113,7 +114,8 @@ def test_no_other_way_to_unpickle_or_evaluate_in_setforge_code():
         for name, node in calls(tree):
             assert name not in forbidden, f"{path}:{node.lineno} calls {name}"
             if name in ("np.load", "numpy.load"):
-                assert keyword(node, "allow_pickle") is False, f"{path}:{node.lineno} np.load without allow_pickle=False"
+                assert keyword(node, "allow_pickle") is False, \
+                    f"{path}:{node.lineno} np.load without allow_pickle=False"
             if name == "yaml.load":
                 loader = keyword(node, "Loader")
                 assert isinstance(loader, ast.Name) and loader.id in ("_SafeLoader", "SafeLoader"), \
