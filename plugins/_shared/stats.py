@@ -205,8 +205,13 @@ def ball_counts(points: torch.Tensor, centres: torch.Tensor, radii_squared: torc
     # float32 GEMM distances carry an error of a few eps * (|p|^2 + |c|^2); the band is well above it.
     band = 1e-4 if points.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-10
     counts = torch.zeros(points.shape[0], dtype=torch.int64, device=points.device)
-    point_norms = points.pow(2).sum(dim=1).to(torch.float64)
-    centre_norms = centres.pow(2).sum(dim=1).to(torch.float64)
+    if points.shape[0] == 0 or centres.shape[0] == 0:
+        return counts
+    # Distances do not change under a shift: centring on the centres' mean keeps the norms, and so
+    # the GEMM's cancellation error and the band of pairs to recompute, small.
+    shift = centres.mean(dim=0)
+    point_norms = (points - shift).pow(2).sum(dim=1).to(torch.float64)
+    centre_norms = (centres - shift).pow(2).sum(dim=1).to(torch.float64)
     with torch.no_grad():
         for p_start in range(0, points.shape[0], block_size):
             p_block = points[p_start:p_start + block_size]
@@ -216,11 +221,12 @@ def ball_counts(points: torch.Tensor, centres: torch.Tensor, radii_squared: torc
                 c_norms = centre_norms[c_start:c_start + block_size]
                 radii = radii_squared[c_start:c_start + block_size]
                 gemm = (p_norms.unsqueeze(1) + c_norms.unsqueeze(0)
-                        - 2 * (p_block @ c_block.T).to(torch.float64))
+                        - 2 * ((p_block - shift) @ (c_block - shift).T).to(torch.float64))
                 inside = gemm < radii.unsqueeze(0)
                 unsure = (gemm - radii.unsqueeze(0)).abs() <= band * (p_norms.unsqueeze(1) + c_norms.unsqueeze(0) + 1e-30)
                 if bool(unsure.any()):
                     rows, cols = unsure.nonzero(as_tuple=True)
+                    # Recomputed from the rows as given, like the radii, so that ties stay ties.
                     exact = exact_squared_distances(p_block[rows], c_block[cols])
                     inside[rows, cols] = exact < radii[cols]
                 counts[p_start:p_start + p_block.shape[0]] += inside.sum(dim=1)

@@ -148,11 +148,11 @@ def reference_ball_counts(points, centres, radii):
     return (cdist(points, centres) < radii[None, :]).sum(axis=1)
 
 
-@pytest.mark.parametrize("block_size", [1, 7, 2048])
-def test_ball_counts_match_brute_force(block_size):
+@pytest.mark.parametrize(("block_size", "offset"), [(1, 0.0), (7, 0.0), (2048, 0.0), (16, 1000.0)])
+def test_ball_counts_match_brute_force(block_size, offset):
     rng = np.random.default_rng(0)
-    points = rng.normal(size=(53, 6)).astype(np.float32)
-    centres = rng.normal(size=(41, 6)).astype(np.float32)
+    points = (rng.normal(size=(53, 6)) + offset).astype(np.float32)
+    centres = (rng.normal(size=(41, 6)) + offset).astype(np.float32)
     radii = rng.uniform(0.5, 3.0, size=41)
     expected = reference_ball_counts(points.astype(np.float64), centres.astype(np.float64), radii)
     got = stats.ball_counts(torch.tensor(points), torch.tensor(centres), torch.tensor(radii) ** 2, block_size)
