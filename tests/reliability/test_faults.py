@@ -213,6 +213,24 @@ def test_a_permission_error_while_writing_is_reported(here, previous, monkeypatc
     assert digest(here / "out") == previous
 
 
+def test_a_run_folder_that_cannot_be_created_is_reported_before_any_work(here, monkeypatch):
+    """What a read-only parent does for a user who is not root (simulated, so it runs as root too)."""
+    import pathlib
+
+    real_mkdir = pathlib.Path.mkdir
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> None:
+        if self.name.endswith(".partial"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", refuse)
+    code, err = cli("run", str(write_run_file(here, pipeline=[{"resample": "fault-sleep", "params": {"seconds": 0}}])))
+    assert code == 5, err
+    assert "out.partial: Permission denied" in err and "choose an output.dir you can write to" in err
+    assert sorted(p.name for p in here.iterdir()) == ["run.yaml"]  # no step ran, nothing was written
+
+
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
 def test_a_read_only_output_parent_is_reported_before_any_work(here):
     parent = here / "locked"
