@@ -543,7 +543,9 @@ class Resampler(Component):
             raise PluginError(f"resample '{self.name}' returned parents outside -1..{len(ds) - 1}")
         lineage = ds.lineage()
         parent = torch.where(new_parent >= 0, lineage[new_parent.clamp(min=0)], -1)
-        kept_ds = ds[kept]
+        # Over-samplers keep every row in order: reuse the input instead of copying all of it.
+        keeps_all = kept.numel() == len(ds) and torch.equal(kept, torch.arange(len(ds), device=kept.device))
+        kept_ds = ds if keeps_all else ds[kept]
         if m == 0:
             return kept_ds
         groups = None
