@@ -8,7 +8,8 @@ resampled row)::
     distances, indices = knn(x, x, k=5, exclude_self=True)             # neighbours within one set
 
 How it works: squared Euclidean distances ``|q|^2 + |r|^2 - 2 q.r`` (both sides centred on the
-reference mean) are computed one block at a time with a matrix product (GEMM), so the work runs at
+reference mean; the ``|q|^2`` term, equal for all candidates of a query, is left out of the
+ranking) are computed one block at a time with a matrix product (GEMM), so the work runs at
 BLAS / cuBLAS speed; each block of reference rows is reduced to its ``k`` best candidates with
 ``torch.topk`` and merged into a running top-k, so at most ``block_size * reference_block_size``
 distances exist at any moment, whatever the data size. The winners' distances are then recomputed
@@ -80,9 +81,6 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int, *, block_size: int
         raise ValueError("knn: block sizes must be >= 1")
     reference_block_size = reference_block_size or block_size
 
-    device = query.device
-    out_distances = torch.empty((n_query, k), dtype=query.dtype, device=device)
-    out_indices = torch.empty((n_query, k), dtype=torch.int64, device=device)
     with torch.no_grad():
         # Distances do not change under a shift; centring both sides on the reference mean keeps the
         # norms small, so the GEMM form |q|^2 + |r|^2 - 2 q.r loses little to cancellation (data far
@@ -91,40 +89,58 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int, *, block_size: int
         centre = reference.mean(dim=0)
         reference_norms = torch.cat([(reference[i:i + reference_block_size] - centre).pow_(2).sum(dim=1)
                                      for i in range(0, n_reference, reference_block_size)])
-        for q_start in range(0, n_query, block_size):
-            raw_q_block = query[q_start:q_start + block_size]
-            q_block = raw_q_block - centre
-            q_norms = q_block.pow(2).sum(dim=1, keepdim=True)
-            best_d: torch.Tensor | None = None
-            best_i: torch.Tensor | None = None
-            for r_start in range(0, n_reference, reference_block_size):
-                r_block = reference[r_start:r_start + reference_block_size] - centre
-                # |q|^2 + |r|^2 - 2 q.r in one fused GEMM: addmm(input, q, r^T, beta, alpha)
-                dist = torch.addmm(reference_norms[r_start:r_start + r_block.shape[0]].unsqueeze(0), q_block,
-                                   r_block.T, alpha=-2.0).add_(q_norms)
-                if exclude_self:
-                    _mask_self(dist, q_start, r_start)
-                take = min(k, dist.shape[1])
-                block_d, block_i = torch.topk(dist, take, dim=1, largest=False, sorted=False)
-                block_i += r_start
-                if best_d is None:
-                    best_d, best_i = block_d, block_i
-                else:
-                    merged_d = torch.cat([best_d, block_d], dim=1)
-                    merged_i = torch.cat([best_i, block_i], dim=1)
-                    best_d, pick = torch.topk(merged_d, min(k, merged_d.shape[1]), dim=1, largest=False, sorted=False)
-                    best_i = torch.gather(merged_i, 1, pick)
-                # Free this block before the next one is allocated, so only one block exists at a time.
-                del dist, r_block
-            assert best_d is not None and best_i is not None
-            # Exact distances of the winners (no cancellation), then sort ascending by them.
-            exact = (raw_q_block.unsqueeze(1) - reference[best_i]).pow_(2).sum(dim=2)
+        candidates = _candidates(query, reference, centre, reference_norms, k, block_size, reference_block_size,
+                                 exclude_self)
+        # Exact distances of the winners (no cancellation), sorted ascending, block by block.
+        out_distances = torch.empty((n_query, k), dtype=query.dtype, device=query.device)
+        out_indices = torch.empty((n_query, k), dtype=torch.int64, device=query.device)
+        for start in range(0, n_query, block_size):
+            rows = slice(start, start + block_size)
+            exact = (query[rows].unsqueeze(1) - reference[candidates[rows]]).pow_(2).sum(dim=2)
             exact, order = torch.sort(exact, dim=1, stable=True)
-            out_distances[q_start:q_start + raw_q_block.shape[0]] = exact
-            out_indices[q_start:q_start + raw_q_block.shape[0]] = torch.gather(best_i, 1, order)
+            out_distances[rows] = exact
+            out_indices[rows] = torch.gather(candidates[rows], 1, order)
     if not squared:
         out_distances.sqrt_()
     return out_distances, out_indices
+
+
+def _merge(best_d: torch.Tensor, best_i: torch.Tensor, new_d: torch.Tensor, new_i: torch.Tensor,
+           k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `k` smallest of two candidate lists per row."""
+    merged_d = torch.cat([best_d, new_d], dim=1)
+    merged_i = torch.cat([best_i, new_i], dim=1)
+    best_d, pick = torch.topk(merged_d, min(k, merged_d.shape[1]), dim=1, largest=False, sorted=False)
+    return best_d, torch.gather(merged_i, 1, pick)
+
+
+def _candidates(query: torch.Tensor, reference: torch.Tensor, centre: torch.Tensor, reference_norms: torch.Tensor,
+                k: int, block_size: int, reference_block_size: int, exclude_self: bool) -> torch.Tensor:
+    """(Q, k) indices of each query row's k nearest reference rows, by the GEMM form."""
+    n_query, n_reference = query.shape[0], reference.shape[0]
+    out = torch.empty((n_query, k), dtype=torch.int64, device=query.device)
+    for q_start in range(0, n_query, block_size):
+        q_block = query[q_start:q_start + block_size] - centre
+        best_d: torch.Tensor | None = None
+        best_i: torch.Tensor | None = None
+        for r_start in range(0, n_reference, reference_block_size):
+            r_block = reference[r_start:r_start + reference_block_size] - centre
+            # |r|^2 - 2 q.r in one GEMM (addmm). |q|^2 is the same for every candidate of a query
+            # row, so it cannot change the ranking and is left out: one pass less over the block.
+            dist = torch.addmm(reference_norms[r_start:r_start + r_block.shape[0]].unsqueeze(0), q_block,
+                               r_block.T, alpha=-2.0)
+            if exclude_self:
+                _mask_self(dist, q_start, r_start)
+            block_d, block_i = torch.topk(dist, min(k, dist.shape[1]), dim=1, largest=False, sorted=False)
+            block_i += r_start
+            if best_d is None:
+                best_d, best_i = block_d, block_i
+            else:
+                best_d, best_i = _merge(best_d, best_i, block_d, block_i, k)
+            # Free this block before the next one is allocated, so only one block exists at a time.
+            del dist, r_block
+        out[q_start:q_start + q_block.shape[0]] = best_i
+    return out
 
 
 def _mask_self(dist: torch.Tensor, q_start: int, r_start: int) -> None:

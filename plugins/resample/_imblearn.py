@@ -227,9 +227,13 @@ class ImblearnResampler(Resampler):
         """Numeric rows, all finite, of at least two classes; else a `DataError` saying which."""
         if ds.modality not in ("tabular", "image", "audio"):
             raise DataError(f"resample '{self.name}' needs numeric rows, got {ds.modality}")
-        finite = torch.isfinite(ds.x.reshape(len(ds), -1)).all(dim=1)
-        if not bool(finite.all()):
-            bad = int((~finite).nonzero()[0, 0])
+        flat = ds.x.reshape(len(ds), -1)
+        # NaN and inf survive a row sum: a per-row check without an (N, D) mask; rows whose sum
+        # merely overflowed are checked element by element.
+        suspect = (~torch.isfinite(flat.sum(dim=1))).nonzero().flatten()
+        bad_rows = suspect[~torch.isfinite(flat[suspect]).all(dim=1)] if suspect.numel() else suspect
+        if bad_rows.numel():
+            bad = int(bad_rows[0])
             raise DataError(f"resample '{self.name}': row {bad} holds NaN or infinite values; "
                             f"clean or impute the data first")
         present = torch.unique(ds.y).tolist()

@@ -13,9 +13,6 @@ from setforge import ConfigError, create
 from .test_imblearn_samplers import CASES
 
 NAMES = sorted([*CASES, "smote-nc", "smoten"])
-# constraint forms that name an object (an estimator, a callable, an array of column indices):
-# such a form is either offered as a named choice or left out, and documented either way.
-OBJECT_FORMS = ("HasMethods", "builtin_function_or_method", "type", "str")
 
 
 def component(name: str) -> type:
@@ -31,6 +28,8 @@ def accepts(cls: type, field: str, value: object) -> bool:
 
 
 def is_object_form(constraint: object) -> bool:
+    """A constraint that names an object (an estimator, a callable, an array of column indices, a
+    random state): such a form is offered as a named choice or left out, documented either way."""
     if constraint in ("array-like", "random_state") or constraint is callable:
         return True
     if isinstance(constraint, type) and not issubclass(constraint, (numbers.Number, dict, list)) \
@@ -39,7 +38,7 @@ def is_object_form(constraint: object) -> bool:
     return type(constraint).__name__ == "HasMethods"
 
 
-def probe(cls: type, field: str, constraint: object, family: str) -> list[str]:
+def probe(cls: type, field: str, constraint: object) -> list[str]:
     """What imbalanced-learn accepts under `constraint` that the Params refuse (or vice versa)."""
     problems = []
 
@@ -106,7 +105,7 @@ def test_params_follow_imblearn_constraints(name):
             if param == "sampling_strategy" and cls.family == "clean" and isinstance(constraint, Interval):
                 assert "sampling_strategy (float)" in cls.params_left_out
                 continue
-            problems += probe(cls, param, constraint, cls.family)
+            problems += probe(cls, param, constraint)
         if any(is_object_form(c) for c in forms) and None not in forms and param not in left_out \
                 and param != "sampling_strategy" and not any(isinstance(c, Interval) for c in forms):
             problems.append(f"{param}: its object form must be documented in params_left_out")

@@ -16,7 +16,6 @@ from setforge.config import RunConfig
 from setforge.pipeline import run
 from setforge.registry import Registry
 
-from .conftest import flat
 from .test_imblearn_samplers import CASES, imblearn_reference
 
 SOURCES = {"digits": {"name": "sklearn-digits", "params": {"imbalance": 10}},
