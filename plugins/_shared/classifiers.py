@@ -15,10 +15,9 @@ so evaluation is deterministic too.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +27,7 @@ from torch import nn
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 from setforge.rng import Rng
+from .threads import one_thread_if_small
 
 __all__ = ["CLASSIFIER_KINDS", "Classifier", "TrainHistory", "train_classifier", "fit_classifier",
            "classification_scores"]
@@ -162,21 +162,6 @@ def _macs_per_batch(model: Classifier, batch_size: int) -> int:
     return batch_size * (convs * spatial + sum(p.numel() for p in model.parameters()))
 
 
-@contextlib.contextmanager
-def _threads_for(model: Classifier, batch_size: int, device: torch.device) -> Iterator[None]:
-    """One CPU thread for small models: their batches are too small to share out, and on a busy
-    machine torch's thread pool makes each tiny step tens of times slower. Restored afterwards."""
-    if device.type != "cpu" or _macs_per_batch(model, batch_size) > _SMALL_MODEL_MACS:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _as_rng(rng: Rng | int) -> Rng:
     return rng if isinstance(rng, Rng) else Rng(int(rng))
 
@@ -210,7 +195,7 @@ def fit_classifier(kind: str, x: torch.Tensor, y: torch.Tensor, num_classes: int
     has_val = x_val is not None and y_val is not None and len(x_val) > 0
     if has_val:
         x_val, y_val = x_val.to(device, torch.float32), y_val.to(device, torch.int64)
-    with _threads_for(model, batch_size, device):
+    with one_thread_if_small(_macs_per_batch(model, batch_size), _SMALL_MODEL_MACS, device):
         history, best_state = _train_loop(model, optimiser, x, y, x_val if has_val else None, y_val if has_val else None,
                                           order, device, kind, epochs, patience, batch_size, on_epoch)
     if best_state is not None:

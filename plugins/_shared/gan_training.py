@@ -46,6 +46,7 @@ from torch import nn
 from setforge.components import Generator
 from setforge.context import Event, StepContext
 from setforge.errors import DataError
+from .threads import one_thread_if_small
 
 __all__ = ["GanTrainingParams", "GanObjective", "NonSaturatingLoss", "GanTrainer", "GanResult", "BatchSampler",
            "build_module", "init_dcgan_weights", "refresh_batch_norm", "write_grid_png", "is_skewed",
@@ -217,20 +218,6 @@ def forward_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
         for hook in hooks:
             hook.remove()
     return total
-
-
-@contextlib.contextmanager
-def _threads_for(step_macs: int, device: torch.device):
-    """One CPU thread while a small model trains (restored afterwards); nothing changes on a GPU."""
-    if device.type != "cpu" or step_macs > SMALL_STEP_MACS or torch.get_num_threads() == 1:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ------------------------------------------------------------------------------ data
@@ -516,7 +503,7 @@ class GanTrainer:
                 progress.update(iteration - progress.n)
                 progress.set_postfix({k: f"{v:.3f}" for k, v in last_losses.items()})
 
-        threads = _threads_for(step_macs, device)
+        threads = one_thread_if_small(step_macs, SMALL_STEP_MACS, device)
         threads.__enter__()
         try:
             for iteration in range(start + 1, total + 1):
