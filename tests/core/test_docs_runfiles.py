@@ -1,0 +1,40 @@
+"""The complete run files in the evaluator and preprocessing guides validate (so they cannot rot)."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from setforge.cli import main
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+GUIDES = ("evaluators.md", "preprocessing.md")
+BUILTIN_EVALUATORS = {"utility", "balance", "fid", "kid", "prdc", "memorisation", "cas", "leakage"}
+
+
+def run_files(guide: str) -> list[str]:
+    """The ```yaml blocks of a guide that are whole run files (a top-level ``source:``)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", (DOCS / guide).read_text(encoding="utf-8"), flags=re.S)
+    return [block for block in blocks if re.search(r"^source:", block, flags=re.M)]
+
+
+CASES = [pytest.param(guide, i, id=f"{guide}[{i}]") for guide in GUIDES for i in range(len(run_files(guide)))]
+
+
+def test_each_guide_has_complete_run_files():
+    assert len(run_files("evaluators.md")) >= 1
+    assert len(run_files("preprocessing.md")) >= 3
+
+
+@pytest.mark.parametrize(("guide", "index"), CASES)
+def test_run_file_in_guide_validates(guide, index, tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text(run_files(guide)[index], encoding="utf-8")
+    assert main(["validate", str(path)]) == 0, capsys.readouterr().err
+
+
+def test_the_evaluator_guide_example_uses_every_builtin_evaluator():
+    config = yaml.safe_load(run_files("evaluators.md")[0])
+    names = {item if isinstance(item, str) else item["name"] for item in config["evaluate"]}
+    assert names == BUILTIN_EVALUATORS
