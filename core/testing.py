@@ -17,7 +17,10 @@ carry their origin, step and parent); data of a modality the component does not 
 `DataError` naming the component. Components may declare cheap ``testing_params`` (few epochs,
 small models) that the kit uses instead of the defaults; a component that reads files (a source)
 may define ``make_testing_params(folder) -> dict`` (a classmethod) that writes a small fixture
-into `folder` and returns the params to read it.
+into `folder` and returns the params to read it; a component that needs categorical tabular data
+sets ``testing_data = {"categorical": "some"}`` (or ``"all"``, see `sample_dataset`), and one
+that the kit's small samples cannot exercise for a modality it accepts names the others in
+``testing_modalities``.
 """
 
 from __future__ import annotations
@@ -41,13 +44,17 @@ __all__ = ["check_component", "sample_dataset", "parametrize_components"]
 _SAMPLE_MODALITIES = ("image", "tabular")
 
 
-def sample_dataset(modality: str = "image", device: Any = "cpu") -> Dataset:
+def sample_dataset(modality: str = "image", device: Any = "cpu", categorical: str = "none") -> Dataset:
     """Small, real, imbalanced data for the kit and for plugin tests.
 
     ``image``: 36 of scikit-learn's 8x8 digits (classes 0, 1, 2 with 18, 12 and 6 rows),
     ``(N, 1, 8, 8)`` in [0, 1]. ``tabular``: 36 rows of scikit-learn's wine data (13 numeric
     columns, classes with 18, 12 and 6 rows), with a `FeatureInfo`. ``text``: a few strings (to
     check that components reject a modality they do not accept).
+
+    ``categorical`` (tabular only): ``"some"`` turns the first three wine columns into categorical
+    columns (tertiles of the column, codes 0-2 with categories ``low``, ``mid``, ``high``),
+    ``"all"`` every column — for components that need categorical data (SMOTE-NC, SMOTE-N).
     """
     from sklearn.datasets import load_digits, load_wine
 
@@ -69,7 +76,15 @@ def sample_dataset(modality: str = "image", device: Any = "cpu") -> Dataset:
     y = torch.tensor(target[rows], dtype=torch.int64)
     if modality == "image":
         return Dataset(x=x.view(-1, 1, 8, 8).clamp(0, 1), y=y, classes=classes, modality="image").to(device)
-    features = FeatureInfo(names=tuple(bunch.feature_names), dtypes={n: "float64" for n in bunch.feature_names})
+    names = tuple(bunch.feature_names)
+    if categorical not in ("none", "some", "all"):
+        raise ValueError(f"categorical must be 'none', 'some' or 'all', got {categorical!r}")
+    binned = {"none": 0, "some": 3, "all": len(names)}[categorical]
+    if binned:
+        cuts = torch.quantile(x[:, :binned], torch.tensor([1 / 3, 2 / 3]), dim=0)  # (2, binned)
+        x[:, :binned] = (x[:, :binned].unsqueeze(1) > cuts.unsqueeze(0)).sum(1).to(torch.float32)
+    features = FeatureInfo(names=names, categorical={n: ("low", "mid", "high") for n in names[:binned]},
+                           dtypes={n: ("str" if i < binned else "float64") for i, n in enumerate(names)})
     return Dataset(x=x, y=y, classes=classes, modality="tabular", features=features).to(device)
 
 
@@ -144,7 +159,8 @@ def _check_component(cls: type, params: Mapping[str, Any] | None, *, device: Any
     if parsed is not None and not report.failures:
         behaviour = _BEHAVIOUR.get(cls.kind)
         if behaviour is not None:
-            wanted = modalities or tuple(m for m in _SAMPLE_MODALITIES if m in cls.modalities)
+            wanted = modalities or tuple(m for m in getattr(cls, "testing_modalities", _SAMPLE_MODALITIES)
+                                         if m in cls.modalities)
             if cls.kind == "source":
                 wanted = wanted[:1] or ("any",)
             for modality in wanted:
@@ -164,6 +180,11 @@ def _rejects_unknown_param(cls: type) -> bool:
 
 
 _KIT_DIR: Path | None = None
+
+
+def _testing_data(cls: type, modality: str) -> dict[str, Any]:
+    """The component's wishes for the kit's sample data (``testing_data``), for tabular data."""
+    return dict(getattr(cls, "testing_data", {})) if modality == "tabular" else {}
 
 
 def _ctx(seed: int, device: Any, step: int = 0) -> StepContext:
@@ -205,7 +226,7 @@ def _check_rows(report: _Report, out: Any, ds: Dataset, device: Any, what: str, 
 
 
 def _augment(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:
-    ds = sample_dataset(modality, device)
+    ds = sample_dataset(modality, device, **_testing_data(cls, modality))
     first = cls(params).augment(ds, _ctx(seed, device, step=1), copies=2)
     second = cls(params).augment(ds, _ctx(seed, device, step=1), copies=2)
     if not _check_rows(report, first, ds, device, "augment()"):
@@ -227,7 +248,7 @@ def _augment(report: _Report, cls: type, params: Mapping[str, Any], modality: st
 
 
 def _resample(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:
-    ds = sample_dataset(modality, device)
+    ds = sample_dataset(modality, device, **_testing_data(cls, modality))
     first = cls(params).resample(ds, _ctx(seed, device, step=1))
     second = cls(params).resample(ds, _ctx(seed, device, step=1))
     if not _check_rows(report, first, ds, device, "resample()"):
@@ -242,7 +263,7 @@ def _resample(report: _Report, cls: type, params: Mapping[str, Any], modality: s
 
 
 def _generate(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:
-    ds = sample_dataset(modality, device)
+    ds = sample_dataset(modality, device, **_testing_data(cls, modality))
     labels = torch.tensor([0, 1, 2, 2, 2, 1], device=device)
     outs = []
     for _ in range(2):
@@ -259,7 +280,7 @@ def _generate(report: _Report, cls: type, params: Mapping[str, Any], modality: s
 
 
 def _evaluate(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:
-    ds = sample_dataset(modality, device)
+    ds = sample_dataset(modality, device, **_testing_data(cls, modality))
     generator = torch.Generator(device=device).manual_seed(seed)
     noisy = ds.x + 0.05 * torch.randn(ds.x.shape, generator=generator, device=device)
     if modality == "image":
@@ -281,7 +302,7 @@ def _evaluate(report: _Report, cls: type, params: Mapping[str, Any], modality: s
 
 
 def _preprocess(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:
-    ds = sample_dataset(modality, device)
+    ds = sample_dataset(modality, device, **_testing_data(cls, modality))
     outs = []
     for _ in range(2):
         pre = cls(params).fit(ds, _ctx(seed, device))
