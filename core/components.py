@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -38,9 +38,21 @@ from .hookspecs import KINDS
 from .validation import problems_from_validation_error
 
 __all__ = ["KINDS", "Component", "Source", "Preprocessor", "Augmenter", "Chain", "Resampler", "Generator",
-           "Evaluator", "ResampleResult", "BASE_FOR_KIND", "NAME_PATTERN"]
+           "Evaluator", "ResampleResult", "BASE_FOR_KIND", "NAME_PATTERN", "ExistingPath", "MustExist"]
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+class MustExist:
+    """Marks a ``Path`` param that names an existing input: the run file's check refuses a missing
+    one before any work starts. Relative paths resolve against the run file's folder."""
+
+    def __repr__(self) -> str:
+        return "MustExist()"
+
+
+#: A params field type for input files: ``weights: ExistingPath | None = None``.
+ExistingPath = Annotated[Path, MustExist()]
 _PARAMS_CONFIG = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
@@ -576,7 +588,7 @@ class Generator(Component):
     class Params(Component.Params):
         """Shared generator params."""
 
-        checkpoint: Path | None = Field(None, description="a fitted generator saved by an earlier run: "
+        checkpoint: ExistingPath | None = Field(None, description="a fitted generator saved by an earlier run: "
                                                           "load it instead of training")
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None):

@@ -879,6 +879,15 @@ def _nonfinite(value: Any, place: str) -> list[tuple[str, str]]:
     return []
 
 
+def _marks_existing(annotation: Any) -> bool:
+    """True when `annotation` is (or contains, as in ``ExistingPath | None``) an `ExistingPath`."""
+    from .components import MustExist
+
+    if any(isinstance(meta, MustExist) for meta in getattr(annotation, "__metadata__", ())):
+        return True
+    return any(_marks_existing(arg) for arg in typing.get_args(annotation))
+
+
 def _check_ref(ref: _Ref, registry: Any, base_dir: Path, resolved: dict[str, dict[str, Any]] | None
                ) -> list[tuple[str, str]]:
     try:
@@ -910,7 +919,7 @@ def _check_ref(ref: _Ref, registry: Any, base_dir: Path, resolved: dict[str, dic
         if not path.is_absolute():
             path = base_dir / path
         ref.params[field_name] = str(path)  # the config now holds the resolved path
-        must_exist = ref.kind == "source" or (ref.kind == "generate" and field_name == "checkpoint")
+        must_exist = ref.kind == "source" or _marks_existing(field.annotation)
         if must_exist and not path.exists():
             problems.append((f"{ref.params_place}.{field_name}",
                              f"{path} does not exist (relative paths resolve against the run file's folder, "
@@ -930,7 +939,8 @@ def check_components(config: RunConfig, registry: Any) -> None:
     Each name must be installed (an unknown one lists the known names with the closest match),
     its params must validate against its ``Params``, ``Path`` params (given or default) are
     resolved against the run file's folder and written into the config's params, and a source's
-    paths (and a generator's ``checkpoint``) must exist.
+    paths, and params typed `setforge.components.ExistingPath` (a generator's ``checkpoint``, an
+    evaluator's ``inception_weights``), must exist.
     Every problem is collected into one `ConfigError`.
     """
     problems: list[tuple[str, str]] = []

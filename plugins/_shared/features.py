@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from pydantic import Field
 
-from setforge.components import Evaluator
+from setforge.components import Evaluator, ExistingPath
 from setforge.dataset import Dataset, Origin
 from setforge.errors import ConfigError, DataError
 
@@ -49,11 +49,11 @@ class FeatureParams(Evaluator.Params):
                             "(penultimate layer of a small CNN trained on the real training rows), 'raw' (flattened, "
                             "standardised with the training split's statistics), 'inception' (FID InceptionV3 pool "
                             "features from inception_weights)")
-    inception_weights: str | None = Field(
+    inception_weights: ExistingPath | None = Field(
         None, description="path to the FID InceptionV3 weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth), "
                           "needed by feature_space: inception; nothing is downloaded")
-    cnn_epochs: int = Field(15, ge=1, le=1000, description="most training epochs of the trained-cnn feature network "
-                                                                "(it stops early on the val split when there is one)")
+    cnn_epochs: int = Field(100, ge=1, le=1000, description="most training epochs of the trained-cnn feature network "
+                                                                 "(it stops early on the val split when there is one)")
     min_rows: int = Field(20, ge=2, description="fewest real and fewest new rows a number is reported from; "
                                                 "smaller groups are skipped with the reason")
     per_class: bool = Field(True, description="also report each class (when it has min_rows real and new rows)")

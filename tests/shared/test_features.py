@@ -108,3 +108,16 @@ def test_inception_features_from_a_user_given_weights_file(tmp_path, monkeypatch
     with torch.no_grad():
         expected = features.fid_inception_features(model, train.x[:1])
     torch.testing.assert_close(out, expected)
+
+
+def test_a_missing_inception_weights_file_is_refused_before_any_work(tmp_path, capsys):
+    from setforge.cli import main
+
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text("source: sklearn-digits\n"
+                        "evaluate: [{name: fid, params: {feature_space: inception, inception_weights: w/pt.pth}}]\n"
+                        f"output: {{dir: {tmp_path / 'out'}}}\n")
+    assert main(["run", str(run_file)]) == 2
+    err = capsys.readouterr().err
+    assert "evaluate[0].params.inception_weights" in err and str(tmp_path / "w" / "pt.pth") in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
