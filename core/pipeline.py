@@ -637,7 +637,8 @@ class _Run:
             "features": None if self.all.features is None else self.all.features.to_dict(),
             "source": {"name": self.source.name, "rows": len(self.all), "own_split": self.own_split,
                        "parts": dict(zip(self.part_names, self.part_sizes)), "dropped_invalid": self.dropped,
-                       "duplicates_dropped": int(len(self.duplicate_index))},
+                       "duplicates_dropped": int(len(self.duplicate_index)),
+                       "deduplicate": self.config.source.deduplicate.method},
             "split": {"method": self.split_method, "carved": self.carved,
                       "rows": {"train": len(self.raw_train), "val": len(self.val), "test": len(self.test)},
                       "leaked_dropped": int(len(self.leaked_index)),
@@ -723,7 +724,7 @@ class _Run:
         if self.dropped:
             lines.append("  dropped invalid rows: " + ", ".join(f"{k} {v}" for k, v in self.dropped.items()))
         if len(self.duplicate_index):
-            lines.append(f"  exact duplicates dropped: {len(self.duplicate_index)}")
+            lines.append(f"  {self.config.source.deduplicate.method} duplicates dropped: {len(self.duplicate_index)}")
         known = True
         notes = []
         for step in self.steps:

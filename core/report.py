@@ -119,9 +119,9 @@ def format_summary(report: Mapping[str, Any], run_dir: Path | str, timings: Mapp
     if dropped:
         extra.append("dropped invalid rows: " + ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())))
     if source.get("duplicates_dropped"):
-        extra.append(f"exact duplicates dropped: {source['duplicates_dropped']}")
+        extra.append(f"{source.get('deduplicate', 'exact')} duplicates dropped: {source['duplicates_dropped']}")
     if split.get("leaked_dropped"):
-        extra.append(f"training rows equal to a test row dropped: {split['leaked_dropped']}")
+        extra.append(f"training rows duplicating a test row dropped: {split['leaked_dropped']}")
     lines += [f"  {e}" for e in extra]
     classes = report.get("classes", [])
     counts = report.get("counts", {})
@@ -200,9 +200,9 @@ def render_html(report: Mapping[str, Any], folder: Path | None = None, timings: 
     for reason, n in sorted((source.get("dropped_invalid") or {}).items()):
         info_rows.append([f"dropped invalid: {reason}", n])
     if source.get("duplicates_dropped"):
-        info_rows.append(["exact duplicates dropped", source["duplicates_dropped"]])
+        info_rows.append([f"{source.get('deduplicate', 'exact')} duplicates dropped", source["duplicates_dropped"]])
     if split.get("leaked_dropped"):
-        info_rows.append(["training rows equal to a test row dropped", split["leaked_dropped"]])
+        info_rows.append(["training rows duplicating a test row dropped", split["leaked_dropped"]])
     if timings and "total" in timings:
         info_rows.append(["time (s)", _fmt(float(timings["total"]), 3)])
     parts.append(_html_table(["", ""], info_rows))
