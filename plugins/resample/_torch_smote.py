@@ -7,8 +7,9 @@ uniformly among the class's ``rows * k`` pairs and a step ``u ~ U[0, 1)``, and e
 differ from imbalanced-learn's (which uses numpy's RandomState) while the counts are the same.
 
 Memory: the neighbour search (`setforge.plugins._shared.knn.knn`) holds one block of
-``block_size x block_size`` distances at a time instead of imbalanced-learn's chunks of up to
-1 GiB; besides that, the class's rows, their ``(rows, k)`` neighbour table and the new rows.
+``block_size x 4096`` distances at a time (16 MiB by default) instead of imbalanced-learn's
+chunks of up to 1 GiB; besides that, the class's rows, their ``(rows, k)`` neighbour table and
+the new rows (written straight into one preallocated output).
 """
 
 from __future__ import annotations

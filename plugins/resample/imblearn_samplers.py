@@ -130,8 +130,9 @@ class SMOTE(_SmoteLike):
         backend: Literal["imblearn", "torch"] = Field(
             "imblearn", description="imblearn: imbalanced-learn's SMOTE on the CPU; torch: the same algorithm in "
                                     "torch on the run's device with blocked nearest neighbours (bounded memory)")
-        block_size: int = Field(4096, ge=1, description="torch backend: query rows per block of the neighbour "
-                                                        "search; memory grows with block_size squared")
+        block_size: int = Field(1024, ge=1, description="torch backend: query rows per block of the neighbour "
+                                                        "search (against 4096 reference rows at a time); memory "
+                                                        "grows with it")
 
     def _sampler_kwargs(self, ds: Dataset, ctx: StepContext, strategy: Any) -> dict[str, Any]:
         kwargs = super()._sampler_kwargs(ds, ctx, strategy)
