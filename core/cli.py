@@ -149,6 +149,24 @@ def _show_component(registry: Any, spec: str) -> int:
     return 0
 
 
+def _type_name(annotation: Any) -> str:
+    """A param's type as a user reads it: ``int | 'auto'``, ``list[str] | None``, ``Path``."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join("None" if a is type(None) else _type_name(a) for a in args)
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(_type_name(a) for a in args)}]" if args else name
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
 def describe_component(info: Any) -> str:
     """``plugins show``: the docstring, then every param with its type, default and bounds."""
     import inspect
@@ -161,7 +179,7 @@ def describe_component(info: Any) -> str:
     if not fields:
         lines.append("  (none)")
     for field_name, field in fields.items():
-        annotation = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+        annotation = _type_name(field.annotation)
         default = field.get_default(call_default_factory=True)
         bounds = [f"{op} {getattr(m, attr)}" for m in field.metadata
                   for op, attr in ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt")) if hasattr(m, attr)]
