@@ -159,7 +159,7 @@ class Dataset:
                 raise DataError(f"Dataset.x for {self.modality} must have shape {shape}, got {tuple(x.shape)}")
             # A sum is finite exactly when no value is NaN or infinite, barring overflow; only then
             # (rarely) is the full (N, ...) mask built, so large data costs no extra copy.
-            if x.numel() and not bool(torch.isfinite(x.sum(dtype=torch.float64))) and not bool(torch.isfinite(x).all()):
+            if x.numel() and not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
                 raise DataError(f"Dataset.x holds NaN or infinite values ({self.modality}, shape {tuple(x.shape)})")
             if self.modality == "image":
                 if any(s == 0 for s in x.shape[1:]):
