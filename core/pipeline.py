@@ -740,8 +740,9 @@ class _Run:
                 counts = [n + a for n, a in zip(counts, need)]
             else:
                 expected = getattr(step.component, "expected_counts", None)
-                if callable(expected):
-                    counts = [int(n) for n in expected(list(counts))]
+                after = expected(list(counts), classes) if callable(expected) else None
+                if after is not None:
+                    counts = [int(n) for n in after]
                     real = [min(r, n) for r, n in zip(real, counts)]
                 else:
                     known = False
@@ -800,8 +801,8 @@ def run(config: Any, registry: Any = None, *, force: bool = False, resume: bool 
 
 def dry_run(config: Any, registry: Any = None) -> str:
     """Validate, load the source, split, and show the class counts each step would produce,
-    without running any step (a resampler's counts are shown unchanged unless it has an
-    ``expected_counts(counts)`` method). Writes nothing."""
+    without running any step (a resampler's counts are shown unchanged, marked ``?``, unless its
+    ``expected_counts(counts, classes)`` knows them). Writes nothing."""
     registry = _default_registry(config) if registry is None else registry
     return _Run(config, registry, dry=True).dry_text()
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import numpy as np
@@ -180,6 +181,20 @@ class ImblearnResampler(Resampler):
     interpolates: ClassVar[bool] = False
     #: whether the sampler's seed rows can be recorded through ``_generate_samples`` (see `recording_seeds`).
     records_seeds: ClassVar[bool] = False
+    #: whether imbalanced-learn reaches its targets exactly, so a dry run can show the counts.
+    counts_known: ClassVar[bool] = False
+
+    def expected_counts(self, counts: list[int], classes: Sequence[str]) -> list[int] | None:
+        """Rows per class after this sampler, from the counts alone (for ``--dry-run``); None when
+        they depend on the data (cleaning samplers, ADASYN, borderline-, SVM- and k-means SMOTE)."""
+        if not self.counts_known:
+            return None
+        y = np.repeat(np.arange(len(counts)), counts)
+        probe = SimpleNamespace(classes=tuple(classes), num_classes=len(classes))
+        targets = self._targets(self._strategy(probe, y), y)  # type: ignore[arg-type]
+        if self.family == "over":
+            return [n + targets.get(c, 0) for c, n in enumerate(counts)]
+        return [targets.get(c, n) for c, n in enumerate(counts)]
 
     # --------------------------------------------------------------- for subclasses
     def _sampler_kwargs(self, ds: Dataset, ctx: StepContext, strategy: Any) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class RandomOverSampler(ImblearnResampler):
     """
 
     name = "random-over"
+    counts_known = True
     modalities = ("tabular", "image", "audio")
     imblearn_class = "imblearn.over_sampling.RandomOverSampler"
     family = "over"
@@ -115,6 +116,7 @@ class SMOTE(_SmoteLike):
     """
 
     name = "smote"
+    counts_known = True
     imblearn_class = "imblearn.over_sampling.SMOTE"
     params_left_out = {**_COMMON_LEFT_OUT, "k_neighbors (object)": _NEIGHBOURS_OBJECT}
     setforge_params: ClassVar[dict[str, str]] = {
@@ -173,6 +175,7 @@ class SMOTENC(_SmoteLike):
     """
 
     name = "smote-nc"
+    counts_known = True
     testing_data = {"categorical": "some"}
     modalities = ("tabular",)
     imblearn_class = "imblearn.over_sampling.SMOTENC"
@@ -217,6 +220,7 @@ class SMOTEN(_SmoteLike):
     """
 
     name = "smoten"
+    counts_known = True
     testing_data = {"categorical": "all"}
     modalities = ("tabular",)
     imblearn_class = "imblearn.over_sampling.SMOTEN"
@@ -351,6 +355,7 @@ class RandomUnderSampler(ImblearnResampler):
     """
 
     name = "random-under"
+    counts_known = True
     modalities = ("tabular", "image", "audio")
     imblearn_class = "imblearn.under_sampling.RandomUnderSampler"
     family = "under"
@@ -371,6 +376,7 @@ class NearMiss(ImblearnResampler):
     """
 
     name = "near-miss"
+    counts_known = True
     modalities = ("tabular", "image", "audio")
     imblearn_class = "imblearn.under_sampling.NearMiss"
     family = "under"
@@ -449,6 +455,7 @@ class ClusterCentroids(ImblearnResampler):
     """
 
     name = "cluster-centroids"
+    counts_known = True
     modalities = ("tabular", "image", "audio")
     imblearn_class = "imblearn.under_sampling.ClusterCentroids"
     family = "under"

@@ -131,7 +131,7 @@ class OverToLargest(Resampler):
     name = "toy-over"
     modalities = ("tabular", "image")
 
-    def expected_counts(self, counts):
+    def expected_counts(self, counts, classes):
         return [max(counts)] * len(counts)
 
     def _resample(self, ds, ctx):

@@ -62,3 +62,23 @@ def test_a_class_too_small_for_k_exits_3_naming_the_class(tmp_path):
     assert done.returncode == 3, done.stderr
     assert "fewer than k_neighbors + 1 = 41" in done.stderr and "k_neighbors: auto" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name", ["random-over", "smote", "random-under", "near-miss", "cluster-centroids"])
+def test_dry_run_shows_the_counts_the_run_gives(name, tmp_path, registry):
+    from setforge.pipeline import dry_run
+
+    config = RunConfig.model_validate(run_file(tmp_path, "digits", {"resample": name, "params": CASES[name][1]}))
+    text = dry_run(config, registry)
+    result = run(config, registry, progress=False)
+    lines = {line.split()[0]: line.split() for line in text.splitlines() if line.split()
+             and line.split()[0] in result.train.classes}
+    assert [int(lines[c][2]) for c in result.train.classes] == result.train.class_counts()
+    assert "?" not in "".join(" ".join(v) for v in lines.values())
+
+
+def test_dry_run_marks_counts_it_cannot_know(tmp_path, registry):
+    from setforge.pipeline import dry_run
+
+    config = RunConfig.model_validate(run_file(tmp_path, "digits", {"resample": "borderline-smote"}))
+    assert "counts depend on the sampler and the data" in dry_run(config, registry)
