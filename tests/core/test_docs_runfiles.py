@@ -1,4 +1,4 @@
-"""The complete run files in the evaluator and preprocessing guides validate (so they cannot rot)."""
+"""The complete run files in the evaluator, preprocessing and resampler guides validate (so they cannot rot)."""
 
 import re
 from pathlib import Path
@@ -9,7 +9,7 @@ import yaml
 from setforge.cli import main
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-GUIDES = ("evaluators.md", "preprocessing.md")
+GUIDES = ("evaluators.md", "preprocessing.md", "resamplers.md")
 BUILTIN_EVALUATORS = {"utility", "balance", "fid", "kid", "prdc", "memorisation", "cas", "leakage"}
 
 
@@ -25,6 +25,7 @@ CASES = [pytest.param(guide, i, id=f"{guide}[{i}]") for guide in GUIDES for i in
 def test_each_guide_has_complete_run_files():
     assert len(run_files("evaluators.md")) >= 1
     assert len(run_files("preprocessing.md")) >= 3
+    assert len(run_files("resamplers.md")) >= 1
 
 
 @pytest.mark.parametrize(("guide", "index"), CASES)
@@ -38,3 +39,11 @@ def test_the_evaluator_guide_example_uses_every_builtin_evaluator():
     config = yaml.safe_load(run_files("evaluators.md")[0])
     names = {item if isinstance(item, str) else item["name"] for item in config["evaluate"]}
     assert names == BUILTIN_EVALUATORS
+
+
+def test_the_resampler_guide_example_runs_smote_on_the_torch_backend():
+    config = yaml.safe_load(run_files("resamplers.md")[0])
+    assert config["pipeline"][0]["resample"] == "smote"
+    assert config["pipeline"][0]["params"]["backend"] == "torch"
+    names = {item if isinstance(item, str) else item["name"] for item in config["evaluate"]}
+    assert names == {"balance", "utility"}
