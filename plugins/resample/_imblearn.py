@@ -297,7 +297,8 @@ class ImblearnResampler(Resampler):
     def _check_k(self, ds: Dataset, y: np.ndarray, targets: Mapping[int, int], k: int, param: str) -> None:
         """Every class to over-sample needs more than `k` rows (itself plus k neighbours)."""
         counts = np.bincount(y, minlength=ds.num_classes)
-        for label, wanted in targets.items():
+        # the smallest over-sampled class first, so that the suggested k works for every class
+        for label, wanted in sorted(targets.items(), key=lambda item: (counts[item[0]], item[0])):
             if wanted and counts[label] < k + 1:
                 raise DataError(
                     f"resample '{self.name}': class {ds.classes[label]!r} has {counts[label]} rows, fewer than "

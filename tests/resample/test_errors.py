@@ -116,3 +116,22 @@ def test_smote_nc_and_smoten_need_the_right_columns(ctx):
         create("resample", "smote-nc").resample(small_class_data(), ctx)
     with pytest.raises(DataError, match="'smoten' needs every column categorical"):
         create("resample", "smoten").resample(small_class_data(), ctx)
+
+
+def test_a_too_large_k_names_the_smallest_class_so_the_suggestion_works(tmp_path):
+    """The message names the smallest over-sampled class, and the k it suggests then runs."""
+    import re
+
+    import torch
+
+    from setforge import DataError, StepContext
+    from setforge.registry import Registry
+    from setforge.testing import sample_dataset
+
+    registry = Registry(use_env=False).load()
+    ds = sample_dataset("tabular")  # classes of 18, 12 and 6 rows
+    with pytest.raises(DataError, match=r"class 'class_2' has 6 rows.*set k_neighbors to 5 or lower") as error:
+        registry.create("resample", "smote", {"k_neighbors": 14}).resample(ds, StepContext.from_seed(0))
+    k = int(re.search(r"set k_neighbors to (\d+)", str(error.value)).group(1))
+    out = registry.create("resample", "smote", {"k_neighbors": k}).resample(ds, StepContext.from_seed(0))
+    assert torch.bincount(out.y).tolist() == [18, 18, 18]
