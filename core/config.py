@@ -940,15 +940,35 @@ def check_components(config: RunConfig, registry: Any) -> None:
     its params must validate against its ``Params``, ``Path`` params (given or default) are
     resolved against the run file's folder and written into the config's params, and a source's
     paths, and params typed `setforge.components.ExistingPath` (a generator's ``checkpoint``, an
-    evaluator's ``inception_weights``), must exist.
-    Every problem is collected into one `ConfigError`.
+    evaluator's ``inception_weights``), must exist. When the source gives one modality only, every
+    component must accept it. Every problem is collected into one `ConfigError`.
     """
     problems: list[tuple[str, str]] = []
     config._resolved_params = {}
-    for ref in _refs_from_config(config):
+    refs = _refs_from_config(config)
+    for ref in refs:
         problems += _check_ref(ref, registry, config.base_dir, config._resolved_params)
+    if not problems:
+        problems += _modality_problems(refs, registry)
     if problems:
         raise ConfigError(problems=_tidy(problems, config._overrides))
+
+
+def _modality_problems(refs: list[_Ref], registry: Any) -> list[tuple[str, str]]:
+    """When the source gives one modality only (digits: images, a CSV: tables), every component
+    must accept it: a mismatch is a run-file problem found before any work, not a late exit 3."""
+    source, *others = refs
+    produced = registry.get("source", source.name).cls.modalities
+    if len(produced) != 1:
+        return []  # the data decides (npz); the components check it when the run starts
+    (modality,) = produced
+    problems = []
+    for ref in others:
+        accepted = registry.get(ref.kind, ref.name).cls.modalities
+        if modality not in accepted:
+            problems.append((ref.place, f"{ref.kind} '{ref.name}' accepts {', '.join(accepted)} data, and source "
+                                        f"'{source.name}' gives {modality} data"))
+    return problems
 
 
 def load_and_check(path: str | Path, overrides: Sequence[str], make_registry: Callable[[Any], Any]
