@@ -128,8 +128,8 @@ def test_a_killed_run_continues_with_resume_to_the_uninterrupted_result(tmp_path
     resumed = subprocess.run(command + ["--resume"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
-    straight = _run(tmp_path, registry, [{"generate": "dcgan", "params": params, "target": "balance"}],
-                    name="straight")
+    _run(tmp_path, registry, [{"generate": "dcgan", "params": params, "target": "balance"}],
+         name="straight")
     with np.load(tmp_path / "killed" / "train-00000.npz") as got, np.load(tmp_path / "straight" / "train-00000.npz") as want:
         assert np.array_equal(got["x"], want["x"]) and np.array_equal(got["y"], want["y"])
         assert int((got["origin"] == "generated").sum()) > 0

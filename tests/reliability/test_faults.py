@@ -9,8 +9,6 @@ test_determinism.py.)
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -25,6 +23,8 @@ import yaml
 import setforge.formats
 import setforge.report
 from setforge.cli import main
+
+from .test_determinism import files_of
 
 REPO = Path(__file__).resolve().parents[2]
 HOOKS = str(Path(__file__).with_name("_fault_hooks.py"))
@@ -42,18 +42,7 @@ def write_run_file(folder: Path, name: str = "run.yaml", seed: int = 0, pipeline
 def digest(folder: Path) -> dict[str, str]:
     """sha256 of every file of a run folder (timings and the page that shows them apart); in
     report.json each step's ``resumed`` flag (which says whether a resume reused it) is left out."""
-    out = {}
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file() or path.name in ("timings.json", "report.html"):
-            continue
-        data = path.read_bytes()
-        if path.name == "report.json":
-            report = json.loads(data)
-            for step in report["steps"]:
-                step.pop("resumed")
-            data = json.dumps(report, sort_keys=True).encode()
-        out[str(path.relative_to(folder))] = hashlib.sha256(data).hexdigest()
-    return out
+    return files_of(folder, without_resumed=True)
 
 
 def cli(*argv: str) -> tuple[int, str]:

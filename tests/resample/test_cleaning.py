@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from setforge import ConfigError, DataError, Dataset, FeatureInfo, Origin, StepContext, create
+from setforge import ConfigError, DataError, Dataset, FeatureInfo, Origin, create
 from setforge.plugins.resample.cleaning import Deduplicate, OutlierFilter
 from setforge.testing import check_component
 
