@@ -307,9 +307,12 @@ class Equalize(_Switch):
 
     def _transform(self, x, y, params):
         n, c, h, w = x.shape
-        levels = x.mul(256.0 - 1e-3).to(torch.uint8).view(n * c, h * w).to(torch.int64)
+        # one flat index (row, channel, level) serves both the histogram and the look-up, so the
+        # image crosses memory four times: quantise, offset, count, look up
+        levels = x.mul(256.0 - 1e-3).to(torch.int64).view(n * c, h * w)
         offsets = torch.arange(n * c, device=x.device).mul_(256).view(-1, 1)
-        hist = torch.bincount((levels + offsets).flatten(), minlength=n * c * 256).view(n * c, 256)
+        flat = levels.add_(offsets).view(-1)
+        hist = torch.bincount(flat, minlength=n * c * 256).view(n * c, 256)
         cum = hist.cumsum(dim=1)
         # PIL: step = (pixels not of the highest level present) // 255; lut = (cum + step // 2) // step
         last = cum.argmax(dim=1, keepdim=True)
@@ -318,8 +321,9 @@ class Equalize(_Switch):
         step.clamp_(min=1)
         lut = cum[:, :-1].add(step // 2).div_(step, rounding_mode="floor").clamp_(0, 255)
         lut = torch.cat([torch.zeros_like(lut[:, :1]), lut], dim=1)
-        equalised = torch.where(valid, lut.gather(1, levels), levels)
-        return equalised.to(x.dtype).mul_(1.0 / 255.0).view(n, c, h, w)
+        # a channel PIL leaves alone (one level, or all but one pixel on the top level) maps to itself
+        lut = torch.where(valid, lut, torch.arange(256, device=x.device))
+        return lut.to(x.dtype).mul_(1.0 / 255.0).view(-1).take(flat).view(n, c, h, w)
 
 
 # --------------------------------------------------------------------------- autocontrast
@@ -332,9 +336,8 @@ class Autocontrast(_Switch):
         low = x.amin(dim=(-2, -1), keepdim=True)
         high = x.amax(dim=(-2, -1), keepdim=True)
         flat = high == low
-        span = high.sub_(low)
         low = low.masked_fill(flat, 0.0)
-        span = span.masked_fill_(flat, 1.0)
+        span = (high - low).masked_fill_(flat, 1.0)
         return x.sub(low).div_(span).clamp_(0.0, 1.0)
 
 

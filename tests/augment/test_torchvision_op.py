@@ -1,0 +1,84 @@
+"""The `torchvision` augmenter: any transforms.v2 class by name, checked at validate, seeded per row."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision.transforms.v2 as T
+import yaml
+
+from setforge import ConfigError, Origin, create
+from setforge.pipeline import run
+from setforge.checks import check_components
+from setforge.registry import default_registry
+from setforge.runfile import load_run_config
+
+from ._helpers import smooth_images
+
+
+def _write(tmp_path, pipeline) -> object:
+    data = {"seed": 0, "device": "cpu", "source": {"name": "sklearn-digits", "params": {"imbalance": 10}},
+            "split": {"val": 0.1}, "pipeline": pipeline, "evaluate": [], "output": {"dir": str(tmp_path / "out")}}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_three_torchvision_transforms_from_a_run_file(tmp_path):
+    chain = [{"name": "torchvision", "params": {"transform": "RandomPerspective", "kwargs": {"distortion_scale": 0.3,
+                                                                                          "p": 1.0}}},
+             {"name": "torchvision", "params": {"transform": "GaussianBlur", "kwargs": {"kernel_size": 3,
+                                                                                      "sigma": [0.1, 1.0]}}},
+             {"name": "torchvision", "params": {"transform": "RandomAdjustSharpness",
+                                                "kwargs": {"sharpness_factor": 2.0, "p": 1.0}}}]
+    pipeline = [{"augment": chain, "copies": 1, "classes": ["9"]},
+                {"augment": "torchvision", "params": {"transform": "AutoAugment", "kwargs": {"policy": "svhn"},
+                                                      "dtype": "uint8"}, "copies": 1, "classes": ["8"]}]
+    first = run(load_run_config(_write(tmp_path / "a", pipeline)), progress=False)
+    new = first.train[first.train.origin == int(Origin.AUGMENTED)]
+    raw = first.raw_train
+    assert len(new) == int(raw.class_counts()[raw.classes.index("9")] + raw.class_counts()[raw.classes.index("8")])
+    assert float(new.x.min()) >= 0.0 and float(new.x.max()) <= 1.0
+    assert float((new.x - raw.x[new.parent]).abs().amax(dim=(1, 2, 3)).gt(0).float().mean()) > 0.5
+    again = run(load_run_config(_write(tmp_path / "b", pipeline)), progress=False)
+    assert torch.equal(first.train.x, again.train.x)  # seeded from the step's generator only
+
+
+def test_each_row_is_torchvision_seeded_with_its_own_draw():
+    aug = create("augment", "torchvision", {"transform": "RandomAffine", "kwargs": {"degrees": 30}})
+    x = smooth_images(4)
+    state = torch.get_rng_state()
+    out = aug(x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG is left as it was
+    tv = T.RandomAffine(degrees=30)
+    for i, seed in enumerate(aug.last_params["seed"].tolist()):
+        torch.manual_seed(seed)
+        assert torch.equal(tv(x[i]), out[i])
+    assert len(torch.unique(out.flatten(1), dim=0)) == 4
+
+
+def test_bad_names_and_arguments_are_refused_at_validate():
+    with pytest.raises(ConfigError, match="one of: .*RandomPerspective"):
+        create("augment", "torchvision", {"transform": "RandomWarp"})
+    with pytest.raises(ConfigError, match="do not fit RandomRotation"):
+        create("augment", "torchvision", {"transform": "RandomRotation", "kwargs": {"degree": 3}})
+    with pytest.raises(ConfigError, match="refused"):
+        create("augment", "torchvision", {"transform": "RandomRotation", "kwargs": {"degrees": -3}})
+
+
+def test_a_bad_run_file_fails_at_validate_with_its_place(tmp_path):
+    path = _write(tmp_path, [{"augment": "torchvision", "params": {"transform": "Rotate"}}])
+    with pytest.raises(ConfigError) as error:
+        check_components(load_run_config(path), default_registry())
+    assert "pipeline[0].params" in str(error.value) and "RandomRotation" in str(error.value)
+
+
+def test_shape_and_range_changes_are_data_errors():
+    from setforge import DataError
+
+    with pytest.raises(DataError, match="keep the shape"):
+        create("augment", "torchvision", {"transform": "CenterCrop", "kwargs": {"size": 4}})(smooth_images(2))
+    with pytest.raises(DataError, match=r"left \[0, 1\]"):
+        create("augment", "torchvision", {"transform": "Normalize",
+                                          "kwargs": {"mean": [0.5] * 3, "std": [0.1] * 3}})(smooth_images(2))
