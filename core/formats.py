@@ -5,7 +5,7 @@ A `Format` has a name, ``write(folder, split, ds, shard_rows=...)`` that writes 
 ``read(folder, split)`` that gives it back as a `Dataset`. The pipeline inverts unit-changing
 preprocessors before it calls a writer, so data files hold data in its original units. `FORMATS`
 holds the core's own (``npz``); plugins add more through ``setforge_register_formats`` (the
-built-in ``image-folder`` and ``csv`` come from plugin ``builtin-output``), and `get_format`
+other built-in formats come from plugin ``builtin-output``), and `get_format`
 finds a name in both.
 
 ``npz`` (the default): the training split as ``train-00000.npz``, ``train-00001.npz``, ... (shards

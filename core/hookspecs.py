@@ -141,8 +141,8 @@ def setforge_register_formats() -> list["Format"]:
     Called once, when the registry loads plugins. Return a list of `setforge.formats.Format`
     (``name``, ``write(folder, split, ds, shard_rows=...) -> files``, ``read(folder, split) ->
     Dataset``, ``check(ds)`` raising a `DataError` for data it cannot write, run before any step).
-    ``npz`` is the core's own; the built-in ``image-folder`` and ``csv`` come from plugin
-    ``builtin-output``. A name registered twice is unusable until one plugin is disabled.
+    ``npz`` is the core's own; the other built-in formats come from plugin ``builtin-output``. A
+    name registered twice is unusable until one plugin is disabled.
 
     Example::
 
@@ -163,8 +163,8 @@ def setforge_find_duplicates(ds: "Dataset", method: str, threshold: float, prior
     val, then train, so no copy straddles two parts. Return ``(N,)`` int64 on ``ds``'s device:
     -1 for a kept row, else the index of the kept row it duplicates; or None to leave the
     question to the next plugin. The first plugin (pluggy order) returning a result wins; a run
-    file asking for it with no provider is refused at ``validate``. Provided by ``builtin-resample``
-    (its ``deduplicate`` resampler's definition).
+    file asking for it with no provider is refused at ``validate``. Provided by plugin
+    ``builtin-resample`` (the definition of its de-duplicating resampler).
     """
 
 
@@ -176,8 +176,8 @@ def setforge_find_leaked(train: "Dataset", test: "Dataset", evaluate: list[tuple
     `evaluate` is the run file's evaluators as ``(name, params)``, so a provider can follow the
     params of its own evaluator when the run file lists it. Return ``(len(train),)`` bool, or None
     to leave the question to the next plugin; the first result wins, and a run file asking for it
-    with no provider is refused at ``validate``. Provided by ``builtin-evaluate`` (its ``leakage``
-    evaluator's definition: exact and near copies).
+    with no provider is refused at ``validate``. Provided by plugin ``builtin-evaluate`` (the
+    definition of its leak evaluator: exact and near copies).
     """
 
 

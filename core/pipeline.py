@@ -40,6 +40,7 @@ from .formats import dataset_from_state, dataset_state
 from .hookspecs import SERVICE_HOOKS
 from .output import RunFolder, _safe_part, write_data
 from .record import build_report, counts_of, write_report
+from .registry import registry_for
 from .rng import Rng
 from .split import SourceRows, SplitResult, exact_keep, row_keys, source_rows, split_rows
 from .steps import KIND, resolve_classes
@@ -491,13 +492,6 @@ class _Run:
                        self.test.class_counts(), [scope for scope, _ in self.built.evaluators], self.folder.final)
 
 
-def _default_registry(config: Any) -> Any:
-    from .registry import Registry
-
-    return Registry(local=list(config.plugins), disabled=list(config.plugins_deny), allow=config.plugins_allow,
-                    base_dir=config.base_dir).load()
-
-
 # ------------------------------------------------------------------------------ entry points
 def run(config: Any, registry: Any = None, *, force: bool = False, resume: bool = False,
         progress: bool = True) -> RunResult:
@@ -508,7 +502,7 @@ def run(config: Any, registry: Any = None, *, force: bool = False, resume: bool 
     (finished steps whose input and config are unchanged are reused; generators continue from
     their checkpoints). `progress` shows progress bars on stderr.
     """
-    registry = _default_registry(config) if registry is None else registry
+    registry = registry_for(config) if registry is None else registry
     return _Run(config, registry, force=force, resume=resume, progress=progress).execute()
 
 
@@ -516,5 +510,5 @@ def dry_plan(config: Any, registry: Any = None) -> DryPlan:
     """Validate, load the source, split, and plan the class counts each step would produce, without
     running any step (a resampler's counts are known only when its ``expected_counts(counts,
     classes)`` knows them). Writes nothing."""
-    registry = _default_registry(config) if registry is None else registry
+    registry = registry_for(config) if registry is None else registry
     return _Run(config, registry, dry=True).dry_plan()

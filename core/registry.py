@@ -31,7 +31,7 @@ from . import hookspecs
 from .errors import ConfigError, DataError, InvalidDatasetError, OutputError, PluginError, SetforgeError
 from .hookspecs import KINDS, REGISTER_HOOK_FOR_KIND
 
-__all__ = ["Registry", "PluginInfo", "ComponentInfo", "default_registry", "create", "ENTRY_POINT_GROUP",
+__all__ = ["Registry", "PluginInfo", "ComponentInfo", "registry_for", "default_registry", "create", "ENTRY_POINT_GROUP",
            "DISABLE_ENV"]
 
 ENTRY_POINT_GROUP = "setforge"
@@ -439,6 +439,19 @@ class Registry:
 _DEFAULT: Registry | None = None
 
 
+def registry_for(config: Any = None, local: Sequence[str] = (), disabled: Iterable[str] = (),
+                 strict: bool = False) -> Registry:
+    """The loaded registry a run file asks for: its ``plugins``, ``plugins_deny``, ``plugins_allow``
+    and folder (`config`: a `RunConfig`, what an invalid run file still tells, or None), plus the
+    command line's ``-p`` modules (`local`) and ``-p no:NAME`` (`disabled`)."""
+    local, disabled = list(local), list(disabled)
+    if config is not None:
+        local = list(config.plugins) + local
+        disabled += list(config.plugins_deny)
+    return Registry(local=local, disabled=disabled, allow=None if config is None else config.plugins_allow,
+                    strict=strict, base_dir=None if config is None else config.base_dir).load()
+
+
 def default_registry() -> Registry:
     """The process-wide registry of installed plugins (loaded on first use)."""
     global _DEFAULT
@@ -450,6 +463,6 @@ def default_registry() -> Registry:
 def create(kind: str, name: str, params: Mapping[str, Any] | Any = None) -> Any:
     """Build the installed component `kind`/`name` with `params`, exactly as a run file would.
 
-    >>> flip = setforge.create("augment", "flip", {"p": 0.5})
+    >>> op = setforge.create("augment", NAME, {"p": 0.5})  # NAME: any installed augmenter
     """
     return default_registry().create(kind, name, params)

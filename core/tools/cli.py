@@ -99,17 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _registry(args: argparse.Namespace, config: Any = None) -> Any:
-    from ..registry import Registry
+    from ..registry import registry_for
 
-    local = [p for p in getattr(args, "plugin_options", []) if not p.startswith("no:")]
-    disabled = [p[3:] for p in getattr(args, "plugin_options", []) if p.startswith("no:")]
-    base_dir = None
-    if config is not None:
-        local = list(config.plugins) + local
-        disabled += list(config.plugins_deny)
-        base_dir = config.base_dir
-    return Registry(local=local, disabled=disabled, allow=None if config is None else config.plugins_allow,
-                    strict=getattr(args, "strict", False), base_dir=base_dir).load()
+    options = getattr(args, "plugin_options", [])
+    return registry_for(config, local=[p for p in options if not p.startswith("no:")],
+                        disabled=[p[3:] for p in options if p.startswith("no:")], strict=getattr(args, "strict", False))
 
 
 # ------------------------------------------------------------------------------ plugins

@@ -1,0 +1,79 @@
+"""One feature network per run: ``evaluate: [fid, kid, prdc]`` versus ``[fid]`` alone.
+
+Both runs use the same run file (long-tailed sklearn digits, one flip copy of every row, the
+``trained-cnn`` feature space with ``--epochs`` training epochs) and differ only in the evaluators;
+they are run ``--repeats`` times each, interleaved, on one thread (``torch.set_num_threads(1)``),
+timing CPU seconds (``time.process_time``) of the whole run. With one `Cache` per run the three
+evaluators train the network once, so the ratio (three / fid alone, best of each) stays under 1.5
+(the target); with a cache per evaluator it was about 3.
+
+    python benchmarks/shared_cache.py [--epochs 20] [--repeats 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _config(folder: Path, evaluators: list[str], epochs: int):
+    from setforge.config import RunConfig
+
+    params = {"feature_space": "trained-cnn", "cnn_epochs": epochs}
+    return RunConfig.model_validate({
+        "seed": 0, "device": "cpu", "source": "sklearn-digits", "split": {"test": 0.3, "val": 0.1},
+        "pipeline": [{"augment": "flip", "copies": 1}],
+        "evaluate": [{"name": name, "params": params} for name in evaluators],
+        "output": {"dir": str(folder / "-".join(evaluators)), "force": True}})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+
+    from setforge.pipeline import run
+    from setforge.plugins.evaluate import _classifiers
+
+    torch.set_num_threads(1)
+    trained = []
+    real = _classifiers.train_classifier
+
+    def counting(kind, *a, **k):
+        trained.append(kind)
+        return real(kind, *a, **k)
+
+    _classifiers.train_classifier = counting
+    times: dict[str, list[float]] = {"fid": [], "fid+kid+prdc": []}
+    networks: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(args.repeats):
+            for label, evaluators in (("fid", ["fid"]), ("fid+kid+prdc", ["fid", "kid", "prdc"])):
+                trained.clear()
+                config = _config(Path(tmp), evaluators, args.epochs)
+                started = time.process_time()
+                run(config, force=True, progress=False)
+                times[label].append(time.process_time() - started)
+                networks[label] = len(trained)
+    ratio = min(times["fid+kid+prdc"]) / min(times["fid"])
+    result = {"cpu_seconds": times, "networks_trained": networks, "ratio": ratio, "target": 1.5,
+              "epochs": args.epochs, "threads": 1, "passed": ratio < 1.5 and networks["fid+kid+prdc"] == 1}
+    out = Path(__file__).parent / "results" / "shared_cache.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2) if args.json else
+          f"fid alone {min(times['fid']):.1f} s, fid+kid+prdc {min(times['fid+kid+prdc']):.1f} s CPU: "
+          f"ratio {ratio:.2f} (target < 1.5); networks trained {networks}")
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
