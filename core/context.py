@@ -94,16 +94,24 @@ class StepContext:
 
 @dataclass(frozen=True)
 class Measure:
-    """One number with the sample size behind it (and its spread, where it has one)."""
+    """One number with the sample size behind it, and where it has them: its spread (``std``),
+    an uncertainty ``interval`` ``(low, high)`` and the ``estimator`` that produced it (a short
+    name such as ``frechet-class-weighted`` or ``kid-unbiased-bootstrap``)."""
 
     value: float
     n: int
     std: float | None = None
+    estimator: str | None = None
+    interval: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"value": _json_float(self.value), "n": int(self.n)}
         if self.std is not None:
             out["std"] = _json_float(self.std)
+        if self.estimator is not None:
+            out["estimator"] = self.estimator
+        if self.interval is not None:
+            out["interval"] = [_json_float(v) for v in self.interval]
         return out
 
 
@@ -126,9 +134,13 @@ class Metrics:
         self.figures: dict[str, dict[str, bytes]] = {}
         self._scope = ""
 
-    def add(self, path: str, value: float, n: int, std: float | None = None) -> None:
-        """Record one number at `path` computed from `n` rows."""
-        self.measures.setdefault(self._scope, {})[path] = Measure(float(value), int(n), None if std is None else float(std))
+    def add(self, path: str, value: float, n: int, std: float | None = None, estimator: str | None = None,
+            interval: tuple[float, float] | None = None) -> None:
+        """Record one number at `path` computed from `n` rows (with its spread, the estimator that
+        made it and an uncertainty interval ``(low, high)``, where it has them)."""
+        self.measures.setdefault(self._scope, {})[path] = Measure(
+            float(value), int(n), None if std is None else float(std), estimator,
+            None if interval is None else (float(interval[0]), float(interval[1])))
 
     def skip(self, path: str, reason: str) -> None:
         """Record that `path` could not be computed, and why."""

@@ -48,6 +48,12 @@ def _measure_value(measure: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _interval(interval: Any) -> str:
+    if not isinstance(interval, Sequence) or isinstance(interval, str) or len(interval) != 2:
+        return ""
+    return f"[{_fmt(_measure_value({'value': interval[0]}))}, {_fmt(_measure_value({'value': interval[1]}))}]"
+
+
 def _change(raw: float | None, opt: float | None) -> str:
     if raw is None or opt is None or not math.isfinite(raw) or not math.isfinite(opt):
         return ""
@@ -216,9 +222,10 @@ def render_html(report: Mapping[str, Any], folder: Path | None = None, timings: 
         if pairs:
             parts.append(_html_table(["metric", "raw", "optimised", "change"],
                                      [[n, _fmt(r), _fmt(o), _change(r, o)] for n, r, o in pairs]))
-        rows = [[path, _fmt(m.get("value")), m.get("n"), "" if m.get("std") is None else _fmt(m.get("std"))]
+        rows = [[path, _fmt(m.get("value")), m.get("n"), "" if m.get("std") is None else _fmt(m.get("std")),
+                 _interval(m.get("interval")), m.get("estimator") or ""]
                 for path, m in sorted(measures[evaluator].items())]
-        parts.append(_html_table(["path", "value", "n", "std"], rows))
+        parts.append(_html_table(["path", "value", "n", "std", "interval", "estimator"], rows))
     skipped = metrics.get("skipped", {})
     if skipped:
         parts.append("<h3>Not computed</h3>")
