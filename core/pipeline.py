@@ -466,9 +466,9 @@ class _Run:
                 need.append(max(ds_counts) - count)
         return need
 
-    def run_step(self, step: _Step, ds: Dataset) -> tuple[Dataset, str | None]:
-        ctx = self._ctx(("step", step.index), self.folder.step_dir(step.index, step.kind, step.name),
-                        step=step.index, name=step.name)
+    def run_step(self, step: _Step, ds: Dataset, workdir: Path | None = None) -> tuple[Dataset, str | None]:
+        workdir = self.folder.step_dir(step.index, step.kind, step.name) if workdir is None else workdir
+        ctx = self._ctx(("step", step.index), workdir, step=step.index, name=step.name)
         component, cfg = step.component, step.config
         note = None
         if step.kind == "augment":
@@ -551,6 +551,40 @@ class _Run:
             bar.update(1)
         self.train = ds
 
+    def _fresh(self, step: _Step) -> _Step:
+        """`step` with a new component built from its run-file params (nothing fitted yet)."""
+        refs = step.config.component_refs()
+        kind = "augment" if step.config.is_chain else step.kind
+        ops = [self.registry.create(kind, ref.name, ref.params, place=f"pipeline[{step.index}]") for ref in refs]
+        component = Chain(ops) if step.config.is_chain and len(ops) > 1 else ops[0]
+        return _Step(step.index, step.kind, step.name, step.config, component, step.classes)
+
+    def replay(self, indices: Sequence[int]) -> Dataset:
+        """The training set when only the steps at `indices` run, in pipeline order, on the raw
+        training split (`EvalContext.replay`). The longest prefix that the run itself ran is taken
+        from its outputs; every later step runs as a fresh component with its own `Rng` key, in a
+        work folder under ``replay/``. Results are kept in the run's cache (by content), so two
+        evaluators asking for one replay run it once."""
+        chosen = sorted({int(i) for i in indices})
+        if any(not 0 <= i < len(self.steps) for i in chosen):
+            raise ValueError(f"replay: step positions must lie in 0..{len(self.steps) - 1}, got {list(indices)}")
+        prefix = 0
+        while prefix < len(chosen) and chosen[prefix] == prefix:
+            prefix += 1
+        ds = self.records[prefix - 1].output if prefix else self.raw_train
+        name = "-".join(map(str, chosen)) or "none"
+        for position, i in enumerate(chosen[prefix:], start=prefix):
+            step = self.steps[i]
+            key = Cache.key("replay", ds.fingerprint(), step.config.model_dump_json(), self.seed, i, str(self.device))
+            workdir = self.folder.partial / "replay" / name / f"{i:02d}-{step.kind}-{_safe_part(step.name)}"
+
+            def run_fresh(step: _Step = step, ds: Dataset = ds, workdir: Path = workdir) -> dict[str, Any]:
+                return dataset_state(self.run_step(self._fresh(step), ds, workdir)[0])
+
+            ds = dataset_from_state(self.cache.get_or_compute(key, run_fresh), self.device)
+            self._check_test(f"replaying step {i} ({self.registry.label(step.component)})")
+        return ds
+
     def _check_test(self, after: str) -> None:
         if self.test.fingerprint() != self.test_fingerprint:
             raise PluginError(f"the real test split changed after {after}; components must never modify "
@@ -559,6 +593,7 @@ class _Run:
     # ------------------------------------------------------------------------ evaluate
     def evaluate(self, bar: Any) -> None:
         self.metrics = Metrics()
+        self.cache = Cache(self.folder.cache_dir)  # one cache per run: evaluators share what they train
         for scope, evaluator in self.evaluators:
             bar.set_postfix_str(f"evaluate {scope}")
             started = time.perf_counter()
@@ -567,11 +602,12 @@ class _Run:
             ectx = EvalContext(raw_train=self.raw_train, train=self.train, test=self.test if len(self.test) else None,
                                val=self.val if len(self.val) else None, steps=list(self.records), device=self.device,
                                rng=Rng(self.seed, ("evaluate", scope), device=self.device), workdir=workdir,
-                               cache=Cache(self.folder.cache_dir), emit=self.emit, name=scope)
+                               cache=self.cache, emit=self.emit, name=scope,
+                               shared_rng=Rng(self.seed, ("evaluate",), device=self.device), replay=self.replay)
             with self.guard(evaluator, "evaluate"):
                 result = evaluator.evaluate(ectx)
             if scope != evaluator.name:
-                for store in ("measures", "skipped", "figures"):
+                for store in Metrics._STORES:
                     table = getattr(result, store)
                     if evaluator.name in table:
                         table[scope] = table.pop(evaluator.name)

@@ -105,7 +105,7 @@ def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[st
 # ---------------------------------------------------------------------------- summary
 def format_summary(report: Mapping[str, Any], run_dir: Path | str, timings: Mapping[str, Any] | None = None) -> str:
     """What the command line prints after a run: counts per class before and after, each step,
-    and every evaluator's raw-vs-optimised numbers (``raw/X`` against ``optimised/X``)."""
+    every evaluator's raw-vs-optimised numbers (``raw/X`` against ``optimised/X``) and tables."""
     lines = []
     took = f", {timings['total']:.1f} s" if timings and isinstance(timings.get("total"), (int, float)) else ""
     lines.append(f"setforge run -> {run_dir}  (seed {report.get('seed')}, device {report.get('device')}{took})")
@@ -159,6 +159,12 @@ def format_summary(report: Mapping[str, Any], run_dir: Path | str, timings: Mapp
         for name, raw, opt in pairs:
             table.append([name.replace("_", " "), _fmt(raw), _fmt(opt), _change(raw, opt)])
         lines += ["  " + ln for ln in _text_table(["metric", "raw", "optimised", "change"], table)]
+    tables = report.get("metrics", {}).get("tables", {})
+    for evaluator in sorted(tables):
+        for name, table in sorted(tables[evaluator].items()):
+            lines.append("")
+            lines.append(f"{evaluator}: {name}")
+            lines += ["  " + ln for ln in _text_table(table["header"], table["rows"])]
     skipped = report.get("metrics", {}).get("skipped", {})
     for evaluator in sorted(skipped):
         for path, reason in sorted(skipped[evaluator].items()):
@@ -242,6 +248,10 @@ def render_html(report: Mapping[str, Any], folder: Path | None = None, timings: 
         rows = [[path, _fmt(m.get("value")), m.get("n"), "" if m.get("std") is None else _fmt(m.get("std"))]
                 for path, m in sorted(measures[evaluator].items())]
         parts.append(_html_table(["path", "value", "n", "std"], rows))
+    for evaluator, named in sorted(metrics.get("tables", {}).items()):
+        for name, table in sorted(named.items()):
+            parts.append(f"<h3>{_e(evaluator)}: {_e(name)}</h3>")
+            parts.append(_html_table(table["header"], table["rows"]))
     skipped = metrics.get("skipped", {})
     if skipped:
         parts.append("<h3>Not computed</h3>")
