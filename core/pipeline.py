@@ -512,13 +512,14 @@ class _Run:
         ds = self.raw_train
         self.records: list[StepRecord] = []
         self.step_reports: list[dict[str, Any]] = []
+        self.step_figures: dict[int, dict[str, bytes]] = {}
         for step in self.steps:
             bar.set_postfix_str(f"{step.kind} {step.name}")
             started = time.perf_counter()
             self.emit(Event("step_started", step=step.index, name=step.name, data={"kind": step.kind}))
             snapshot = self.folder.step_dir(step.index, step.kind, step.name) / _SNAPSHOT
             key = Cache.key(ds.fingerprint(), step.config.model_dump_json(), self.seed, step.index, str(self.device))
-            out, note, resumed = None, None, False
+            out, note, resumed, details, figures = None, None, False, {}, {}
             if self.resume and snapshot.is_file():
                 try:
                     saved = torch.load(snapshot, map_location="cpu", weights_only=True)
@@ -527,11 +528,18 @@ class _Run:
                     self.warnings.append(f"step {step.index}: its resume snapshot could not be read; it ran again")
                 if isinstance(saved, dict) and saved.get("key") == key:
                     out, note, resumed = dataset_from_state(saved["dataset"], self.device), saved.get("note"), True
+                    details = saved.get("details") or {}
+                    figures = {name: bytes(t.numpy()) for name, t in (saved.get("figures") or {}).items()}
             if out is None:
                 out, note = self.run_step(step, ds)
+                with self.guard(step.component, "report_details"):
+                    details = dict(step.component.report_details())
+                    figures = {str(k): bytes(v) for k, v in step.component.report_figures().items()}
                 snapshot.parent.mkdir(parents=True, exist_ok=True)
                 tmp = snapshot.with_name(snapshot.name + ".tmp")
-                torch.save({"key": key, "dataset": dataset_state(out), "note": note}, tmp)
+                torch.save({"key": key, "dataset": dataset_state(out), "note": note, "details": details,
+                            "figures": {k: torch.frombuffer(bytearray(v), dtype=torch.uint8)
+                                        for k, v in figures.items()}}, tmp)
                 tmp.replace(snapshot)
             self._check_test(f"step {step.index} ({self.registry.label(step.component)})")
             counts = _counts(out)
@@ -543,7 +551,9 @@ class _Run:
                 "rows_in": len(ds), "rows_out": len(out), "counts": counts, "note": note, "resumed": resumed,
                 "added_by_class": {name: int(b - a) for name, a, b in
                                    zip(out.classes, ds.class_counts(), out.class_counts())},
+                **({"details": details} if details else {}),
             })
+            self.step_figures[step.index] = figures
             self.timings["steps"][f"{step.index}-{step.kind}-{step.name}"] = time.perf_counter() - started
             self.emit(Event("step_finished", step=step.index, name=step.name,
                             data={"kind": step.kind, "rows_in": len(ds), "rows_out": len(out), "counts": counts}))
@@ -642,17 +652,27 @@ class _Run:
         files.append(write_npz_file(partial / "splits.npz", arrays))
         figures: dict[str, dict[str, str]] = {}
         used: set[str] = set()
+
+        def write_figure(stem: str, png: bytes) -> str:
+            relpath, n = f"{stem}.png", 1
+            while relpath.lower() in used:  # names that differ only in characters a file name cannot hold
+                n += 1
+                relpath = f"{stem}-{n}.png"
+            used.add(relpath.lower())
+            (partial / "figures").mkdir(exist_ok=True)
+            (partial / relpath).write_bytes(png)
+            return relpath
+
         for evaluator, named in sorted(self.metrics.figures.items()):
             for name, png in sorted(named.items()):
-                stem, n = f"figures/{_safe_part(evaluator)}-{_safe_part(name)}", 1
-                relpath = f"{stem}.png"
-                while relpath.lower() in used:  # names that differ only in characters a file name cannot hold
-                    n += 1
-                    relpath = f"{stem}-{n}.png"
-                used.add(relpath.lower())
-                (partial / "figures").mkdir(exist_ok=True)
-                (partial / relpath).write_bytes(png)
-                figures.setdefault(evaluator, {})[name] = relpath
+                figures.setdefault(evaluator, {})[name] = write_figure(
+                    f"figures/{_safe_part(evaluator)}-{_safe_part(name)}", png)
+        for report, step in zip(self.step_reports, self.steps):
+            named = self.step_figures.get(step.index) or {}
+            if named:
+                report["figures"] = {name: write_figure(f"figures/step-{step.index:02d}-{_safe_part(step.name)}-"
+                                                        f"{_safe_part(name)}", png)
+                                     for name, png in sorted(named.items())}
         self.file_hashes = {str(p.relative_to(partial)): _file_hash(p) for p in sorted(files)}
         self.figures = figures
 

@@ -146,6 +146,8 @@ def format_summary(report: Mapping[str, Any], run_dir: Path | str, timings: Mapp
             lines.append(line)
             if step.get("note"):
                 lines.append(f"      {step['note']}")
+            if isinstance(step.get("details", {}).get("summary"), str):
+                lines.append(f"      {step['details']['summary']}")
     measures = report.get("metrics", {}).get("measures", {})
     for evaluator in sorted(measures):
         pairs = _before_after(measures[evaluator])
@@ -193,6 +195,17 @@ def _html_table(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _figure_html(folder: Path | None, relpath: str, caption: str) -> str:
+    """One figure of the run folder embedded as base64 PNG ("" when it is not a file inside it)."""
+    if folder is None or Path(relpath).is_absolute() or ".." in Path(relpath).parts:
+        return ""
+    path = Path(folder) / relpath
+    if not path.is_file():
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'><figcaption>{_e(caption)}</figcaption></figure>"
+
+
 def render_html(report: Mapping[str, Any], folder: Path | None = None, timings: Mapping[str, Any] | None = None) -> str:
     """The report as one self-contained HTML page (figures embedded from `folder`)."""
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>setforge report</title>",
@@ -232,8 +245,12 @@ def render_html(report: Mapping[str, Any], folder: Path | None = None, timings: 
     if steps:
         parts.append("<h2>Steps</h2>")
         rows = [[s["index"], s["kind"], s["name"], json.dumps(s.get("params", {}), sort_keys=True), s["rows_in"],
-                 s["rows_out"], s.get("note") or ""] for s in steps]
+                 s["rows_out"], "; ".join(t for t in (s.get("note"), s.get("details", {}).get("summary"))
+                                          if isinstance(t, str))] for s in steps]
         parts.append(_html_table(["#", "kind", "component", "params", "rows in", "rows out", "note"], rows))
+        for s in steps:
+            for name, relpath in sorted((s.get("figures") or {}).items()):
+                parts.append(_figure_html(folder, relpath, f"step [{s['index']}] {s['name']}: {name}"))
 
     metrics = report.get("metrics", {})
     measures = metrics.get("measures", {})
@@ -262,12 +279,7 @@ def render_html(report: Mapping[str, Any], folder: Path | None = None, timings: 
         parts.append("<h2>Figures</h2>")
         for evaluator in sorted(figures):
             for name, relpath in sorted(figures[evaluator].items()):
-                path = Path(folder) / relpath
-                if not path.is_file() or Path(relpath).is_absolute() or ".." in Path(relpath).parts:
-                    continue
-                data = base64.b64encode(path.read_bytes()).decode("ascii")
-                parts.append(f"<figure><img alt='{_e(name)}' src='data:image/png;base64,{data}'>"
-                             f"<figcaption>{_e(evaluator)}: {_e(name)}</figcaption></figure>")
+                parts.append(_figure_html(folder, relpath, f"{evaluator}: {name}"))
     warnings = report.get("warnings", [])
     if warnings:
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='note'>{_e(w)}</li>" for w in warnings) + "</ul>")
