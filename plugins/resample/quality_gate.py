@@ -11,7 +11,7 @@ from pydantic import Field
 from setforge import Dataset, Origin, Resampler, StepContext
 
 from .._shared.duplicates import FeatureSpace, cross_match
-from .._shared.figures import pairs_figure
+from ..evaluate._figures import pairs_figure
 from ._judge import JudgeParams, train_judge
 
 __all__ = ["QualityGate"]

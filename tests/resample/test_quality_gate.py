@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from setforge import Dataset, Origin, StepContext
-from setforge.cli import main
+from setforge.tools.cli import main
 from setforge.plugins.resample.quality_gate import QualityGate
 from setforge.plugins.source.sklearn import DigitsSource
 from setforge.testing import check_component
