@@ -104,6 +104,18 @@ class Component:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params!r})"
 
+    def report_details(self) -> Mapping[str, Any]:
+        """What the last pipeline call did, for the run's report: JSON-ready values (numbers,
+        strings, lists and dicts of them); ``{}`` (the default) when there is nothing to add. The
+        host files it under the step in ``report.json`` and prints its ``summary`` string, when
+        there is one, under the step in the summary."""
+        return {}
+
+    def report_figures(self) -> Mapping[str, bytes]:
+        """PNG figures of the last pipeline call by name (e.g. rows a step rejected), for the
+        report's ``figures/`` folder and HTML page; ``{}`` by default."""
+        return {}
+
     def _check_modality(self, ds: Dataset) -> None:
         if ds.modality not in self.modalities:
             raise DataError(f"{self.kind} '{self.name}' accepts {list(self.modalities)} data, got {ds.modality}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,16 +94,24 @@ class StepContext:
 
 @dataclass(frozen=True)
 class Measure:
-    """One number with the sample size behind it (and its spread, where it has one)."""
+    """One number with the sample size behind it, and where it has them: its spread (``std``),
+    an uncertainty ``interval`` ``(low, high)`` and the ``estimator`` that produced it (a short
+    name such as ``frechet-class-weighted`` or ``kid-unbiased-bootstrap``)."""
 
     value: float
     n: int
     std: float | None = None
+    estimator: str | None = None
+    interval: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"value": _json_float(self.value), "n": int(self.n)}
         if self.std is not None:
             out["std"] = _json_float(self.std)
+        if self.estimator is not None:
+            out["estimator"] = self.estimator
+        if self.interval is not None:
+            out["interval"] = [_json_float(v) for v in self.interval]
         return out
 
 
@@ -117,18 +125,27 @@ class Metrics:
 
     An evaluator's `_evaluate` builds one with paths relative to itself (``generated/by_class/ring``)
     and the host files them under the evaluator's name (``fid/generated/by_class/ring``). Numbers
-    that could not be computed go to ``skipped`` with the reason; figures are PNG bytes by name.
+    that could not be computed go to ``skipped`` with the reason; figures are PNG bytes by name;
+    tables are small text tables by name (a verdict per step, rejected rows) that the summary and
+    the HTML report show as they are.
     """
+
+    _STORES = ("measures", "skipped", "figures", "tables")
 
     def __init__(self) -> None:
         self.measures: dict[str, dict[str, Measure]] = {}
         self.skipped: dict[str, dict[str, str]] = {}
         self.figures: dict[str, dict[str, bytes]] = {}
+        self.tables: dict[str, dict[str, dict[str, list]]] = {}
         self._scope = ""
 
-    def add(self, path: str, value: float, n: int, std: float | None = None) -> None:
-        """Record one number at `path` computed from `n` rows."""
-        self.measures.setdefault(self._scope, {})[path] = Measure(float(value), int(n), None if std is None else float(std))
+    def add(self, path: str, value: float, n: int, std: float | None = None, estimator: str | None = None,
+            interval: tuple[float, float] | None = None) -> None:
+        """Record one number at `path` computed from `n` rows (with its spread, the estimator that
+        made it and an uncertainty interval ``(low, high)``, where it has them)."""
+        self.measures.setdefault(self._scope, {})[path] = Measure(
+            float(value), int(n), None if std is None else float(std), estimator,
+            None if interval is None else (float(interval[0]), float(interval[1])))
 
     def skip(self, path: str, reason: str) -> None:
         """Record that `path` could not be computed, and why."""
@@ -138,10 +155,18 @@ class Metrics:
         """Attach a PNG figure for the report."""
         self.figures.setdefault(self._scope, {})[name] = bytes(png)
 
+    def table(self, name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Attach a small table for the report: column names and rows of cells (shown as text)."""
+        header = [str(h) for h in header]
+        rows = [[str(cell) for cell in row] for row in rows]
+        if any(len(row) != len(header) for row in rows):
+            raise ValueError(f"Metrics.table {name!r}: every row needs {len(header)} cells")
+        self.tables.setdefault(self._scope, {})[name] = {"header": header, "rows": rows}
+
     def scoped(self, evaluator: str) -> "Metrics":
         """This evaluator-relative result filed under `evaluator` (done by the host)."""
         out = Metrics()
-        for store_name in ("measures", "skipped", "figures"):
+        for store_name in self._STORES:
             store = getattr(self, store_name)
             merged: dict[str, Any] = {}
             for values in store.values():
@@ -151,7 +176,7 @@ class Metrics:
         return out
 
     def merge(self, other: "Metrics") -> None:
-        for store_name in ("measures", "skipped", "figures"):
+        for store_name in self._STORES:
             for evaluator, values in getattr(other, store_name).items():
                 getattr(self, store_name).setdefault(evaluator, {}).update(values)
 
@@ -176,12 +201,15 @@ class Metrics:
         return {(f"{ev}/{p}" if ev else p): m for ev, values in self.measures.items() for p, m in values.items()}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: measures and skipped reasons, sorted so two runs compare byte for byte."""
-        return {
+        """JSON-ready: measures, skipped reasons and tables, sorted so two runs compare byte for byte."""
+        out: dict[str, Any] = {
             "measures": {ev: {p: self.measures[ev][p].to_dict() for p in sorted(self.measures[ev])}
                          for ev in sorted(self.measures)},
             "skipped": {ev: dict(sorted(self.skipped[ev].items())) for ev in sorted(self.skipped)},
         }
+        if self.tables:
+            out["tables"] = {ev: dict(sorted(self.tables[ev].items())) for ev in sorted(self.tables)}
+        return out
 
 
 @dataclass(frozen=True)
@@ -261,7 +289,19 @@ def _plain(value: Any) -> bool:
 class EvalContext:
     """What an evaluator sees: the raw and optimised training sets, each step's output (for
     ablation), the untouched real ``val`` and ``test`` splits, the device, its `Rng`, its
-    ``workdir`` and a content-keyed ``cache``."""
+    ``workdir`` and a content-keyed ``cache``.
+
+    ``shared_rng`` is the randomness every evaluator of a run shares (the seeds of downstream
+    models that several evaluators train alike, such as the raw baseline, so that it trains once
+    per run and every evaluator reports the same baseline); it defaults to ``rng``.
+
+    ``replay(indices)``, when the host provides it, returns the training set that the pipeline
+    gives when only the steps at those positions run, in pipeline order, on ``raw_train``: each
+    step a fresh component with its own run-file params and its own `Rng` (the one it had in the
+    run), so a step's draws change only through its changed input. Outputs the run already holds
+    (a prefix of the pipeline) are reused, not recomputed. It is None outside a pipeline run; an
+    evaluator that needs it (``ablation``'s leave-one-step-out) skips what it cannot measure.
+    """
 
     raw_train: "Dataset"
     train: "Dataset"
@@ -274,11 +314,15 @@ class EvalContext:
     cache: Cache = field(default_factory=Cache)
     emit: Callable[[Event], None] = _ignore
     name: str | None = None
+    shared_rng: Rng | None = None
+    replay: "Callable[[Sequence[int]], Dataset] | None" = None
 
     def __post_init__(self) -> None:
         self.device = resolve_device(self.device)
         if self.rng is None:
             self.rng = Rng(0, device=self.device)
+        if self.shared_rng is None:
+            self.shared_rng = self.rng
 
     @classmethod
     def from_seed(cls, seed: int, raw_train: "Dataset", train: "Dataset | None" = None, **kwargs: Any) -> "EvalContext":

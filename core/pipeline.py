@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,8 @@ class _Run:
         self.preprocess_files: list[str] = []
         self.records: list[StepRecord] = []
         self.step_reports: list[dict[str, Any]] = []
+        self.step_figures: dict[int, dict[str, bytes]] = {}
+        self.cache = Cache(self.folder.cache_dir)  # one cache per run: evaluators share what they train
         self.metrics = Metrics()
         self.file_hashes: dict[str, str] = {}
         self.figures: dict[str, dict[str, str]] = {}
@@ -324,9 +327,9 @@ class _Run:
         self.test_fingerprint = self.test.fingerprint()
 
     # --------------------------------------------------------------------------- steps
-    def run_step(self, step: _Step, ds: Dataset) -> tuple[Dataset, str | None]:
-        ctx = self._ctx(("step", step.index), self.folder.step_dir(step.index, step.kind, step.name),
-                        step=step.index, name=step.name)
+    def run_step(self, step: _Step, ds: Dataset, workdir: Path | None = None) -> tuple[Dataset, str | None]:
+        workdir = self.folder.step_dir(step.index, step.kind, step.name) if workdir is None else workdir
+        ctx = self._ctx(("step", step.index), workdir, step=step.index, name=step.name)
         out, note = KIND[step.kind].run(step.config, step.classes, step.component, ds, ctx, self.guard)
         label = self.registry.label(step.component)
         if not isinstance(out, Dataset):
@@ -336,7 +339,7 @@ class _Run:
                 raise PluginError(f"{label}: changed the data's {what} from {getattr(ds, what)!r} to {getattr(out, what)!r}")
         return out.to(self.device), note
 
-    def _resumed(self, snapshot: Path, key: str) -> tuple[Dataset, str | None] | None:
+    def _resumed(self, snapshot: Path, key: str) -> tuple[Dataset, str | None, dict, dict] | None:
         if not (self.resume and snapshot.is_file()):
             return None
         try:
@@ -345,7 +348,9 @@ class _Run:
             self.warnings.append(f"step {snapshot.parent.name}: its resume snapshot could not be read; it ran again")
             return None
         if isinstance(saved, dict) and saved.get("key") == key:
-            return dataset_from_state(saved["dataset"], self.device), saved.get("note")
+            figures = {name: bytes(t.numpy()) for name, t in (saved.get("figures") or {}).items()}
+            return dataset_from_state(saved["dataset"], self.device), saved.get("note"), saved.get("details") or {}, \
+                figures
         return None
 
     def run_steps(self, bar: Any) -> None:
@@ -358,12 +363,18 @@ class _Run:
             key = Cache.key(ds.fingerprint(), step.config.model_dump_json(), self.seed, step.index, str(self.device))
             resumed = self._resumed(snapshot, key)
             if resumed is not None:
-                out, note = resumed
+                out, note, details, figures = resumed
             else:
                 out, note = self.run_step(step, ds)
+                # What the step says it did (e.g. rows a gate rejected), for the report.
+                with self.guard(step.component, "report_details"):
+                    details = dict(step.component.report_details())
+                    figures = {str(k): bytes(v) for k, v in step.component.report_figures().items()}
                 snapshot.parent.mkdir(parents=True, exist_ok=True)
                 tmp = snapshot.with_name(snapshot.name + ".tmp")
-                torch.save({"key": key, "dataset": dataset_state(out), "note": note}, tmp)
+                torch.save({"key": key, "dataset": dataset_state(out), "note": note, "details": details,
+                            "figures": {k: torch.frombuffer(bytearray(v), dtype=torch.uint8)
+                                        for k, v in figures.items()}}, tmp)
                 tmp.replace(snapshot)
             self._check_test(f"step {step.index} ({self.registry.label(step.component)})")
             counts = counts_of(out)
@@ -376,13 +387,49 @@ class _Run:
                 "resumed": resumed is not None,
                 "added_by_class": {name: int(b - a) for name, a, b in
                                    zip(out.classes, ds.class_counts(), out.class_counts())},
+                **({"details": details} if details else {}),
             })
+            self.step_figures[step.index] = figures
             self.timings["steps"][f"{step.index}-{step.kind}-{step.name}"] = time.perf_counter() - started
             self.emit(Event("step_finished", step=step.index, name=step.name,
                             data={"kind": step.kind, "rows_in": len(ds), "rows_out": len(out), "counts": counts}))
             ds = out
             bar.update(1)
         self.train = ds
+
+    def _fresh(self, step: _Step) -> _Step:
+        """`step` with a new component built from its run-file params (nothing fitted yet)."""
+        refs = step.config.component_refs()
+        ops = [self.registry.create(step.kind, ref.name, ref.params, place=f"pipeline[{step.index}]") for ref in refs]
+        component = Chain(ops) if step.config.is_chain and len(ops) > 1 else ops[0]
+        return _Step(step.index, step.kind, step.name, step.config, component, step.classes)
+
+    def replay(self, indices: Sequence[int]) -> Dataset:
+        """The training set when only the steps at `indices` run, in pipeline order, on the raw
+        training split (`EvalContext.replay`). The longest prefix that the run itself ran is taken
+        from its outputs; every later step runs as a fresh component with its own `Rng` key, in a
+        work folder under ``replay/``. Results are kept in the run's cache (by content), so two
+        evaluators asking for one replay run it once."""
+        steps = self.built.steps
+        chosen = sorted({int(i) for i in indices})
+        if any(not 0 <= i < len(steps) for i in chosen):
+            raise ValueError(f"replay: step positions must lie in 0..{len(steps) - 1}, got {list(indices)}")
+        prefix = 0
+        while prefix < len(chosen) and chosen[prefix] == prefix:
+            prefix += 1
+        ds = self.records[prefix - 1].output if prefix else self.raw_train
+        name = "-".join(map(str, chosen)) or "none"
+        for i in chosen[prefix:]:
+            step = steps[i]
+            key = Cache.key("replay", ds.fingerprint(), step.config.model_dump_json(), self.seed, i, str(self.device))
+            workdir = self.folder.partial / "replay" / name / f"{i:02d}-{step.kind}-{_safe_part(step.name)}"
+
+            def run_fresh(step: _Step = step, ds: Dataset = ds, workdir: Path = workdir) -> dict[str, Any]:
+                return dataset_state(self.run_step(self._fresh(step), ds, workdir)[0])
+
+            ds = dataset_from_state(self.cache.get_or_compute(key, run_fresh), self.device)
+            self._check_test(f"replaying step {i} ({self.registry.label(step.component)})")
+        return ds
 
     def _check_test(self, after: str) -> None:
         if self.test.fingerprint() != self.test_fingerprint:
@@ -391,7 +438,6 @@ class _Run:
 
     # ------------------------------------------------------------------------ evaluate
     def evaluate(self, bar: Any) -> None:
-        cache = Cache(self.folder.cache_dir)  # one per run: evaluators share trained feature networks and features
         for scope, evaluator in self.built.evaluators:
             bar.set_postfix_str(f"evaluate {scope}")
             started = time.perf_counter()
@@ -400,11 +446,12 @@ class _Run:
             ectx = EvalContext(raw_train=self.raw_train, train=self.train, test=self.test if len(self.test) else None,
                                val=self.val if len(self.val) else None, steps=list(self.records), device=self.device,
                                rng=Rng(self.seed, ("evaluate", scope), device=self.device), workdir=workdir,
-                               cache=cache, emit=self.emit, name=scope)
+                               cache=self.cache, emit=self.emit, name=scope,
+                               shared_rng=Rng(self.seed, ("evaluate",), device=self.device), replay=self.replay)
             with self.guard(evaluator, "evaluate"):
                 result = evaluator.evaluate(ectx)
             if scope != evaluator.name:
-                for store in ("measures", "skipped", "figures"):
+                for store in Metrics._STORES:
                     table = getattr(result, store)
                     if evaluator.name in table:
                         table[scope] = table.pop(evaluator.name)
@@ -422,9 +469,14 @@ class _Run:
 
     def write(self) -> None:
         parts = {name: self._inverse(ds) for name, ds in (("train", self.train), ("val", self.val), ("test", self.test))}
-        self.file_hashes, self.figures = write_data(self.folder.partial, self.format, parts,
-                                                    self.config.output.shard_rows, self.rows, self.parts,
-                                                    self.metrics.figures)
+        steps = {f"step-{s.index:02d}-{s.name}": self.step_figures.get(s.index) or {} for s in self.built.steps}
+        self.file_hashes, written = write_data(self.folder.partial, self.format, parts,
+                                               self.config.output.shard_rows, self.rows, self.parts,
+                                               {**self.metrics.figures, **{k: v for k, v in steps.items() if v}})
+        for report, key in zip(self.step_reports, steps):
+            if key in written:  # a step's figures (report_figures) go under the step in report.json
+                report["figures"] = written.pop(key)
+        self.figures = written
 
     # ---------------------------------------------------------------------------- whole
     def execute(self) -> RunResult:

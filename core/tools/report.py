@@ -48,6 +48,12 @@ def _measure_value(measure: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _interval(interval: Any) -> str:
+    if not isinstance(interval, Sequence) or isinstance(interval, str) or len(interval) != 2:
+        return ""
+    return f"[{_fmt(_measure_value({'value': interval[0]}))}, {_fmt(_measure_value({'value': interval[1]}))}]"
+
+
 def _change(raw: float | None, opt: float | None) -> str:
     if raw is None or opt is None or not math.isfinite(raw) or not math.isfinite(opt):
         return ""
@@ -82,7 +88,7 @@ def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[st
 # ---------------------------------------------------------------------------- summary
 def format_summary(report: Mapping[str, Any], run_dir: Path | str, timings: Mapping[str, Any] | None = None) -> str:
     """What the command line prints after a run: counts per class before and after, each step,
-    and every evaluator's raw-vs-optimised numbers (``raw/X`` against ``optimised/X``)."""
+    every evaluator's raw-vs-optimised numbers (``raw/X`` against ``optimised/X``) and tables."""
     lines = []
     took = f", {timings['total']:.1f} s" if timings and isinstance(timings.get("total"), (int, float)) else ""
     lines.append(f"setforge run -> {run_dir}  (seed {report.get('seed')}, device {report.get('device')}{took})")
@@ -123,6 +129,8 @@ def format_summary(report: Mapping[str, Any], run_dir: Path | str, timings: Mapp
             lines.append(line)
             if step.get("note"):
                 lines.append(f"      {step['note']}")
+            if isinstance(step.get("details", {}).get("summary"), str):
+                lines.append(f"      {step['details']['summary']}")
     measures = report.get("metrics", {}).get("measures", {})
     for evaluator in sorted(measures):
         pairs = _before_after(measures[evaluator])
@@ -136,6 +144,12 @@ def format_summary(report: Mapping[str, Any], run_dir: Path | str, timings: Mapp
         for name, raw, opt in pairs:
             table.append([name.replace("_", " "), _fmt(raw), _fmt(opt), _change(raw, opt)])
         lines += ["  " + ln for ln in _text_table(["metric", "raw", "optimised", "change"], table)]
+    tables = report.get("metrics", {}).get("tables", {})
+    for evaluator in sorted(tables):
+        for name, table in sorted(tables[evaluator].items()):
+            lines.append("")
+            lines.append(f"{evaluator}: {name}")
+            lines += ["  " + ln for ln in _text_table(table["header"], table["rows"])]
     skipped = report.get("metrics", {}).get("skipped", {})
     for evaluator in sorted(skipped):
         for path, reason in sorted(skipped[evaluator].items()):
@@ -162,6 +176,17 @@ def _html_table(header: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _figure_html(folder: Path | None, relpath: str, caption: str) -> str:
+    """One figure of the run folder embedded as base64 PNG ("" when it is not a file inside it)."""
+    if folder is None or Path(relpath).is_absolute() or ".." in Path(relpath).parts:
+        return ""
+    path = Path(folder) / relpath
+    if not path.is_file():
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'><figcaption>{_e(caption)}</figcaption></figure>"
 
 
 def render_html(report: Mapping[str, Any], folder: Path | None = None, timings: Mapping[str, Any] | None = None) -> str:
@@ -203,8 +228,12 @@ def render_html(report: Mapping[str, Any], folder: Path | None = None, timings: 
     if steps:
         parts.append("<h2>Steps</h2>")
         rows = [[s["index"], s["kind"], s["name"], json.dumps(s.get("params", {}), sort_keys=True), s["rows_in"],
-                 s["rows_out"], s.get("note") or ""] for s in steps]
+                 s["rows_out"], "; ".join(t for t in (s.get("note"), s.get("details", {}).get("summary"))
+                                          if isinstance(t, str))] for s in steps]
         parts.append(_html_table(["#", "kind", "component", "params", "rows in", "rows out", "note"], rows))
+        for s in steps:
+            for name, relpath in sorted((s.get("figures") or {}).items()):
+                parts.append(_figure_html(folder, relpath, f"step [{s['index']}] {s['name']}: {name}"))
 
     metrics = report.get("metrics", {})
     measures = metrics.get("measures", {})
@@ -216,9 +245,14 @@ def render_html(report: Mapping[str, Any], folder: Path | None = None, timings: 
         if pairs:
             parts.append(_html_table(["metric", "raw", "optimised", "change"],
                                      [[n, _fmt(r), _fmt(o), _change(r, o)] for n, r, o in pairs]))
-        rows = [[path, _fmt(m.get("value")), m.get("n"), "" if m.get("std") is None else _fmt(m.get("std"))]
+        rows = [[path, _fmt(m.get("value")), m.get("n"), "" if m.get("std") is None else _fmt(m.get("std")),
+                 _interval(m.get("interval")), m.get("estimator") or ""]
                 for path, m in sorted(measures[evaluator].items())]
-        parts.append(_html_table(["path", "value", "n", "std"], rows))
+        parts.append(_html_table(["path", "value", "n", "std", "interval", "estimator"], rows))
+    for evaluator, named in sorted(metrics.get("tables", {}).items()):
+        for name, table in sorted(named.items()):
+            parts.append(f"<h3>{_e(evaluator)}: {_e(name)}</h3>")
+            parts.append(_html_table(table["header"], table["rows"]))
     skipped = metrics.get("skipped", {})
     if skipped:
         parts.append("<h3>Not computed</h3>")
@@ -229,12 +263,7 @@ def render_html(report: Mapping[str, Any], folder: Path | None = None, timings: 
         parts.append("<h2>Figures</h2>")
         for evaluator in sorted(figures):
             for name, relpath in sorted(figures[evaluator].items()):
-                path = Path(folder) / relpath
-                if not path.is_file() or Path(relpath).is_absolute() or ".." in Path(relpath).parts:
-                    continue
-                data = base64.b64encode(path.read_bytes()).decode("ascii")
-                parts.append(f"<figure><img alt='{_e(name)}' src='data:image/png;base64,{data}'>"
-                             f"<figcaption>{_e(evaluator)}: {_e(name)}</figcaption></figure>")
+                parts.append(_figure_html(folder, relpath, f"{evaluator}: {name}"))
     warnings = report.get("warnings", [])
     if warnings:
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li class='note'>{_e(w)}</li>" for w in warnings) + "</ul>")

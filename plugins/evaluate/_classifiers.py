@@ -30,7 +30,7 @@ from setforge.rng import Rng
 from .._shared.threads import one_thread_if_small
 
 __all__ = ["CLASSIFIER_KINDS", "Classifier", "TrainHistory", "train_classifier", "fit_classifier",
-           "classification_scores"]
+           "classification_scores", "calibration_scores"]
 
 CLASSIFIER_KINDS = ("logistic-regression", "mlp", "cnn")
 _SMALL_MODEL_MACS = 2**30
@@ -263,6 +263,30 @@ def train_classifier(kind: str, train: Dataset, val: Dataset | None, rng: Rng | 
         raise DataError("train and val must have the same classes")
     return fit_classifier(kind, train.x, train.y, train.num_classes, rng, device,
                           x_val=None if val is None else val.x, y_val=None if val is None else val.y, **options)
+
+
+def calibration_scores(y_true: torch.Tensor, probabilities: torch.Tensor, bins: int = 15) -> dict[str, float]:
+    """Expected calibration error and Brier score of class `probabilities` ``(N, C)`` for labels `y_true`.
+
+    ECE (Guo et al. 2017): rows binned by their top probability (the confidence) into `bins`
+    equal-width bins of (0, 1]; the sum over bins of ``rows in bin / N * |accuracy - mean
+    confidence|``. Brier: ``mean_i sum_c (p_ic - [y_i = c])^2``, halved for two classes, which is
+    scikit-learn's ``brier_score_loss`` (its default ``scale_by_half="auto"``): the classic binary
+    Brier score in [0, 1], and the multi-class one in [0, 2]. Lower is better for both.
+    """
+    y_true = torch.as_tensor(y_true).cpu().to(torch.int64)
+    probabilities = torch.as_tensor(probabilities).cpu().to(torch.float64)
+    if probabilities.ndim != 2 or probabilities.shape[0] != y_true.shape[0] or len(y_true) == 0:
+        raise DataError(f"calibration needs (N, C) probabilities for N labels, got {tuple(probabilities.shape)} for "
+                        f"{len(y_true)} labels")
+    confidence, predicted = probabilities.max(dim=1)
+    correct = (predicted == y_true).double()
+    which = (confidence * bins).ceil().long().clamp(1, bins) - 1
+    count = torch.bincount(which, minlength=bins).double()
+    gap = (torch.bincount(which, correct, minlength=bins) - torch.bincount(which, confidence, minlength=bins)).abs()
+    onehot = torch.nn.functional.one_hot(y_true, probabilities.shape[1]).double()
+    brier = float(((probabilities - onehot) ** 2).sum(dim=1).mean())
+    return {"ece": float(gap.sum() / count.sum()), "brier": brier / 2 if probabilities.shape[1] == 2 else brier}
 
 
 def classification_scores(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> dict[str, Any]:

@@ -9,8 +9,13 @@ with the paths metrics are filed under::
     resampled/...       generated/...
     new/overall         new/by_class/<class>            (every new row, whatever its origin)
 
-A group is measured only when it has at least ``min_rows`` real and ``min_rows`` new rows;
-otherwise its path is skipped with the counts and the param to change.
+Overall groups are class-matched by default (``match_classes``): their new rows are compared
+with real rows in the same class proportions (the real rows of those classes, reweighted, see
+`Task`), so that an overall number measures the rows, not the difference of class mixes.
+
+A group with at least ``min_rows`` real and ``min_rows`` new rows gets the metric's standard
+estimator; a smaller one its small-sample estimator with an uncertainty interval (or, with
+``small_sample: false``, is skipped with the counts and the param to change).
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ from setforge.context import Metrics
 from setforge.dataset import Dataset, Origin
 
 from ._features import FeatureParams, embed_rows, real_rows, resolve_feature_space
+from ._stats import Estimate
 
 if TYPE_CHECKING:
     from setforge.context import EvalContext
 
-__all__ = ["Group", "comparison_groups", "Comparison", "prepare_comparison", "measure_groups", "NEW"]
+__all__ = ["Group", "comparison_groups", "Comparison", "prepare_comparison", "measure_groups", "NEW", "Task",
+           "class_shares", "class_weights", "matched_reference"]
 
 #: The family of every new row, whatever its origin.
 NEW = "new"
@@ -107,16 +114,92 @@ def prepare_comparison(ectx: "EvalContext", params: FeatureParams, evaluator: st
     return Comparison(real, new, real_features, new_features, groups, space.name)
 
 
-def measure_groups(ectx: "EvalContext", params: FeatureParams, evaluator: str,
-                   measure: Callable[[torch.Tensor, torch.Tensor, Group], Mapping[str, tuple[float, float | None]]],
-                   min_rows: int | None = None, need: str = "") -> Metrics:
-    """Run `measure(real_features, new_features, group)` on every group with enough rows.
+@dataclass(frozen=True)
+class Task:
+    """One group to measure, as `measure_groups` hands it to a metric's `measure`.
 
-    `measure` returns ``{name: (value, std or None)}``; name ``""`` files the number at the
-    group's path, any other name below it (``generated/overall/precision``). Each number's ``n``
-    is the group's count of new rows (the real reference is the group's real training rows).
-    `min_rows` overrides ``params.min_rows`` (metrics that need more, e.g. PRDC's k + 1); `need`
-    explains why in the skip reason.
+    ``real_y`` and ``new_y`` are the classes of the real and new rows given with it. ``shares``
+    is set for a class-matched overall group: the share of each class among the group's new rows,
+    in sorted class order (the real rows given are then only those of these classes, the strata
+    of ``real_y``), so that the metric compares the new rows with real rows in the same class
+    proportions. ``small`` says that a side has fewer than ``min_rows`` rows and the metric should
+    use its small-sample estimator; ``generator`` is seeded by the group's path and ``rounds`` is
+    the number of bootstrap rounds.
+    """
+
+    group: Group
+    real_y: torch.Tensor
+    new_y: torch.Tensor
+    shares: torch.Tensor | None
+    small: bool
+    generator: torch.Generator
+    rounds: int
+
+    @property
+    def strata(self) -> torch.Tensor | None:
+        """The real rows' classes when the group is class-matched, else None (one stratum)."""
+        return None if self.shares is None else self.real_y
+
+    @property
+    def new_strata(self) -> torch.Tensor | None:
+        """The new rows' classes when the group is class-matched (a bootstrap keeps the mix)."""
+        return None if self.shares is None else self.new_y
+
+    def real_weights(self) -> torch.Tensor | None:
+        """Per real row ``share(c) / real rows of c``: the real rows reweighted to the new rows'
+        class mix (all equal when the mixes already match); None when not class-matched."""
+        return None if self.shares is None else class_weights(self.real_y, self.shares)
+
+
+def class_shares(new_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classes present in `new_y` (sorted) and the share of the rows each one has."""
+    classes, counts = torch.unique(new_y, return_counts=True)
+    return classes, counts.to(torch.float64) / counts.sum()
+
+
+def class_weights(real_y: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
+    """Per row of `real_y` (whose sorted classes are the strata of `shares`): its class's share
+    divided by the class's row count, so the rows of each class carry that class's share."""
+    _, inverse, counts = torch.unique(real_y, return_inverse=True, return_counts=True)
+    return shares.to(torch.float64)[inverse] / counts.to(torch.float64)[inverse]
+
+
+def matched_reference(real_y: torch.Tensor, new_y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Indices of real rows drawn without replacement in the class proportions of `new_y`, as many
+    as the real rows allow: ``N = min_c floor(real_c * new_total / new_c)`` and ``round(new_c * N /
+    new_total)`` rows of each class c of the new rows. When the mixes already match, every real
+    row (in order). Classes of `new_y` must all have real rows."""
+    classes, new_counts = torch.unique(new_y, return_counts=True)
+    total = int(new_counts.sum())
+    real_index = [(real_y == c).nonzero().flatten() for c in classes.tolist()]
+    size = min(len(rows) * total // int(m) for rows, m in zip(real_index, new_counts.tolist()))
+    gen_device = generator.device
+    chosen = []
+    for rows, m in zip(real_index, new_counts.tolist()):
+        take = (2 * int(m) * size + total) // (2 * total)
+        if take < len(rows):
+            keys = torch.rand(len(rows), generator=generator, device=gen_device).to(rows.device)
+            rows = rows[keys.argsort()[:take]].sort().values
+        chosen.append(rows)
+    return torch.cat(chosen).sort().values
+
+
+Measured = Mapping[str, "Estimate | tuple[float, float | None]"]
+
+
+def measure_groups(ectx: "EvalContext", params: FeatureParams, evaluator: str,
+                   measure: Callable[[torch.Tensor, torch.Tensor, Task], Measured],
+                   min_rows: int | None = None, need: str = "") -> Metrics:
+    """Run `measure(real_features, new_features, task)` on every group (see `Task`).
+
+    `measure` returns ``{name: Estimate}`` (or ``(value, std)``); name ``""`` files the number at
+    the group's path, any other name below it (``generated/overall/precision``). Each number's
+    ``n`` is the group's count of new rows. Overall groups are class-matched (``params.
+    match_classes``): only the real rows of the classes among the group's new rows are given,
+    with the new rows' class shares, and each estimator's name gets ``-class-weighted``. A group
+    with fewer than `min_rows` (default ``params.min_rows``; `need` says why more) rows on a side
+    is measured with the small-sample estimator (``params.small_sample``), else skipped with the
+    counts; a group with fewer than 2 rows on a side (or per class, class-matched) is skipped.
     """
     metrics = Metrics()
     comparison = prepare_comparison(ectx, params, evaluator)
@@ -125,19 +208,46 @@ def measure_groups(ectx: "EvalContext", params: FeatureParams, evaluator: str,
                                        "to compare with the real ones")
         return metrics
     minimum = params.min_rows if min_rows is None else min_rows
-    done: dict[tuple[str | None, bytes], dict[str, tuple[float, float | None]]] = {}
+    real_y, new_y = comparison.real.y.to(comparison.real_features.device), comparison.new.y
+    new_y = new_y.to(comparison.new_features.device)
+    classes = comparison.real.classes
+    done: dict[tuple[str | None, bytes], dict[str, Estimate]] = {}
     for group in comparison.groups:
-        n_new, n_real = group.new_index.numel(), group.real_index.numel()
-        if n_new < minimum or n_real < minimum:
-            reason = (f"{n_new} {group.describe()} against {n_real} real rows; {evaluator} reports a number only "
-                      f"from at least {minimum} of each{need} (param min_rows)")
-            metrics.skip(group.path, reason)
+        real_index, shares = group.real_index, None
+        group_new_y = new_y[group.new_index]
+        if group.label is None and params.match_classes:
+            present, shares = class_shares(group_new_y)
+            real_counts = torch.bincount(real_y, minlength=len(classes))[present.to(real_y.device)]
+            if bool((real_counts < 2).any()):
+                lacking = ", ".join(f"'{classes[c]}' ({int(n)})" for c, n in zip(present.tolist(), real_counts.tolist())
+                                    if n < 2)
+                metrics.skip(group.path, f"the class-matched comparison needs at least 2 real training rows of each "
+                                         f"class of the {group.describe()}; real rows of {lacking} (param "
+                                         f"match_classes: false compares with every real row as they are)")
+                continue
+            real_index = torch.isin(real_y, present.to(real_y.device)).nonzero().flatten()
+        n_new, n_real = group.new_index.numel(), real_index.numel()
+        small = n_new < minimum or n_real < minimum
+        if n_new < 2 or n_real < 2 or (small and not params.small_sample):
+            least, why = (minimum, f"{need} (param min_rows)") if n_new >= 2 and n_real >= 2 else (2, "")
+            metrics.skip(group.path, f"{n_new} {group.describe()} against {n_real} real rows; {evaluator} reports a "
+                                     f"number only from at least {least} of each{why}")
             continue
         # "new" equals an origin family when only one origin is present: reuse that number.
         signature = (group.label, group.new_index.cpu().numpy().tobytes())
         if signature not in done:
-            done[signature] = dict(measure(comparison.real_features[group.real_index],
-                                           comparison.new_features[group.new_index], group))
-        for name, (value, std) in done[signature].items():
-            metrics.add(group.path if not name else f"{group.path}/{name}", value, n_new, std)
+            task = Task(group, real_y[real_index], group_new_y, shares, small, ectx.rng.spawn(group.path).torch,
+                        params.bootstrap)
+            results = measure(comparison.real_features[real_index], comparison.new_features[group.new_index], task)
+            done[signature] = {name: _as_estimate(result, shares is not None) for name, result in results.items()}
+        for name, e in done[signature].items():
+            metrics.add(group.path if not name else f"{group.path}/{name}", e.value, n_new, e.std, e.estimator,
+                        e.interval)
     return metrics
+
+
+def _as_estimate(result: "Estimate | tuple[float, float | None]", class_matched: bool) -> Estimate:
+    e = result if isinstance(result, Estimate) else Estimate(float(result[0]), result[1])
+    if class_matched and e.estimator is not None:
+        e = Estimate(e.value, e.std, f"{e.estimator}-class-weighted", e.interval)
+    return e

@@ -54,9 +54,14 @@ class FeatureParams(Evaluator.Params):
                           "needed by feature_space: inception; nothing is downloaded")
     cnn_epochs: int = Field(100, ge=1, le=1000, description="most training epochs of the trained-cnn feature network "
                                                                  "(it stops early on the val split when there is one)")
-    min_rows: int = Field(20, ge=2, description="fewest real and fewest new rows a number is reported from; "
-                                                "smaller groups are skipped with the reason")
-    per_class: bool = Field(True, description="also report each class (when it has min_rows real and new rows)")
+    min_rows: int = Field(20, ge=2, description="fewest real and fewest new rows the standard estimator is used "
+                                                "from; smaller groups get the small-sample one")
+    per_class: bool = Field(True, description="also report each class")
+    match_classes: bool = Field(True, description="overall numbers compare the new rows with real rows in the same "
+                                                  "class proportions (class-weighted); false: with every real row")
+    small_sample: bool = Field(True, description="a group with fewer than min_rows rows on a side gets a "
+                                                 "small-sample estimate with a bootstrap interval; false: skipped")
+    bootstrap: int = Field(200, ge=10, le=10_000, description="bootstrap rounds behind a small-sample interval")
     batch_size: int = Field(512, ge=1, description="rows per batch when computing network features")
 
 

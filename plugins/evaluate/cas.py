@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import Field
 
 from setforge.components import Evaluator
-from setforge.context import Cache, EvalContext, Metrics
+from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset, Origin
 
-from ._classifiers import train_classifier
+from ._downstream import model_options, trained_model
 
 __all__ = ["ClassAgreementScore"]
 
@@ -88,11 +88,7 @@ class ClassAgreementScore(Evaluator):
     def _classifier(self, ectx: EvalContext, real: Dataset):
         params = self.params
         kind = params.model if params.model != "auto" else ("cnn" if real.modality == "image" else "mlp")
-        val = ectx.val if ectx.val is not None and len(ectx.val) else None
-        rng = ectx.rng.spawn("classifier")
-        # depends only on the real rows, params and seed: cached by content, so a resumed run reuses it
-        key = Cache.key("cas", kind, real.fingerprint(), None if val is None else val.fingerprint(),
-                        params.model_dump_json(), rng.seed, rng.key, str(ectx.device))
-        return ectx.cache.get_or_compute(key, lambda: train_classifier(
-            kind, real, val, rng, ectx.device, epochs=params.epochs, patience=params.patience,
-            batch_size=params.batch_size, lr=params.lr, hidden=params.hidden))
+        # The shared downstream model on the real rows (seed 0 of the run's shared evaluator
+        # randomness): the very model `utility` and `ablation` train as their raw baseline when
+        # they ask for the same model, so it trains once per run.
+        return trained_model(ectx, model_options(params, kind), real, repeat=0)

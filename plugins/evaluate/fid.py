@@ -9,9 +9,9 @@ from pydantic import Field
 from setforge.components import Evaluator
 from setforge.context import Metrics
 
-from ._comparison import Group, measure_groups
+from ._comparison import Task, measure_groups
 from ._features import FeatureParams, feature_params_problems
-from ._stats import frechet_distance_from_features
+from ._stats import Estimate, frechet_distance_from_features, frechet_small_sample
 
 if TYPE_CHECKING:
     import torch
@@ -28,8 +28,12 @@ class FrechetDistance(Evaluator):
     distance ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))`` takes the trace of the matrix square
     root from a symmetric eigendecomposition (see ``setforge.plugins.evaluate._stats``), which agrees
     with pytorch-fid's ``scipy.linalg.sqrtm`` route and is several times faster. Lower is closer;
-    0 means the same first two moments. FID is biased upwards for small sets, so compare numbers
-    from similar row counts (each number carries its count of new rows).
+    0 means the same first two moments. Overall numbers are class-weighted: the real rows' moments
+    are weighted so that each class counts as much as among the new rows (reliability weights;
+    the plain FID when the mixes match). A group with fewer than ``min_rows`` rows on a side gets
+    the distance in ``d < n`` principal dimensions with a bootstrap interval
+    (``frechet-pca<d>-bootstrap``). FID is biased upwards for small sets, so compare numbers from
+    similar row counts and the same estimator (each number names its estimator and ``n``).
     """
 
     name = "fid"
@@ -41,11 +45,14 @@ class FrechetDistance(Evaluator):
     class Params(FeatureParams):
         """FID params."""
 
-        min_rows: int = Field(50, ge=2, description="fewest real and fewest new rows a distance is reported from; "
-                                                    "smaller groups are skipped with the reason")
+        min_rows: int = Field(50, ge=2, description="fewest real and fewest new rows the full-dimension distance "
+                                                    "is used from; smaller groups get the small-sample one")
 
     def _evaluate(self, ectx: "EvalContext") -> Metrics:
-        def measure(real: "torch.Tensor", new: "torch.Tensor", group: Group) -> dict[str, tuple[float, None]]:
-            return {"": (frechet_distance_from_features(real, new), None)}
+        def measure(real: "torch.Tensor", new: "torch.Tensor", task: Task) -> dict[str, Estimate]:
+            if task.small:
+                return {"": frechet_small_sample(real, new, task.rounds, task.generator, task.real_weights(),
+                                                 task.strata, task.new_strata)}
+            return {"": Estimate(frechet_distance_from_features(real, new, task.real_weights()), None, "frechet")}
 
         return measure_groups(ectx, self.params, self.name, measure)

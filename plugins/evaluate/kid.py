@@ -9,9 +9,9 @@ from pydantic import Field
 from setforge.components import Evaluator
 from setforge.context import Metrics
 
-from ._comparison import Group, measure_groups
+from ._comparison import Task, measure_groups
 from ._features import FeatureParams, feature_params_problems
-from ._stats import kid
+from ._stats import Estimate, kid, kid_small_sample
 
 if TYPE_CHECKING:
     import torch
@@ -27,9 +27,12 @@ class KernelDistance(Evaluator):
     The unbiased estimator of the squared MMD with the polynomial kernel ``(x.y / d + 1)^3``,
     computed on ``subsets`` random subsets of ``min(subset_size, real rows, new rows)`` rows of
     each set (drawn without replacement, from the evaluator's seeded generator); the number is
-    the mean over subsets and its ``std`` the spread (torch-fidelity's formula and defaults).
-    Unlike FID it is unbiased, so small groups can be compared; values near 0 (even slightly
-    negative) mean indistinguishable.
+    the mean over subsets and its ``std`` the spread (torch-fidelity's formula and defaults;
+    ``kid-subsets``). Overall numbers are class-weighted: each subset's real rows are drawn class
+    by class and the kernel means weighted by the new rows' class shares. A group with fewer than
+    ``min_rows`` rows on a side gets the unbiased estimate from all its rows with a bootstrap
+    interval (``kid-unbiased-bootstrap``). Values near 0 (even slightly negative) mean
+    indistinguishable.
     """
 
     name = "kid"
@@ -50,11 +53,38 @@ class KernelDistance(Evaluator):
     def _evaluate(self, ectx: "EvalContext") -> Metrics:
         p = self.params
 
-        def measure(real: "torch.Tensor", new: "torch.Tensor", group: Group) -> dict[str, tuple[float, float]]:
-            # One generator per group path: a group's number does not depend on which groups ran before.
-            generator = ectx.rng.spawn(group.path).torch
-            result = kid(real, new, subsets=p.subsets, subset_size=p.subset_size, generator=generator,
-                         degree=p.degree, gamma=p.gamma, coef0=p.coef0)
-            return {"": (result.mean, result.std)}
+        def measure(real: "torch.Tensor", new: "torch.Tensor", task: Task) -> dict[str, Estimate]:
+            kernel = {"degree": p.degree, "gamma": p.gamma, "coef0": p.coef0}
+            if task.small:
+                # The larger side (never the one below min_rows) is cut to subset_size rows, so the
+                # kernel matrices stay small; the small side is used whole.
+                new, new_y = _at_most(new, task.new_y, p.subset_size, task.generator)
+                real, real_y = _at_most(real, task.real_y, p.subset_size, task.generator)
+                strata = None if task.shares is None else real_y
+                new_strata = None if task.shares is None else new_y
+                return {"": kid_small_sample(real, new, task.rounds, task.generator, strata1=strata,
+                                             shares=task.shares, strata2=new_strata, **kernel)}
+            result = kid(real, new, subsets=p.subsets, subset_size=p.subset_size, generator=task.generator,
+                         strata1=task.strata, shares=task.shares, **kernel)
+            return {"": Estimate(result.mean, result.std, "kid-subsets")}
 
         return measure_groups(ectx, p, self.name, measure)
+
+
+def _at_most(rows: "torch.Tensor", labels: "torch.Tensor", limit: int,
+             generator: "torch.Generator") -> tuple["torch.Tensor", "torch.Tensor"]:
+    """`rows` (and their labels) cut to about `limit`, drawn without replacement class by class in
+    proportion (each class keeps at least 2 rows), when there are more."""
+    if rows.shape[0] <= limit:
+        return rows, labels
+    import torch
+
+    labels = labels.to(rows.device)
+    keep = []
+    for c in torch.unique(labels).tolist():
+        index = (labels == c).nonzero().flatten()
+        take = max(2, -(-limit * len(index) // rows.shape[0]))
+        keys = torch.rand(len(index), generator=generator, device=generator.device).to(rows.device)
+        keep.append(index[keys.argsort()[:take]])
+    keep = torch.cat(keep).sort().values
+    return rows[keep], labels[keep]

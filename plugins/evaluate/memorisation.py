@@ -10,11 +10,12 @@ from pydantic import Field
 from setforge.components import Evaluator
 from setforge.context import Metrics
 
-from ._comparison import NEW, Group, comparison_groups, new_rows
+from ._comparison import NEW, Group, class_shares, class_weights, comparison_groups, new_rows
 from ._features import (FeatureParams, embed_rows, feature_params_problems, raw_space, real_rows,
                         resolve_feature_space)
 from ._figures import pairs_figure
 from .._shared.knn import knn
+from ._stats import bootstrap_counts, bootstrap_summary, weighted_median, wilson_interval
 
 if TYPE_CHECKING:
     from setforge.context import EvalContext
@@ -37,7 +38,11 @@ class Memorisation(Evaluator):
     ``threshold_quantile`` (1%) quantile of held-out DCRs, so a generator that does not copy has a
     near-copy share near 1%; planted copies sit at DCR 0. The closest pairs of each origin are kept
     as figures (new row above its closest real training row). Augmented rows are near their
-    parent by design: read their numbers as a check on the augmentation's strength.
+    parent by design: read their numbers as a check on the augmentation's strength. An overall
+    ``dcr_ratio`` is class-matched: its yardstick is the weighted median of the held-out DCRs,
+    each class weighted by its share among the new rows. Groups (or yardsticks) of fewer than
+    ``min_rows`` rows get bootstrap intervals (``median-bootstrap``, ``median-ratio-bootstrap``)
+    and a Wilson interval for the share; every number names its estimator.
     """
 
     name = "memorisation"
@@ -87,9 +92,10 @@ class Memorisation(Evaluator):
         threshold = self._threshold(metrics, holdout_dcr, holdout_name)
         groups = comparison_groups(holdout_y, new.y, new.origin, real.classes, p.per_class)
         for group in groups:
-            self._measure_group(metrics, group, new_dcr, holdout_dcr, threshold, holdout_name)
+            self._measure_group(metrics, ectx, group, new_dcr, new.y, holdout_dcr, holdout_y, threshold, holdout_name,
+                                real.classes)
         if holdout_dcr is not None:
-            self._measure_holdout(metrics, holdout_dcr, holdout_y, real.classes, threshold)
+            self._measure_holdout(metrics, ectx, holdout_dcr, holdout_y, real.classes, threshold)
         if p.figure_pairs:
             self._figures(metrics, ectx, new, real, new_dcr, new_nearest, groups)
         return metrics
@@ -118,41 +124,92 @@ class Memorisation(Evaluator):
         metrics.add("threshold", value, holdout_dcr.numel())
         return value
 
-    def _measure_group(self, metrics: Metrics, group: Group, new_dcr: torch.Tensor, holdout_dcr: torch.Tensor | None,
-                       threshold: float | None, holdout_name: str) -> None:
+    def _measure_group(self, metrics: Metrics, ectx: "EvalContext", group: Group, new_dcr: torch.Tensor,
+                       new_y: torch.Tensor, holdout_dcr: torch.Tensor | None, holdout_y: torch.Tensor,
+                       threshold: float | None, holdout_name: str, classes: tuple[str, ...]) -> None:
         p = self.params
         dcr = new_dcr[group.new_index]
         n = dcr.numel()
-        if n < p.min_rows:
+        small = n < p.min_rows
+        if n < 2 or (small and not p.small_sample):
+            least, why = (p.min_rows, " (param min_rows)") if n >= 2 else (2, "")
             metrics.skip(group.path, f"{n} {group.describe()}; memorisation reports a number only from at least "
-                                     f"{p.min_rows} (param min_rows)")
+                                     f"{least}{why}")
             return
-        median = float(dcr.median())
-        metrics.add(f"{group.path}/dcr_median", median, n)
-        metrics.add(f"{group.path}/dcr_mean", float(dcr.mean()), n, float(dcr.std()) if n > 1 else 0.0)
-        if threshold is not None:
-            metrics.add(f"{group.path}/near_copy_share", float((dcr <= threshold).double().mean()), n)
-        else:
-            metrics.skip(f"{group.path}/near_copy_share", "no near-copy cut-off (see the skip reason of 'threshold')")
+        generator = ectx.rng.spawn(group.path).torch
+        group_y = new_y.to(dcr.device)[group.new_index]
+        matched = group.label is None and p.match_classes
+        counts = (bootstrap_counts(n, p.bootstrap, generator, group_y if matched else None, dcr.device)
+                  if small else None)
+        self._dcr_numbers(metrics, group.path, dcr, threshold, counts)
         path = f"{group.path}/dcr_ratio"
         if holdout_dcr is None:
             metrics.skip(path, "no real held-out rows (test or val split) to compare distances with")
             return
-        reference = holdout_dcr[group.real_index]
+        reference, reference_y = holdout_dcr[group.real_index], holdout_y[group.real_index]
         where = "" if group.label is None else f" of class '{group.label}'"
-        if reference.numel() < p.min_rows:
-            metrics.skip(path, f"{reference.numel()} held-out {holdout_name} rows{where}; the ratio needs at least "
-                               f"{p.min_rows} (param min_rows)")
+        weights, suffix = None, ""
+        if matched:
+            # The yardstick in the new rows' class mix: held-out rows of their classes, reweighted.
+            present, shares = class_shares(group_y)
+            lacking = [classes[c] for c in present.tolist() if not bool((reference_y == c).any())]
+            if lacking:
+                metrics.skip(path, f"no held-out {holdout_name} rows of class(es) {lacking} of the {group.describe()}, "
+                                   f"so no class-matched yardstick (param match_classes: false uses every held-out "
+                                   f"row)")
+                return
+            keep = torch.isin(reference_y, present.to(reference_y.device))
+            reference, reference_y = reference[keep], reference_y[keep]
+            weights, suffix = class_weights(reference_y, shares.to(reference.device)), "-class-weighted"
+        m = reference.numel()
+        ratio_small = small or m < p.min_rows
+        if m < 2 or (ratio_small and not p.small_sample):
+            metrics.skip(path, f"{m} held-out {holdout_name} rows{where}; the ratio needs at least "
+                               f"{p.min_rows if m >= 2 else 2}{' (param min_rows)' if m >= 2 else ''}")
             return
-        reference_median = float(reference.median())
+        reference_weights = torch.ones_like(reference) if weights is None else weights
+        reference_median = float(weighted_median(reference, reference_weights))
         if reference_median <= 0:
             metrics.skip(path, f"the held-out {holdout_name} rows{where} have median DCR 0: they duplicate training "
                                f"rows (split leakage), so no ratio can be formed")
             return
-        metrics.add(path, median / reference_median, n)
+        ratio = float(dcr.median()) / reference_median
+        if not ratio_small:
+            metrics.add(path, ratio, n, estimator=f"median-ratio{suffix}")
+            return
+        if counts is None:
+            counts = bootstrap_counts(n, p.bootstrap, generator, group_y if matched else None, dcr.device)
+        reference_counts = bootstrap_counts(m, p.bootstrap, generator, reference_y if matched else None, dcr.device)
+        rounds = weighted_median(dcr, counts) / weighted_median(reference, reference_counts * reference_weights)
+        e = bootstrap_summary(ratio, rounds, f"median-ratio-bootstrap{suffix}")
+        metrics.add(path, e.value, n, e.std, e.estimator, e.interval)
 
-    def _measure_holdout(self, metrics: Metrics, holdout_dcr: torch.Tensor, holdout_y: torch.Tensor,
-                         classes: tuple[str, ...], threshold: float | None) -> None:
+    def _dcr_numbers(self, metrics: Metrics, path: str, dcr: torch.Tensor, threshold: float | None,
+                     counts: torch.Tensor | None, skip_share: bool = True) -> None:
+        """``dcr_median``, ``dcr_mean`` (std: the DCRs' spread) and ``near_copy_share`` of `dcr`; with
+        bootstrap `counts` (fewer than min_rows rows) with bootstrap and Wilson intervals. Without a
+        threshold the share is skipped with the reason (when `skip_share`)."""
+        n = dcr.numel()
+        median, mean, spread = float(dcr.median()), float(dcr.mean()), float(dcr.std())
+        share = None if threshold is None else float((dcr <= threshold).double().mean())
+        if counts is None:
+            metrics.add(f"{path}/dcr_median", median, n, estimator="median")
+            metrics.add(f"{path}/dcr_mean", mean, n, spread, estimator="mean")
+            if share is not None:
+                metrics.add(f"{path}/near_copy_share", share, n, estimator="share")
+        else:
+            e = bootstrap_summary(median, weighted_median(dcr, counts), "median-bootstrap")
+            metrics.add(f"{path}/dcr_median", median, n, e.std, e.estimator, e.interval)
+            e = bootstrap_summary(mean, counts @ dcr / counts.sum(-1), "mean-bootstrap")
+            metrics.add(f"{path}/dcr_mean", mean, n, spread, e.estimator, e.interval)
+            if share is not None:
+                metrics.add(f"{path}/near_copy_share", share, n, estimator="share-wilson",
+                            interval=wilson_interval(share, n))
+        if share is None and skip_share:
+            metrics.skip(f"{path}/near_copy_share", "no near-copy cut-off (see the skip reason of 'threshold')")
+
+    def _measure_holdout(self, metrics: Metrics, ectx: "EvalContext", holdout_dcr: torch.Tensor,
+                         holdout_y: torch.Tensor, classes: tuple[str, ...], threshold: float | None) -> None:
         p = self.params
         parts: list[tuple[str, torch.Tensor]] = [("holdout/overall", holdout_dcr)]
         if p.per_class:
@@ -160,14 +217,14 @@ class Memorisation(Evaluator):
                       for c in torch.unique(holdout_y).tolist()]
         for path, dcr in parts:
             n = dcr.numel()
-            if n < p.min_rows:
+            small = n < p.min_rows
+            if n < 2 or (small and not p.small_sample):
                 metrics.skip(path, f"{n} held-out rows; memorisation reports a number only from at least "
-                                   f"{p.min_rows} (param min_rows)")
+                                   f"{p.min_rows if n >= 2 else 2}{' (param min_rows)' if n >= 2 else ''}")
                 continue
-            metrics.add(f"{path}/dcr_median", float(dcr.median()), n)
-            metrics.add(f"{path}/dcr_mean", float(dcr.mean()), n, float(dcr.std()) if n > 1 else 0.0)
-            if threshold is not None:
-                metrics.add(f"{path}/near_copy_share", float((dcr <= threshold).double().mean()), n)
+            counts = bootstrap_counts(n, p.bootstrap, ectx.rng.spawn(path).torch, None, dcr.device) if small else None
+            # Without a cut-off there is no held-out share; that is reported once, at 'threshold'.
+            self._dcr_numbers(metrics, path, dcr, threshold, counts, skip_share=False)
 
     def _figures(self, metrics: Metrics, ectx: "EvalContext", new: "Dataset", real: "Dataset",
                  new_dcr: torch.Tensor, new_nearest: torch.Tensor, groups: list[Group]) -> None:

@@ -3,20 +3,17 @@ on the real test split?"""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from pydantic import Field
 
 from setforge.components import Evaluator
-from setforge.context import Cache, EvalContext, Metrics
+from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset
 
-from ._classifiers import classification_scores, train_classifier
+from ._classifiers import calibration_scores, classification_scores
+from ._downstream import SCORES as _SCORES, ModelParams, model_options, test_probabilities
 
 __all__ = ["Utility"]
-
-_SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
 def _key(name: str) -> str:
@@ -27,7 +24,9 @@ class Utility(Evaluator):
     """The same downstream model trained on the raw and on the optimised training set, scored on the real test split.
 
     Both models share everything but their training rows: architecture, initial weights, batch
-    order and early stopping on the real val split (fixed epochs when there is none). Paths
+    order and early stopping on the real val split (fixed epochs when there is none). Seeds come
+    from the run's shared evaluator randomness, so the raw model is the one ``ablation`` and
+    ``cas`` train too, and it trains once per run. Paths
     (under ``utility/``): ``raw/<score>``, ``optimised/<score>`` and ``delta/<score>`` (optimised
     minus raw) for ``accuracy``, ``balanced_accuracy`` and ``macro_f1``; ``raw/recall/<class>``,
     ``optimised/recall/<class>`` and ``delta/recall/<class>`` per class. ``n`` is the number of
@@ -46,19 +45,12 @@ class Utility(Evaluator):
                               f"'logistic-regression'")]
         return []
 
-    class Params(Evaluator.Params):
-        """The downstream model and how it is trained."""
+    class Params(ModelParams):
+        """The downstream model, how it is trained, and how many seeds."""
 
-        model: Literal["logistic-regression", "mlp", "cnn"] = Field(
-            "logistic-regression", description="the downstream classifier (cnn needs images)")
-        epochs: int = Field(100, ge=1, le=10_000, description="most training epochs")
-        patience: int = Field(10, ge=1, le=1000, description="epochs without a lower val loss before stopping")
-        batch_size: int = Field(128, ge=1, le=65_536, description="rows per training batch")
-        lr: float | None = Field(None, gt=0.0, le=10.0, description="Adam learning rate (default: 1e-2 for "
-                                                                     "logistic-regression, 1e-3 mlp, 3e-3 cnn)")
-        weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="Adam weight decay")
-        hidden: int = Field(128, ge=1, le=65_536, description="hidden units (mlp, cnn)")
         repeats: int = Field(1, ge=1, le=100, description="train the pair with this many seeds; report mean and std")
+        calibration_bins: int = Field(15, ge=1, le=1000, description="equal-width confidence bins of the expected "
+                                                                     "calibration error")
 
     def _evaluate(self, ectx: EvalContext) -> Metrics:
         metrics = Metrics()
@@ -68,13 +60,19 @@ class Utility(Evaluator):
                 metrics.skip(what, "there is no real test split to score on")
             return metrics
         scores: dict[str, list[dict]] = {"raw": [], "optimised": []}
+        minority = self._minority(ectx.raw_train, test)
         for repeat in range(self.params.repeats):
-            rng = ectx.rng.spawn(repeat)
             for what, train in (("raw", ectx.raw_train), ("optimised", ectx.train)):
-                predictions = self._predictions(ectx, train, test, rng)
-                scores[what].append(classification_scores(test.y, predictions, test.num_classes))
+                probabilities = self._probabilities(ectx, train, repeat)
+                result = classification_scores(test.y, probabilities.argmax(dim=1), test.num_classes)
+                result.update(calibration_scores(test.y, probabilities, self.params.calibration_bins))
+                if minority:
+                    result["minority_recall"] = sum(result["recall"][c] for c in minority) / len(minority)
+                scores[what].append(result)
         n = len(test)
-        for score in _SCORES:
+        if not minority:
+            metrics.skip("raw/minority_recall", "the smallest training class has no rows in the test split")
+        for score in (*_SCORES, "ece", "brier", *(("minority_recall",) if minority else ())):
             raw = torch.tensor([s[score] for s in scores["raw"]], dtype=torch.float64)
             opt = torch.tensor([s[score] for s in scores["optimised"]], dtype=torch.float64)
             self._add(metrics, f"raw/{score}", raw, n)
@@ -90,23 +88,48 @@ class Utility(Evaluator):
             self._add(metrics, f"raw/recall/{_key(name)}", raw, support[c])
             self._add(metrics, f"optimised/recall/{_key(name)}", opt, support[c])
             self._add(metrics, f"delta/recall/{_key(name)}", opt - raw, support[c])
+        self._table(metrics, ectx, test, scores, minority)
         return metrics
 
-    def _predictions(self, ectx: EvalContext, train: Dataset, test: Dataset, rng) -> torch.Tensor:
-        params = self.params
-        val = ectx.val if ectx.val is not None and len(ectx.val) else None
-        # The trained model depends only on its data, params and seed: cached by content, so a
-        # resumed run (and a raw baseline shared by several evaluators) trains it once.
-        key = Cache.key("utility", train.fingerprint(), None if val is None else val.fingerprint(), test.fingerprint(),
-                        params.model_dump_json(exclude={"repeats"}), rng.seed, rng.key, str(ectx.device))
+    def _probabilities(self, ectx: EvalContext, train: Dataset, repeat: int) -> torch.Tensor:
+        # The shared downstream model: trained once per run for each training set and seed, so
+        # the raw baseline is the one `ablation` and `cas` see too.
+        return test_probabilities(ectx, model_options(self.params), train, repeat)
 
-        def fit() -> torch.Tensor:
-            model = train_classifier(params.model, train, val, rng, ectx.device, epochs=params.epochs,
-                                     patience=params.patience, batch_size=params.batch_size, lr=params.lr,
-                                     weight_decay=params.weight_decay, hidden=params.hidden)
-            return model.predict(test.x.to(ectx.device)).cpu()
+    @staticmethod
+    def _minority(raw_train: Dataset, test: Dataset) -> list[int]:
+        """The classes with the fewest real rows in the raw training split (ties: all of them) that
+        have test rows; their mean test recall is ``minority_recall``."""
+        counts = torch.bincount(raw_train.y.cpu(), minlength=raw_train.num_classes)
+        present = counts > 0
+        if not bool(present.any()):
+            return []
+        fewest = int(counts[present].min())
+        in_test = torch.bincount(test.y.cpu(), minlength=test.num_classes)
+        return [c for c in range(len(counts)) if counts[c] == fewest and in_test[c] > 0]
 
-        return ectx.cache.get_or_compute(key, fit)
+    @staticmethod
+    def _table(metrics: Metrics, ectx: EvalContext, test: Dataset, scores: dict[str, list[dict]],
+               minority: list[int]) -> None:
+        """The per-class table: training rows before and after, test rows, recall and F1 of both models."""
+        raw_counts = torch.bincount(ectx.raw_train.y.cpu(), minlength=test.num_classes).tolist()
+        opt_counts = torch.bincount(ectx.train.y.cpu(), minlength=test.num_classes).tolist()
+        support = scores["raw"][0]["support"]
+
+        def mean(what: str, key: str, c: int) -> float | None:
+            values = [s[key][c] for s in scores[what]]
+            return None if any(v is None for v in values) else sum(values) / len(values)
+
+        rows = []
+        for c, name in enumerate(test.classes):
+            recall_raw, recall_opt = mean("raw", "recall", c), mean("optimised", "recall", c)
+            cells = [f"{v:.4f}" if v is not None else "-" for v in
+                     (recall_raw, recall_opt, None if recall_raw is None else recall_opt - recall_raw,
+                      mean("raw", "f1", c), mean("optimised", "f1", c))]
+            rows.append([name + (" (minority)" if c in minority else ""), raw_counts[c], opt_counts[c], support[c],
+                         *cells])
+        metrics.table("per_class", ["class", "train raw", "train optimised", "test rows", "recall raw",
+                                    "recall optimised", "recall change", "f1 raw", "f1 optimised"], rows)
 
     @staticmethod
     def _add(metrics: Metrics, path: str, values: torch.Tensor, n: int) -> None:

@@ -42,7 +42,7 @@ def test_numbers_match_a_classifier_trained_by_hand_on_the_real_rows():
     # "generated" rows: unseen real digits, half labelled right, the rest shifted to the next class
     y = torch.where(torch.arange(len(pool)) % 2 == 0, pool.y, (pool.y + 1) % 10)
     metrics, ectx = _evaluate(parts, _with_generated(parts["train"], pool.x, y))
-    model = train_classifier("mlp", parts["train"], parts["val"], ectx.rng.spawn("classifier"), "cpu",
+    model = train_classifier("mlp", parts["train"], parts["val"], ectx.shared_rng.spawn(0), "cpu",
                              epochs=15, patience=3, batch_size=128, lr=None, hidden=128)
     predicted = model.predict(pool.x)
     agree = predicted == y

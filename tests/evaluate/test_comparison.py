@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from setforge import Dataset, EvalContext, Metrics, Origin
-from setforge.plugins.evaluate._comparison import comparison_groups, measure_groups
+from setforge.plugins.evaluate._comparison import comparison_groups, matched_reference, measure_groups
+from setforge.plugins.evaluate._stats import Estimate
 from setforge.plugins.evaluate._features import FeatureParams
 
 
@@ -39,11 +41,11 @@ def test_measure_groups_files_numbers_with_counts_and_skips_small_groups():
     ectx = EvalContext.from_seed(0, train, train=Dataset.concat([train, new]))
     seen = []
 
-    def measure(real, fresh, group):
-        seen.append((group.path, real.shape[0], fresh.shape[0]))
+    def measure(real, fresh, task):
+        seen.append((task.group.path, real.shape[0], fresh.shape[0]))
         return {"": (float(fresh.shape[0]), None), "spread": (1.0, 0.5)}
 
-    metrics = measure_groups(ectx, FeatureParams(min_rows=5), "toy", measure)
+    metrics = measure_groups(ectx, FeatureParams(min_rows=5, small_sample=False), "toy", measure)
     assert isinstance(metrics, Metrics)
     # "new" equals "resampled" here (one origin), so it is measured once and filed twice.
     assert seen == [("resampled/overall", 20, 9), ("resampled/by_class/p", 12, 5)]
@@ -54,3 +56,45 @@ def test_measure_groups_files_numbers_with_counts_and_skips_small_groups():
     assert set(skipped) == {"resampled/by_class/q", "new/by_class/q"}
     assert skipped["resampled/by_class/q"] == ("4 resampled rows of class 'q' against 8 real rows; toy reports a "
                                                "number only from at least 5 of each (param min_rows)")
+
+
+def test_overall_groups_are_class_matched_and_small_groups_flagged():
+    x = torch.arange(40, dtype=torch.float32).view(20, 2)
+    y = torch.tensor([0] * 12 + [1] * 8)
+    train = Dataset(x=x, y=y, classes=("p", "q"), modality="tabular")
+    rows = torch.tensor([0, 1, 2, 3, 4, 5, 12, 13])  # 6 new rows of p, 2 of q
+    new = Dataset(x=x[rows] + 0.5, y=y[rows], classes=("p", "q"), modality="tabular",
+                  origin=torch.full((8,), int(Origin.GENERATED)), parent=torch.full((8,), -1),
+                  row_id=torch.full((8,), -1))
+    ectx = EvalContext.from_seed(0, train, train=Dataset.concat([train, new]))
+    tasks = {}
+
+    def measure(real, fresh, task):
+        tasks[task.group.path] = (task, real.shape[0])
+        return {"": Estimate(1.0, None, "toy")}
+
+    metrics = measure_groups(ectx, FeatureParams(min_rows=5), "toy", measure)
+    overall, n_real = tasks["generated/overall"]
+    assert n_real == 20 and overall.shares.tolist() == [0.75, 0.25] and not overall.small
+    weights = overall.real_weights()
+    # Each class of real rows carries its share among the new rows.
+    assert float(weights[y == 0].sum()) == pytest.approx(0.75) and float(weights[y == 1].sum()) == pytest.approx(0.25)
+    assert metrics.get("generated/overall").estimator == "toy-class-weighted"
+    # 2 new rows of q (< min_rows): measured with the small-sample flag, not skipped.
+    q, _ = tasks["generated/by_class/q"]
+    assert q.small and q.shares is None and q.real_weights() is None
+    assert metrics.get("generated/by_class/q").estimator == "toy"
+    assert not metrics.skipped
+
+
+def test_matched_reference_draws_real_rows_in_the_new_class_proportions():
+    real_y = torch.tensor([0] * 30 + [1] * 20 + [2] * 10)
+    generator = torch.Generator().manual_seed(0)
+    # The same mix: every real row.
+    same = torch.tensor([0] * 3 + [1] * 2 + [2] * 1)
+    assert matched_reference(real_y, same, generator).tolist() == list(range(60))
+    # New rows mostly of the smallest class: as many real rows as class 2's ten allow.
+    skewed = torch.tensor([0] * 10 + [2] * 30)
+    index = matched_reference(real_y, skewed, generator)
+    assert torch.bincount(real_y[index], minlength=3).tolist() == [3, 0, 10]
+    assert len(set(index.tolist())) == len(index)

@@ -13,10 +13,10 @@ from setforge.testing import check_component
 from tests.evaluate._distribution_data import context, flipped, noisy_copies, real_split
 
 
-def reference_fid(a: np.ndarray, b: np.ndarray) -> float:
-    """pytorch-fid: numpy moments and scipy sqrtm."""
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+def reference_fid(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """pytorch-fid: numpy moments and scipy sqrtm (the first set's moments weighted by `weights`)."""
+    mu1, mu2 = np.average(a, axis=0, weights=weights), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False, aweights=weights), np.cov(b, rowvar=False)
     covmean = linalg.sqrtm(s1.dot(s2)).real
     diff = mu1 - mu2
     return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
@@ -45,18 +45,29 @@ def test_digits_generated_and_augmented_rows():
     assert (gen.n, aug.n, new.n) == (600, 300, 900)
     # Noisy copies of real rows sit much closer to the real rows than mirrored digits do.
     assert 0 < gen.value < aug.value
-    assert gen.value == pytest.approx(reference_fid(standardised(train, train.x), standardised(train, generated.x)),
-                                      rel=1e-5)
+    # Overall: the real rows weighted so that each class counts as much as among the generated rows.
+    real_y, new_y = train.y.numpy(), generated.y.numpy()
+    shares = np.bincount(new_y, minlength=10) / len(new_y)
+    weights = shares[real_y] / np.bincount(real_y, minlength=10)[real_y]
+    assert gen.value == pytest.approx(reference_fid(standardised(train, train.x), standardised(train, generated.x),
+                                                    weights), rel=1e-5)
+    assert gen.estimator == "frechet-class-weighted"
+    plain = FrechetDistance({**params, "match_classes": False}).evaluate(context(train, [generated], test))
+    assert plain.get("fid/generated/overall").value == pytest.approx(
+        reference_fid(standardised(train, train.x), standardised(train, generated.x)), rel=1e-5)
+    assert plain.get("fid/generated/overall").estimator == "frechet"
     # Per class: each class of the generated rows against the real rows of that class.
     three = metrics.get("fid/generated/by_class/3")
     real3 = train.x[train.y == 3]
     assert three.n == int((generated.y == 3).sum())
     assert three.value == pytest.approx(reference_fid(standardised(train, real3),
                                                       standardised(train, generated.x[generated.y == 3])), rel=1e-5)
-    # A class with fewer than min_rows augmented rows is skipped with the counts and the param.
-    skipped = metrics.skipped.get("fid", {})
-    small = [p for p in skipped if p.startswith("augmented/by_class/")]
-    assert small and all("min_rows" in skipped[p] and "real rows" in skipped[p] for p in small)
+    assert three.estimator == "frechet" and three.interval is None
+    # A class with fewer than min_rows augmented rows gets the small-sample estimate, named, with an interval.
+    small = {p: m for p, m in metrics.flat().items() if p.startswith("fid/augmented/by_class/") and m.n < 30}
+    assert small and all(m.estimator.startswith("frechet-pca") and m.interval[0] <= m.value <= m.interval[1]
+                         for m in small.values())
+    assert not metrics.skipped.get("fid")
 
 
 def test_noisier_copies_are_further():
@@ -87,10 +98,14 @@ def test_breast_cancer_resampled_and_generated_rows():
     assert {"fid/generated/by_class/malignant", "fid/generated/by_class/benign"} <= set(metrics.flat())
 
 
-def test_refuses_too_few_rows_and_no_new_rows():
+def test_small_groups_get_the_small_sample_estimate_or_are_refused():
     train, test = real_split("breast-cancer")
     generated = noisy_copies(train, torch.arange(10), 0.3, Origin.GENERATED)
-    metrics = FrechetDistance().evaluate(context(train, [generated], test))
+    small = FrechetDistance().evaluate(context(train, [generated], test)).get("fid/generated/overall")
+    # 10 new rows: the distance in 9 principal dimensions, class-weighted, with its bootstrap interval.
+    assert small.n == 10 and small.estimator == "frechet-pca9-bootstrap-class-weighted"
+    assert small.interval[0] <= small.value <= small.interval[1] and small.std > 0
+    metrics = FrechetDistance({"small_sample": False}).evaluate(context(train, [generated], test))
     assert not metrics.measures
     reason = metrics.skipped["fid"]["generated/overall"]
     assert "10 generated rows" in reason and "at least 50" in reason and "min_rows" in reason

@@ -21,7 +21,7 @@ def test_one_subset_of_every_row_equals_the_reference_mmd():
     # permutation of each whole set, and the unbiased MMD does not depend on the order.
     train, test = real_split("breast-cancer")
     generated = noisy_copies(train, torch.arange(len(train)), 0.5, Origin.GENERATED)
-    params = {"subsets": 1, "subset_size": 10_000, "per_class": False}
+    params = {"subsets": 1, "subset_size": 10_000, "per_class": False, "match_classes": False}
     measure = KernelDistance(params).evaluate(context(train, [generated], test)).get("kid/generated/overall")
     x = train.x.double()
     mean, std = x.mean(0), x.std(0)
@@ -62,8 +62,11 @@ def test_breast_cancer_copies_are_near_zero_and_shifted_rows_are_not():
     assert apart.value > 3 * apart.std and apart.value > 10 * max(abs(near.value), 1e-4)
 
 
-def test_refuses_too_few_rows():
+def test_small_groups_get_the_unbiased_estimate_with_a_bootstrap_interval_or_are_refused():
     train, test = real_split("breast-cancer")
-    metrics = KernelDistance({"min_rows": 40}).evaluate(
-        context(train, [noisy_copies(train, torch.arange(30), 0.1, Origin.AUGMENTED)], test))
+    ectx = lambda: context(train, [noisy_copies(train, torch.arange(30), 0.1, Origin.AUGMENTED)], test)  # noqa: E731
+    small = KernelDistance({"min_rows": 40}).evaluate(ectx()).get("kid/augmented/overall")
+    assert small.n == 30 and small.estimator == "kid-unbiased-bootstrap-class-weighted"
+    assert small.interval[0] < small.value < small.interval[1]
+    metrics = KernelDistance({"min_rows": 40, "small_sample": False}).evaluate(ectx())
     assert "30 augmented rows" in metrics.skipped["kid"]["augmented/overall"]

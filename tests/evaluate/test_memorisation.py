@@ -108,8 +108,15 @@ def test_without_held_out_rows_reports_distances_and_says_why_not_the_rest():
     assert "generated/overall/near_copy_share" in skipped
 
 
-def test_too_few_new_rows_are_refused():
+def test_too_few_new_rows_get_bootstrap_intervals_or_are_refused():
     train, test, fresh = split3("breast-cancer")
     copied, _ = planted(train, fresh, copies=5)
-    metrics = Memorisation().evaluate(context(train, [copied], test))
+    small = Memorisation().evaluate(context(train, [copied], test))
+    median = small.get("memorisation/generated/overall/dcr_median")
+    assert median.n == 5 and median.estimator == "median-bootstrap"
+    assert median.interval[0] <= median.value <= median.interval[1]
+    ratio = small.get("memorisation/generated/overall/dcr_ratio")
+    assert ratio.estimator == "median-ratio-bootstrap-class-weighted" and ratio.interval is not None
+    assert small.get("memorisation/generated/overall/near_copy_share").estimator == "share-wilson"
+    metrics = Memorisation({"small_sample": False}).evaluate(context(train, [copied], test))
     assert "5 generated rows" in metrics.skipped["memorisation"]["generated/overall"]

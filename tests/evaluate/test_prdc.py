@@ -85,6 +85,12 @@ def test_breast_cancer_realistic_and_off_manifold_rows():
 def test_minimum_rows_is_at_least_k_plus_one():
     train, test = real_split("breast-cancer")
     few = noisy_copies(train, torch.arange(6), 0.1, Origin.GENERATED)
-    metrics = PrecisionRecallDensityCoverage({"min_rows": 2, "k": 6}).evaluate(context(train, [few], test))
+    metrics = PrecisionRecallDensityCoverage({"min_rows": 2, "k": 6, "small_sample": False}).evaluate(
+        context(train, [few], test))
     reason = metrics.skipped["prdc"]["generated/overall"]
     assert "at least 7" in reason and "more than k=6" in reason
+    # By default such a group gets k cut below its row counts and Wilson intervals.
+    small = PrecisionRecallDensityCoverage({"min_rows": 2, "k": 6}).evaluate(context(train, [few], test))
+    precision = small.get("prdc/generated/overall/precision")
+    assert precision.estimator == "prdc-k5-wilson-class-weighted"
+    assert 0 <= precision.interval[0] <= precision.value <= precision.interval[1] <= 1

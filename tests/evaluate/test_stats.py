@@ -173,3 +173,111 @@ def test_ball_counts_are_exact_on_boundaries_and_duplicates():
     got = stats.ball_counts(torch.tensor(points) * 1000, torch.tensor(centres) * 1000,
                             torch.tensor(radii_squared) * 1e6, block_size=8)
     np.testing.assert_array_equal(got.numpy(), expected)
+
+
+# ---------------------------------------------------------- class-weighted and small-sample
+def test_weighted_moments_match_numpy_aweights():
+    a = features(80, 5, seed=4)
+    w = np.random.default_rng(0).uniform(0.1, 2.0, size=80)
+    m = stats.moments(a, w)
+    np.testing.assert_allclose(m.mean.numpy(), np.average(a, axis=0, weights=w), rtol=1e-12)
+    np.testing.assert_allclose(m.cov.numpy(), np.cov(a, rowvar=False, aweights=w), rtol=1e-10)
+
+
+def test_class_weighted_fid_equals_plain_fid_when_the_class_mixes_match():
+    # Real rows 300/200/100 over three classes, new rows 150/100/50: the same mix.
+    rng = np.random.default_rng(7)
+    real_y = np.repeat([0, 1, 2], [300, 200, 100])
+    new_y = np.repeat([0, 1, 2], [150, 100, 50])
+    real = features(600, 12, seed=1) + 2.0 * real_y[:, None]
+    new = features(300, 12, seed=2, shift=0.3) + 2.0 * new_y[:, None] + 0.1 * rng.normal(size=(300, 12))
+    shares = np.bincount(new_y) / len(new_y)
+    weights = shares[real_y] / np.bincount(real_y)[real_y]
+    plain = stats.frechet_distance_from_features(real, new)
+    assert stats.frechet_distance_from_features(real, new, weights) == pytest.approx(plain, rel=1e-10)
+    # A different mix weights the classes differently and so changes the distance.
+    other = np.array([0.1, 0.1, 0.8])[real_y] / np.bincount(real_y)[real_y]
+    assert abs(stats.frechet_distance_from_features(real, new, other) - plain) > 0.1 * plain
+
+
+def test_class_weighted_kid_is_unbiased_for_the_mixture():
+    # The first set over-represents class 0 (400 rows against 40); weighted to shares 0.5/0.5 it
+    # stands for the mixture, so it is close to the second set drawn 50/50, and the plain KID is not.
+    g = torch.Generator().manual_seed(0)
+    d = 6
+    centre = torch.zeros(d, dtype=torch.float64)
+    centre[0] = 3.0
+    x = torch.cat([torch.randn(400, d, generator=g, dtype=torch.float64),
+                   torch.randn(40, d, generator=g, dtype=torch.float64) + centre])
+    strata = torch.tensor([0] * 400 + [1] * 40)
+    y = torch.cat([torch.randn(200, d, generator=g, dtype=torch.float64),
+                   torch.randn(200, d, generator=g, dtype=torch.float64) + centre])
+    weighted = stats.kid(x, y, subsets=50, subset_size=200, generator=g, strata1=strata, shares=[0.5, 0.5])
+    plain = stats.kid(x, y, subsets=50, subset_size=200, generator=g)
+    assert abs(weighted.mean) < 3 * weighted.std / 50 ** 0.5 + 0.02
+    assert plain.mean > 10 * abs(weighted.mean) and plain.mean > 0.1
+
+
+def test_class_mmd_with_one_class_is_the_unbiased_mmd_for_unequal_sizes():
+    x, y = torch.tensor(features(15, 4, seed=1)), torch.tensor(features(40, 4, seed=2, shift=0.5))
+    k = stats.polynomial_kernel
+    expected = (((k(x, x).sum() - k(x, x).trace()) / (15 * 14)) + ((k(y, y).sum() - k(y, y).trace()) / (40 * 39))
+                - 2 * k(x, y).mean())
+    estimate = stats.kid_small_sample(x, y, rounds=20, generator=torch.Generator().manual_seed(0))
+    assert estimate.value == pytest.approx(float(expected), rel=1e-10)
+    assert estimate.estimator == "kid-unbiased-bootstrap"
+
+
+def test_small_sample_kid_interval_covers_the_large_sample_value_on_gaussians():
+    d = 8
+    shift = torch.zeros(d, dtype=torch.float64)
+    shift[0] = 0.8
+    g = torch.Generator().manual_seed(1)
+    large = stats.kid(torch.randn(4000, d, generator=g, dtype=torch.float64),
+                      torch.randn(4000, d, generator=g, dtype=torch.float64) + shift,
+                      subsets=50, subset_size=1000, generator=g).mean
+    covered, trials = 0, 20
+    for trial in range(trials):
+        gen = torch.Generator().manual_seed(100 + trial)
+        real = torch.randn(10, d, generator=gen, dtype=torch.float64)
+        new = torch.randn(40, d, generator=gen, dtype=torch.float64) + shift
+        estimate = stats.kid_small_sample(real, new, rounds=200, generator=gen)
+        low, high = estimate.interval
+        covered += low <= large <= high
+        assert low <= estimate.value <= high
+    # A 95% interval from 10 rows: it covers the value 4000 rows give in nearly every trial.
+    assert covered >= 17
+
+
+def test_small_sample_frechet_uses_fewer_dims_than_rows_and_separates_shifts():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(7, 64, generator=g, dtype=torch.float64)
+    near = torch.randn(300, 64, generator=g, dtype=torch.float64)
+    far = torch.randn(300, 64, generator=g, dtype=torch.float64) + 1.5
+    close = stats.frechet_small_sample(real, near, rounds=100, generator=g)
+    apart = stats.frechet_small_sample(real, far, rounds=100, generator=g)
+    assert close.estimator == apart.estimator == "frechet-pca6-bootstrap"
+    assert close.interval[0] <= close.value <= close.interval[1]
+    assert apart.value > close.interval[1]
+    # The estimate is the plain Fréchet distance of the two sets projected onto 6 directions.
+    basis = stats._pooled_basis(real, torch.ones(7, dtype=torch.float64), near, 6)
+    assert close.value == pytest.approx(stats.frechet_distance_from_features(real @ basis, near @ basis), rel=1e-9)
+
+
+def test_weighted_median_and_wilson_interval():
+    values = torch.tensor([5.0, 1.0, 3.0, 2.0], dtype=torch.float64)
+    assert float(stats.weighted_median(values, torch.ones(4))) == float(values.median())  # lower median, 2
+    assert float(stats.weighted_median(values, torch.tensor([0.0, 0.0, 1.0, 0.0]))) == 3.0
+    batch = stats.weighted_median(values, torch.tensor([[1.0, 1, 1, 1], [3.0, 0, 0, 0]]))
+    assert batch.tolist() == [2.0, 5.0]
+    # Wilson's score interval, from its closed form: 5 of 10 at 95%.
+    low, high = stats.wilson_interval(0.5, 10)
+    assert (low, high) == (pytest.approx(0.236593, abs=1e-6), pytest.approx(0.763407, abs=1e-6))
+    assert stats.wilson_interval(0.0, 4)[0] == 0.0
+
+
+def test_bootstrap_counts_keep_strata_sizes():
+    strata = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    counts = stats.bootstrap_counts(9, 30, torch.Generator().manual_seed(0), strata)
+    assert counts.shape == (30, 9) and bool((counts.sum(1) == 9).all())
+    assert bool((counts[:, :3].sum(1) == 3).all()) and bool((counts[:, 5:].sum(1) == 4).all())

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
+import numpy as np
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, f1_score, recall_score
 
 from setforge import DataError, Dataset, EvalContext, Origin, Rng
-from setforge.plugins.evaluate._classifiers import (Classifier, classification_scores, fit_classifier,
-                                                  train_classifier)
+from setforge.plugins.evaluate._classifiers import (Classifier, calibration_scores, classification_scores,
+                                                  fit_classifier, train_classifier)
 from setforge.plugins.evaluate.utility import Utility
 from setforge.plugins.source.sklearn import BreastCancerSource, DigitsSource
 from setforge.context import StepContext
@@ -109,6 +110,50 @@ def test_utility_compares_raw_and_optimised_on_the_test_split(digits):
     # the same data on both sides gives a zero difference: the two models share everything else
     same = Utility({"epochs": 40}).evaluate(EvalContext.from_seed(0, train, train=train, val=val, test=test))
     assert same.get("utility/delta/accuracy").value == 0.0
+    # calibration of the same raw model, and the recall of the smallest training class (9)
+    calibration = calibration_scores(test.y, raw_model.predict_proba(test.x))
+    assert get("raw/ece") == pytest.approx(calibration["ece"], rel=1e-5)
+    assert get("raw/brier") == pytest.approx(calibration["brier"], rel=1e-5)
+    assert get("delta/brier") == pytest.approx(get("optimised/brier") - get("raw/brier"))
+    assert get("raw/minority_recall") == pytest.approx(expected["recall"][9])
+    assert get("optimised/minority_recall") == get("optimised/recall/9")
+    table = metrics.tables["utility"]["per_class"]
+    assert table["header"][:4] == ["class", "train raw", "train optimised", "test rows"]
+    assert [row[0] for row in table["rows"]] == [str(c) for c in range(9)] + ["9 (minority)"]
+    nine = table["rows"][9]
+    assert nine[1:4] == [str(counts[9]), str(max(counts)), str(int((test.y == 9).sum()))]
+    assert float(nine[4]) == pytest.approx(expected["recall"][9], abs=1e-4)
+
+
+def reference_ece(y_true: np.ndarray, probabilities: np.ndarray, bins: int) -> float:
+    """Guo et al.'s ECE, row by row: bins (lo, hi] of the top probability (0 goes in the first)."""
+    confidence, predicted = probabilities.max(1), probabilities.argmax(1)
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for b in range(bins):
+        inside = (confidence > edges[b]) & (confidence <= edges[b + 1]) | ((b == 0) & (confidence == 0))
+        if inside.any():
+            total += inside.mean() * abs((predicted[inside] == y_true[inside]).mean() - confidence[inside].mean())
+    return total
+
+
+@pytest.mark.parametrize(("classes", "bins", "seed"), [(2, 10, 0), (3, 15, 1), (10, 15, 2), (4, 1, 3)])
+def test_calibration_scores_match_the_reference_formulas_and_scikit_learn(classes, bins, seed):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(300, classes)) * 2
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    y_true = np.array([rng.choice(classes, p=p) if rng.random() < 0.7 else rng.integers(classes)
+                       for p in probabilities])
+    scores = calibration_scores(torch.tensor(y_true), torch.tensor(probabilities), bins)
+    assert scores["ece"] == pytest.approx(reference_ece(y_true, probabilities, bins), abs=1e-12)
+    if classes == 2:  # the classic binary Brier score on the positive class
+        expected = brier_score_loss(y_true, probabilities[:, 1])
+    else:
+        expected = brier_score_loss(y_true, probabilities, labels=list(range(classes)))
+    assert scores["brier"] == pytest.approx(expected, rel=1e-12)
+    # a perfect, certain classifier: both 0
+    perfect = calibration_scores(torch.tensor(y_true), torch.nn.functional.one_hot(torch.tensor(y_true), classes))
+    assert perfect == {"ece": 0.0, "brier": 0.0}
 
 
 def test_repeats_give_a_spread_and_no_test_split_is_skipped(digits):

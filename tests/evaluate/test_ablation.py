@@ -1,0 +1,171 @@
+"""ablation: the downstream model after each step and with each step left out, verdicts by the spread,
+one raw baseline per run shared with utility and cas."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from setforge import Dataset, EvalContext, Origin
+from setforge.tools.cli import main
+from setforge.context import Cache, StepContext, StepRecord
+from setforge.plugins.evaluate import _classifiers as classifiers
+from setforge.plugins.evaluate.ablation import Ablation, verdict
+from setforge.plugins.evaluate.utility import Utility
+from setforge.plugins.source.sklearn import DigitsSource
+from setforge.testing import check_component
+
+FAST = {"model": "logistic-regression", "epochs": 30, "patience": 3, "repeats": 3}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """Long-tailed digits: (train, val, test)."""
+    splits = DigitsSource({"imbalance": 10}).load(StepContext.from_seed(0))
+    perm = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))
+    return splits.train[perm[40:]].replace(row_id=None), splits.train[perm[:40]], splits.test
+
+
+def _oversample(ds: Dataset) -> Dataset:
+    """Every class copied up to the largest (what random over-sampling does)."""
+    counts = ds.class_counts()
+    index = torch.cat([(ds.y == c).nonzero().flatten()[torch.arange(max(counts) - n) % n]
+                       for c, n in enumerate(counts)])
+    copies = ds[index].replace(origin=torch.full((len(index),), int(Origin.RESAMPLED)), parent=index, row_id=None)
+    return Dataset.concat([ds, copies])
+
+
+def _mislabel(ds: Dataset) -> Dataset:
+    """Two thirds of the rows moved to the next class: a step that must hurt."""
+    rows = torch.arange(len(ds)) % 3 != 0
+    return ds.replace(y=torch.where(rows, (ds.y + 1) % ds.num_classes, ds.y))
+
+
+STEPS = [_oversample, _mislabel]
+
+
+def _context(digits, steps=STEPS, replay=True):
+    train, val, test = digits
+    records, ds = [], train
+    for i, step in enumerate(steps):
+        ds = step(ds)
+        records.append(StepRecord(i, "resample", step.__name__.strip("_"), ds))
+
+    def run_only(indices):
+        out = train
+        for i in sorted(indices):
+            out = steps[i](out)
+        return out
+
+    return EvalContext.from_seed(0, train, ds, val=val, test=test, steps=records, name="ablation",
+                                 replay=run_only if replay else None)
+
+
+def test_conformance():
+    check_component(Ablation)
+
+
+def test_verdict_compares_the_mean_gain_with_its_spread():
+    assert verdict(torch.tensor([0.05, 0.06, 0.04])) == "helped"
+    assert verdict(torch.tensor([-0.05, -0.06, -0.04])) == "hurt"
+    assert verdict(torch.tensor([0.05, -0.04, 0.01])) == "within noise"
+    assert verdict(torch.tensor([0.02, 0.02])) == "helped"  # no spread: any gain is real
+    assert verdict(torch.tensor([0.01, 0.03, 0.02]), noise=3.0) == "within noise"
+
+
+def test_cumulative_and_leave_one_out_match_models_trained_by_hand(digits):
+    ectx = _context(digits)
+    metrics = Ablation(FAST).evaluate(ectx)
+    get = lambda path: metrics.get(f"ablation/{path}")  # noqa: E731
+    train, val, test = digits
+    options = dict(FAST)
+    repeats = options.pop("repeats")
+    options.pop("model")
+
+    def by_hand(ds):
+        values = []
+        for r in range(repeats):
+            model = classifiers.train_classifier("logistic-regression", ds, val, ectx.shared_rng.spawn(r), "cpu",
+                                                 **options)
+            values.append(classifiers.classification_scores(test.y, model.predict(test.x), 10)["balanced_accuracy"])
+        return torch.tensor(values, dtype=torch.float64)
+
+    raw, over = by_hand(train), by_hand(_oversample(train))
+    mislabelled_only = by_hand(_mislabel(train))
+    assert get("cumulative/0/balanced_accuracy").value == pytest.approx(float(raw.mean()))
+    assert get("cumulative/0/balanced_accuracy").std == pytest.approx(float(raw.std()))
+    assert get("cumulative/1/balanced_accuracy").value == pytest.approx(float(over.mean()))
+    assert get("step/0-oversample/gain/balanced_accuracy").value == pytest.approx(float((over - raw).mean()))
+    # leaving out step 0 re-runs step 1 alone on the raw rows
+    assert get("step/0-oversample/without/balanced_accuracy").value == pytest.approx(float(mislabelled_only.mean()))
+    final = get("cumulative/2/balanced_accuracy").value
+    assert get("step/1-mislabel/loo/balanced_accuracy").value == pytest.approx(final - float(over.mean()))
+    assert get("cumulative/2/accuracy").n == len(test)
+    table = metrics.tables["ablation"]["steps"]
+    assert table["rows"][0][0] == "raw" and [r[0] for r in table["rows"][1:]] == ["0-oversample", "1-mislabel"]
+    # moving two thirds of the labels to another class hurts, added or left in
+    assert table["rows"][2][3] == "hurt" and table["rows"][2][6] == "hurt"
+
+
+def test_without_replay_only_the_cumulative_numbers(digits):
+    metrics = Ablation(FAST).evaluate(_context(digits, replay=False))
+    assert "ablation/cumulative/2/accuracy" in metrics
+    assert "ablation/step/0-oversample/without/accuracy" not in metrics
+    assert "replay" in metrics.skipped["ablation"]["step"]
+
+
+def test_the_raw_baseline_trains_once_for_utility_and_ablation(digits, monkeypatch):
+    calls = []
+    real_train = classifiers.train_classifier
+
+    def counting(kind, train, *args, **kwargs):
+        calls.append(train.fingerprint())
+        return real_train(kind, train, *args, **kwargs)
+
+    monkeypatch.setattr("setforge.plugins.evaluate._downstream.train_classifier", counting)
+    ectx = _context(digits, steps=STEPS[:1])
+    cache = Cache()
+    for evaluator in (Utility(FAST), Ablation(FAST)):
+        # what the host does: one cache and one shared Rng per run, each evaluator its own Rng
+        scoped = EvalContext(raw_train=ectx.raw_train, train=ectx.train, val=ectx.val, test=ectx.test,
+                             steps=ectx.steps, cache=cache, shared_rng=ectx.shared_rng,
+                             rng=ectx.shared_rng.spawn(evaluator.name), name=evaluator.name)
+        result = evaluator.evaluate(scoped)
+        if evaluator.name == "utility":
+            utility = result
+        else:
+            ablation = result
+    raw_fp = ectx.raw_train.fingerprint()
+    assert calls.count(raw_fp) == 3  # three seeds, each trained once for both evaluators
+    assert len(calls) == 6  # raw and optimised, three seeds each: ablation trained nothing new
+    assert ablation.get("ablation/cumulative/0/accuracy").value == utility.get("utility/raw/accuracy").value
+    assert ablation.get("ablation/cumulative/1/accuracy").value == utility.get("utility/optimised/accuracy").value
+
+
+def test_a_run_with_ablation_gives_verdicts_in_the_report_and_summary(tmp_path, capsys):
+    config = {
+        "seed": 0, "device": "cpu",
+        "source": {"name": "sklearn-digits", "params": {"imbalance": 10}},
+        "split": {"val": 0.1},
+        "pipeline": [{"resample": "random-over"}, {"resample": "random-under"}],
+        "evaluate": [{"name": "utility", "params": {**FAST}},
+                     {"name": "ablation", "params": {**FAST}}],
+        "output": {"dir": str(tmp_path / "out")},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    measures = report["metrics"]["measures"]
+    assert measures["ablation"]["cumulative/0/accuracy"]["value"] == measures["utility"]["raw/accuracy"]["value"]
+    assert measures["ablation"]["cumulative/2/accuracy"]["value"] == measures["utility"]["optimised/accuracy"]["value"]
+    # step 1 left out is the run's own prefix; step 0 left out re-ran random-under on the raw rows
+    assert "step/0-random-over/without/accuracy" in measures["ablation"]
+    table = report["metrics"]["tables"]["ablation"]["steps"]
+    assert all(row[3] in ("helped", "hurt", "within noise") for row in table["rows"][1:])
+    assert "ablation: steps" in printed and "1-random-under" in printed
+    assert (tmp_path / "out" / "report.html").read_text().count("ablation: steps") == 1
