@@ -3,20 +3,62 @@ on the real test split?"""
 
 from __future__ import annotations
 
-from typing import Literal
+import importlib.metadata
+from typing import Any, Protocol
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from setforge.components import Evaluator
 from setforge.context import Cache, EvalContext, Metrics
 from setforge.dataset import Dataset
+from setforge.errors import DataError, PluginError
+from setforge.rng import Rng
 
-from .._shared.classifiers import classification_scores, train_classifier
+from .._shared.classifiers import CLASSIFIER_KINDS, classification_scores, train_classifier
 
-__all__ = ["Utility"]
+__all__ = ["Utility", "DownstreamModel", "MODEL_ENTRY_POINT_GROUP", "downstream_models"]
 
 _SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
+#: The entry-point group where a distribution contributes downstream models for ``utility``.
+MODEL_ENTRY_POINT_GROUP = "setforge.models"
+_BUILTIN_MODALITIES = ("image", "tabular", "audio")
+
+
+class DownstreamModel(Protocol):
+    """What a contributed ``utility`` model provides (a class, found by its entry point's name).
+
+    ``modalities``: the data it takes. ``__init__(options)`` gets utility's params as a dict
+    (``epochs``, ``lr``, ... — use what applies); ``fit(train, val, rng, device)`` trains on the
+    `Dataset` ``train`` (``val`` may be None), drawing every random number from the `Rng`;
+    ``predict(ds)`` returns ``(N,)`` int64 labels for a `Dataset` of the same classes.
+    """
+
+    modalities: tuple[str, ...]
+
+    def __init__(self, options: dict[str, Any]) -> None: ...
+
+    def fit(self, train: Dataset, val: Dataset | None, rng: Rng, device: torch.device) -> None: ...
+
+    def predict(self, ds: Dataset) -> torch.Tensor: ...
+
+
+def downstream_models() -> dict[str, importlib.metadata.EntryPoint]:
+    """The downstream models installed distributions contribute, by name (not loaded)."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=MODEL_ENTRY_POINT_GROUP)}
+
+
+def _load_model(name: str) -> type:
+    entry_point = downstream_models()[name]
+    dist = getattr(entry_point, "dist", None)
+    where = f"{getattr(dist, 'name', 'unknown')} {getattr(dist, 'version', '')}".strip()
+    try:
+        model = entry_point.load()
+    except Exception as error:  # noqa: BLE001 - a broken contributed model is named with its distribution
+        raise PluginError(f"evaluate 'utility': model '{name}' ({where}) failed to load: {error}") from error
+    if not isinstance(getattr(model, "modalities", None), tuple):
+        raise PluginError(f"evaluate 'utility': model '{name}' ({where}) has no modalities tuple")
+    return model
 
 
 def _key(name: str) -> str:
@@ -36,14 +78,15 @@ class Utility(Evaluator):
     """
 
     name = "utility"
-    modalities = ("image", "tabular", "audio")
+    modalities = ("image", "tabular", "audio", "text")
     testing_params = {"epochs": 5, "patience": 2}
 
     class Params(Evaluator.Params):
         """The downstream model and how it is trained."""
 
-        model: Literal["logistic-regression", "mlp", "cnn"] = Field(
-            "logistic-regression", description="the downstream classifier (cnn needs images)")
+        model: str = Field("logistic-regression", description="the downstream classifier: logistic-regression, "
+                           "mlp, cnn (images), or a model an installed plugin contributes (entry-point group "
+                           "setforge.models)")
         epochs: int = Field(100, ge=1, le=10_000, description="most training epochs")
         patience: int = Field(10, ge=1, le=1000, description="epochs without a lower val loss before stopping")
         batch_size: int = Field(128, ge=1, le=65_536, description="rows per training batch")
@@ -53,8 +96,17 @@ class Utility(Evaluator):
         hidden: int = Field(128, ge=1, le=65_536, description="hidden units (mlp, cnn)")
         repeats: int = Field(1, ge=1, le=100, description="train the pair with this many seeds; report mean and std")
 
+        @field_validator("model")
+        @classmethod
+        def _known_model(cls, name: str) -> str:
+            if name not in CLASSIFIER_KINDS and name not in downstream_models():
+                choices = ", ".join([*CLASSIFIER_KINDS, *sorted(downstream_models())])
+                raise ValueError(f"unknown model {name!r}; choose one of {choices}")
+            return name
+
     def _evaluate(self, ectx: EvalContext) -> Metrics:
         metrics = Metrics()
+        self._check_model_modality(ectx.train.modality)
         test = ectx.test
         if test is None or len(test) == 0:
             for what in ("raw", "optimised", "delta"):
@@ -94,12 +146,26 @@ class Utility(Evaluator):
                         params.model_dump_json(exclude={"repeats"}), rng.seed, rng.key, str(ectx.device))
 
         def fit() -> torch.Tensor:
+            if params.model not in CLASSIFIER_KINDS:
+                model = _load_model(params.model)(params.model_dump(exclude={"model", "repeats"}))
+                model.fit(train, val, rng, torch.device(ectx.device))
+                return torch.as_tensor(model.predict(test)).to(torch.int64).cpu()
             model = train_classifier(params.model, train, val, rng, ectx.device, epochs=params.epochs,
                                      patience=params.patience, batch_size=params.batch_size, lr=params.lr,
                                      weight_decay=params.weight_decay, hidden=params.hidden)
             return model.predict(test.x.to(ectx.device)).cpu()
 
         return ectx.cache.get_or_compute(key, fit)
+
+    def _check_model_modality(self, modality: str) -> None:
+        name = self.params.model
+        accepted = _BUILTIN_MODALITIES if name in CLASSIFIER_KINDS else _load_model(name).modalities
+        if modality not in accepted:
+            others = [n for n in [*CLASSIFIER_KINDS, *sorted(downstream_models())]
+                      if modality in (_BUILTIN_MODALITIES if n in CLASSIFIER_KINDS else _load_model(n).modalities)]
+            hint = f"choose model: {' or '.join(others)}" if others else \
+                "install a plugin that contributes a model for it (such as setforge-text for text)"
+            raise DataError(f"evaluate 'utility': model '{name}' takes {list(accepted)} data, not {modality}; {hint}")
 
     @staticmethod
     def _add(metrics: Metrics, path: str, values: torch.Tensor, n: int) -> None:
