@@ -15,7 +15,7 @@ from setforge.dataset import Dataset
 from setforge.errors import DataError, PluginError
 from setforge.rng import Rng
 
-from .._shared.classifiers import CLASSIFIER_KINDS, classification_scores, train_classifier
+from ._classifiers import CLASSIFIER_KINDS, classification_scores, train_classifier
 
 __all__ = ["Utility", "DownstreamModel", "MODEL_ENTRY_POINT_GROUP", "downstream_models"]
 
