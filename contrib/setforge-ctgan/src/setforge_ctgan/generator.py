@@ -46,8 +46,8 @@ class CtganGenerator(Generator):
     name = "ctgan"
     modalities = ("tabular",)
     testing_params = {"epochs": 1, "batch_size": 20, "embedding_dim": 8, "generator_dim": [16],
-                      "discriminator_dim": [16]}
-    testing_data = {"categorical": "some"}
+                      "discriminator_dim": [16], "max_redraws": 1}
+    testing_data = {"categorical": "all"}  # discrete columns only: fast (no Gaussian mixtures) in the kit
 
     class Params(Generator.Params):
         """CTGAN's training params (names as in the ctgan package)."""
