@@ -38,7 +38,8 @@ class TextAugmenter(Augmenter):
     tensors; this one keeps its contract (``make_params`` / ``apply_params`` / ``forward`` replay
     from ``last_params``, ``augment`` appends ``copies`` of the rows with provenance) for lists of
     strings. A text augmenter takes a whole ``augment`` step by itself (setforge's ``Chain`` fuses
-    tensor ops only): use ``eda`` for several word operations in one step.
+    tensor ops only: a chain of text augmenters stops the run): use ``eda`` for several word
+    operations in one step.
     """
 
     modalities = ("text",)
