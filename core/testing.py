@@ -18,9 +18,16 @@ carry their origin, step and parent); data of a modality the component does not 
 small models) that the kit uses instead of the defaults; a component that reads files (a source)
 may define ``make_testing_params(folder) -> dict`` (a classmethod) that writes a small fixture
 into `folder` and returns the params to read it; a component that needs categorical tabular data
-sets ``testing_data = {"categorical": "some"}`` (or ``"all"``, see `sample_dataset`), and one
-that the kit's small samples cannot exercise for a modality it accepts names the others in
-``testing_modalities``.
+sets ``testing_data = {"categorical": "some"}`` (or ``"all"``, see `sample_dataset`), one that
+needs colour images sets ``testing_data = {"channels": 3}`` (RGB digits), and one that the kit's
+small samples cannot exercise for a modality it accepts names the others in
+``testing_modalities``. A component that accepts neither image nor tabular data is exercised on
+the kit's audio (synthesised tones) or text samples. A generator that can be saved (it defines
+``_state_dict``) must give the same rows after ``save`` and ``load`` into a fresh instance.
+
+Limits: the kit checks the contract, not quality; its samples are tiny (36 rows, 8x8 images),
+so size-dependent code paths (large images, many classes, long training) need the component's
+own tests; text components are checked for determinism and provenance only.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from typing import Any
 
 import torch
 
-from .components import BASE_FOR_KIND, NAME_PATTERN, Augmenter, Component
+from .components import BASE_FOR_KIND, NAME_PATTERN, Augmenter, Component, Generator
 from .context import EvalContext, Metrics, StepContext
 from .dataset import Dataset, FeatureInfo, Origin, Splits
 from .errors import ConfigError, ConformanceError, DataError
@@ -42,9 +49,23 @@ from .hookspecs import KINDS
 __all__ = ["check_component", "sample_dataset", "parametrize_components"]
 
 _SAMPLE_MODALITIES = ("image", "tabular")
+#: Sample data for components that accept neither image nor tabular data.
+_OTHER_MODALITIES = ("audio", "text")
+#: `testing_data` keys by the modality whose sample data they shape.
+_TESTING_DATA_KEYS = {"tabular": ("categorical",), "image": ("channels",)}
+_TEXTS = (
+    ("sport", "the team won the match in the final minute"), ("sport", "a late goal decided the cup final"),
+    ("sport", "the runner broke the national record today"), ("sport", "fans cheered as the striker scored twice"),
+    ("sport", "the coach praised the defence after the game"), ("sport", "she served an ace to win the set"),
+    ("food", "the soup was hot and full of fresh herbs"), ("food", "bake the bread until the crust is golden"),
+    ("food", "this cafe serves the best apple pie in town"), ("food", "add a pinch of salt to the sauce"),
+    ("weather", "heavy rain is expected over the hills tonight"),
+    ("weather", "a cold wind and snow will reach the coast"),
+)
 
 
-def sample_dataset(modality: str = "image", device: Any = "cpu", categorical: str = "none") -> Dataset:
+def sample_dataset(modality: str = "image", device: Any = "cpu", categorical: str = "none",
+                   channels: int = 1) -> Dataset:
     """Small, real, imbalanced data for the kit and for plugin tests.
 
     ``image``: 36 of scikit-learn's 8x8 digits (classes 0, 1, 2 with 18, 12 and 6 rows),
@@ -55,12 +76,24 @@ def sample_dataset(modality: str = "image", device: Any = "cpu", categorical: st
     ``categorical`` (tabular only): ``"some"`` turns the first three wine columns into categorical
     columns (tertiles of the column, codes 0-2 with categories ``low``, ``mid``, ``high``),
     ``"all"`` every column — for components that need categorical data (SMOTE-NC, SMOTE-N).
+    ``channels`` (image only): 3 gives RGB digits (the channels are ``v``, ``v**2`` and ``1 - v``
+    of the grey value ``v``, so they differ) for components that need colour.
+
+    ``audio``: 36 mono clips of 1024 samples at 8 kHz (classes ``low``, ``high``, ``chirp``: a
+    440 Hz tone, an 1100 Hz tone and a 200-2000 Hz chirp, amplitudes 0.2-0.8, 18/12/6 rows).
+    ``text``: 12 short sentences (classes ``sport``, ``food``, ``weather`` with 6, 4 and 2 rows).
     """
     from sklearn.datasets import load_digits, load_wine
 
     per_class = (18, 12, 6)
     if modality == "text":
-        return Dataset(x=["a", "b", "c", "d"], y=torch.tensor([0, 0, 1, 1]), classes=("p", "q"), modality="text")
+        classes = ("sport", "food", "weather")
+        return Dataset(x=[t for _, t in _TEXTS], y=torch.tensor([classes.index(c) for c, _ in _TEXTS]),
+                       classes=classes, modality="text")
+    if modality == "audio":
+        return _sample_audio(per_class).to(device)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     if modality == "image":
         bunch = load_digits()
         data, target = bunch.data / 16.0, bunch.target
@@ -75,7 +108,10 @@ def sample_dataset(modality: str = "image", device: Any = "cpu", categorical: st
     x = torch.tensor(data[rows], dtype=torch.float32)
     y = torch.tensor(target[rows], dtype=torch.int64)
     if modality == "image":
-        return Dataset(x=x.view(-1, 1, 8, 8).clamp(0, 1), y=y, classes=classes, modality="image").to(device)
+        x = x.view(-1, 1, 8, 8).clamp(0, 1)
+        if channels == 3:
+            x = torch.cat([x, x**2, 1 - x], dim=1)
+        return Dataset(x=x, y=y, classes=classes, modality="image").to(device)
     names = tuple(bunch.feature_names)
     if categorical not in ("none", "some", "all"):
         raise ValueError(f"categorical must be 'none', 'some' or 'all', got {categorical!r}")
@@ -86,6 +122,25 @@ def sample_dataset(modality: str = "image", device: Any = "cpu", categorical: st
     features = FeatureInfo(names=names, categorical={n: ("low", "mid", "high") for n in names[:binned]},
                            dtypes={n: ("str" if i < binned else "float64") for i, n in enumerate(names)})
     return Dataset(x=x, y=y, classes=classes, modality="tabular", features=features).to(device)
+
+
+def _sample_audio(per_class: tuple[int, ...]) -> Dataset:
+    """Tones and chirps with amplitudes and phases from a fixed seed (no global RNG)."""
+    rate, length = 8000, 1024
+    t = torch.arange(length, dtype=torch.float64) / rate
+    generator = torch.Generator().manual_seed(0)
+    rows, labels = [], []
+    for c, count in enumerate(per_class):
+        amplitude = 0.2 + 0.6 * torch.rand(count, 1, generator=generator, dtype=torch.float64)
+        phase = 2 * torch.pi * torch.rand(count, 1, generator=generator, dtype=torch.float64)
+        if c < 2:
+            angle = 2 * torch.pi * (440.0, 1100.0)[c] * t
+        else:  # a linear chirp from 200 to 2000 Hz over the clip
+            angle = 2 * torch.pi * (200.0 * t + 0.5 * (1800.0 / t[-1]) * t**2)
+        rows.append(amplitude * torch.sin(angle + phase))
+        labels += [c] * count
+    x = torch.cat(rows).to(torch.float32).unsqueeze(1)
+    return Dataset(x=x, y=torch.tensor(labels), classes=("low", "high", "chirp"), modality="audio")
 
 
 def _same(a: Dataset, b: Dataset) -> bool:
@@ -161,12 +216,16 @@ def _check_component(cls: type, params: Mapping[str, Any] | None, *, device: Any
         if behaviour is not None:
             wanted = modalities or tuple(m for m in getattr(cls, "testing_modalities", _SAMPLE_MODALITIES)
                                          if m in cls.modalities)
+            wanted = wanted or tuple(m for m in _OTHER_MODALITIES if m in cls.modalities)
             if cls.kind == "source":
                 wanted = wanted[:1] or ("any",)
             for modality in wanted:
                 report.run(f"{modality} data", lambda m=modality: behaviour(report, cls, chosen, m, device, seed))
-            if cls.kind != "source" and "text" not in cls.modalities:
-                report.run("text data", lambda: _rejects_modality(report, cls, chosen, device, seed))
+            if cls.kind != "source":
+                other = "text" if "text" not in cls.modalities else next(
+                    (m for m in ("image", "tabular", "audio") if m not in cls.modalities), None)
+                if other is not None:
+                    report.run(f"{other} data", lambda: _rejects_modality(report, cls, chosen, device, seed, other))
     if report.failures:
         raise ConformanceError(f"{label} breaks the component contract:\n  - " + "\n  - ".join(report.failures))
 
@@ -183,8 +242,9 @@ _KIT_DIR: Path | None = None
 
 
 def _testing_data(cls: type, modality: str) -> dict[str, Any]:
-    """The component's wishes for the kit's sample data (``testing_data``), for tabular data."""
-    return dict(getattr(cls, "testing_data", {})) if modality == "tabular" else {}
+    """The component's wishes for the kit's sample data of `modality` (``testing_data``)."""
+    wishes = dict(getattr(cls, "testing_data", {}))
+    return {k: v for k, v in wishes.items() if k in _TESTING_DATA_KEYS.get(modality, ())}
 
 
 def _ctx(seed: int, device: Any, step: int = 0) -> StepContext:
@@ -195,8 +255,9 @@ def _ctx(seed: int, device: Any, step: int = 0) -> StepContext:
     return StepContext.from_seed(seed, device=device, step=step, batch_size=16, workdir=workdir)
 
 
-def _rejects_modality(report: _Report, cls: type, params: Mapping[str, Any], device: Any, seed: int) -> None:
-    ds = sample_dataset("text")
+def _rejects_modality(report: _Report, cls: type, params: Mapping[str, Any], device: Any, seed: int,
+                      modality: str = "text") -> None:
+    ds = sample_dataset(modality, device)
     instance = cls(params)
     calls = {
         "preprocess": lambda: instance.fit(ds, _ctx(seed, device)),
@@ -208,15 +269,18 @@ def _rejects_modality(report: _Report, cls: type, params: Mapping[str, Any], dev
     try:
         calls[cls.kind]()
     except DataError as error:
-        report.check(cls.name in str(error), f"the DataError for unsupported text data must name '{cls.name}': {error}")
+        report.check(cls.name in str(error),
+                     f"the DataError for unsupported {modality} data must name '{cls.name}': {error}")
         return
-    report.failures.append("text data (not in its modalities) must raise DataError naming the component")
+    report.failures.append(f"{modality} data (not in its modalities) must raise DataError naming the component")
 
 
 def _check_rows(report: _Report, out: Any, ds: Dataset, device: Any, what: str, keep_shape: bool = True) -> bool:
     if not report.check(isinstance(out, Dataset), f"{what} returned {type(out).__name__}, not a Dataset"):
         return False
     report.check(out.modality == ds.modality and out.classes == ds.classes, f"{what} changed modality or classes")
+    if ds.modality == "text":  # a list of str, on the CPU
+        return report.check(isinstance(out.x, list), f"{what} returned text x of type {type(out.x).__name__}")
     report.check(out.x.dtype == torch.float32, f"{what} returned x of dtype {out.x.dtype}")
     report.check(out.device == torch.device(device) and out.x.device == torch.device(device),
                  f"{what} moved data to {out.x.device}, expected {device}")
@@ -242,8 +306,13 @@ def _augment(report: _Report, cls: type, params: Mapping[str, Any], modality: st
     module: Augmenter = cls(params)
     generator = torch.Generator(device=device).manual_seed(seed)
     out = module(ds.x, ds.y, generator=generator)
-    report.check(isinstance(out, torch.Tensor) and out.shape == ds.x.shape, "forward(x) must keep the batch shape")
     replay = module(ds.x, ds.y, params=module.last_params)
+    if ds.modality == "text":
+        report.check(isinstance(out, list) and len(out) == len(ds.x) and all(isinstance(s, str) for s in out),
+                     "forward(texts) must return one str per row")
+        report.check(out == replay, "forward(texts, params=last_params) must replay the same output")
+        return
+    report.check(isinstance(out, torch.Tensor) and out.shape == ds.x.shape, "forward(x) must keep the batch shape")
     report.check(torch.equal(out, replay), "forward(x, params=last_params) must replay the same output")
 
 
@@ -277,6 +346,20 @@ def _generate(report: _Report, cls: type, params: Mapping[str, Any], modality: s
     report.check(torch.equal(first.y, labels), "sample(labels) must return rows with exactly those labels")
     report.check(bool((first.origin == int(Origin.GENERATED)).all()), "generated rows must be Origin.GENERATED")
     report.check(bool((first.parent == -1).all()), "generated rows have no parent (-1)")
+    if getattr(cls, "_state_dict") is not Generator._state_dict:
+        report.run("save() and load()", lambda: _round_trip(report, cls, params, generator, labels, second, device,
+                                                            seed))
+
+
+def _round_trip(report: _Report, cls: type, params: Mapping[str, Any], fitted: Generator, labels: torch.Tensor,
+                sampled: Dataset, device: Any, seed: int) -> None:
+    """A generator saved and loaded into a fresh instance samples the same rows."""
+    path = fitted.save((_KIT_DIR or Path(tempfile.mkdtemp())) / "generator.pt")
+    fresh = cls(params).load(path, map_location=device)
+    again = fresh.sample(labels, _ctx(seed + 1, device, step=2))
+    same = torch.equal(again.x, sampled.x) and torch.equal(again.y, sampled.y)
+    report.check(same, "a generator loaded from save() must sample the same rows as the one "
+                                        "saved (does _load_state_dict restore everything _sample uses?)")
 
 
 def _evaluate(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:

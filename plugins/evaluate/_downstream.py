@@ -22,7 +22,7 @@ from setforge.components import Evaluator
 from setforge.context import Cache, EvalContext
 from setforge.dataset import Dataset
 
-from ._classifiers import Classifier, train_classifier
+from ._classifiers import CLASSIFIER_KINDS, Classifier, train_classifier
 
 __all__ = ["ModelParams", "model_options", "trained_model", "test_probabilities", "SCORES"]
 
@@ -91,5 +91,22 @@ def test_probabilities(ectx: EvalContext, options: dict[str, Any], train: Datase
     if test is None:
         raise ValueError("test_probabilities needs a test split")
     key = _key("test-probabilities", ectx, options, train, repeat, test.fingerprint())
+    if options["kind"] not in CLASSIFIER_KINDS:
+        return ectx.cache.get_or_compute(key, lambda: _contributed_probabilities(ectx, options, train, test, repeat))
     return ectx.cache.get_or_compute(
         key, lambda: trained_model(ectx, options, train, repeat).predict_proba(test.x.to(ectx.device)).cpu())
+
+
+def _contributed_probabilities(ectx: EvalContext, options: dict[str, Any], train: Dataset, test: Dataset,
+                               repeat: int) -> torch.Tensor:
+    """A model a plugin contributes (entry-point group ``setforge.models``): its ``predict_proba``
+    when it has one, else its predictions as one-hot probabilities."""
+    from .utility import _load_model
+
+    kind = options["kind"]
+    model = _load_model(kind)({k: v for k, v in options.items() if k != "kind"})
+    model.fit(train, _val(ectx), ectx.shared_rng.spawn(int(repeat)), torch.device(ectx.device))
+    if hasattr(model, "predict_proba"):
+        return torch.as_tensor(model.predict_proba(test)).float().cpu()
+    predicted = torch.as_tensor(model.predict(test)).to(torch.int64).cpu()
+    return torch.nn.functional.one_hot(predicted, test.num_classes).float()

@@ -3,17 +3,62 @@ on the real test split?"""
 
 from __future__ import annotations
 
+import importlib.metadata
+from typing import Any, Protocol
+
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from setforge.components import Evaluator
 from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset
+from setforge.errors import DataError, PluginError
+from setforge.rng import Rng
 
-from ._classifiers import calibration_scores, classification_scores
+from ._classifiers import CLASSIFIER_KINDS, calibration_scores, classification_scores
 from ._downstream import SCORES as _SCORES, ModelParams, model_options, test_probabilities
 
-__all__ = ["Utility"]
+__all__ = ["Utility", "DownstreamModel", "MODEL_ENTRY_POINT_GROUP", "downstream_models"]
+
+#: The entry-point group where a distribution contributes downstream models for ``utility``.
+MODEL_ENTRY_POINT_GROUP = "setforge.models"
+_BUILTIN_MODALITIES = ("image", "tabular", "audio")
+
+
+class DownstreamModel(Protocol):
+    """What a contributed ``utility`` model provides (a class, found by its entry point's name).
+
+    ``modalities``: the data it takes. ``__init__(options)`` gets utility's params as a dict
+    (``epochs``, ``lr``, ... — use what applies); ``fit(train, val, rng, device)`` trains on the
+    `Dataset` ``train`` (``val`` may be None), drawing every random number from the `Rng`;
+    ``predict(ds)`` returns ``(N,)`` int64 labels for a `Dataset` of the same classes.
+    """
+
+    modalities: tuple[str, ...]
+
+    def __init__(self, options: dict[str, Any]) -> None: ...
+
+    def fit(self, train: Dataset, val: Dataset | None, rng: Rng, device: torch.device) -> None: ...
+
+    def predict(self, ds: Dataset) -> torch.Tensor: ...
+
+
+def downstream_models() -> dict[str, importlib.metadata.EntryPoint]:
+    """The downstream models installed distributions contribute, by name (not loaded)."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=MODEL_ENTRY_POINT_GROUP)}
+
+
+def _load_model(name: str) -> type:
+    entry_point = downstream_models()[name]
+    dist = getattr(entry_point, "dist", None)
+    where = f"{getattr(dist, 'name', 'unknown')} {getattr(dist, 'version', '')}".strip()
+    try:
+        model = entry_point.load()
+    except Exception as error:  # noqa: BLE001 - a broken contributed model is named with its distribution
+        raise PluginError(f"evaluate 'utility': model '{name}' ({where}) failed to load: {error}") from error
+    if not isinstance(getattr(model, "modalities", None), tuple):
+        raise PluginError(f"evaluate 'utility': model '{name}' ({where}) has no modalities tuple")
+    return model
 
 
 def _key(name: str) -> str:
@@ -35,7 +80,7 @@ class Utility(Evaluator):
     """
 
     name = "utility"
-    modalities = ("image", "tabular", "audio")
+    modalities = ("image", "tabular", "audio", "text")
     testing_params = {"epochs": 5, "patience": 2}
 
     @classmethod
@@ -48,12 +93,24 @@ class Utility(Evaluator):
     class Params(ModelParams):
         """The downstream model, how it is trained, and how many seeds."""
 
+        model: str = Field("logistic-regression", description="the downstream classifier: logistic-regression, "
+                           "mlp, cnn (images), or a model an installed plugin contributes (entry-point group "
+                           "setforge.models)")
         repeats: int = Field(1, ge=1, le=100, description="train the pair with this many seeds; report mean and std")
         calibration_bins: int = Field(15, ge=1, le=1000, description="equal-width confidence bins of the expected "
                                                                      "calibration error")
 
+        @field_validator("model")
+        @classmethod
+        def _known_model(cls, name: str) -> str:
+            if name not in CLASSIFIER_KINDS and name not in downstream_models():
+                choices = ", ".join([*CLASSIFIER_KINDS, *sorted(downstream_models())])
+                raise ValueError(f"unknown model {name!r}; choose one of {choices}")
+            return name
+
     def _evaluate(self, ectx: EvalContext) -> Metrics:
         metrics = Metrics()
+        self._check_model_modality(ectx.train.modality)
         test = ectx.test
         if test is None or len(test) == 0:
             for what in ("raw", "optimised", "delta"):
@@ -130,6 +187,16 @@ class Utility(Evaluator):
                          *cells])
         metrics.table("per_class", ["class", "train raw", "train optimised", "test rows", "recall raw",
                                     "recall optimised", "recall change", "f1 raw", "f1 optimised"], rows)
+
+    def _check_model_modality(self, modality: str) -> None:
+        name = self.params.model
+        accepted = _BUILTIN_MODALITIES if name in CLASSIFIER_KINDS else _load_model(name).modalities
+        if modality not in accepted:
+            others = [n for n in [*CLASSIFIER_KINDS, *sorted(downstream_models())]
+                      if modality in (_BUILTIN_MODALITIES if n in CLASSIFIER_KINDS else _load_model(n).modalities)]
+            hint = f"choose model: {' or '.join(others)}" if others else \
+                "install a plugin that contributes a model for it (such as setforge-text for text)"
+            raise DataError(f"evaluate 'utility': model '{name}' takes {list(accepted)} data, not {modality}; {hint}")
 
     @staticmethod
     def _add(metrics: Metrics, path: str, values: torch.Tensor, n: int) -> None:

@@ -162,3 +162,69 @@ def test_repeats_give_a_spread_and_no_test_split_is_skipped(digits):
     assert metrics.get("utility/raw/accuracy").std is not None
     empty = Utility({"epochs": 2}).evaluate(EvalContext.from_seed(0, train))
     assert "raw" in empty.skipped["utility"] and not empty.measures
+
+
+class NearestCentroidModel:
+    """A contributed downstream model for tests: nearest class centroid of the flattened rows."""
+
+    modalities = ("tabular", "text")
+
+    def __init__(self, options):
+        self.options = options
+
+    def fit(self, train, val, rng, device):
+        x = self._rows(train)
+        self.centroids = torch.stack([x[train.y == c].mean(0) for c in range(train.num_classes)])
+
+    def predict(self, ds):
+        return torch.cdist(self._rows(ds), self.centroids).argmin(1)
+
+    @staticmethod
+    def _rows(ds):
+        if ds.modality == "text":  # two numbers per text: its length and its count of the letter e
+            return torch.tensor([[len(s), s.count("e")] for s in ds.x], dtype=torch.float32)
+        return ds.x.flatten(1)
+
+
+@pytest.fixture
+def contributed_model(monkeypatch):
+    """A `setforge.models` entry point named `nearest-centroid`, as an installed plugin would add."""
+    import importlib.metadata
+
+    from setforge.plugins.evaluate import utility
+
+    entry = importlib.metadata.EntryPoint(name="nearest-centroid", group=utility.MODEL_ENTRY_POINT_GROUP,
+                                          value=f"{__name__}:NearestCentroidModel")
+    monkeypatch.setattr(utility, "downstream_models", lambda: {"nearest-centroid": entry})
+    return entry
+
+
+def test_a_contributed_model_is_chosen_by_name_and_scored(contributed_model):
+    from setforge.testing import sample_dataset
+
+    table = sample_dataset("tabular")
+    ectx = EvalContext.from_seed(0, table, test=table)
+    metrics = Utility({"model": "nearest-centroid"}).evaluate(ectx)
+    model = NearestCentroidModel({})
+    model.fit(table, None, Rng(0), "cpu")
+    expected = classification_scores(table.y, model.predict(table), table.num_classes)["accuracy"]
+    assert metrics.get("utility/raw/accuracy").value == pytest.approx(expected)
+    texts = sample_dataset("text")
+    metrics = Utility({"model": "nearest-centroid"}).evaluate(EvalContext.from_seed(0, texts, test=texts))
+    assert 0.0 <= metrics.get("utility/optimised/accuracy").value <= 1.0
+    check_component(Utility, {"model": "nearest-centroid"}, modalities=("tabular",))
+
+
+def test_unknown_model_lists_the_contributed_ones(contributed_model):
+    from setforge import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown model 'tfidf'.*logistic-regression, mlp, cnn, nearest-centroid"):
+        Utility({"model": "tfidf"})
+
+
+def test_text_with_a_builtin_model_names_a_model_that_takes_text(contributed_model):
+    from setforge.testing import sample_dataset
+
+    texts = sample_dataset("text")
+    with pytest.raises(DataError, match="'logistic-regression' takes.*not text; choose model: nearest-centroid"):
+        Utility().evaluate(EvalContext.from_seed(0, texts, test=texts))

@@ -1,0 +1,86 @@
+"""The wav-folder source, the example run file and discovery by setforge."""
+
+import json
+import shutil
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from setforge import DataError, StepContext
+from setforge.registry import Registry
+from setforge.testing import check_component
+from setforge_audio.data import COUNTS, RATE, write_sample, write_wav
+from setforge_audio.source import WavFolderSource, read_wav
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "audio.yaml"
+
+
+def test_source_passes_the_kit():
+    check_component(WavFolderSource)
+
+
+def test_reads_the_sample_set(tmp_path):
+    ds = WavFolderSource({"path": str(write_sample(tmp_path / "clips"))}).load(StepContext.from_seed(0))
+    assert ds.modality == "audio" and ds.shape == (1, RATE // 4)
+    assert ds.classes == ("chirp", "chord", "tone") and ds.class_counts() == [COUNTS[2], COUNTS[1], COUNTS[0]]
+    assert float(ds.x.abs().max()) <= 1.0
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+def test_pcm_widths_read_back(tmp_path, width):
+    clip = (0.5 * np.sin(np.linspace(0, 20, 300))).astype(np.float32)
+    path = tmp_path / "a.wav"
+    scale = 2 ** (8 * width - 1)
+    ints = np.round(clip * (scale - 1)).astype(np.int64)
+    if width == 1:
+        raw = (ints + 128).astype(np.uint8).tobytes()
+    elif width == 3:
+        raw = b"".join(int(v).to_bytes(3, "little", signed=True) for v in ints)
+    else:
+        raw = ints.astype({2: "<i2", 4: "<i4"}[width]).tobytes()
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(width)
+        handle.setframerate(8000)
+        handle.writeframes(raw)
+    data, rate = read_wav(path, "wave")
+    assert rate == 8000 and data.shape == (1, 300)
+    assert np.allclose(data[0], clip, atol=2.0 / scale + 1e-7)
+
+
+def test_length_mono_and_bad_files(tmp_path):
+    root = tmp_path / "clips"
+    write_wav(root / "a" / "short.wav", np.full(100, 0.5, np.float32))
+    write_wav(root / "a" / "stereo.wav", np.stack([np.full(300, 0.2), np.full(300, 0.6)]).astype(np.float32))
+    write_wav(root / "b" / "fast.wav", np.zeros(200, np.float32), rate=16000)
+    (root / "b" / "broken.wav").write_bytes(b"RIFF....not a wav")
+    with pytest.raises(DataError, match="b/broken.wav"):
+        WavFolderSource({"path": str(root), "backend": "wave"}).load(StepContext.from_seed(0))
+    source = WavFolderSource({"path": str(root), "length": 250, "backend": "wave"})
+    ds = source.load(StepContext.from_seed(0), on_invalid="drop")
+    assert len(ds) == 2 and ds.shape == (1, 250) and sum(source.dropped.values()) == 2
+    assert np.allclose(ds.x[0, 0, :100].numpy(), 0.5, atol=1e-4) and float(ds.x[0, 0, 100:].abs().max()) == 0
+    assert np.allclose(ds.x[1, 0].numpy(), 0.4, atol=1e-4)  # stereo averaged, cut to 250
+
+
+def test_setforge_lists_the_components_with_distribution_and_version():
+    registry = Registry(use_env=False).load()
+    names = {(i.kind, i.name): (i.distribution, i.version) for i in registry.components()}
+    assert names[("source", "wav-folder")] == ("setforge-audio", "0.1.0")
+    for name in ("gain", "time-shift", "noise-snr", "time-mask", "frequency-mask", "speed"):
+        assert names[("augment", name)] == ("setforge-audio", "0.1.0")
+
+
+def test_the_example_run_file_runs(tmp_path):
+    shutil.copy(EXAMPLE, tmp_path / "audio.yaml")
+    subprocess.run([sys.executable, "-m", "setforge_audio.data", str(tmp_path)], check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "setforge", "run", "audio.yaml"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "runs" / "audio" / "report.json").read_text())
+    assert "raw/accuracy" in report["metrics"]["measures"]["utility"]
+    assert "noise-snr" in json.dumps(report)

@@ -1,0 +1,123 @@
+"""The text augmenters: what each operation does to a sentence, seeding, replay and the kit."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from setforge import ConfigError, DataError, Dataset, Origin, StepContext
+from setforge.testing import check_component, sample_dataset
+from setforge_text.augment import (AUGMENTERS, KEYBOARD_NEIGHBOURS, OCR_CONFUSIONS, Eda, KeyboardNoise, OcrNoise,
+                                   SynonymReplacement, WordDeletion, WordInsertion, WordSwap, load_synonyms)
+
+SENTENCES = ["the team won the final match today", "bake the fresh bread until the crust is golden",
+             "my new phone has a bright screen and a slow battery", "good"] * 5
+
+
+def run(cls, params=None, texts=SENTENCES, seed=0):
+    aug = cls(params or {})
+    return aug(texts, generator=torch.Generator().manual_seed(seed)), aug
+
+
+@pytest.mark.parametrize("cls", AUGMENTERS, ids=lambda c: c.name)
+def test_passes_the_conformance_kit(cls):
+    check_component(cls)
+
+
+def test_swap_keeps_the_words_and_deletion_keeps_their_order():
+    swapped, _ = run(WordSwap, {"alpha": 0.3})
+    assert all(Counter(a.split()) == Counter(b.split()) for a, b in zip(swapped, SENTENCES))
+    assert sum(a != b for a, b in zip(swapped, SENTENCES)) >= 10
+    deleted, _ = run(WordDeletion, {"alpha": 0.3})
+    for out, text in zip(deleted, SENTENCES):
+        words, kept = text.split(), out.split()
+        assert 1 <= len(kept) <= len(words)
+        it = iter(words)
+        assert all(w in it for w in kept)  # a subsequence: order kept
+    dropped = sum(len(t.split()) - len(o.split()) for o, t in zip(deleted, SENTENCES) if len(t.split()) > 1)
+    total = sum(len(t.split()) for t in SENTENCES if len(t.split()) > 1)
+    assert 0.15 < dropped / total < 0.45  # each word goes with probability 0.3
+
+
+def test_synonyms_come_from_the_table_and_insertion_adds_synonyms_of_words_present():
+    table = load_synonyms()
+    replaced, _ = run(SynonymReplacement, {"alpha": 0.2})
+    for out, text in zip(replaced, SENTENCES):
+        a, b = text.split(), out.split()
+        assert len(a) == len(b)
+        changed = [(x, y) for x, y in zip(a, b) if x != y]
+        assert len(changed) <= max(1, round(0.2 * len(a)))
+        assert all(y in table[x] for x, y in changed)
+    inserted, _ = run(WordInsertion, {"alpha": 0.2})
+    for out, text in zip(inserted, SENTENCES):
+        extra = Counter(out.split()) - Counter(text.split())
+        synonyms = {s for w in text.split() for s in table.get(w, ())}
+        assert sum(extra.values()) == (max(1, round(0.2 * len(text.split()))) if synonyms else 0)
+        assert set(extra) <= synonyms
+
+
+def test_a_user_synonym_table_is_used_and_a_bad_one_is_named(tmp_path):
+    path = tmp_path / "mine.tsv"
+    path.write_text("# mine\nteam\tsquadron\n", encoding="utf-8")
+    out, _ = run(SynonymReplacement, {"alpha": 1.0, "synonyms": str(path)}, texts=["the team won"])
+    assert out == ["the squadron won"]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("team squad\n", encoding="utf-8")
+    with pytest.raises(DataError, match="bad.tsv, line 1"):
+        run(SynonymReplacement, {"synonyms": str(bad)}, texts=["the team"])
+
+
+@pytest.mark.parametrize("cls,table", [(KeyboardNoise, None), (OcrNoise, OCR_CONFUSIONS)], ids=["keyboard", "ocr"])
+def test_character_noise_replaces_only_allowed_characters(cls, table):
+    out, _ = run(cls, {"word_p": 1.0, "char_p": 0.5})
+    changed = 0
+    for noisy, text in zip(out, SENTENCES):
+        for a, b in zip(text.split(" "), noisy.split(" ")):
+            if a == b:
+                continue
+            assert len(a) >= 4
+            changed += 1
+            if cls is KeyboardNoise:
+                assert len(a) == len(b) and all(y == x or y in KEYBOARD_NEIGHBOURS[x] for x, y in zip(a, b))
+    assert changed > 20
+    assert KEYBOARD_NEIGHBOURS["s"] == "adewxz" and KEYBOARD_NEIGHBOURS["q"] == "12aw"
+
+
+def test_rows_are_seeded_from_the_generator_and_replay():
+    first, aug = run(Eda, {"alpha": 0.3})
+    again, _ = run(Eda, {"alpha": 0.3})
+    other, _ = run(Eda, {"alpha": 0.3}, seed=1)
+    assert first == again and first != other
+    assert aug(SENTENCES, params=aug.last_params) == first
+    # the same sentence repeated gets different changes in different rows
+    assert len({o for o, t in zip(first, SENTENCES) if t == SENTENCES[0]}) > 1
+    gated, _ = run(Eda, {"p": 0.0})
+    assert gated == SENTENCES
+
+
+def test_augment_step_appends_copies_with_provenance():
+    ds = sample_dataset("text")
+    out = WordSwap({"alpha": 0.3}).augment(ds, StepContext.from_seed(0, step=2, batch_size=5), copies=2,
+                                           rows=torch.tensor([0, 6, 10]))
+    assert len(out) == len(ds) + 6 and out.x[:len(ds)] == ds.x
+    new = out[len(ds):]
+    assert new.parent.tolist() == [0, 6, 10, 0, 6, 10] and bool((new.origin == int(Origin.AUGMENTED)).all())
+    assert new.y.tolist() == ds.y[[0, 6, 10, 0, 6, 10]].tolist() and bool((new.step == 2).all())
+    with pytest.raises(ConfigError):
+        WordSwap().augment(ds, StepContext.from_seed(0), copies=-1)
+    images = sample_dataset("image")
+    with pytest.raises(DataError, match="word-swap"):
+        WordSwap().augment(images, StepContext.from_seed(0))
+
+
+def test_eda_draws_one_operation_per_row():
+    out, aug = run(Eda, {"alpha": 0.3, "ops": ["word-swap", "word-deletion"]})
+    ops = aug.last_params["op"].tolist()
+    for op, noisy, text in zip(ops, out, SENTENCES):
+        if op == 0:
+            assert Counter(noisy.split()) == Counter(text.split())
+        else:
+            assert len(noisy.split()) <= len(text.split())
+    assert set(ops) == {0, 1}
+    assert isinstance(Dataset(x=out, y=torch.zeros(len(out), dtype=torch.int64), classes=("a",), modality="text"),
+                      Dataset)
