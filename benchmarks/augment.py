@@ -19,13 +19,22 @@ versus the matching torchvision v2 transform called per row (p=1; where torchvis
 has a fixed parameter — sharpness, posterize, solarize, noise sigma — it keeps it fixed, which
 can only favour it).
 
-Contenders run interleaved, ``--repeats`` times each, and the best time counts, so all see the
-same machine load; the load average is recorded. A peer that is not installed (kornia and
+Then the policies (auto-augment, rand-augment, trivial-augment, aug-mix; every row its own draw,
+float32) at 512 x 3x32x32 against torchvision's AutoAugment, RandAugment, TrivialAugmentWide and
+AugMix called per row on uint8 (their native type, conversion not counted), and the cost of grad
+mode: the 224x224 chain with autograd on (a training loop) over the same chain under ``no_grad``,
+for inputs that do not require grad.
+
+Contenders run interleaved, ``--repeats`` rounds; each round times every contender once, back to
+back, and a ratio is the median of the rounds' ratios, so all see the same machine load; the load
+average is recorded. A peer that is not installed (kornia and
 albumentations come with the ``bench`` extra) is skipped with a note. With ``--device cuda`` the
 chain runs setforge and kornia on the GPU (synchronised) and reports their ratio.
 
 Targets on a 2-core CPU: 32x32 >= 10x the torchvision loop and >= 1.5x kornia; 224x224 >= 2x
-kornia and >= 1.2x the torchvision loop.
+kornia, >= 1.2x the torchvision loop and >= 1.0x albumentations on uint8; every policy >= 3x
+torchvision's per-row loop; equalize and autocontrast >= 3x the loop; grad mode costs < 10%.
+The script writes ``benchmarks/results/augment.json`` and exits 1 when a target is missed.
 
     python benchmarks/augment.py [--repeats 3] [--threads N] [--device cpu] [--no-pixel] [--json]
 """
@@ -45,7 +54,12 @@ import numpy as np
 import torch
 
 SIZES = [(512, 32), (64, 224)]
-TARGETS = {32: {"torchvision-loop": 10.0, "kornia": 1.5}, 224: {"kornia": 2.0, "torchvision-loop": 1.2}}
+TARGETS = {32: {"torchvision-loop": 10.0, "kornia": 1.5},
+           224: {"kornia": 2.0, "torchvision-loop": 1.2, "albumentations-uint8": 1.0}}
+PIXEL_TARGETS = {"equalize": 3.0, "autocontrast": 3.0}
+POLICY_TARGET = 3.0
+GRAD_MODE_TARGET = 1.10
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "augment.json")
 
 
 def _optional(name: str) -> Any | None:
@@ -128,10 +142,30 @@ def pixel_contenders(x: torch.Tensor) -> list[tuple[str, Callable[[], Any], Call
              (lambda tv=tv: torch.stack([tv(row) for row in x]))) for op, tv in pairs]
 
 
-def best_times(contenders: dict[str, Callable[[], Any]], repeats: int, device: torch.device) -> dict[str, float]:
-    """Best wall time of each contender, run interleaved after one warm-up call each."""
-    best = {name: float("inf") for name in contenders}
-    with torch.no_grad():
+def policy_contenders(x: torch.Tensor) -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
+    """(policy, setforge batch call on float32, torchvision per-row loop on uint8) for every policy."""
+    import torchvision.transforms.v2 as T
+
+    from setforge import create
+
+    generator = torch.Generator().manual_seed(0)
+    rows = list((x * 255).round().to(torch.uint8))
+    pairs = [("auto-augment", T.AutoAugment()), ("rand-augment", T.RandAugment()),
+             ("trivial-augment", T.TrivialAugmentWide()), ("aug-mix", T.AugMix())]
+    out = []
+    for name, tv in pairs:
+        aug = create("augment", name)
+        out.append((name, (lambda aug=aug: aug(x, generator=generator)),
+                    (lambda tv=tv: torch.stack([tv(row) for row in rows]))))
+    return out
+
+
+def timed_rounds(contenders: dict[str, Callable[[], Any]], repeats: int, device: torch.device,
+                 grad: bool = False) -> dict[str, list[float]]:
+    """Wall times of each contender per round: rounds interleave the contenders, after one warm-up
+    call each. Under ``no_grad`` unless `grad`."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    with torch.set_grad_enabled(grad):
         for fn in contenders.values():
             fn()
         _sync(device)
@@ -140,8 +174,18 @@ def best_times(contenders: dict[str, Callable[[], Any]], repeats: int, device: t
                 start = time.perf_counter()
                 fn()
                 _sync(device)
-                best[name] = min(best[name], time.perf_counter() - start)
-    return best
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median_ratio(times: dict[str, list[float]], peer: str, ours: str = "setforge") -> float:
+    """Median over rounds of peer time / our time (> 1: setforge is faster)."""
+    return float(np.median([p / o for p, o in zip(times[peer], times[ours])]))
+
+
+def best_times(contenders: dict[str, Callable[[], Any]], repeats: int, device: torch.device) -> dict[str, float]:
+    """Best wall time of each contender, run interleaved after one warm-up call each."""
+    return {name: min(t) for name, t in timed_rounds(contenders, repeats, device).items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pixel", action="store_true", help="skip the per-op rows")
     parser.add_argument("--pixel-size", type=int, nargs=2, default=[512, 32], metavar=("N", "SIZE"),
                         help="batch of the per-op rows: N images of 3 x SIZE x SIZE")
+    parser.add_argument("--no-policies", action="store_true", help="skip the policy rows")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
 
@@ -170,14 +215,20 @@ def main(argv: list[str] | None = None) -> int:
             versions[name] = getattr(module, "__version__", "?")
     report: dict[str, Any] = {
         "device": str(device), "threads": torch.get_num_threads(), "repeats": args.repeats, "versions": versions,
-        "load_average_start": list(os.getloadavg()), "chain": [], "pixel": [], "notes": notes,
+        "load_average_start": list(os.getloadavg()), "chain": [], "pixel": [], "policies": [], "notes": notes,
     }
     for n, size in SIZES:
         x = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-        times = best_times(chain_contenders(x, device, notes), args.repeats, device)
-        rates = {name: n / t for name, t in times.items()}
+        contenders = chain_contenders(x, device, notes)
+        if size == 224 and device.type == "cpu":
+            channels_last = x.contiguous(memory_format=torch.channels_last)
+            chain = setforge_chain()
+            generator = torch.Generator().manual_seed(0)
+            contenders["setforge-channels-last"] = lambda: chain(channels_last, generator=generator)
+        rounds = timed_rounds(contenders, args.repeats, device)
+        rates = {name: n / min(t) for name, t in rounds.items()}
         row: dict[str, Any] = {"batch": [n, 3, size, size], "images_per_s": rates,
-                               "ratio": {name: rates["setforge"] / r for name, r in rates.items() if name != "setforge"}}
+                               "ratio": {name: median_ratio(rounds, name) for name in rates if name != "setforge"}}
         if device.type == "cpu":
             row["targets"] = {peer: {"ratio_at_least": goal, "met": row["ratio"].get(peer, 0.0) >= goal}
                               for peer, goal in TARGETS[size].items() if peer in row["ratio"]}
@@ -186,18 +237,50 @@ def main(argv: list[str] | None = None) -> int:
         n, size = args.pixel_size
         x = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(1))
         for name, ours, theirs in pixel_contenders(x):
-            times = best_times({"setforge": ours, "torchvision-loop": theirs}, args.repeats, device)
-            report["pixel"].append({"op": name, "batch": [n, 3, size, size],
-                                    "images_per_s": {k: n / t for k, t in times.items()},
-                                    "ratio": times["torchvision-loop"] / times["setforge"]})
+            rounds = timed_rounds({"setforge": ours, "torchvision-loop": theirs}, args.repeats, device)
+            row = {"op": name, "batch": [n, 3, size, size],
+                   "images_per_s": {k: n / min(t) for k, t in rounds.items()},
+                   "ratio": median_ratio(rounds, "torchvision-loop")}
+            if name in PIXEL_TARGETS:
+                row["target"] = {"ratio_at_least": PIXEL_TARGETS[name], "met": row["ratio"] >= PIXEL_TARGETS[name]}
+            report["pixel"].append(row)
+    if not args.no_policies and device.type == "cpu":
+        x = torch.rand(512, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+        for name, ours, theirs in policy_contenders(x):
+            rounds = timed_rounds({"setforge": ours, "torchvision-loop-uint8": theirs}, args.repeats, device)
+            ratio = median_ratio(rounds, "torchvision-loop-uint8")
+            report["policies"].append({"policy": name, "batch": [512, 3, 32, 32],
+                                       "images_per_s": {k: 512 / min(t) for k, t in rounds.items()}, "ratio": ratio,
+                                       "target": {"ratio_at_least": POLICY_TARGET, "met": ratio >= POLICY_TARGET}})
+    # grad mode on, nothing requires grad: what a training loop that augments inside autograd pays
+    x = torch.rand(64, 3, 224, 224, generator=torch.Generator().manual_seed(3)).to(device)
+    chain, generator = setforge_chain(), torch.Generator(device=device).manual_seed(0)
+    costs = []
+    for _ in range(args.repeats):
+        grad = timed_rounds({"setforge": lambda: chain(x, generator=generator)}, 1, device, grad=True)["setforge"][0]
+        plain = timed_rounds({"setforge": lambda: chain(x, generator=generator)}, 1, device)["setforge"][0]
+        costs.append(grad / plain)
+    cost = float(np.median(costs))
+    report["grad_mode"] = {"batch": [64, 3, 224, 224], "time_ratio_grad_over_no_grad": cost,
+                           "target": {"ratio_below": GRAD_MODE_TARGET, "met": cost < GRAD_MODE_TARGET}}
     report["load_average_end"] = list(os.getloadavg())
     notes = list(dict.fromkeys(notes))
     report["notes"] = notes + ["albumentations runs on uint8 HWC arrays (its native type), the others on float32",
-                               "timings on a shared machine: compare ratios within one run, not across runs"]
+                               "timings on a shared machine: compare ratios within one run, not across runs",
+                               "ratios: median over rounds of the interleaved per-round ratio"]
 
+    missed = [f"chain {row['batch'][2]}x{row['batch'][3]} vs {peer}" for row in report["chain"]
+              for peer, goal in row.get("targets", {}).items() if not goal["met"]]
+    missed += [f"{row['op']} vs torchvision-loop" for row in report["pixel"] if not row.get("target", {}).get("met", True)]
+    missed += [f"{row['policy']} vs torchvision-loop-uint8" for row in report["policies"] if not row["target"]["met"]]
+    missed += ["grad mode"] if not report["grad_mode"]["target"]["met"] else []
+    report["targets_missed"] = missed
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2)
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
+        return 1 if missed else 0
     print(f"device {report['device']}, {report['threads']} threads, best of {args.repeats}, "
           f"load average {report['load_average_start'][0]:.1f} -> {report['load_average_end'][0]:.1f}")
     for row in report["chain"]:
@@ -213,11 +296,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\npixel ops, {n} x 3x{size}x{size}: setforge batch vs torchvision per-row loop")
         for row in report["pixel"]:
             rates = row["images_per_s"]
+            goal = row.get("target")
+            verdict = "" if goal is None else f" (target {goal['ratio_at_least']}x: {'met' if goal['met'] else 'NOT met'})"
             print(f"  {row['op']:16s} {rates['setforge']:10.0f} vs {rates['torchvision-loop']:8.0f} img/s"
-                  f"   {row['ratio']:6.1f}x")
+                  f"   {row['ratio']:6.1f}x{verdict}")
+    if report["policies"]:
+        print("\npolicies, 512 x 3x32x32: setforge per-row batch (float32) vs torchvision per-row loop (uint8)")
+    for row in report["policies"]:
+        rates = row["images_per_s"]
+        verdict = "met" if row["target"]["met"] else "NOT met"
+        print(f"  policy {row['policy']:16s} {rates['setforge']:8.0f} vs {rates['torchvision-loop-uint8']:8.0f} img/s"
+              f"   {row['ratio']:6.1f}x (target {POLICY_TARGET}x: {verdict})")
+    grad = report["grad_mode"]
+    print(f"\ngrad mode on, nothing requires grad, 64 x 3x224x224 chain: {grad['time_ratio_grad_over_no_grad']:.3f}x "
+          f"the no_grad time (target < {GRAD_MODE_TARGET}: {'met' if grad['target']['met'] else 'NOT met'})")
     for note in report["notes"]:
         print(f"note: {note}")
-    return 0
+    print(f"results: {RESULTS}")
+    if missed:
+        print("targets missed: " + "; ".join(missed))
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

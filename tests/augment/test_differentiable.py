@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from setforge import create
-from setforge.components import Chain
+from setforge.chain import Chain
 
 OPS = [
     ("flip", {"p": 1.0}),
