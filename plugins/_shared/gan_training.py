@@ -265,6 +265,11 @@ class BatchSampler:
         self.position += self.batch_size
         return batch
 
+    def labels(self, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """What both networks are conditioned on for the rows just drawn (`index` into `y`): their
+        classes. A subclass may condition on more (a tabular GAN's sampled category, say)."""
+        return y[index]
+
     def state(self) -> dict[str, Any]:
         return {"numpy": json.dumps(self.rng.bit_generator.state), "permutation": torch.from_numpy(self.permutation),
                 "position": self.position}
@@ -326,11 +331,16 @@ class GanTrainer:
     `discriminator` maps ``(rows, labels)`` to ``(N,)`` logits/scores; `objective` gives the
     losses. `decode` maps network units back to dataset units (images in [0, 1]) for grids; pass
     ``image_grids=False`` for non-image generators. `name` names the component in messages.
+    `make_sampler` builds the row sampler as ``make_sampler(labels, batch_size, balanced,
+    numpy_generator)`` (`BatchSampler` or a subclass). A discriminator with an int ``pac`` scores
+    packs of that many rows (PacGAN).
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, objective: GanObjective,
                  params: GanTrainingParams, *, name: str, decode: Callable[[torch.Tensor], torch.Tensor],
-                 image_grids: bool = True, grid_columns: int = 8, max_grid_classes: int = 20):
+                 image_grids: bool = True, grid_columns: int = 8, max_grid_classes: int = 20,
+                 make_sampler: Callable[..., BatchSampler] = BatchSampler):
+        self.make_sampler = make_sampler
         self.generator, self.discriminator, self.objective = generator, discriminator, objective
         self.params, self.name, self.decode = params, name, decode
         self.image_grids, self.grid_columns, self.max_grid_classes = image_grids, grid_columns, max_grid_classes
@@ -438,7 +448,7 @@ class GanTrainer:
         labels_np = y.cpu().numpy()
         counts = np.bincount(labels_np, minlength=num_classes)
         balanced = is_skewed(counts) if p.balanced == "auto" else bool(p.balanced)
-        sampler = BatchSampler(labels_np, p.batch_size, balanced, ctx.rng.numpy)
+        sampler = self.make_sampler(labels_np, p.batch_size, balanced, ctx.rng.numpy)
         # an epoch is a pass over the real rows; each generator step reads critic_steps batches
         total = p.steps if p.steps is not None else max(
             1, p.epochs * sampler.steps_per_epoch // self.objective.critic_steps)
@@ -458,8 +468,9 @@ class GanTrainer:
         decay = p.ema_decay
         # forward + backward of the generator and two discriminator passes, per step, about 3x forward
         probe_z = torch.zeros(1, self.latent_dim, device=device)
+        pac = int(getattr(self.discriminator, "pac", 1))
         step_macs = 3 * sampler.batch_size * self.objective.critic_steps * (
-            forward_macs(self.generator, probe_z, y[:1]) + 2 * forward_macs(self.discriminator, x[:1], y[:1]))
+            forward_macs(self.generator, probe_z, y[:1]) + 2 * forward_macs(self.discriminator, x[:pac], y[:pac]) // pac)
         window: list[torch.Tensor] = []
         loss_names: list[str] = []
         last_losses: dict[str, float] = {}
@@ -473,7 +484,7 @@ class GanTrainer:
 
         def batch() -> tuple[torch.Tensor, torch.Tensor]:
             index = torch.from_numpy(sampler.next()).to(device)
-            return x[index], y[index]
+            return x[index], sampler.labels(y, index)
 
         def flush(iteration: int) -> None:
             """Check the losses of the window (one device sync), log them, raise on divergence."""
