@@ -19,7 +19,7 @@
 - **Decoding**: arg-max modes and categories back to the original columns, categories as codes,
   integer columns rounded, every column within its training range.
 
-Training is the shared loop (`setforge.plugins._shared.gan_training`): Adam (CTGAN's betas
+Training is the shared loop (`setforge.plugins.generate._gan_training`): Adam (CTGAN's betas
 (0.5, 0.9) by default), epochs or steps, EMA weights with standing batch-norm statistics (taken
 with conditions drawn as at sampling time), checkpoints, ``--resume``, divergence checks.
 """
@@ -40,7 +40,7 @@ from setforge.context import StepContext
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 
-from .._shared.gan_training import (BatchSampler, GanObjective, GanTrainer, GanTrainingParams, build_module,
+from ._gan_training import (BatchSampler, GanObjective, GanTrainer, GanTrainingParams, build_module,
                                     refresh_batch_norm)
 from ._tabular_encoding import ModeSpecificNormaliser, SpanLayout
 
