@@ -24,7 +24,6 @@ import re
 import tomllib
 import types
 import typing
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from .validation import place_of, problems_from_validation_error
 __all__ = ["ComponentRef", "SourceConfig", "DeduplicateConfig", "SplitConfig", "StepConfig", "OutputConfig",
            "RunConfig", "STEP_KINDS", "HOST_KEYS", "SUFFIXES",
            "load_run_config", "read_run_file", "apply_overrides", "load_and_check", "check_components",
-           "dump_resolved", "run_file_schema", "reference_markdown", "update_reference"]
+           "dump_resolved"]
 
 STEP_KINDS = ("augment", "resample", "generate")
 #: The step keys the host owns, by step kind (besides the kind key itself and ``params``).
@@ -1040,127 +1039,6 @@ def dump_resolved(config: RunConfig) -> str:
     return "\n".join(header) + "\n" + body.rstrip("\n")
 
 
-# =============================================================================== schema
-_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
-
-
-def _params_schema(cls: type, prefix: str, defs: dict[str, Any]) -> dict[str, Any]:
-    """The JSON Schema of ``cls.Params``, its own ``$defs`` hoisted under `prefix`."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            schema = cls.Params.model_json_schema(ref_template="#/$defs/" + prefix + "{model}")
-    except Exception:  # noqa: BLE001 - a field pydantic cannot describe: any mapping, then
-        return {"type": "object", "description": "params (see `setforge plugins show`)"}
-    for name, sub in schema.pop("$defs", {}).items():
-        defs[prefix + name] = sub
-    schema.pop("title", None)
-    return schema
-
-
-def _component_variants(registry: Any, kind: str, defs: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
-    variants = []
-    for info in registry.components(kind):
-        key = f"{kind}.{info.name}.params"
-        defs[key] = _params_schema(info.cls, f"{kind}.{info.name}.", defs)
-        variants.append((info, {"$ref": f"#/$defs/{key}"}))
-    return variants
-
-
-def _ref_item_schema(variants: list[tuple[Any, dict[str, Any]]], extra: Mapping[str, Any] | None = None
-                     ) -> dict[str, Any]:
-    """NAME or {name, params, **extra}, one alternative per installed component."""
-    extra = dict(extra or {})
-    if not variants:
-        return {"anyOf": [{"type": "string", "minLength": 1},
-                          {"type": "object", "properties": {"name": {"type": "string", "minLength": 1},
-                                                            "params": {"type": "object"}, **extra},
-                           "required": ["name"], "additionalProperties": False}]}
-    names = [info.name for info, _ in variants]
-    alternatives: list[dict[str, Any]] = [{"type": "string", "enum": names,
-                                           "description": "; ".join(f"{i.name}: {i.cls.summary()}"
-                                                                    for i, _ in variants)}]
-    for info, params in variants:
-        alternatives.append({"type": "object", "title": info.name, "description": info.cls.summary(),
-                             "properties": {"name": {"const": info.name}, "params": params, **extra},
-                             "required": ["name"], "additionalProperties": False})
-    return {"anyOf": alternatives}
-
-
-def run_file_schema(registry: Any) -> dict[str, Any]:
-    """JSON Schema (draft 2020-12) of a run file with every installed component's params.
-
-    Components appear as one alternative per name, so editors complete names and params; the
-    checks that span keys (``test + val < 1``) are left to ``setforge validate``.
-    """
-    base = RunConfig.model_json_schema(ref_template="#/$defs/{model}")
-    defs: dict[str, Any] = base.pop("$defs", {})
-    step_props = defs["StepConfig"]["properties"]
-    source_props = defs["SourceConfig"]["properties"]
-    for unused in ("StepConfig", "SourceConfig", "ComponentRef"):
-        defs.pop(unused, None)
-    defs["DeduplicateConfig"] = {"anyOf": [{"type": "string", "enum": ["none", "exact", "near"]},
-                                           defs["DeduplicateConfig"]]}
-    props = base["properties"]
-    source_extra = {k: v for k, v in source_props.items() if k not in ("name", "params")}
-    props["source"] = {**_ref_item_schema(_component_variants(registry, "source", defs), source_extra),
-                       "description": RunConfig.model_fields["source"].description}
-    for key in ("preprocess", "evaluate"):
-        item = _ref_item_schema(_component_variants(registry, key, defs))
-        props[key] = {"anyOf": [{"type": "array", "items": item}, {"type": "null"}],
-                      "description": RunConfig.model_fields[key].description}
-
-    steps: list[dict[str, Any]] = []
-    augmenters = _component_variants(registry, "augment", defs)
-    for kind in STEP_KINDS:
-        host = {k: step_props[k] for k in HOST_KEYS[kind]}
-        rules: dict[str, Any] = {}
-        if kind == "generate":
-            given = {"not": {"type": "null"}}
-            rules = {"not": {"anyOf": [{"required": list(pair), "properties": {k: given for k in pair}} for pair in
-                                       (("target", "per_class"), ("target", "multiply"), ("per_class", "multiply"))]}}
-        elif kind == "augment":
-            rules = {"not": {"required": ["minority", "classes"],
-                             "properties": {"minority": {"const": True}, "classes": {"type": "array"}}}}
-        variants = augmenters if kind == "augment" else _component_variants(registry, kind, defs)
-        if not variants:
-            variants = [(None, {"type": "object"})]
-        for info, params in variants:
-            name_schema = {"const": info.name} if info is not None else {"type": "string", "minLength": 1}
-            steps.append({"type": "object", "title": f"{kind} {info.name}" if info else kind,
-                          "description": info.cls.summary() if info else step_props[kind].get("description", ""),
-                          "properties": {kind: name_schema, "params": params, **host},
-                          "required": [kind], "additionalProperties": False, **rules})
-        if kind == "augment":
-            chain = {"type": "array", "minItems": 1, "items": _ref_item_schema(augmenters)}
-            steps.append({"type": "object", "title": "augment chain",
-                          "description": "several augmenters applied in turn; each takes its own params",
-                          "properties": {"augment": chain, **host}, "required": ["augment"],
-                          "additionalProperties": False, **rules})
-    props["pipeline"] = {"anyOf": [{"type": "array", "items": {"anyOf": steps}}, {"type": "null"}],
-                         "description": RunConfig.model_fields["pipeline"].description}
-    for key in ("plugins", "plugins_deny"):
-        props[key] = {"anyOf": [props[key], {"type": "null"}], "description": props[key].get("description", "")}
-    props["device"] = {**props["device"], "pattern": "^(" + _DEVICE.pattern + ")$"}
-    return {"$schema": _SCHEMA_DIALECT, "title": "setforge run file",
-            "description": "A setforge run file (YAML, TOML or JSON); see docs/run-files.md.",
-            **{k: v for k, v in base.items() if k not in ("title", "description")}, "$defs": defs}
-
-
-# ============================================================================ reference
-_REFERENCE_SECTIONS: list[tuple[str, type[BaseModel], str]] = [
-    ("Top level", RunConfig, ""),
-    ("source", SourceConfig, "source."),
-    ("source.deduplicate", DeduplicateConfig, "source.deduplicate."),
-    ("split", SplitConfig, "split."),
-    ("preprocess and evaluate items", ComponentRef, ""),
-    ("pipeline steps", StepConfig, ""),
-    ("output", OutputConfig, "output."),
-]
-_BEGIN = "<!-- BEGIN GENERATED by setforge.config.reference_markdown(); edit core/config.py, not this -->"
-_END = "<!-- END GENERATED -->"
-
-
 def _type_markdown(annotation: Any) -> str:
     parts = []
     for alternative in _unwrap(annotation):
@@ -1186,69 +1064,3 @@ def _type_markdown(annotation: Any) -> str:
             parts.append({bool: "boolean", int: "integer", float: "number", str: "string",
                           Any: "any"}.get(alternative, getattr(alternative, "__name__", str(alternative))))
     return " or ".join(dict.fromkeys(parts))
-
-
-def _number_markdown(value: Any) -> str:
-    return "2^63" if value == 2**63 else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _bounds_markdown(field: Any) -> str:
-    bounds = []
-    for meta in field.metadata:
-        for attr, symbol in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
-            if getattr(meta, attr, None) is not None:
-                bounds.append(f"{symbol} {_number_markdown(getattr(meta, attr))}")
-        if getattr(meta, "min_length", None):
-            bounds.append("not empty")
-    return ", ".join(bounds)
-
-
-def _default_markdown(field: Any) -> str:
-    if field.is_required():
-        return "(required)"
-    value = field.get_default(call_default_factory=True)
-    if isinstance(value, BaseModel):
-        return "see below"
-    text = json.dumps(value) if not isinstance(value, str) else value
-    return f"`{text}`"
-
-
-def reference_markdown() -> str:
-    """The key tables of ``docs/run-files.md``, generated from the models (so docs cannot drift)."""
-    out = [_BEGIN, ""]
-    for title, model, prefix in _REFERENCE_SECTIONS:
-        out += [f"### {title}", "", (inspect.getdoc(model) or "").splitlines()[0].replace("``", "`"), ""]
-        kind_column = model is StepConfig
-        header = "| key | type | default | bounds |" + (" steps |" if kind_column else "") + " meaning |"
-        out += [header, "|" + "---|" * (5 + kind_column)]
-        for name, field in model.model_fields.items():
-            row = [f"`{prefix}{name}`", _type_markdown(field.annotation), _default_markdown(field),
-                   _bounds_markdown(field)]
-            if kind_column:
-                kinds = [k for k in STEP_KINDS if name == k or name == "params" or name in HOST_KEYS[k]]
-                row.append(", ".join(kinds))
-            row.append((field.description or "").replace("|", "\\|"))
-            out.append("| " + " | ".join(row) + " |")
-        out.append("")
-    out.append(_END)
-    return "\n".join(out)
-
-
-def update_reference(path: str | Path) -> bool:
-    """Rewrite the generated section of `path` (``docs/run-files.md``); True if it changed."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    start, end = text.find(_BEGIN), text.find(_END)
-    if start < 0 or end < 0:
-        raise ValueError(f"{path} has no generated section ({_BEGIN} ... {_END})")
-    new = text[:start] + reference_markdown() + text[end + len(_END):]
-    if new != text:
-        path.write_text(new, encoding="utf-8")
-    return new != text
-
-
-if __name__ == "__main__":  # python -m setforge.config docs/run-files.md
-    import sys
-
-    for target in sys.argv[1:] or ["docs/run-files.md"]:
-        print(f"{target}: {'updated' if update_reference(target) else 'up to date'}")

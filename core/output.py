@@ -13,17 +13,16 @@ preprocessor state), ``steps/NN-KIND-NAME/`` (what steps kept: checkpoints, samp
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .formats import SPLITS, get_format
-from .report import HTML_FILE, REPORT_FILE, TIMINGS_FILE, format_summary, render_html
+from .record import REPORT_FILE, read_report
 
-__all__ = ["RunFolder", "load", "read_report", "summarize_run_dir", "MARKER"]
+__all__ = ["RunFolder", "load", "read_report", "MARKER"]
 
 #: The file that marks a folder as made by setforge (only such folders are ever deleted or replaced).
 MARKER = ".setforge-run"
@@ -136,22 +135,6 @@ class RunFolder:
 
 
 # ------------------------------------------------------------------------------- reading
-def read_report(run_dir: str | Path) -> dict[str, Any]:
-    """``report.json`` of a finished run folder."""
-    run_dir = Path(run_dir)
-    path = run_dir / REPORT_FILE
-    if not path.is_file():
-        hint = ""
-        partial = run_dir.with_name(run_dir.name + ".partial")
-        if partial.is_dir():
-            hint = f" ({partial} exists: the run did not finish; `setforge run FILE --resume` continues it)"
-        raise DataError(f"{run_dir} is not a finished setforge run folder: no {REPORT_FILE}{hint}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read {path}: {error}") from None
-
-
 def load(run_dir: str | Path, split: str = "train", device: Any = "cpu") -> Any:
     """A run folder's data as a `Dataset`: the optimised training set (``split="train"``, with
     ``origin``, ``step`` and ``parent``) or the real ``"val"`` and ``"test"`` parts.
@@ -165,19 +148,3 @@ def load(run_dir: str | Path, split: str = "train", device: Any = "cpu") -> Any:
     report = read_report(run_dir)
     fmt = get_format(report.get("output", {}).get("format", "npz"))
     return fmt.read(run_dir, split).to(device)
-
-
-def summarize_run_dir(run_dir: str | Path) -> str:
-    """The summary of a finished run (what ``setforge report RUN_DIR`` prints); rewrites report.html."""
-    run_dir = Path(run_dir)
-    report = read_report(run_dir)
-    timings = None
-    if (run_dir / TIMINGS_FILE).is_file():
-        try:
-            timings = json.loads((run_dir / TIMINGS_FILE).read_text(encoding="utf-8"))
-        except ValueError:
-            timings = None
-    tmp = run_dir / (HTML_FILE + ".tmp")
-    tmp.write_text(render_html(report, run_dir, timings), encoding="utf-8")
-    tmp.replace(run_dir / HTML_FILE)
-    return format_summary(report, run_dir, timings)

@@ -47,15 +47,13 @@ import torch
 from .components import Chain, Component
 from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, resolve_device
 from .dataset import Dataset, Origin, Splits
-from .errors import ConfigError, DataError, OutputError, PluginError, SetforgeError
+from .errors import ConfigError, DataError, OutputError, PluginError
 from .formats import FORMATS, dataset_from_state, dataset_state, get_format, write_npz_file
 from .output import RunFolder, _safe_part
-from .report import format_summary, write_report
+from .record import write_report
 from .rng import Rng
 
-__all__ = ["RunResult", "run", "dry_run", "run_demo", "load_demo_config", "DEMO_FILE"]
-
-DEMO_FILE = "demo.yaml"
+__all__ = ["RunResult", "run", "dry_run"]
 #: Errors writing the run folder that are the machine's, not a bug: reported as `OutputError` (exit 5).
 _WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG,
                            errno.EIO, errno.ENOTDIR, errno.ENAMETOOLONG})
@@ -78,6 +76,8 @@ class RunResult:
 
     def summary(self) -> str:
         """Counts per class before and after, each step, raw vs optimised numbers, the run folder."""
+        from .tools.report import format_summary
+
         return format_summary(self.report, self.run_dir, self.timings)
 
 
@@ -805,35 +805,3 @@ def dry_run(config: Any, registry: Any = None) -> str:
     ``expected_counts(counts, classes)`` knows them). Writes nothing."""
     registry = _default_registry(config) if registry is None else registry
     return _Run(config, registry, dry=True).dry_text()
-
-
-def load_demo_config() -> Any:
-    """The embedded demo run file (``setforge/demo.yaml``) as a `RunConfig`."""
-    import yaml
-
-    from .config import RunConfig
-    from .validation import problems_from_validation_error
-
-    text = importlib.resources.files("setforge").joinpath(DEMO_FILE).read_text(encoding="utf-8")
-    try:
-        return RunConfig.model_validate(yaml.safe_load(text))
-    except Exception as error:  # a broken embedded file is a bug, reported with its places
-        problems = problems_from_validation_error(error, "demo.yaml") if hasattr(error, "errors") else []
-        raise SetforgeError(f"the embedded demo.yaml is invalid: {problems or error}") from error
-
-
-def run_demo(force: bool = False, progress: bool = True, output_dir: str | Path | None = None) -> RunResult:
-    """Run the embedded demo (long-tailed digits, random over-sampling, balance and utility) into
-    ``runs/demo/`` under the current folder (or `output_dir`)."""
-    config = load_demo_config()
-    if output_dir is not None:
-        config = config.model_copy(update={"output": config.output.model_copy(update={"dir": str(output_dir)})})
-    registry = _default_registry(config)
-    try:
-        from .config import check_components
-    except ImportError:  # pragma: no cover - the run builds every component and checks its params anyway
-        check_components = None
-    if check_components is not None:
-        check_components(config, registry)
-    return run(config, registry, force=force, progress=progress)
-

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator
 
 from setforge.components import Augmenter
 
-from .._shared.warp import crop_matrix, flip_matrix, inverse_affine_pixels, pixels_to_normalized, warp
+from ._warp import crop_matrix, flip_matrix, inverse_affine_pixels, pixels_to_normalized, warp
 from ._ranges import log_uniform, symmetric, uniform, value
 
 __all__ = ["Flip", "Affine", "ResizedCrop"]

@@ -5,7 +5,7 @@ The networks are ``dcgan``'s (the same generator; the discriminator, here a crit
 projection head, Miyato & Koyama 2018, but has no batch norm, since the gradient penalty is per
 row). The critic minimises ``D(fake) - D(real) + 10 * (||grad D(x_hat)|| - 1)^2`` at random
 interpolates of real and fake rows, with 5 critic updates per generator update, Adam with betas
-(0, 0.9) as in the paper. Training is the shared loop in ``setforge.plugins._shared.gan_training``.
+(0, 0.9) as in the paper. Training is the shared loop in ``setforge.plugins.generate._gan_training``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pydantic import Field
 
 from setforge.context import StepContext
 
-from .._shared.gan_training import GanObjective, WassersteinGradientPenalty
+from ._gan_training import GanObjective, WassersteinGradientPenalty
 from .dcgan import ConvGan
 
 __all__ = ["WGANGP"]

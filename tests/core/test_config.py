@@ -21,9 +21,9 @@ from setforge.config import (
     dump_resolved,
     load_and_check,
     load_run_config,
-    reference_markdown,
-    run_file_schema,
 )
+from setforge.tools.docgen import reference_markdown
+from setforge.tools.schema import run_file_schema
 
 from ._run_files import GOOD, PLUGIN, folder, isolated  # noqa: F401 - fixtures
 
@@ -428,7 +428,7 @@ def test_schema_without_components_is_still_valid(isolated):
 # ---------------------------------------------------------------------------- reference
 def test_docs_hold_the_current_generated_reference():
     docs = (REPO / "docs" / "run-files.md").read_text(encoding="utf-8")
-    assert reference_markdown() in docs, "run `python -m setforge.config docs/run-files.md`"
+    assert reference_markdown() in docs, "run `python -m setforge.tools.docgen docs/run-files.md`"
 
 
 def test_reference_lists_every_key():
@@ -446,7 +446,7 @@ def test_the_run_files_in_the_docs_validate(tmp_path, capsys):
     against the installed plugins."""
     import re
 
-    from setforge.cli import main
+    from setforge.tools.cli import main
 
     docs = (REPO / "docs" / "run-files.md").read_text(encoding="utf-8")
     blocks = [(fmt, body) for fmt, body in re.findall(r"```(yaml|toml)\n(.*?)```", docs, re.S)
@@ -461,7 +461,7 @@ def test_the_run_files_in_the_docs_validate(tmp_path, capsys):
 def test_the_error_example_in_the_docs_is_real(tmp_path, capsys):
     import re
 
-    from setforge.cli import main
+    from setforge.tools.cli import main
 
     docs = (REPO / "docs" / "run-files.md").read_text(encoding="utf-8")
     body = re.search(r"```yaml\n# bad.yaml\n(.*?)```", docs, re.S).group(1)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from setforge import StepContext
-from setforge.plugins._shared.gan_training import WassersteinGradientPenalty
+from setforge.plugins.generate._gan_training import WassersteinGradientPenalty
 from setforge.plugins.generate.wgan_gp import WGANGP
 from setforge.testing import check_component, sample_dataset
 

@@ -25,7 +25,7 @@ import torch
 import yaml
 
 import setforge
-from setforge.cli import main
+from setforge.tools.cli import main
 from setforge.config import _SafeLoader, read_run_file
 from setforge.context import Cache
 from setforge.errors import ConfigError
