@@ -47,7 +47,7 @@ from setforge.context import Event, StepContext
 from setforge.errors import DataError
 from .._shared.threads import one_thread_if_small
 
-__all__ = ["GanTrainingParams", "GanObjective", "NonSaturatingLoss", "GanTrainer", "GanResult", "BatchSampler",
+__all__ = ["GanTrainingParams", "GanObjective", "NonSaturatingLoss", "WassersteinGradientPenalty", "GanTrainer", "GanResult", "BatchSampler",
            "build_module", "init_dcgan_weights", "refresh_batch_norm", "write_grid_png", "is_skewed",
            "forward_macs", "CHECKPOINT_PATTERN", "SMALL_STEP_MACS"]
 
@@ -118,6 +118,38 @@ class NonSaturatingLoss(GanObjective):
 
     def generator_loss(self, discriminator, fake, labels):
         return {"generator": nn.functional.softplus(-discriminator(fake, labels).float()).mean()}
+
+
+class WassersteinGradientPenalty(GanObjective):
+    """WGAN-GP (Gulrajani et al., 2017): the critic minimises ``D(fake) - D(real)`` plus
+    ``penalty * (||grad D(x_hat)|| - 1)^2`` at random interpolates ``x_hat`` of real and fake rows
+    (one uniform weight per row, drawn from `generator`, the step's torch generator, so a resumed
+    run draws the same); the generator minimises ``-D(G(z))``. ``critic_steps`` critic updates per
+    generator update (5 in the paper). The critic must not use batch norm (the penalty is per row).
+    ``drift`` adds ``drift * D(real)^2`` (Karras et al., 2018) to keep the critic's output near 0.
+    """
+
+    def __init__(self, generator: torch.Generator, penalty: float = 10.0, critic_steps: int = 5, drift: float = 0.0):
+        self.draw, self.penalty, self.critic_steps, self.drift = generator, penalty, critic_steps, drift
+
+    def discriminator_loss(self, discriminator, real, fake, real_labels, fake_labels):
+        real_scores = discriminator(real, real_labels).float()
+        fake_scores = discriminator(fake, fake_labels).float()
+        shape = (len(real),) + (1,) * (real.ndim - 1)
+        weight = torch.rand(shape, generator=self.draw, device=real.device, dtype=torch.float32).to(real.dtype)
+        mixed = torch.lerp(fake.detach(), real.detach(), weight).requires_grad_(True)
+        scores = discriminator(mixed, real_labels).float()
+        (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+        norm = grad.float().flatten(1).norm(dim=1)
+        penalty = ((norm - 1.0) ** 2).mean()
+        distance = real_scores.mean() - fake_scores.mean()
+        loss = -distance + self.penalty * penalty
+        if self.drift:
+            loss = loss + self.drift * (real_scores ** 2).mean()
+        return {"discriminator": loss, "wasserstein": distance.detach(), "penalty": penalty.detach()}
+
+    def generator_loss(self, discriminator, fake, labels):
+        return {"generator": -discriminator(fake, labels).float().mean()}
 
 
 # --------------------------------------------------------------------------- networks
