@@ -1,6 +1,8 @@
 """The small classifiers that evaluators and generators train: ``logistic-regression``, ``mlp``
 and ``cnn`` (torch), trained with early stopping on a validation split, deterministic for a given
-`Rng`, on any device.
+`Rng`, on any device; and, for tabular rows, ``gradient-boosting`` (scikit-learn's
+`HistGradientBoostingClassifier` with native categorical columns, `BoostedTrees`), through
+`train_classifier`.
 
     model = train_classifier("cnn", train_ds, val_ds, rng, device)
     labels = model.predict(test_ds.x)          # (N,) int64
@@ -29,10 +31,13 @@ from setforge.errors import DataError
 from setforge.rng import Rng
 from .._shared.threads import one_thread_if_small
 
-__all__ = ["CLASSIFIER_KINDS", "Classifier", "TrainHistory", "train_classifier", "fit_classifier",
-           "classification_scores", "calibration_scores"]
+__all__ = ["CLASSIFIER_KINDS", "DOWNSTREAM_KINDS", "Classifier", "BoostedTrees", "TrainHistory", "train_classifier",
+           "fit_classifier", "fit_boosted_trees", "classification_scores", "calibration_scores",
+           "cached_test_predictions", "classifier_state", "classifier_from_state", "cached_classifier"]
 
 CLASSIFIER_KINDS = ("logistic-regression", "mlp", "cnn")
+#: What `train_classifier` trains: the torch classifiers and gradient-boosted trees (tabular rows).
+DOWNSTREAM_KINDS = CLASSIFIER_KINDS + ("gradient-boosting",)
 _SMALL_MODEL_MACS = 2**30
 _DEFAULT_LR = {"logistic-regression": 1e-2, "mlp": 1e-3, "cnn": 3e-3}
 
@@ -252,15 +257,75 @@ def _train_loop(model: Classifier, optimiser: torch.optim.Optimizer, x: torch.Te
     return history, best_state
 
 
+class BoostedTrees:
+    """``gradient-boosting``: a fitted `HistGradientBoostingClassifier` behind the `Classifier`
+    prediction methods (``predict``, ``predict_proba``) on tensors of any device. A training set
+    of one class predicts that class."""
+
+    kind = "gradient-boosting"
+
+    def __init__(self, model: Any, num_classes: int, constant: int | None = None):
+        self.model, self.num_classes, self.constant = model, int(num_classes), constant
+
+    def predict_proba(self, x: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
+        out = torch.zeros((len(x), self.num_classes), dtype=torch.float32)
+        if self.constant is not None:
+            out[:, self.constant] = 1.0
+        elif len(x):
+            rows = x.detach().reshape(len(x), -1).double().cpu().numpy()
+            probs = torch.from_numpy(self.model.predict_proba(rows)).float()
+            out[:, torch.as_tensor(self.model.classes_, dtype=torch.int64)] = probs
+        return out.to(x.device)
+
+    def predict(self, x: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
+        """Predicted labels ``(N,)`` int64."""
+        return self.predict_proba(x, batch_size).argmax(dim=1)
+
+
+def fit_boosted_trees(train: Dataset, val: Dataset | None, rng: Rng | int, *, epochs: int = 100, patience: int = 10,
+                      lr: float | None = None, **_ignored: Any) -> BoostedTrees:
+    """Fit `HistGradientBoostingClassifier` on tabular rows: ``epochs`` boosting iterations at most,
+    learning rate ``lr`` (default 0.1), early stopping after ``patience`` iterations without a lower
+    loss on the real `val` split (none: all iterations); the columns `FeatureInfo` names categorical
+    (up to 255 categories) are split natively. Deterministic for a given `rng`. Options of the
+    torch classifiers (batch_size, hidden, weight_decay) do not apply and are ignored."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    if train.modality != "tabular":
+        raise DataError(f"the gradient-boosting model takes tabular rows, not {train.modality}: use mlp or cnn")
+    if len(train) == 0:
+        raise DataError("cannot train a classifier on 0 rows")
+    y = train.y.cpu().numpy()
+    present = sorted(set(y.tolist()))
+    if len(present) == 1:
+        return BoostedTrees(None, train.num_classes, constant=present[0])
+    features = train.features
+    categorical = [features is not None and name in features.categorical and len(features.categorical[name]) <= 255
+                   for name in (features.names if features is not None else range(train.x.shape[1]))]
+    has_val = val is not None and len(val) > 0 and set(val.y.tolist()) <= set(present)
+    model = HistGradientBoostingClassifier(
+        learning_rate=0.1 if lr is None else lr, max_iter=epochs, categorical_features=categorical if any(categorical)
+        else None, early_stopping=has_val, n_iter_no_change=patience, random_state=_as_rng(rng).sk_seed())
+    x = train.x.detach().double().cpu().numpy()
+    if has_val:
+        model.fit(x, y, X_val=val.x.detach().double().cpu().numpy(), y_val=val.y.cpu().numpy())
+    else:
+        model.fit(x, y)
+    return BoostedTrees(model, train.num_classes)
+
+
 def train_classifier(kind: str, train: Dataset, val: Dataset | None, rng: Rng | int, device: Any = "cpu",
-                     **options: Any) -> Classifier:
+                     **options: Any) -> Classifier | BoostedTrees:
     """Train a `Classifier` of `kind` on the `train` dataset with early stopping on `val`
     (None: fixed epochs). `options` are those of `fit_classifier` (epochs, patience, batch_size,
-    lr, weight_decay, hidden, on_epoch)."""
+    lr, weight_decay, hidden, on_epoch). ``gradient-boosting`` (tabular rows) gives `BoostedTrees`
+    (`fit_boosted_trees`)."""
     if train.modality == "text":
         raise DataError("the shared classifiers take image, tabular or audio rows, not text")
     if val is not None and val.classes != train.classes:
         raise DataError("train and val must have the same classes")
+    if kind == "gradient-boosting":
+        return fit_boosted_trees(train, val, rng, **options)
     return fit_classifier(kind, train.x, train.y, train.num_classes, rng, device,
                           x_val=None if val is None else val.x, y_val=None if val is None else val.y, **options)
 
@@ -287,6 +352,33 @@ def calibration_scores(y_true: torch.Tensor, probabilities: torch.Tensor, bins: 
     onehot = torch.nn.functional.one_hot(y_true, probabilities.shape[1]).double()
     brier = float(((probabilities - onehot) ** 2).sum(dim=1).mean())
     return {"ece": float(gap.sum() / count.sum()), "brier": brier / 2 if probabilities.shape[1] == 2 else brier}
+
+
+def classifier_state(model: Classifier) -> dict[str, Any]:
+    """A trained `Classifier` as plain values and tensors (what ``torch.load(weights_only=True)``
+    reads back, so the run's cache keeps it on disk); `classifier_from_state` rebuilds it."""
+    hidden = model.head.in_features if model.kind != "logistic-regression" else 128
+    return {"kind": model.kind, "row_shape": list(model.row_shape), "num_classes": model.num_classes,
+            "hidden": int(hidden), "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+
+
+def classifier_from_state(state: dict[str, Any], device: Any = "cpu") -> Classifier:
+    """The `Classifier` saved by `classifier_state`, in eval mode on `device`."""
+    weights = state["weights"]
+    model = Classifier(state["kind"], tuple(int(d) for d in state["row_shape"]), int(state["num_classes"]),
+                       weights["mean"], weights["std"], hidden=int(state["hidden"]))
+    model.load_state_dict(weights)
+    return model.to(device).eval()
+
+
+def cached_classifier(cache: Any, key: str, train: Callable[[], Classifier], device: Any = "cpu") -> Classifier:
+    """`train()`'s classifier, kept in `cache` (a ``setforge.context.Cache``, or None for none)
+    under `key` as plain tensors, so that a resumed run reads it back instead of training again."""
+    if cache is None:
+        return train().to(device).eval()
+    # the rebuilt module is kept in memory (not plain: never on disk), so asking again gives the same object
+    return cache.get_or_compute(f"{key}-module-{device}", lambda: classifier_from_state(
+        cache.get_or_compute(key, lambda: classifier_state(train())), device))
 
 
 def classification_scores(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> dict[str, Any]:
@@ -327,3 +419,31 @@ def classification_scores(y_true: torch.Tensor, y_pred: torch.Tensor, num_classe
         "support": [int(s) for s in support.tolist()],
         "n": n,
     }
+
+
+#: The options of `train_classifier` that shape a trained downstream model.
+_TRAINING_OPTIONS = ("epochs", "patience", "batch_size", "lr", "weight_decay", "hidden")
+
+
+def cached_test_predictions(ectx: Any, kind: str, train: Dataset, rng: Rng, options: Any) -> torch.Tensor:
+    """Labels that a `kind` model trained on `train` (early-stopped on the real val split) predicts
+    for the real test split, ``(N,)`` int64 on the CPU. `options` (a params model or mapping) gives
+    ``epochs``, ``patience``, ``batch_size``, ``lr``, ``weight_decay`` and ``hidden``.
+
+    The model depends only on its data, kind, options and seed, so the predictions are cached by
+    content: a resumed run, and a baseline shared by several evaluators (``utility``'s raw model is
+    ``tstr``'s train-real model when their settings agree), train it once."""
+    from setforge.context import Cache
+
+    values = options if isinstance(options, dict) else options.model_dump()
+    chosen = {name: values[name] for name in _TRAINING_OPTIONS if name in values}
+    test = ectx.test
+    val = ectx.val if ectx.val is not None and len(ectx.val) else None
+    key = Cache.key("utility", kind, train.fingerprint(), None if val is None else val.fingerprint(),
+                    test.fingerprint(), sorted(chosen.items()), rng.seed, rng.key, str(ectx.device))
+
+    def fit() -> torch.Tensor:
+        model = train_classifier(kind, train, val, rng, ectx.device, **chosen)
+        return model.predict(test.x.to(ectx.device)).cpu()
+
+    return ectx.cache.get_or_compute(key, fit)

@@ -22,7 +22,7 @@ from setforge.components import Evaluator
 from setforge.context import Cache, EvalContext
 from setforge.dataset import Dataset
 
-from ._classifiers import CLASSIFIER_KINDS, Classifier, train_classifier
+from ._classifiers import DOWNSTREAM_KINDS, Classifier, train_classifier
 
 __all__ = ["ModelParams", "model_options", "trained_model", "test_probabilities", "SCORES"]
 
@@ -33,8 +33,9 @@ SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
 class ModelParams(Evaluator.Params):
     """The downstream model and how it is trained."""
 
-    model: Literal["logistic-regression", "mlp", "cnn"] = Field(
-        "logistic-regression", description="the downstream classifier (cnn needs images)")
+    model: Literal["logistic-regression", "mlp", "cnn", "gradient-boosting"] = Field(
+        "logistic-regression", description="the downstream classifier (cnn needs images; gradient-boosting, "
+                                           "scikit-learn's HistGradientBoostingClassifier, tabular rows)")
     epochs: int = Field(100, ge=1, le=10_000, description="most training epochs")
     patience: int = Field(10, ge=1, le=1000, description="epochs without a lower val loss before stopping")
     batch_size: int = Field(128, ge=1, le=65_536, description="rows per training batch")
@@ -91,7 +92,7 @@ def test_probabilities(ectx: EvalContext, options: dict[str, Any], train: Datase
     if test is None:
         raise ValueError("test_probabilities needs a test split")
     key = _key("test-probabilities", ectx, options, train, repeat, test.fingerprint())
-    if options["kind"] not in CLASSIFIER_KINDS:
+    if options["kind"] not in DOWNSTREAM_KINDS:
         return ectx.cache.get_or_compute(key, lambda: _contributed_probabilities(ectx, options, train, test, repeat))
     return ectx.cache.get_or_compute(
         key, lambda: trained_model(ectx, options, train, repeat).predict_proba(test.x.to(ectx.device)).cpu())

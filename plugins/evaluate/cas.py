@@ -47,8 +47,9 @@ class ClassAgreementScore(Evaluator):
     class Params(Evaluator.Params):
         """The judging classifier and how it is trained."""
 
-        model: Literal["auto", "logistic-regression", "mlp", "cnn"] = Field(
-            "auto", description="the classifier trained on real rows (auto: cnn for images, mlp otherwise)")
+        model: Literal["auto", "logistic-regression", "mlp", "cnn", "gradient-boosting"] = Field(
+            "auto", description="the classifier trained on real rows (auto: cnn for images, mlp otherwise; "
+                                "gradient-boosting: tabular rows)")
         epochs: int = Field(100, ge=1, le=10_000, description="most training epochs")
         patience: int = Field(10, ge=1, le=1000, description="epochs without a lower val loss before stopping")
         batch_size: int = Field(128, ge=1, le=65_536, description="rows per training batch")

@@ -15,7 +15,7 @@ from setforge.dataset import Dataset
 from setforge.errors import DataError, PluginError
 from setforge.rng import Rng
 
-from ._classifiers import CLASSIFIER_KINDS, calibration_scores, classification_scores
+from ._classifiers import DOWNSTREAM_KINDS as CLASSIFIER_KINDS, calibration_scores, classification_scores
 from ._downstream import SCORES as _SCORES, ModelParams, model_options, test_probabilities
 
 __all__ = ["Utility", "DownstreamModel", "MODEL_ENTRY_POINT_GROUP", "downstream_models"]
@@ -94,7 +94,7 @@ class Utility(Evaluator):
         """The downstream model, how it is trained, and how many seeds."""
 
         model: str = Field("logistic-regression", description="the downstream classifier: logistic-regression, "
-                           "mlp, cnn (images), or a model an installed plugin contributes (entry-point group "
+                           "mlp, cnn (images), gradient-boosting (tabular rows), or a model an installed plugin contributes (entry-point group "
                            "setforge.models)")
         repeats: int = Field(1, ge=1, le=100, description="train the pair with this many seeds; report mean and std")
         calibration_bins: int = Field(15, ge=1, le=1000, description="equal-width confidence bins of the expected "

@@ -47,7 +47,7 @@ from setforge.context import Event, StepContext
 from setforge.errors import DataError
 from .._shared.threads import one_thread_if_small
 
-__all__ = ["GanTrainingParams", "GanObjective", "NonSaturatingLoss", "GanTrainer", "GanResult", "BatchSampler",
+__all__ = ["GanTrainingParams", "GanObjective", "NonSaturatingLoss", "WassersteinGradientPenalty", "GanTrainer", "GanResult", "BatchSampler",
            "build_module", "init_dcgan_weights", "refresh_batch_norm", "write_grid_png", "is_skewed",
            "forward_macs", "CHECKPOINT_PATTERN", "SMALL_STEP_MACS"]
 
@@ -118,6 +118,38 @@ class NonSaturatingLoss(GanObjective):
 
     def generator_loss(self, discriminator, fake, labels):
         return {"generator": nn.functional.softplus(-discriminator(fake, labels).float()).mean()}
+
+
+class WassersteinGradientPenalty(GanObjective):
+    """WGAN-GP (Gulrajani et al., 2017): the critic minimises ``D(fake) - D(real)`` plus
+    ``penalty * (||grad D(x_hat)|| - 1)^2`` at random interpolates ``x_hat`` of real and fake rows
+    (one uniform weight per row, drawn from `generator`, the step's torch generator, so a resumed
+    run draws the same); the generator minimises ``-D(G(z))``. ``critic_steps`` critic updates per
+    generator update (5 in the paper). The critic must not use batch norm (the penalty is per row).
+    ``drift`` adds ``drift * D(real)^2`` (Karras et al., 2018) to keep the critic's output near 0.
+    """
+
+    def __init__(self, generator: torch.Generator, penalty: float = 10.0, critic_steps: int = 5, drift: float = 0.0):
+        self.draw, self.penalty, self.critic_steps, self.drift = generator, penalty, critic_steps, drift
+
+    def discriminator_loss(self, discriminator, real, fake, real_labels, fake_labels):
+        real_scores = discriminator(real, real_labels).float()
+        fake_scores = discriminator(fake, fake_labels).float()
+        shape = (len(real),) + (1,) * (real.ndim - 1)
+        weight = torch.rand(shape, generator=self.draw, device=real.device, dtype=torch.float32).to(real.dtype)
+        mixed = torch.lerp(fake.detach(), real.detach(), weight).requires_grad_(True)
+        scores = discriminator(mixed, real_labels).float()
+        (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+        norm = grad.float().flatten(1).norm(dim=1)
+        penalty = ((norm - 1.0) ** 2).mean()
+        distance = real_scores.mean() - fake_scores.mean()
+        loss = -distance + self.penalty * penalty
+        if self.drift:
+            loss = loss + self.drift * (real_scores ** 2).mean()
+        return {"discriminator": loss, "wasserstein": distance.detach(), "penalty": penalty.detach()}
+
+    def generator_loss(self, discriminator, fake, labels):
+        return {"generator": -discriminator(fake, labels).float().mean()}
 
 
 # --------------------------------------------------------------------------- networks
@@ -265,6 +297,11 @@ class BatchSampler:
         self.position += self.batch_size
         return batch
 
+    def labels(self, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """What both networks are conditioned on for the rows just drawn (`index` into `y`): their
+        classes. A subclass may condition on more (a tabular GAN's sampled category, say)."""
+        return y[index]
+
     def state(self) -> dict[str, Any]:
         return {"numpy": json.dumps(self.rng.bit_generator.state), "permutation": torch.from_numpy(self.permutation),
                 "position": self.position}
@@ -326,11 +363,16 @@ class GanTrainer:
     `discriminator` maps ``(rows, labels)`` to ``(N,)`` logits/scores; `objective` gives the
     losses. `decode` maps network units back to dataset units (images in [0, 1]) for grids; pass
     ``image_grids=False`` for non-image generators. `name` names the component in messages.
+    `make_sampler` builds the row sampler as ``make_sampler(labels, batch_size, balanced,
+    numpy_generator)`` (`BatchSampler` or a subclass). A discriminator with an int ``pac`` scores
+    packs of that many rows (PacGAN).
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, objective: GanObjective,
                  params: GanTrainingParams, *, name: str, decode: Callable[[torch.Tensor], torch.Tensor],
-                 image_grids: bool = True, grid_columns: int = 8, max_grid_classes: int = 20):
+                 image_grids: bool = True, grid_columns: int = 8, max_grid_classes: int = 20,
+                 make_sampler: Callable[..., BatchSampler] = BatchSampler):
+        self.make_sampler = make_sampler
         self.generator, self.discriminator, self.objective = generator, discriminator, objective
         self.params, self.name, self.decode = params, name, decode
         self.image_grids, self.grid_columns, self.max_grid_classes = image_grids, grid_columns, max_grid_classes
@@ -438,7 +480,7 @@ class GanTrainer:
         labels_np = y.cpu().numpy()
         counts = np.bincount(labels_np, minlength=num_classes)
         balanced = is_skewed(counts) if p.balanced == "auto" else bool(p.balanced)
-        sampler = BatchSampler(labels_np, p.batch_size, balanced, ctx.rng.numpy)
+        sampler = self.make_sampler(labels_np, p.batch_size, balanced, ctx.rng.numpy)
         # an epoch is a pass over the real rows; each generator step reads critic_steps batches
         total = p.steps if p.steps is not None else max(
             1, p.epochs * sampler.steps_per_epoch // self.objective.critic_steps)
@@ -458,8 +500,9 @@ class GanTrainer:
         decay = p.ema_decay
         # forward + backward of the generator and two discriminator passes, per step, about 3x forward
         probe_z = torch.zeros(1, self.latent_dim, device=device)
+        pac = int(getattr(self.discriminator, "pac", 1))
         step_macs = 3 * sampler.batch_size * self.objective.critic_steps * (
-            forward_macs(self.generator, probe_z, y[:1]) + 2 * forward_macs(self.discriminator, x[:1], y[:1]))
+            forward_macs(self.generator, probe_z, y[:1]) + 2 * forward_macs(self.discriminator, x[:pac], y[:pac]) // pac)
         window: list[torch.Tensor] = []
         loss_names: list[str] = []
         last_losses: dict[str, float] = {}
@@ -473,7 +516,7 @@ class GanTrainer:
 
         def batch() -> tuple[torch.Tensor, torch.Tensor]:
             index = torch.from_numpy(sampler.next()).to(device)
-            return x[index], y[index]
+            return x[index], sampler.labels(y, index)
 
         def flush(iteration: int) -> None:
             """Check the losses of the window (one device sync), log them, raise on divergence."""

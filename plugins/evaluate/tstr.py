@@ -1,0 +1,100 @@
+"""``tstr``: train on synthetic, test on real — a model trained on generated rows alone, scored on the
+real test split next to the same model trained on the real training rows."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from setforge.components import Evaluator
+from setforge.context import EvalContext, Metrics
+from setforge.dataset import Dataset, Origin
+
+from ._classifiers import cached_test_predictions, classification_scores
+
+__all__ = ["TrainSyntheticTestReal"]
+
+_SCORES = ("macro_f1", "balanced_accuracy")
+
+
+class TrainSyntheticTestReal(Evaluator):
+    """Train on generated rows only, test on the real test split, beside train-real-test-real, per generator step.
+
+    Paths (under ``tstr/``): ``real/<score>`` (the model trained on the real training rows: the
+    reference), ``generated/<score>`` (trained on every generated row of the optimised set),
+    ``step/<i>/<score>`` (trained on the rows that pipeline step ``i`` generated, for each generate
+    step), and for each of these ``.../ratio/<score>`` (synthetic over real; 1 means the generated
+    rows teach the model as much as real rows do) and ``.../train_rows``. Scores: ``macro_f1`` and
+    ``balanced_accuracy``; ``n`` is the number of test rows (``train_rows``: the training rows).
+    Every model shares kind, options and seed and is early-stopped on the real val split. Generated
+    rows that leave out a class present in the test split cannot teach it, so that set is skipped,
+    naming the classes (generate every class, with ``per_class:`` or ``multiply:``).
+    """
+
+    name = "tstr"
+    modalities = ("image", "tabular", "audio")
+    testing_params = {"epochs": 5, "patience": 2}
+
+    class Params(Evaluator.Params):
+        """The downstream model and how it is trained."""
+
+        model: Literal["auto", "logistic-regression", "mlp", "cnn", "gradient-boosting"] = Field(
+            "auto", description="the model trained on each set (auto: gradient-boosting for tabular rows, cnn for "
+                                "images, mlp otherwise)")
+        epochs: int = Field(100, ge=1, le=10_000, description="most training epochs (boosting iterations for "
+                                                             "gradient-boosting)")
+        patience: int = Field(10, ge=1, le=1000, description="epochs without a lower val loss before stopping")
+        batch_size: int = Field(128, ge=1, le=65_536, description="rows per training batch")
+        lr: float | None = Field(None, gt=0.0, le=10.0, description="learning rate (default per model)")
+        weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="Adam weight decay")
+        hidden: int = Field(128, ge=1, le=65_536, description="hidden units (mlp, cnn)")
+
+    def _evaluate(self, ectx: EvalContext) -> Metrics:
+        metrics = Metrics()
+        test = ectx.test
+        if test is None or len(test) == 0:
+            metrics.skip("real", "there is no real test split to score on")
+            return metrics
+        generated = ectx.train.origin == int(Origin.GENERATED)
+        sets: list[tuple[str, Dataset]] = []
+        if bool(generated.any()):
+            sets.append(("generated", ectx.train[generated]))
+        for record in ectx.steps:
+            if record.kind != "generate":
+                continue
+            out = record.output
+            rows = (out.origin == int(Origin.GENERATED)) & (out.step == record.index)
+            if bool(rows.any()):
+                sets.append((f"step/{record.index}", out[rows]))
+            else:
+                metrics.skip(f"step/{record.index}", f"generate step {record.index} ({record.name}) made no rows")
+        if not sets:
+            metrics.skip("generated", "the optimised set has no generated rows (add a generate step)")
+        real = ectx.raw_train[ectx.raw_train.origin == int(Origin.REAL)]
+        kind = self.params.model
+        if kind == "auto":
+            kind = {"tabular": "gradient-boosting", "image": "cnn"}.get(real.modality, "mlp")
+        rng = ectx.rng.spawn("model")
+        n = len(test)
+        reference = classification_scores(test.y, cached_test_predictions(ectx, kind, real, rng, self.params),
+                                          test.num_classes)
+        for score in _SCORES:
+            metrics.add(f"real/{score}", reference[score], n=n)
+        metrics.add("real/train_rows", float(len(real)), n=len(real))
+        tested = set(test.y.tolist())
+        for what, rows in sets:
+            missing = sorted(tested - set(rows.y.tolist()))
+            if missing:
+                names = ", ".join(repr(test.classes[c]) for c in missing)
+                metrics.skip(what, f"the generated rows have no class {names}, which the test split holds; generate "
+                                   f"every class (per_class: or multiply:) to measure train-synthetic-test-real")
+                continue
+            scores = classification_scores(test.y, cached_test_predictions(ectx, kind, rows, rng, self.params),
+                                           test.num_classes)
+            for score in _SCORES:
+                metrics.add(f"{what}/{score}", scores[score], n=n)
+                if reference[score] > 0:
+                    metrics.add(f"{what}/ratio/{score}", scores[score] / reference[score], n=n)
+            metrics.add(f"{what}/train_rows", float(len(rows)), n=len(rows))
+        return metrics
