@@ -22,7 +22,7 @@ from setforge.components import Evaluator
 from setforge.context import Cache, EvalContext
 from setforge.dataset import Dataset
 
-from ._classifiers import DOWNSTREAM_KINDS, Classifier, train_classifier
+from ._classifiers import DOWNSTREAM_KINDS, Classifier, cached_classifier, train_classifier
 
 __all__ = ["ModelParams", "model_options", "trained_model", "test_probabilities", "SCORES"]
 
@@ -79,9 +79,13 @@ def trained_model(ectx: EvalContext, options: dict[str, Any], train: Dataset, re
     if options.get("hidden") is None:
         options["hidden"] = 128
     rng = ectx.shared_rng.spawn(int(repeat))
-    return ectx.cache.get_or_compute(
-        _key("model", ectx, {"kind": kind, **options}, train, repeat),
-        lambda: train_classifier(kind, train, _val(ectx), rng, ectx.device, **options))
+    key = _key("model", ectx, {"kind": kind, **options}, train, repeat)
+    fit = lambda: train_classifier(kind, train, _val(ectx), rng, ectx.device, **options)  # noqa: E731
+    if kind == "gradient-boosting":  # scikit-learn trees are no tensors: kept in memory for this run only
+        return ectx.cache.get_or_compute(key, fit)
+    # torch classifiers are kept as plain tensors, so the run's cache folder holds them and a resumed
+    # run reads them back instead of training again
+    return cached_classifier(ectx.cache, key, fit, ectx.device)
 
 
 def test_probabilities(ectx: EvalContext, options: dict[str, Any], train: Dataset, repeat: int = 0) -> torch.Tensor:

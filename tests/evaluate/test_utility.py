@@ -218,7 +218,7 @@ def test_a_contributed_model_is_chosen_by_name_and_scored(contributed_model):
 def test_unknown_model_lists_the_contributed_ones(contributed_model):
     from setforge import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown model 'tfidf'.*logistic-regression, mlp, cnn, nearest-centroid"):
+    with pytest.raises(ConfigError, match="unknown model 'tfidf'.*logistic-regression, mlp, cnn, gradient-boosting, nearest-centroid"):
         Utility({"model": "tfidf"})
 
 
