@@ -102,7 +102,7 @@ def test_conforms_to_the_kit():
 
 def test_a_resumed_run_reads_the_classifier_back_from_the_cache_folder(tmp_path, monkeypatch):
     from setforge.context import Cache
-    from setforge.plugins.evaluate import cas
+    from setforge.plugins.evaluate import _downstream
 
     parts = _digits()
     optimised = _with_generated(parts["train"], parts["pool"].x, parts["pool"].y)
@@ -118,7 +118,7 @@ def test_a_resumed_run_reads_the_classifier_back_from_the_cache_folder(tmp_path,
     def refuse(*args, **kwargs):
         raise AssertionError("the classifier was trained again")
 
-    monkeypatch.setattr(cas, "train_classifier", refuse)
+    monkeypatch.setattr(_downstream, "train_classifier", refuse)
     second = evaluate()
     assert second.get("cas/overall") == first.get("cas/overall")
     assert second.get("cas/reference/overall") == first.get("cas/reference/overall")
