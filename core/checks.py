@@ -180,14 +180,18 @@ def check_components(config: RunConfig, registry: Any) -> None:
     for ref in refs:
         problems += _check_ref(ref, registry, config.base_dir, config._resolved_params, modality)
     problems += _service_problems(config, registry)
-    formats = registry.formats()
-    if config.output.format not in formats:
-        problems.append(("output.format", f"unknown format {config.output.format!r}; available: "
-                                          f"{', '.join(repr(name) for name in formats)}"))
+    problems += _format_problems(config.output.format, registry)
     if not problems:
         problems += _modality_problems(refs, registry)
     if problems:
         raise ConfigError(problems=tidy_problems(problems, config._overrides))
+
+
+def _format_problems(name: str, registry: Any) -> list[tuple[str, str]]:
+    formats = registry.formats()
+    if name in formats:
+        return []
+    return [("output.format", f"unknown format {name!r}; available: {', '.join(repr(f) for f in formats)}")]
 
 
 def _service_problems(config: RunConfig, registry: Any) -> list[tuple[str, str]]:
@@ -246,6 +250,10 @@ def load_and_check(path: str | Path, overrides: Sequence[str], make_registry: Ca
         more: list[tuple[str, str]] = []
         try:
             registry = make_registry(partial)
+            output = partial.raw.get("output")
+            fmt = output.get("format") if isinstance(output, dict) else None
+            if isinstance(fmt, str) and fmt and not any(is_under("output.format", p) for p, _ in error.problems):
+                more += _format_problems(fmt, registry)
             for ref in _refs_from_raw(partial.raw):
                 if not any(is_under(ref.place, place) or is_under(ref.params_place, place) for place, _ in error.problems):
                     more += _check_ref(ref, registry, partial.base_dir, None)
