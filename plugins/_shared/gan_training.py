@@ -96,6 +96,13 @@ class GanObjective:
     """
 
     critic_steps: int = 1
+    #: the generator step being computed (1-based), set by the loop through `start_iteration`
+    iteration: int = 0
+
+    def start_iteration(self, iteration: int) -> None:
+        """Called by the loop before each generator step's critic and generator updates (also after a
+        resume, so schedules keyed on the iteration, such as lazy regularisation, resume exactly)."""
+        self.iteration = iteration
 
     def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                            real_labels: torch.Tensor, fake_labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -506,6 +513,7 @@ class GanTrainer:
         threads.__enter__()
         try:
             for iteration in range(start + 1, total + 1):
+                self.objective.start_iteration(iteration)
                 fake = None
                 for critic in range(self.objective.critic_steps):
                     real, real_labels = batch()
