@@ -6,7 +6,7 @@ features). Both sets' means and covariances are computed once in float64 (timed 
 not part of the ratio); from the covariances onward each route is timed ``--repeats`` times,
 interleaved so both see the same machine load:
 
-- eigen: ``setforge.plugins._shared.stats.frechet_distance`` (Cholesky factor of S1, then the
+- eigen: ``setforge.plugins.evaluate._stats.frechet_distance`` (Cholesky factor of S1, then the
   eigenvalues of the symmetric ``L^T S2 L``, float64, torch on ``--device``);
 - sqrtm: pytorch-fid's ``calculate_frechet_distance`` (``scipy.linalg.sqrtm(S1 @ S2)``, numpy).
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     from setforge.context import resolve_device
-    from setforge.plugins._shared.stats import frechet_distance, moments
+    from setforge.plugins.evaluate._stats import frechet_distance, moments
 
     device = resolve_device(args.device)
     real = make_features(args.n, args.dim, seed=0, shift=0.0).to(device)

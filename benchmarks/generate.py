@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from setforge import Dataset, StepContext
     from setforge.context import resolve_device
-    from setforge.plugins._shared import gan_training
-    from setforge.plugins._shared.gan_training import build_module, init_dcgan_weights
+    from setforge.plugins.generate import _gan_training as gan_training
+    from setforge.plugins.generate._gan_training import build_module, init_dcgan_weights
     from setforge.plugins.generate.dcgan import DCGAN, _DcganDiscriminator, _DcganGenerator
 
     device = resolve_device(args.device)

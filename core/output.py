@@ -13,17 +13,17 @@ preprocessor state), ``steps/NN-KIND-NAME/`` (what steps kept: checkpoints, samp
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .formats import SPLITS, get_format
-from .report import HTML_FILE, REPORT_FILE, TIMINGS_FILE, format_summary, render_html
+from .record import REPORT_FILE, read_report
 
-__all__ = ["RunFolder", "load", "read_report", "summarize_run_dir", "MARKER"]
+__all__ = ["RunFolder", "load", "read_report", "write_data", "MARKER"]
 
 #: The file that marks a folder as made by setforge (only such folders are ever deleted or replaced).
 MARKER = ".setforge-run"
@@ -136,22 +136,6 @@ class RunFolder:
 
 
 # ------------------------------------------------------------------------------- reading
-def read_report(run_dir: str | Path) -> dict[str, Any]:
-    """``report.json`` of a finished run folder."""
-    run_dir = Path(run_dir)
-    path = run_dir / REPORT_FILE
-    if not path.is_file():
-        hint = ""
-        partial = run_dir.with_name(run_dir.name + ".partial")
-        if partial.is_dir():
-            hint = f" ({partial} exists: the run did not finish; `setforge run FILE --resume` continues it)"
-        raise DataError(f"{run_dir} is not a finished setforge run folder: no {REPORT_FILE}{hint}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read {path}: {error}") from None
-
-
 def load(run_dir: str | Path, split: str = "train", device: Any = "cpu") -> Any:
     """A run folder's data as a `Dataset`: the optimised training set (``split="train"``, with
     ``origin``, ``step`` and ``parent``) or the real ``"val"`` and ``"test"`` parts.
@@ -167,17 +151,41 @@ def load(run_dir: str | Path, split: str = "train", device: Any = "cpu") -> Any:
     return fmt.read(run_dir, split).to(device)
 
 
-def summarize_run_dir(run_dir: str | Path) -> str:
-    """The summary of a finished run (what ``setforge report RUN_DIR`` prints); rewrites report.html."""
-    run_dir = Path(run_dir)
-    report = read_report(run_dir)
-    timings = None
-    if (run_dir / TIMINGS_FILE).is_file():
-        try:
-            timings = json.loads((run_dir / TIMINGS_FILE).read_text(encoding="utf-8"))
-        except ValueError:
-            timings = None
-    tmp = run_dir / (HTML_FILE + ".tmp")
-    tmp.write_text(render_html(report, run_dir, timings), encoding="utf-8")
-    tmp.replace(run_dir / HTML_FILE)
-    return format_summary(report, run_dir, timings)
+# ------------------------------------------------------------------------------- writing
+def write_data(partial: Path, fmt: Any, parts: Mapping[str, Any], shard_rows: int, rows: Any, split: Any,
+               figures: Mapping[str, Mapping[str, bytes]]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Write a run's data files (`parts` ``train`` / ``val`` / ``test``, in the original units), its
+    ``splits.npz`` (which source rows went where, `rows` and `split`) and the evaluators'
+    `figures` into `partial`; returns the SHA-256 of each data file and the figure files by evaluator."""
+    import numpy as np
+
+    from .formats import write_npz_file
+    from .record import file_hash
+
+    files: list[Path] = []
+    for name, ds in parts.items():
+        files += fmt.write(partial, name, ds, shard_rows=shard_rows)
+    arrays = {"source_parts": np.asarray(rows.part_names, dtype=np.str_),
+              "source_part_sizes": np.asarray(rows.part_sizes, dtype=np.int64),
+              "source_part": rows.part_of.astype(np.int64), "source_y": rows.all.y.cpu().numpy().astype(np.int64)}
+    for name in ("train", "val", "test"):
+        arrays[f"{name}_index"] = split.index[name].astype(np.int64)
+    arrays["duplicate_index"] = split.duplicate_index.astype(np.int64)
+    arrays["leaked_index"] = split.leaked_index.astype(np.int64)
+    if rows.all.groups is not None:
+        arrays["source_groups"] = rows.all.groups.cpu().numpy().astype(np.int64)
+    files.append(write_npz_file(partial / "splits.npz", arrays))
+    written: dict[str, dict[str, str]] = {}
+    used: set[str] = set()
+    for evaluator, named in sorted(figures.items()):
+        for name, png in sorted(named.items()):
+            stem, n = f"figures/{_safe_part(evaluator)}-{_safe_part(name)}", 1
+            relpath = f"{stem}.png"
+            while relpath.lower() in used:  # names that differ only in characters a file name cannot hold
+                n += 1
+                relpath = f"{stem}-{n}.png"
+            used.add(relpath.lower())
+            (partial / "figures").mkdir(exist_ok=True)
+            (partial / relpath).write_bytes(png)
+            written.setdefault(evaluator, {})[name] = relpath
+    return {str(p.relative_to(partial)): file_hash(p) for p in sorted(files)}, written

@@ -10,7 +10,7 @@ from setforge.components import Evaluator
 from setforge.context import Cache, EvalContext, Metrics
 from setforge.dataset import Dataset, Origin
 
-from .._shared.classifiers import train_classifier
+from ._classifiers import train_classifier
 
 __all__ = ["ClassAgreementScore"]
 

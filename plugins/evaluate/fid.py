@@ -9,9 +9,9 @@ from pydantic import Field
 from setforge.components import Evaluator
 from setforge.context import Metrics
 
-from .._shared.comparison import Group, measure_groups
-from .._shared.features import FeatureParams
-from .._shared.stats import frechet_distance_from_features
+from ._comparison import Group, measure_groups
+from ._features import FeatureParams
+from ._stats import frechet_distance_from_features
 
 if TYPE_CHECKING:
     import torch
@@ -26,7 +26,7 @@ class FrechetDistance(Evaluator):
 
     Each set of rows is summarised by the mean and covariance of its features (float64); the
     distance ``|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))`` takes the trace of the matrix square
-    root from a symmetric eigendecomposition (see ``setforge.plugins._shared.stats``), which agrees
+    root from a symmetric eigendecomposition (see ``setforge.plugins.evaluate._stats``), which agrees
     with pytorch-fid's ``scipy.linalg.sqrtm`` route and is several times faster. Lower is closer;
     0 means the same first two moments. FID is biased upwards for small sets, so compare numbers
     from similar row counts (each number carries its count of new rows).

@@ -9,9 +9,9 @@ from pydantic import Field
 from setforge.components import Evaluator
 from setforge.context import Metrics
 
-from .._shared.comparison import Group, measure_groups
-from .._shared.features import FeatureParams
-from .._shared.stats import kid
+from ._comparison import Group, measure_groups
+from ._features import FeatureParams
+from ._stats import kid
 
 if TYPE_CHECKING:
     import torch

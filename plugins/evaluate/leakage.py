@@ -17,7 +17,7 @@ from pydantic import Field
 from setforge import Dataset, EvalContext, Evaluator, Metrics, Origin
 
 from .._shared.duplicates import CrossMatch, FeatureSpace, cross_match
-from .._shared.figures import pairs_figure, png_bytes
+from ._figures import pairs_figure, png_bytes
 
 __all__ = ["Leakage"]
 

@@ -10,9 +10,9 @@ from pydantic import Field
 from setforge.components import Evaluator
 from setforge.context import Metrics
 
-from .._shared.comparison import NEW, Group, comparison_groups, new_rows
-from .._shared.features import FeatureParams, embed_rows, raw_space, real_rows, resolve_feature_space
-from .._shared.figures import pairs_figure
+from ._comparison import NEW, Group, comparison_groups, new_rows
+from ._features import FeatureParams, embed_rows, raw_space, real_rows, resolve_feature_space
+from ._figures import pairs_figure
 from .._shared.knn import knn
 
 if TYPE_CHECKING:

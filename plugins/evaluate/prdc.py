@@ -10,10 +10,10 @@ from pydantic import Field
 from setforge.components import Evaluator
 from setforge.context import Metrics
 
-from .._shared.comparison import Group, measure_groups
-from .._shared.features import FeatureParams
+from ._comparison import Group, measure_groups
+from ._features import FeatureParams
 from .._shared.knn import knn
-from .._shared.stats import ball_counts, exact_squared_distances
+from ._stats import ball_counts, exact_squared_distances
 
 if TYPE_CHECKING:
     from setforge.context import EvalContext

@@ -12,7 +12,7 @@ from setforge.components import Evaluator
 from setforge.context import Cache, EvalContext, Metrics
 from setforge.dataset import Dataset
 
-from .._shared.classifiers import classification_scores, train_classifier
+from ._classifiers import classification_scores, train_classifier
 
 __all__ = ["Utility"]
 

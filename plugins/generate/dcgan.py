@@ -9,7 +9,7 @@ LeakyReLU 0.2) ending in a projection head (Miyato & Koyama, 2018): ``linear(phi
 sizes are zero-padded (in network units) to ``S x S`` on the way into the discriminator, and
 the generator's ``S x S`` output is cropped back, so real and generated rows meet the
 discriminator padded alike. Any channel count works. Training is the shared loop in
-``setforge.plugins._shared.gan_training`` (Adam with betas (0.5, 0.999), EMA weights for
+``setforge.plugins.generate._gan_training`` (Adam with betas (0.5, 0.999), EMA weights for
 sampling, checkpoints and resume, divergence checks).
 """
 
@@ -28,7 +28,7 @@ from setforge.context import StepContext
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 
-from .._shared.gan_training import GanTrainer, GanTrainingParams, NonSaturatingLoss, build_module, init_dcgan_weights
+from ._gan_training import GanTrainer, GanTrainingParams, NonSaturatingLoss, build_module, init_dcgan_weights
 
 __all__ = ["DCGAN"]
 

@@ -21,6 +21,24 @@ How provenance is recovered from each kind of sampler (``output`` on the subclas
 - ``"centroids"``: ClusterCentroids replaces the rows of each under-sampled class by centroids;
   each centroid is a new row whose parent is the nearest same-class real row (with ``voting:
   hard`` the centroids are real rows, so they are kept with their own provenance).
+
+Params mirror imbalanced-learn's own ``_parameter_constraints`` where they are plain values (ints
+and floats with the same bounds, string options, lists, mappings), with imbalanced-learn's
+defaults; ``tests/resample/test_imblearn_samplers.py`` checks each against the constraints.
+``sampling_strategy`` keeps imbalanced-learn's meanings, with classes named by name or id.
+What is left out, on every sampler: ``random_state`` (seeded from the step's `Rng`) and a callable
+``sampling_strategy`` (not expressible in a run file); object-valued params are listed per
+component in ``params_left_out`` and in its docstring. The samplers live by imbalanced-learn's
+families: ``imblearn_over`` (over-sampling), ``imblearn_under`` (controlled under-sampling),
+``imblearn_cleaning`` (cleaning under-sampling) and ``imblearn_combined`` (over-sampling then
+cleaning).
+
+Images are flattened to rows and reshaped back; tabular rows go in directly. Samplers that
+interpolate refuse categorical columns (use ``smote-nc`` or ``smoten``). New rows are
+``Origin.RESAMPLED``; their ``parent`` is the seed row for SMOTE-type samplers that let it be
+recorded (smote, borderline-smote, svm-smote, kmeans-smote, smote-enn, smote-tomek), the copied
+row for random over-sampling, and the nearest same-class real row for samplers that hide it
+(adasyn, smote-nc, smoten, cluster-centroids).
 """
 
 from __future__ import annotations
@@ -37,9 +55,19 @@ from pydantic import Field
 from setforge import DataError, Dataset, Origin, Resampler, StepContext
 
 __all__ = ["ImblearnResampler", "recording_seeds", "OverStrategy", "UnderStrategy", "CleanStrategy", "KNeighbors", "class_id",
-           "nearest_same_class", "check_no_categorical"]
+           "nearest_same_class", "check_no_categorical", "COMMON_LEFT_OUT", "NEIGHBOURS_OBJECT",
+           "N_JOBS_DESCRIPTION", "NJobs", "NonNegative"]
 
 ClassKey = Union[int, str]
+
+#: What every imbalanced-learn sampler leaves out of its params.
+COMMON_LEFT_OUT = {
+    "random_state": "seeded from the step's Rng (ctx.rng.sk_seed())",
+}
+NEIGHBOURS_OBJECT = "only the int form: a NearestNeighbors object is not expressible in a run file"
+N_JOBS_DESCRIPTION = "parallel jobs for neighbour searches, as in scikit-learn (None: 1, -1: all cores)"
+NJobs = int | None
+NonNegative = Annotated[float, Field(ge=0.0)]
 #: imbalanced-learn's sampling_strategy for over-samplers (a callable is not expressible in a run file).
 OverStrategy = Union[
     Annotated[float, Field(gt=0.0, le=1.0)],

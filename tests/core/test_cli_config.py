@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from setforge.cli import main
+from setforge.tools.cli import main
 
 from ._run_files import GOOD, files_under, folder, isolated  # noqa: F401 - fixtures
 

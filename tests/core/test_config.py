@@ -13,17 +13,12 @@ import pytest
 import yaml
 
 from setforge import ConfigError, Registry
-from setforge.config import (
-    RunConfig,
-    StepConfig,
-    apply_overrides,
-    check_components,
-    dump_resolved,
-    load_and_check,
-    load_run_config,
-    reference_markdown,
-    run_file_schema,
-)
+from setforge.checks import check_components, load_and_check
+from setforge.config import RunConfig, StepConfig
+from setforge.runfile import apply_overrides, load_run_config
+from setforge.tools.dump import dump_resolved
+from setforge.tools.docgen import reference_markdown
+from setforge.tools.schema import run_file_schema
 
 from ._run_files import GOOD, PLUGIN, folder, isolated  # noqa: F401 - fixtures
 
@@ -428,7 +423,7 @@ def test_schema_without_components_is_still_valid(isolated):
 # ---------------------------------------------------------------------------- reference
 def test_docs_hold_the_current_generated_reference():
     docs = (REPO / "docs" / "run-files.md").read_text(encoding="utf-8")
-    assert reference_markdown() in docs, "run `python -m setforge.config docs/run-files.md`"
+    assert reference_markdown() in docs, "run `python -m setforge.tools.docgen docs/run-files.md`"
 
 
 def test_reference_lists_every_key():
@@ -446,7 +441,7 @@ def test_the_run_files_in_the_docs_validate(tmp_path, capsys):
     against the installed plugins."""
     import re
 
-    from setforge.cli import main
+    from setforge.tools.cli import main
 
     docs = (REPO / "docs" / "run-files.md").read_text(encoding="utf-8")
     blocks = [(fmt, body) for fmt, body in re.findall(r"```(yaml|toml)\n(.*?)```", docs, re.S)
@@ -461,7 +456,7 @@ def test_the_run_files_in_the_docs_validate(tmp_path, capsys):
 def test_the_error_example_in_the_docs_is_real(tmp_path, capsys):
     import re
 
-    from setforge.cli import main
+    from setforge.tools.cli import main
 
     docs = (REPO / "docs" / "run-files.md").read_text(encoding="utf-8")
     body = re.search(r"```yaml\n# bad.yaml\n(.*?)```", docs, re.S).group(1)

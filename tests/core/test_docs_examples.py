@@ -22,7 +22,7 @@ def test_ten_line_augmenter_in_the_plugin_guide_conforms():
 
 
 def test_the_readme_run_file_validates(tmp_path, capsys):
-    from setforge.cli import main
+    from setforge.tools.cli import main
 
     readme = (DOCS.parent / "README.md").read_text()
     block = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)[0]

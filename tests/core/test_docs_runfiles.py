@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from setforge.cli import main
+from setforge.tools.cli import main
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 GUIDES = ("evaluators.md", "preprocessing.md", "resamplers.md")

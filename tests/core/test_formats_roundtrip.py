@@ -191,7 +191,7 @@ def _rows(ds: Dataset, names=None) -> list[tuple]:
 def _run(tmp_path: Path, source: dict, fmt: str, **extra) -> Path:
     import json
 
-    from setforge.cli import main
+    from setforge.tools.cli import main
 
     run_dir = tmp_path / f"run-{fmt}"
     config = {"seed": 3, "device": "cpu", "source": source, "split": {"test": 0.3, "val": 0.2},

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import setforge
 from setforge import hookspecs
-from setforge.docgen import hooks_markdown
+from setforge.tools.docgen import hooks_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = [name for name in dir(hookspecs) if name.startswith("setforge_")]
@@ -18,7 +18,7 @@ HOOKS = [name for name in dir(hookspecs) if name.startswith("setforge_")]
 
 def test_every_hook_is_documented_in_docs_hooks_md():
     text = (ROOT / "docs" / "hooks.md").read_text()
-    assert text == hooks_markdown(), "docs/hooks.md is stale: regenerate it with setforge.docgen.hooks_markdown()"
+    assert text == hooks_markdown(), "docs/hooks.md is stale: regenerate it with setforge.tools.docgen.hooks_markdown()"
     for name in HOOKS:
         assert f"## `{name}(" in text
         assert len(getattr(hookspecs, name).__doc__.strip().splitlines()) > 3, f"{name} needs a full docstring"
@@ -39,7 +39,7 @@ def test_every_module_imports():
 
 
 def test_core_never_imports_the_builtin_plugins():
-    for path in (ROOT / "core").glob("*.py"):
+    for path in (ROOT / "core").rglob("*.py"):
         text = path.read_text()
         assert "setforge.plugins" not in text.replace('"setforge.plugins"', ""), path.name
         assert not re.search(r"from \.\.?plugins|import plugins", text), path.name
@@ -52,7 +52,7 @@ def test_public_api_is_explicit():
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys; from setforge.cli import main\n"
+    code = ("import sys; from setforge.tools.cli import main\n"
             "code = main(['--help'])\n"
             "assert 'torch' not in sys.modules, 'torch imported by --help'\n"
             "assert 'sklearn' not in sys.modules\n"

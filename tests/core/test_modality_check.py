@@ -1,6 +1,6 @@
 """A component that cannot take the source's data is a run-file problem, found before any work."""
 
-from setforge.cli import main
+from setforge.tools.cli import main
 
 
 def test_image_components_on_a_tabular_source_are_refused_by_validate(tmp_path, capsys):

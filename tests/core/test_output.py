@@ -13,8 +13,9 @@ import setforge
 from setforge import ConfigError, DataError, Dataset, FeatureInfo, Origin
 from setforge.formats import (FORMATS, dataset_from_state, dataset_state, get_format, read_npz_file,
                               write_npz_file)
-from setforge.output import MARKER, RunFolder, summarize_run_dir
-from setforge.report import dumps_json, format_summary, render_html, write_report
+from setforge.output import MARKER, RunFolder
+from setforge.record import dumps_json, write_report
+from setforge.tools.report import format_summary, render_html, summarize_run_dir
 
 EVIL = "<script>alert(1)</script>"
 

@@ -27,6 +27,7 @@ def test_built_wheel_imports_setforge_and_its_plugins(tmp_path):
     wheel = next((tmp_path / "dist").glob("setforge-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "setforge/__init__.py" in names and "setforge/plugins/augment/__init__.py" in names
+    assert "setforge/tools/cli.py" in names and "setforge/tools/demo.yaml" in names
     assert not any(name.startswith(("core/", "plugins/", "tests/")) for name in names)
     target = tmp_path / "site"
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target),

@@ -18,12 +18,15 @@ import yaml
 
 import setforge
 from setforge import ConfigError, DataError, Origin, PluginError
-from setforge.cli import main
+from setforge.tools.cli import main
 from setforge.config import RunConfig
 from setforge.formats import read_npz_file
-from setforge.pipeline import _carve, dry_run, run
+from setforge.pipeline import run
+from setforge.split import carve as _carve
+from setforge.tools.dryrun import dry_run
 from setforge.registry import Registry
 from setforge.rng import Rng
+from setforge.tools.report import summarize_run_dir
 
 TOYS = str(Path(__file__).with_name("_pipeline_toys.py"))
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +86,7 @@ def test_a_run_writes_a_complete_folder_that_loads_back(tmp_path, registry, toys
     assert set(report["files"]) == {"train-00000.npz", "val.npz", "test.npz", "splits.npz"}
     summary = result.summary()
     assert "optimised" in summary and "toy-mean" in summary and str(folder) in summary
-    assert setforge.output.summarize_run_dir(folder).splitlines()[1:] == summary.splitlines()[1:]
+    assert summarize_run_dir(folder).splitlines()[1:] == summary.splitlines()[1:]
 
 
 def test_the_training_set_is_sharded(tmp_path, registry):

@@ -5,7 +5,7 @@ import pytest
 
 import setforge
 from setforge import ConfigError, DataError, PluginError
-from setforge.cli import main
+from setforge.tools.cli import main
 from setforge.registry import Registry
 from tests.core.plugin_dists import install, make_distribution
 from tests.core.toys import TOYS_SOURCE

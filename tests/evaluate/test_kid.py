@@ -9,7 +9,7 @@ from setforge import Origin
 from setforge.plugins.evaluate.kid import KernelDistance
 from setforge.testing import check_component
 from tests.evaluate._distribution_data import context, derived, flipped, noisy_copies, real_split
-from tests.shared.test_stats import torch_fidelity_polynomial_mmd
+from tests.evaluate.test_stats import torch_fidelity_polynomial_mmd
 
 
 def test_conforms():

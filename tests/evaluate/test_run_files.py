@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from setforge.cli import main
+from setforge.tools.cli import main
 
 DIGITS = {
     "seed": 3, "device": "cpu",

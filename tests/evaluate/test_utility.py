@@ -7,7 +7,7 @@ import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
 
 from setforge import DataError, Dataset, EvalContext, Origin, Rng
-from setforge.plugins._shared.classifiers import (Classifier, classification_scores, fit_classifier,
+from setforge.plugins.evaluate._classifiers import (Classifier, classification_scores, fit_classifier,
                                                   train_classifier)
 from setforge.plugins.evaluate.utility import Utility
 from setforge.plugins.source.sklearn import BreastCancerSource, DigitsSource

@@ -106,7 +106,7 @@ def test_a_killed_run_continues_with_resume_to_the_uninterrupted_result(tmp_path
     threads = str(torch.get_num_threads())
     env = {**os.environ, "OMP_NUM_THREADS": threads, "DCGAN_TEST_PAUSE_AT": "25"}
     command = [sys.executable, "-c", f"import torch, sys; torch.set_num_threads({threads}); "
-                                     "from setforge.cli import main; sys.exit(main(sys.argv[1:]))",
+                                     "from setforge.tools.cli import main; sys.exit(main(sys.argv[1:]))",
                "run", str(run_file)]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
     try:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from setforge import DataError, StepContext
-from setforge.plugins._shared.gan_training import (BatchSampler, GanTrainer, NonSaturatingLoss, build_module,
+from setforge.plugins.generate._gan_training import (BatchSampler, GanTrainer, NonSaturatingLoss, build_module,
                                                    init_dcgan_weights, is_skewed)
 from setforge.plugins.generate.dcgan import DCGAN, _DcganDiscriminator, _DcganGenerator
 from setforge.testing import sample_dataset
@@ -191,7 +191,7 @@ def test_auto_balancing_switches_on_for_skewed_classes(tmp_path):
 
 
 def test_forward_macs_counts_convolutions_transposed_convolutions_and_linear_layers():
-    from setforge.plugins._shared.gan_training import forward_macs
+    from setforge.plugins.generate._gan_training import forward_macs
 
     net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, 2, 1), torch.nn.BatchNorm2d(4),  # 8x8 -> 4x4
                               torch.nn.ConvTranspose2d(4, 3, 4, 2, 1),  # 4x4 -> 8x8
@@ -203,7 +203,7 @@ def test_forward_macs_counts_convolutions_transposed_convolutions_and_linear_lay
 
 
 def test_small_models_train_on_one_thread_and_the_count_is_restored(tmp_path, monkeypatch):
-    from setforge.plugins._shared import gan_training
+    from setforge.plugins.generate import _gan_training as gan_training
 
     seen = []
     original = gan_training.BatchSampler.next

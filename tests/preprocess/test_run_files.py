@@ -1,4 +1,4 @@
-"""Preprocessing and cleaning through run files, in-process (`setforge.cli.main(["run", path])`):
+"""Preprocessing and cleaning through run files, in-process (`setforge.tools.cli.main(["run", path])`):
 scaler statistics from the training split only, images resized and de-noised, near duplicates
 dropped before the split and leaked rows dropped after it, with `leakage` confirming both."""
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from setforge.cli import main
+from setforge.tools.cli import main
 from setforge.formats import read_npz_file
 from setforge.plugins._shared.duplicates import duplicate_of
 

@@ -1,4 +1,4 @@
-"""Bad data through whole runs (``setforge.cli.main``): exit 3 with a message that names the file,
+"""Bad data through whole runs (``setforge.tools.cli.main``): exit 3 with a message that names the file,
 row or class and the remedy, and no run folder; or, with ``source.on_invalid: drop``, a finished
 run whose report.json counts what was dropped, by reason.
 
@@ -18,7 +18,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from setforge.cli import main
+from setforge.tools.cli import main
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(40, 3)).astype(np.float32)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from setforge.cli import main
+from setforge.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 HOOKS = str(Path(__file__).with_name("_fault_hooks.py"))

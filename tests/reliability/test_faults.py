@@ -21,8 +21,8 @@ import pytest
 import yaml
 
 import setforge.formats
-import setforge.report
-from setforge.cli import main
+import setforge.record
+from setforge.tools.cli import main
 
 from .test_determinism import files_of
 
@@ -188,14 +188,14 @@ def test_a_full_disk_inside_a_plugin_is_an_output_error_naming_it(here, capsys):
 
 
 def test_a_permission_error_while_writing_is_reported(here, previous, monkeypatch):
-    real = setforge.report._write_text
+    real = setforge.record.write_text
 
     def refuse(path: Path, text: str) -> None:
         if Path(path).name == "report.json":
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         real(path, text)
 
-    monkeypatch.setattr(setforge.report, "_write_text", refuse)
+    monkeypatch.setattr(setforge.record, "write_text", refuse)
     code, err = cli("run", str(write_run_file(here)), "--force")
     assert code == 5, err
     assert "report.json: Permission denied" in err and "was left as it was" in err

@@ -4,7 +4,7 @@ Every case starts from a valid run file (`BASE`, checked to validate) and breaks
 so that each generated file is invalid by construction: wrong types, unknown keys, missing
 sections, negative, zero, huge, NaN and infinite numbers, unknown plugin names, invalid
 YAML/TOML/JSON, empty and binary files, YAML tags that would run code, alias ("billion laughs")
-bombs, and bad ``--set`` paths and values. Each goes through ``setforge.cli.main(argv)`` in this
+bombs, and bad ``--set`` paths and values. Each goes through ``setforge.tools.cli.main(argv)`` in this
 process (``run`` or ``validate``), and must exit 2, name the place of every problem planted, print
 no traceback, write nothing (no output folder, no new file in the current folder or beside the
 run file) and run nothing (a YAML tag that would ``touch`` a marker file never does). A handful of
@@ -32,7 +32,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from setforge.cli import main
+from setforge.tools.cli import main
 from setforge.config import DeduplicateConfig, OutputConfig, RunConfig, SourceConfig, SplitConfig, StepConfig
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from setforge.cli import main
+from setforge.tools.cli import main
 from setforge.registry import Registry
 from tests.core.plugin_dists import install, make_distribution
 

@@ -25,8 +25,8 @@ import torch
 import yaml
 
 import setforge
-from setforge.cli import main
-from setforge.config import _SafeLoader, read_run_file
+from setforge.tools.cli import main
+from setforge.runfile import _SafeLoader, read_run_file
 from setforge.context import Cache
 from setforge.errors import ConfigError
 from setforge.file_formats import class_folders

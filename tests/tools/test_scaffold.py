@@ -7,7 +7,7 @@ import tomllib
 import pytest
 
 from setforge import KINDS
-from setforge.cli import main
+from setforge.tools.cli import main
 from setforge.testing import check_component
 
 

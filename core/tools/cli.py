@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import ConfigError, SetforgeError
-from .hookspecs import KINDS
+from ..errors import ConfigError, SetforgeError
+from ..hookspecs import KINDS
 
 __all__ = ["main", "build_parser"]
 
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _registry(args: argparse.Namespace, config: Any = None) -> Any:
-    from .registry import Registry
+    from ..registry import Registry
 
     local = [p for p in getattr(args, "plugin_options", []) if not p.startswith("no:")]
     disabled = [p[3:] for p in getattr(args, "plugin_options", []) if p.startswith("no:")]
@@ -194,14 +194,14 @@ def describe_component(info: Any) -> str:
 
 # --------------------------------------------------------------------- run files
 def _load_config(args: argparse.Namespace) -> tuple[Any, Any]:
-    from .config import load_and_check
+    from ..checks import load_and_check
 
     # load_and_check = load_run_config + check_components, reporting both kinds of problems at once
     return load_and_check(args.file, args.overrides, lambda config: _registry(args, config))
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .config import dump_resolved
+    from .dump import dump_resolved
 
     config, _ = _load_config(args)
     print(dump_resolved(config))
@@ -209,14 +209,15 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from .config import run_file_schema
+    from .schema import run_file_schema
 
     print(json.dumps(run_file_schema(_registry(args)), indent=2))
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .pipeline import dry_run, run
+    from ..pipeline import run
+    from .dryrun import dry_run
 
     config, registry = _load_config(args)
     if args.dry_run:
@@ -229,7 +230,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .pipeline import run_demo
+    from .demo import run_demo
 
     result = run_demo(force=args.force, progress=not args.quiet)
     print(result.summary())
@@ -237,7 +238,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .output import summarize_run_dir
+    from .report import summarize_run_dir
 
     print(summarize_run_dir(args.run_dir))
     return 0
@@ -261,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         if args.version:
-            from . import __version__
+            from .. import __version__
 
             print(f"setforge {__version__}")
             return 0

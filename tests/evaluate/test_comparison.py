@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from setforge import Dataset, EvalContext, Metrics, Origin
-from setforge.plugins._shared.comparison import comparison_groups, measure_groups
-from setforge.plugins._shared.features import FeatureParams
+from setforge.plugins.evaluate._comparison import comparison_groups, measure_groups
+from setforge.plugins.evaluate._features import FeatureParams
 
 
 def test_groups_by_origin_then_new_overall_then_classes():

@@ -10,8 +10,8 @@ import re
 import textwrap
 from pathlib import Path
 
-from .errors import ConfigError
-from .hookspecs import KINDS, REGISTER_HOOK_FOR_KIND
+from ..errors import ConfigError
+from ..hookspecs import KINDS, REGISTER_HOOK_FOR_KIND
 
 __all__ = ["new_plugin"]
 

@@ -1,6 +1,6 @@
-"""A run's report: ``report.json`` (what was run and measured), ``timings.json`` (kept apart so that
-two runs' reports compare byte for byte), ``report.html`` (the same, for people) and the summary
-that ``setforge run``, ``setforge demo`` and ``setforge report`` print.
+"""What people read of a run: ``report.html`` and the summary that ``setforge run``, ``setforge
+demo`` and ``setforge report`` print, both from the run record (``report.json``, ``timings.json``;
+written by `setforge.record`).
 
 Every string that reaches the HTML page (class names, config values, metric paths, messages) goes
 through ``html.escape``; figures are embedded as base64 PNG data, never as paths from data.
@@ -16,32 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["dumps_json", "write_report", "render_html", "format_summary", "count_table", "REPORT_FILE",
-           "TIMINGS_FILE", "HTML_FILE"]
+from ..record import HTML_FILE, TIMINGS_FILE, read_report, write_text
 
-REPORT_FILE = "report.json"
-TIMINGS_FILE = "timings.json"
-HTML_FILE = "report.html"
-
-
-def dumps_json(value: Any) -> str:
-    """JSON with sorted keys and a trailing newline: equal content, equal bytes."""
-    return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def write_report(folder: Path, report: Mapping[str, Any], timings: Mapping[str, Any] | None = None) -> None:
-    """Write ``report.json``, ``timings.json`` (when given) and ``report.html`` into `folder`."""
-    folder = Path(folder)
-    _write_text(folder / REPORT_FILE, dumps_json(report))
-    if timings is not None:
-        _write_text(folder / TIMINGS_FILE, dumps_json(timings))
-    _write_text(folder / HTML_FILE, render_html(report, folder, timings))
+__all__ = ["render_html", "format_summary", "count_table", "summarize_run_dir"]
 
 
 # ---------------------------------------------------------------------------- numbers
@@ -272,3 +249,17 @@ def render_html(report: Mapping[str, Any], folder: Path | None = None, timings: 
                                    c.get("version")] for c in components]))
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def summarize_run_dir(run_dir: str | Path) -> str:
+    """The summary of a finished run (what ``setforge report RUN_DIR`` prints); rewrites report.html."""
+    run_dir = Path(run_dir)
+    report = read_report(run_dir)
+    timings = None
+    if (run_dir / TIMINGS_FILE).is_file():
+        try:
+            timings = json.loads((run_dir / TIMINGS_FILE).read_text(encoding="utf-8"))
+        except ValueError:
+            timings = None
+    write_text(run_dir / HTML_FILE, render_html(report, run_dir, timings))
+    return format_summary(report, run_dir, timings)

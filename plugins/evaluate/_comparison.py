@@ -24,7 +24,7 @@ import torch
 from setforge.context import Metrics
 from setforge.dataset import Dataset, Origin
 
-from .features import FeatureParams, embed_rows, real_rows, resolve_feature_space
+from ._features import FeatureParams, embed_rows, real_rows, resolve_feature_space
 
 if TYPE_CHECKING:
     from setforge.context import EvalContext

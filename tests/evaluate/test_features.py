@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from setforge import Cache, ConfigError, EvalContext
-from setforge.plugins._shared import classifiers, features
-from setforge.plugins._shared.features import FeatureParams, embed_rows, resolve_feature_space
+from setforge.plugins.evaluate import _classifiers as classifiers, _features as features
+from setforge.plugins.evaluate._features import FeatureParams, embed_rows, resolve_feature_space
 from tests.evaluate._distribution_data import real_split
 
 
@@ -111,7 +111,7 @@ def test_inception_features_from_a_user_given_weights_file(tmp_path, monkeypatch
 
 
 def test_a_missing_inception_weights_file_is_refused_before_any_work(tmp_path, capsys):
-    from setforge.cli import main
+    from setforge.tools.cli import main
 
     run_file = tmp_path / "run.yaml"
     run_file.write_text("source: sklearn-digits\n"

@@ -27,7 +27,7 @@ from torch import nn
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 from setforge.rng import Rng
-from .threads import one_thread_if_small
+from .._shared.threads import one_thread_if_small
 
 __all__ = ["CLASSIFIER_KINDS", "Classifier", "TrainHistory", "train_classifier", "fit_classifier",
            "classification_scores"]

@@ -8,7 +8,7 @@ import torch
 from scipy import linalg
 from scipy.spatial.distance import cdist
 
-from setforge.plugins._shared import stats
+from setforge.plugins.evaluate import _stats as stats
 
 
 # ---------------------------------------------------------------------- reference formulas

@@ -45,7 +45,7 @@ from torch import nn
 from setforge.components import Generator
 from setforge.context import Event, StepContext
 from setforge.errors import DataError
-from .threads import one_thread_if_small
+from .._shared.threads import one_thread_if_small
 
 __all__ = ["GanTrainingParams", "GanObjective", "NonSaturatingLoss", "GanTrainer", "GanResult", "BatchSampler",
            "build_module", "init_dcgan_weights", "refresh_batch_norm", "write_grid_png", "is_skewed",

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from setforge import ConfigError, DataError, Dataset, FeatureInfo, Origin, create
-from setforge.plugins.resample.cleaning import Deduplicate, OutlierFilter
+from setforge.plugins.resample.filters import Deduplicate, OutlierFilter
 from setforge.testing import check_component
 
 

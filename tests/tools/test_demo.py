@@ -7,8 +7,8 @@ import json
 import pytest
 
 import setforge
-from setforge.cli import main
-from setforge.pipeline import load_demo_config
+from setforge.tools.cli import main
+from setforge.tools.demo import load_demo_config
 
 
 def test_the_embedded_demo_file_is_valid_and_long_tailed():

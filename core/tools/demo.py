@@ -1,0 +1,42 @@
+"""``setforge demo``: the embedded run file (long-tailed digits, random over-sampling, balance and
+utility), run into ``runs/demo/``."""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import SetforgeError
+
+__all__ = ["run_demo", "load_demo_config", "DEMO_FILE"]
+
+DEMO_FILE = "demo.yaml"
+
+
+def load_demo_config() -> Any:
+    """The embedded demo run file (``setforge/tools/demo.yaml``) as a `RunConfig`."""
+    import yaml
+
+    from ..config import RunConfig
+    from ..validation import problems_from_validation_error
+
+    text = importlib.resources.files(__package__).joinpath(DEMO_FILE).read_text(encoding="utf-8")
+    try:
+        return RunConfig.model_validate(yaml.safe_load(text))
+    except Exception as error:  # a broken embedded file is a bug, reported with its places
+        problems = problems_from_validation_error(error, "demo.yaml") if hasattr(error, "errors") else []
+        raise SetforgeError(f"the embedded demo.yaml is invalid: {problems or error}") from error
+
+
+def run_demo(force: bool = False, progress: bool = True, output_dir: str | Path | None = None) -> Any:
+    """Run the embedded demo into ``runs/demo/`` under the current folder (or `output_dir`); the `RunResult`."""
+    from ..checks import check_components
+    from ..pipeline import _default_registry, run
+
+    config = load_demo_config()
+    if output_dir is not None:
+        config = config.model_copy(update={"output": config.output.model_copy(update={"dir": str(output_dir)})})
+    registry = _default_registry(config)
+    check_components(config, registry)
+    return run(config, registry, force=force, progress=progress)

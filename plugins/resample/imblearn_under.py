@@ -1,0 +1,162 @@
+"""imbalanced-learn's controlled under-samplers (``imblearn.under_sampling``) as setforge resamplers.
+
+Random under-sampling, NearMiss, InstanceHardnessThreshold (prototype selection) and
+ClusterCentroids (prototype generation). Shared conventions are in ``._imblearn``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from setforge import Dataset, StepContext
+
+from ._imblearn import (
+    ImblearnResampler, UnderStrategy, check_no_categorical, UNDER_DESCRIPTION, COMMON_LEFT_OUT,
+    NEIGHBOURS_OBJECT, N_JOBS_DESCRIPTION, NJobs,
+)
+
+__all__ = ["RandomUnderSampler", "NearMiss", "InstanceHardnessThreshold", "ClusterCentroids"]
+
+
+class RandomUnderSampler(ImblearnResampler):
+    """Random under-sampling: drop random rows of the larger classes (imbalanced-learn RandomUnderSampler).
+
+    Kept rows keep their provenance; with ``replacement: true`` a row drawn again is a new row
+    whose parent is that row. Left out: ``random_state`` (from the step's Rng).
+    """
+
+    name = "random-under"
+    counts_known = True
+    modalities = ("tabular", "image", "audio")
+    imblearn_class = "imblearn.under_sampling.RandomUnderSampler"
+    family = "under"
+    output = "indices"
+    params_left_out = dict(COMMON_LEFT_OUT)
+
+    class Params(ImblearnResampler.Params):
+        """Parameters of imbalanced-learn's RandomUnderSampler."""
+
+        sampling_strategy: UnderStrategy = Field("auto", description=UNDER_DESCRIPTION)
+        replacement: bool = Field(False, description="draw with replacement")
+
+
+class NearMiss(ImblearnResampler):
+    """NearMiss: keep the larger classes' rows nearest to (or farthest from) the minority (imbalanced-learn).
+
+    Left out: ``n_neighbors`` and ``n_neighbors_ver3`` as estimator objects.
+    """
+
+    name = "near-miss"
+    counts_known = True
+    modalities = ("tabular", "image", "audio")
+    imblearn_class = "imblearn.under_sampling.NearMiss"
+    family = "under"
+    output = "indices"
+    params_left_out = {"n_neighbors (object)": NEIGHBOURS_OBJECT, "n_neighbors_ver3 (object)": NEIGHBOURS_OBJECT}
+
+    class Params(ImblearnResampler.Params):
+        """Parameters of imbalanced-learn's NearMiss."""
+
+        sampling_strategy: UnderStrategy = Field("auto", description=UNDER_DESCRIPTION)
+        version: int = Field(1, ge=1, le=3, description="NearMiss version 1, 2 or 3")
+        n_neighbors: int = Field(3, ge=1, description="neighbours over which the average distance is computed")
+        n_neighbors_ver3: int = Field(3, ge=1, description="version 3: neighbours that pre-select rows")
+        n_jobs: NJobs = Field(None, description=N_JOBS_DESCRIPTION)
+
+
+_IHT_ESTIMATORS = Literal["random-forest", "gradient-boosting", "logistic-regression", "k-nearest-neighbours"]
+
+
+class InstanceHardnessThreshold(ImblearnResampler):
+    """Instance hardness threshold: drop the larger classes' rows a classifier finds hardest (imbalanced-learn).
+
+    ``estimator`` is a named choice: ``random-forest`` (imbalanced-learn's default: 100 trees),
+    ``gradient-boosting``, ``logistic-regression``, ``k-nearest-neighbours``. Left out:
+    ``random_state`` (from the step's Rng), an estimator object, a cv splitter object (``cv`` takes
+    the int form).
+    """
+
+    name = "instance-hardness-threshold"
+    modalities = ("tabular", "image", "audio")
+    imblearn_class = "imblearn.under_sampling.InstanceHardnessThreshold"
+    family = "under"
+    output = "indices"
+    params_left_out = {**COMMON_LEFT_OUT, "cv (object)": "only the int form (number of folds)"}
+    named_choices: ClassVar[dict[str, str]] = {"estimator": "random-forest, gradient-boosting, logistic-regression, "
+                                                            "k-nearest-neighbours"}
+    testing_params = {"estimator": "k-nearest-neighbours", "cv": 3}
+
+    class Params(ImblearnResampler.Params):
+        """Parameters of imbalanced-learn's InstanceHardnessThreshold."""
+
+        sampling_strategy: UnderStrategy = Field("auto", description=UNDER_DESCRIPTION)
+        estimator: _IHT_ESTIMATORS = Field("random-forest", description="the classifier whose cross-validated "
+                                                                         "probabilities measure hardness")
+        cv: int = Field(5, ge=2, description="cross-validation folds")
+        n_jobs: NJobs = Field(None, description=N_JOBS_DESCRIPTION)
+
+    def _sampler_kwargs(self, ds: Dataset, ctx: StepContext, strategy: Any) -> dict[str, Any]:
+        kwargs = super()._sampler_kwargs(ds, ctx, strategy)
+        seed = ctx.rng.sk_seed()
+        name = kwargs.pop("estimator")
+        if name == "random-forest":
+            kwargs["estimator"] = None  # imbalanced-learn builds its own (100 trees, seeded, n_jobs)
+        elif name == "gradient-boosting":
+            from sklearn.ensemble import GradientBoostingClassifier
+
+            kwargs["estimator"] = GradientBoostingClassifier(random_state=seed)
+        elif name == "logistic-regression":
+            from sklearn.linear_model import LogisticRegression
+
+            kwargs["estimator"] = LogisticRegression(max_iter=1000)
+        else:
+            from sklearn.neighbors import KNeighborsClassifier
+
+            kwargs["estimator"] = KNeighborsClassifier()
+        return kwargs
+
+
+class ClusterCentroids(ImblearnResampler):
+    """Cluster centroids: replace the larger classes' rows by k-means centroids (imbalanced-learn ClusterCentroids).
+
+    Centroids are new rows whose parent is the nearest same-class real row; with ``voting: hard``
+    (centroids snapped to real rows) those rows are kept as they are. ``estimator`` is a named
+    choice: ``kmeans`` (imbalanced-learn's default) or ``minibatch-kmeans``. Left out:
+    ``random_state`` (from the step's Rng), an estimator object.
+    """
+
+    name = "cluster-centroids"
+    counts_known = True
+    modalities = ("tabular", "image", "audio")
+    imblearn_class = "imblearn.under_sampling.ClusterCentroids"
+    family = "under"
+    output = "centroids"
+    params_left_out = dict(COMMON_LEFT_OUT)
+    named_choices: ClassVar[dict[str, str]] = {"estimator": "kmeans, minibatch-kmeans"}
+
+    class Params(ImblearnResampler.Params):
+        """Parameters of imbalanced-learn's ClusterCentroids."""
+
+        sampling_strategy: UnderStrategy = Field("auto", description=UNDER_DESCRIPTION)
+        estimator: Literal["kmeans", "minibatch-kmeans"] = Field("kmeans", description="the clustering")
+        voting: Literal["auto", "hard", "soft"] = Field(
+            "auto", description="soft: the centroids themselves; hard: the real row nearest to each centroid; "
+                                "auto: soft for dense data")
+
+    def _check(self, ds: Dataset, x: np.ndarray, y: np.ndarray, targets: dict[int, int]) -> None:
+        if self.params.voting != "hard":
+            check_no_categorical(ds, self.name, "with soft voting averages rows")
+
+    def _sampler_kwargs(self, ds: Dataset, ctx: StepContext, strategy: Any) -> dict[str, Any]:
+        kwargs = super()._sampler_kwargs(ds, ctx, strategy)
+        if kwargs.pop("estimator") == "minibatch-kmeans":
+            from sklearn.cluster import MiniBatchKMeans
+
+            kwargs["estimator"] = MiniBatchKMeans(n_init=3, random_state=ctx.rng.sk_seed())
+        return kwargs
+
+
+# ------------------------------------------------------------------------------- cleaning
