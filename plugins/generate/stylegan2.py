@@ -6,7 +6,7 @@ demodulated convolutions, per-layer noise, learned constant, skip toRGB outputs;
 discriminator with minibatch standard deviation and a projection head). Sizes work as in
 ``dcgan``: the networks run at the next power of two ``S >= max(H, W)`` (at least 8), real rows
 are zero-padded to it and generated ones cropped back. Training is the shared loop
-(``setforge.plugins._shared.gan_training``) with `StyleGan2Loss`: the non-saturating logistic
+(``setforge.plugins.generate._gan_training``) with `StyleGan2Loss`: the non-saturating logistic
 loss, lazy R1 on real rows every ``r1_every`` steps, optional lazy path-length regularisation,
 and style mixing inside the generator. Sampling truncates ``w`` towards the requested class's
 mean ``w`` by ``psi``.
@@ -32,7 +32,7 @@ from setforge.context import StepContext
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 
-from .._shared.gan_training import GanObjective, GanTrainer, GanTrainingParams, build_module
+from ._gan_training import GanObjective, GanTrainer, GanTrainingParams, build_module
 from ._stylegan2_nets import StyleGan2Discriminator, StyleGan2Generator, init_stylegan2_weights
 from .dcgan import MAX_SIZE, MIN_SIZE, _to_images, _to_network, network_size
 
