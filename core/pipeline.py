@@ -237,12 +237,13 @@ class _Run:
     def guard(self, component: Any, action: str) -> Any:
         return self.registry.guard(component, action)
 
-    def _ctx(self, key: tuple[Any, ...], workdir: Path | None, step: int = -1, name: str | None = None) -> StepContext:
+    def _ctx(self, key: tuple[Any, ...], workdir: Path | None, step: int = -1, name: str | None = None,
+             **extra: Any) -> StepContext:
         if workdir is not None and not self.dry:
             workdir.mkdir(parents=True, exist_ok=True)
         return StepContext(rng=Rng(self.seed, key, device=self.device), device=self.device,
                            workdir=None if self.dry else workdir, resume=self.resume, emit=self.emit,
-                           batch_size=self.config.batch_size, step=step, name=name, progress=self.progress)
+                           batch_size=self.config.batch_size, step=step, name=name, progress=self.progress, **extra)
 
     # ------------------------------------------------------------------------ building
     def build(self) -> None:
@@ -467,8 +468,11 @@ class _Run:
         return need
 
     def run_step(self, step: _Step, ds: Dataset) -> tuple[Dataset, str | None]:
+        extra = ({"val": self.val if len(self.val) else None, "cache": Cache(self.folder.cache_dir)}
+                 if step.kind == "generate" else {})
         ctx = self._ctx(("step", step.index), self.folder.step_dir(step.index, step.kind, step.name),
-                        step=step.index, name=step.name)
+                        step=step.index, name=step.name, **extra)
+        self.training_reports[step.index] = None
         component, cfg = step.component, step.config
         note = None
         if step.kind == "augment":
@@ -490,6 +494,7 @@ class _Run:
                 fit_on = ds if cfg.fit_on == "all" else ds[ds.origin == int(Origin.REAL)]
                 with self.guard(component, "fit"):
                     component.fit(fit_on, ctx)
+                self.training_reports[step.index] = component.training_report
                 labels = torch.repeat_interleave(torch.arange(len(need), device=ds.device),
                                                  torch.tensor(need, device=ds.device))
                 with self.guard(component, "sample"):
@@ -512,13 +517,14 @@ class _Run:
         ds = self.raw_train
         self.records: list[StepRecord] = []
         self.step_reports: list[dict[str, Any]] = []
+        self.training_reports: dict[int, dict[str, Any] | None] = {}
         for step in self.steps:
             bar.set_postfix_str(f"{step.kind} {step.name}")
             started = time.perf_counter()
             self.emit(Event("step_started", step=step.index, name=step.name, data={"kind": step.kind}))
             snapshot = self.folder.step_dir(step.index, step.kind, step.name) / _SNAPSHOT
             key = Cache.key(ds.fingerprint(), step.config.model_dump_json(), self.seed, step.index, str(self.device))
-            out, note, resumed = None, None, False
+            out, note, resumed, training = None, None, False, None
             if self.resume and snapshot.is_file():
                 try:
                     saved = torch.load(snapshot, map_location="cpu", weights_only=True)
@@ -527,11 +533,13 @@ class _Run:
                     self.warnings.append(f"step {step.index}: its resume snapshot could not be read; it ran again")
                 if isinstance(saved, dict) and saved.get("key") == key:
                     out, note, resumed = dataset_from_state(saved["dataset"], self.device), saved.get("note"), True
+                    training = saved.get("training")
             if out is None:
                 out, note = self.run_step(step, ds)
+                training = self.training_reports.get(step.index)
                 snapshot.parent.mkdir(parents=True, exist_ok=True)
                 tmp = snapshot.with_name(snapshot.name + ".tmp")
-                torch.save({"key": key, "dataset": dataset_state(out), "note": note}, tmp)
+                torch.save({"key": key, "dataset": dataset_state(out), "note": note, "training": training}, tmp)
                 tmp.replace(snapshot)
             self._check_test(f"step {step.index} ({self.registry.label(step.component)})")
             counts = _counts(out)
@@ -543,7 +551,10 @@ class _Run:
                 "rows_in": len(ds), "rows_out": len(out), "counts": counts, "note": note, "resumed": resumed,
                 "added_by_class": {name: int(b - a) for name, a, b in
                                    zip(out.classes, ds.class_counts(), out.class_counts())},
+                **({"training": training} if training is not None else {}),
             })
+            for warning in (training or {}).get("warnings", []):
+                self.warnings.append(f"step {step.index} ({step.kind} {step.name}): {warning}")
             self.timings["steps"][f"{step.index}-{step.kind}-{step.name}"] = time.perf_counter() - started
             self.emit(Event("step_finished", step=step.index, name=step.name,
                             data={"kind": step.kind, "rows_in": len(ds), "rows_out": len(out), "counts": counts}))
