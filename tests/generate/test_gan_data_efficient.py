@@ -11,30 +11,24 @@ from torch import nn
 from setforge import DataError, Dataset, StepContext
 from setforge.plugins.generate._gan_augment import AdaParams, AdaptiveAugment, AugmentedDiscriminator, build_ops
 from setforge.plugins.generate._gan_selection import QualityMonitor
+from setforge.plugins.generate._gan_training import build_module, init_dcgan_weights
 from setforge.plugins.generate.dcgan import DCGAN, _DcganDiscriminator, _DcganGenerator, _to_images, _to_network
 from setforge.plugins.generate.wgan_gp import WGANGP
 from setforge.testing import sample_dataset
+
+from .test_gan_training import _Killed, _killer
 
 TINY = {"batch_size": 16, "width": 8, "latent_dim": 8, "embedding_dim": 4, "grid_every": 0}
 EFFICIENT = {"diff_augment": ["translation", "color", "cutout"], "ada": {"target": 0.6, "interval": 2, "speed": 200}}
 
 
-class _Killed(Exception):
-    pass
-
-
-def _killer(at: int):
-    def emit(event):
-        if event.kind == "train_progress" and event.data["iteration"] >= at:
-            raise _Killed
-    return emit
-
-
 def test_diff_augment_gradients_reach_the_generator_through_every_op():
-    torch.manual_seed(0)  # the networks' default init only; the test's draws use explicit generators
-    generator = _DcganGenerator(8, 4, 3, 3, 8, 8, 4)
-    discriminator = _DcganDiscriminator(3, 3, 8, 8, 4)
-    z, labels = torch.randn(6, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    init = torch.Generator().manual_seed(0)
+    generator = build_module(lambda: _DcganGenerator(8, 4, 3, 3, 8, 8, 4), "cpu")
+    discriminator = build_module(lambda: _DcganDiscriminator(3, 3, 8, 8, 4), "cpu")
+    init_dcgan_weights(generator, init)
+    init_dcgan_weights(discriminator, init)
+    z, labels = torch.randn(6, 8, generator=init), torch.tensor([0, 1, 2, 0, 1, 2])
     grads = {}
     for ops in ([], ["translation"], ["color"], ["cutout"], ["translation", "color", "cutout"]):
         wrapped = AugmentedDiscriminator(discriminator, build_ops(ops), torch.Generator().manual_seed(1),
