@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, ConformanceError, DataError, OutputError, PluginError, SetforgeError
+from .errors import (ConfigError, ConformanceError, DataError, InvalidDatasetError, OutputError, PluginError,
+                     SetforgeError)
 from .hookspecs import KINDS, hookimpl
 
 __version__ = "0.1.0"
@@ -20,13 +21,15 @@ API_VERSION = 1
 __all__ = [
     "API_VERSION", "KINDS", "__version__",
     # errors
-    "SetforgeError", "ConfigError", "DataError", "PluginError", "OutputError", "ConformanceError",
+    "SetforgeError", "ConfigError", "DataError", "InvalidDatasetError", "PluginError", "OutputError",
+    "ConformanceError",
     # data
     "Dataset", "Origin", "FeatureInfo", "Splits",
     # contexts and results
     "Rng", "StepContext", "EvalContext", "StepRecord", "Cache", "Metrics", "Measure", "Event",
     # components
-    "Component", "Source", "Preprocessor", "Augmenter", "Chain", "Resampler", "Generator", "Evaluator",
+    "Component", "Source", "Preprocessor", "Augmenter", "GeometricAugmenter", "Chain", "Resampler", "Generator",
+    "Evaluator",
     # plugins
     "hookimpl", "Registry", "create",
     # runs
@@ -39,7 +42,7 @@ _LAZY = {
     "StepContext": "context", "EvalContext": "context", "StepRecord": "context", "Cache": "context",
     "Metrics": "context", "Measure": "context", "Event": "context",
     "Component": "components", "Source": "components", "Preprocessor": "components", "Augmenter": "components",
-    "Chain": "components", "Resampler": "components", "Generator": "components", "Evaluator": "components",
+    "Chain": "chain", "GeometricAugmenter": "chain", "Resampler": "components", "Generator": "components", "Evaluator": "components",
     "Registry": "registry", "create": "registry",
     "load": "output",
 }
@@ -59,7 +62,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .components import Augmenter, Chain, Component, Evaluator, Generator, Preprocessor, Resampler, Source
+    from .chain import Chain, GeometricAugmenter
+    from .components import Augmenter, Component, Evaluator, Generator, Preprocessor, Resampler, Source
     from .context import Cache, EvalContext, Event, Measure, Metrics, StepContext, StepRecord
     from .dataset import Dataset, FeatureInfo, Origin, Splits
     from .output import load

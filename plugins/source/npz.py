@@ -15,7 +15,7 @@ from pydantic import Field
 from setforge.components import Source
 from setforge.context import StepContext
 from setforge.dataset import Dataset, FeatureInfo, Splits
-from setforge.errors import DataError
+from setforge.errors import DataError, InvalidDatasetError
 
 from ._files import encode_groups, encode_labels, existing_path, number_text
 
@@ -106,8 +106,11 @@ class NpzSource(Source):
 
         def dataset(rows: np.ndarray) -> Dataset:
             data = [x[i] for i in rows] if modality == "text" else torch.from_numpy(np.ascontiguousarray(x[rows]))
-            return Dataset(x=data, y=torch.from_numpy(codes[rows]), classes=classes, modality=modality,
-                           groups=None if groups is None else torch.from_numpy(groups[rows]), features=features)
+            try:
+                return Dataset(x=data, y=torch.from_numpy(codes[rows]), classes=classes, modality=modality,
+                               groups=None if groups is None else torch.from_numpy(groups[rows]), features=features)
+            except InvalidDatasetError as error:  # the file's arrays do not make a dataset: bad data, not a bug
+                raise DataError(f"npz {path.name}: {error}") from None
 
         if part is None:
             return dataset(np.flatnonzero(keep))
