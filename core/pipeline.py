@@ -234,13 +234,14 @@ class _Run:
     def guard(self, component: Any, action: str) -> Any:
         return self.registry.guard(component, action)
 
-    def _ctx(self, key: tuple[Any, ...], workdir: Path | None, step: int = -1, name: str | None = None) -> StepContext:
+    def _ctx(self, key: tuple[Any, ...], workdir: Path | None, step: int = -1, name: str | None = None,
+             **extra: Any) -> StepContext:
         if workdir is not None and not self.dry:
             workdir.mkdir(parents=True, exist_ok=True)
         return StepContext(rng=Rng(self.seed, key, device=self.device), device=self.device,
                            workdir=None if self.dry else workdir, resume=self.resume, emit=self.emit,
                            batch_size=self.config.batch_size, step=step, name=name,
-                           progress=progress_shown(self.progress))
+                           progress=progress_shown(self.progress), **extra)
 
     # ---------------------------------------------------------------------------- data
     def load_source(self) -> None:
@@ -325,8 +326,11 @@ class _Run:
 
     # --------------------------------------------------------------------------- steps
     def run_step(self, step: _Step, ds: Dataset) -> tuple[Dataset, str | None]:
+        # generate steps may measure themselves against the real val split and keep work in the run's cache
+        extra = ({"val": self.val if len(self.val) else None, "cache": Cache(self.folder.cache_dir)}
+                 if step.kind == "generate" else {})
         ctx = self._ctx(("step", step.index), self.folder.step_dir(step.index, step.kind, step.name),
-                        step=step.index, name=step.name)
+                        step=step.index, name=step.name, **extra)
         out, note = KIND[step.kind].run(step.config, step.classes, step.component, ds, ctx, self.guard)
         label = self.registry.label(step.component)
         if not isinstance(out, Dataset):
@@ -336,7 +340,7 @@ class _Run:
                 raise PluginError(f"{label}: changed the data's {what} from {getattr(ds, what)!r} to {getattr(out, what)!r}")
         return out.to(self.device), note
 
-    def _resumed(self, snapshot: Path, key: str) -> tuple[Dataset, str | None] | None:
+    def _resumed(self, snapshot: Path, key: str) -> tuple[Dataset, str | None, dict | None] | None:
         if not (self.resume and snapshot.is_file()):
             return None
         try:
@@ -345,7 +349,7 @@ class _Run:
             self.warnings.append(f"step {snapshot.parent.name}: its resume snapshot could not be read; it ran again")
             return None
         if isinstance(saved, dict) and saved.get("key") == key:
-            return dataset_from_state(saved["dataset"], self.device), saved.get("note")
+            return dataset_from_state(saved["dataset"], self.device), saved.get("note"), saved.get("training")
         return None
 
     def run_steps(self, bar: Any) -> None:
@@ -358,12 +362,14 @@ class _Run:
             key = Cache.key(ds.fingerprint(), step.config.model_dump_json(), self.seed, step.index, str(self.device))
             resumed = self._resumed(snapshot, key)
             if resumed is not None:
-                out, note = resumed
+                out, note, training = resumed
             else:
                 out, note = self.run_step(step, ds)
+                # what a generator's training did (plain values), for the step's report
+                training = getattr(step.component, "training_report", None) if step.kind == "generate" else None
                 snapshot.parent.mkdir(parents=True, exist_ok=True)
                 tmp = snapshot.with_name(snapshot.name + ".tmp")
-                torch.save({"key": key, "dataset": dataset_state(out), "note": note}, tmp)
+                torch.save({"key": key, "dataset": dataset_state(out), "note": note, "training": training}, tmp)
                 tmp.replace(snapshot)
             self._check_test(f"step {step.index} ({self.registry.label(step.component)})")
             counts = counts_of(out)
@@ -376,7 +382,10 @@ class _Run:
                 "resumed": resumed is not None,
                 "added_by_class": {name: int(b - a) for name, a, b in
                                    zip(out.classes, ds.class_counts(), out.class_counts())},
+                **({"training": training} if training is not None else {}),
             })
+            for warning in (training or {}).get("warnings", []):
+                self.warnings.append(f"step {step.index} ({step.kind} {step.name}): {warning}")
             self.timings["steps"][f"{step.index}-{step.kind}-{step.name}"] = time.perf_counter() - started
             self.emit(Event("step_finished", step=step.index, name=step.name,
                             data={"kind": step.kind, "rows_in": len(ds), "rows_out": len(out), "counts": counts}))

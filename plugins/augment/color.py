@@ -57,10 +57,10 @@ def rgb_to_hsv(image: torch.Tensor) -> torch.Tensor:
     rc, gc, bc = ((maxc.unsqueeze(dim=-3) - image) / divisor).unbind(dim=-3)
     max_not_r = maxc != r
     max_is_g = maxc == g
-    hg = rc.add(2.0).sub_(bc).mul_(max_is_g & max_not_r)
-    hr = bc.sub_(gc).mul_(~max_not_r)
-    hb = gc.add_(4.0).sub_(rc).mul_(max_not_r.logical_and_(max_is_g.logical_not_()))
-    h = hr.add_(hg).add_(hb).mul_(1.0 / 6.0).add_(1.0).fmod_(1.0)
+    hg = (rc + 2.0 - bc) * (max_is_g & max_not_r)
+    hr = (bc - gc) * ~max_not_r
+    hb = (gc + 4.0 - rc) * (max_not_r & ~max_is_g)
+    h = ((hr + hg + hb) * (1.0 / 6.0) + 1.0).fmod(1.0)
     return torch.stack((h, s, maxc), dim=-3)
 
 
@@ -79,9 +79,31 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
 
 def adjust_hue(image: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate the hue of RGB rows by `shift` ``(N,)`` turns (torchvision's ``adjust_hue``, per row)."""
-    hsv = rgb_to_hsv(image)
-    hsv[:, 0].add_(shift.view(-1, 1, 1)).remainder_(1.0)
-    return hsv_to_rgb(hsv)
+    h, s, v = rgb_to_hsv(image).unbind(dim=-3)
+    h = (h + shift.view(-1, 1, 1)).remainder(1.0)
+    return hsv_to_rgb(torch.stack((h, s, v), dim=-3))
+
+
+def adjust(x: torch.Tensor, brightness: torch.Tensor | None, contrast: torch.Tensor | None,
+           saturation: torch.Tensor | None, hue: torch.Tensor | None) -> torch.Tensor:
+    """The adjustments of `adjust_` without writing into any tensor, so autograd can follow them
+    (what `Color` runs when its input requires grad)."""
+    view = (-1, 1, 1, 1)
+    rgb = x.shape[1] == 3
+    if brightness is not None:
+        x = (x * brightness.to(x.dtype).view(view)).clamp(0.0, 1.0)
+    if contrast is not None:
+        if rgb:
+            means = x.mean(dim=(-2, -1))
+            mean = means[:, 0] * _LUMA[0] + means[:, 1] * _LUMA[1] + means[:, 2] * _LUMA[2]
+        else:
+            mean = x.mean(dim=(-3, -2, -1))
+        x = torch.lerp(x, mean.view(view).expand_as(x), (1.0 - contrast.to(x.dtype)).view(view)).clamp(0.0, 1.0)
+    if saturation is not None and rgb:
+        x = torch.lerp(x, grayscale(x).expand_as(x), (1.0 - saturation.to(x.dtype)).view(view)).clamp(0.0, 1.0)
+    if hue is not None and rgb:
+        x = adjust_hue(x, hue.to(x.dtype))
+    return x
 
 
 def adjust_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Tensor | None, contrast: torch.Tensor | None,
@@ -143,10 +165,13 @@ class Color(Augmenter):
 
     def _adjust(self, out: torch.Tensor, x: torch.Tensor, params) -> torch.Tensor:
         check_channels(x, self.name)
+        factors = [params.get(k) for k in ("brightness", "contrast", "saturation", "hue")]
+        if x.requires_grad:
+            # autograd cannot follow writes into `out`: the same arithmetic, out of place
+            return adjust(x, *factors)
         row_bytes = max(1, x[0].numel() * x.element_size())
         step = max(1, CHUNK_BYTES // row_bytes)
         for start in range(0, x.shape[0], step):
             rows = slice(start, start + step)
-            adjust_(out[rows], x[rows], *(params[k][rows] if k in params else None
-                                           for k in ("brightness", "contrast", "saturation", "hue")))
+            adjust_(out[rows], x[rows], *(None if f is None else f[rows] for f in factors))
         return out

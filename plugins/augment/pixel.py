@@ -332,9 +332,8 @@ class Autocontrast(_Switch):
         low = x.amin(dim=(-2, -1), keepdim=True)
         high = x.amax(dim=(-2, -1), keepdim=True)
         flat = high == low
-        span = high.sub_(low)
         low = low.masked_fill(flat, 0.0)
-        span = span.masked_fill_(flat, 1.0)
+        span = (high - low).masked_fill_(flat, 1.0)
         return x.sub(low).div_(span).clamp_(0.0, 1.0)
 
 

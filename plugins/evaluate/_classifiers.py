@@ -30,7 +30,7 @@ from setforge.rng import Rng
 from .._shared.threads import one_thread_if_small
 
 __all__ = ["CLASSIFIER_KINDS", "Classifier", "TrainHistory", "train_classifier", "fit_classifier",
-           "classification_scores"]
+           "classification_scores", "classifier_state", "classifier_from_state", "cached_classifier"]
 
 CLASSIFIER_KINDS = ("logistic-regression", "mlp", "cnn")
 _SMALL_MODEL_MACS = 2**30
@@ -263,6 +263,33 @@ def train_classifier(kind: str, train: Dataset, val: Dataset | None, rng: Rng | 
         raise DataError("train and val must have the same classes")
     return fit_classifier(kind, train.x, train.y, train.num_classes, rng, device,
                           x_val=None if val is None else val.x, y_val=None if val is None else val.y, **options)
+
+
+def classifier_state(model: Classifier) -> dict[str, Any]:
+    """A trained `Classifier` as plain values and tensors (what ``torch.load(weights_only=True)``
+    reads back, so the run's cache keeps it on disk); `classifier_from_state` rebuilds it."""
+    hidden = model.head.in_features if model.kind != "logistic-regression" else 128
+    return {"kind": model.kind, "row_shape": list(model.row_shape), "num_classes": model.num_classes,
+            "hidden": int(hidden), "weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+
+
+def classifier_from_state(state: dict[str, Any], device: Any = "cpu") -> Classifier:
+    """The `Classifier` saved by `classifier_state`, in eval mode on `device`."""
+    weights = state["weights"]
+    model = Classifier(state["kind"], tuple(int(d) for d in state["row_shape"]), int(state["num_classes"]),
+                       weights["mean"], weights["std"], hidden=int(state["hidden"]))
+    model.load_state_dict(weights)
+    return model.to(device).eval()
+
+
+def cached_classifier(cache: Any, key: str, train: Callable[[], Classifier], device: Any = "cpu") -> Classifier:
+    """`train()`'s classifier, kept in `cache` (a ``setforge.context.Cache``, or None for none)
+    under `key` as plain tensors, so that a resumed run reads it back instead of training again."""
+    if cache is None:
+        return train().to(device).eval()
+    # the rebuilt module is kept in memory (not plain: never on disk), so asking again gives the same object
+    return cache.get_or_compute(f"{key}-module-{device}", lambda: classifier_from_state(
+        cache.get_or_compute(key, lambda: classifier_state(train())), device))
 
 
 def classification_scores(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> dict[str, Any]:

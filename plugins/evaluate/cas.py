@@ -10,7 +10,7 @@ from setforge.components import Evaluator
 from setforge.context import Cache, EvalContext, Metrics
 from setforge.dataset import Dataset, Origin
 
-from ._classifiers import train_classifier
+from ._classifiers import cached_classifier, train_classifier
 
 __all__ = ["ClassAgreementScore"]
 
@@ -90,9 +90,10 @@ class ClassAgreementScore(Evaluator):
         kind = params.model if params.model != "auto" else ("cnn" if real.modality == "image" else "mlp")
         val = ectx.val if ectx.val is not None and len(ectx.val) else None
         rng = ectx.rng.spawn("classifier")
-        # depends only on the real rows, params and seed: cached by content, so a resumed run reuses it
-        key = Cache.key("cas", kind, real.fingerprint(), None if val is None else val.fingerprint(),
+        # depends only on the real rows, params and seed: cached by content as plain tensors (the
+        # run's cache keeps those on disk), so a resumed run reads it back instead of training it
+        key = Cache.key("cas-classifier", kind, real.fingerprint(), None if val is None else val.fingerprint(),
                         params.model_dump_json(), rng.seed, rng.key, str(ectx.device))
-        return ectx.cache.get_or_compute(key, lambda: train_classifier(
+        return cached_classifier(ectx.cache, key, lambda: train_classifier(
             kind, real, val, rng, ectx.device, epochs=params.epochs, patience=params.patience,
-            batch_size=params.batch_size, lr=params.lr, hidden=params.hidden))
+            batch_size=params.batch_size, lr=params.lr, hidden=params.hidden), ectx.device)

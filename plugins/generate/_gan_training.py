@@ -44,10 +44,12 @@ from torch import nn
 
 from setforge.components import Generator
 from setforge.context import Event, StepContext
-from setforge.errors import DataError
+from setforge.errors import DataError, PluginError
 from .._shared.threads import one_thread_if_small
+from ._gan_augment import DIFF_AUGMENT_OPS, AdaParams, AdaptiveAugment, AugmentedDiscriminator, DiffAugmentOp, build_ops
+from ._gan_selection import QualityMonitor, feature_network
 
-__all__ = ["GanTrainingParams", "GanObjective", "NonSaturatingLoss", "GanTrainer", "GanResult", "BatchSampler",
+__all__ = ["GanTrainingParams", "GanObjective", "NonSaturatingLoss", "WassersteinGradientPenalty", "GanTrainer", "GanResult", "BatchSampler",
            "build_module", "init_dcgan_weights", "refresh_batch_norm", "write_grid_png", "is_skewed",
            "forward_macs", "CHECKPOINT_PATTERN", "SMALL_STEP_MACS"]
 
@@ -83,6 +85,26 @@ class GanTrainingParams(Generator.Params):
                                                  "train_progress every this many steps")
     divergence_limit: float = Field(1e4, gt=0.0, description="a loss whose magnitude exceeds this stops training "
                                                              "as diverged (as NaN or infinity does)")
+    diff_augment: list[DiffAugmentOp] = Field(
+        default_factory=list, description="DiffAugment (Zhao et al., 2020): augment every image the discriminator "
+                                          "sees, real and generated, with these differentiable ops, each per row: "
+                                          "translation, color, cutout (images only)")
+    ada: AdaParams | None = Field(None, description="adaptive discriminator augmentation (Karras et al., 2020): gate "
+                                                    "the diff_augment ops (all three when none are listed) per row "
+                                                    "with a probability p steered so that E[sign(D(real))] stays at "
+                                                    "target, e.g. {target: 0.6}")
+    select: Literal["last", "best-fd"] = Field(
+        "last", description="the weights kept: 'last', or 'best-fd' (the checkpoint whose samples have the lowest "
+                            "Fréchet distance to the real val split in a trained feature space)")
+    monitor: bool | Literal["auto"] = Field(
+        "auto", description="measure samples at every checkpoint (FD to the val split, per-class PRDC coverage and "
+                            "recall for collapse warnings): true, false, or auto (on for images when the step has a "
+                            "val split); select: best-fd needs it")
+    collapse_coverage: float = Field(0.2, ge=0.0, le=1.0, description="a class whose samples' PRDC coverage of its "
+                                                                      "real rows falls below this is reported as "
+                                                                      "collapsed")
+    monitor_samples: int = Field(1000, ge=10, le=1_000_000, description="rows sampled at each measurement (labels "
+                                                                       "in the val split's class proportions)")
 
 
 # ------------------------------------------------------------------------- objectives
@@ -91,8 +113,11 @@ class GanObjective:
 
     ``discriminator_loss`` returns a dict whose ``"discriminator"`` entry is minimised by the
     discriminator's optimiser; ``generator_loss`` one whose ``"generator"`` entry is minimised by the
-    generator's. Other entries are logged only. ``critic_steps`` discriminator updates (each on a
-    fresh real batch) precede every generator update.
+    generator's. Other entries are logged only; ``"real_sign"``, the mean of ``sign(D(real))``
+    (detached), is ADA's r_t and is required when ``ada`` is on. ``critic_steps`` discriminator
+    updates (each on a fresh real batch) precede every generator update. The `discriminator`
+    passed in may be the loop's `AugmentedDiscriminator` wrapper (DiffAugment/ADA): call it as
+    given, on every input, so that real and generated rows are augmented alike.
     """
 
     critic_steps: int = 1
@@ -121,10 +146,43 @@ class NonSaturatingLoss(GanObjective):
         fake_logits = discriminator(fake, fake_labels).float()
         # softplus(-l) = BCE(l, 1) and softplus(l) = BCE(l, 0), without building target tensors
         loss = nn.functional.softplus(-real_logits).mean() + nn.functional.softplus(fake_logits).mean()
-        return {"discriminator": loss}
+        return {"discriminator": loss, "real_sign": real_logits.detach().sign().mean()}
 
     def generator_loss(self, discriminator, fake, labels):
         return {"generator": nn.functional.softplus(-discriminator(fake, labels).float()).mean()}
+
+
+class WassersteinGradientPenalty(GanObjective):
+    """WGAN-GP (Gulrajani et al., 2017): the critic minimises ``D(fake) - D(real)`` plus
+    ``penalty * (||grad D(x_hat)|| - 1)^2`` at random interpolates ``x_hat`` of real and fake rows
+    (one uniform weight per row, drawn from `generator`, the step's torch generator, so a resumed
+    run draws the same); the generator minimises ``-D(G(z))``. ``critic_steps`` critic updates per
+    generator update (5 in the paper). The critic must not use batch norm (the penalty is per row).
+    ``drift`` adds ``drift * D(real)^2`` (Karras et al., 2018) to keep the critic's output near 0.
+    """
+
+    def __init__(self, generator: torch.Generator, penalty: float = 10.0, critic_steps: int = 5, drift: float = 0.0):
+        self.draw, self.penalty, self.critic_steps, self.drift = generator, penalty, critic_steps, drift
+
+    def discriminator_loss(self, discriminator, real, fake, real_labels, fake_labels):
+        real_scores = discriminator(real, real_labels).float()
+        fake_scores = discriminator(fake, fake_labels).float()
+        shape = (len(real),) + (1,) * (real.ndim - 1)
+        weight = torch.rand(shape, generator=self.draw, device=real.device, dtype=torch.float32).to(real.dtype)
+        mixed = torch.lerp(fake.detach(), real.detach(), weight).requires_grad_(True)
+        scores = discriminator(mixed, real_labels).float()
+        (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
+        norm = grad.float().flatten(1).norm(dim=1)
+        penalty = ((norm - 1.0) ** 2).mean()
+        distance = real_scores.mean() - fake_scores.mean()
+        loss = -distance + self.penalty * penalty
+        if self.drift:
+            loss = loss + self.drift * (real_scores ** 2).mean()
+        return {"discriminator": loss, "wasserstein": distance.detach(), "penalty": penalty.detach(),
+                "real_sign": real_scores.detach().sign().mean()}
+
+    def generator_loss(self, discriminator, fake, labels):
+        return {"generator": -discriminator(fake, labels).float().mean()}
 
 
 # --------------------------------------------------------------------------- networks
@@ -324,6 +382,10 @@ class GanResult:
     checkpoint: Path | None = None
     resumed_from: int | None = None
     balanced: bool = False
+    #: with monitoring: {"select", "chosen_iteration", "curve": [{"iteration", "fd", "by_class"}], "warnings"}
+    selection: dict[str, Any] | None = None
+    #: with ada: the augmentation probability at the end
+    ada_p: float | None = None
 
 
 class GanTrainer:
@@ -331,15 +393,18 @@ class GanTrainer:
 
     `generator` maps ``(z, labels)`` to rows in network units and has an int ``latent_dim``;
     `discriminator` maps ``(rows, labels)`` to ``(N,)`` logits/scores; `objective` gives the
-    losses. `decode` maps network units back to dataset units (images in [0, 1]) for grids; pass
-    ``image_grids=False`` for non-image generators. `name` names the component in messages.
+    losses. `decode` maps network units back to dataset units (images in [0, 1]) for grids and
+    for the quality monitor; `encode` is its inverse, needed by ``diff_augment``/``ada`` (the
+    augmenters work in dataset units); pass ``image_grids=False`` for non-image generators.
+    `name` names the component in messages.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, objective: GanObjective,
                  params: GanTrainingParams, *, name: str, decode: Callable[[torch.Tensor], torch.Tensor],
+                 encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  image_grids: bool = True, grid_columns: int = 8, max_grid_classes: int = 20):
         self.generator, self.discriminator, self.objective = generator, discriminator, objective
-        self.params, self.name, self.decode = params, name, decode
+        self.params, self.name, self.decode, self.encode = params, name, decode, encode
         self.image_grids, self.grid_columns, self.max_grid_classes = image_grids, grid_columns, max_grid_classes
         self.latent_dim = int(generator.latent_dim)
 
@@ -361,8 +426,9 @@ class GanTrainer:
         return max(found) if found else None
 
     def _save_checkpoint(self, workdir: Path, iteration: int, ema: nn.Module, optimisers: dict[str, torch.optim.Optimizer],
-                         sampler: BatchSampler, ctx: StepContext, fingerprint: str) -> Path:
-        state = {
+                         sampler: BatchSampler, ctx: StepContext, fingerprint: str,
+                         extra: dict[str, Any] | None = None) -> Path:
+        state = {"extra": extra or {},
             "format": 1, "iteration": iteration, "fingerprint": fingerprint,
             "networks": {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
                          "ema": ema.state_dict()},
@@ -379,7 +445,7 @@ class GanTrainer:
         return path
 
     def _load_checkpoint(self, path: Path, ema: nn.Module, optimisers: dict[str, torch.optim.Optimizer],
-                         sampler: BatchSampler, ctx: StepContext, fingerprint: str) -> int:
+                         sampler: BatchSampler, ctx: StepContext, fingerprint: str) -> tuple[int, dict[str, Any]]:
         try:
             state = torch.load(path, map_location=ctx.device, weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same remedy
@@ -400,7 +466,7 @@ class GanTrainer:
                 group["lr"] = lrs[key]
         ctx.rng.torch.set_state(state["rng"]["torch"].cpu())
         sampler.load_state(state["rng"]["data"])
-        return int(state["iteration"])
+        return int(state["iteration"]), state.get("extra", {})
 
     def _grid(self, ema: nn.Module, classes: torch.Tensor, seed: int, workdir: Path, iteration: int,
               ctx: StepContext) -> Path | None:
@@ -454,14 +520,27 @@ class GanTrainer:
         grid_seed = int(torch.randint(0, 2**62, (1,), generator=ctx.rng.torch, device=device).item())
         fingerprint = self._fingerprint(data_fingerprint, ctx)
         workdir = ctx.ensure_workdir()
+        torch_rng = ctx.rng.torch
+        seen_by_objective, ada = self._augmentation(ctx)
+        monitor = self._monitor(x, y, ctx, grid_seed + 2)
 
         start, resumed_from, checkpoint_path = 0, None, None
         if ctx.resume and (latest := self.latest_checkpoint(workdir)) is not None:
             checkpoint_path = latest[1]
-            start = resumed_from = self._load_checkpoint(latest[1], ema, optimisers, sampler, ctx, fingerprint)
+            start, extra = self._load_checkpoint(latest[1], ema, optimisers, sampler, ctx, fingerprint)
+            resumed_from = start
+            if ada is not None and "ada" in extra:
+                ada.load_state(extra["ada"], device)
+            if monitor is not None and "monitor" in extra:
+                monitor.load_state(extra["monitor"])
         last_good = (start, checkpoint_path)
+        if ada is not None:
+            seen_by_objective.p = ada.p
 
-        torch_rng = ctx.rng.torch
+        def extra_state() -> dict[str, Any]:
+            return {**({"ada": ada.state()} if ada is not None else {}),
+                    **({"monitor": monitor.state()} if monitor is not None else {})}
+
         decay = p.ema_decay
         # forward + backward of the generator and two discriminator passes, per step, about 3x forward
         probe_z = torch.zeros(1, self.latent_dim, device=device)
@@ -522,13 +601,15 @@ class GanTrainer:
                     with autocast():
                         with contextlib.nullcontext() if last else torch.no_grad():
                             fake = self.generator(z, real_labels)
-                        d_losses = self.objective.discriminator_loss(self.discriminator, real, fake.detach(),
-                                                                     real_labels, real_labels)
+                        d_losses = self.objective.discriminator_loss(seen_by_objective, real, fake.detach(), real_labels,
+                                                                     real_labels)
                     opt_d.zero_grad(set_to_none=True)
                     d_losses["discriminator"].backward()
                     opt_d.step()
+                    if ada is not None:
+                        ada.observe(self._real_sign(d_losses, ctx))
                 with autocast():
-                    g_losses = self.objective.generator_loss(self.discriminator, fake, real_labels)
+                    g_losses = self.objective.generator_loss(seen_by_objective, fake, real_labels)
                 opt_g.zero_grad(set_to_none=True)
                 # inputs=: the generator's step computes no gradients for the discriminator's weights
                 g_losses["generator"].backward(inputs=g_params)
@@ -541,20 +622,33 @@ class GanTrainer:
                     if not loss_names:
                         loss_names = list(losses)
                     window.append(torch.stack([losses[k].detach().float() for k in loss_names]))
+                if ada is not None and iteration % ada.params.interval == 0:
+                    ada.adjust()
+                    seen_by_objective.p = ada.p
 
                 at_checkpoint = iteration % p.checkpoint_every == 0 and iteration < total
+                if monitor is not None and (iteration % p.checkpoint_every == 0 or iteration == total):
+                    refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
+                    monitor.measure(ema, iteration)
                 if iteration % p.log_every == 0 or at_checkpoint or iteration == total:
                     flush(iteration)
                 if at_checkpoint:
                     checkpoint_path = self._save_checkpoint(workdir, iteration, ema, optimisers, sampler, ctx,
-                                                            fingerprint)
+                                                            fingerprint, extra_state())
                     last_good = (iteration, checkpoint_path)
                 if self.image_grids and p.grid_every and iteration % p.grid_every == 0 and iteration < total:
                     grids.append(self._grid(ema, present, grid_seed, workdir, iteration, ctx))
             refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
             if start < total or checkpoint_path is None:
                 # the finished state, so that a resumed run whose training had finished skips it
-                checkpoint_path = self._save_checkpoint(workdir, total, ema, optimisers, sampler, ctx, fingerprint)
+                checkpoint_path = self._save_checkpoint(workdir, total, ema, optimisers, sampler, ctx, fingerprint,
+                                                        extra_state())
+            selection = None
+            if monitor is not None:
+                selection = monitor.report(total)
+                if p.select == "best-fd" and monitor.best is not None and monitor.best["iteration"] != total:
+                    ema.load_state_dict(monitor.best["weights"])
+                    refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
             if self.image_grids and p.grid_every:
                 grids.append(self._grid(ema, present, grid_seed, workdir, total, ctx))
         finally:
@@ -562,4 +656,51 @@ class GanTrainer:
             if progress is not None:
                 progress.close()
         return GanResult(sampler=ema, iterations=max(start, total), losses=last_losses, grids=grids,
-                         checkpoint=checkpoint_path, resumed_from=resumed_from, balanced=balanced)
+                         checkpoint=checkpoint_path, resumed_from=resumed_from, balanced=balanced,
+                         selection=selection, ada_p=None if ada is None else ada.p)
+
+    # ------------------------------------------------------- extension points
+    def _augmentation(self, ctx: StepContext) -> tuple[nn.Module, AdaptiveAugment | None]:
+        """The discriminator the objective sees (wrapped by DiffAugment/ADA when asked) and ADA's controller."""
+        p = self.params
+        if not p.diff_augment and p.ada is None:
+            return self.discriminator, None
+        if not self.image_grids or self.encode is None:
+            what = "diff_augment" if p.diff_augment else "ada"
+            raise DataError(f"{self._where(ctx)}: {what} augments images and needs the generator's encode (dataset "
+                            f"units back to network units); this generator has "
+                            f"{'no images' if not self.image_grids else 'no encode'}")
+        ops = build_ops(p.diff_augment or DIFF_AUGMENT_OPS)
+        wrapper = AugmentedDiscriminator(self.discriminator, ops, ctx.rng.torch, self.decode, self.encode)
+        return wrapper, None if p.ada is None else AdaptiveAugment(p.ada, p.batch_size)
+
+    def _real_sign(self, losses: Mapping[str, torch.Tensor], ctx: StepContext) -> torch.Tensor:
+        if "real_sign" not in losses:
+            raise PluginError(f"{self._where(ctx)}: ada needs the objective's discriminator_loss to return "
+                              f"'real_sign' (the mean of sign(D(real))); {type(self.objective).__name__} does not")
+        return losses["real_sign"]
+
+    def _monitor(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, seed: int) -> QualityMonitor | None:
+        """The checkpoint quality monitor, when `monitor`/`select` ask for it and the step has a val split."""
+        p = self.params
+        val = ctx.val if ctx.val is not None and len(ctx.val) else None
+        on = (p.monitor is True or p.select == "best-fd"
+              or (p.monitor == "auto" and self.image_grids and val is not None))
+        if not on:
+            return None
+        if val is None:
+            raise DataError(f"{self._where(ctx)}: select: best-fd and monitor: true measure samples against the real "
+                            f"val split, and this step has none; give the run a val split (split.val) or use "
+                            f"select: last with monitor: auto")
+        from setforge.dataset import Dataset
+        from setforge.rng import Rng
+
+        with torch.no_grad():
+            rows = self.decode(x).float()
+        train = Dataset(x=rows, y=y, classes=val.classes, modality=val.modality, features=val.features)
+        val = val.to(ctx.device)
+        kind = "cnn" if val.modality == "image" else "mlp"
+        features = feature_network(train, val, Rng(ctx.rng.seed, ("gan-monitor-features",)).sk_seed(), ctx.device,
+                                   ctx.cache, kind=kind)
+        return QualityMonitor(train, val, features, self.decode, self.latent_dim, seed, p.select,
+                              p.collapse_coverage, p.monitor_samples)

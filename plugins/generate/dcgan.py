@@ -28,9 +28,10 @@ from setforge.context import StepContext
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 
-from ._gan_training import GanTrainer, GanTrainingParams, NonSaturatingLoss, build_module, init_dcgan_weights
+from ._gan_training import (GanObjective, GanTrainer, GanTrainingParams, NonSaturatingLoss, build_module,
+                            init_dcgan_weights)
 
-__all__ = ["DCGAN"]
+__all__ = ["DCGAN"]  # ConvGan is the base wgan-gp shares; not a component itself
 
 MIN_SIZE, MAX_SIZE = 8, 128
 
@@ -74,9 +75,11 @@ class _DcganGenerator(nn.Module):
 
 
 class _DcganDiscriminator(nn.Module):
-    """``(rows, labels) -> (N,)`` logits with a projection head."""
+    """``(rows, labels) -> (N,)`` logits with a projection head; ``batch_norm=False`` gives a critic
+    without normalisation (a gradient penalty is per row, which batch norm would break)."""
 
-    def __init__(self, num_classes: int, channels: int, height: int, width: int, base_width: int):
+    def __init__(self, num_classes: int, channels: int, height: int, width: int, base_width: int,
+                 batch_norm: bool = True):
         super().__init__()
         size = network_size(height, width)
         top, left = (size - height) // 2, (size - width) // 2
@@ -85,7 +88,8 @@ class _DcganDiscriminator(nn.Module):
         widths = list(reversed(_generator_widths(stages, base_width)))
         layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
         for i in range(1, stages):
-            layers += [nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1, bias=False), nn.BatchNorm2d(widths[i]),
+            norm: list[nn.Module] = [nn.BatchNorm2d(widths[i])] if batch_norm else []
+            layers += [nn.Conv2d(widths[i - 1], widths[i], 4, 2, 1, bias=not batch_norm), *norm,
                        nn.LeakyReLU(0.2, inplace=True)]
         self.net = nn.Sequential(*layers)
         features = widths[-1] * 16
@@ -107,16 +111,16 @@ def _to_images(x: torch.Tensor) -> torch.Tensor:
     return ((x.float() + 1.0) * 0.5).clamp_(0.0, 1.0)
 
 
-class DCGAN(Generator):
-    """Class-conditional DCGAN for images (8x8 to 128x128, any channels), trained by the shared GAN loop."""
+class ConvGan(Generator):
+    """The base of the convolutional class-conditional GANs (``dcgan``, ``wgan-gp``): DCGAN-shaped
+    networks for images from 8x8 to 128x128, trained by the shared loop. A subclass names its
+    objective (`_objective`) and whether its discriminator uses batch norm (``critic_batch_norm``)."""
 
-    name = "dcgan"
     modalities = ("image",)
-    testing_params: ClassVar[Mapping[str, Any]] = {"steps": 4, "batch_size": 16, "width": 8, "latent_dim": 8,
-                                                   "embedding_dim": 4, "grid_every": 0}
+    critic_batch_norm: ClassVar[bool] = True
 
     class Params(GanTrainingParams):
-        """DCGAN params; the training ones are the shared loop's."""
+        """Convolutional GAN params; the training ones are the shared loop's."""
 
         latent_dim: int = Field(100, ge=1, le=4096, description="size of the latent vector z")
         embedding_dim: int = Field(50, ge=1, le=4096, description="size of the label embedding fed to the generator")
@@ -131,15 +135,17 @@ class DCGAN(Generator):
         self._trained_classes: list[int] = []
         self.result = None
 
+    def _objective(self, ctx: StepContext) -> GanObjective:
+        raise NotImplementedError
+
     @staticmethod
     def _build_generator(a: Mapping[str, int], device: torch.device | str) -> _DcganGenerator:
         return build_module(lambda: _DcganGenerator(a["latent_dim"], a["embedding_dim"], a["num_classes"],
                                                     a["channels"], a["height"], a["width"], a["base_width"]), device)
 
-    @staticmethod
-    def _build_discriminator(a: Mapping[str, int], device: torch.device | str) -> _DcganDiscriminator:
+    def _build_discriminator(self, a: Mapping[str, int], device: torch.device | str) -> _DcganDiscriminator:
         return build_module(lambda: _DcganDiscriminator(a["num_classes"], a["channels"], a["height"], a["width"],
-                                                        a["base_width"]), device)
+                                                        a["base_width"], self.critic_batch_norm), device)
 
     def _fit(self, ds: Dataset, ctx: StepContext) -> None:
         channels, height, width = ds.shape
@@ -154,10 +160,14 @@ class DCGAN(Generator):
         discriminator = self._build_discriminator(self._architecture, ctx.device)
         init_dcgan_weights(generator, ctx.rng.torch)
         init_dcgan_weights(discriminator, ctx.rng.torch)
-        trainer = GanTrainer(generator, discriminator, NonSaturatingLoss(), p, name=self.name, decode=_to_images)
+        trainer = GanTrainer(generator, discriminator, self._objective(ctx), p, name=self.name, decode=_to_images,
+                             encode=_to_network)
         self.result = trainer.fit(_to_network(ds.x), ds.y, len(ds.classes), ctx, data_fingerprint=ds.fingerprint())
         self._net = self.result.sampler
         self._trained_classes = sorted(set(ds.y.tolist()))
+        self.training_report = {"iterations": self.result.iterations, "resumed_from": self.result.resumed_from,
+                                **({"ada_p": round(self.result.ada_p, 6)} if self.result.ada_p is not None else {}),
+                                **(self.result.selection or {})}
 
     def _sample(self, labels: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         untrained = sorted(set(labels.tolist()) - set(self._trained_classes))
@@ -184,3 +194,17 @@ class DCGAN(Generator):
         self._net = generator.eval().requires_grad_(False)
         self._architecture = architecture
         self._trained_classes = [int(c) for c in state["trained_classes"]]
+
+
+class DCGAN(ConvGan):
+    """Class-conditional DCGAN for images (8x8 to 128x128, any channels), trained by the shared GAN loop."""
+
+    name = "dcgan"
+    testing_params: ClassVar[Mapping[str, Any]] = {"steps": 4, "batch_size": 16, "width": 8, "latent_dim": 8,
+                                                   "embedding_dim": 4, "grid_every": 0}
+
+    class Params(ConvGan.Params):
+        """DCGAN params; the training ones are the shared loop's."""
+
+    def _objective(self, ctx: StepContext) -> GanObjective:
+        return NonSaturatingLoss()

@@ -98,3 +98,27 @@ def test_auto_model_is_a_cnn_for_images():
 
 def test_conforms_to_the_kit():
     check_component(ClassAgreementScore)
+
+
+def test_a_resumed_run_reads_the_classifier_back_from_the_cache_folder(tmp_path, monkeypatch):
+    from setforge.context import Cache
+    from setforge.plugins.evaluate import cas
+
+    parts = _digits()
+    optimised = _with_generated(parts["train"], parts["pool"].x, parts["pool"].y)
+
+    def evaluate():
+        ectx = EvalContext.from_seed(0, parts["train"], optimised, val=parts["val"], test=parts["test"], name="cas",
+                                     cache=Cache(tmp_path / "cache"))  # a fresh Cache, as a resumed run makes
+        return ClassAgreementScore(FAST).evaluate(ectx)
+
+    first = evaluate()
+    assert list((tmp_path / "cache").glob("*.pt")), "the classifier is kept on disk as plain tensors"
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the classifier was trained again")
+
+    monkeypatch.setattr(cas, "train_classifier", refuse)
+    second = evaluate()
+    assert second.get("cas/overall") == first.get("cas/overall")
+    assert second.get("cas/reference/overall") == first.get("cas/reference/overall")

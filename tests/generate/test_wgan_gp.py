@@ -1,0 +1,71 @@
+"""wgan-gp: the gradient penalty against a critic whose gradient is known, a critic without batch
+norm, the paper's optimiser defaults, shapes, determinism and save/load."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from setforge import StepContext
+from setforge.plugins.generate._gan_training import WassersteinGradientPenalty
+from setforge.plugins.generate.wgan_gp import WGANGP
+from setforge.testing import check_component, sample_dataset
+
+TINY = {"steps": 4, "batch_size": 16, "width": 8, "latent_dim": 8, "embedding_dim": 4, "grid_every": 0,
+        "critic_steps": 2}
+
+
+class _Linear(nn.Module):
+    """D(x, y) = <w, x> + b_y: its gradient with respect to x is w for every row."""
+
+    def __init__(self, w: torch.Tensor):
+        super().__init__()
+        self.w = nn.Parameter(w.clone())
+        self.b = nn.Parameter(torch.tensor([0.5, -0.5]))
+
+    def forward(self, x, labels):
+        return x.flatten(1) @ self.w.flatten() + self.b[labels]
+
+
+def test_gradient_penalty_matches_the_closed_form_for_a_linear_critic():
+    w = torch.full((1, 2, 2), 0.25)  # ||w|| = 0.5, so the penalty is (0.5 - 1)^2 = 0.25 at every interpolate
+    critic = _Linear(w)
+    real, fake = torch.rand(6, 1, 2, 2), torch.rand(6, 1, 2, 2)
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    objective = WassersteinGradientPenalty(torch.Generator().manual_seed(0), penalty=10.0, drift=0.0)
+    losses = objective.discriminator_loss(critic, real, fake, labels, labels)
+    distance = (critic(real, labels).mean() - critic(fake, labels).mean()).item()
+    assert abs(losses["penalty"].item() - 0.25) < 1e-6
+    assert abs(losses["wasserstein"].item() - distance) < 1e-6
+    assert abs(losses["discriminator"].item() - (-distance + 10 * 0.25)) < 1e-5
+    # the penalty's own gradient reaches the critic's weights (create_graph): d/dw 10 (||w|| - 1)^2
+    losses["discriminator"].backward()
+    grad_from_penalty = 10 * 2 * (0.5 - 1) * w.flatten() / 0.5
+    grad_from_distance = -(real.flatten(1).mean(0) - fake.flatten(1).mean(0))
+    assert torch.allclose(critic.w.grad.flatten(), grad_from_penalty + grad_from_distance, atol=1e-5)
+    assert objective.generator_loss(critic, fake, labels)["generator"].item() == -critic(fake, labels).mean().item()
+
+
+def test_the_critic_has_no_batch_norm_and_the_defaults_are_the_papers():
+    generator = WGANGP(TINY)
+    generator.fit(sample_dataset("image"), StepContext.from_seed(0))
+    critic = generator._build_discriminator(generator._architecture, "cpu")
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules())
+    defaults = WGANGP.Params()
+    assert (defaults.beta1, defaults.beta2, defaults.critic_steps, defaults.gradient_penalty) == (0.0, 0.9, 5, 10.0)
+    assert set(generator.result.losses) >= {"discriminator", "generator", "wasserstein", "penalty"}
+
+
+def test_fit_sample_shapes_range_and_save_load(tmp_path):
+    ds = sample_dataset("image")
+    generator = WGANGP(TINY)
+    generator.fit(ds, StepContext.from_seed(0, workdir=tmp_path / "fit"))
+    out = generator.sample([0, 1, 2, 2], StepContext.from_seed(3))
+    assert out.x.shape == (4, *ds.shape) and 0 <= float(out.x.min()) and float(out.x.max()) <= 1
+    path = generator.save(tmp_path / "generator.pt")
+    again = WGANGP(TINY).load(path)
+    assert torch.equal(again.sample([0, 1, 2, 2], StepContext.from_seed(3)).x, out.x)
+
+
+def test_conformance():
+    check_component(WGANGP)
