@@ -86,7 +86,7 @@ class StyleGan2Loss(GanObjective):
             penalty = self.r1_penalty(real_logits, real)
             self.last_r1 = penalty.detach()
             loss = loss + penalty * (self.r1_gamma / 2 * self.r1_every)
-        return {"discriminator": loss, "r1": self.last_r1}
+        return {"discriminator": loss, "r1": self.last_r1, "real_sign": real_logits.detach().sign().mean()}
 
     def path_length_penalty(self, fake: torch.Tensor) -> torch.Tensor:
         """``(||J_w^T y|| - a)^2`` averaged over the batch, through the generator's last ``ws``."""
@@ -306,7 +306,8 @@ class StyleGAN2(Generator):
         generator.draw.generator = ctx.rng.torch  # noise and mixing latents: the step's generator
         objective = StyleGan2Loss(generator, ctx.rng.torch, r1_gamma=p.r1_gamma, r1_every=p.r1_every,
                                   pl_weight=p.pl_weight, pl_every=p.pl_every)
-        trainer = GanTrainer(generator, discriminator, objective, p, name=self.name, decode=_to_images)
+        trainer = GanTrainer(generator, discriminator, objective, p, name=self.name, decode=_to_images,
+                             encode=_to_network)
         try:
             self.result = trainer.fit(_to_network(ds.x), ds.y, len(ds.classes), ctx,
                                       data_fingerprint=ds.fingerprint())

@@ -141,7 +141,7 @@ def test_lazy_r1_fires_every_r1_every_steps_and_path_length_every_pl_every(tmp_p
                         lambda self, *a: fired["pl"].append(self.iteration) or pl(self, *a))
     generator = _fit(sample_dataset("image"), tmp_path=tmp_path, steps=13, r1_every=4, pl_weight=2.0, pl_every=3)
     assert fired == {"r1": [4, 8, 12], "pl": [3, 6, 9, 12]}
-    assert set(generator.result.losses) == {"discriminator", "r1", "generator", "path_length"}
+    assert {"discriminator", "r1", "generator", "path_length"} <= set(generator.result.losses)
     assert generator.result.losses["r1"] > 0 and generator.result.losses["path_length"] > 0
     # the lengths' moving mean is a buffer of the live generator, so checkpoints keep it
     checkpoint = torch.load(generator.result.checkpoint, weights_only=True)
@@ -313,3 +313,9 @@ def test_module_lists_only_its_component_as_a_plugin():
 
     assert StyleGAN2 in collect(generate.__name__, generate.__path__)
     assert module.CLASS_KEYS == {"generator": "mapping.embed", "discriminator": "projection"}
+
+
+def test_the_loops_diffaugment_and_ada_apply(tmp_path):
+    generator = _fit(sample_dataset("image"), tmp_path=tmp_path, diff_augment=["translation", "color", "cutout"],
+                     ada={"target": 0.6})
+    assert "real_sign" in generator.result.losses and generator.sample([0, 1], StepContext.from_seed(1)).x.shape == (2, 1, 8, 8)
