@@ -476,6 +476,9 @@ class Generator(Component):
         self.modality = ""
         self.row_shape: tuple[int, ...] = ()
         self.features = None
+        #: What training did, for the step's report (plain values; set by `_fit`, None: nothing to
+        #: report). Its ``warnings`` entry, a list of strings, also goes to the run's warnings.
+        self.training_report: dict[str, Any] | None = None
 
     def fit(self, ds: Dataset, ctx: StepContext) -> "Generator":
         """Train on `ds` (or load ``params.checkpoint``)."""

@@ -64,7 +64,11 @@ class StepContext:
     ``rng`` (the step's `Rng`), ``device``, ``workdir`` (this step's folder inside
     ``<dir>.partial/``: checkpoints, sample grids), ``resume`` (continue from what ``workdir``
     holds), ``emit`` (send an `Event`), ``batch_size`` (rows per batch for streaming work),
-    ``step`` (pipeline position) and ``name`` (the component's name).
+    ``step`` (pipeline position) and ``name`` (the component's name). For generate steps the
+    host also passes ``val`` (the real val split, never trained on: a generator may measure
+    itself against it, e.g. to select a checkpoint) and ``cache`` (the run's content-keyed
+    `Cache`, kept on disk for plain values, so a resumed run reuses what it holds); both are
+    None elsewhere and in `from_seed` unless given.
     """
 
     rng: Rng
@@ -76,6 +80,8 @@ class StepContext:
     step: int = -1
     name: str | None = None
     progress: bool = False
+    val: "Dataset | None" = None
+    cache: "Cache | None" = None
 
     @classmethod
     def from_seed(cls, seed: int, device: Any = "cpu", workdir: str | Path | None = None, **kwargs: Any) -> "StepContext":

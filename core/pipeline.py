@@ -237,13 +237,14 @@ class _Run:
     def guard(self, component: Any, action: str) -> Any:
         return self.registry.guard(component, action)
 
-    def _ctx(self, key: tuple[Any, ...], workdir: Path | None, step: int = -1, name: str | None = None) -> StepContext:
+    def _ctx(self, key: tuple[Any, ...], workdir: Path | None, step: int = -1, name: str | None = None,
+             **extra: Any) -> StepContext:
         if workdir is not None and not self.dry:
             workdir.mkdir(parents=True, exist_ok=True)
         return StepContext(rng=Rng(self.seed, key, device=self.device), device=self.device,
                            workdir=None if self.dry else workdir, resume=self.resume, emit=self.emit,
                            batch_size=self.config.batch_size, step=step, name=name,
-                           progress=progress_shown(self.progress))
+                           progress=progress_shown(self.progress), **extra)
 
     # ---------------------------------------------------------------------------- data
     def load_source(self) -> None:
@@ -329,7 +330,9 @@ class _Run:
     # --------------------------------------------------------------------------- steps
     def run_step(self, step: _Step, ds: Dataset, workdir: Path | None = None) -> tuple[Dataset, str | None]:
         workdir = self.folder.step_dir(step.index, step.kind, step.name) if workdir is None else workdir
-        ctx = self._ctx(("step", step.index), workdir, step=step.index, name=step.name)
+        # generate steps may measure themselves against the real val split and keep work in the run's cache
+        extra = ({"val": self.val if len(self.val) else None, "cache": self.cache} if step.kind == "generate" else {})
+        ctx = self._ctx(("step", step.index), workdir, step=step.index, name=step.name, **extra)
         out, note = KIND[step.kind].run(step.config, step.classes, step.component, ds, ctx, self.guard)
         label = self.registry.label(step.component)
         if not isinstance(out, Dataset):
@@ -339,7 +342,7 @@ class _Run:
                 raise PluginError(f"{label}: changed the data's {what} from {getattr(ds, what)!r} to {getattr(out, what)!r}")
         return out.to(self.device), note
 
-    def _resumed(self, snapshot: Path, key: str) -> tuple[Dataset, str | None, dict, dict] | None:
+    def _resumed(self, snapshot: Path, key: str) -> tuple[Dataset, str | None, dict, dict, dict | None] | None:
         if not (self.resume and snapshot.is_file()):
             return None
         try:
@@ -349,8 +352,8 @@ class _Run:
             return None
         if isinstance(saved, dict) and saved.get("key") == key:
             figures = {name: bytes(t.numpy()) for name, t in (saved.get("figures") or {}).items()}
-            return dataset_from_state(saved["dataset"], self.device), saved.get("note"), saved.get("details") or {}, \
-                figures
+            return (dataset_from_state(saved["dataset"], self.device), saved.get("note"), saved.get("details") or {},
+                    figures, saved.get("training"))
         return None
 
     def run_steps(self, bar: Any) -> None:
@@ -363,18 +366,20 @@ class _Run:
             key = Cache.key(ds.fingerprint(), step.config.model_dump_json(), self.seed, step.index, str(self.device))
             resumed = self._resumed(snapshot, key)
             if resumed is not None:
-                out, note, details, figures = resumed
+                out, note, details, figures, training = resumed
             else:
                 out, note = self.run_step(step, ds)
                 # What the step says it did (e.g. rows a gate rejected), for the report.
                 with self.guard(step.component, "report_details"):
                     details = dict(step.component.report_details())
                     figures = {str(k): bytes(v) for k, v in step.component.report_figures().items()}
+                # what a generator's training did (plain values), for the step's report
+                training = getattr(step.component, "training_report", None) if step.kind == "generate" else None
                 snapshot.parent.mkdir(parents=True, exist_ok=True)
                 tmp = snapshot.with_name(snapshot.name + ".tmp")
                 torch.save({"key": key, "dataset": dataset_state(out), "note": note, "details": details,
                             "figures": {k: torch.frombuffer(bytearray(v), dtype=torch.uint8)
-                                        for k, v in figures.items()}}, tmp)
+                                        for k, v in figures.items()}, "training": training}, tmp)
                 tmp.replace(snapshot)
             self._check_test(f"step {step.index} ({self.registry.label(step.component)})")
             counts = counts_of(out)
@@ -388,8 +393,11 @@ class _Run:
                 "added_by_class": {name: int(b - a) for name, a, b in
                                    zip(out.classes, ds.class_counts(), out.class_counts())},
                 **({"details": details} if details else {}),
+                **({"training": training} if training is not None else {}),
             })
             self.step_figures[step.index] = figures
+            for warning in (training or {}).get("warnings", []):
+                self.warnings.append(f"step {step.index} ({step.kind} {step.name}): {warning}")
             self.timings["steps"][f"{step.index}-{step.kind}-{step.name}"] = time.perf_counter() - started
             self.emit(Event("step_finished", step=step.index, name=step.name,
                             data={"kind": step.kind, "rows_in": len(ds), "rows_out": len(out), "counts": counts}))

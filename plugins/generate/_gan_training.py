@@ -44,8 +44,10 @@ from torch import nn
 
 from setforge.components import Generator
 from setforge.context import Event, StepContext
-from setforge.errors import DataError
+from setforge.errors import DataError, PluginError
 from .._shared.threads import one_thread_if_small
+from ._gan_augment import DIFF_AUGMENT_OPS, AdaParams, AdaptiveAugment, AugmentedDiscriminator, DiffAugmentOp, build_ops
+from ._gan_selection import QualityMonitor, feature_network
 
 __all__ = ["GanTrainingParams", "GanObjective", "NonSaturatingLoss", "WassersteinGradientPenalty", "GanTrainer", "GanResult", "BatchSampler",
            "build_module", "init_dcgan_weights", "refresh_batch_norm", "write_grid_png", "is_skewed",
@@ -83,6 +85,26 @@ class GanTrainingParams(Generator.Params):
                                                  "train_progress every this many steps")
     divergence_limit: float = Field(1e4, gt=0.0, description="a loss whose magnitude exceeds this stops training "
                                                              "as diverged (as NaN or infinity does)")
+    diff_augment: list[DiffAugmentOp] = Field(
+        default_factory=list, description="DiffAugment (Zhao et al., 2020): augment every image the discriminator "
+                                          "sees, real and generated, with these differentiable ops, each per row: "
+                                          "translation, color, cutout (images only)")
+    ada: AdaParams | None = Field(None, description="adaptive discriminator augmentation (Karras et al., 2020): gate "
+                                                    "the diff_augment ops (all three when none are listed) per row "
+                                                    "with a probability p steered so that E[sign(D(real))] stays at "
+                                                    "target, e.g. {target: 0.6}")
+    select: Literal["last", "best-fd"] = Field(
+        "last", description="the weights kept: 'last', or 'best-fd' (the checkpoint whose samples have the lowest "
+                            "Fréchet distance to the real val split in a trained feature space)")
+    monitor: bool | Literal["auto"] = Field(
+        "auto", description="measure samples at every checkpoint (FD to the val split, per-class PRDC coverage and "
+                            "recall for collapse warnings): true, false, or auto (on for images when the step has a "
+                            "val split); select: best-fd needs it")
+    collapse_coverage: float = Field(0.2, ge=0.0, le=1.0, description="a class whose samples' PRDC coverage of its "
+                                                                      "real rows falls below this is reported as "
+                                                                      "collapsed")
+    monitor_samples: int = Field(1000, ge=10, le=1_000_000, description="rows sampled at each measurement (labels "
+                                                                       "in the val split's class proportions)")
 
 
 # ------------------------------------------------------------------------- objectives
@@ -91,11 +113,21 @@ class GanObjective:
 
     ``discriminator_loss`` returns a dict whose ``"discriminator"`` entry is minimised by the
     discriminator's optimiser; ``generator_loss`` one whose ``"generator"`` entry is minimised by the
-    generator's. Other entries are logged only. ``critic_steps`` discriminator updates (each on a
-    fresh real batch) precede every generator update.
+    generator's. Other entries are logged only; ``"real_sign"``, the mean of ``sign(D(real))``
+    (detached), is ADA's r_t and is required when ``ada`` is on. ``critic_steps`` discriminator
+    updates (each on a fresh real batch) precede every generator update. The `discriminator`
+    passed in may be the loop's `AugmentedDiscriminator` wrapper (DiffAugment/ADA): call it as
+    given, on every input, so that real and generated rows are augmented alike.
     """
 
     critic_steps: int = 1
+    #: the generator step being computed (1-based), set by the loop through `start_iteration`
+    iteration: int = 0
+
+    def start_iteration(self, iteration: int) -> None:
+        """Called by the loop before each generator step's critic and generator updates (also after a
+        resume, so schedules keyed on the iteration, such as lazy regularisation, resume exactly)."""
+        self.iteration = iteration
 
     def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                            real_labels: torch.Tensor, fake_labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -114,7 +146,7 @@ class NonSaturatingLoss(GanObjective):
         fake_logits = discriminator(fake, fake_labels).float()
         # softplus(-l) = BCE(l, 1) and softplus(l) = BCE(l, 0), without building target tensors
         loss = nn.functional.softplus(-real_logits).mean() + nn.functional.softplus(fake_logits).mean()
-        return {"discriminator": loss}
+        return {"discriminator": loss, "real_sign": real_logits.detach().sign().mean()}
 
     def generator_loss(self, discriminator, fake, labels):
         return {"generator": nn.functional.softplus(-discriminator(fake, labels).float()).mean()}
@@ -146,7 +178,8 @@ class WassersteinGradientPenalty(GanObjective):
         loss = -distance + self.penalty * penalty
         if self.drift:
             loss = loss + self.drift * (real_scores ** 2).mean()
-        return {"discriminator": loss, "wasserstein": distance.detach(), "penalty": penalty.detach()}
+        return {"discriminator": loss, "wasserstein": distance.detach(), "penalty": penalty.detach(),
+                "real_sign": real_scores.detach().sign().mean()}
 
     def generator_loss(self, discriminator, fake, labels):
         return {"generator": -discriminator(fake, labels).float().mean()}
@@ -354,6 +387,10 @@ class GanResult:
     checkpoint: Path | None = None
     resumed_from: int | None = None
     balanced: bool = False
+    #: with monitoring: {"select", "chosen_iteration", "curve": [{"iteration", "fd", "by_class"}], "warnings"}
+    selection: dict[str, Any] | None = None
+    #: with ada: the augmentation probability at the end
+    ada_p: float | None = None
 
 
 class GanTrainer:
@@ -361,20 +398,22 @@ class GanTrainer:
 
     `generator` maps ``(z, labels)`` to rows in network units and has an int ``latent_dim``;
     `discriminator` maps ``(rows, labels)`` to ``(N,)`` logits/scores; `objective` gives the
-    losses. `decode` maps network units back to dataset units (images in [0, 1]) for grids; pass
-    ``image_grids=False`` for non-image generators. `name` names the component in messages.
-    `make_sampler` builds the row sampler as ``make_sampler(labels, batch_size, balanced,
-    numpy_generator)`` (`BatchSampler` or a subclass). A discriminator with an int ``pac`` scores
-    packs of that many rows (PacGAN).
+    losses. `decode` maps network units back to dataset units (images in [0, 1]) for grids and
+    for the quality monitor; `encode` is its inverse, needed by ``diff_augment``/``ada`` (the
+    augmenters work in dataset units); pass ``image_grids=False`` for non-image generators.
+    `name` names the component in messages. `make_sampler` builds the row sampler as
+    ``make_sampler(labels, batch_size, balanced, numpy_generator)`` (`BatchSampler` or a
+    subclass). A discriminator with an int ``pac`` scores packs of that many rows (PacGAN).
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, objective: GanObjective,
                  params: GanTrainingParams, *, name: str, decode: Callable[[torch.Tensor], torch.Tensor],
+                 encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  image_grids: bool = True, grid_columns: int = 8, max_grid_classes: int = 20,
                  make_sampler: Callable[..., BatchSampler] = BatchSampler):
         self.make_sampler = make_sampler
         self.generator, self.discriminator, self.objective = generator, discriminator, objective
-        self.params, self.name, self.decode = params, name, decode
+        self.params, self.name, self.decode, self.encode = params, name, decode, encode
         self.image_grids, self.grid_columns, self.max_grid_classes = image_grids, grid_columns, max_grid_classes
         self.latent_dim = int(generator.latent_dim)
 
@@ -396,8 +435,9 @@ class GanTrainer:
         return max(found) if found else None
 
     def _save_checkpoint(self, workdir: Path, iteration: int, ema: nn.Module, optimisers: dict[str, torch.optim.Optimizer],
-                         sampler: BatchSampler, ctx: StepContext, fingerprint: str) -> Path:
-        state = {
+                         sampler: BatchSampler, ctx: StepContext, fingerprint: str,
+                         extra: dict[str, Any] | None = None) -> Path:
+        state = {"extra": extra or {},
             "format": 1, "iteration": iteration, "fingerprint": fingerprint,
             "networks": {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
                          "ema": ema.state_dict()},
@@ -414,7 +454,7 @@ class GanTrainer:
         return path
 
     def _load_checkpoint(self, path: Path, ema: nn.Module, optimisers: dict[str, torch.optim.Optimizer],
-                         sampler: BatchSampler, ctx: StepContext, fingerprint: str) -> int:
+                         sampler: BatchSampler, ctx: StepContext, fingerprint: str) -> tuple[int, dict[str, Any]]:
         try:
             state = torch.load(path, map_location=ctx.device, weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same remedy
@@ -435,7 +475,7 @@ class GanTrainer:
                 group["lr"] = lrs[key]
         ctx.rng.torch.set_state(state["rng"]["torch"].cpu())
         sampler.load_state(state["rng"]["data"])
-        return int(state["iteration"])
+        return int(state["iteration"]), state.get("extra", {})
 
     def _grid(self, ema: nn.Module, classes: torch.Tensor, seed: int, workdir: Path, iteration: int,
               ctx: StepContext) -> Path | None:
@@ -489,14 +529,27 @@ class GanTrainer:
         grid_seed = int(torch.randint(0, 2**62, (1,), generator=ctx.rng.torch, device=device).item())
         fingerprint = self._fingerprint(data_fingerprint, ctx)
         workdir = ctx.ensure_workdir()
+        torch_rng = ctx.rng.torch
+        seen_by_objective, ada = self._augmentation(ctx)
+        monitor = self._monitor(x, y, ctx, grid_seed + 2)
 
         start, resumed_from, checkpoint_path = 0, None, None
         if ctx.resume and (latest := self.latest_checkpoint(workdir)) is not None:
             checkpoint_path = latest[1]
-            start = resumed_from = self._load_checkpoint(latest[1], ema, optimisers, sampler, ctx, fingerprint)
+            start, extra = self._load_checkpoint(latest[1], ema, optimisers, sampler, ctx, fingerprint)
+            resumed_from = start
+            if ada is not None and "ada" in extra:
+                ada.load_state(extra["ada"], device)
+            if monitor is not None and "monitor" in extra:
+                monitor.load_state(extra["monitor"])
         last_good = (start, checkpoint_path)
+        if ada is not None:
+            seen_by_objective.p = ada.p
 
-        torch_rng = ctx.rng.torch
+        def extra_state() -> dict[str, Any]:
+            return {**({"ada": ada.state()} if ada is not None else {}),
+                    **({"monitor": monitor.state()} if monitor is not None else {})}
+
         decay = p.ema_decay
         # forward + backward of the generator and two discriminator passes, per step, about 3x forward
         probe_z = torch.zeros(1, self.latent_dim, device=device)
@@ -549,6 +602,7 @@ class GanTrainer:
         threads.__enter__()
         try:
             for iteration in range(start + 1, total + 1):
+                self.objective.start_iteration(iteration)
                 fake = None
                 for critic in range(self.objective.critic_steps):
                     real, real_labels = batch()
@@ -557,13 +611,15 @@ class GanTrainer:
                     with autocast():
                         with contextlib.nullcontext() if last else torch.no_grad():
                             fake = self.generator(z, real_labels)
-                        d_losses = self.objective.discriminator_loss(self.discriminator, real, fake.detach(),
-                                                                     real_labels, real_labels)
+                        d_losses = self.objective.discriminator_loss(seen_by_objective, real, fake.detach(), real_labels,
+                                                                     real_labels)
                     opt_d.zero_grad(set_to_none=True)
                     d_losses["discriminator"].backward()
                     opt_d.step()
+                    if ada is not None:
+                        ada.observe(self._real_sign(d_losses, ctx))
                 with autocast():
-                    g_losses = self.objective.generator_loss(self.discriminator, fake, real_labels)
+                    g_losses = self.objective.generator_loss(seen_by_objective, fake, real_labels)
                 opt_g.zero_grad(set_to_none=True)
                 # inputs=: the generator's step computes no gradients for the discriminator's weights
                 g_losses["generator"].backward(inputs=g_params)
@@ -576,20 +632,33 @@ class GanTrainer:
                     if not loss_names:
                         loss_names = list(losses)
                     window.append(torch.stack([losses[k].detach().float() for k in loss_names]))
+                if ada is not None and iteration % ada.params.interval == 0:
+                    ada.adjust()
+                    seen_by_objective.p = ada.p
 
                 at_checkpoint = iteration % p.checkpoint_every == 0 and iteration < total
+                if monitor is not None and (iteration % p.checkpoint_every == 0 or iteration == total):
+                    refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
+                    monitor.measure(ema, iteration)
                 if iteration % p.log_every == 0 or at_checkpoint or iteration == total:
                     flush(iteration)
                 if at_checkpoint:
                     checkpoint_path = self._save_checkpoint(workdir, iteration, ema, optimisers, sampler, ctx,
-                                                            fingerprint)
+                                                            fingerprint, extra_state())
                     last_good = (iteration, checkpoint_path)
                 if self.image_grids and p.grid_every and iteration % p.grid_every == 0 and iteration < total:
                     grids.append(self._grid(ema, present, grid_seed, workdir, iteration, ctx))
             refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
             if start < total or checkpoint_path is None:
                 # the finished state, so that a resumed run whose training had finished skips it
-                checkpoint_path = self._save_checkpoint(workdir, total, ema, optimisers, sampler, ctx, fingerprint)
+                checkpoint_path = self._save_checkpoint(workdir, total, ema, optimisers, sampler, ctx, fingerprint,
+                                                        extra_state())
+            selection = None
+            if monitor is not None:
+                selection = monitor.report(total)
+                if p.select == "best-fd" and monitor.best is not None and monitor.best["iteration"] != total:
+                    ema.load_state_dict(monitor.best["weights"])
+                    refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
             if self.image_grids and p.grid_every:
                 grids.append(self._grid(ema, present, grid_seed, workdir, total, ctx))
         finally:
@@ -597,4 +666,51 @@ class GanTrainer:
             if progress is not None:
                 progress.close()
         return GanResult(sampler=ema, iterations=max(start, total), losses=last_losses, grids=grids,
-                         checkpoint=checkpoint_path, resumed_from=resumed_from, balanced=balanced)
+                         checkpoint=checkpoint_path, resumed_from=resumed_from, balanced=balanced,
+                         selection=selection, ada_p=None if ada is None else ada.p)
+
+    # ------------------------------------------------------- extension points
+    def _augmentation(self, ctx: StepContext) -> tuple[nn.Module, AdaptiveAugment | None]:
+        """The discriminator the objective sees (wrapped by DiffAugment/ADA when asked) and ADA's controller."""
+        p = self.params
+        if not p.diff_augment and p.ada is None:
+            return self.discriminator, None
+        if not self.image_grids or self.encode is None:
+            what = "diff_augment" if p.diff_augment else "ada"
+            raise DataError(f"{self._where(ctx)}: {what} augments images and needs the generator's encode (dataset "
+                            f"units back to network units); this generator has "
+                            f"{'no images' if not self.image_grids else 'no encode'}")
+        ops = build_ops(p.diff_augment or DIFF_AUGMENT_OPS)
+        wrapper = AugmentedDiscriminator(self.discriminator, ops, ctx.rng.torch, self.decode, self.encode)
+        return wrapper, None if p.ada is None else AdaptiveAugment(p.ada, p.batch_size)
+
+    def _real_sign(self, losses: Mapping[str, torch.Tensor], ctx: StepContext) -> torch.Tensor:
+        if "real_sign" not in losses:
+            raise PluginError(f"{self._where(ctx)}: ada needs the objective's discriminator_loss to return "
+                              f"'real_sign' (the mean of sign(D(real))); {type(self.objective).__name__} does not")
+        return losses["real_sign"]
+
+    def _monitor(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext, seed: int) -> QualityMonitor | None:
+        """The checkpoint quality monitor, when `monitor`/`select` ask for it and the step has a val split."""
+        p = self.params
+        val = ctx.val if ctx.val is not None and len(ctx.val) else None
+        on = (p.monitor is True or p.select == "best-fd"
+              or (p.monitor == "auto" and self.image_grids and val is not None))
+        if not on:
+            return None
+        if val is None:
+            raise DataError(f"{self._where(ctx)}: select: best-fd and monitor: true measure samples against the real "
+                            f"val split, and this step has none; give the run a val split (split.val) or use "
+                            f"select: last with monitor: auto")
+        from setforge.dataset import Dataset
+        from setforge.rng import Rng
+
+        with torch.no_grad():
+            rows = self.decode(x).float()
+        train = Dataset(x=rows, y=y, classes=val.classes, modality=val.modality, features=val.features)
+        val = val.to(ctx.device)
+        kind = "cnn" if val.modality == "image" else "mlp"
+        features = feature_network(train, val, Rng(ctx.rng.seed, ("gan-monitor-features",)).sk_seed(), ctx.device,
+                                   ctx.cache, kind=kind)
+        return QualityMonitor(train, val, features, self.decode, self.latent_dim, seed, p.select,
+                              p.collapse_coverage, p.monitor_samples)

@@ -160,10 +160,14 @@ class ConvGan(Generator):
         discriminator = self._build_discriminator(self._architecture, ctx.device)
         init_dcgan_weights(generator, ctx.rng.torch)
         init_dcgan_weights(discriminator, ctx.rng.torch)
-        trainer = GanTrainer(generator, discriminator, self._objective(ctx), p, name=self.name, decode=_to_images)
+        trainer = GanTrainer(generator, discriminator, self._objective(ctx), p, name=self.name, decode=_to_images,
+                             encode=_to_network)
         self.result = trainer.fit(_to_network(ds.x), ds.y, len(ds.classes), ctx, data_fingerprint=ds.fingerprint())
         self._net = self.result.sampler
         self._trained_classes = sorted(set(ds.y.tolist()))
+        self.training_report = {"iterations": self.result.iterations, "resumed_from": self.result.resumed_from,
+                                **({"ada_p": round(self.result.ada_p, 6)} if self.result.ada_p is not None else {}),
+                                **(self.result.selection or {})}
 
     def _sample(self, labels: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         untrained = sorted(set(labels.tolist()) - set(self._trained_classes))

@@ -22,7 +22,10 @@ from setforge.pipeline import run
 from setforge.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = {"steps": 8, "width": 8, "latent_dim": 8, "embedding_dim": 4, "batch_size": 32, "grid_every": 0}
+# monitor off: these tests are about the generation keys and kill/resume, not the per-checkpoint measurements
+# (tests/generate/test_gan_data_efficient.py and test_generators_swap.py cover those)
+TINY = {"steps": 8, "width": 8, "latent_dim": 8, "embedding_dim": 4, "batch_size": 32, "grid_every": 0,
+        "monitor": False}
 
 
 @pytest.fixture(scope="module")

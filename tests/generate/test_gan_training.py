@@ -102,7 +102,8 @@ def test_events_grids_and_epochs(tmp_path):
     progress = [e for e in events if e.kind == "train_progress"]
     assert [e.data["iteration"] for e in progress] == [2, 4, 6]
     assert all(e.step == 2 and e.name == "dcgan" and e.data["total"] == 6 for e in progress)
-    assert set(progress[-1].data["losses"]) == {"discriminator", "generator"}
+    # real_sign: the mean sign of D(real), ADA's r_t, logged with the losses
+    assert set(progress[-1].data["losses"]) == {"discriminator", "generator", "real_sign"}
     assert all(np.isfinite(v) for v in progress[-1].data["losses"].values())
     samples = [e for e in events if e.kind == "samples"]
     assert [e.data["iteration"] for e in samples] == [4, 6]
