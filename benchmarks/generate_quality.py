@@ -241,6 +241,8 @@ def finish(args: argparse.Namespace, raw: list[dict[str, Any]], params_used: dic
     """The table (mean ± std over seeds), the targets, the JSON and the printout."""
     rows: dict[str, dict[str, dict[str, list[float]]]] = {}
     notes: dict[str, Any] = {}
+    unique = {(row["dataset"], row["seed"], row["config"]): row for row in raw}  # parts may share real/smote rows
+    raw = list(unique.values())
     seeds = sorted({row["seed"] for row in raw})
     for row in sorted(raw, key=lambda r: (r["dataset"], r["config"], r["seed"])):
         bucket = rows.setdefault(row["dataset"], {}).setdefault(row["config"], {})
@@ -258,6 +260,8 @@ def finish(args: argparse.Namespace, raw: list[dict[str, Any]], params_used: dic
         for variant in variants:
             entry = digits.get(f"{name}/{variant}")
             if entry is None:
+                if name in VARIANT_GENERATORS.get(variant, ()):
+                    failures.append(f"digits {name}/{variant}: not measured (no row in this run)")
                 continue
             cas, cpu = entry["cas"]["mean"], max(entry["cpu_s"]["values"])
             minutes = max(args.cpu_minutes, CPU_MINUTES.get(name, 0.0))
