@@ -50,7 +50,7 @@ from .dataset import Dataset, Origin, Splits
 from .errors import ConfigError, DataError, OutputError, PluginError
 from .formats import FORMATS, dataset_from_state, dataset_state, get_format, write_npz_file
 from .output import RunFolder, _safe_part
-from .record import write_report
+from .record import TrainingLog, write_report
 from .rng import Rng
 
 __all__ = ["RunResult", "run", "dry_run"]
@@ -215,6 +215,7 @@ class _Run:
         self.config = config
         self.registry = registry
         self.force, self.resume, self.progress, self.dry = force, resume, progress, dry
+        self.training_log = TrainingLog()  # train_progress events per step, for the report's curves
         self.seed = int(config.seed)
         self.device = _check_device(config.device)
         self.folder = RunFolder(Path(config.output.dir))
@@ -231,6 +232,8 @@ class _Run:
     def emit(self, event: Event) -> None:
         if self.dry:
             return
+        if event.kind == "train_progress":
+            self.training_log.observe(event.step, event.data)
         for failure in self.registry.emit(event):
             self.warnings.append(f"an observer failed on {event.kind}: {failure}")
 
@@ -517,6 +520,8 @@ class _Run:
             started = time.perf_counter()
             self.emit(Event("step_started", step=step.index, name=step.name, data={"kind": step.kind}))
             snapshot = self.folder.step_dir(step.index, step.kind, step.name) / _SNAPSHOT
+            snapshot.parent.mkdir(parents=True, exist_ok=True)
+            self.training_log.attach(step.index, snapshot.parent)
             key = Cache.key(ds.fingerprint(), step.config.model_dump_json(), self.seed, step.index, str(self.device))
             out, note, resumed = None, None, False
             if self.resume and snapshot.is_file():
@@ -544,6 +549,9 @@ class _Run:
                 "added_by_class": {name: int(b - a) for name, a, b in
                                    zip(out.classes, ds.class_counts(), out.class_counts())},
             })
+            training = self.training_log.for_step(step.index)
+            if training is not None:
+                self.step_reports[-1]["training"] = training
             self.timings["steps"][f"{step.index}-{step.kind}-{step.name}"] = time.perf_counter() - started
             self.emit(Event("step_finished", step=step.index, name=step.name,
                             data={"kind": step.kind, "rows_in": len(ds), "rows_out": len(out), "counts": counts}))

@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="print a run folder's summary (and rewrite report.html)")
     report.add_argument("run_dir")
 
+    compare = commands.add_parser("compare", help="finished runs side by side: config differences, counts, "
+                                                  "shared metrics, which is better")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more run folders; the first is the reference")
+    compare.add_argument("--output", default="compare.html", help="where to write the comparison page "
+                                                                  "(and its .json beside it); default compare.html")
+    compare.add_argument("--all", action="store_true", help="print every shared metric, also those without a direction")
+
     new_plugin = commands.add_parser("new-plugin", help="make a plugin package with its entry point and a test")
     new_plugin.add_argument("name", help="the component's name (kebab-case)")
     new_plugin.add_argument("--kind", required=True, choices=KINDS)
@@ -243,6 +250,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs, format_comparison, write_comparison
+
+    if len(args.run_dirs) < 2:
+        raise ConfigError(problems=[("usage", "compare needs at least two run folders")])
+    comparison = compare_runs(args.run_dirs)
+    print(format_comparison(comparison, all_metrics=args.all))
+    print(f"\nwritten: {write_comparison(comparison, args.output)}")
+    return 0
+
+
 def _cmd_new_plugin(args: argparse.Namespace) -> int:
     from .scaffold import new_plugin
 
@@ -252,7 +270,7 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "validate": _cmd_validate, "plugins": _cmd_plugins,
-             "schema": _cmd_schema, "report": _cmd_report, "new-plugin": _cmd_new_plugin}
+             "schema": _cmd_schema, "report": _cmd_report, "compare": _cmd_compare, "new-plugin": _cmd_new_plugin}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
