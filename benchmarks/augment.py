@@ -61,7 +61,7 @@ def _sync(device: torch.device) -> None:
 
 
 def setforge_chain() -> Any:
-    from setforge.components import Chain
+    from setforge.chain import Chain
     from setforge.plugins.augment.color import Color
     from setforge.plugins.augment.geometric import Affine, Flip
 

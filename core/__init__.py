@@ -26,7 +26,8 @@ __all__ = [
     # contexts and results
     "Rng", "StepContext", "EvalContext", "StepRecord", "Cache", "Metrics", "Measure", "Event",
     # components
-    "Component", "Source", "Preprocessor", "Augmenter", "Chain", "Resampler", "Generator", "Evaluator",
+    "Component", "Source", "Preprocessor", "Augmenter", "GeometricAugmenter", "Chain", "Resampler", "Generator",
+    "Evaluator",
     # plugins
     "hookimpl", "Registry", "create",
     # runs
@@ -39,7 +40,7 @@ _LAZY = {
     "StepContext": "context", "EvalContext": "context", "StepRecord": "context", "Cache": "context",
     "Metrics": "context", "Measure": "context", "Event": "context",
     "Component": "components", "Source": "components", "Preprocessor": "components", "Augmenter": "components",
-    "Chain": "components", "Resampler": "components", "Generator": "components", "Evaluator": "components",
+    "Chain": "chain", "GeometricAugmenter": "chain", "Resampler": "components", "Generator": "components", "Evaluator": "components",
     "Registry": "registry", "create": "registry",
     "load": "output",
 }
@@ -59,7 +60,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .components import Augmenter, Chain, Component, Evaluator, Generator, Preprocessor, Resampler, Source
+    from .chain import Chain, GeometricAugmenter
+    from .components import Augmenter, Component, Evaluator, Generator, Preprocessor, Resampler, Source
     from .context import Cache, EvalContext, Event, Measure, Metrics, StepContext, StepRecord
     from .dataset import Dataset, FeatureInfo, Origin, Splits
     from .output import load

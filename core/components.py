@@ -37,8 +37,8 @@ from .errors import ConfigError, DataError, PluginError
 from .hookspecs import KINDS
 from .validation import problems_from_validation_error
 
-__all__ = ["KINDS", "Component", "Source", "Preprocessor", "Augmenter", "Chain", "Resampler", "Generator",
-           "Evaluator", "ResampleResult", "BASE_FOR_KIND", "NAME_PATTERN", "ExistingPath", "MustExist"]
+__all__ = ["KINDS", "Component", "Source", "Preprocessor", "Augmenter", "Resampler", "Generator",
+           "Evaluator", "take_params", "ResampleResult", "BASE_FOR_KIND", "NAME_PATTERN", "ExistingPath", "MustExist"]
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -217,9 +217,9 @@ class Preprocessor(Component):
 
 
 # --------------------------------------------------------------------------- augment
-def _take(params: Mapping[str, Any], index: torch.Tensor) -> dict[str, Any]:
+def take_params(params: Mapping[str, Any], index: torch.Tensor) -> dict[str, Any]:
     """Rows `index` of every per-row parameter (nested dicts for chains)."""
-    return {k: _take(v, index) if isinstance(v, Mapping) else v[index] for k, v in params.items()}
+    return {k: take_params(v, index) if isinstance(v, Mapping) else v[index] for k, v in params.items()}
 
 
 class Augmenter(Component, torch.nn.Module):
@@ -245,8 +245,6 @@ class Augmenter(Component, torch.nn.Module):
     kind = "augment"
     modalities = ("image",)
     rows_independent: ClassVar[bool] = True
-    #: True for ops that are one affine warp per row; they provide ``_matrix`` and may fuse.
-    geometric: ClassVar[bool] = False
 
     class Params(Component.Params):
         """Shared augmenter params."""
@@ -280,7 +278,7 @@ class Augmenter(Component, torch.nn.Module):
             return torch.where(gate.view(-1, *([1] * (x.ndim - 1))), out, x)
         index = gate.nonzero().flatten()
         out = x.clone()
-        out[index] = self._transform(x[index], None if y is None else y[index], _take(params, index))
+        out[index] = self._transform(x[index], None if y is None else y[index], take_params(params, index))
         return out
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -369,150 +367,11 @@ class Augmenter(Component, torch.nn.Module):
         """Apply `params` to `x`; deterministic, vectorised over the batch."""
         raise NotImplementedError
 
-    def _matrix(self, params: Mapping[str, Any], height: int, width: int) -> torch.Tensor:
-        """Geometric ops: the ``(N, 3, 3)`` matrix mapping output pixel coordinates (normalised to
-        [-1, 1], ``align_corners=False``) to input coordinates, for fusion inside a `Chain`."""
-        raise NotImplementedError
-
-
-class Chain(Augmenter):
-    """Several augmenters applied one after the other, with parameters drawn per row for each.
-
-    Consecutive geometric ops (``geometric = True``, with ``_matrix``) fuse: their per-row matrices
-    are multiplied (a row an op gates off contributes the identity) and the batch is resampled
-    once, which is faster and sharper than resampling after every op. Ops fuse when their
-    ``sampling`` attribute (interpolation, padding, fill) agrees; ``None`` (an exact op such as a
-    flip) agrees with any. The fused resampling is done by ``_warp(x, matrix)`` of the run's first
-    op with a ``sampling`` (else ``F.affine_grid`` and bilinear ``F.grid_sample`` with zero
-    padding). Rows that every op of a run gates off are left as they are.
-
-    An op may also provide ``_transform_(x, y, params)``, the same as ``_transform`` but writing
-    into `x`; the chain uses it on its own intermediates (never on the caller's batch) when every
-    row of the op is gated on, saving a copy of the batch.
-    """
-
-    name = "chain"
-    #: When every op's rows are independent, a batch larger than this goes through all ops a chunk
-    #: of about this many bytes at a time, so that a chunk's intermediates stay in the last-level
-    #: cache instead of crossing main memory once per op.
-    chunk_bytes: ClassVar[int] = 8 * 1024 * 1024
-
-    class Params(Augmenter.Params):
-        """A chain's own gate is always open; each op keeps its own ``p``."""
-
-        p: float = Field(1.0, ge=1.0, le=1.0)
-
-    def __init__(self, ops: Sequence[Augmenter]):
-        super().__init__(None)
-        if not ops:
-            raise ConfigError(problems=[("augment", "a chain needs at least one augmenter")])
-        for op in ops:
-            if not isinstance(op, Augmenter):
-                raise ConfigError(problems=[("augment", f"a chain holds augmenters, got {type(op).__name__}")])
-        self.ops = torch.nn.ModuleList(ops)
-        self.modalities = tuple(m for m in MODALITIES if all(m in op.modalities for op in ops))  # type: ignore[misc]
-        if not self.modalities:
-            raise ConfigError(problems=[("augment", "the augmenters of this chain share no modality: "
-                                         + ", ".join(f"{op.name} {list(op.modalities)}" for op in ops))])
-        self.rows_independent = all(op.rows_independent for op in ops)  # type: ignore[misc]
-        self.runs = self._fusion_runs()
-
-    def __repr__(self) -> str:
-        return "Chain(" + ", ".join(repr(op) for op in self.ops) + ")"
-
-    def _fusion_runs(self) -> list[list[int]]:
-        """Op indices grouped into runs; a run of two or more geometric ops resamples once."""
-        runs: list[list[int]] = []
-        sampling: Any = None
-        previous_fusable = False
-        for i, op in enumerate(self.ops):
-            fusable = op.geometric and type(op)._matrix is not Augmenter._matrix
-            own = getattr(op, "sampling", None) if fusable else None
-            if fusable and previous_fusable and (own is None or sampling is None or own == sampling):
-                runs[-1].append(i)
-                sampling = sampling if own is None else own
-            else:
-                runs.append([i])
-                sampling = own
-            previous_fusable = fusable
-        return runs
-
-    def _fit(self, ds):
-        for op in self.ops:
-            op._fit(ds)
-
-    def _make_params(self, x, y, generator):
-        return {str(i): op.make_params(x, y, generator) for i, op in enumerate(self.ops)}
-
-    def _transform(self, x, y, params):
-        step = max(1, self.chunk_bytes // max(1, x[0].numel() * x.element_size())) if len(x) else 1
-        if not self.rows_independent or len(self.runs) < 2 or step >= len(x):
-            return self._stages(x, y, params)
-        # Rows are independent: run every stage on a cache-sized chunk of rows before the next
-        # chunk, so the intermediates of a chunk never leave the cache.
-        out = torch.empty_like(x)
-        for start in range(0, len(x), step):
-            rows = slice(start, start + step)
-            out[rows] = self._stages(x[rows], None if y is None else y[rows], _take(params, rows))  # type: ignore[arg-type]
-        return out
-
-    def _stages(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any]) -> torch.Tensor:
-        source = x
-        for run in self.runs:
-            if len(run) > 1 and x.ndim == 4:
-                x = self._fused(x, run, params)
-                continue
-            for i in run:
-                op, own = self.ops[i], params[str(i)]
-                in_place = getattr(op, "_transform_", None)
-                if in_place is not None and x is not source and bool(own["apply"].all()) \
-                        and not _shares_memory(x, source):
-                    x = in_place(x, y, own)
-                else:
-                    x = op.apply_params(x, y, own)
-        return x
-
-    def _fused(self, x: torch.Tensor, run: list[int], params: Mapping[str, Any]) -> torch.Tensor:
-        """One resampling for the geometric ops `run`: the product of their per-row matrices."""
-        n, _, height, width = x.shape
-        eye = torch.eye(3, device=x.device, dtype=x.dtype)
-        matrix: torch.Tensor | None = None
-        moved = torch.zeros(n, dtype=torch.bool, device=x.device)
-        for i in run:
-            gate = params[str(i)]["apply"]
-            if not bool(gate.any()):
-                continue
-            # op i maps its output to its input, so the first op's matrix stands leftmost
-            own = torch.where(gate.view(-1, 1, 1), self.ops[i]._matrix(params[str(i)], height, width).to(x.dtype), eye)
-            matrix = own if matrix is None else torch.bmm(matrix, own)
-            moved |= gate
-        if matrix is None:
-            return x
-        sampler = next((self.ops[i] for i in run if getattr(self.ops[i], "sampling", None) is not None), None)
-        warp = getattr(sampler, "_warp", None) or _affine_warp
-        if bool(moved.all()):
-            return warp(x, matrix)
-        index = moved.nonzero().flatten()
-        out = x.clone()
-        out[index] = warp(x[index], matrix[index])
-        return out
-
-    def parent_index(self, params, n, device):
-        index = torch.arange(n, device=device)
-        for i in reversed(range(len(self.ops))):
-            index = self.ops[i].parent_index(params[str(i)], n, device)[index]
-        return index
-
-
-def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether `a` may alias `b` (or is not a plain dense tensor that may be written in place)."""
-    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() or not a.is_contiguous()
-
-
-def _affine_warp(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """Bilinear resampling of each row through its ``(N, 3, 3)`` normalised matrix, zero padding."""
-    grid = torch.nn.functional.affine_grid(matrix[:, :2], list(x.shape), align_corners=False)
-    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    def _transform_(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any]) -> torch.Tensor:
+        """Optional: `_transform` writing into `x` and returning it. A `Chain` calls it on its own
+        intermediates (never on the caller's batch) when every row of the op is gated on, saving a
+        copy of the batch; the default is `_transform`."""
+        return self._transform(x, y, params)
 
 
 # -------------------------------------------------------------------------- resample

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from .errors import ConfigError
 from .formats import SPLITS, get_format
 from .record import REPORT_FILE, read_report
 
-__all__ = ["RunFolder", "load", "read_report", "MARKER"]
+__all__ = ["RunFolder", "load", "read_report", "write_data", "MARKER"]
 
 #: The file that marks a folder as made by setforge (only such folders are ever deleted or replaced).
 MARKER = ".setforge-run"
@@ -148,3 +149,43 @@ def load(run_dir: str | Path, split: str = "train", device: Any = "cpu") -> Any:
     report = read_report(run_dir)
     fmt = get_format(report.get("output", {}).get("format", "npz"))
     return fmt.read(run_dir, split).to(device)
+
+
+# ------------------------------------------------------------------------------- writing
+def write_data(partial: Path, fmt: Any, parts: Mapping[str, Any], shard_rows: int, rows: Any, split: Any,
+               figures: Mapping[str, Mapping[str, bytes]]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Write a run's data files (`parts` ``train`` / ``val`` / ``test``, in the original units), its
+    ``splits.npz`` (which source rows went where, `rows` and `split`) and the evaluators'
+    `figures` into `partial`; returns the SHA-256 of each data file and the figure files by evaluator."""
+    import numpy as np
+
+    from .formats import write_npz_file
+    from .record import file_hash
+
+    files: list[Path] = []
+    for name, ds in parts.items():
+        files += fmt.write(partial, name, ds, shard_rows=shard_rows)
+    arrays = {"source_parts": np.asarray(rows.part_names, dtype=np.str_),
+              "source_part_sizes": np.asarray(rows.part_sizes, dtype=np.int64),
+              "source_part": rows.part_of.astype(np.int64), "source_y": rows.all.y.cpu().numpy().astype(np.int64)}
+    for name in ("train", "val", "test"):
+        arrays[f"{name}_index"] = split.index[name].astype(np.int64)
+    arrays["duplicate_index"] = split.duplicate_index.astype(np.int64)
+    arrays["leaked_index"] = split.leaked_index.astype(np.int64)
+    if rows.all.groups is not None:
+        arrays["source_groups"] = rows.all.groups.cpu().numpy().astype(np.int64)
+    files.append(write_npz_file(partial / "splits.npz", arrays))
+    written: dict[str, dict[str, str]] = {}
+    used: set[str] = set()
+    for evaluator, named in sorted(figures.items()):
+        for name, png in sorted(named.items()):
+            stem, n = f"figures/{_safe_part(evaluator)}-{_safe_part(name)}", 1
+            relpath = f"{stem}.png"
+            while relpath.lower() in used:  # names that differ only in characters a file name cannot hold
+                n += 1
+                relpath = f"{stem}-{n}.png"
+            used.add(relpath.lower())
+            (partial / "figures").mkdir(exist_ok=True)
+            (partial / relpath).write_bytes(png)
+            written.setdefault(evaluator, {})[name] = relpath
+    return {str(p.relative_to(partial)): file_hash(p) for p in sorted(files)}, written

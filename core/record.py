@@ -1,19 +1,23 @@
-"""A run's record: ``report.json`` (what was run and measured) and ``timings.json`` (kept apart so
+"""A run's record: ``report.json`` (what was run and measured, built by `build_report`) and ``timings.json`` (kept apart so
 that two runs' reports compare byte for byte), written atomically; ``report.html`` beside them is
 rendered by `setforge.tools.report`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import json
+import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import DataError
 
-__all__ = ["dumps_json", "write_text", "write_report", "read_report", "metrics_rows", "write_metrics", "TrainingLog", "REPORT_FILE", "TIMINGS_FILE",
-           "HTML_FILE", "METRICS_CSV", "METRICS_JSON"]
+__all__ = ["dumps_json", "write_text", "write_report", "read_report", "build_report", "counts_of", "versions",
+           "file_hash", "metrics_rows", "write_metrics", "TrainingLog", "REPORT_FILE", "TIMINGS_FILE", "HTML_FILE",
+           "METRICS_CSV", "METRICS_JSON"]
 
 REPORT_FILE = "report.json"
 TIMINGS_FILE = "timings.json"
@@ -88,6 +92,93 @@ def read_report(run_dir: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise DataError(f"cannot read {path}: {error}") from None
+
+
+# ------------------------------------------------------------------------------- the record
+def counts_of(ds: Any) -> dict[str, Any]:
+    """Rows per class, per origin and per class and origin (keys: class names, origin labels)."""
+    import torch
+
+    from .dataset import Origin
+
+    n_origins = len(Origin)
+    table = torch.bincount((ds.y * n_origins + ds.origin).cpu(), minlength=ds.num_classes * n_origins)
+    table = table.view(ds.num_classes, n_origins).tolist()
+    return {
+        "rows": len(ds),
+        "by_class": {name: int(sum(row)) for name, row in zip(ds.classes, table)},
+        "by_origin": {o.label: int(sum(row[int(o)] for row in table)) for o in Origin},
+        "by_class_origin": {name: {o.label: int(row[int(o)]) for o in Origin} for name, row in zip(ds.classes, table)},
+    }
+
+
+def versions() -> dict[str, str]:
+    """Python's version and those of setforge and the libraries a run's numbers depend on."""
+    found = {"python": platform.python_version()}
+    for dist in ("setforge", "torch", "numpy", "scikit-learn", "imbalanced-learn", "pydantic", "pluggy"):
+        try:
+            found[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            found[dist] = "not installed"
+    return found
+
+
+def file_hash(path: Path) -> str:
+    """The SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _evaluator_detail(evaluator: Any) -> str:
+    """A short description of an evaluator's main params for the summary (e.g. its model)."""
+    model = evaluator.params.model_dump(mode="json").get("model")
+    return "" if model is None else f"model {model}"
+
+
+def build_report(run: Any) -> dict[str, Any]:
+    """``report.json`` of a finished run (`setforge.pipeline`'s run, after it wrote its files)."""
+    from . import API_VERSION
+
+    config, rows, parts = run.config, run.rows, run.parts
+    metrics = run.metrics.to_dict()
+    metrics["figures"] = run.figures
+    found = versions()
+    return {
+        "setforge": {"version": found.get("setforge"), "api_version": API_VERSION},
+        "versions": found,
+        "components": run.built.used(run.registry),
+        "seed": run.seed,
+        "device": str(run.device),
+        "config": config.model_dump(mode="json"),
+        "output": {"format": config.output.format, "shard_rows": config.output.shard_rows},
+        "modality": rows.all.modality,
+        "classes": list(rows.all.classes),
+        "row_shape": list(rows.all.shape),
+        "features": None if rows.all.features is None else rows.all.features.to_dict(),
+        "source": {"name": run.built.source.name, "rows": len(rows.all), "own_split": rows.own_split,
+                   "parts": dict(zip(rows.part_names, rows.part_sizes)), "dropped_invalid": rows.dropped,
+                   "duplicates_dropped": int(len(parts.duplicate_index)),
+                   "deduplicate": config.source.deduplicate.method},
+        "split": {"method": parts.method, "carved": parts.carved,
+                  "rows": {"train": len(run.raw_train), "val": len(run.val), "test": len(run.test)},
+                  "leaked_dropped": int(len(parts.leaked_index)),
+                  "fingerprints": {"raw_train": run.raw_train.fingerprint(), "val": run.val.fingerprint(),
+                                   "test": run.test_fingerprint}},
+        "preprocess": [{"name": ref.name, "params": ref.params, "changes_units": bool(pre.changes_units),
+                        "state_file": path}
+                       for ref, pre, path in zip(config.preprocess, run.built.preprocessors, run.preprocess_files)],
+        "counts": {"raw_train": counts_of(run.raw_train), "optimised": counts_of(run.train),
+                   "val": counts_of(run.val), "test": counts_of(run.test)},
+        "steps": run.step_reports,
+        "evaluators": {scope: {"name": e.name, "params": e.params.model_dump(mode="json"),
+                               "summary": _evaluator_detail(e)} for scope, e in run.built.evaluators},
+        "metrics": metrics,
+        "files": run.file_hashes,
+        "warnings": run.warnings,
+    }
 
 
 class TrainingLog:

@@ -201,14 +201,14 @@ def describe_component(info: Any) -> str:
 
 # --------------------------------------------------------------------- run files
 def _load_config(args: argparse.Namespace) -> tuple[Any, Any]:
-    from ..config import load_and_check
+    from ..checks import load_and_check
 
     # load_and_check = load_run_config + check_components, reporting both kinds of problems at once
     return load_and_check(args.file, args.overrides, lambda config: _registry(args, config))
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from ..config import dump_resolved
+    from .dump import dump_resolved
 
     config, _ = _load_config(args)
     print(dump_resolved(config))
@@ -223,7 +223,8 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ..pipeline import dry_run, run
+    from ..pipeline import run
+    from .dryrun import dry_run
 
     config, registry = _load_config(args)
     if args.dry_run:

@@ -31,7 +31,7 @@ def load_demo_config() -> Any:
 
 def run_demo(force: bool = False, progress: bool = True, output_dir: str | Path | None = None) -> Any:
     """Run the embedded demo into ``runs/demo/`` under the current folder (or `output_dir`); the `RunResult`."""
-    from ..config import check_components
+    from ..checks import check_components
     from ..pipeline import _default_registry, run
 
     config = load_demo_config()

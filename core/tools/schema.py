@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import _DEVICE, HOST_KEYS, STEP_KINDS, RunConfig
+from ..steps import KIND
 
 __all__ = ["run_file_schema"]
 
@@ -83,15 +84,13 @@ def run_file_schema(registry: Any) -> dict[str, Any]:
     augmenters = _component_variants(registry, "augment", defs)
     for kind in STEP_KINDS:
         host = {k: step_props[k] for k in HOST_KEYS[kind]}
-        rules: dict[str, Any] = {}
-        if kind == "generate":
-            given = {"not": {"type": "null"}}
-            rules = {"not": {"anyOf": [{"required": list(pair), "properties": {k: given for k in pair}} for pair in
-                                       (("target", "per_class"), ("target", "multiply"), ("per_class", "multiply"))]}}
-        elif kind == "augment":
-            rules = {"not": {"required": ["minority", "classes"],
-                             "properties": {"minority": {"const": True}, "classes": {"type": "array"}}}}
-        variants = augmenters if kind == "augment" else _component_variants(registry, kind, defs)
+        # at most one key of each exclusive group (steps.KIND): a key counts as given when true / not null
+        given = {"minority": {"const": True}}
+        pairs = [(a, b) for group in KIND[kind].exclusive for i, a in enumerate(group) for b in group[i + 1:]]
+        rules: dict[str, Any] = {"not": {"anyOf": [
+            {"required": list(pair), "properties": {k: given.get(k, {"not": {"type": "null"}}) for k in pair}}
+            for pair in pairs]}} if pairs else {}
+        variants = augmenters if KIND[kind].chains else _component_variants(registry, kind, defs)
         if not variants:
             variants = [(None, {"type": "object"})]
         for info, params in variants:
@@ -100,7 +99,7 @@ def run_file_schema(registry: Any) -> dict[str, Any]:
                           "description": info.cls.summary() if info else step_props[kind].get("description", ""),
                           "properties": {kind: name_schema, "params": params, **host},
                           "required": [kind], "additionalProperties": False, **rules})
-        if kind == "augment":
+        if KIND[kind].chains:
             chain = {"type": "array", "minItems": 1, "items": _ref_item_schema(augmenters)}
             steps.append({"type": "object", "title": "augment chain",
                           "description": "several augmenters applied in turn; each takes its own params",

@@ -9,13 +9,14 @@ agrees; a flip is exact under any sampling and fuses with everything.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, field_validator
 
 from setforge.components import Augmenter
 
+from ._fusion import WarpAugmenter
 from ._warp import crop_matrix, flip_matrix, inverse_affine_pixels, pixels_to_normalized, warp
 from ._ranges import log_uniform, symmetric, uniform, value
 
@@ -36,7 +37,7 @@ def _check_fill(fill: Fill, channels: int, name: str) -> None:
                         f"(give one value, or one per channel)")
 
 
-class Flip(Augmenter):
+class Flip(WarpAugmenter):
     """Mirror rows left-right (or top-bottom), each row with probability p.
 
     Exact (a pixel permutation, no resampling). Agrees with ``torchvision.transforms.v2.functional``
@@ -44,8 +45,7 @@ class Flip(Augmenter):
     """
 
     name = "flip"
-    geometric = True
-    sampling: ClassVar[Any] = None  # exact under any resampling: fuses with every geometric op
+    sampling = None  # exact under any resampling: fuses with every geometric op
 
     class Params(Augmenter.Params):
         """Which axis to mirror; p defaults to 0.5 as in torchvision's RandomHorizontalFlip."""
@@ -64,7 +64,7 @@ class Flip(Augmenter):
         return flip_matrix(params["apply"].shape[0], self.params.direction == "horizontal", params["apply"].device)
 
 
-class Affine(Augmenter):
+class Affine(WarpAugmenter):
     """Rotate, translate, scale and shear each row by its own random affine map.
 
     Parameters per row, drawn uniformly: ``angle`` (degrees, counter-clockwise as in torchvision),
@@ -75,7 +75,6 @@ class Affine(Augmenter):
     """
 
     name = "affine"
-    geometric = True
     testing_params = {"degrees": 20.0, "translate": 0.1, "scale": (0.8, 1.2), "shear": 10.0}
 
     class Params(Augmenter.Params):
@@ -162,7 +161,7 @@ class Affine(Augmenter):
         return warp(x, matrix, mode=self.params.interpolation, padding="zeros", fill=self.params.fill)
 
 
-class ResizedCrop(Augmenter):
+class ResizedCrop(WarpAugmenter):
     """Crop a random box of each row and resize it back to the full image (a random zoom).
 
     The box is drawn as in torchvision's RandomResizedCrop (area fraction in `scale`, aspect ratio
@@ -176,7 +175,6 @@ class ResizedCrop(Augmenter):
     """
 
     name = "resized-crop"
-    geometric = True
 
     class Params(Augmenter.Params):
         """Ranges of the crop box."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from setforge.components import Chain
+from setforge.chain import Chain
 from setforge.plugins.augment.color import Color
 from setforge.plugins.augment.geometric import Affine, Flip, ResizedCrop
 from setforge.plugins.augment.pixel import Erasing, GaussianBlur, Invert

@@ -11,7 +11,7 @@ import torchvision.transforms.v2.functional as TF
 from torchvision.transforms.v2 import InterpolationMode
 
 from setforge import ConfigError
-from setforge.components import Chain
+from setforge.chain import Chain
 from setforge.plugins.augment._warp import make_grid, warp
 from setforge.plugins.augment.color import Color
 from setforge.plugins.augment.geometric import Affine, Flip, ResizedCrop

@@ -7,8 +7,8 @@ import torch
 import yaml
 
 from setforge import Origin
-from setforge.components import Chain
-from setforge.config import load_run_config
+from setforge.chain import Chain
+from setforge.runfile import load_run_config
 from setforge.context import StepContext
 from setforge.pipeline import run
 from setforge.plugins.augment import color, geometric, pixel, tabular

@@ -8,7 +8,7 @@ import torch
 from sklearn.datasets import load_wine
 
 from setforge import DataError, Origin
-from setforge.config import load_run_config
+from setforge.runfile import load_run_config
 from setforge.context import StepContext
 from setforge.dataset import Dataset, FeatureInfo
 from setforge.pipeline import run

@@ -13,15 +13,10 @@ import pytest
 import yaml
 
 from setforge import ConfigError, Registry
-from setforge.config import (
-    RunConfig,
-    StepConfig,
-    apply_overrides,
-    check_components,
-    dump_resolved,
-    load_and_check,
-    load_run_config,
-)
+from setforge.checks import check_components, load_and_check
+from setforge.config import RunConfig, StepConfig
+from setforge.runfile import apply_overrides, load_run_config
+from setforge.tools.dump import dump_resolved
 from setforge.tools.docgen import reference_markdown
 from setforge.tools.schema import run_file_schema
 

@@ -39,7 +39,7 @@ def test_every_module_imports():
 
 
 def test_core_never_imports_the_builtin_plugins():
-    for path in (ROOT / "core").glob("*.py"):
+    for path in (ROOT / "core").rglob("*.py"):
         text = path.read_text()
         assert "setforge.plugins" not in text.replace('"setforge.plugins"', ""), path.name
         assert not re.search(r"from \.\.?plugins|import plugins", text), path.name

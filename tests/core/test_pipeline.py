@@ -21,7 +21,9 @@ from setforge import ConfigError, DataError, Origin, PluginError
 from setforge.tools.cli import main
 from setforge.config import RunConfig
 from setforge.formats import read_npz_file
-from setforge.pipeline import _carve, dry_run, run
+from setforge.pipeline import run
+from setforge.split import carve as _carve
+from setforge.tools.dryrun import dry_run
 from setforge.registry import Registry
 from setforge.rng import Rng
 from setforge.tools.report import summarize_run_dir

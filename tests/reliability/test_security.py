@@ -26,7 +26,7 @@ import yaml
 
 import setforge
 from setforge.tools.cli import main
-from setforge.config import _SafeLoader, read_run_file
+from setforge.runfile import _SafeLoader, read_run_file
 from setforge.context import Cache
 from setforge.errors import ConfigError
 from setforge.file_formats import class_folders

@@ -66,7 +66,7 @@ def test_a_class_too_small_for_k_exits_3_naming_the_class(tmp_path):
 
 @pytest.mark.parametrize("name", ["random-over", "smote", "random-under", "near-miss", "cluster-centroids"])
 def test_dry_run_shows_the_counts_the_run_gives(name, tmp_path, registry):
-    from setforge.pipeline import dry_run
+    from setforge.tools.dryrun import dry_run
 
     config = RunConfig.model_validate(run_file(tmp_path, "digits", {"resample": name, "params": CASES[name][1]}))
     text = dry_run(config, registry)
@@ -78,7 +78,7 @@ def test_dry_run_shows_the_counts_the_run_gives(name, tmp_path, registry):
 
 
 def test_dry_run_marks_counts_it_cannot_know(tmp_path, registry):
-    from setforge.pipeline import dry_run
+    from setforge.tools.dryrun import dry_run
 
     config = RunConfig.model_validate(run_file(tmp_path, "digits", {"resample": "borderline-smote"}))
     assert "counts depend on the sampler and the data" in dry_run(config, registry)

@@ -1,0 +1,177 @@
+"""Augmenters applied in turn (`Chain`), and the contract of geometric augmenters (`GeometricAugmenter`)
+under which consecutive ones resample once.
+
+A geometric augmenter is one affine warp per row. It declares:
+
+- ``_matrix(params, height, width)``: the ``(N, 3, 3)`` matrix mapping output pixel coordinates
+  (normalised to [-1, 1], ``align_corners=False``) to input coordinates;
+- ``sampling``: how it resamples (interpolation, edge handling, fill), any hashable value; ``None``
+  for an exact op (a flip), which agrees with every sampling;
+- ``_warp(x, matrix)``: resampling a batch through per-row matrices with its own sampling;
+- ``fuse(x, ops, params)``: applying a run of consecutive geometric ops with their drawn params.
+  The base applies them in turn; the built-in ops (plugin ``builtin-augment``) multiply the
+  matrices and resample once.
+
+A `Chain` cuts its ops into runs: consecutive geometric ops whose ``sampling`` agrees form one run
+(so a chain whose ops differ in edge handling still fuses each run of equal handling), every other
+op is a run of its own. A run of two or more goes to ``fuse`` of its first op with a sampling (or
+its first op when all are exact).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from pydantic import Field
+
+from .components import Augmenter, take_params
+from .dataset import MODALITIES
+from .errors import ConfigError
+
+__all__ = ["Chain", "GeometricAugmenter"]
+
+
+class GeometricAugmenter(Augmenter):
+    """An augmenter that is one affine warp per row (see the module docstring); it may fuse in a `Chain`."""
+
+    @property
+    def sampling(self) -> Hashable | None:
+        """How this op resamples (interpolation, edge handling, fill); None: exact, agrees with any."""
+        return None
+
+    def matrix(self, params: Mapping[str, Any], height: int, width: int) -> torch.Tensor:
+        """The ``(N, 3, 3)`` warp of drawn `params` for ``height x width`` rows."""
+        matrix = self._matrix(params, height, width)
+        n = params["apply"].shape[0]
+        if not isinstance(matrix, torch.Tensor) or tuple(matrix.shape) != (n, 3, 3):
+            from .errors import PluginError
+
+            raise PluginError(f"augment '{self.name}': _matrix must return an ({n}, 3, 3) tensor, got "
+                              f"{getattr(matrix, 'shape', type(matrix).__name__)}")
+        return matrix
+
+    def warp(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        """Resample `x` through per-row `matrix` with this op's sampling."""
+        return self._warp(x, matrix)
+
+    def fuse(self, x: torch.Tensor, ops: Sequence["GeometricAugmenter"], params: Sequence[Mapping[str, Any]]
+             ) -> torch.Tensor:
+        """Apply the run `ops` (consecutive geometric ops of one sampling, this one among them) with
+        their drawn `params` to the image batch `x`. The base applies them in turn."""
+        for op, own in zip(ops, params):
+            x = op.apply_params(x, None, own)
+        return x
+
+    # author-facing ------------------------------------------------------------------
+    def _matrix(self, params: Mapping[str, Any], height: int, width: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _warp(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _agrees(a: Hashable | None, b: Hashable | None) -> bool:
+    return a is None or b is None or a == b
+
+
+class Chain(Augmenter):
+    """Several augmenters applied one after the other, with parameters drawn per row for each.
+
+    Consecutive geometric ops of one sampling fuse (see `setforge.chain`). An op's in-place
+    ``_transform_`` is used on the chain's own intermediates (never on the caller's batch) when
+    every row of the op is gated on.
+    """
+
+    name = "chain"
+    #: When every op's rows are independent, a batch larger than this goes through all ops a chunk
+    #: of about this many bytes at a time, so that a chunk's intermediates stay in the last-level
+    #: cache instead of crossing main memory once per op.
+    chunk_bytes: ClassVar[int] = 8 * 1024 * 1024
+
+    class Params(Augmenter.Params):
+        """A chain's own gate is always open; each op keeps its own ``p``."""
+
+        p: float = Field(1.0, ge=1.0, le=1.0)
+
+    def __init__(self, ops: Sequence[Augmenter]):
+        super().__init__(None)
+        if not ops:
+            raise ConfigError(problems=[("augment", "a chain needs at least one augmenter")])
+        for op in ops:
+            if not isinstance(op, Augmenter):
+                raise ConfigError(problems=[("augment", f"a chain holds augmenters, got {type(op).__name__}")])
+        self.ops = torch.nn.ModuleList(ops)
+        self.modalities = tuple(m for m in MODALITIES if all(m in op.modalities for op in ops))  # type: ignore[misc]
+        if not self.modalities:
+            raise ConfigError(problems=[("augment", "the augmenters of this chain share no modality: "
+                                         + ", ".join(f"{op.name} {list(op.modalities)}" for op in ops))])
+        self.rows_independent = all(op.rows_independent for op in ops)  # type: ignore[misc]
+        self.runs = self._fusion_runs()
+
+    def __repr__(self) -> str:
+        return "Chain(" + ", ".join(repr(op) for op in self.ops) + ")"
+
+    def _fusion_runs(self) -> list[list[int]]:
+        """Op indices grouped into runs; a run of two or more geometric ops of one sampling fuses."""
+        runs: list[list[int]] = []
+        sampling: Hashable | None = None
+        previous = False
+        for i, op in enumerate(self.ops):
+            geometric = isinstance(op, GeometricAugmenter)
+            own = op.sampling if geometric else None
+            if geometric and previous and _agrees(own, sampling):
+                runs[-1].append(i)
+                sampling = sampling if own is None else own
+            else:
+                runs.append([i])
+                sampling = own
+            previous = geometric
+        return runs
+
+    def _fit(self, ds):
+        for op in self.ops:
+            op._fit(ds)
+
+    def _make_params(self, x, y, generator):
+        return {str(i): op.make_params(x, y, generator) for i, op in enumerate(self.ops)}
+
+    def _transform(self, x, y, params):
+        step = max(1, self.chunk_bytes // max(1, x[0].numel() * x.element_size())) if len(x) else 1
+        if not self.rows_independent or len(self.runs) < 2 or step >= len(x):
+            return self._stages(x, y, params)
+        # Rows are independent: run every stage on a cache-sized chunk of rows before the next
+        # chunk, so the intermediates of a chunk never leave the cache.
+        out = torch.empty_like(x)
+        for start in range(0, len(x), step):
+            rows = slice(start, start + step)
+            out[rows] = self._stages(x[rows], None if y is None else y[rows], take_params(params, rows))  # type: ignore[arg-type]
+        return out
+
+    def _stages(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any]) -> torch.Tensor:
+        source = x
+        for run in self.runs:
+            if len(run) > 1 and x.ndim == 4:
+                ops = [self.ops[i] for i in run]
+                lead = next((op for op in ops if op.sampling is not None), ops[0])
+                x = lead.fuse(x, ops, [params[str(i)] for i in run])
+                continue
+            for i in run:
+                op, own = self.ops[i], params[str(i)]
+                if x is not source and bool(own["apply"].all()) and not _shares_memory(x, source):
+                    x = op._transform_(x, y, own)
+                else:
+                    x = op.apply_params(x, y, own)
+        return x
+
+    def parent_index(self, params, n, device):
+        index = torch.arange(n, device=device)
+        for i in reversed(range(len(self.ops))):
+            index = self.ops[i].parent_index(params[str(i)], n, device)[index]
+        return index
+
+
+def _shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether `a` may alias `b` (or is not a plain dense tensor that may be written in place)."""
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr() or not a.is_contiguous()

@@ -1,0 +1,195 @@
+"""From the source's rows to the real train / val / test parts, before any step.
+
+The source's rows (its own `Splits`, or one `Dataset`) are checked and joined (`SourceRows`);
+duplicates are dropped (``source.deduplicate``), keeping the copy in the test part, then val,
+then train, so that no copy straddles two parts; the rows are split (the source's own parts, a
+missing part carved from train; else stratified ``split.test`` / ``split.val`` shares, or whole
+groups with ``split.group_by``); with ``split.drop_leaked`` training rows that copy a test row go.
+Randomness: ``Rng(seed, ("split",))`` only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .dataset import Dataset, Splits
+from .errors import DataError
+from .rng import Rng
+from .steps import round_half_up
+
+__all__ = ["SourceRows", "SplitResult", "source_rows", "exact_keep", "split_rows", "carve", "row_keys"]
+
+#: Which copy of a duplicate is kept: the one in the lowest-ranked part.
+PART_RANK = {"test": 0, "val": 1, "train": 2, "all": 2}
+
+
+@dataclass
+class SourceRows:
+    """The source's rows joined into one `Dataset`, with the part (``all``, or ``train`` / ``val``
+    / ``test`` of the source's own split) each row came from."""
+
+    all: Dataset
+    part_names: list[str]
+    part_sizes: list[int]
+    part_of: np.ndarray
+    own_split: bool
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def rank(self) -> np.ndarray:
+        """Each row's `PART_RANK` (the copy kept of a duplicate is the lowest)."""
+        return np.array([PART_RANK[self.part_names[p]] for p in self.part_of])
+
+
+@dataclass
+class SplitResult:
+    """The real parts, and which source rows went where (``index``) or were dropped."""
+
+    index: dict[str, np.ndarray]
+    method: str
+    carved: list[str]
+    duplicate_index: np.ndarray
+    leaked_index: np.ndarray
+    raw_train: Dataset
+    val: Dataset
+    test: Dataset
+
+
+def source_rows(name: str, result: Dataset | Splits, device: torch.device, group_by: bool,
+                dropped: Mapping[str, int]) -> SourceRows:
+    """Check and join what source `name` loaded (bad data: `DataError`)."""
+    parts = {"all": result} if isinstance(result, Dataset) else \
+        {k: getattr(result, k) for k in ("train", "val", "test") if getattr(result, k) is not None}
+    first = next(iter(parts.values()))
+    if any((p.groups is None) != (first.groups is None) for p in parts.values()):
+        raise DataError(f"source '{name}': either every part of its split has groups or none does")
+    for part, ds in parts.items():
+        if len(ds) == 0 and part in ("all", "train"):
+            raise DataError(f"source '{name}' gave no rows" + ("" if part == "all" else " for training"))
+    sizes = [len(p) for p in parts.values()]
+    rows = SourceRows(Dataset.concat([p.to(device) for p in parts.values()]).replace(row_id=None), list(parts), sizes,
+                      np.repeat(np.arange(len(parts)), sizes), isinstance(result, Splits), dict(sorted(dropped.items())))
+    present = [c for c, n in zip(rows.all.classes, rows.all.class_counts()) if n]
+    if len(present) < 2:
+        raise DataError(f"source '{name}': every row is of class {present[0]!r}; setforge optimises training sets "
+                        f"of classifiers, which need rows of at least two classes "
+                        f"(the class list is {list(rows.all.classes)})")
+    if group_by and rows.all.groups is None:
+        raise DataError(f"split.group_by: source '{name}' gives no groups to keep together")
+    return rows
+
+
+def row_keys(ds: Dataset, with_label: bool = True) -> np.ndarray:
+    """One opaque, comparable key per row: its exact content (and label). Two rows are exact
+    duplicates when every value is equal (``0.0 == -0.0``), or for text the same string."""
+    n = len(ds)
+    if ds.modality == "text":
+        keys = [hashlib.sha256(s.encode("utf-8") + (b"\0%d" % int(label) if with_label else b"")).digest()
+                for s, label in zip(ds.x, ds.y.tolist())]
+        return np.frombuffer(b"".join(keys), dtype=np.dtype((np.void, 32))) if n else np.zeros(0, dtype="V32")
+    x = (ds.x.detach() + 0.0).cpu().reshape(n, -1).contiguous().numpy()  # + 0.0: -0.0 and 0.0 are one value
+    parts = [x.view(np.uint8).reshape(n, -1)]
+    if with_label:
+        parts.append(ds.y.cpu().numpy().astype("<i8").view(np.uint8).reshape(n, -1))
+    rows = np.ascontiguousarray(np.concatenate(parts, axis=1))
+    return rows.view(np.dtype((np.void, rows.shape[1]))).reshape(n)
+
+
+def exact_keep(rows: SourceRows) -> np.ndarray:
+    """Indices of the rows kept after exact de-duplication (first of each copy by part rank, then order)."""
+    n = len(rows.all)
+    order = np.lexsort((np.arange(n), rows.rank()))
+    _, first = np.unique(row_keys(rows.all)[order], return_index=True)
+    return np.sort(order[first])
+
+
+def carve(index: np.ndarray, y: np.ndarray, groups: np.ndarray | None, shares: Mapping[str, float],
+          rng: np.random.Generator, stratify: bool, num_classes: int) -> dict[str, np.ndarray]:
+    """Divide the rows `index` into the parts named in `shares` (shares of these rows) and ``rest``.
+
+    Stratified: per class, ``round(n_c * share)`` rows to each part, at least one row of every class
+    left in ``rest``. With `groups`: whole groups, in a random order, fill each part up to its
+    share of rows (group sizes make it approximate); no group is in two parts.
+    """
+    names = list(shares)
+    out: dict[str, list[np.ndarray]] = {name: [] for name in [*names, "rest"]}
+    if groups is not None:
+        unique, inverse = np.unique(groups[index], return_inverse=True)
+        by_group = index[np.argsort(inverse, kind="stable")]
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(unique)))])
+        targets = {name: round_half_up(len(index) * shares[name]) for name in names}
+        filled = dict.fromkeys(names, 0)
+        for g in rng.permutation(len(unique)).tolist():
+            rows = by_group[bounds[g]:bounds[g + 1]]
+            target = next((name for name in names if filled[name] < targets[name]), "rest")
+            out[target].append(rows)
+            if target != "rest":
+                filled[target] += len(rows)
+    elif stratify:
+        for c in range(num_classes):
+            members = rng.permutation(index[y[index] == c])
+            n_c = len(members)
+            wanted = [round_half_up(n_c * shares[name]) for name in names]
+            # Keep at least one row of every class for training: take back from the last parts first.
+            for k in reversed(range(len(wanted))):
+                excess = sum(wanted) - max(n_c - 1, 0)
+                if excess > 0:
+                    wanted[k] = max(0, wanted[k] - excess)
+            start = 0
+            for name, count in zip(names, wanted):
+                out[name].append(members[start:start + count])
+                start += count
+            out["rest"].append(members[start:])
+    else:
+        members = rng.permutation(index)
+        start = 0
+        for name in names:
+            count = round_half_up(len(index) * shares[name])
+            out[name].append(members[start:start + count])
+            start += count
+        out["rest"].append(members[start:])
+    return {name: np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+            for name, parts in out.items()}
+
+
+def split_rows(rows: SourceRows, keep: np.ndarray, split: object, seed: int,
+               leaked: Callable[[Dataset, Dataset], np.ndarray] | None) -> SplitResult:
+    """Split the kept rows (`keep`) by the run file's `split` section; `leaked(train, test)` marks
+    the training rows that copy a test row (``split.drop_leaked``)."""
+    y = rows.all.y.cpu().numpy()
+    groups = None if not split.group_by else rows.all.groups.cpu().numpy()
+    rng = Rng(seed, ("split",))
+    num_classes = rows.all.num_classes
+    if not rows.own_split:
+        carved = carve(keep, y, groups, {"test": split.test, "val": split.val}, rng.spawn("all").numpy,
+                       split.stratify, num_classes)
+        index = {"train": carved["rest"], "val": carved["val"], "test": carved["test"]}
+        method = "grouped" if groups is not None else ("stratified" if split.stratify else "random")
+        carved_parts = ["val", "test"]
+    else:
+        part_index = {name: keep[rows.part_of[keep] == k] for k, name in enumerate(rows.part_names)}
+        missing = {name: getattr(split, name) for name in ("test", "val") if name not in part_index}
+        train = part_index["train"]
+        if missing:
+            carved = carve(train, y, groups, missing, rng.spawn("train").numpy, split.stratify, num_classes)
+            train = carved["rest"]
+            part_index.update({name: carved[name] for name in missing})
+        index = {"train": train, "val": part_index["val"], "test": part_index["test"]}
+        method = "source" + (f" (carved {', '.join(sorted(missing))} from train)" if missing else "")
+        carved_parts = sorted(missing)
+    leaked_index = np.zeros(0, dtype=np.int64)
+    if split.drop_leaked and leaked is not None and len(index["test"]) and len(index["train"]):
+        train_part, test_part = (rows.all[torch.as_tensor(index[k], dtype=torch.int64)] for k in ("train", "test"))
+        mask = leaked(train_part, test_part)
+        leaked_index = index["train"][mask]
+        index["train"] = index["train"][~mask]
+    if len(index["train"]) == 0:
+        raise DataError("the split left no training rows; lower split.test and split.val or add data")
+    parts = {name: rows.all[torch.as_tensor(idx, dtype=torch.int64)].replace(row_id=None) for name, idx in index.items()}
+    duplicate_index = np.setdiff1d(np.arange(len(rows.all)), keep)
+    return SplitResult(index, method, carved_parts, duplicate_index, leaked_index, parts["train"], parts["val"],
+                       parts["test"])

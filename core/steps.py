@@ -1,0 +1,197 @@
+"""Step semantics, once: the keys the host owns on each step kind, their checks, and the *plan* a
+step makes from the class counts of its input, ``{class id: rows to add}`` (DESIGN, "Step
+semantics owned by the host"). The run, the dry run, validation, the schema and the reference
+docs all read them from here.
+
+- augment: ``copies`` augmented copies of each selected row (originals stay); the rows of
+  ``classes``, or with ``minority: true`` of every class below the largest, else all rows;
+- resample: the sampler decides; its plan is known before the run only when the resampler's
+  ``expected_counts(counts, classes)`` knows it;
+- generate: one of the *amount keys* (`AMOUNT_KEYS`): ``target: balance`` fills every (selected)
+  class up to the current largest class, ``per_class: N`` up to N rows (both count every row of
+  the step's input whatever its origin), ``multiply: K`` adds ``round(K * r_c)`` rows to class c,
+  r_c its real rows in the input. The generator is fitted once (on the input's real rows, or all
+  rows with ``fit_on: all``), then ``sample(labels)``; with nothing to generate it is not fitted.
+
+`amount_plan` is the amount keys' meaning for any kind that takes them, so a new kind (or an
+augment ``target``) reuses it instead of spelling the rules again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .dataset import Dataset, Origin
+from .errors import PluginError
+
+__all__ = ["STEP_KINDS", "AMOUNT_KEYS", "StepKind", "KIND", "HOST_KEYS", "ALL_HOST_KEYS", "step_problems",
+           "amount_plan", "resolve_classes", "round_half_up"]
+
+STEP_KINDS = ("augment", "resample", "generate")
+#: How many rows a step adds per class: at most one of them on a step (`amount_plan` says what each means).
+AMOUNT_KEYS = ("target", "per_class", "multiply")
+
+
+def round_half_up(value: float) -> int:
+    return int(np.floor(value + 0.5))
+
+
+def amount_plan(amount: Mapping[str, Any], counts: Sequence[int], real: Sequence[int], selected: Sequence[int]
+                ) -> list[int]:
+    """Rows to add per class for the amount keys given in `amount` (``target``, ``per_class`` or
+    ``multiply``; ``target: balance`` when none is), for the classes in `selected`."""
+    chosen = set(selected)
+    largest = max(counts) if len(counts) else 0
+    need = []
+    for c, (count, r) in enumerate(zip(counts, real)):
+        if c not in chosen:
+            need.append(0)
+        elif amount.get("per_class") is not None:
+            need.append(max(0, int(amount["per_class"]) - count))
+        elif amount.get("multiply") is not None:
+            need.append(round_half_up(float(amount["multiply"]) * r))
+        else:  # target: balance
+            need.append(largest - count)
+    return need
+
+
+Guard = Callable[[Any, str], Any]
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """One step kind: its host keys, the key groups of which a step takes at most one, and how it
+    plans and runs. The kind key itself and ``params`` are not host keys."""
+
+    name: str
+    host_keys: tuple[str, ...]
+    exclusive: tuple[tuple[str, ...], ...] = ()
+    chains: bool = False  # the kind key may name a list of components, applied in turn (augment)
+    nothing_note: str = ""  # what a dry run says of a plan that adds no row
+
+    def selected(self, step: Any, ids: list[int] | None, counts: Sequence[int]) -> list[int]:
+        """The class ids a step works on: its resolved ``classes`` (`ids`), the minority classes
+        with ``minority: true``, else every class."""
+        if ids is not None:
+            return ids
+        if "minority" in self.host_keys and step.minority:
+            largest = max(counts) if counts else 0
+            return [c for c, n in enumerate(counts) if n < largest]
+        return list(range(len(counts)))
+
+    def plan(self, step: Any, ids: list[int] | None, counts: Sequence[int], real: Sequence[int],
+             component: Any = None, classes: Sequence[str] = ()) -> list[int] | None:
+        """Rows to add per class (negative: rows removed); None when only running the step tells."""
+        raise NotImplementedError
+
+    def run(self, step: Any, ids: list[int] | None, component: Any, ds: Dataset, ctx: Any, guard: Guard
+            ) -> tuple[Dataset, str | None]:
+        """Run `component` on `ds` the way this kind does; the output and a note for the report."""
+        raise NotImplementedError
+
+
+class _Augment(StepKind):
+    def plan(self, step, ids, counts, real, component=None, classes=()):
+        chosen = set(self.selected(step, ids, counts))
+        return [n * step.copies if c in chosen else 0 for c, n in enumerate(counts)]
+
+    def run(self, step, ids, component, ds, ctx, guard):
+        selected = self.selected(step, ids, ds.class_counts())
+        rows = torch.isin(ds.y, torch.tensor(selected, dtype=torch.int64, device=ds.device)).nonzero().flatten()
+        note = "no rows selected: nothing to augment" if rows.numel() == 0 else None
+        with guard(component, "augment"):
+            return component.augment(ds, ctx, copies=step.copies, rows=rows), note
+
+
+class _Resample(StepKind):
+    def plan(self, step, ids, counts, real, component=None, classes=()):
+        after = component.expected_counts(list(counts), list(classes)) if component is not None else None
+        return None if after is None else [int(b) - int(a) for a, b in zip(counts, after)]
+
+    def run(self, step, ids, component, ds, ctx, guard):
+        with guard(component, "resample"):
+            return component.resample(ds, ctx), None
+
+
+class _Generate(StepKind):
+    def plan(self, step, ids, counts, real, component=None, classes=()):
+        return amount_plan({k: getattr(step, k) for k in AMOUNT_KEYS}, counts, real, self.selected(step, ids, counts))
+
+    def run(self, step, ids, component, ds, ctx, guard):
+        need = self.plan(step, ids, ds.class_counts(), ds.class_counts(Origin.REAL))
+        if sum(need) == 0:
+            return ds, "nothing to generate: every selected class already has the rows asked for"
+        fit_on = ds if step.fit_on == "all" else ds[ds.origin == int(Origin.REAL)]
+        with guard(component, "fit"):
+            component.fit(fit_on, ctx)
+        labels = torch.repeat_interleave(torch.arange(len(need), device=ds.device), torch.tensor(need, device=ds.device))
+        with guard(component, "sample"):
+            generated = component.sample(labels, ctx)
+        if ctx.workdir is not None:
+            try:
+                component.save(ctx.workdir / "generator.pt")
+            except (PluginError, NotImplementedError):
+                pass  # a generator without _state_dict cannot be saved; nothing to keep
+        return Dataset.concat([ds, generated.to(ds.device)]), None
+
+
+KIND: dict[str, StepKind] = {
+    "augment": _Augment("augment", ("copies", "minority", "classes"), (("minority", "classes"),), chains=True),
+    "resample": _Resample("resample", ()),
+    "generate": _Generate("generate", ("classes", *AMOUNT_KEYS, "fit_on"), (AMOUNT_KEYS,),
+                          nothing_note="nothing to generate"),
+}
+#: The step keys the host owns, by step kind (besides the kind key itself and ``params``).
+HOST_KEYS: dict[str, tuple[str, ...]] = {name: kind.host_keys for name, kind in KIND.items()}
+#: Every host key of some kind, in the order the step model declares them.
+ALL_HOST_KEYS = tuple(dict.fromkeys(k for kind in KIND.values() for k in kind.host_keys))
+
+
+def step_problems(named: Sequence[str], given: Mapping[str, Any], chain: list[Any] | None, params: Mapping[str, Any]
+                  ) -> tuple[str, tuple[str, ...]] | None:
+    """The first problem with a step's keys as ``(message, keys it is about)``, or None.
+
+    `named`: the kind keys the step gives; `given`: the host keys the run file sets, with their
+    values (None: not set); `chain`: the augmenters of a chain step (else None).
+    """
+    if len(named) != 1:
+        got = " and ".join(named) if named else "none of them"
+        return f"a step names exactly one of {', '.join(STEP_KINDS)}; this one names {got}", ()
+    kind = KIND[named[0]]
+    misplaced = [k for k in given if k not in kind.host_keys]
+    if misplaced:
+        owners = " and ".join(o for o in STEP_KINDS if misplaced[0] in HOST_KEYS[o])
+        return f"applies to {owners} steps only, not to a {kind.name} step", tuple(misplaced)
+    for group in kind.exclusive:
+        set_keys = [k for k in group if given.get(k) is not None and given.get(k) is not False]
+        if len(set_keys) > 1:
+            if group == AMOUNT_KEYS:
+                return f"a {kind.name} step takes one of {', '.join(group)}; got {', '.join(set_keys)}", \
+                    tuple(set_keys[1:])
+            return f"an {kind.name} step takes {set_keys[0]}: true or {set_keys[1]}, not both", tuple(set_keys[1:])
+    if chain is not None:
+        if not chain:
+            return "an augment chain needs at least one augmenter", ("augment",)
+        if params:
+            return "a chain's ops take their own params: augment: [{name: NAME, params: {...}}, ...]", ("params",)
+    return None
+
+
+def resolve_classes(values: Sequence[Any], classes: Sequence[str], place: str) -> tuple[list[int], list[tuple[str, str]]]:
+    """A step's ``classes`` (names or ids) as sorted class ids, with a problem for each unknown one."""
+    ids, problems = [], []
+    for j, value in enumerate(values):
+        if isinstance(value, str) and value in classes:
+            ids.append(list(classes).index(value))
+        elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(classes):
+            ids.append(value)
+        else:
+            what = "name" if isinstance(value, str) else "id"
+            problems.append((f"{place}[{j}]", f"unknown class {what} {value!r}; the classes are {list(classes)} "
+                                              f"(ids 0..{len(classes) - 1})"))
+    return sorted(set(ids)), problems
