@@ -113,11 +113,11 @@ class StepConfig(BaseModel):
     copies: int = Field(1, ge=0, le=1000, strict=True, description="augmented copies of each selected row "
                                                                    "(the originals stay)")
     minority: bool = Field(False, strict=True, description="select every class below the largest")
-    # augment and generate
+    # augment and generate: which classes
     classes: list[str | int] | None = Field(None, description="only these classes (names or ids)")
-    # generate
+    # augment and generate: how many rows (one of them; generate defaults to target: balance)
     target: Literal["balance"] | None = Field(None, description="fill every class up to the largest "
-                                                                "(the default amount)")
+                                                                "(generate's default amount)")
     per_class: int | None = Field(None, ge=0, strict=True, description="final total rows per class")
     multiply: float | None = Field(None, gt=0, strict=True, description="K times the real rows of each class")
     fit_on: Literal["real", "all"] = Field("real", description="train on the step input's real rows only, or on all")
