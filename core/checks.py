@@ -176,8 +176,21 @@ def check_components(config: RunConfig, registry: Any) -> None:
         problems += _check_ref(ref, registry, config.base_dir, config._resolved_params)
     if not problems:
         problems += _modality_problems(refs, registry)
+    problems += _guard_problems(config, registry)
     if problems:
         raise ConfigError(problems=tidy_problems(problems, config._overrides))
+
+
+def _guard_problems(config: RunConfig, registry: Any) -> list[tuple[str, str]]:
+    """A guarded generate step needs a ``setforge_score_generated`` provider (``builtin-evaluate``)."""
+    from .steps import KIND
+
+    guarded = [i for i, step in enumerate(config.pipeline)
+               if KIND[step.kind].guarded and step.guard_config.on_fail != "off"]
+    if not guarded or registry.providers("setforge_score_generated"):
+        return []
+    return [(f"pipeline[{i}].guard", "no installed plugin scores generated rows (hook setforge_score_generated, "
+                                     "provided by builtin-evaluate); enable it, or set guard: off") for i in guarded]
 
 
 def _modality_problems(refs: list[_Ref], registry: Any) -> list[tuple[str, str]]:

@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from typing import Any
+
+    from .dataset import Dataset
     from .components import Augmenter, Evaluator, Generator, Preprocessor, Resampler, Source
     from .context import Event
 
@@ -127,6 +130,23 @@ def setforge_register_evaluators() -> list[type["Evaluator"]]:
         @hookimpl
         def setforge_register_evaluators():
             return [MyMetric]
+    """
+
+
+# ------------------------------------------------------------------------- guard service
+@hookspec(firstresult=True)
+def setforge_score_generated(real: "Dataset", generated: "Dataset", val: "Dataset", rng: "Any", device: "Any"
+                             ) -> "dict | None":
+    """Score the rows a generate step made, for the host's guard on every generate step.
+
+    Called after a generator has sampled (unless the step says ``guard: off``): `real` is the
+    step input's real rows, `generated` the new rows, `val` the real val split, `rng` a `Rng` for
+    the judging model, `device` the run's device. Return ``{"generated": float, "reference":
+    float, "model": str, ...}`` — the share of generated rows a classifier trained on `real`
+    assigns to their requested class, and the same classifier's recall on real `val` rows (both
+    averaged over the generated classes) — or None to leave the question to the next plugin. The
+    first result wins; a run file with a guarded generate step and no provider is refused at
+    ``validate``. Provided by ``builtin-evaluate`` (the CAS machinery).
     """
 
 

@@ -23,6 +23,7 @@ plans and calls). The split is `setforge.split`, the run folder `setforge.output
 from __future__ import annotations
 
 import errno
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ import torch
 from .chain import Chain
 from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, resolve_device
 from .dataset import Dataset, Origin
-from .errors import ConfigError, OutputError, PluginError
+from .errors import ConfigError, DataError, OutputError, PluginError
 from .formats import FORMATS, dataset_from_state, dataset_state, get_format
 from .output import RunFolder, _safe_part, write_data
 from .record import TrainingLog, build_report, counts_of, write_report
@@ -194,6 +195,7 @@ class _Run:
         self.config, self.registry = config, registry
         self.force, self.resume, self.progress, self.dry = force, resume, progress, dry
         self.training_log = TrainingLog()  # train_progress events per step, for the report's curves
+        self.guard_results: dict[int, dict[str, Any] | None] = {}  # generate steps' guard scores
         self.seed = int(config.seed)
         self.device = _check_device(config.device)
         self.folder = RunFolder(Path(config.output.dir))
@@ -327,7 +329,50 @@ class _Run:
         for what in ("classes", "modality", "shape", "features"):
             if getattr(out, what) != getattr(ds, what):
                 raise PluginError(f"{label}: changed the data's {what} from {getattr(ds, what)!r} to {getattr(out, what)!r}")
-        return out.to(self.device), note
+        out = out.to(self.device)
+        if KIND[step.kind].guarded:
+            self.guard_results[step.index] = self._guard_step(step, ds, out)
+        return out, note
+
+    def _guard_step(self, step: _Step, ds: Dataset, out: Dataset) -> dict[str, Any] | None:
+        """The host's guard on a generate step (``guard``): the generated rows' class agreement
+        against the real val rows' recall, by the ``setforge_score_generated`` provider. Fails the
+        run with a `DataError` (exit 3) below ``min_cas_ratio``, or warns with ``on_fail: warn``."""
+        config = step.config.guard_config
+        if config.on_fail == "off":
+            return None
+        place = f"pipeline[{step.index}]"
+        generated = out[(out.origin == int(Origin.GENERATED)) & (out.step == step.index)]
+        if len(generated) == 0:
+            return None
+        if len(self.val) == 0:
+            self.warnings.append(f"{place} guard: no real val rows to compare the generated rows with; not checked "
+                                 "(give split.val a share)")
+            return None
+        real = ds[ds.origin == int(Origin.REAL)]
+        score = self.registry.first_result("setforge_score_generated", real=real, generated=generated, val=self.val,
+                                           rng=Rng(self.seed, ("guard", step.index), device=self.device),
+                                           device=self.device)
+        if score is None:
+            raise ConfigError(problems=[(f"{place}.guard", "no installed plugin scores generated rows")])
+        ratio = score["generated"] / score["reference"] if score["reference"] > 0 else float("nan")
+        result = {"generated": score["generated"], "reference": score["reference"], "ratio": ratio,
+                  "min_cas_ratio": config.min_cas_ratio, "model": score.get("model"),
+                  "n_generated": score.get("n_generated"), "n_reference": score.get("n_reference"),
+                  "by_class": score.get("by_class", {}), "passed": bool(ratio >= config.min_cas_ratio)}
+        if result["passed"]:
+            return result
+        message = (f"{place} {self.registry.label(step.component)}: a {score.get('model', 'classifier')} "
+                   f"trained on the real training rows assigns {score['generated']:.3f} of the generated rows to "
+                   f"their requested class, against {score['reference']:.3f} recall on the real val rows (same "
+                   f"classes): ratio {ratio:.2f} < guard.min_cas_ratio {config.min_cas_ratio}. The generated rows "
+                   f"would likely hurt a model trained on them. Try a longer training budget, DiffAugment or ADA "
+                   f"(params diff_augment / ada), params.select: best-fd, or another generator "
+                   f"(setforge plugins list); guard: warn keeps going")
+        if config.on_fail == "warn":
+            self.warnings.append(message)
+            return {**result, "warning": message}
+        raise DataError(message)
 
     def _resumed(self, snapshot: Path, key: str) -> tuple[Dataset, str | None] | None:
         if not (self.resume and snapshot.is_file()):
@@ -338,6 +383,11 @@ class _Run:
             self.warnings.append(f"step {snapshot.parent.name}: its resume snapshot could not be read; it ran again")
             return None
         if isinstance(saved, dict) and saved.get("key") == key:
+            guard = json.loads(saved.get("guard") or "null")
+            if guard is not None:
+                self.guard_results[int(saved.get("index", -1))] = guard
+                if guard.get("warning"):
+                    self.warnings.append(guard["warning"])
             return dataset_from_state(saved["dataset"], self.device), saved.get("note")
         return None
 
@@ -358,7 +408,8 @@ class _Run:
                 out, note = self.run_step(step, ds)
                 snapshot.parent.mkdir(parents=True, exist_ok=True)
                 tmp = snapshot.with_name(snapshot.name + ".tmp")
-                torch.save({"key": key, "dataset": dataset_state(out), "note": note}, tmp)
+                torch.save({"key": key, "dataset": dataset_state(out), "note": note, "index": step.index,
+                            "guard": json.dumps(self.guard_results.get(step.index))}, tmp)
                 tmp.replace(snapshot)
             self._check_test(f"step {step.index} ({self.registry.label(step.component)})")
             counts = counts_of(out)
@@ -372,6 +423,8 @@ class _Run:
                 "added_by_class": {name: int(b - a) for name, a, b in
                                    zip(out.classes, ds.class_counts(), out.class_counts())},
             })
+            if self.guard_results.get(step.index) is not None:
+                self.step_reports[-1]["guard"] = self.guard_results[step.index]
             training = self.training_log.for_step(step.index)
             if training is not None:
                 self.step_reports[-1]["training"] = training

@@ -310,7 +310,7 @@ class Registry:
 
     def label(self, component: Any) -> str:
         """``kind 'name' (plugin 'P', DIST VERSION)`` for a component, its class or its `ComponentInfo`."""
-        if isinstance(component, ComponentInfo):
+        if isinstance(component, (ComponentInfo, PluginInfo)):
             return component.label
         info = self.info_for(component)
         if info is not None:
@@ -358,6 +358,28 @@ class Registry:
         if text.startswith(short) and not text.startswith(label):
             return label + text[len(short):]
         return text if text.startswith(label) else f"{label}: {text}"
+
+    # --------------------------------------------------------------------------- services
+    def providers(self, hook: str) -> list[Any]:
+        """The loaded plugins implementing `hook`, in the order pluggy calls them."""
+        self.load()
+        impls = reversed(getattr(self._pm.hook, hook).get_hookimpls())
+        return [self.plugins[i.plugin_name] for i in impls
+                if i.plugin_name in self.plugins and self.plugins[i.plugin_name].status == "ok"]
+
+    def first_result(self, hook: str, **kwargs: Any) -> Any:
+        """Call the implementations of a ``firstresult`` hook in pluggy's order and return the first
+        result that is not None (None if there is none); a failure names the plugin."""
+        self.load()
+        for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):
+            info = self.plugins.get(impl.plugin_name)
+            if info is None or info.status != "ok":
+                continue
+            with self.guard(info, hook):
+                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            if result is not None:
+                return result
+        return None
 
     # ----------------------------------------------------------------------------- events
     def emit(self, event: Any) -> list[str]:

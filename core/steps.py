@@ -76,6 +76,7 @@ class StepKind:
     exclusive: tuple[tuple[str, ...], ...] = ()
     chains: bool = False  # the kind key may name a list of components, applied in turn (augment)
     nothing_note: str = ""  # what a dry run says of a plan that adds no row
+    guarded: bool = False  # the host scores the new rows after the step (``guard``, see the pipeline)
 
     def selected(self, step: Any, ids: list[int] | None, counts: Sequence[int]) -> list[int]:
         """The class ids a step works on: its resolved ``classes`` (`ids`), the minority classes
@@ -183,7 +184,7 @@ KIND: dict[str, StepKind] = {
                         (("minority", "classes"), ("copies", *AMOUNT_KEYS)), chains=True,
                         nothing_note="nothing to augment"),
     "resample": _Resample("resample", ()),
-    "generate": _Generate("generate", ("classes", *AMOUNT_KEYS, "fit_on"), (AMOUNT_KEYS,),
+    "generate": _Generate("generate", ("classes", *AMOUNT_KEYS, "fit_on", "guard"), (AMOUNT_KEYS,), guarded=True,
                           nothing_note="nothing to generate"),
 }
 #: The step keys the host owns, by step kind (besides the kind key itself and ``params``).

@@ -8,3 +8,10 @@ from .._shared.discovery import collect
 @hookimpl
 def setforge_register_evaluators():
     return collect(__name__, __path__)
+
+
+@hookimpl
+def setforge_score_generated(real, generated, val, rng, device):
+    from ._guard import score_generated
+
+    return score_generated(real, generated, val, rng, device)
