@@ -47,6 +47,8 @@ def _refs_from_config(config: RunConfig) -> list[_Ref]:
                              f"pipeline[{i}].params"))
     refs += [_Ref("evaluate", r.name, r.params, f"evaluate[{i}]", f"evaluate[{i}].params")
              for i, r in enumerate(config.evaluate)]
+    refs += [_Ref("observe", r.name, r.params, f"observe[{i}]", f"observe[{i}].params")
+             for i, r in enumerate(config.observe)]
     return refs
 
 
@@ -86,6 +88,8 @@ def _refs_from_raw(raw: Mapping[str, Any]) -> list[_Ref]:
             ref(kind, value, f"pipeline[{i}].{kind}", f"pipeline[{i}].params", step.get("params"))
     for i, item in enumerate(items("evaluate")):
         ref("evaluate", item, f"evaluate[{i}]")
+    for i, item in enumerate(items("observe")):
+        ref("observe", item, f"observe[{i}]")
     return refs
 
 

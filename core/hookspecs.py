@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .dataset import Dataset
-    from .components import Augmenter, Evaluator, Generator, Preprocessor, Resampler, Source
+    from .components import Augmenter, Evaluator, Generator, Observer, Preprocessor, Resampler, Source
     from .context import Event
 
 __all__ = ["hookimpl"]  # the rest is for the host (registry) and docs
@@ -133,6 +133,26 @@ def setforge_register_evaluators() -> list[type["Evaluator"]]:
     """
 
 
+@hookspec
+def setforge_register_observers() -> list[type["Observer"]]:
+    """Return the run observers this plugin provides.
+
+    Called once, when the registry loads plugins. Return a list of subclasses of
+    `setforge.Observer`; a run file enables one with ``observe: [NAME]`` (``setforge run
+    --tensorboard DIR`` enables the built-in ``tensorboard``). The host builds it like any
+    component, opens it on the run folder when the run starts (``_open(ctx)``), sends it every
+    event of the run (``_observe(event)``) and closes it at the end, also when the run fails
+    (``_close()``). Unlike ``setforge_on_event``, which every installed plugin receives, an
+    observer works only in the runs that ask for it, with params of its own.
+
+    Example::
+
+        @hookimpl
+        def setforge_register_observers():
+            return [MlflowObserver]
+    """
+
+
 # ------------------------------------------------------------------------- guard service
 @hookspec(firstresult=True)
 def setforge_score_generated(real: "Dataset", generated: "Dataset", val: "Dataset", rng: "Any", device: "Any"
@@ -176,6 +196,7 @@ REGISTER_HOOK_FOR_KIND = {
     "resample": "setforge_register_resamplers",
     "generate": "setforge_register_generators",
     "evaluate": "setforge_register_evaluators",
+    "observe": "setforge_register_observers",
 }
 
 KINDS = tuple(REGISTER_HOOK_FOR_KIND)

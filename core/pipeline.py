@@ -127,6 +127,7 @@ class Built:
     preprocessors: list[Any]
     steps: list[_Step]
     evaluators: list[tuple[str, Any]]  # (scope in the report, evaluator)
+    observers: list[Any] = field(default_factory=list)
 
     def used(self, registry: Any) -> list[dict[str, str]]:
         """Each distinct component with its plugin, distribution and version (for the report)."""
@@ -134,6 +135,7 @@ class Built:
         for step in self.steps:
             used.extend(step.component.ops if isinstance(step.component, Chain) else [step.component])
         used.extend(e for _, e in self.evaluators)
+        used.extend(self.observers)
         rows, seen = [], set()
         for component in used:
             info = registry.info_for(component)
@@ -181,9 +183,10 @@ def build(config: Any, registry: Any) -> Built:
         seen[ref.name] = seen.get(ref.name, 0) + 1
         # Two evaluators of one name (e.g. utility with two models) are filed apart.
         evaluators.append((ref.name if seen[ref.name] == 1 else f"{ref.name}-{seen[ref.name]}", evaluator))
+    observers = [make("observe", ref, f"observe[{j}]") for j, ref in enumerate(config.observe)]
     if problems:
         raise ConfigError(problems=problems)
-    return Built(source, preprocessors, steps, evaluators)
+    return Built(source, preprocessors, steps, evaluators, observers)
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -196,6 +199,7 @@ class _Run:
         self.force, self.resume, self.progress, self.dry = force, resume, progress, dry
         self.training_log = TrainingLog()  # train_progress events per step, for the report's curves
         self.guard_results: dict[int, dict[str, Any] | None] = {}  # generate steps' guard scores
+        self._open_observers: list[Any] = []  # the run file's observers, once opened
         self.seed = int(config.seed)
         self.device = _check_device(config.device)
         self.folder = RunFolder(Path(config.output.dir))
@@ -225,6 +229,16 @@ class _Run:
             self.training_log.observe(event.step, event.data)
         for failure in self.registry.emit(event):
             self.warnings.append(f"an observer failed on {event.kind}: {failure}")
+        if event.kind != "run_finished":  # observers get it before the run folder is committed
+            self._observe(event)
+
+    def _observe(self, event: Event) -> None:
+        for observer in self._open_observers:
+            try:
+                with self.guard(observer, f"observe({event.kind})"):
+                    observer.observe(event)
+            except Exception as error:  # noqa: BLE001 - an observer never stops a run
+                self.warnings.append(f"an observer failed on {event.kind}: {error}")
 
     def guard(self, component: Any, action: str) -> Any:
         return self.registry.guard(component, action)
@@ -489,6 +503,8 @@ class _Run:
             raise OutputError(f"cannot write{where}: {error.strerror}; {self.folder.final} was left as it was"
                               f"{partial}. Free some space or choose an output.dir you can write to",
                               errno=error.errno) from error
+        finally:
+            self.close_observers()
 
     def _execute(self) -> RunResult:
         from tqdm.auto import tqdm
@@ -497,6 +513,7 @@ class _Run:
         self.folder.check(self.force)
         self.built = build(self.config, self.registry)
         self.folder.open(force=self.force, resume=self.resume)
+        self._open_run_observers()
         self.emit(Event("run_started", data={"seed": self.seed, "device": str(self.device),
                                              "dir": str(self.folder.final), "resume": self.resume}))
         self.prepare_data()
@@ -510,11 +527,36 @@ class _Run:
         self.timings["write"] = time.perf_counter() - started
         self.timings["total"] = time.perf_counter() - begun
         write_report(self.folder.partial, report, self.timings)
+        # Observers finish (and close their files) inside <dir>.partial, so <dir> is complete once renamed.
+        self._observe(Event("run_finished", data={"metrics": self.metrics, "dir": str(self.folder.final)}))
+        self.close_observers()
         run_dir = self.folder.commit(force=self.force)
         self.emit(Event("run_finished", data={"metrics": self.metrics, "dir": str(run_dir)}))
         return RunResult(run_dir=run_dir, report=report, timings=self.timings, metrics=self.metrics,
                          raw_train=self.raw_train, train=self.train, val=self.val, test=self.test,
                          steps=list(self.records))
+
+    def _open_run_observers(self) -> None:
+        for j, observer in enumerate(self.built.observers):
+            ctx = self._ctx(("observe", j), self.folder.partial / "observe" / _safe_part(observer.name),
+                            name=observer.name)
+            try:
+                with self.guard(observer, "open"):
+                    observer.open(ctx)
+            except Exception as error:  # noqa: BLE001 - an observer never stops a run
+                self.warnings.append(f"an observer failed to open: {error}")
+                continue
+            self._open_observers.append(observer)
+
+    def close_observers(self) -> None:
+        """Close every open observer (also after a failed run); failures become warnings."""
+        for observer in self._open_observers:
+            try:
+                with self.guard(observer, "close"):
+                    observer.close()
+            except Exception as error:  # noqa: BLE001
+                self.warnings.append(f"an observer failed to close: {error}")
+        self._open_observers = []
 
     def dry_plan(self) -> DryPlan:
         self.built = build(self.config, self.registry)

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="replace an existing run folder")
     run.add_argument("--resume", action="store_true", help="continue from <dir>.partial/")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--tensorboard", metavar="DIR", help="write losses, sample grids and metrics for TensorBoard "
+                                                          "into DIR (the observer 'tensorboard'; needs the "
+                                                          "tensorboard extra)")
     _add_plugin_options(run)
 
     demo = commands.add_parser("demo", help="run the embedded demo (long-tailed digits) into runs/demo/")
@@ -227,6 +230,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .dryrun import dry_run
 
     config, registry = _load_config(args)
+    if args.tensorboard:
+        from ..config import ComponentRef
+
+        config.observe.append(ComponentRef(name="tensorboard", params={"log_dir": args.tensorboard}))
     if args.dry_run:
         print(dry_run(config, registry))
         return 0

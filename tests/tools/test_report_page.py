@@ -25,7 +25,7 @@ def _run_file(folder, name, steps=40, flip=True, seed=0):
     pipeline = []
     if flip:
         pipeline.append({"augment": ["flip"], "copies": 1, "minority": True})
-    pipeline.append({"generate": "dcgan", "params": {"steps": steps, "batch_size": 32, "checkpoint_every": 20,
+    pipeline.append({"generate": "dcgan", "guard": "off", "params": {"steps": steps, "batch_size": 32, "checkpoint_every": 20,
                                                       "grid_every": 20, "log_every": 5}, "target": "balance"})
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
