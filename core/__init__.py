@@ -29,7 +29,7 @@ __all__ = [
     "Rng", "StepContext", "EvalContext", "StepRecord", "Cache", "Metrics", "Measure", "Event",
     # components
     "Component", "Source", "Preprocessor", "Augmenter", "GeometricAugmenter", "Chain", "Resampler", "Generator",
-    "Evaluator",
+    "Evaluator", "Observer",
     # plugins
     "hookimpl", "Registry", "create",
     # runs
@@ -42,7 +42,7 @@ _LAZY = {
     "StepContext": "context", "EvalContext": "context", "StepRecord": "context", "Cache": "context",
     "Metrics": "context", "Measure": "context", "Event": "context",
     "Component": "components", "Source": "components", "Preprocessor": "components", "Augmenter": "components",
-    "Chain": "chain", "GeometricAugmenter": "chain", "Resampler": "components", "Generator": "components", "Evaluator": "components",
+    "Chain": "chain", "GeometricAugmenter": "chain", "Resampler": "components", "Generator": "components", "Evaluator": "components", "Observer": "components",
     "Registry": "registry", "create": "registry",
     "load": "output",
 }
@@ -63,7 +63,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .chain import Chain, GeometricAugmenter
-    from .components import Augmenter, Component, Evaluator, Generator, Preprocessor, Resampler, Source
+    from .components import Augmenter, Component, Evaluator, Generator, Observer, Preprocessor, Resampler, Source
     from .context import Cache, EvalContext, Event, Measure, Metrics, StepContext, StepRecord
     from .dataset import Dataset, FeatureInfo, Origin, Splits
     from .output import load

@@ -48,6 +48,8 @@ def _refs_from_config(config: RunConfig) -> list[_Ref]:
                              f"pipeline[{i}].params"))
     refs += [_Ref("evaluate", r.name, r.params, f"evaluate[{i}]", f"evaluate[{i}].params")
              for i, r in enumerate(config.evaluate)]
+    refs += [_Ref("observe", r.name, r.params, f"observe[{i}]", f"observe[{i}].params")
+             for i, r in enumerate(config.observe)]
     return refs
 
 
@@ -87,6 +89,8 @@ def _refs_from_raw(raw: Mapping[str, Any]) -> list[_Ref]:
             ref(kind, value, f"pipeline[{i}].{kind}", f"pipeline[{i}].params", step.get("params"))
     for i, item in enumerate(items("evaluate")):
         ref("evaluate", item, f"evaluate[{i}]")
+    for i, item in enumerate(items("observe")):
+        ref("observe", item, f"observe[{i}]")
     return refs
 
 
@@ -183,6 +187,7 @@ def check_components(config: RunConfig, registry: Any) -> None:
     problems += _format_problems(config.output.format, registry)
     if not problems:
         problems += _modality_problems(refs, registry)
+    problems += _guard_problems(config, registry)
     if problems:
         raise ConfigError(problems=tidy_problems(problems, config._overrides))
 
@@ -214,6 +219,18 @@ def _source_modalities(config: RunConfig, registry: Any) -> tuple[str, ...]:
         return tuple(registry.get("source", config.source.name).cls.modalities)
     except SetforgeError:
         return ()
+
+
+def _guard_problems(config: RunConfig, registry: Any) -> list[tuple[str, str]]:
+    """A guarded generate step needs a ``setforge_score_generated`` provider (``builtin-evaluate``)."""
+    from .steps import KIND
+
+    guarded = [i for i, step in enumerate(config.pipeline)
+               if KIND[step.kind].guarded and step.guard_config.on_fail != "off"]
+    if not guarded or registry.providers("setforge_score_generated"):
+        return []
+    return [(f"pipeline[{i}].guard", "no installed plugin scores generated rows (hook setforge_score_generated, "
+                                     "provided by builtin-evaluate); enable it, or set guard: off") for i in guarded]
 
 
 def _modality_problems(refs: list[_Ref], registry: Any) -> list[tuple[str, str]]:

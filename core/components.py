@@ -38,7 +38,7 @@ from .hookspecs import KINDS
 from .validation import problems_from_validation_error
 
 __all__ = ["KINDS", "Component", "Source", "Preprocessor", "Augmenter", "Resampler", "Generator",
-           "Evaluator", "take_params", "ResampleResult", "BASE_FOR_KIND", "NAME_PATTERN", "ExistingPath", "MustExist"]
+           "Evaluator", "Observer", "take_params", "ResampleResult", "BASE_FOR_KIND", "NAME_PATTERN", "ExistingPath", "MustExist"]
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -588,7 +588,38 @@ class Evaluator(Component):
         raise NotImplementedError
 
 
+# --------------------------------------------------------------------------- observe
+class Observer(Component):
+    """Watches a run that enables it (``observe: [NAME]``). Author: ``_open(ctx)``, ``_observe(event)``
+    and ``_close()``; ``ctx.workdir`` is the observer's own folder inside the run folder."""
+
+    kind = "observe"
+    modalities = ("image", "tabular", "audio", "text")
+
+    def open(self, ctx: StepContext) -> "Observer":
+        """Called once, when the run starts."""
+        self._open(ctx)
+        return self
+
+    def observe(self, event: Any) -> None:
+        """Called for every event of the run (`setforge.Event`)."""
+        self._observe(event)
+
+    def close(self) -> None:
+        """Called once at the end of the run, whether it finished or failed."""
+        self._close()
+
+    def _open(self, ctx: StepContext) -> None:
+        return None
+
+    def _observe(self, event: Any) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        return None
+
+
 BASE_FOR_KIND: dict[str, type[Component]] = {
     "source": Source, "preprocess": Preprocessor, "augment": Augmenter,
-    "resample": Resampler, "generate": Generator, "evaluate": Evaluator,
+    "resample": Resampler, "generate": Generator, "evaluate": Evaluator, "observe": Observer,
 }

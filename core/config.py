@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from .steps import ALL_HOST_KEYS, AMOUNT_KEYS, HOST_KEYS, STEP_KINDS, step_problems
 
-__all__ = ["ComponentRef", "SourceConfig", "DeduplicateConfig", "SplitConfig", "StepConfig", "OutputConfig",
+__all__ = ["ComponentRef", "SourceConfig", "DeduplicateConfig", "SplitConfig", "GuardConfig", "StepConfig", "OutputConfig",
            "RunConfig", "STEP_KINDS", "HOST_KEYS", "SUFFIXES"]
 
 #: Run-file formats by file extension.
@@ -99,6 +99,19 @@ class SplitConfig(BaseModel):
         return self
 
 
+class GuardConfig(BaseModel):
+    """The host's guard on a generate step: after sampling, a classifier trained on the step input's
+    real rows scores the generated rows (the share assigned to their requested class, averaged over
+    the generated classes) and the real val rows (recall over the same classes); the step fails
+    when the first is below ``min_cas_ratio`` times the second."""
+
+    model_config = _STRICT
+    on_fail: Literal["fail", "warn", "off"] = Field("fail", description="fail: a DataError (exit 3); warn: go on "
+                                                                        "with a warning; off: no check")
+    min_cas_ratio: float = Field(0.7, ge=0.0, le=1.0, description="least generated-rows agreement, as a share of "
+                                                                   "the real val rows' recall")
+
+
 class StepConfig(BaseModel):
     """One pipeline step: exactly one of ``augment``, ``resample``, ``generate``."""
 
@@ -113,14 +126,24 @@ class StepConfig(BaseModel):
     copies: int = Field(1, ge=0, le=1000, strict=True, description="augmented copies of each selected row "
                                                                    "(the originals stay)")
     minority: bool = Field(False, strict=True, description="select every class below the largest")
-    # augment and generate
+    # augment and generate: which classes
     classes: list[str | int] | None = Field(None, description="only these classes (names or ids)")
-    # generate
+    # augment and generate: how many rows (one of them; generate defaults to target: balance)
     target: Literal["balance"] | None = Field(None, description="fill every class up to the largest "
-                                                                "(the default amount)")
+                                                                "(generate's default amount)")
     per_class: int | None = Field(None, ge=0, strict=True, description="final total rows per class")
     multiply: float | None = Field(None, gt=0, strict=True, description="K times the real rows of each class")
     fit_on: Literal["real", "all"] = Field("real", description="train on the step input's real rows only, or on all")
+    guard: GuardConfig | Literal["fail", "warn", "off"] = Field(
+        "fail", description="check the generated rows against real ones after sampling: fail (exit 3), "
+                            "warn (go on, say so in the summary and report), off, or {on_fail, min_cas_ratio}")
+
+    @property
+    def guard_config(self) -> "GuardConfig":
+        """``guard`` as a `GuardConfig` (a bare word sets ``on_fail``)."""
+        if isinstance(self.guard, GuardConfig):
+            return self.guard
+        return GuardConfig(on_fail=self.guard)
 
     @model_validator(mode="after")
     def _one_kind(self) -> "StepConfig":
@@ -188,6 +211,8 @@ class RunConfig(BaseModel):
     pipeline: list[StepConfig] = Field(default_factory=list, description="steps applied to the training split, "
                                                                          "in order")
     evaluate: list[ComponentRef] = Field(default_factory=list, description="evaluators run at the end")
+    observe: list[ComponentRef] = Field(default_factory=list, description="observers that watch the run's events "
+                                                                          "(e.g. tensorboard)")
     output: OutputConfig = Field(default_factory=OutputConfig, description="where and how the run folder is written")
     plugins: list[str] = Field(default_factory=list, description="local plugins: module names or .py files "
                                                                  "(relative to the run file)")

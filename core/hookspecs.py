@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from .components import Augmenter, Evaluator, Generator, Preprocessor, Resampler, Source
+    from typing import Any
+
     import torch
 
+    from .components import Augmenter, Evaluator, Generator, Observer, Preprocessor, Resampler, Source
     from .context import Event
     from .dataset import Dataset
     from .formats import Format
@@ -143,6 +145,16 @@ def setforge_register_formats() -> list["Format"]:
     Dataset``, ``check(ds)`` raising a `DataError` for data it cannot write, run before any step).
     ``npz`` is the core's own; the other built-in formats come from plugin ``builtin-output``. A
     name registered twice is unusable until one plugin is disabled.
+def setforge_register_observers() -> list[type["Observer"]]:
+    """Return the run observers this plugin provides.
+
+    Called once, when the registry loads plugins. Return a list of subclasses of
+    `setforge.Observer`; a run file enables one with ``observe: [NAME]`` (``setforge run
+    --tensorboard DIR`` enables the built-in ``tensorboard``). The host builds it like any
+    component, opens it on the run folder when the run starts (``_open(ctx)``), sends it every
+    event of the run (``_observe(event)``) and closes it at the end, also when the run fails
+    (``_close()``). Unlike ``setforge_on_event``, which every installed plugin receives, an
+    observer works only in the runs that ask for it, with params of its own.
 
     Example::
 
@@ -178,6 +190,27 @@ def setforge_find_leaked(train: "Dataset", test: "Dataset", evaluate: list[tuple
     to leave the question to the next plugin; the first result wins, and a run file asking for it
     with no provider is refused at ``validate``. Provided by plugin ``builtin-evaluate`` (the
     definition of its leak evaluator: exact and near copies).
+
+
+        def setforge_register_observers():
+            return [MlflowObserver]
+    """
+
+
+# ------------------------------------------------------------------------- guard service
+@hookspec(firstresult=True)
+def setforge_score_generated(real: "Dataset", generated: "Dataset", val: "Dataset", rng: "Any", device: "Any"
+                             ) -> "dict | None":
+    """Score the rows a generate step made, for the host's guard on every generate step.
+
+    Called after a generator has sampled (unless the step says ``guard: off``): `real` is the
+    step input's real rows, `generated` the new rows, `val` the real val split, `rng` a `Rng` for
+    the judging model, `device` the run's device. Return ``{"generated": float, "reference":
+    float, "model": str, ...}`` — the share of generated rows a classifier trained on `real`
+    assigns to their requested class, and the same classifier's recall on real `val` rows (both
+    averaged over the generated classes) — or None to leave the question to the next plugin. The
+    first result wins; a run file with a guarded generate step and no provider is refused at
+    ``validate``. Provided by ``builtin-evaluate`` (the CAS machinery).
     """
 
 
@@ -207,6 +240,7 @@ REGISTER_HOOK_FOR_KIND = {
     "resample": "setforge_register_resamplers",
     "generate": "setforge_register_generators",
     "evaluate": "setforge_register_evaluators",
+    "observe": "setforge_register_observers",
 }
 
 KINDS = tuple(REGISTER_HOOK_FOR_KIND)

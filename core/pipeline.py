@@ -23,6 +23,7 @@ plans and calls). The split is `setforge.split`, the run folder `setforge.output
 from __future__ import annotations
 
 import errno
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -36,11 +37,11 @@ import torch
 from .chain import Chain
 from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, resolve_device
 from .dataset import Dataset, Origin
-from .errors import ConfigError, OutputError, PluginError
+from .errors import ConfigError, DataError, OutputError, PluginError
 from .formats import dataset_from_state, dataset_state
 from .hookspecs import SERVICE_HOOKS
 from .output import RunFolder, _safe_part, write_data
-from .record import build_report, counts_of, write_report
+from .record import TrainingLog, build_report, counts_of, write_report
 from .registry import registry_for
 from .rng import Rng
 from .split import SourceRows, SplitResult, exact_keep, row_keys, source_rows, split_rows
@@ -135,6 +136,7 @@ class Built:
     preprocessors: list[Any]
     steps: list[_Step]
     evaluators: list[tuple[str, Any]]  # (scope in the report, evaluator)
+    observers: list[Any] = field(default_factory=list)
 
     def used(self, registry: Any) -> list[dict[str, str]]:
         """Each distinct component with its plugin, distribution and version (for the report)."""
@@ -142,6 +144,7 @@ class Built:
         for step in self.steps:
             used.extend(step.component.ops if isinstance(step.component, Chain) else [step.component])
         used.extend(e for _, e in self.evaluators)
+        used.extend(self.observers)
         rows, seen = [], set()
         for component in used:
             info = registry.info_for(component)
@@ -189,9 +192,10 @@ def build(config: Any, registry: Any) -> Built:
         seen[ref.name] = seen.get(ref.name, 0) + 1
         # Two evaluators of one name (e.g. utility with two models) are filed apart.
         evaluators.append((ref.name if seen[ref.name] == 1 else f"{ref.name}-{seen[ref.name]}", evaluator))
+    observers = [make("observe", ref, f"observe[{j}]") for j, ref in enumerate(config.observe)]
     if problems:
         raise ConfigError(problems=problems)
-    return Built(source, preprocessors, steps, evaluators)
+    return Built(source, preprocessors, steps, evaluators, observers)
 
 
 # ---------------------------------------------------------------------------------- the run
@@ -202,6 +206,9 @@ class _Run:
                  progress: bool = False, dry: bool = False):
         self.config, self.registry = config, registry
         self.force, self.resume, self.progress, self.dry = force, resume, progress, dry
+        self.training_log = TrainingLog()  # train_progress events per step, for the report's curves
+        self.guard_results: dict[int, dict[str, Any] | None] = {}  # generate steps' guard scores
+        self._open_observers: list[Any] = []  # the run file's observers, once opened
         self.seed = int(config.seed)
         self.device = _check_device(config.device)
         self.folder = RunFolder(Path(config.output.dir))
@@ -231,8 +238,20 @@ class _Run:
     def emit(self, event: Event) -> None:
         if self.dry:
             return
+        if event.kind == "train_progress":
+            self.training_log.observe(event.step, event.data)
         for failure in self.registry.emit(event):
             self.warnings.append(f"an observer failed on {event.kind}: {failure}")
+        if event.kind != "run_finished":  # observers get it before the run folder is committed
+            self._observe(event)
+
+    def _observe(self, event: Event) -> None:
+        for observer in self._open_observers:
+            try:
+                with self.guard(observer, f"observe({event.kind})"):
+                    observer.observe(event)
+            except Exception as error:  # noqa: BLE001 - an observer never stops a run
+                self.warnings.append(f"an observer failed on {event.kind}: {error}")
 
     def guard(self, component: Any, action: str) -> Any:
         return self.registry.guard(component, action)
@@ -342,6 +361,46 @@ class _Run:
                 raise PluginError(f"{label}: changed the data's {what} from {getattr(ds, what)!r} to {getattr(out, what)!r}")
         return out.to(self.device), note
 
+    def _guard_step(self, step: _Step, ds: Dataset, out: Dataset) -> dict[str, Any] | None:
+        """The host's guard on a generate step (``guard``): the generated rows' class agreement
+        against the real val rows' recall, by the ``setforge_score_generated`` provider. Fails the
+        run with a `DataError` (exit 3) below ``min_cas_ratio``, or warns with ``on_fail: warn``."""
+        config = step.config.guard_config
+        if config.on_fail == "off":
+            return None
+        place = f"pipeline[{step.index}]"
+        generated = out[(out.origin == int(Origin.GENERATED)) & (out.step == step.index)]
+        if len(generated) == 0:
+            return None
+        if len(self.val) == 0:
+            self.warnings.append(f"{place} guard: no real val rows to compare the generated rows with; not checked "
+                                 "(give split.val a share)")
+            return None
+        real = ds[ds.origin == int(Origin.REAL)]
+        score = self.registry.first_result("setforge_score_generated", real=real, generated=generated, val=self.val,
+                                           rng=Rng(self.seed, ("guard", step.index), device=self.device),
+                                           device=self.device)
+        if score is None:
+            raise ConfigError(problems=[(f"{place}.guard", "no installed plugin scores generated rows")])
+        ratio = score["generated"] / score["reference"] if score["reference"] > 0 else float("nan")
+        result = {"generated": score["generated"], "reference": score["reference"], "ratio": ratio,
+                  "min_cas_ratio": config.min_cas_ratio, "model": score.get("model"),
+                  "n_generated": score.get("n_generated"), "n_reference": score.get("n_reference"),
+                  "by_class": score.get("by_class", {}), "passed": bool(ratio >= config.min_cas_ratio)}
+        if result["passed"]:
+            return result
+        message = (f"{place} {self.registry.label(step.component)}: a {score.get('model', 'classifier')} "
+                   f"trained on the real training rows assigns {score['generated']:.3f} of the generated rows to "
+                   f"their requested class, against {score['reference']:.3f} recall on the real val rows (same "
+                   f"classes): ratio {ratio:.2f} < guard.min_cas_ratio {config.min_cas_ratio}. The generated rows "
+                   f"would likely hurt a model trained on them. Try a longer training budget, DiffAugment or ADA "
+                   f"(params diff_augment / ada), params.select: best-fd, or another generator "
+                   f"(setforge plugins list); guard: warn keeps going")
+        if config.on_fail == "warn":
+            self.warnings.append(message)
+            return {**result, "warning": message}
+        raise DataError(message)
+
     def _resumed(self, snapshot: Path, key: str) -> tuple[Dataset, str | None, dict, dict, dict | None] | None:
         if not (self.resume and snapshot.is_file()):
             return None
@@ -352,6 +411,11 @@ class _Run:
             return None
         if isinstance(saved, dict) and saved.get("key") == key:
             figures = {name: bytes(t.numpy()) for name, t in (saved.get("figures") or {}).items()}
+            guard = json.loads(saved.get("guard") or "null")
+            if guard is not None:
+                self.guard_results[int(saved.get("index", -1))] = guard
+                if guard.get("warning"):
+                    self.warnings.append(guard["warning"])
             return (dataset_from_state(saved["dataset"], self.device), saved.get("note"), saved.get("details") or {},
                     figures, saved.get("training"))
         return None
@@ -363,12 +427,16 @@ class _Run:
             started = time.perf_counter()
             self.emit(Event("step_started", step=step.index, name=step.name, data={"kind": step.kind}))
             snapshot = self.folder.step_dir(step.index, step.kind, step.name) / _SNAPSHOT
+            snapshot.parent.mkdir(parents=True, exist_ok=True)
+            self.training_log.attach(step.index, snapshot.parent)
             key = Cache.key(ds.fingerprint(), step.config.model_dump_json(), self.seed, step.index, str(self.device))
             resumed = self._resumed(snapshot, key)
             if resumed is not None:
                 out, note, details, figures, training = resumed
             else:
                 out, note = self.run_step(step, ds)
+                if KIND[step.kind].guarded:  # the run's own steps only, not ablation's replays
+                    self.guard_results[step.index] = self._guard_step(step, ds, out)
                 # What the step says it did (e.g. rows a gate rejected), for the report.
                 with self.guard(step.component, "report_details"):
                     details = dict(step.component.report_details())
@@ -379,7 +447,8 @@ class _Run:
                 tmp = snapshot.with_name(snapshot.name + ".tmp")
                 torch.save({"key": key, "dataset": dataset_state(out), "note": note, "details": details,
                             "figures": {k: torch.frombuffer(bytearray(v), dtype=torch.uint8)
-                                        for k, v in figures.items()}, "training": training}, tmp)
+                                        for k, v in figures.items()}, "training": training,
+                            "index": step.index, "guard": json.dumps(self.guard_results.get(step.index))}, tmp)
                 tmp.replace(snapshot)
             self._check_test(f"step {step.index} ({self.registry.label(step.component)})")
             counts = counts_of(out)
@@ -398,6 +467,11 @@ class _Run:
             self.step_figures[step.index] = figures
             for warning in (training or {}).get("warnings", []):
                 self.warnings.append(f"step {step.index} ({step.kind} {step.name}): {warning}")
+            if self.guard_results.get(step.index) is not None:
+                self.step_reports[-1]["guard"] = self.guard_results[step.index]
+            training_log = self.training_log.for_step(step.index)
+            if training_log is not None:
+                self.step_reports[-1]["training_log"] = training_log
             self.timings["steps"][f"{step.index}-{step.kind}-{step.name}"] = time.perf_counter() - started
             self.emit(Event("step_finished", step=step.index, name=step.name,
                             data={"kind": step.kind, "rows_in": len(ds), "rows_out": len(out), "counts": counts}))
@@ -499,6 +573,8 @@ class _Run:
             raise OutputError(f"cannot write{where}: {error.strerror}; {self.folder.final} was left as it was"
                               f"{partial}. Free some space or choose an output.dir you can write to",
                               errno=error.errno) from error
+        finally:
+            self.close_observers()
 
     def _execute(self) -> RunResult:
         from tqdm.auto import tqdm
@@ -507,6 +583,7 @@ class _Run:
         self.folder.check(self.force)
         self.built = build(self.config, self.registry)
         self.folder.open(force=self.force, resume=self.resume)
+        self._open_run_observers()
         self.emit(Event("run_started", data={"seed": self.seed, "device": str(self.device),
                                              "dir": str(self.folder.final), "resume": self.resume}))
         self.prepare_data()
@@ -520,11 +597,36 @@ class _Run:
         self.timings["write"] = time.perf_counter() - started
         self.timings["total"] = time.perf_counter() - begun
         write_report(self.folder.partial, report, self.timings)
+        # Observers finish (and close their files) inside <dir>.partial, so <dir> is complete once renamed.
+        self._observe(Event("run_finished", data={"metrics": self.metrics, "dir": str(self.folder.final)}))
+        self.close_observers()
         run_dir = self.folder.commit(force=self.force)
         self.emit(Event("run_finished", data={"metrics": self.metrics, "dir": str(run_dir)}))
         return RunResult(run_dir=run_dir, report=report, timings=self.timings, metrics=self.metrics,
                          raw_train=self.raw_train, train=self.train, val=self.val, test=self.test,
                          steps=list(self.records))
+
+    def _open_run_observers(self) -> None:
+        for j, observer in enumerate(self.built.observers):
+            ctx = self._ctx(("observe", j), self.folder.partial / "observe" / _safe_part(observer.name),
+                            name=observer.name)
+            try:
+                with self.guard(observer, "open"):
+                    observer.open(ctx)
+            except Exception as error:  # noqa: BLE001 - an observer never stops a run
+                self.warnings.append(f"an observer failed to open: {error}")
+                continue
+            self._open_observers.append(observer)
+
+    def close_observers(self) -> None:
+        """Close every open observer (also after a failed run); failures become warnings."""
+        for observer in self._open_observers:
+            try:
+                with self.guard(observer, "close"):
+                    observer.close()
+            except Exception as error:  # noqa: BLE001
+                self.warnings.append(f"an observer failed to close: {error}")
+        self._open_observers = []
 
     def dry_plan(self) -> DryPlan:
         self.built = build(self.config, self.registry)

@@ -16,11 +16,14 @@ from typing import Any
 from .errors import DataError
 
 __all__ = ["dumps_json", "write_text", "write_report", "read_report", "build_report", "counts_of", "versions",
-           "file_hash", "REPORT_FILE", "TIMINGS_FILE", "HTML_FILE"]
+           "file_hash", "metrics_rows", "write_metrics", "TrainingLog", "REPORT_FILE", "TIMINGS_FILE", "HTML_FILE",
+           "METRICS_CSV", "METRICS_JSON"]
 
 REPORT_FILE = "report.json"
 TIMINGS_FILE = "timings.json"
 HTML_FILE = "report.html"
+METRICS_CSV = "metrics.csv"  # every measure, one row each, for pandas and spreadsheets
+METRICS_JSON = "metrics.json"
 
 
 def dumps_json(value: Any) -> str:
@@ -35,14 +38,43 @@ def write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def metrics_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every measure of a report as ``{"path", "value", "n", "std"}`` rows, sorted by path
+    (``path`` is ``evaluator/...``, e.g. ``utility/optimised/macro_f1``)."""
+    rows = []
+    for evaluator, measures in sorted(report.get("metrics", {}).get("measures", {}).items()):
+        for path, measure in sorted(measures.items()):
+            rows.append({"path": f"{evaluator}/{path}", "value": measure.get("value"), "n": measure.get("n"),
+                         "std": measure.get("std")})
+    return rows
+
+
+def write_metrics(folder: Path, report: Mapping[str, Any]) -> None:
+    """``metrics.csv`` (columns path, value, n, std; an empty std cell where none was measured)
+    and ``metrics.json`` (the same rows as a list) beside the report."""
+    import csv
+    import io
+
+    rows = metrics_rows(report)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["path", "value", "n", "std"], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    write_text(Path(folder) / METRICS_CSV, buffer.getvalue())
+    write_text(Path(folder) / METRICS_JSON, dumps_json(rows))
+
+
 def write_report(folder: Path, report: Mapping[str, Any], timings: Mapping[str, Any] | None = None) -> None:
-    """Write ``report.json``, ``timings.json`` (when given) and ``report.html`` into `folder`."""
+    """Write ``report.json``, ``timings.json`` (when given), ``metrics.csv``/``metrics.json`` and
+    ``report.html`` into `folder` (the page reads the run's data and figures from `folder`)."""
     from .tools.report import render_html
 
     folder = Path(folder)
     write_text(folder / REPORT_FILE, dumps_json(report))
     if timings is not None:
         write_text(folder / TIMINGS_FILE, dumps_json(timings))
+    write_metrics(folder, report)
     write_text(folder / HTML_FILE, render_html(report, folder, timings))
 
 
@@ -147,3 +179,72 @@ def build_report(run: Any) -> dict[str, Any]:
         "files": run.file_hashes,
         "warnings": run.warnings,
     }
+
+
+class TrainingLog:
+    """What each step's training reported through ``train_progress`` events, for the report's
+    curves: ``{"iterations": [...], "losses": {name: [...]}}`` per step, plus ``"selection"``
+    (``{"metric", "iterations", "values", "chosen"}``) when the events carry a checkpoint-selection
+    score (``data["selection"] = {"metric", "value"}``, and ``"chosen"`` once known).
+
+    Entries are keyed by iteration, so the iterations a resumed run replays overwrite the same
+    values, and the log is kept in the step's folder (``training-log.json``), so a run killed in
+    training and resumed reports the whole curve, as an uninterrupted one does.
+    """
+
+    FILE = "training-log.json"
+
+    def __init__(self) -> None:
+        self._steps: dict[int, dict[str, Any]] = {}
+        self._folders: dict[int, Path] = {}
+
+    def attach(self, step: int, folder: Path) -> None:
+        """Keep step `step`'s log in `folder`, continuing what a previous attempt wrote there."""
+        self._folders[step] = Path(folder)
+        path = Path(folder) / self.FILE
+        if step not in self._steps and path.is_file():
+            try:
+                saved = json.loads(path.read_text(encoding="utf-8"))
+                self._steps[step] = {"losses": {int(k): v for k, v in saved.get("losses", {}).items()},
+                                     "selection": {int(k): v for k, v in saved.get("selection", {}).items()},
+                                     "metric": saved.get("metric"), "chosen": saved.get("chosen")}
+            except (OSError, ValueError, AttributeError):
+                pass  # an unreadable log only loses the curve's start, never the run
+
+    def observe(self, step: int | None, data: Mapping[str, Any]) -> None:
+        """Record one ``train_progress`` event of step `step`."""
+        if step is None or "iteration" not in data:
+            return
+        entry = self._steps.setdefault(step, {"losses": {}, "selection": {}, "metric": None, "chosen": None})
+        iteration = int(data["iteration"])
+        losses = data.get("losses") or {}
+        if losses:
+            entry["losses"][iteration] = {str(k): float(v) for k, v in losses.items()}
+        selection = data.get("selection")
+        if isinstance(selection, Mapping):
+            if selection.get("value") is not None:
+                entry["selection"][iteration] = float(selection["value"])
+                entry["metric"] = str(selection.get("metric", entry["metric"] or "selection"))
+            if selection.get("chosen") is not None:
+                entry["chosen"] = int(selection["chosen"])
+        folder = self._folders.get(step)
+        if folder is not None and folder.is_dir():
+            write_text(folder / self.FILE, dumps_json({
+                "losses": {str(k): v for k, v in sorted(entry["losses"].items())},
+                "selection": {str(k): v for k, v in sorted(entry["selection"].items())},
+                "metric": entry["metric"], "chosen": entry["chosen"]}))
+
+    def for_step(self, step: int) -> dict[str, Any] | None:
+        """The step's curves for ``report.json`` (None when it reported no training)."""
+        entry = self._steps.get(step)
+        if not entry or not entry["losses"]:
+            return None
+        iterations = sorted(entry["losses"])
+        names = sorted({name for values in entry["losses"].values() for name in values})
+        out: dict[str, Any] = {"iterations": iterations,
+                               "losses": {n: [entry["losses"][i].get(n) for i in iterations] for n in names}}
+        if entry["selection"]:
+            chosen_iterations = sorted(entry["selection"])
+            out["selection"] = {"metric": entry["metric"], "iterations": chosen_iterations,
+                                "values": [entry["selection"][i] for i in chosen_iterations], "chosen": entry["chosen"]}
+        return out

@@ -3,8 +3,11 @@ step makes from the class counts of its input, ``{class id: rows to add}`` (DESI
 semantics owned by the host"). The run, the dry run, validation, the schema and the reference
 docs all read them from here.
 
-- augment: ``copies`` augmented copies of each selected row (originals stay); the rows of
-  ``classes``, or with ``minority: true`` of every class below the largest, else all rows;
+- augment: ``copies`` augmented copies of each selected row (originals stay), or one of the
+  amount keys as generate takes them (``target: balance`` augments every selected class up to the
+  largest, ``per_class: N``, ``multiply: K``), the new rows drawn round-robin from each class's real
+  rows; the rows of ``classes``, or with ``minority: true`` of every class below the largest, else
+  all classes;
 - resample: the sampler decides; its plan is known before the run only when the resampler's
   ``expected_counts(counts, classes)`` knows it;
 - generate: one of the *amount keys* (`AMOUNT_KEYS`): ``target: balance`` fills every (selected)
@@ -73,6 +76,7 @@ class StepKind:
     exclusive: tuple[tuple[str, ...], ...] = ()
     chains: bool = False  # the kind key may name a list of components, applied in turn (augment)
     nothing_note: str = ""  # what a dry run says of a plan that adds no row
+    guarded: bool = False  # the host scores the new rows after the step (``guard``, see the pipeline)
 
     def selected(self, step: Any, ids: list[int] | None, counts: Sequence[int]) -> list[int]:
         """The class ids a step works on: its resolved ``classes`` (`ids`), the minority classes
@@ -95,17 +99,52 @@ class StepKind:
         raise NotImplementedError
 
 
+def _amount(step: Any) -> dict[str, Any]:
+    return {k: getattr(step, k, None) for k in AMOUNT_KEYS}
+
+
+def _uses_amount(step: Any) -> bool:
+    return any(v is not None for v in _amount(step).values())
+
+
 class _Augment(StepKind):
+    """``copies`` of each selected row, or — with an amount key, as generate takes them — as many
+    augmented rows per class as `amount_plan` says, drawn round-robin from the class's real rows
+    (all its rows when it has no real one), so every source row is used as evenly as possible."""
+
     def plan(self, step, ids, counts, real, component=None, classes=()):
-        chosen = set(self.selected(step, ids, counts))
+        selected = self.selected(step, ids, counts)
+        if _uses_amount(step):
+            need = amount_plan(_amount(step), counts, real, selected)
+            return [k if counts[c] > 0 else 0 for c, k in enumerate(need)]  # a class with no row cannot grow
+        chosen = set(selected)
         return [n * step.copies if c in chosen else 0 for c, n in enumerate(counts)]
 
     def run(self, step, ids, component, ds, ctx, guard):
-        selected = self.selected(step, ids, ds.class_counts())
-        rows = torch.isin(ds.y, torch.tensor(selected, dtype=torch.int64, device=ds.device)).nonzero().flatten()
-        note = "no rows selected: nothing to augment" if rows.numel() == 0 else None
+        counts = ds.class_counts()
+        selected = self.selected(step, ids, counts)
+        if not _uses_amount(step):
+            rows = torch.isin(ds.y, torch.tensor(selected, dtype=torch.int64, device=ds.device)).nonzero().flatten()
+            note = "no rows selected: nothing to augment" if rows.numel() == 0 else None
+            with guard(component, "augment"):
+                return component.augment(ds, ctx, copies=step.copies, rows=rows), note
+        need = amount_plan(_amount(step), counts, ds.class_counts(Origin.REAL), selected)
+        real = ds.origin == int(Origin.REAL)
+        picks = []
+        for c, k in enumerate(need):
+            if k <= 0:
+                continue
+            of_class = ds.y == c
+            source = (of_class & real).nonzero().flatten()
+            if source.numel() == 0:
+                source = of_class.nonzero().flatten()
+            if source.numel() == 0:
+                continue
+            picks.append(source[torch.arange(k, device=ds.device) % source.numel()])
+        if not picks:
+            return ds, "nothing to augment: every selected class already has the rows asked for"
         with guard(component, "augment"):
-            return component.augment(ds, ctx, copies=step.copies, rows=rows), note
+            return component.augment(ds, ctx, copies=1, rows=torch.cat(picks)), None
 
 
 class _Resample(StepKind):
@@ -141,9 +180,11 @@ class _Generate(StepKind):
 
 
 KIND: dict[str, StepKind] = {
-    "augment": _Augment("augment", ("copies", "minority", "classes"), (("minority", "classes"),), chains=True),
+    "augment": _Augment("augment", ("copies", "minority", "classes", *AMOUNT_KEYS),
+                        (("minority", "classes"), ("copies", *AMOUNT_KEYS)), chains=True,
+                        nothing_note="nothing to augment"),
     "resample": _Resample("resample", ()),
-    "generate": _Generate("generate", ("classes", *AMOUNT_KEYS, "fit_on"), (AMOUNT_KEYS,),
+    "generate": _Generate("generate", ("classes", *AMOUNT_KEYS, "fit_on", "guard"), (AMOUNT_KEYS,), guarded=True,
                           nothing_note="nothing to generate"),
 }
 #: The step keys the host owns, by step kind (besides the kind key itself and ``params``).
@@ -170,8 +211,9 @@ def step_problems(named: Sequence[str], given: Mapping[str, Any], chain: list[An
     for group in kind.exclusive:
         set_keys = [k for k in group if given.get(k) is not None and given.get(k) is not False]
         if len(set_keys) > 1:
-            if group == AMOUNT_KEYS:
-                return f"a {kind.name} step takes one of {', '.join(group)}; got {', '.join(set_keys)}", \
+            if set(AMOUNT_KEYS) & set(group):
+                article = "an" if kind.name[0] in "aeiou" else "a"
+                return f"{article} {kind.name} step takes one of {', '.join(group)}; got {', '.join(set_keys)}", \
                     tuple(set_keys[1:])
             return f"an {kind.name} step takes {set_keys[0]}: true or {set_keys[1]}, not both", tuple(set_keys[1:])
     if chain is not None:

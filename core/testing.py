@@ -413,9 +413,29 @@ def _source(report: _Report, cls: type, params: Mapping[str, Any], modality: str
                  "loading twice gave different data")
 
 
+def _observe(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:
+    """An observer opens, takes one event of every kind (with the data the host sends) and closes."""
+    import torch
+
+    from .context import EVENT_KINDS, Event
+
+    ds = sample_dataset(modality)
+    data = {"train_progress": {"iteration": 1, "losses": {"loss": 0.5}},
+            "samples": {"iteration": 1, "images": torch.rand(4, 1, 8, 8), "labels": torch.arange(4) % 2},
+            "step_finished": {"kind": "augment", "rows_in": len(ds), "rows_out": len(ds),
+                              "counts": {"by_class": {c: 1 for c in ds.classes}}},
+            "run_finished": {"metrics": Metrics()}}
+    instance = cls(params).open(_ctx(seed, device))
+    try:
+        for kind in EVENT_KINDS:
+            instance.observe(Event(kind, step=0, name="kit", data=data.get(kind, {})))
+    finally:
+        instance.close()
+
+
 _BEHAVIOUR: dict[str, Callable[..., None]] = {
     "augment": _augment, "resample": _resample, "generate": _generate, "evaluate": _evaluate,
-    "preprocess": _preprocess, "source": _source,
+    "preprocess": _preprocess, "source": _source, "observe": _observe,
 }
 
 

@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="replace an existing run folder")
     run.add_argument("--resume", action="store_true", help="continue from <dir>.partial/")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--tensorboard", metavar="DIR", help="write losses, sample grids and metrics for TensorBoard "
+                                                          "into DIR (the observer 'tensorboard'; needs the "
+                                                          "tensorboard extra)")
     _add_plugin_options(run)
 
     demo = commands.add_parser("demo", help="run the embedded demo (long-tailed digits) into runs/demo/")
@@ -90,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="print a run folder's summary (and rewrite report.html)")
     report.add_argument("run_dir")
+
+    compare = commands.add_parser("compare", help="finished runs side by side: config differences, counts, "
+                                                  "shared metrics, which is better")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more run folders; the first is the reference")
+    compare.add_argument("--output", default="compare.html", help="where to write the comparison page "
+                                                                  "(and its .json beside it); default compare.html")
+    compare.add_argument("--all", action="store_true", help="print every shared metric, also those without a direction")
 
     new_plugin = commands.add_parser("new-plugin", help="make a plugin package with its entry point and a test")
     new_plugin.add_argument("name", help="the component's name (kebab-case)")
@@ -224,6 +234,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .dryrun import dry_run
 
     config, registry = _load_config(args)
+    if args.tensorboard:
+        from ..config import ComponentRef
+
+        config.observe.append(ComponentRef(name="tensorboard", params={"log_dir": args.tensorboard}))
     if args.dry_run:
         print(dry_run(config, registry))
         return 0
@@ -248,6 +262,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs, format_comparison, write_comparison
+
+    if len(args.run_dirs) < 2:
+        raise ConfigError(problems=[("usage", "compare needs at least two run folders")])
+    comparison = compare_runs(args.run_dirs)
+    print(format_comparison(comparison, all_metrics=args.all))
+    print(f"\nwritten: {write_comparison(comparison, args.output)}")
+    return 0
+
+
 def _cmd_new_plugin(args: argparse.Namespace) -> int:
     from .scaffold import new_plugin
 
@@ -257,7 +282,7 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "validate": _cmd_validate, "plugins": _cmd_plugins,
-             "schema": _cmd_schema, "report": _cmd_report, "new-plugin": _cmd_new_plugin}
+             "schema": _cmd_schema, "report": _cmd_report, "compare": _cmd_compare, "new-plugin": _cmd_new_plugin}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from ..hookspecs import KINDS, REGISTER_HOOK_FOR_KIND
 __all__ = ["new_plugin"]
 
 _BASE = {"source": "Source", "preprocess": "Preprocessor", "augment": "Augmenter", "resample": "Resampler",
-         "generate": "Generator", "evaluate": "Evaluator"}
+         "generate": "Generator", "evaluate": "Evaluator", "observe": "Observer"}
 
 _BODIES = {
     "augment": '''
@@ -91,6 +91,16 @@ class {cls}(Evaluator):
             count = int((ectx.train.origin == int(origin)).sum())
             metrics.add(f"rows/{{origin.label}}", count, n=len(ectx.train))
         return metrics
+''',
+    "observe": '''
+class {cls}(Observer):
+    """Prints each step's row counts as the run goes."""
+
+    name = "{name}"
+
+    def _observe(self, event):
+        if event.kind == "step_finished":
+            print(f"[{{event.step}}] {{event.name}}: {{event.data['rows_in']}} -> {{event.data['rows_out']}} rows")
 ''',
     "preprocess": '''
 class {cls}(Preprocessor):

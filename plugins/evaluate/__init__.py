@@ -17,3 +17,10 @@ def setforge_find_leaked(train, test, evaluate):
 
     params = next((params for name, params in evaluate if name == Leakage.name), {})
     return Leakage(params).leaked_mask(train, test)
+
+
+@hookimpl
+def setforge_score_generated(real, generated, val, rng, device):
+    from ._guard import score_generated
+
+    return score_generated(real, generated, val, rng, device)

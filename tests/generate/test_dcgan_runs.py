@@ -50,7 +50,7 @@ def _run(tmp_path, registry, pipeline, **kwargs):
     ({"classes": ["8", "9"], "target": "balance"}, lambda real: [0] * 8 + [max(real) - r for r in real[8:]]),
 ])
 def test_each_generation_key(tmp_path, registry, keys, expected):
-    result = _run(tmp_path, registry, [{"generate": "dcgan", "params": TINY, **keys}])
+    result = _run(tmp_path, registry, [{"generate": "dcgan", "guard": "off", "params": TINY, **keys}])
     train = result.train
     real = train.class_counts(Origin.REAL)
     generated = train[train.origin == int(Origin.GENERATED)]
@@ -63,7 +63,7 @@ def test_each_generation_key(tmp_path, registry, keys, expected):
 
 def test_fit_on_all_after_a_resampler_and_cas_in_the_report(tmp_path, registry):
     result = _run(tmp_path, registry, [{"resample": "random-over"},
-                                       {"generate": "dcgan", "params": TINY, "per_class": 130, "fit_on": "all"}],
+                                       {"generate": "dcgan", "guard": "off", "params": TINY, "per_class": 130, "fit_on": "all"}],
                   evaluate=[{"name": "cas", "params": {"model": "mlp", "epochs": 5, "patience": 2}}])
     counts = result.train.class_counts()
     assert counts == [130] * 10
@@ -73,9 +73,9 @@ def test_fit_on_all_after_a_resampler_and_cas_in_the_report(tmp_path, registry):
 
 
 def test_a_saved_generator_is_reused_with_the_checkpoint_param(tmp_path, registry):
-    first = _run(tmp_path, registry, [{"generate": "dcgan", "params": TINY, "target": "balance"}], name="first")
+    first = _run(tmp_path, registry, [{"generate": "dcgan", "guard": "off", "params": TINY, "target": "balance"}], name="first")
     saved = tmp_path / "first" / "steps" / "00-generate-dcgan" / "generator.pt"
-    second = _run(tmp_path, registry, [{"generate": "dcgan", "params": {**TINY, "checkpoint": str(saved)},
+    second = _run(tmp_path, registry, [{"generate": "dcgan", "guard": "off", "params": {**TINY, "checkpoint": str(saved)},
                                         "target": "balance"}], name="second")
     # loaded, not trained: no training checkpoints, and the generator it saves is the one it was given
     assert not list((tmp_path / "second" / "steps" / "00-generate-dcgan").glob("training-*.pt"))
@@ -102,7 +102,7 @@ _PAUSE_PLUGIN = textwrap.dedent("""
 def test_a_killed_run_continues_with_resume_to_the_uninterrupted_result(tmp_path, registry):
     params = {**TINY, "steps": 30, "checkpoint_every": 10, "log_every": 5}
     (tmp_path / "pause.py").write_text(_PAUSE_PLUGIN)
-    config = _config(tmp_path, [{"generate": "dcgan", "params": params, "target": "balance"}], name="killed")
+    config = _config(tmp_path, [{"generate": "dcgan", "guard": "off", "params": params, "target": "balance"}], name="killed")
     config["plugins"] = ["pause.py"]
     run_file = tmp_path / "run.yaml"
     run_file.write_text(yaml.safe_dump(config))
@@ -131,7 +131,7 @@ def test_a_killed_run_continues_with_resume_to_the_uninterrupted_result(tmp_path
     resumed = subprocess.run(command + ["--resume"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
-    _run(tmp_path, registry, [{"generate": "dcgan", "params": params, "target": "balance"}],
+    _run(tmp_path, registry, [{"generate": "dcgan", "guard": "off", "params": params, "target": "balance"}],
          name="straight")
     with np.load(tmp_path / "killed" / "train-00000.npz") as got, np.load(tmp_path / "straight" / "train-00000.npz") as want:
         assert np.array_equal(got["x"], want["x"]) and np.array_equal(got["y"], want["y"])

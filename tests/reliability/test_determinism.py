@@ -88,7 +88,7 @@ def test_same_file_and_seed_give_byte_identical_data_and_metrics(tmp_path, monke
 # ------------------------------------------------------------------------------ resume
 GAN = {"seed": 0, "device": "cpu", "source": {"name": "sklearn-digits", "params": {"imbalance": 10}},
        "split": {"test": 0.2, "val": 0.1},
-       "pipeline": [{"generate": "dcgan", "params": {"steps": 40, "checkpoint_every": 10, "log_every": 5,
+       "pipeline": [{"generate": "dcgan", "guard": "off", "params": {"steps": 40, "checkpoint_every": 10, "log_every": 5,
                                                      "grid_every": 20, "batch_size": 32, "width": 4,
                                                      "latent_dim": 8, "embedding_dim": 4}, "per_class": 60}],
        "evaluate": ["balance"], "output": {"dir": "out"}}

@@ -51,7 +51,7 @@ BASE: dict[str, Any] = {
     "source": {"name": "sklearn-digits", "params": {"imbalance": 10}, "on_invalid": "error"},
     "split": {"test": 0.3, "val": 0.1},
     "pipeline": [{"resample": "random-over"},
-                 {"generate": "dcgan", "params": {"epochs": 1, "width": 8}, "target": "balance"}],
+                 {"generate": "dcgan", "guard": "off", "params": {"epochs": 1, "width": 8}, "target": "balance"}],
     "evaluate": ["balance", {"name": "balance"}],
     "output": {"dir": "out", "format": "npz"},
 }

@@ -144,7 +144,7 @@ def test_a_checkpoint_that_holds_code_is_refused_and_never_runs(here):
     plant(here / "generator.pt", marker)
     (here / "run.yaml").write_text(yaml.safe_dump({
         "device": "cpu", "source": {"name": "sklearn-digits", "params": {"imbalance": 10}},
-        "pipeline": [{"generate": "dcgan", "params": {"checkpoint": "generator.pt"}}], "output": {"dir": "out"}}))
+        "pipeline": [{"generate": "dcgan", "guard": "off", "params": {"checkpoint": "generator.pt"}}], "output": {"dir": "out"}}))
     code, err = cli("run", "run.yaml", "--quiet")
     assert code == 3, err
     assert "cannot load the checkpoint" in err and "weights_only=True" in err
@@ -156,7 +156,7 @@ def test_planted_training_checkpoints_and_resume_snapshots_never_run(here):
     """A partial run folder with pickles planted in place of the GAN checkpoint and the resume
     snapshots: ``--resume`` refuses or recomputes them, and never runs them."""
     marker = here / "PWNED"
-    gan = {"generate": "dcgan", "params": {"steps": 6, "checkpoint_every": 2, "batch_size": 16, "width": 4,
+    gan = {"generate": "dcgan", "guard": "off", "params": {"steps": 6, "checkpoint_every": 2, "batch_size": 16, "width": 4,
                                            "latent_dim": 4, "embedding_dim": 2, "grid_every": 0}, "multiply": 0.2}
     config = {"device": "cpu", "source": {"name": "sklearn-digits", "params": {"imbalance": 10}},
               "pipeline": [{"resample": "random-over"}, gan, {"resample": "fault-disk-full"}],

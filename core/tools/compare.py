@@ -1,0 +1,199 @@
+"""``setforge compare RUN_A RUN_B [...]``: finished runs side by side, for the question "did changing
+one word help?" — the run-file values that differ, the rows per class, every metric the runs share
+(with n and std) and, against the first run, which is better.
+
+"Better" needs a direction: a metric whose last path segment names a score (accuracy, F1, recall,
+coverage, ...) is better higher, a distance or error (FID, KID, ECE, Brier, ...) better lower;
+anything else gets no verdict. A difference within the larger of the two standard deviations is
+"within noise"; with no std recorded (one seed) the verdict says so.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..record import read_report, write_text
+from .headline import headline, measure_value
+
+__all__ = ["compare_runs", "direction", "format_comparison", "comparison_html"]
+
+_HIGHER = ("accuracy", "f1", "recall", "precision", "coverage", "density", "entropy", "cas", "auc", "tstr",
+           "score", "gain")
+_LOWER = ("fid", "kid", "fd", "frechet", "ece", "calibration", "brier", "imbalance_ratio", "error", "loss",
+          "leak", "copies", "duplicate")
+
+
+def direction(path: str) -> int:
+    """+1 when a higher value is better, -1 when lower is, 0 when setforge cannot tell."""
+    segments = [s.lower() for s in path.split("/")]
+    last = segments[-1]
+    for token in _LOWER:
+        if token in last:
+            return -1
+    for token in _HIGHER:
+        if token in last:
+            return 1
+    if segments[0] in ("fid", "kid"):
+        return -1
+    return 0
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for key in sorted(value):
+            out.update(_flat(value[key], f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(value, list) and value and any(isinstance(v, (Mapping, list)) for v in value):
+        out = {}
+        for i, item in enumerate(value):
+            out.update(_flat(item, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def _verdict(base: Mapping[str, Any], other: Mapping[str, Any], sign: int) -> str:
+    a, b = measure_value(base), measure_value(other)
+    if a is None or b is None or sign == 0:
+        return ""
+    if a == b:
+        return "same"
+    stds = [float(m["std"]) for m in (base, other) if m.get("std") is not None]
+    better = (b - a) * sign > 0
+    word = "better" if better else "worse"
+    if not stds:
+        return f"{word} (no spread)"
+    return "within noise" if abs(b - a) <= max(stds) else word
+
+
+def compare_runs(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
+    """The comparison as plain data: runs, config differences, counts, shared metrics, verdicts
+    of every run against the first."""
+    if len(run_dirs) < 2:
+        raise ValueError("compare needs at least two run folders")
+    reports = [read_report(d) for d in run_dirs]
+    names = [str(d) for d in run_dirs]
+    configs = [_flat(r.get("config", {})) for r in reports]
+    keys = sorted(set().union(*configs))
+    config_diff = [{"key": k, "values": [c.get(k) for c in configs]} for k in keys
+                   if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    classes = list(dict.fromkeys(c for r in reports for c in r.get("classes", [])))
+    counts = {c: [r.get("counts", {}).get("optimised", {}).get("by_class", {}).get(c) for r in reports]
+              for c in classes}
+    totals = [r.get("counts", {}).get("optimised", {}).get("rows") for r in reports]
+    flat_measures = [{f"{ev}/{p}": m for ev, ms in r.get("metrics", {}).get("measures", {}).items()
+                      for p, m in ms.items()} for r in reports]
+    shared = sorted(set(flat_measures[0]).intersection(*flat_measures[1:]))
+    metrics = []
+    for path in shared:
+        sign = direction(path)
+        row = {"path": path, "direction": sign,
+               "values": [{"value": measure_value(fm[path]), "n": fm[path].get("n"), "std": fm[path].get("std")}
+                          for fm in flat_measures],
+               "verdicts": [_verdict(flat_measures[0][path], fm[path], sign) for fm in flat_measures[1:]]}
+        metrics.append(row)
+    heads = [headline(r) for r in reports]
+    return {"runs": names, "config_differences": config_diff, "classes": classes, "counts": counts,
+            "total_rows": totals, "metrics": metrics,
+            "headlines": [None if h is None else h.text() for h in heads]}
+
+
+def _cell(value: Mapping[str, Any]) -> str:
+    if value["value"] is None:
+        return "-"
+    text = f"{value['value']:.4f}" if abs(value["value"]) < 1e4 else f"{value['value']:.4g}"
+    if value.get("std") is not None:
+        text += f" ± {float(value['std']):.4f}"
+    return text
+
+
+def _rows(comparison: Mapping[str, Any], only_verdicts: bool) -> list[list[str]]:
+    rows = []
+    for m in comparison["metrics"]:
+        if only_verdicts and m["direction"] == 0:
+            continue
+        rows.append([m["path"], *[_cell(v) for v in m["values"]], *m["verdicts"]])
+    return rows
+
+
+def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+
+
+def format_comparison(comparison: Mapping[str, Any], all_metrics: bool = False) -> str:
+    """What ``setforge compare`` prints: config differences, rows per class, and the shared
+    metrics that have a direction (every shared metric with `all_metrics`)."""
+    runs = comparison["runs"]
+    labels = [f"[{i}]" for i in range(len(runs))]
+    lines = ["runs:"] + [f"  {label} {run}" for label, run in zip(labels, runs)]
+    lines.append("")
+    if comparison["config_differences"]:
+        lines.append("run-file values that differ:")
+        rows = [[d["key"], *[json.dumps(v) for v in d["values"]]] for d in comparison["config_differences"]]
+        lines += ["  " + ln for ln in _text_table(["key", *labels], rows)]
+    else:
+        lines.append("the run files are the same")
+    lines.append("")
+    lines.append("optimised training rows per class:")
+    rows = [[str(c), *["-" if n is None else str(n) for n in ns]] for c, ns in comparison["counts"].items()]
+    rows.append(["total", *["-" if n is None else str(n) for n in comparison["total_rows"]]])
+    lines += ["  " + ln for ln in _text_table(["class", *labels], rows)]
+    lines.append("")
+    verdict_labels = [f"{label} vs [0]" for label in labels[1:]]
+    rows = _rows(comparison, only_verdicts=not all_metrics)
+    if rows:
+        what = "shared metrics" if all_metrics else "shared metrics with a direction (--all for every one)"
+        lines.append(f"{what}:")
+        lines += ["  " + ln for ln in _text_table(["metric", *labels, *verdict_labels], rows)]
+    else:
+        lines.append("the runs share no metric")
+    for label, head in zip(labels, comparison["headlines"]):
+        if head:
+            lines.append(f"headline {label}: {head}")
+    return "\n".join(lines)
+
+
+def comparison_html(comparison: Mapping[str, Any]) -> str:
+    """The comparison as a self-contained HTML page (every string escaped)."""
+    e = lambda v: html.escape(str(v), quote=True)  # noqa: E731
+    labels = [f"[{i}]" for i in range(len(comparison["runs"]))]
+
+    def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+        head = "".join(f"<th>{e(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'><title>setforge compare</title>",
+             "<style>body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:72em;padding:0 1em}"
+             "table{border-collapse:collapse;margin:.5em 0 1.5em;display:block;overflow-x:auto}"
+             "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}th{background:#f3f3f3}</style></head><body>",
+             "<h1>setforge compare</h1>",
+             "<ul>" + "".join(f"<li>{e(label)} {e(run)}</li>" for label, run in zip(labels, comparison["runs"])) + "</ul>"]
+    for label, head in zip(labels, comparison["headlines"]):
+        if head:
+            parts.append(f"<p><b>{e(label)}</b> {e(head)}</p>")
+    parts.append("<h2>Run-file values that differ</h2>")
+    parts.append(table(["key", *labels], [[d["key"], *[json.dumps(v) for v in d["values"]]]
+                                          for d in comparison["config_differences"]]))
+    parts.append("<h2>Optimised training rows per class</h2>")
+    parts.append(table(["class", *labels], [[c, *["-" if n is None else n for n in ns]]
+                                            for c, ns in comparison["counts"].items()]))
+    parts.append("<h2>Shared metrics</h2>")
+    parts.append(table(["metric", *labels, *[f"{label} vs [0]" for label in labels[1:]]],
+                       _rows(comparison, only_verdicts=False)))
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_comparison(comparison: Mapping[str, Any], path: str | Path) -> Path:
+    """Write the comparison page to `path` (``.html``) and its data beside it (``.json``)."""
+    path = Path(path)
+    write_text(path, comparison_html(comparison))
+    write_text(path.with_suffix(".json"), json.dumps(comparison, indent=2, sort_keys=True) + "\n")
+    return path

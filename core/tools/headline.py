@@ -1,0 +1,154 @@
+"""The headline of a run: the downstream score of the raw training set against the optimised one on
+the real test split (``utility``), whether the difference is beyond its spread, and which step
+earned it (``ablation``, when it ran). Read from ``report.json`` alone, so the printed summary,
+``report.html`` and ``setforge compare`` say the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Headline", "headline", "measure_value", "SCORE_PREFERENCE"]
+
+# The score a headline quotes: the first of these that `utility` reported.
+SCORE_PREFERENCE = ("macro_f1", "balanced_accuracy", "accuracy")
+
+
+def measure_value(measure: Any) -> float | None:
+    """The value of a stored measure (``{"value", "n", "std"}``), None when absent or not a number."""
+    if not isinstance(measure, Mapping):
+        return None
+    value = measure.get("value")
+    if isinstance(value, str):  # non-finite numbers are stored as strings
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None if value is None else float(value)
+
+
+def _std(measure: Any) -> float | None:
+    if not isinstance(measure, Mapping) or measure.get("std") is None:
+        return None
+    std = float(measure["std"])
+    return std if math.isfinite(std) else None
+
+
+@dataclass(frozen=True)
+class Headline:
+    """Baseline against optimised on the real test split, in one score."""
+
+    evaluator: str
+    score: str
+    raw: float
+    optimised: float
+    n: int | None
+    raw_std: float | None
+    optimised_std: float | None
+    delta_std: float | None
+    repeats: int
+    step: str | None = None  # the step that earned (or cost) the most, by ablation
+    step_gain: float | None = None
+    step_verdict: str | None = None
+
+    @property
+    def delta(self) -> float:
+        return self.optimised - self.raw
+
+    @property
+    def verdict(self) -> str:
+        """``better``, ``worse`` or ``within noise`` (the change is not beyond one standard
+        deviation of the paired differences, or of either side when those are not recorded);
+        ``better (one seed)`` / ``worse (one seed)`` when there is no spread to judge by."""
+        spread = self.delta_std if self.delta_std is not None else max(
+            [s for s in (self.raw_std, self.optimised_std) if s is not None], default=None)
+        if spread is None or self.repeats < 2:
+            if self.delta == 0:
+                return "unchanged"
+            return ("better" if self.delta > 0 else "worse") + " (one seed: no spread to judge by)"
+        if abs(self.delta) <= spread:
+            return "within noise"
+        return "better" if self.delta > 0 else "worse"
+
+    @property
+    def worse(self) -> bool:
+        return self.verdict.startswith("worse")
+
+    def _pm(self, value: float, std: float | None) -> str:
+        return f"{value:.4f}" + ("" if std is None else f" ± {std:.4f}")
+
+    def text(self) -> str:
+        """One line, e.g. ``macro f1 on the real test split (520 rows, 3 seeds): raw 0.9062 ± 0.0040
+        -> optimised 0.9296 ± 0.0031 (+0.0234): better; step [0] random-over earned +0.0234``."""
+        rows = f"{self.n} rows, " if self.n else ""
+        seeds = f"{self.repeats} seed{'s' if self.repeats != 1 else ''}"
+        line = (f"{self.score.replace('_', ' ')} on the real test split ({rows}{seeds}): "
+                f"raw {self._pm(self.raw, self.raw_std)} -> optimised {self._pm(self.optimised, self.optimised_std)} "
+                f"({self.delta:+.4f}): {self.verdict}")
+        if self.worse:
+            line += " — the optimised training set is WORSE than the raw one"
+        if self.step is not None and self.step_gain is not None:
+            earned = "earned" if self.step_gain > 0 else "cost"
+            line += f"; step {self.step} {earned} {self.step_gain:+.4f}"
+            if self.step_verdict:
+                line += f" ({self.step_verdict})"
+        return line
+
+
+def _repeats(report: Mapping[str, Any], evaluator: str) -> int:
+    params = report.get("evaluators", {}).get(evaluator, {}).get("params", {})
+    try:
+        return int(params.get("repeats", 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _ablation_step(report: Mapping[str, Any], score: str) -> tuple[str, float, str | None] | None:
+    """The step whose addition changed `score` the most (by absolute mean gain), from ``ablation``."""
+    measures = report.get("metrics", {}).get("measures", {})
+    for evaluator, info in sorted(report.get("evaluators", {}).items()):
+        if info.get("name") != "ablation":
+            continue
+        gains = {}
+        for path, measure in measures.get(evaluator, {}).items():
+            parts = path.split("/")
+            if len(parts) == 4 and parts[0] == "step" and parts[2] == "gain" and parts[3] == score:
+                value = measure_value(measure)
+                if value is not None:
+                    gains[parts[1]] = value
+        if not gains:
+            continue
+        label = max(sorted(gains), key=lambda k: abs(gains[k]))
+        verdict = None
+        table = report.get("metrics", {}).get("tables", {}).get(evaluator, {}).get("steps")
+        if isinstance(table, Mapping):
+            header = list(table.get("header", []))
+            for row in table.get("rows", []):
+                if row and str(row[0]) == label and "verdict" in header:
+                    verdict = str(row[header.index("verdict")])
+        return label, gains[label], verdict
+    return None
+
+
+def headline(report: Mapping[str, Any]) -> Headline | None:
+    """The run's headline from its first ``utility`` evaluator, or None when none ran."""
+    measures = report.get("metrics", {}).get("measures", {})
+    for evaluator, info in sorted(report.get("evaluators", {}).items()):
+        if info.get("name") != "utility":
+            continue
+        own = measures.get(evaluator, {})
+        for score in SCORE_PREFERENCE:
+            raw, opt = own.get(f"raw/{score}"), own.get(f"optimised/{score}")
+            raw_value, opt_value = measure_value(raw), measure_value(opt)
+            if raw_value is None or opt_value is None:
+                continue
+            step = _ablation_step(report, score)
+            return Headline(evaluator=evaluator, score=score, raw=raw_value, optimised=opt_value,
+                            n=raw.get("n"), raw_std=_std(raw), optimised_std=_std(opt),
+                            delta_std=_std(own.get(f"delta/{score}")), repeats=_repeats(report, evaluator),
+                            step=None if step is None else step[0], step_gain=None if step is None else step[1],
+                            step_verdict=None if step is None else step[2])
+    return None

@@ -1,0 +1,69 @@
+"""Augment steps take the amount keys generate takes (``target: balance``, ``per_class``,
+``multiply``): counts from a run file on long-tailed digits, the dry run's plan against the real
+run, the round-robin choice of source rows, and the keys' exclusivity."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from setforge.tools.cli import main
+
+_LONG_TAILED = [110, 85, 66, 50, 39, 30, 23, 18, 13, 11]  # sklearn-digits imbalance 10, after val is carved
+
+
+def _run(tmp_path, step, extra_steps=(), name="run"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "seed": 0, "device": "cpu", "source": {"name": "sklearn-digits", "params": {"imbalance": 10}},
+        "pipeline": [{"augment": "flip", **step}, *extra_steps], "evaluate": [],
+        "output": {"dir": str(tmp_path / name)}}))
+    return path
+
+
+def _counts(folder, step=None):
+    report = json.loads((folder / "report.json").read_text())
+    counts = report["counts"]["optimised"] if step is None else report["steps"][step]["counts"]
+    return [counts["by_class"][c] for c in report["classes"]]
+
+
+def test_target_balance_makes_the_classes_equal_and_smote_then_adds_nothing(tmp_path, capsys):
+    path = _run(tmp_path, {"target": "balance", "minority": True}, [{"resample": "smote"}])
+    assert main(["run", str(path), "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert main(["run", str(path), "--quiet"]) == 0
+    assert _counts(tmp_path / "run", 0) == [110] * 10
+    assert _counts(tmp_path / "run") == [110] * 10  # the largest class stays the largest: smote has nothing to add
+    table = [line.split() for line in dry.splitlines() if line.strip()[:1].isdigit()]
+    assert [int(row[2]) for row in table] == [110] * 10  # the dry run's plan is what ran
+
+
+def test_per_class_and_multiply(tmp_path):
+    assert main(["run", str(_run(tmp_path, {"per_class": 60}, name="per")), "--quiet"]) == 0
+    assert _counts(tmp_path / "per") == [max(60, n) for n in _LONG_TAILED]
+    assert main(["run", str(_run(tmp_path, {"multiply": 0.5, "classes": [8, 9]}, name="mul")), "--quiet"]) == 0
+    expected = list(_LONG_TAILED)
+    expected[8] += int(np.floor(0.5 * 13 + 0.5))
+    expected[9] += int(np.floor(0.5 * 11 + 0.5))
+    assert _counts(tmp_path / "mul") == expected
+
+
+def test_source_rows_are_used_round_robin(tmp_path):
+    assert main(["run", str(_run(tmp_path, {"per_class": 110, "classes": [9]})), "--quiet"]) == 0
+    train = np.load(tmp_path / "run" / "train-00000.npz")
+    augmented = train["origin"] == "augmented"
+    parents = train["parent"][augmented]
+    assert augmented.sum() == 99 and (train["y"][augmented] == 9).all()
+    uses = np.unique(parents, return_counts=True)[1]
+    assert len(uses) == 11 and uses.max() - uses.min() == 0  # 99 = 9 x 11: every real row used 9 times
+
+
+@pytest.mark.parametrize("keys, bad", [({"copies": 2, "target": "balance"}, "target"),
+                                        ({"per_class": 5, "multiply": 2.0}, "multiply")])
+def test_one_amount_key_only(tmp_path, capsys, keys, bad):
+    assert main(["validate", str(_run(tmp_path, keys))]) == 2
+    err = capsys.readouterr().err
+    assert f"pipeline[0].{bad}" in err and "an augment step takes one of copies, target, per_class, multiply" in err

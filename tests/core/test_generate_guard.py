@@ -1,0 +1,111 @@
+"""The host's guard on every generate step: a generator whose rows do not look like their class
+fails the run (exit 3, named), ``guard: warn`` goes on and says so, a good generator passes, and a
+guard with no provider is refused at validate. Tabular data (wine) keeps the judging model small."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from setforge.tools.cli import main
+
+PLUGIN = '''
+import torch
+
+import setforge
+from setforge import hookimpl
+
+
+class Noise(setforge.Generator):
+    """Rows of uniform noise in the data's range: nothing like any class."""
+
+    name = "guardtest-noise"
+    modalities = ("tabular",)
+
+    def _fit(self, ds, ctx):
+        self._low, self._high = ds.x.min(0).values, ds.x.max(0).values
+
+    def _sample(self, labels, ctx):
+        u = torch.rand(len(labels), self._low.numel(), generator=ctx.rng.torch, device=ctx.device)
+        return self._low + u * (self._high - self._low)
+
+
+class Jitter(setforge.Generator):
+    """Real rows of the requested class with a little noise: as recognisable as real rows."""
+
+    name = "guardtest-jitter"
+    modalities = ("tabular",)
+
+    def _fit(self, ds, ctx):
+        self._rows = {c: ds.x[ds.y == c] for c in range(ds.num_classes)}
+        self._scale = ds.x.std(0) * 0.05
+
+    def _sample(self, labels, ctx):
+        out = []
+        for c in labels.tolist():
+            rows = self._rows[c]
+            i = int(torch.randint(len(rows), (1,), generator=ctx.rng.torch, device=ctx.device))
+            out.append(rows[i])
+        x = torch.stack(out)
+        return x + torch.randn(x.shape, generator=ctx.rng.torch, device=ctx.device) * self._scale
+
+
+@hookimpl
+def setforge_register_generators():
+    return [Noise, Jitter]
+'''
+
+
+def _write(tmp_path, generator, guard=None, name="run"):
+    (tmp_path / "guard_plugin.py").write_text(PLUGIN)
+    step = {"generate": generator, "per_class": 80}
+    if guard is not None:
+        step["guard"] = guard
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "seed": 0, "device": "cpu", "source": {"name": "sklearn-wine"}, "split": {"test": 0.3, "val": 0.2},
+        "plugins": ["guard_plugin.py"], "pipeline": [step], "evaluate": [], "output": {"dir": str(tmp_path / name)}}))
+    return path
+
+
+def test_a_noise_generator_trips_the_guard(tmp_path, capsys):
+    assert main(["run", str(_write(tmp_path, "guardtest-noise")), "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "pipeline[0] generate 'guardtest-noise'" in err and "guard.min_cas_ratio 0.7" in err
+    assert "real val rows" in err and "guard: warn keeps going" in err
+    assert not (tmp_path / "run").exists()  # a failed run leaves no finished folder
+
+
+def test_guard_warn_goes_on_and_says_so(tmp_path, capsys):
+    assert main(["run", str(_write(tmp_path, "guardtest-noise", guard="warn")), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    guard = report["steps"][0]["guard"]
+    assert guard["passed"] is False and guard["ratio"] < 0.7
+    assert guard["ratio"] == pytest.approx(guard["generated"] / guard["reference"])
+    assert any("guardtest-noise" in w and "min_cas_ratio" in w for w in report["warnings"])
+    assert "warning: pipeline[0] generate 'guardtest-noise'" in out
+
+
+def test_a_good_generator_passes_and_the_score_is_recorded(tmp_path):
+    assert main(["run", str(_write(tmp_path, "guardtest-jitter", guard={"min_cas_ratio": 0.9})), "--quiet"]) == 0
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    guard = report["steps"][0]["guard"]
+    assert guard["passed"] is True and guard["ratio"] >= 0.9 and guard["model"] == "mlp"
+    assert set(guard["by_class"]) <= set(report["classes"]) and guard["n_generated"] > 0
+    assert not report["warnings"]
+
+
+def test_guard_off_checks_nothing(tmp_path):
+    assert main(["run", str(_write(tmp_path, "guardtest-noise", guard="off")), "--quiet"]) == 0
+    assert "guard" not in json.loads((tmp_path / "run" / "report.json").read_text())["steps"][0]
+
+
+def test_a_guard_without_its_provider_is_refused_at_validate(tmp_path, capsys):
+    path = _write(tmp_path, "guardtest-noise")
+    assert main(["validate", str(path), "-p", "no:builtin-evaluate"]) == 2
+    assert "pipeline[0].guard" in capsys.readouterr().err
+    assert main(["validate", str(_write(tmp_path, "guardtest-noise", guard="off", name="off")),
+                 "-p", "no:builtin-evaluate"]) == 0

@@ -1,0 +1,68 @@
+"""The ``tensorboard`` observer from a run file and from ``--tensorboard DIR``: the event file is
+read back with TensorBoard's own reader (losses per iteration, sample grids, metrics)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from setforge.testing import check_component
+from setforge.tools.cli import main
+
+pytest.importorskip("tensorboard")
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+from setforge.plugins.observe.tensorboard import TensorBoard  # noqa: E402
+
+
+def _run_file(tmp_path, observe=None):
+    path = tmp_path / "run.yaml"
+    config = {"seed": 0, "device": "cpu", "source": {"name": "sklearn-digits", "params": {"imbalance": 5}},
+              "pipeline": [{"generate": "dcgan", "guard": "off", "target": "balance",
+                            "params": {"steps": 20, "batch_size": 32, "log_every": 5, "grid_every": 10}}],
+              "evaluate": ["balance"], "output": {"dir": str(tmp_path / "out")}}
+    if observe is not None:
+        config["observe"] = observe
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _read(folder):
+    files = list(folder.rglob("events.out.tfevents.*"))
+    assert len(files) == 1
+    events = EventAccumulator(str(files[0]), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    return events
+
+
+def test_observe_tensorboard_writes_losses_grids_and_metrics(tmp_path):
+    assert main(["run", str(_run_file(tmp_path, ["tensorboard"])), "--quiet"]) == 0
+    events = _read(tmp_path / "out" / "observe" / "tensorboard")
+    tags = events.Tags()
+    assert {"0-dcgan/loss/discriminator", "0-dcgan/loss/generator"} <= set(tags["scalars"])
+    losses = events.Scalars("0-dcgan/loss/generator")
+    assert [e.step for e in losses] == [5, 10, 15, 20]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    curve = report["steps"][0]["training_log"]["losses"]["generator"]
+    assert [e.value for e in losses] == pytest.approx(curve, rel=1e-6)  # the same numbers as the report's curve
+    assert "0-dcgan/samples" in tags["images"] and len(events.Images("0-dcgan/samples")) >= 2
+    entropy = events.Scalars("metrics/balance/optimised/entropy")
+    assert entropy[0].value == pytest.approx(report["metrics"]["measures"]["balance"]["optimised/entropy"]["value"])
+    assert {e.value for e in events.Scalars("rows/0-dcgan/9")} == {report["counts"]["optimised"]["by_class"]["9"]}
+    assert any(c["kind"] == "observe" and c["name"] == "tensorboard" for c in report["components"])
+
+
+def test_the_tensorboard_flag_writes_into_its_folder(tmp_path):
+    assert main(["run", str(_run_file(tmp_path)), "--quiet", "--tensorboard", str(tmp_path / "tb")]) == 0
+    assert "0-dcgan/loss/discriminator" in _read(tmp_path / "tb").Tags()["scalars"]
+
+
+def test_an_unknown_observer_is_a_run_file_problem(tmp_path, capsys):
+    assert main(["validate", str(_run_file(tmp_path, ["tensorbored"]))]) == 2
+    assert "observe[0]" in capsys.readouterr().err
+
+
+def test_the_observer_passes_the_conformance_kit(tmp_path):
+    check_component(TensorBoard, {"log_dir": str(tmp_path / "kit")})

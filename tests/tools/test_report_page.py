@@ -1,0 +1,174 @@
+"""report.html as a reader gets it, the headline, ``setforge compare`` and the metrics export: from
+real runs on digits with an augment and a generate step (tiny budgets)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+
+import pytest
+import yaml
+from PIL import Image
+
+from setforge.record import TrainingLog, metrics_rows
+from setforge.tools.cli import main
+from setforge.tools.compare import compare_runs, direction
+from setforge.tools.headline import headline
+
+EVIL = "<script>alert(1)</script>"
+
+
+def _run_file(folder, name, steps=40, flip=True, seed=0):
+    pipeline = []
+    if flip:
+        pipeline.append({"augment": ["flip"], "copies": 1, "minority": True})
+    pipeline.append({"generate": "dcgan", "guard": "off", "params": {"steps": steps, "batch_size": 32, "checkpoint_every": 20,
+                                                      "grid_every": 20, "log_every": 5}, "target": "balance"})
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({
+        "seed": seed, "device": "cpu", "source": {"name": "sklearn-digits", "params": {"imbalance": 5}},
+        "split": {"test": 0.3, "val": 0.1}, "pipeline": pipeline,
+        "evaluate": ["balance", {"name": "utility", "params": {"epochs": 3, "repeats": 2}}],
+        "output": {"dir": str(folder / name)}}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    for name, kwargs in (("a", {}), ("b", {"flip": False})):
+        assert main(["run", str(_run_file(folder, name, **kwargs)), "--quiet"]) == 0
+    return folder
+
+
+def _images(page):
+    return [base64.b64decode(m) for m in re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)]
+
+
+def test_the_page_is_self_contained_with_charts_grids_and_curves(runs):
+    page = (runs / "a" / "report.html").read_text()
+    assert not re.search(r"(src|href)=['\"](?!data:)", page)  # nothing fetched: every image is data
+    assert "http://" not in page and "https://" not in page
+    images = _images(page)
+    assert len(images) >= 6
+    for png in images:
+        Image.open(io.BytesIO(png)).verify()
+    for caption in ("rows per class in the raw training split", "real rows (", "augmented rows (",
+                    "generated rows (", "nearest real training row", "losses over training",
+                    "sample grids written during training"):
+        assert caption in page, caption
+    # the headline comes first, before any table
+    assert page.index("class='headline") < page.index("<table")
+
+
+def test_training_curves_come_from_train_progress_events(runs):
+    report = json.loads((runs / "a" / "report.json").read_text())
+    training = report["steps"][1]["training_log"]
+    assert training["iterations"] == list(range(5, 41, 5))
+    assert set(training["losses"]) == {"discriminator", "generator"}
+    assert all(len(v) == len(training["iterations"]) for v in training["losses"].values())
+
+
+def test_headline_and_its_verdict(runs):
+    report = json.loads((runs / "a" / "report.json").read_text())
+    head = headline(report)
+    utility = report["metrics"]["measures"]["utility"]
+    assert head.score == "macro_f1" and head.repeats == 2
+    assert head.raw == utility["raw/macro_f1"]["value"] and head.optimised == utility["optimised/macro_f1"]["value"]
+    assert head.delta_std == utility["delta/macro_f1"]["std"]
+    expected = "within noise" if abs(head.delta) <= head.delta_std else ("better" if head.delta > 0 else "worse")
+    assert head.verdict == expected
+    summary_line = [ln for ln in main_output(["report", str(runs / "a")]).splitlines() if ln.startswith("headline:")]
+    assert summary_line == [f"headline: {head.text()}"]
+
+
+def main_output(argv, capsys=None):
+    import contextlib
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(argv) == 0
+    return buffer.getvalue()
+
+
+def test_a_worse_optimised_set_is_said_in_words():
+    def measure(value, std=None):
+        return {"value": value, "n": 100, "std": std}
+
+    report = {"evaluators": {"utility": {"name": "utility", "params": {"repeats": 3}}},
+              "metrics": {"measures": {"utility": {"raw/macro_f1": measure(0.9, 0.01),
+                                                   "optimised/macro_f1": measure(0.5, 0.02),
+                                                   "delta/macro_f1": measure(-0.4, 0.02)}}}}
+    head = headline(report)
+    assert head.verdict == "worse" and head.worse and "WORSE than the raw one" in head.text()
+    report["metrics"]["measures"]["utility"]["optimised/macro_f1"] = measure(0.905, 0.01)
+    report["metrics"]["measures"]["utility"]["delta/macro_f1"] = measure(0.005, 0.01)
+    assert headline(report).verdict == "within noise"
+    assert headline({"evaluators": {}, "metrics": {}}) is None
+
+
+def test_metrics_csv_and_json_hold_every_measure(runs):
+    report = json.loads((runs / "a" / "report.json").read_text())
+    rows = list(csv.DictReader((runs / "a" / "metrics.csv").open()))
+    flat = {f"{ev}/{p}": m for ev, ms in report["metrics"]["measures"].items() for p, m in ms.items()}
+    assert [r["path"] for r in rows] == sorted(flat)
+    for row in rows:
+        m = flat[row["path"]]
+        assert float(row["value"]) == pytest.approx(m["value"]) and int(row["n"]) == m["n"]
+        assert (row["std"] == "") == (m.get("std") is None)
+    assert json.loads((runs / "a" / "metrics.json").read_text()) == metrics_rows(report)
+
+
+def test_compare_two_runs(runs, tmp_path, capsys):
+    assert main(["compare", str(runs / "a"), str(runs / "b"), "--output", str(tmp_path / "cmp.html")]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline[0].augment" in out or "pipeline[0]" in out  # the changed step is a config difference
+    assert "utility/optimised/macro_f1" in out and "[1] vs [0]" in out
+    data = json.loads((tmp_path / "cmp.json").read_text())
+    assert data["runs"] == [str(runs / "a"), str(runs / "b")]
+    row = next(m for m in data["metrics"] if m["path"] == "utility/optimised/macro_f1")
+    a, b = (v["value"] for v in row["values"])
+    spread = max(v["std"] for v in row["values"])
+    assert row["verdicts"] == ["same" if a == b else "within noise" if abs(b - a) <= spread
+                               else ("better" if b > a else "worse")]
+    assert "<script" not in (tmp_path / "cmp.html").read_text()
+    assert main(["compare", str(runs / "a")]) == 2
+
+
+def test_compare_directions():
+    assert direction("utility/optimised/macro_f1") == 1 and direction("cas/accuracy") == 1
+    assert direction("fid/generated/overall") == -1 and direction("utility/optimised/ece") == -1
+    assert direction("balance/optimised/rows") == 0
+
+
+def test_compare_escapes_strings(runs, tmp_path):
+    report = json.loads((runs / "a" / "report.json").read_text())
+    report["config"]["seed"] = EVIL
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "report.json").write_text(json.dumps(report))
+    from setforge.tools.compare import comparison_html
+
+    page = comparison_html(compare_runs([runs / "a", evil]))
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_training_log_survives_a_resume_and_replayed_iterations(tmp_path):
+    log = TrainingLog()
+    log.attach(1, tmp_path)
+    for it in (10, 20, 30):
+        log.observe(1, {"iteration": it, "losses": {"d": it / 10, "g": -it / 10}})
+    log.observe(1, {"iteration": 30, "losses": {"d": 3.0, "g": -3.0}, "selection": {"metric": "fd", "value": 7.5}})
+    resumed = TrainingLog()
+    resumed.attach(1, tmp_path)  # a new process after a kill: continues from the step folder
+    for it in (30, 40):  # the loop replays from its last checkpoint (iteration 20)
+        resumed.observe(1, {"iteration": it, "losses": {"d": it / 10, "g": -it / 10}})
+    resumed.observe(1, {"iteration": 40, "losses": {"d": 4.0, "g": -4.0},
+                        "selection": {"metric": "fd", "value": 6.0, "chosen": 40}})
+    out = resumed.for_step(1)
+    assert out["iterations"] == [10, 20, 30, 40] and out["losses"]["d"] == [1.0, 2.0, 3.0, 4.0]
+    assert out["selection"] == {"metric": "fd", "iterations": [30, 40], "values": [7.5, 6.0], "chosen": 40}
+    assert resumed.for_step(2) is None
