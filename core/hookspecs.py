@@ -25,9 +25,9 @@ import pluggy
 if TYPE_CHECKING:
     from typing import Any
 
+    from .components import Augmenter, Evaluator, Generator, Observer, Preprocessor, Resampler, Source
     import torch
 
-    from .components import Augmenter, Evaluator, Generator, Observer, Preprocessor, Resampler, Source
     from .context import Event
     from .dataset import Dataset
     from .formats import Format
@@ -145,6 +145,16 @@ def setforge_register_formats() -> list["Format"]:
     Dataset``, ``check(ds)`` raising a `DataError` for data it cannot write, run before any step).
     ``npz`` is the core's own; the other built-in formats come from plugin ``builtin-output``. A
     name registered twice is unusable until one plugin is disabled.
+
+    Example::
+
+        @hookimpl
+        def setforge_register_formats():
+            return [Format("parquet", write_parquet, read_parquet)]
+    """
+
+
+@hookspec
 def setforge_register_observers() -> list[type["Observer"]]:
     """Return the run observers this plugin provides.
 
@@ -159,8 +169,8 @@ def setforge_register_observers() -> list[type["Observer"]]:
     Example::
 
         @hookimpl
-        def setforge_register_formats():
-            return [Format("parquet", write_parquet, read_parquet)]
+        def setforge_register_observers():
+            return [MlflowObserver]
     """
 
 
@@ -190,10 +200,6 @@ def setforge_find_leaked(train: "Dataset", test: "Dataset", evaluate: list[tuple
     to leave the question to the next plugin; the first result wins, and a run file asking for it
     with no provider is refused at ``validate``. Provided by plugin ``builtin-evaluate`` (the
     definition of its leak evaluator: exact and near copies).
-
-
-        def setforge_register_observers():
-            return [MlflowObserver]
     """
 
 

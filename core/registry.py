@@ -419,28 +419,6 @@ class Registry:
             return label + text[len(short):]
         return text if text.startswith(label) else f"{label}: {text}"
 
-    # --------------------------------------------------------------------------- services
-    def providers(self, hook: str) -> list[Any]:
-        """The loaded plugins implementing `hook`, in the order pluggy calls them."""
-        self.load()
-        impls = reversed(getattr(self._pm.hook, hook).get_hookimpls())
-        return [self.plugins[i.plugin_name] for i in impls
-                if i.plugin_name in self.plugins and self.plugins[i.plugin_name].status == "ok"]
-
-    def first_result(self, hook: str, **kwargs: Any) -> Any:
-        """Call the implementations of a ``firstresult`` hook in pluggy's order and return the first
-        result that is not None (None if there is none); a failure names the plugin."""
-        self.load()
-        for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):
-            info = self.plugins.get(impl.plugin_name)
-            if info is None or info.status != "ok":
-                continue
-            with self.guard(info, hook):
-                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-            if result is not None:
-                return result
-        return None
-
     # ----------------------------------------------------------------------------- events
     def emit(self, event: Any) -> list[str]:
         """Send `event` to every ``setforge_on_event``; failures are returned, not raised."""
