@@ -64,7 +64,9 @@ class StepContext:
     ``rng`` (the step's `Rng`), ``device``, ``workdir`` (this step's folder inside
     ``<dir>.partial/``: checkpoints, sample grids), ``resume`` (continue from what ``workdir``
     holds), ``emit`` (send an `Event`), ``batch_size`` (rows per batch for streaming work),
-    ``step`` (pipeline position) and ``name`` (the component's name).
+    ``step`` (pipeline position) and ``name`` (the component's name). ``unlabelled``: the
+    source's unlabelled rows (`Splits.unlabelled`, preprocessed like the training split), None
+    when it has none; their ``y`` carries no meaning.
     """
 
     rng: Rng
@@ -76,6 +78,7 @@ class StepContext:
     step: int = -1
     name: str | None = None
     progress: bool = False
+    unlabelled: "Dataset | None" = None
 
     @classmethod
     def from_seed(cls, seed: int, device: Any = "cpu", workdir: str | Path | None = None, **kwargs: Any) -> "StepContext":

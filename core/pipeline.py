@@ -35,7 +35,7 @@ import torch
 
 from .chain import Chain
 from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, resolve_device
-from .dataset import Dataset, Origin
+from .dataset import Dataset, Origin, Splits
 from .errors import ConfigError, OutputError, PluginError
 from .formats import FORMATS, dataset_from_state, dataset_state, get_format
 from .output import RunFolder, _safe_part, write_data
@@ -232,7 +232,8 @@ class _Run:
             workdir.mkdir(parents=True, exist_ok=True)
         return StepContext(rng=Rng(self.seed, key, device=self.device), device=self.device,
                            workdir=None if self.dry else workdir, resume=self.resume, emit=self.emit,
-                           batch_size=self.config.batch_size, step=step, name=name, progress=self.progress)
+                           batch_size=self.config.batch_size, step=step, name=name, progress=self.progress,
+                           unlabelled=getattr(self, "unlabelled", None))
 
     # ---------------------------------------------------------------------------- data
     def load_source(self) -> None:
@@ -242,6 +243,8 @@ class _Run:
             result = source.load(ctx, on_invalid=self.config.source.on_invalid)
         self.rows = source_rows(source.name, result, self.device, self.config.split.group_by,
                                 getattr(source, "dropped", {}))
+        pool = result.unlabelled if isinstance(result, Splits) else None
+        self.unlabelled = None if pool is None or len(pool) == 0 else pool.to(self.device).replace(row_id=None)
 
     def deduplicate(self) -> np.ndarray:
         """Indices (into the source's rows) kept after exact or near de-duplication."""
@@ -293,6 +296,8 @@ class _Run:
                 pre.fit(self.raw_train, ctx)
             with self.guard(pre, "transform"):
                 self.raw_train, self.val, self.test = (pre.transform(d) for d in (self.raw_train, self.val, self.test))
+                if self.unlabelled is not None:
+                    self.unlabelled = pre.transform(self.unlabelled)
             if not self.dry:
                 relpath = f"preprocess/{i:02d}-{_safe_part(ref.name)}.pt"
                 path = self.folder.partial / relpath
