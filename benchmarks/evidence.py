@@ -74,6 +74,22 @@ def _gen_params(name: str, steps: int) -> dict[str, Any]:
     return {}
 
 
+def save(path: Path, keys: tuple[str, ...], value: Any) -> None:
+    """Set ``results[keys...] = value`` in the JSON file at `path`, under a file lock, so that
+    several processes (one per imbalance) update one results file."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(path.read_text()) if path.is_file() else {}
+        node = results
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+        path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
 def longtail(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     evaluate = [{"name": "utility", "params": MODELS["lr"]}, {"name": "utility", "params": MODELS["mlp"]}]
     gate = {"resample": "quality-gate", "params": {"model": "mlp", "threshold": 0.5}}
@@ -105,10 +121,13 @@ def longtail(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     rows.setdefault("_counts", {})[label] = report["counts"]["optimised"]["by_origin"]
             rows[label] = {m: {s: _mean_std(v) for s, v in scores.items()} for m, scores in per_seed.items()}
             rows[label]["seconds"] = time.perf_counter() - started
+            save(args.out, ("longtail", str(imbalance), label), rows[label])  # each pipeline as it finishes
             print(f"imbalance {imbalance} {label:32s} lr {rows[label]['lr']['balanced_accuracy']['mean']:.4f} "
                   f"mlp {rows[label]['mlp']['balanced_accuracy']['mean']:.4f}", flush=True)
         rows["_pipelines"] = pipelines
         rows["_sklearn_reference"] = _sklearn_reference(imbalance)
+        for key in ("_counts", "_pipelines", "_sklearn_reference"):
+            save(args.out, ("longtail", str(imbalance), key), rows[key])
         out[str(imbalance)] = rows
     return out
 
@@ -203,25 +222,25 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     parts = args.parts.split(",")
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    results["conditions"] = {"python": platform.python_version(), "torch": torch.__version__,
-                             "threads": args.threads, "seeds": args.seeds, "gan_steps": args.gan_steps,
-                             "machine": "2 CPU cores shared with other engineers' jobs (load ~8-10)"}
+    save(args.out, ("conditions",), {"python": platform.python_version(), "torch": torch.__version__,
+                                     "threads": args.threads, "seeds": args.seeds, "gan_steps": args.gan_steps,
+                                     "machine": "2 CPU cores shared with other engineers' jobs (load 10-18)"})
+    tag = ",".join(str(i) for i in args.imbalances)
+    longtail_results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="setforge-evidence-") as tmp:
         work = Path(tmp)
         for part in parts:
             started = time.perf_counter()
             if part == "longtail":
-                results["longtail"] = longtail(args, work)
+                longtail_results = longtail(args, work)
             elif part == "ablation":
-                results["ablation"] = ablation(args, work, results["longtail"])
+                for imbalance, value in ablation(args, work, longtail_results).items():
+                    save(args.out, ("ablation", imbalance), value)
             elif part == "pseudo":
-                results["pseudo"] = pseudo(args, work)
+                save(args.out, ("pseudo",), pseudo(args, work))
             else:
                 parser.error(f"unknown part {part!r}")
-            results.setdefault("seconds", {})[part] = time.perf_counter() - started
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+            save(args.out, ("seconds", f"{part} ({tag})" if part != "pseudo" else part), time.perf_counter() - started)
     return 0
 
 

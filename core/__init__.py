@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, ConformanceError, DataError, OutputError, PluginError, SetforgeError
+from .errors import (ConfigError, ConformanceError, DataError, InvalidDatasetError, OutputError, PluginError,
+                     SetforgeError)
 from .hookspecs import KINDS, hookimpl
 
 __version__ = "0.1.0"
@@ -20,7 +21,8 @@ API_VERSION = 1
 __all__ = [
     "API_VERSION", "KINDS", "__version__",
     # errors
-    "SetforgeError", "ConfigError", "DataError", "PluginError", "OutputError", "ConformanceError",
+    "SetforgeError", "ConfigError", "DataError", "InvalidDatasetError", "PluginError", "OutputError",
+    "ConformanceError",
     # data
     "Dataset", "Origin", "FeatureInfo", "Splits",
     # contexts and results

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from .config import STEP_KINDS, RunConfig, _unwrap
 from .errors import ConfigError, SetforgeError
+from .hookspecs import SERVICE_HOOKS
 from .problems import enrich_unknown, tidy_problems, is_under
 from .runfile import load_run_config
 
@@ -114,8 +115,8 @@ def _marks_existing(annotation: Any) -> bool:
     return any(_marks_existing(arg) for arg in typing.get_args(annotation))
 
 
-def _check_ref(ref: _Ref, registry: Any, base_dir: Path, resolved: dict[str, dict[str, Any]] | None
-               ) -> list[tuple[str, str]]:
+def _check_ref(ref: _Ref, registry: Any, base_dir: Path, resolved: dict[str, dict[str, Any]] | None,
+               modality: str | None = None) -> list[tuple[str, str]]:
     try:
         info = registry.get(ref.kind, ref.name, place=ref.place)
     except ConfigError as error:
@@ -135,6 +136,8 @@ def _check_ref(ref: _Ref, registry: Any, base_dir: Path, resolved: dict[str, dic
                  if message == "unknown key" and direct_key(place) else message)
                 for place, message in error.problems]
     problems = _nonfinite(parsed, ref.params_place)
+    with registry.guard(cls, "check_params"):
+        problems += [(f"{ref.params_place}.{key}", message) for key, message in cls.check_params(parsed, modality)]
     for field_name, field in fields.items():
         if not _is_path_annotation(field.annotation):
             continue  # a default path is resolved too: the component's docs say "relative to the run file"
@@ -172,12 +175,41 @@ def check_components(config: RunConfig, registry: Any) -> None:
     problems: list[tuple[str, str]] = []
     config._resolved_params = {}
     refs = _refs_from_config(config)
+    produced = _source_modalities(config, registry)
+    modality = produced[0] if len(produced) == 1 else None
     for ref in refs:
-        problems += _check_ref(ref, registry, config.base_dir, config._resolved_params)
+        problems += _check_ref(ref, registry, config.base_dir, config._resolved_params, modality)
+    problems += _service_problems(config, registry)
+    formats = registry.formats()
+    if config.output.format not in formats:
+        problems.append(("output.format", f"unknown format {config.output.format!r}; available: "
+                                          f"{', '.join(repr(name) for name in formats)}"))
     if not problems:
         problems += _modality_problems(refs, registry)
     if problems:
         raise ConfigError(problems=tidy_problems(problems, config._overrides))
+
+
+def _service_problems(config: RunConfig, registry: Any) -> list[tuple[str, str]]:
+    """Run-file keys served by a ``firstresult`` hook (`hookspecs.SERVICE_HOOKS`) need a loaded
+    plugin implementing it: asking with none is a run-file problem at the key, not a late failure."""
+    asked = {"source.deduplicate": ("source.deduplicate.method", config.source.deduplicate.method == "near"),
+             "split.drop_leaked": ("split.drop_leaked", config.split.drop_leaked
+                                   and _source_modalities(config, registry) != ("text",))}
+    problems = []
+    for key, (place, wanted) in asked.items():
+        hook = SERVICE_HOOKS[key]
+        if wanted and not registry.providers(hook):
+            problems.append((place, f"needs a plugin implementing {hook}, and none is loaded (was its plugin "
+                                    f"disabled with -p no:NAME or plugins_deny?)"))
+    return problems
+
+
+def _source_modalities(config: RunConfig, registry: Any) -> tuple[str, ...]:
+    try:
+        return tuple(registry.get("source", config.source.name).cls.modalities)
+    except SetforgeError:
+        return ()
 
 
 def _modality_problems(refs: list[_Ref], registry: Any) -> list[tuple[str, str]]:

@@ -89,6 +89,13 @@ class Component:
             raise ConfigError(problems=problems_from_validation_error(error, place)) from None
 
     @classmethod
+    def check_params(cls, params: BaseModel, modality: str | None) -> list[tuple[str, str]]:
+        """Problems of valid `params` that cannot work with data of `modality` (None: not known
+        before the run), as ``(key, message)``; ``setforge validate`` reports each at
+        ``<place>.params.<key>`` before any work. Override when a param depends on the data."""
+        return []
+
+    @classmethod
     def summary(cls) -> str:
         """The first line of the class docstring."""
         doc = (cls.__doc__ or "").strip()

@@ -162,7 +162,8 @@ class OutputConfig(BaseModel):
     model_config = _STRICT
     dir: str = Field("runs/run", min_length=1, description="the run folder (relative to the current folder, "
                                                            "not to the run file)")
-    format: Literal["npz", "image-folder", "csv"] = Field("npz", description="how the data files are written")
+    format: str = Field("npz", min_length=1, description="how the data files are written: npz, or a format a "
+                                                         "plugin adds (see docs/run-files.md)")
     force: bool = Field(False, strict=True, description="replace an existing run folder (like --force)")
     shard_rows: int = Field(50_000, ge=1, strict=True, description="rows per train-NNNNN.npz shard")
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, InvalidDatasetError
 
 __all__ = ["Origin", "FeatureInfo", "Dataset", "Splits", "MODALITIES"]
 
@@ -68,12 +68,12 @@ class FeatureInfo:
         object.__setattr__(self, "categorical", {str(k): tuple(str(c) for c in v) for k, v in self.categorical.items()})
         object.__setattr__(self, "dtypes", {str(k): str(v) for k, v in self.dtypes.items()})
         if len(set(self.names)) != len(self.names):
-            raise DataError(f"FeatureInfo: column names must be unique, got {list(self.names)}")
+            raise InvalidDatasetError(f"FeatureInfo: column names must be unique, got {list(self.names)}")
         unknown = [c for c in list(self.categorical) + list(self.dtypes) if c not in self.names]
         if unknown:
-            raise DataError(f"FeatureInfo: columns {sorted(set(unknown))} are not among names {list(self.names)}")
+            raise InvalidDatasetError(f"FeatureInfo: columns {sorted(set(unknown))} are not among names {list(self.names)}")
         if self.label is not None and self.label in self.names:
-            raise DataError(f"FeatureInfo: the label column {self.label!r} is also a feature column")
+            raise InvalidDatasetError(f"FeatureInfo: the label column {self.label!r} is also a feature column")
 
     @property
     def categorical_indices(self) -> list[int]:
@@ -103,10 +103,10 @@ def _as_long(values: Any, n: int, name: str, default: int | None, device: torch.
         return torch.full((n,), default, dtype=torch.int64, device=device)
     tensor = torch.as_tensor(values, device=device)
     if tensor.dtype.is_floating_point or tensor.dtype == torch.bool or tensor.dtype.is_complex:
-        raise DataError(f"Dataset.{name} must hold integers, got dtype {tensor.dtype}")
+        raise InvalidDatasetError(f"Dataset.{name} must hold integers, got dtype {tensor.dtype}")
     tensor = tensor.to(torch.int64)
     if tensor.shape != (n,):
-        raise DataError(f"Dataset.{name} must have shape ({n},) to match x, got {tuple(tensor.shape)}")
+        raise InvalidDatasetError(f"Dataset.{name} must have shape ({n},) to match x, got {tuple(tensor.shape)}")
     return tensor
 
 
@@ -138,52 +138,52 @@ class Dataset:
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
         if self.modality not in MODALITIES:
-            raise DataError(f"Dataset.modality must be one of {list(MODALITIES)}, got {self.modality!r}")
+            raise InvalidDatasetError(f"Dataset.modality must be one of {list(MODALITIES)}, got {self.modality!r}")
         classes = self.classes
         if isinstance(classes, str) or not isinstance(classes, Sequence):
-            raise DataError(f"Dataset.classes must be a sequence of class names, got {type(classes).__name__}")
+            raise InvalidDatasetError(f"Dataset.classes must be a sequence of class names, got {type(classes).__name__}")
         set_("classes", tuple(str(c) for c in classes))
         if len(set(self.classes)) != len(self.classes):
-            raise DataError(f"Dataset.classes must be unique, got {list(self.classes)}")
+            raise InvalidDatasetError(f"Dataset.classes must be unique, got {list(self.classes)}")
         x = self.x
         if self.modality == "text":
             if not isinstance(x, (list, tuple)) or not all(isinstance(s, str) for s in x):
-                raise DataError("Dataset.x for text must be a list of str")
+                raise InvalidDatasetError("Dataset.x for text must be a list of str")
             set_("x", list(x))
             device = torch.device("cpu")
         else:
             if not isinstance(x, torch.Tensor):
-                raise DataError(f"Dataset.x for {self.modality} must be a torch.Tensor, got {type(x).__name__}")
+                raise InvalidDatasetError(f"Dataset.x for {self.modality} must be a torch.Tensor, got {type(x).__name__}")
             if x.dtype != torch.float32:
-                raise DataError(f"Dataset.x for {self.modality} must be float32, got {x.dtype}")
+                raise InvalidDatasetError(f"Dataset.x for {self.modality} must be float32, got {x.dtype}")
             if x.ndim != _NDIM[self.modality]:
                 shape = {"image": "(N, C, H, W)", "tabular": "(N, D)", "audio": "(N, C, T)"}[self.modality]
-                raise DataError(f"Dataset.x for {self.modality} must have shape {shape}, got {tuple(x.shape)}")
+                raise InvalidDatasetError(f"Dataset.x for {self.modality} must have shape {shape}, got {tuple(x.shape)}")
             # A sum is finite exactly when no value is NaN or infinite, barring overflow; only then
             # (rarely) is the full (N, ...) mask built, so large data costs no extra copy.
             if x.numel() and not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
-                raise DataError(f"Dataset.x holds NaN or infinite values ({self.modality}, shape {tuple(x.shape)})")
+                raise InvalidDatasetError(f"Dataset.x holds NaN or infinite values ({self.modality}, shape {tuple(x.shape)})")
             if self.modality == "image":
                 if any(s == 0 for s in x.shape[1:]):
-                    raise DataError(f"Dataset.x images must have non-zero channels and size, got {tuple(x.shape)}")
+                    raise InvalidDatasetError(f"Dataset.x images must have non-zero channels and size, got {tuple(x.shape)}")
                 if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
-                    raise DataError(
+                    raise InvalidDatasetError(
                         f"Dataset.x images must lie in [0, 1], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]")
             device = x.device
         n = len(x)
         y = torch.as_tensor(self.y, device=device)
         if y.dtype.is_floating_point or y.dtype == torch.bool:
-            raise DataError(f"Dataset.y must hold integer labels, got dtype {y.dtype}")
+            raise InvalidDatasetError(f"Dataset.y must hold integer labels, got dtype {y.dtype}")
         y = y.to(torch.int64)
         if y.shape != (n,):
-            raise DataError(f"Dataset.y must have shape ({n},) to match x, got {tuple(y.shape)}")
+            raise InvalidDatasetError(f"Dataset.y must have shape ({n},) to match x, got {tuple(y.shape)}")
         if n and (int(y.min()) < 0 or int(y.max()) >= len(self.classes)):
             bad = y[(y < 0) | (y >= len(self.classes))][0].item()
-            raise DataError(f"Dataset.y holds label {bad}, outside the {len(self.classes)} classes {list(self.classes)}")
+            raise InvalidDatasetError(f"Dataset.y holds label {bad}, outside the {len(self.classes)} classes {list(self.classes)}")
         set_("y", y)
         origin = _as_long(self.origin, n, "origin", int(Origin.REAL), device)
         if n and (int(origin.min()) < 0 or int(origin.max()) > max(Origin)):
-            raise DataError(f"Dataset.origin must hold Origin codes 0..{int(max(Origin))}")
+            raise InvalidDatasetError(f"Dataset.origin must hold Origin codes 0..{int(max(Origin))}")
         set_("origin", origin)
         set_("step", _as_long(self.step, n, "step", -1, device))
         set_("parent", _as_long(self.parent, n, "parent", -1, device))
@@ -196,11 +196,11 @@ class Dataset:
             set_("groups", _as_long(self.groups, n, "groups", None, device))
         if self.features is not None:
             if not isinstance(self.features, FeatureInfo):
-                raise DataError(f"Dataset.features must be a FeatureInfo, got {type(self.features).__name__}")
+                raise InvalidDatasetError(f"Dataset.features must be a FeatureInfo, got {type(self.features).__name__}")
             if self.modality != "tabular":
-                raise DataError("Dataset.features is for tabular data only")
+                raise InvalidDatasetError("Dataset.features is for tabular data only")
             if len(self.features.names) != x.shape[1]:
-                raise DataError(f"Dataset.features names {len(self.features.names)} columns, x has {x.shape[1]}")
+                raise InvalidDatasetError(f"Dataset.features names {len(self.features.names)} columns, x has {x.shape[1]}")
 
     # ----------------------------------------------------------------- basics
     def __len__(self) -> int:

@@ -9,7 +9,8 @@ escapes is a bug in setforge itself (exit 1).
 
 from __future__ import annotations
 
-__all__ = ["SetforgeError", "ConfigError", "DataError", "PluginError", "OutputError", "ConformanceError"]
+__all__ = ["SetforgeError", "ConfigError", "DataError", "InvalidDatasetError", "PluginError", "OutputError",
+           "ConformanceError"]
 
 
 class SetforgeError(Exception):
@@ -38,6 +39,12 @@ class DataError(SetforgeError, ValueError):
     """Data that cannot be processed as asked (exit 3); plugins raise it for bad input."""
 
     exit_code = 3
+
+
+class InvalidDatasetError(DataError):
+    """A `Dataset` (or `FeatureInfo`) built with fields that do not fit together. Raised by the
+    data model itself; when code inside a plugin builds such a dataset, the host reports a plugin
+    failure (exit 4) naming the plugin, since the plugin, not the user's data, is at fault."""
 
 
 class PluginError(SetforgeError, RuntimeError):

@@ -1,10 +1,12 @@
 """How the data files of a run folder are written and read back, one entry per ``output.format``.
 
-`FORMATS` maps a format name to a `Format`: ``write(folder, split, ds, shard_rows=...)`` writes one
-split (``train``, ``val`` or ``test``) of a run into `folder` and returns the files it wrote;
-``read(folder, split)`` gives it back as a `Dataset`. The pipeline inverts unit-changing
-preprocessors before it calls a writer, so data files hold data in its original units. Adding a
-format is adding a pair of functions and one entry in `FORMATS`.
+A `Format` has a name, ``write(folder, split, ds, shard_rows=...)`` that writes one split
+(``train``, ``val`` or ``test``) of a run into `folder` and returns the files it wrote, and
+``read(folder, split)`` that gives it back as a `Dataset`. The pipeline inverts unit-changing
+preprocessors before it calls a writer, so data files hold data in its original units. `FORMATS`
+holds the core's own (``npz``); plugins add more through ``setforge_register_formats`` (the
+other built-in formats come from plugin ``builtin-output``), and `get_format`
+finds a name in both.
 
 ``npz`` (the default): the training split as ``train-00000.npz``, ``train-00001.npz``, ... (shards
 of ``shard_rows`` rows), the real parts as ``val.npz`` and ``test.npz``. Each file holds ``x``,
@@ -13,7 +15,6 @@ of ``shard_rows`` rows), the real parts as ``val.npz`` and ``test.npz``. Each fi
 and ``groups`` (when the data has groups). The files are written byte for byte the same for the
 same data (fixed zip timestamps, fixed key order), so two runs can be compared by hashing them.
 
-``image-folder`` and ``csv``: see `setforge.file_formats`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import torch
 
 from .dataset import Dataset, FeatureInfo, Origin
 from .errors import DataError
-from .file_formats import check_csv, check_image_folder, read_csv, read_image_folder, write_csv, write_image_folder
 
 __all__ = ["Format", "FORMATS", "get_format", "write_npz_file", "read_npz_file", "dataset_to_arrays",
            "dataset_from_arrays", "dataset_state", "dataset_from_state", "SPLITS"]
@@ -159,19 +159,23 @@ def _read_npz(folder: Path, split: str) -> Dataset:
     return Dataset.concat([dataset_from_arrays(read_npz_file(p), where=str(p)) for p in paths])
 
 
-FORMATS: dict[str, Format] = {
-    "npz": Format("npz", _write_npz, _read_npz),
-    "image-folder": Format("image-folder", write_image_folder, read_image_folder, check_image_folder),
-    "csv": Format("csv", write_csv, read_csv, check_csv),
-}
+#: The core's own formats; `Registry.formats` adds the plugins'.
+FORMATS: dict[str, Format] = {"npz": Format("npz", _write_npz, _read_npz)}
 
 
-def get_format(name: str) -> Format:
-    """The `Format` called `name`; an unknown name is a `DataError` listing the known ones."""
-    try:
+def get_format(name: str, registry: Any = None) -> Format:
+    """The `Format` called `name`, the core's or a plugin's (`registry`, default: the installed
+    plugins); an unknown name is a `DataError` listing the known ones."""
+    if name in FORMATS:
         return FORMATS[name]
-    except KeyError:
-        raise DataError(f"output format {name!r} has no writer here; known: {', '.join(sorted(FORMATS))}") from None
+    if registry is None:
+        from .registry import default_registry
+
+        registry = default_registry()
+    known = registry.formats()
+    if name not in known:
+        raise DataError(f"output format {name!r} has no writer here; known: {', '.join(sorted(known))}")
+    return known[name]
 
 
 # ------------------------------------------------------------- in-run snapshots (resume)

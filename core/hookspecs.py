@@ -24,7 +24,11 @@ import pluggy
 
 if TYPE_CHECKING:
     from .components import Augmenter, Evaluator, Generator, Preprocessor, Resampler, Source
+    import torch
+
     from .context import Event
+    from .dataset import Dataset
+    from .formats import Format
 
 __all__ = ["hookimpl"]  # the rest is for the host (registry) and docs
 
@@ -130,6 +134,53 @@ def setforge_register_evaluators() -> list[type["Evaluator"]]:
     """
 
 
+@hookspec
+def setforge_register_formats() -> list["Format"]:
+    """Return the ``output.format`` writers and readers this plugin provides.
+
+    Called once, when the registry loads plugins. Return a list of `setforge.formats.Format`
+    (``name``, ``write(folder, split, ds, shard_rows=...) -> files``, ``read(folder, split) ->
+    Dataset``, ``check(ds)`` raising a `DataError` for data it cannot write, run before any step).
+    ``npz`` is the core's own; the other built-in formats come from plugin ``builtin-output``. A
+    name registered twice is unusable until one plugin is disabled.
+
+    Example::
+
+        @hookimpl
+        def setforge_register_formats():
+            return [Format("parquet", write_parquet, read_parquet)]
+    """
+
+
+# ----------------------------------------------------------------------------- services
+@hookspec(firstresult=True)
+def setforge_find_duplicates(ds: "Dataset", method: str, threshold: float, priority: "torch.Tensor"
+                             ) -> "torch.Tensor | None":
+    """Find the duplicate rows of `ds` for ``source.deduplicate`` (before the split).
+
+    `method` is ``"near"`` (closer than `threshold`, the root-mean-square difference per value);
+    `priority` (``(N,)`` int64, lower kept first, then row order) ranks the test part first, then
+    val, then train, so no copy straddles two parts. Return ``(N,)`` int64 on ``ds``'s device:
+    -1 for a kept row, else the index of the kept row it duplicates; or None to leave the
+    question to the next plugin. The first plugin (pluggy order) returning a result wins; a run
+    file asking for it with no provider is refused at ``validate``. Provided by plugin
+    ``builtin-resample`` (the definition of its de-duplicating resampler).
+    """
+
+
+@hookspec(firstresult=True)
+def setforge_find_leaked(train: "Dataset", test: "Dataset", evaluate: list[tuple[str, dict]]
+                         ) -> "torch.Tensor | None":
+    """Mark the training rows that copy a test row, for ``split.drop_leaked`` (numeric data).
+
+    `evaluate` is the run file's evaluators as ``(name, params)``, so a provider can follow the
+    params of its own evaluator when the run file lists it. Return ``(len(train),)`` bool, or None
+    to leave the question to the next plugin; the first result wins, and a run file asking for it
+    with no provider is refused at ``validate``. Provided by plugin ``builtin-evaluate`` (the
+    definition of its leak evaluator: exact and near copies).
+    """
+
+
 # --------------------------------------------------------------------------------- events
 @hookspec
 def setforge_on_event(event: "Event") -> None:
@@ -159,3 +210,5 @@ REGISTER_HOOK_FOR_KIND = {
 }
 
 KINDS = tuple(REGISTER_HOOK_FOR_KIND)
+#: The run-file keys that need a service hook, with the hook: validation refuses them with no provider.
+SERVICE_HOOKS = {"source.deduplicate": "setforge_find_duplicates", "split.drop_leaked": "setforge_find_leaked"}

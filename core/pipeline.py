@@ -37,14 +37,16 @@ from .chain import Chain
 from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, resolve_device
 from .dataset import Dataset, Origin, Splits
 from .errors import ConfigError, OutputError, PluginError
-from .formats import FORMATS, dataset_from_state, dataset_state, get_format
+from .formats import dataset_from_state, dataset_state
+from .hookspecs import SERVICE_HOOKS
 from .output import RunFolder, _safe_part, write_data
 from .record import build_report, counts_of, write_report
+from .registry import registry_for
 from .rng import Rng
 from .split import SourceRows, SplitResult, exact_keep, row_keys, source_rows, split_rows
 from .steps import KIND, resolve_classes
 
-__all__ = ["RunResult", "DryPlan", "run", "dry_plan"]
+__all__ = ["RunResult", "DryPlan", "run", "dry_plan", "progress_shown"]
 #: Errors writing the run folder that are the machine's, not a bug: reported as `OutputError` (exit 5).
 _WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG,
                            errno.EIO, errno.ENOTDIR, errno.ENAMETOOLONG})
@@ -92,6 +94,12 @@ class DryPlan:
     test: list[int]
     evaluators: list[str]
     folder: Path
+
+
+def progress_shown(asked: bool) -> bool:
+    """Progress bars go to stderr only when asked for and stderr is a terminal, so that error
+    lines in a log are never glued to a bar."""
+    return bool(asked) and getattr(sys.stderr, "isatty", lambda: False)()
 
 
 def _check_device(name: str) -> torch.device:
@@ -199,9 +207,11 @@ class _Run:
         self.folder = RunFolder(Path(config.output.dir))
         self.timings: dict[str, Any] = {"steps": {}, "evaluate": {}}
         self.warnings: list[str] = []
-        if config.output.format not in FORMATS:
-            raise ConfigError(problems=[("output.format", f"{config.output.format!r} has no writer installed yet; "
-                                                          f"available: {', '.join(sorted(FORMATS))}")])
+        formats = registry.formats()
+        if config.output.format not in formats:
+            raise ConfigError(problems=[("output.format", f"{config.output.format!r} has no writer installed; "
+                                                          f"available: {', '.join(formats)}")])
+        self.format = formats[config.output.format]
         if config.source.stream:
             self.warnings.append("source.stream: streaming is not implemented yet; the data was read at once")
         self.built: Built
@@ -212,7 +222,8 @@ class _Run:
         self.records: list[StepRecord] = []
         self.step_reports: list[dict[str, Any]] = []
         self.step_figures: dict[int, dict[str, bytes]] = {}
-        self.cache = Cache(self.folder.cache_dir)  # one cache per run: evaluators share what they train
+        # One cache per run: evaluators share what they train (feature networks, the raw baseline), replays too.
+        self.cache = Cache(self.folder.cache_dir)
         self.metrics = Metrics()
         self.file_hashes: dict[str, str] = {}
         self.figures: dict[str, dict[str, str]] = {}
@@ -232,8 +243,8 @@ class _Run:
             workdir.mkdir(parents=True, exist_ok=True)
         return StepContext(rng=Rng(self.seed, key, device=self.device), device=self.device,
                            workdir=None if self.dry else workdir, resume=self.resume, emit=self.emit,
-                           batch_size=self.config.batch_size, step=step, name=name, progress=self.progress,
-                           unlabelled=getattr(self, "unlabelled", None))
+                           batch_size=self.config.batch_size, step=step, name=name,
+                           progress=progress_shown(self.progress), unlabelled=getattr(self, "unlabelled", None))
 
     # ---------------------------------------------------------------------------- data
     def load_source(self) -> None:
@@ -253,23 +264,22 @@ class _Run:
             return np.arange(n)
         if dedup.method == "exact":
             return exact_keep(self.rows)
-        # The `deduplicate` resampler's definition, found through the registry (core names no plugin).
-        component = self.registry.create("resample", "deduplicate", {"method": "near", "threshold": dedup.threshold},
-                                         place="source.deduplicate")
-        with self.guard(component, "deduplicate"):
-            dup_of = component.duplicates(self.rows.all, priority=torch.as_tensor(self.rows.rank(),
-                                                                                  device=self.rows.all.device))
-        return np.flatnonzero(dup_of.cpu().numpy() < 0)
+        rank = torch.as_tensor(self.rows.rank(), device=self.rows.all.device)
+        dup_of = self.registry.first_result(SERVICE_HOOKS["source.deduplicate"], ds=self.rows.all, method=dedup.method,
+                                            threshold=dedup.threshold, priority=rank)
+        if dup_of is None:  # validation refuses this; a registry handed over without a provider lands here
+            raise ConfigError(problems=[("source.deduplicate", f"no plugin provides {dedup.method} de-duplication")])
+        return np.flatnonzero(torch.as_tensor(dup_of).cpu().numpy() < 0)
 
     def leaked(self, train: Dataset, test: Dataset) -> np.ndarray:
         """Which training rows copy a test row (``split.drop_leaked``)."""
         if train.modality == "text":  # exact copies only: near-duplicates need numeric rows
             return np.isin(row_keys(train, with_label=False), row_keys(test, with_label=False))
-        # The `leakage` evaluator's definition (exact and near copies), with its run-file params if listed.
-        params = next((ref.params for ref in self.config.evaluate if ref.name == "leakage"), {})
-        leakage = self.registry.create("evaluate", "leakage", params, place="split.drop_leaked")
-        with self.guard(leakage, "drop_leaked"):
-            return leakage.leaked_mask(train, test).cpu().numpy()
+        mask = self.registry.first_result(SERVICE_HOOKS["split.drop_leaked"], train=train, test=test,
+                                          evaluate=[(ref.name, dict(ref.params)) for ref in self.config.evaluate])
+        if mask is None:
+            raise ConfigError(problems=[("split.drop_leaked", "no plugin provides leak detection")])
+        return torch.as_tensor(mask).cpu().numpy().astype(bool)
 
     def split(self, keep: np.ndarray) -> None:
         self.parts = split_rows(self.rows, keep, self.config.split, self.seed, self.leaked)
@@ -318,7 +328,7 @@ class _Run:
         started = time.perf_counter()
         self.preprocess()
         self.timings["preprocess"] = time.perf_counter() - started
-        get_format(self.config.output.format).check(self.raw_train)  # before hours of steps, not after
+        self.format.check(self.raw_train)  # before hours of steps, not after
         self.test_fingerprint = self.test.fingerprint()
 
     # --------------------------------------------------------------------------- steps
@@ -465,7 +475,7 @@ class _Run:
     def write(self) -> None:
         parts = {name: self._inverse(ds) for name, ds in (("train", self.train), ("val", self.val), ("test", self.test))}
         steps = {f"step-{s.index:02d}-{s.name}": self.step_figures.get(s.index) or {} for s in self.built.steps}
-        self.file_hashes, written = write_data(self.folder.partial, get_format(self.config.output.format), parts,
+        self.file_hashes, written = write_data(self.folder.partial, self.format, parts,
                                                self.config.output.shard_rows, self.rows, self.parts,
                                                {**self.metrics.figures, **{k: v for k, v in steps.items() if v}})
         for report, key in zip(self.step_reports, steps):
@@ -498,7 +508,7 @@ class _Run:
                                              "dir": str(self.folder.final), "resume": self.resume}))
         self.prepare_data()
         with tqdm(total=len(self.built.steps) + len(self.built.evaluators), desc="setforge", unit="stage",
-                  disable=not self.progress, file=sys.stderr, leave=False) as bar:
+                  disable=not progress_shown(self.progress), file=sys.stderr, leave=False) as bar:
             self.run_steps(bar)
             self.evaluate(bar)
         started = time.perf_counter()
@@ -539,13 +549,6 @@ class _Run:
                        self.test.class_counts(), [scope for scope, _ in self.built.evaluators], self.folder.final)
 
 
-def _default_registry(config: Any) -> Any:
-    from .registry import Registry
-
-    return Registry(local=list(config.plugins), disabled=list(config.plugins_deny), allow=config.plugins_allow,
-                    base_dir=config.base_dir).load()
-
-
 # ------------------------------------------------------------------------------ entry points
 def run(config: Any, registry: Any = None, *, force: bool = False, resume: bool = False,
         progress: bool = True) -> RunResult:
@@ -556,7 +559,7 @@ def run(config: Any, registry: Any = None, *, force: bool = False, resume: bool 
     (finished steps whose input and config are unchanged are reused; generators continue from
     their checkpoints). `progress` shows progress bars on stderr.
     """
-    registry = _default_registry(config) if registry is None else registry
+    registry = registry_for(config) if registry is None else registry
     return _Run(config, registry, force=force, resume=resume, progress=progress).execute()
 
 
@@ -564,5 +567,5 @@ def dry_plan(config: Any, registry: Any = None) -> DryPlan:
     """Validate, load the source, split, and plan the class counts each step would produce, without
     running any step (a resampler's counts are known only when its ``expected_counts(counts,
     classes)`` knows them). Writes nothing."""
-    registry = _default_registry(config) if registry is None else registry
+    registry = registry_for(config) if registry is None else registry
     return _Run(config, registry, dry=True).dry_plan()

@@ -28,10 +28,10 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import ConfigError, DataError, OutputError, PluginError, SetforgeError
+from .errors import ConfigError, DataError, InvalidDatasetError, OutputError, PluginError, SetforgeError
 from .hookspecs import KINDS, REGISTER_HOOK_FOR_KIND
 
-__all__ = ["Registry", "PluginInfo", "ComponentInfo", "default_registry", "create", "ENTRY_POINT_GROUP",
+__all__ = ["Registry", "PluginInfo", "ComponentInfo", "registry_for", "default_registry", "create", "ENTRY_POINT_GROUP",
            "DISABLE_ENV"]
 
 ENTRY_POINT_GROUP = "setforge"
@@ -103,6 +103,8 @@ class Registry:
         self._components: dict[str, dict[str, ComponentInfo]] = {kind: {} for kind in KINDS}
         self._conflicts: dict[tuple[str, str], list[ComponentInfo]] = {}
         self._by_class: dict[type, ComponentInfo] = {}
+        self._formats: dict[str, tuple[Any, PluginInfo]] = {}
+        self._format_conflicts: dict[str, list[PluginInfo]] = {}
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._loaded = False
@@ -230,6 +232,39 @@ class Registry:
                     continue
                 table[component.name] = component
                 self._by_class[component.cls] = component
+        self._collect_formats()
+
+    def _collect_formats(self) -> None:
+        from .formats import FORMATS, Format
+
+        for impl in reversed(self._pm.hook.setforge_register_formats.get_hookimpls()):
+            info = self.plugins.get(impl.plugin_name)
+            if info is None or info.status != "ok":
+                continue
+            try:
+                formats = impl.function() or []
+                if not isinstance(formats, (list, tuple)) or not all(isinstance(f, Format) for f in formats):
+                    raise PluginError(f"must return a list of setforge.formats.Format, got {formats!r}")
+            except BaseException as error:  # noqa: BLE001
+                if isinstance(error, KeyboardInterrupt):
+                    raise
+                info.status, info.error = "broken", f"setforge_register_formats() failed: {_format_exception(error)}"
+                continue
+            for fmt in formats:
+                if fmt.name in FORMATS or fmt.name in self._formats or fmt.name in self._format_conflicts:
+                    clash = self._format_conflicts.setdefault(fmt.name, [])
+                    if fmt.name in self._formats:
+                        clash.append(self._formats.pop(fmt.name)[1])
+                    clash.append(info)
+                    continue
+                self._formats[fmt.name] = (fmt, info)
+
+    def formats(self) -> dict[str, Any]:
+        """Every usable ``output.format`` by name: the core's ``npz`` and the plugins' formats."""
+        from .formats import FORMATS
+
+        self.load()
+        return {**FORMATS, **{name: fmt for name, (fmt, _) in sorted(self._formats.items())}}
 
     @staticmethod
     def _validate_classes(kind: str, classes: Any, base: type) -> list[type]:
@@ -303,6 +338,27 @@ class Registry:
             message += f" (plugins that failed to load: {', '.join(broken)}; see `setforge plugins list`)"
         return message
 
+    def providers(self, hook: str) -> list[PluginInfo]:
+        """The loaded plugins implementing `hook`, in the order pluggy calls them."""
+        self.load()
+        impls = reversed(getattr(self._pm.hook, hook).get_hookimpls())
+        return [self.plugins[i.plugin_name] for i in impls
+                if i.plugin_name in self.plugins and self.plugins[i.plugin_name].status == "ok"]
+
+    def first_result(self, hook: str, **kwargs: Any) -> Any:
+        """Call the implementations of a ``firstresult`` hook in pluggy's order and return the first
+        result that is not None (None if there is none); a failure names the plugin."""
+        self.load()
+        for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):
+            info = self.plugins.get(impl.plugin_name)
+            if info is None or info.status != "ok":
+                continue
+            with self.guard(info, hook):
+                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            if result is not None:
+                return result
+        return None
+
     def info_for(self, component: Any) -> ComponentInfo | None:
         """The registry entry of a component instance or class (None for unregistered ones)."""
         cls = component if isinstance(component, type) else type(component)
@@ -310,7 +366,7 @@ class Registry:
 
     def label(self, component: Any) -> str:
         """``kind 'name' (plugin 'P', DIST VERSION)`` for a component, its class or its `ComponentInfo`."""
-        if isinstance(component, ComponentInfo):
+        if isinstance(component, (ComponentInfo, PluginInfo)):
             return component.label
         info = self.info_for(component)
         if info is not None:
@@ -335,6 +391,8 @@ class Registry:
             yield
         except ConfigError:
             raise
+        except InvalidDatasetError as error:
+            raise PluginError(f"{self.label(component)} built an invalid Dataset in {action}: {error}") from error
         except DataError as error:
             raise DataError(self._named(component, error)) from error
         except PluginError as error:
@@ -348,6 +406,8 @@ class Registry:
                                   "free some space (or choose another output.dir) and rerun with --resume",
                                   errno=error.errno) from error
             raise PluginError(f"{self.label(component)} failed in {action}: {_format_exception(error)}") from error
+        except SystemExit as error:  # sys.exit() inside a plugin must not end the run as if it succeeded
+            raise PluginError(f"{self.label(component)} called sys.exit({error.code!r}) in {action}") from error
         except Exception as error:  # noqa: BLE001
             raise PluginError(f"{self.label(component)} failed in {action}: {_format_exception(error)}") from error
 
@@ -367,7 +427,7 @@ class Registry:
         for impl in self._pm.hook.setforge_on_event.get_hookimpls():
             try:
                 impl.function(**{arg: event for arg in impl.argnames})
-            except Exception as error:  # noqa: BLE001 - an observer never stops a run
+            except (Exception, SystemExit) as error:  # noqa: BLE001 - an observer never stops a run
                 failures.append(f"plugin '{impl.plugin_name}' setforge_on_event: {_format_exception(error)}")
         return failures
 
@@ -377,6 +437,19 @@ class Registry:
 
 
 _DEFAULT: Registry | None = None
+
+
+def registry_for(config: Any = None, local: Sequence[str] = (), disabled: Iterable[str] = (),
+                 strict: bool = False) -> Registry:
+    """The loaded registry a run file asks for: its ``plugins``, ``plugins_deny``, ``plugins_allow``
+    and folder (`config`: a `RunConfig`, what an invalid run file still tells, or None), plus the
+    command line's ``-p`` modules (`local`) and ``-p no:NAME`` (`disabled`)."""
+    local, disabled = list(local), list(disabled)
+    if config is not None:
+        local = list(config.plugins) + local
+        disabled += list(config.plugins_deny)
+    return Registry(local=local, disabled=disabled, allow=None if config is None else config.plugins_allow,
+                    strict=strict, base_dir=None if config is None else config.base_dir).load()
 
 
 def default_registry() -> Registry:
@@ -390,6 +463,6 @@ def default_registry() -> Registry:
 def create(kind: str, name: str, params: Mapping[str, Any] | Any = None) -> Any:
     """Build the installed component `kind`/`name` with `params`, exactly as a run file would.
 
-    >>> flip = setforge.create("augment", "flip", {"p": 0.5})
+    >>> op = setforge.create("augment", NAME, {"p": 0.5})  # NAME: any installed augmenter
     """
     return default_registry().create(kind, name, params)

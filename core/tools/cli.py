@@ -14,14 +14,16 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ConfigError, SetforgeError
+from ..errors import ConfigError, PluginError, SetforgeError
 from ..hookspecs import KINDS
 
 __all__ = ["main", "build_parser"]
 
+DEBUG_ENV = "SETFORGE_DEBUG"
 EPILOG = """exit codes: 0 ok, 2 bad run file or usage, 3 bad data, 4 a plugin failed,
 5 the run folder could not be written (permission, disk full), 1 a bug in setforge
 docs: docs/run-files.md (run files), docs/plugins.md (writing plugins)"""
@@ -33,7 +35,13 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(problems=[("usage", message)])
 
 
+def _add_debug(parser: argparse.ArgumentParser, default: Any = argparse.SUPPRESS) -> None:
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help=f"print the full traceback of a plugin failure (also: {DEBUG_ENV}=1)")
+
+
 def _add_plugin_options(parser: argparse.ArgumentParser) -> None:
+    _add_debug(parser)
     parser.add_argument("-p", dest="plugin_options", action="append", default=[], metavar="MODULE|no:NAME",
                         help="load a local plugin (module or .py file), or block one (no:NAME); repeatable")
     parser.add_argument("--strict", action="store_true", help="a plugin that fails to load is fatal (exit 4)")
@@ -44,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "measure the gain on a real held-out test set.",
                      epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    _add_debug(parser, default=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser("run", help="run a run file")
@@ -60,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the embedded demo (long-tailed digits) into runs/demo/")
     demo.add_argument("--force", action="store_true", help="replace an existing runs/demo/")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_debug(demo)
 
     validate = commands.add_parser("validate", help="check a run file and print it resolved")
     validate.add_argument("file")
@@ -89,17 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _registry(args: argparse.Namespace, config: Any = None) -> Any:
-    from ..registry import Registry
+    from ..registry import registry_for
 
-    local = [p for p in getattr(args, "plugin_options", []) if not p.startswith("no:")]
-    disabled = [p[3:] for p in getattr(args, "plugin_options", []) if p.startswith("no:")]
-    base_dir = None
-    if config is not None:
-        local = list(config.plugins) + local
-        disabled += list(config.plugins_deny)
-        base_dir = config.base_dir
-    return Registry(local=local, disabled=disabled, allow=None if config is None else config.plugins_allow,
-                    strict=getattr(args, "strict", False), base_dir=base_dir).load()
+    options = getattr(args, "plugin_options", [])
+    return registry_for(config, local=[p for p in options if not p.startswith("no:")],
+                        disabled=[p[3:] for p in options if p.startswith("no:")], strict=getattr(args, "strict", False))
 
 
 # ------------------------------------------------------------------------------ plugins
@@ -262,8 +266,10 @@ _COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "validate": _cmd_validate, "plu
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (default ``sys.argv[1:]``) and return the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get(DEBUG_ENV, "") not in ("", "0") or "--debug" in argv
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = parser.parse_args(argv)
         if args.version:
             from .. import __version__
 
@@ -281,6 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SetforgeError as error:
         titles = {3: "bad data", 4: "plugin failure", 5: "cannot write the run folder"}
         _print_error(titles.get(error.exit_code, "error"), error)
+        if isinstance(error, PluginError):
+            if debug:
+                traceback.print_exception(error, file=sys.stderr)
+            else:
+                print(f"  (the full traceback: rerun with --debug, or set {DEBUG_ENV}=1)", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -33,12 +33,13 @@ def load_demo_config() -> Any:
 def run_demo(force: bool = False, progress: bool = True, output_dir: str | Path | None = None) -> Any:
     """Run the embedded demo into ``runs/demo/`` under the current folder (or `output_dir`); the `RunResult`."""
     from ..checks import check_components
-    from ..pipeline import _default_registry, run
+    from ..pipeline import run
+    from ..registry import registry_for
 
     config = load_demo_config()
     if output_dir is not None:
         config = config.model_copy(update={"output": config.output.model_copy(update={"dir": str(output_dir)})})
-    registry = _default_registry(config)
+    registry = registry_for(config)
     check_components(config, registry)
     return run(config, registry, force=force, progress=progress)
 

@@ -110,6 +110,7 @@ def run_file_schema(registry: Any) -> dict[str, Any]:
     for key in ("plugins", "plugins_deny"):
         props[key] = {"anyOf": [props[key], {"type": "null"}], "description": props[key].get("description", "")}
     props["device"] = {**props["device"], "pattern": "^(" + _DEVICE.pattern + ")$"}
+    defs["OutputConfig"]["properties"]["format"]["enum"] = list(registry.formats())
     return {"$schema": _SCHEMA_DIALECT, "title": "setforge run file",
             "description": "A setforge run file (YAML, TOML or JSON); see docs/run-files.md.",
             **{k: v for k, v in base.items() if k not in ("title", "description")}, "$defs": defs}

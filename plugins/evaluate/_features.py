@@ -35,7 +35,7 @@ from setforge.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from setforge.context import EvalContext
 
-__all__ = ["FeatureParams", "FeatureSpace", "resolve_feature_space", "raw_space", "real_rows", "embed_rows",
+__all__ = ["FeatureParams", "FeatureSpace", "feature_params_problems", "resolve_feature_space", "raw_space", "real_rows", "embed_rows",
            "build_fid_inception", "FEATURE_SPACES"]
 
 FEATURE_SPACES = ("auto", "trained-cnn", "raw", "inception")
@@ -100,6 +100,21 @@ def embed_rows(ectx: "EvalContext", space: FeatureSpace, ds: Dataset) -> torch.T
 
     key = Cache.key("setforge-features", space.key, ds.fingerprint())
     return ectx.cache.get_or_compute(key, lambda: space.embed(ds.x).cpu()).to(space.device)
+
+
+def feature_params_problems(cls: type, params: FeatureParams, modality: str | None) -> list[tuple[str, str]]:
+    """``check_params`` of the evaluators with `FeatureParams`: a feature space that cannot work,
+    found at ``validate`` (inception without weights, a network feature space on non-image data)."""
+    problems = []
+    name = params.feature_space
+    if name == "inception" and not params.inception_weights:
+        problems.append(("feature_space", "'inception' needs inception_weights, the path of the FID InceptionV3 "
+                                          "weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth); setforge "
+                                          "downloads nothing. Give inception_weights, or use 'trained-cnn' or 'raw'"))
+    if name in ("inception", "trained-cnn") and modality is not None and modality != "image":
+        problems.append(("feature_space", f"{name!r} needs image data, and the source gives {modality} data; "
+                                          f"use 'raw' (or 'auto')"))
+    return problems
 
 
 def resolve_feature_space(ectx: "EvalContext", params: FeatureParams, evaluator: str) -> FeatureSpace:

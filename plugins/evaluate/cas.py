@@ -37,6 +37,13 @@ class ClassAgreementScore(Evaluator):
     modalities = ("image", "tabular", "audio")
     testing_params = {"epochs": 3, "patience": 2}
 
+    @classmethod
+    def check_params(cls, params, modality):
+        if params.model == "cnn" and modality is not None and modality != "image":
+            return [("model", f"'cnn' needs image data, and the source gives {modality} data; use 'mlp' or "
+                              f"'logistic-regression'")]
+        return []
+
     class Params(Evaluator.Params):
         """The judging classifier and how it is trained."""
 

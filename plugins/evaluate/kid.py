@@ -10,7 +10,7 @@ from setforge.components import Evaluator
 from setforge.context import Metrics
 
 from ._comparison import Group, measure_groups
-from ._features import FeatureParams
+from ._features import FeatureParams, feature_params_problems
 from ._stats import kid
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ class KernelDistance(Evaluator):
     name = "kid"
     modalities = ("image", "tabular")
     testing_params: ClassVar[dict] = {"feature_space": "raw", "min_rows": 5, "subsets": 10}
+
+    check_params = classmethod(feature_params_problems)
 
     class Params(FeatureParams):
         """KID params."""

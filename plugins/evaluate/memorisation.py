@@ -11,7 +11,8 @@ from setforge.components import Evaluator
 from setforge.context import Metrics
 
 from ._comparison import NEW, Group, comparison_groups, new_rows
-from ._features import FeatureParams, embed_rows, raw_space, real_rows, resolve_feature_space
+from ._features import (FeatureParams, embed_rows, feature_params_problems, raw_space, real_rows,
+                        resolve_feature_space)
 from ._figures import pairs_figure
 from .._shared.knn import knn
 
@@ -42,6 +43,8 @@ class Memorisation(Evaluator):
     name = "memorisation"
     modalities = ("image", "tabular")
     testing_params: ClassVar[dict] = {"feature_space": "raw", "min_rows": 5, "figure_pairs": 4}
+
+    check_params = classmethod(feature_params_problems)
 
     class Params(FeatureParams):
         """Memorisation params."""

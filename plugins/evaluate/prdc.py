@@ -11,7 +11,7 @@ from setforge.components import Evaluator
 from setforge.context import Metrics
 
 from ._comparison import Group, measure_groups
-from ._features import FeatureParams
+from ._features import FeatureParams, feature_params_problems
 from .._shared.knn import knn
 from ._stats import ball_counts, exact_squared_distances
 
@@ -63,6 +63,8 @@ class PrecisionRecallDensityCoverage(Evaluator):
     name = "prdc"
     modalities = ("image", "tabular")
     testing_params: ClassVar[dict] = {"feature_space": "raw", "min_rows": 5, "k": 3}
+
+    check_params = classmethod(feature_params_problems)
 
     class Params(FeatureParams):
         """PRDC params."""

@@ -38,6 +38,13 @@ class Utility(Evaluator):
     modalities = ("image", "tabular", "audio")
     testing_params = {"epochs": 5, "patience": 2}
 
+    @classmethod
+    def check_params(cls, params, modality):
+        if params.model == "cnn" and modality is not None and modality != "image":
+            return [("model", f"'cnn' needs image data, and the source gives {modality} data; use 'mlp' or "
+                              f"'logistic-regression'")]
+        return []
+
     class Params(ModelParams):
         """The downstream model, how it is trained, and how many seeds."""
 

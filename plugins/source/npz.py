@@ -15,7 +15,7 @@ from pydantic import Field
 from setforge.components import Source
 from setforge.context import StepContext
 from setforge.dataset import Dataset, FeatureInfo, Splits
-from setforge.errors import DataError
+from setforge.errors import DataError, InvalidDatasetError
 
 from ._files import encode_groups, encode_labels, existing_path, number_text
 
@@ -117,8 +117,11 @@ class NpzSource(Source):
         def dataset(rows: np.ndarray, labelled: bool = True) -> Dataset:
             data = [x[i] for i in rows] if modality == "text" else torch.from_numpy(np.ascontiguousarray(x[rows]))
             labels = codes[rows] if labelled else np.zeros(len(rows), dtype=np.int64)
-            return Dataset(x=data, y=torch.from_numpy(labels), classes=classes, modality=modality,
-                           groups=None if groups is None else torch.from_numpy(groups[rows]), features=features)
+            try:
+                return Dataset(x=data, y=torch.from_numpy(labels), classes=classes, modality=modality,
+                               groups=None if groups is None else torch.from_numpy(groups[rows]), features=features)
+            except InvalidDatasetError as error:  # the file's arrays do not make a dataset: bad data, not a bug
+                raise DataError(f"npz {path.name}: {error}") from None
 
         pool = dataset(np.flatnonzero(keep & unlabelled), labelled=False) if unlabelled.any() else None
         keep &= ~unlabelled

@@ -294,6 +294,8 @@ def override_cases(draw: st.DrawFn) -> Case:
             path = ("zz" + tail).strip()
             override = path + "=" + draw(st.text(alphabet="ab1[]{}:,!&* .", max_size=8))
             place = f"--set {path}"
+        if any(_named(place, [p]) or _named(p, [place]) for p in places):
+            continue  # a later override of the same key (or of its parent) replaces the earlier one
         overrides.append(override)
         places.append(place)
     fmt = draw(st.sampled_from(["yaml", "json", "toml"]))

@@ -29,7 +29,7 @@ from setforge.tools.cli import main
 from setforge.runfile import _SafeLoader, read_run_file
 from setforge.context import Cache
 from setforge.errors import ConfigError
-from setforge.file_formats import class_folders
+from setforge.plugins.output.files import class_folders
 
 REPO = Path(__file__).resolve().parents[2]
 HOOKS = str(Path(__file__).with_name("_fault_hooks.py"))

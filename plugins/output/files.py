@@ -1,4 +1,4 @@
-"""The ``image-folder`` and ``csv`` output formats (registered in `setforge.formats.FORMATS`).
+"""The ``image-folder`` and ``csv`` output formats (plugin ``builtin-output``, through ``setforge_register_formats``).
 
 ``image-folder``: PNG files in ``<split>/<class>/NNNNNN.png`` (``NNNNNN`` the row's position in
 the split); 1-channel images are grayscale, 3-channel RGB, 4-channel RGBA, 8 bits per channel
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dataset import Dataset, FeatureInfo, Origin
-from .errors import DataError
+from setforge.dataset import Dataset, FeatureInfo, Origin
+from setforge.errors import DataError
 
 __all__ = ["class_folders", "check_image_folder", "write_image_folder", "read_image_folder", "check_csv", "write_csv",
            "read_csv", "MANIFEST"]

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from setforge import DataError, Dataset, FeatureInfo, Origin, StepContext
-from setforge.file_formats import MANIFEST, class_folders, read_csv, read_image_folder, write_csv, write_image_folder
-from setforge.formats import FORMATS
+from setforge.plugins.output.files import MANIFEST, class_folders, read_csv, read_image_folder, write_csv, write_image_folder
+from setforge.registry import Registry
 from setforge.plugins.source.csv_source import CsvSource
 from setforge.plugins.source.image_folder import ImageFolderSource
 
@@ -39,7 +39,7 @@ def _same(a: Dataset, b: Dataset) -> None:
 
 
 def test_formats_are_registered():
-    assert {"npz", "image-folder", "csv"} <= set(FORMATS)
+    assert {"npz", "image-folder", "csv"} <= set(Registry().load().formats())
 
 
 def test_class_folders_are_safe_and_distinct():
