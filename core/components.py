@@ -407,6 +407,8 @@ class Resampler(Component):
     """
 
     kind = "resample"
+    #: The origin of the rows a sampler adds (``PSEUDO_LABELLED`` for a step that labels unlabelled rows).
+    new_origin: ClassVar[Origin] = Origin.RESAMPLED
 
     def resample(self, ds: Dataset, ctx: StepContext) -> Dataset:
         """Run the sampler on `ds` (on ``ctx.device``) and return the resampled dataset."""
@@ -442,7 +444,7 @@ class Resampler(Component):
         if ds.groups is not None:
             groups = torch.where(new_parent >= 0, ds.groups[new_parent.clamp(min=0)], -1)
         try:
-            new = ds.replace(x=new_x, y=new_y, origin=torch.full_like(new_y, int(Origin.RESAMPLED)),
+            new = ds.replace(x=new_x, y=new_y, origin=torch.full_like(new_y, int(self.new_origin)),
                              step=torch.full_like(new_y, ctx.step), parent=parent, row_id=None, groups=groups)
         except DataError as error:
             raise PluginError(f"resample '{self.name}' returned invalid rows: {error}") from None

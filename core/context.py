@@ -68,7 +68,9 @@ class StepContext:
     host also passes ``val`` (the real val split, never trained on: a generator may measure
     itself against it, e.g. to select a checkpoint) and ``cache`` (the run's content-keyed
     `Cache`, kept on disk for plain values, so a resumed run reuses what it holds); both are
-    None elsewhere and in `from_seed` unless given.
+    None elsewhere and in `from_seed` unless given. ``unlabelled``: the source's unlabelled rows
+    (`Splits.unlabelled`, preprocessed like the training split), None when it has none; their
+    ``y`` carries no meaning.
     """
 
     rng: Rng
@@ -82,6 +84,7 @@ class StepContext:
     progress: bool = False
     val: "Dataset | None" = None
     cache: "Cache | None" = None
+    unlabelled: "Dataset | None" = None
 
     @classmethod
     def from_seed(cls, seed: int, device: Any = "cpu", workdir: str | Path | None = None, **kwargs: Any) -> "StepContext":

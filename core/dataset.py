@@ -39,10 +39,12 @@ class Origin(enum.IntEnum):
     AUGMENTED = 1
     RESAMPLED = 2
     GENERATED = 3
+    PSEUDO_LABELLED = 4  #: a real unlabelled row with a label a model gave it (the ``pseudo-label`` step)
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        """The name in reports and files: ``real``, ``augmented``, ..., ``pseudo-labelled``."""
+        return self.name.lower().replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -314,18 +316,23 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Splits:
-    """A source's own split: ``train`` and optionally ``val`` and ``test``.
+    """A source's own split: ``train`` and optionally ``val`` and ``test``, and the ``unlabelled``
+    rows it holds.
 
     A missing ``val`` is carved from ``train`` by the host; a missing ``test`` is carved from
-    ``train`` with the run file's ``split.test`` share.
+    ``train`` with the run file's ``split.test`` share. ``unlabelled``: rows without a label (an
+    npz ``y`` of -1), held apart from train, val and test: never split, de-duplicated or scored,
+    preprocessed like the others and given to steps as ``StepContext.unlabelled`` (e.g. for the
+    ``pseudo-label`` step). Their ``y`` carries no meaning (sources set 0).
     """
 
     train: Dataset
     val: Dataset | None = None
     test: Dataset | None = None
+    unlabelled: Dataset | None = None
 
     def __post_init__(self) -> None:
-        for name in ("train", "val", "test"):
+        for name in ("train", "val", "test", "unlabelled"):
             part = getattr(self, name)
             if part is None:
                 continue

@@ -36,7 +36,7 @@ import torch
 
 from .chain import Chain
 from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, resolve_device
-from .dataset import Dataset, Origin
+from .dataset import Dataset, Origin, Splits
 from .errors import ConfigError, DataError, OutputError, PluginError
 from .formats import dataset_from_state, dataset_state
 from .hookspecs import SERVICE_HOOKS
@@ -229,7 +229,8 @@ class _Run:
         self.records: list[StepRecord] = []
         self.step_reports: list[dict[str, Any]] = []
         self.step_figures: dict[int, dict[str, bytes]] = {}
-        self.cache = Cache(self.folder.cache_dir)  # one cache per run: evaluators share what they train
+        # One cache per run: evaluators share what they train (feature networks, the raw baseline), replays too.
+        self.cache = Cache(self.folder.cache_dir)
         self.metrics = Metrics()
         self.file_hashes: dict[str, str] = {}
         self.figures: dict[str, dict[str, str]] = {}
@@ -263,7 +264,7 @@ class _Run:
         return StepContext(rng=Rng(self.seed, key, device=self.device), device=self.device,
                            workdir=None if self.dry else workdir, resume=self.resume, emit=self.emit,
                            batch_size=self.config.batch_size, step=step, name=name,
-                           progress=progress_shown(self.progress), **extra)
+                           progress=progress_shown(self.progress), unlabelled=getattr(self, "unlabelled", None), **extra)
 
     # ---------------------------------------------------------------------------- data
     def load_source(self) -> None:
@@ -273,6 +274,8 @@ class _Run:
             result = source.load(ctx, on_invalid=self.config.source.on_invalid)
         self.rows = source_rows(source.name, result, self.device, self.config.split.group_by,
                                 getattr(source, "dropped", {}))
+        pool = result.unlabelled if isinstance(result, Splits) else None
+        self.unlabelled = None if pool is None or len(pool) == 0 else pool.to(self.device).replace(row_id=None)
 
     def deduplicate(self) -> np.ndarray:
         """Indices (into the source's rows) kept after exact or near de-duplication."""
@@ -323,6 +326,8 @@ class _Run:
                 pre.fit(self.raw_train, ctx)
             with self.guard(pre, "transform"):
                 self.raw_train, self.val, self.test = (pre.transform(d) for d in (self.raw_train, self.val, self.test))
+                if self.unlabelled is not None:
+                    self.unlabelled = pre.transform(self.unlabelled)
             if not self.dry:
                 relpath = f"preprocess/{i:02d}-{_safe_part(ref.name)}.pt"
                 path = self.folder.partial / relpath

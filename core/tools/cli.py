@@ -248,10 +248,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import headline, run_demo
 
     result = run_demo(force=args.force, progress=not args.quiet)
     print(result.summary())
+    line = headline(result.report)
+    if line:
+        print("\n" + line)
     return 0
 
 

@@ -38,7 +38,10 @@ class NpzSource(Source):
 
     ``y``: ``(N,)`` integer labels or class names. ``classes`` (optional): the class names; integer
     labels then index into it and names must be in it, and a label outside it is an invalid row.
-    Without it the classes are the distinct labels, sorted (numbers by value).
+    Without it the classes are the distinct labels, sorted (numbers by value). An integer label
+    of -1 marks an unlabelled row: such rows are held apart from train, val and test
+    (`Splits.unlabelled`, for steps such as ``pseudo-label``); the run then splits the labelled
+    rows (or uses the file's ``split`` for them).
 
     ``split`` (optional): ``(N,)`` strings ``train`` / ``val`` / ``test``; the file's own split,
     used instead of the run's. ``groups`` (optional): ``(N,)`` group ids (numbers or names) for
@@ -89,6 +92,13 @@ class NpzSource(Source):
         modality = self._modality(x, path)
         bad: dict[int, tuple[str, str]] = {}  # row -> (place within the row, reason)
         x = self._values(x, modality, path, bad)
+        # Integer label -1: an unlabelled row, held apart (Splits.unlabelled). It takes a valid label
+        # while the class list is read, so the class list is that of the labelled rows.
+        unlabelled = (y == -1) if y.dtype.kind == "i" else np.zeros(n, dtype=bool)
+        if unlabelled.all():
+            raise DataError(f"npz {path.name}: every row is unlabelled (y = -1); label some rows")
+        if unlabelled.any():
+            y = np.where(unlabelled, 0 if "classes" in arrays else y[~unlabelled][0], y)
         codes, classes = self._labels(y, arrays.get("classes"), path, bad)
         part = self._split_names(arrays.get("split"), path, bad)
         groups = None if "groups" not in arrays else encode_groups(arrays["groups"])
@@ -104,23 +114,28 @@ class NpzSource(Source):
         elif modality == "tabular":
             features = self._features(arrays.get("columns"), arrays["x"].dtype, x.shape[1], path)
 
-        def dataset(rows: np.ndarray) -> Dataset:
+        def dataset(rows: np.ndarray, labelled: bool = True) -> Dataset:
             data = [x[i] for i in rows] if modality == "text" else torch.from_numpy(np.ascontiguousarray(x[rows]))
+            labels = codes[rows] if labelled else np.zeros(len(rows), dtype=np.int64)
             try:
-                return Dataset(x=data, y=torch.from_numpy(codes[rows]), classes=classes, modality=modality,
+                return Dataset(x=data, y=torch.from_numpy(labels), classes=classes, modality=modality,
                                groups=None if groups is None else torch.from_numpy(groups[rows]), features=features)
             except InvalidDatasetError as error:  # the file's arrays do not make a dataset: bad data, not a bug
                 raise DataError(f"npz {path.name}: {error}") from None
 
+        pool = dataset(np.flatnonzero(keep & unlabelled), labelled=False) if unlabelled.any() else None
+        keep &= ~unlabelled
         if part is None:
-            return dataset(np.flatnonzero(keep))
+            if pool is None:
+                return dataset(np.flatnonzero(keep))
+            return Splits(train=dataset(np.flatnonzero(keep)), unlabelled=pool)  # the run carves val and test
         parts = {name: np.flatnonzero(keep & (part == name)) for name in _SPLITS}
         if not len(parts["train"]):
             raise DataError(f"npz {path.name}: the 'split' array names no (valid) train rows; "
                             f"give some rows split 'train', or remove the 'split' array to let the run split")
         return Splits(train=dataset(parts["train"]),
                       val=dataset(parts["val"]) if len(parts["val"]) else None,
-                      test=dataset(parts["test"]) if len(parts["test"]) else None)
+                      test=dataset(parts["test"]) if len(parts["test"]) else None, unlabelled=pool)
 
     # ------------------------------------------------------------------ parts
     def _modality(self, x: np.ndarray, path: Path) -> str:

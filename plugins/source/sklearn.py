@@ -36,7 +36,9 @@ class DigitsSource(Source):
     what the smallest class has left (class 0 is the largest, class 9 has ``n_max / R`` rows). The
     val part is carved from the long-tailed train part by the run's ``split.val``. Which rows are
     taken is fixed by ``protocol_seed``, not by the run seed, so runs with different seeds share
-    one benchmark.
+    one benchmark. With ``labelled_share`` below 1 only that share of each class's training rows
+    keeps its label; the rest are the source's unlabelled rows (`Splits.unlabelled`), for the
+    ``pseudo-label`` step (``imbalance: 1`` gives every class the same training rows).
     """
 
     name = "sklearn-digits"
@@ -53,6 +55,9 @@ class DigitsSource(Source):
                                               "class as the balanced real test part")
         protocol_seed: int = Field(0, ge=0, lt=2**63,
                                    description="with imbalance: fixes which rows form the test and long-tailed parts")
+        labelled_share: float = Field(1.0, gt=0.0, le=1.0,
+                                      description="with imbalance: share of each class's training rows that keep "
+                                                  "their label (at least 2); the rest become unlabelled rows")
 
     def _load(self, ctx: StepContext) -> Dataset | Splits:
         from sklearn.datasets import load_digits
@@ -79,8 +84,16 @@ class DigitsSource(Source):
             test_rows.append(rows[:n_test])
             train_rows.append(rows[n_test:n_test + train_counts[c]])
         test_index = np.sort(np.concatenate(test_rows))
-        train_index = np.sort(np.concatenate(train_rows))
-        return Splits(train=full[train_index].replace(row_id=None), test=full[test_index].replace(row_id=None))
+        share = self.params.labelled_share
+        labelled = [rows[:max(2, int(np.floor(share * len(rows) + 1e-9)))] for rows in train_rows]
+        pool = np.sort(np.concatenate([rows[len(kept):] for rows, kept in zip(train_rows, labelled)]))
+        train_index = np.sort(np.concatenate(labelled))
+        unlabelled = None
+        if len(pool):
+            unlabelled = full[pool].replace(y=torch.zeros(len(pool), dtype=torch.int64, device=full.device),
+                                            row_id=None)
+        return Splits(train=full[train_index].replace(row_id=None), test=full[test_index].replace(row_id=None),
+                      unlabelled=unlabelled)
 
 
 class _TabularSource(Source):

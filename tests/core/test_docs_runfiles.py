@@ -10,7 +10,7 @@ from setforge.tools.cli import main
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 GUIDES = ("evaluators.md", "preprocessing.md", "resamplers.md")
-BUILTIN_EVALUATORS = {"utility", "balance", "fid", "kid", "prdc", "memorisation", "cas", "leakage", "tstr"}
+BUILTIN_EVALUATORS = {"utility", "ablation", "balance", "fid", "kid", "prdc", "memorisation", "cas", "leakage", "tstr"}
 
 
 def run_files(guide: str) -> list[str]:

@@ -15,7 +15,7 @@ def test_the_embedded_demo_file_is_valid_and_long_tailed():
     config = load_demo_config()
     assert config.source.name == "sklearn-digits" and config.source.params["imbalance"] > 1
     evaluators = {ref.name: ref.params for ref in config.evaluate}
-    assert {"balance", "utility"} <= set(evaluators)
+    assert {"balance", "utility", "ablation"} <= set(evaluators)
     assert evaluators["utility"]["model"] == "logistic-regression"
     assert config.output.dir == "runs/demo"
 
@@ -56,3 +56,22 @@ def test_demo_summary_and_rerun_needs_force(demo, capsys, monkeypatch):
     summary = capsys.readouterr().out
     assert "training rows per class" in summary and "utility (model logistic-regression)" in summary
     assert "balanced accuracy" in summary and "resample random-over" in summary
+
+
+def test_demo_headline_names_the_baseline_the_optimised_set_and_the_step(demo):
+    from setforge.tools.demo import headline
+
+    _, run_dir = demo
+    report = json.loads((run_dir / "report.json").read_text())
+    ablation = report["metrics"]["measures"]["ablation"]
+    utility = report["metrics"]["measures"]["utility"]
+    # the ablation's raw and final sets are utility's raw and optimised sets, with the same seeds
+    assert ablation["cumulative/0/balanced_accuracy"]["value"] == utility["raw/balanced_accuracy"]["value"]
+    assert ablation["cumulative/2/balanced_accuracy"]["value"] == utility["optimised/balanced_accuracy"]["value"]
+    line = headline(report)
+    raw, opt = ablation["cumulative/0/balanced_accuracy"], ablation["cumulative/2/balanced_accuracy"]
+    assert f"baseline {raw['value']:.4f} ± {raw['std']:.4f} -> optimised {opt['value']:.4f}" in line
+    assert "over 3 seeds" in line and ("earned by step" in line or "no step helped" in line)
+    verdicts = [row[3] for row in report["metrics"]["tables"]["ablation"]["steps"]["rows"][1:]]
+    if "helped" in verdicts:
+        assert "earned by step" in line

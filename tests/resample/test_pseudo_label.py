@@ -1,0 +1,102 @@
+"""pseudo-label: unlabelled rows held apart by the source, labelled confidently, capped, in rounds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from sklearn.datasets import load_digits
+
+from setforge import Dataset, Origin, StepContext
+from setforge.plugins.resample.pseudo_label import PseudoLabel
+from setforge.plugins.source.npz import NpzSource
+from setforge.plugins.source.sklearn import DigitsSource
+from setforge.testing import check_component
+from setforge.tools.cli import main
+
+FAST = {"model": "logistic-regression", "epochs": 40, "patience": 3}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """20 labelled digits per class, 600 unlabelled ones (their true labels kept apart)."""
+    bunch = load_digits()
+    x = torch.tensor(bunch.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(bunch.target)
+    classes = tuple(str(c) for c in range(10))
+    labelled = torch.cat([(y == c).nonzero().flatten()[:20] for c in range(10)])
+    rest = torch.tensor(sorted(set(range(len(y))) - set(labelled.tolist())))[:600]
+    train = Dataset(x=x[labelled], y=y[labelled], classes=classes, modality="image")
+    pool = Dataset(x=x[rest], y=torch.zeros(len(rest), dtype=torch.int64), classes=classes, modality="image")
+    return train, pool, y[rest]
+
+
+def test_conformance():
+    check_component(PseudoLabel)
+
+
+def test_confident_labels_are_mostly_right_and_capped(digits):
+    train, pool, truth = digits
+    step = PseudoLabel({**FAST, "threshold": 0.9})
+    out = step.resample(train, StepContext.from_seed(0, unlabelled=pool))
+    new = out[out.origin == int(Origin.PSEUDO_LABELLED)]
+    details = step.report_details()
+    assert len(new) == details["accepted"] > 100 and details["pool"] == len(pool)
+    assert torch.equal(out[:len(train)].x, train.x)
+    # which pool rows were taken: match them back by content to score the labels
+    index = {bytes(r.numpy().tobytes()): i for i, r in enumerate(pool.x)}
+    taken = torch.tensor([index[bytes(r.numpy().tobytes())] for r in new.x])
+    assert float((new.y == truth[taken]).double().mean()) > 0.9
+    assert bool((new.parent == -1).all()) and Origin(int(new.origin[0])).label == "pseudo-labelled"
+    capped = PseudoLabel({**FAST, "threshold": 0.9, "max_per_class": 5})
+    out = capped.resample(train, StepContext.from_seed(0, unlabelled=pool))
+    assert max(out.class_counts(Origin.PSEUDO_LABELLED)) <= 5
+    viewed = PseudoLabel({**FAST, "threshold": 0.9, "views": 4, "view_noise": 0.3})
+    out = viewed.resample(train, StepContext.from_seed(0, unlabelled=pool))
+    assert len(out) - len(train) <= details["accepted"]  # agreement across views only removes rows
+
+
+def test_rounds_retrain_on_what_was_accepted(digits):
+    train, pool, _ = digits
+    step = PseudoLabel({**FAST, "threshold": 0.95, "rounds": 3})
+    step.resample(train, StepContext.from_seed(0, unlabelled=pool))
+    rounds = step.report_details()["rounds"]
+    assert len(rounds) >= 2 and sum(rounds[1].values()) > 0
+
+
+def test_without_unlabelled_rows_nothing_changes(digits):
+    train, _, _ = digits
+    step = PseudoLabel(FAST)
+    assert len(step.resample(train, StepContext.from_seed(0))) == len(train)
+    assert "no unlabelled rows" in step.report_details()["summary"]
+
+
+def test_digits_labelled_share_keeps_the_test_part_and_pools_the_rest():
+    full = DigitsSource({"imbalance": 1}).load(StepContext.from_seed(0))
+    few = DigitsSource({"imbalance": 1, "labelled_share": 0.1}).load(StepContext.from_seed(0))
+    assert torch.equal(full.test.x, few.test.x) and full.unlabelled is None
+    assert len(few.train) + len(few.unlabelled) == len(full.train)
+    assert few.train.class_counts() == [12] * 10
+
+
+def test_an_npz_with_unlabelled_rows_runs_pseudo_label(tmp_path):
+    bunch = load_digits()
+    y = bunch.target.copy()
+    y[200:] = np.where(np.arange(len(y) - 200) % 4 == 0, y[200:], -1)  # 3 in 4 rows after the first 200 unlabelled
+    np.savez(tmp_path / "digits.npz", x=(bunch.images / 16.0).astype(np.float32)[:, None], y=y)
+    source = NpzSource({"path": str(tmp_path / "digits.npz")}).load(StepContext.from_seed(0))
+    assert len(source.unlabelled) == int((y == -1).sum()) and len(source.train) == int((y >= 0).sum())
+    config = {"seed": 0, "device": "cpu", "source": {"name": "npz", "params": {"path": "digits.npz"}},
+              "split": {"test": 0.3, "val": 0.1},
+              "pipeline": [{"resample": "pseudo-label", "params": {**FAST, "threshold": 0.95}}],
+              "evaluate": [{"name": "utility", "params": {"epochs": 20, "patience": 3}}],
+              "output": {"dir": str(tmp_path / "out")}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "run.yaml"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["source"]["unlabelled"] == int((y == -1).sum())
+    assert report["counts"]["optimised"]["by_origin"]["pseudo-labelled"] == report["steps"][0]["details"]["accepted"] > 0
+    assert report["counts"]["test"]["by_origin"]["pseudo-labelled"] == 0
