@@ -138,6 +138,16 @@ class StepConfig(BaseModel):
         "fail", description="check the generated rows against real ones after sampling: fail (exit 3), "
                             "warn (go on, say so in the summary and report), off, or {on_fail, min_cas_ratio}")
 
+    @field_validator("guard", mode="before")
+    @classmethod
+    def _guard_word(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false (and `on` as true)
+        if value is False:
+            return "off"
+        if value is True:
+            return "fail"
+        return value
+
     @property
     def guard_config(self) -> "GuardConfig":
         """``guard`` as a `GuardConfig` (a bare word sets ``on_fail``)."""

@@ -334,7 +334,7 @@ def _metrics(report: Mapping[str, Any], folder: Path | None) -> str:
         detail = report.get("evaluators", {}).get(evaluator, {}).get("summary") or ""
         parts.append(f"<h3>{_e(evaluator)}</h3>" + (f"<p>{_e(detail)}</p>" if detail else ""))
         for name, table in sorted(tables.get(evaluator, {}).items()):
-            parts.append(f"<h4>{_e(name)}</h4>" + _table(table.get("header", []), table.get("rows", [])))
+            parts.append(f"<h4>{_e(evaluator)}: {_e(name)}</h4>" + _table(table.get("header", []), table.get("rows", [])))
         pairs = before_after(measures.get(evaluator, {}))
         if pairs:
             parts.append(_table(["metric", "raw", "optimised", "change"],

@@ -152,6 +152,7 @@ pipeline:
   - resample: cfgtest-smote
   - generate: cfgtest-gan
     params: {epochs: 3}
+    guard: "off"
 evaluate: [cfgtest-score, {name: cfgtest-memo, params: {k: 2}}]
 output: {dir: runs/x}
 """

@@ -356,7 +356,7 @@ def test_dump_fills_defaults_and_round_trips(folder, tmp_path):
     data = yaml.safe_load(text)
     assert data["pipeline"][3] == {"generate": "cfgtest-gan",
                                    "params": {"checkpoint": None, "epochs": 3, "lr": 0.001, "weight": 1.0},
-                                   "classes": None, "target": "balance", "fit_on": "real", "guard": "fail"}
+                                   "classes": None, "target": "balance", "fit_on": "real", "guard": "off"}
     assert data["pipeline"][2] == {"resample": "cfgtest-smote", "params": {"k": 5}}
     assert data["preprocess"] == [{"name": "cfgtest-scale", "params": {"factor": 1.0}}]
     assert data["split"]["stratify"] is True and data["output"]["format"] == "npz"

@@ -109,3 +109,25 @@ def test_a_guard_without_its_provider_is_refused_at_validate(tmp_path, capsys):
     assert "pipeline[0].guard" in capsys.readouterr().err
     assert main(["validate", str(_write(tmp_path, "guardtest-noise", guard="off", name="off")),
                  "-p", "no:builtin-evaluate"]) == 0
+
+
+SCORER = '''
+from setforge import hookimpl
+
+
+@hookimpl(tryfirst=True)
+def setforge_score_generated(real, generated, val, rng, device):
+    return {"generated": 0.2, "reference": 0.8, "model": "fixed", "n_generated": len(generated), "n_reference": len(val)}
+'''
+
+
+def test_a_third_party_scorer_answers_first(tmp_path, capsys):
+    (tmp_path / "scorer.py").write_text(SCORER)
+    path = _write(tmp_path, "guardtest-jitter", guard={"on_fail": "warn", "min_cas_ratio": 0.5})
+    text = path.read_text().replace("plugins: [guard_plugin.py]", "plugins: [guard_plugin.py, scorer.py]")
+    if "scorer.py" not in text:
+        text = text.replace("- guard_plugin.py", "- guard_plugin.py\n- scorer.py")
+    path.write_text(text)
+    assert main(["run", str(path), "--quiet"]) == 0
+    guard = json.loads((tmp_path / "run" / "report.json").read_text())["steps"][0]["guard"]
+    assert guard["model"] == "fixed" and guard["ratio"] == pytest.approx(0.25) and guard["passed"] is False

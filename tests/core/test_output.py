@@ -21,7 +21,7 @@ EVIL = "<script>alert(1)</script>"
 
 
 def _mixed(n: int = 10, classes=("a", "b")) -> Dataset:
-    origin = torch.tensor([int(Origin.REAL)] * (n - 4) + [int(o) for o in list(Origin)[1:]] + [int(Origin.AUGMENTED)])
+    origin = torch.tensor([int(Origin.REAL)] * (n - len(Origin)) + [int(o) for o in list(Origin)[1:]] + [int(Origin.AUGMENTED)])
     return Dataset(x=torch.rand(n, 1, 3, 3, generator=torch.Generator().manual_seed(0)), y=torch.arange(n) % 2,
                    classes=classes, modality="image", origin=origin,
                    step=torch.where(origin == 0, -1, 1), parent=torch.where(origin == 0, -1, 0))
@@ -63,7 +63,7 @@ def test_text_and_empty_datasets_round_trip(tmp_path):
     text = Dataset(x=["one", "två", ""], y=torch.tensor([0, 1, 0]), classes=("p", "q"), modality="text")
     get_format("npz").write(tmp_path, "test", text)
     _same(get_format("npz").read(tmp_path, "test"), text)
-    empty = _mixed(4)[:0]
+    empty = _mixed(len(Origin))[:0]
     get_format("npz").write(tmp_path, "train", empty, shard_rows=3)
     assert len(get_format("npz").read(tmp_path, "train")) == 0
 

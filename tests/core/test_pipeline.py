@@ -64,7 +64,7 @@ def by_class(ds) -> list[int]:
 def test_a_run_writes_a_complete_folder_that_loads_back(tmp_path, registry, toys):
     config = config_for(tmp_path, pipeline=[{"augment": "toy-jitter", "minority": True},
                                             {"resample": "toy-over"},
-                                            {"generate": "toy-mean", "per_class": 40}],
+                                            {"generate": "toy-mean", "guard": "off", "per_class": 40}],
                         evaluate=["balance"])
     result = run(config, registry, progress=False)
     folder = tmp_path / "run"
@@ -101,7 +101,7 @@ def test_same_file_and_seed_give_byte_identical_files(tmp_path, registry):
     def once(seed=0):
         config = config_for(tmp_path, seed=seed,
                             pipeline=[{"augment": ["toy-jitter", "toy-shift"], "copies": 2, "minority": True},
-                                      {"resample": "toy-over"}, {"generate": "toy-mean", "multiply": 0.5}],
+                                      {"resample": "toy-over"}, {"generate": "toy-mean", "guard": "off", "multiply": 0.5}],
                             evaluate=["balance", {"name": "utility", "params": {"epochs": 5}}])
         run(config, registry, progress=False, force=True)
         return {p.name: sha(p) for p in sorted((tmp_path / "run").iterdir())
@@ -118,7 +118,7 @@ def test_the_test_split_is_unchanged_by_every_step(tmp_path, registry):
     plain = run(config_for(tmp_path, "plain"), registry, progress=False)
     busy = run(config_for(tmp_path, "busy", pipeline=[
         {"augment": "toy-jitter", "copies": 3}, {"resample": "toy-under"}, {"resample": "toy-over"},
-        {"generate": "toy-mean", "per_class": 50}]), registry, progress=False)
+        {"generate": "toy-mean", "guard": "off", "per_class": 50}]), registry, progress=False)
     assert sha(tmp_path / "plain" / "test.npz") == sha(tmp_path / "busy" / "test.npz")
     assert plain.report["split"]["fingerprints"]["test"] == busy.report["split"]["fingerprints"]["test"]
     assert busy.test.fingerprint() == plain.test.fingerprint()
@@ -248,13 +248,13 @@ def test_an_augment_chain_applies_every_op_to_each_copy(tmp_path, registry):
 
 
 @pytest.mark.parametrize("step, before, expected_added", [
-    ({"generate": "toy-mean", "target": "balance"}, None, [0, 10, 20]),
-    ({"generate": "toy-mean", "per_class": 25}, None, [0, 5, 15]),
-    ({"generate": "toy-mean", "classes": ["c1"]}, None, [0, 10, 0]),
+    ({"generate": "toy-mean", "guard": "off", "target": "balance"}, None, [0, 10, 20]),
+    ({"generate": "toy-mean", "guard": "off", "per_class": 25}, None, [0, 5, 15]),
+    ({"generate": "toy-mean", "guard": "off", "classes": ["c1"]}, None, [0, 10, 0]),
     # multiply counts the step input's real rows, even after an over-sampler
-    ({"generate": "toy-mean", "multiply": 0.5}, {"resample": "toy-over"}, [15, 10, 5]),
+    ({"generate": "toy-mean", "guard": "off", "multiply": 0.5}, {"resample": "toy-over"}, [15, 10, 5]),
     # target and per_class count every row of the input, whatever its origin
-    ({"generate": "toy-mean", "per_class": 35}, {"resample": "toy-over"}, [5, 5, 5]),
+    ({"generate": "toy-mean", "guard": "off", "per_class": 35}, {"resample": "toy-over"}, [5, 5, 5]),
 ])
 def test_generate_amounts_are_owned_by_the_host(tmp_path, registry, toys, step, before, expected_added):
     pipeline = ([before] if before else []) + [step]
@@ -267,12 +267,12 @@ def test_generate_amounts_are_owned_by_the_host(tmp_path, registry, toys, step, 
 
 def test_generate_fit_on_all_and_nothing_to_generate(tmp_path, registry, toys):
     result = run(config_for(tmp_path, "all", split={"test": 0.0, "val": 0.0},
-                            pipeline=[{"resample": "toy-over"}, {"generate": "toy-mean", "per_class": 31, "fit_on": "all"}]),
+                            pipeline=[{"resample": "toy-over"}, {"generate": "toy-mean", "guard": "off", "per_class": 31, "fit_on": "all"}]),
                  registry, progress=False)
     assert toys.FITTED == [90] and len(result.train) == 93
     toys.FITTED.clear()
     result = run(config_for(tmp_path, "none", split={"test": 0.0, "val": 0.0},
-                            pipeline=[{"resample": "toy-under"}, {"generate": "toy-mean", "target": "balance"}]),
+                            pipeline=[{"resample": "toy-under"}, {"generate": "toy-mean", "guard": "off", "target": "balance"}]),
                  registry, progress=False)
     assert toys.FITTED == []  # nothing to generate: not even fitted
     note = result.report["steps"][1]["note"]
@@ -281,7 +281,7 @@ def test_generate_fit_on_all_and_nothing_to_generate(tmp_path, registry, toys):
 
 
 def test_generator_is_saved_in_its_step_folder(tmp_path, registry):
-    run(config_for(tmp_path, pipeline=[{"generate": "toy-mean"}]), registry, progress=False)
+    run(config_for(tmp_path, pipeline=[{"generate": "toy-mean", "guard": "off"}]), registry, progress=False)
     assert (tmp_path / "run" / "steps" / "00-generate-toy-mean" / "generator.pt").is_file()
 
 
@@ -381,7 +381,7 @@ def test_a_killed_run_leaves_no_folder(tmp_path):
 def test_dry_run_shows_counts_without_running_steps(tmp_path, registry, toys):
     config = config_for(tmp_path, split={"test": 0.0, "val": 0.0},
                         pipeline=[{"augment": "toy-jitter", "minority": True}, {"resample": "toy-over"},
-                                  {"generate": "toy-mean", "per_class": 70}])
+                                  {"generate": "toy-mean", "guard": "off", "per_class": 70}])
     text = dry_run(config, registry)
     assert toys.FITTED == [] and not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
     rows = {line.split()[0]: line.split()[1:] for line in text.splitlines() if line.strip().startswith("c")}

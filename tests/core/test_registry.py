@@ -178,9 +178,10 @@ def test_registration_hooks_each_load(good):
     kinds = {info.kind for info in registry.components() if info.plugin == "toys"}
     assert kinds == {"augment", "generate", "evaluate"}
     assert registry.hook_names() == sorted([
-        "setforge_find_duplicates", "setforge_find_leaked", "setforge_register_formats", "setforge_on_event", "setforge_register_augmenters", "setforge_register_evaluators",
-        "setforge_register_generators", "setforge_register_preprocessors", "setforge_register_resamplers",
-        "setforge_register_sources"])
+        "setforge_find_duplicates", "setforge_find_leaked", "setforge_register_formats", "setforge_on_event",
+        "setforge_register_augmenters", "setforge_register_evaluators", "setforge_register_generators",
+        "setforge_register_observers", "setforge_register_preprocessors", "setforge_register_resamplers",
+        "setforge_register_sources", "setforge_score_generated"])
 
 
 def test_source_preprocessor_and_resampler_hooks(tmp_path, monkeypatch):

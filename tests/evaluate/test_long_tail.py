@@ -49,7 +49,7 @@ def test_every_minority_class_gets_a_distance_with_its_estimator(tmp_path):
         "seed": 0, "device": "cpu",
         "source": {"name": "npz", "params": {"path": "shapes.npz"}},
         "split": {"test": 0.3, "val": 0.1},
-        "pipeline": [{"generate": "dcgan", "target": "balance",
+        "pipeline": [{"generate": "dcgan", "guard": "off", "target": "balance",
                       "params": {"steps": 8, "width": 8, "latent_dim": 8, "embedding_dim": 4, "batch_size": 32,
                                  "grid_every": 0}}],
         "evaluate": [{"name": "fid", "params": {"cnn_epochs": 3}},

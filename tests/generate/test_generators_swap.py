@@ -23,6 +23,7 @@ pipeline:
   - generate: {name}
     params: {params}
     target: balance
+    guard: "off"
 output: {{dir: {out}}}
 """
 PARAMS = {

@@ -39,7 +39,7 @@ def _run(path: Path, registry):
 
 def test_digits_run_file_balances_the_classes_and_reports_cas(tmp_path, registry):
     path = _run_file(tmp_path, "digits", {"name": "sklearn-digits", "params": {"imbalance": 4}},
-                     [{"generate": "stylegan2", "params": {**TINY, "psi": 0.7}, "target": "balance"}],
+                     [{"generate": "stylegan2", "guard": "off", "params": {**TINY, "psi": 0.7}, "target": "balance"}],
                      evaluate=[{"name": "cas", "params": {"model": "mlp", "epochs": 5, "patience": 2}}])
     result = _run(path, registry)
     train = result.train
@@ -61,7 +61,7 @@ def test_three_channel_32x32_npz_run_file(tmp_path, registry):
         x[i, y[i], top:top + 8, left:left + 8] = 255
     np.savez(tmp_path / "squares.npz", x=x, y=y, classes=np.array(["r", "g", "b"]))
     path = _run_file(tmp_path, "squares", {"name": "npz", "params": {"path": str(tmp_path / "squares.npz")}},
-                     [{"generate": "stylegan2", "params": TINY, "per_class": 30}])
+                     [{"generate": "stylegan2", "guard": "off", "params": TINY, "per_class": 30}])
     result = _run(path, registry)
     generated = result.train[result.train.origin == int(Origin.GENERATED)]
     assert tuple(generated.x.shape[1:]) == (3, 32, 32)
@@ -83,12 +83,12 @@ def test_a_model_trained_on_one_class_set_is_fine_tuned_on_another_with_frozen_d
                                                                                                       registry):
     first = _run_file(tmp_path, "first", {"name": "npz", "params": {"path": str(_digits_npz(tmp_path / "a.npz",
                                                                                              [0, 1, 2, 3, 4]))}},
-                      [{"generate": "stylegan2", "params": TINY, "multiply": 0.2}])
+                      [{"generate": "stylegan2", "guard": "off", "params": TINY, "multiply": 0.2}])
     _run(first, registry)
     pretrained = tmp_path / "first" / "steps" / STEP / "generator.pt"
     second = _run_file(tmp_path, "second", {"name": "npz", "params": {"path": str(_digits_npz(tmp_path / "b.npz",
                                                                                               [5, 6, 7, 8, 9]))}},
-                       [{"generate": "stylegan2", "params": {**TINY, "init_from": str(pretrained), "freeze_d": 1},
+                       [{"generate": "stylegan2", "guard": "off", "params": {**TINY, "init_from": str(pretrained), "freeze_d": 1},
                          "multiply": 0.2}])
     result = _run(second, registry)
     assert result.train.classes == ("5", "6", "7", "8", "9")
@@ -103,12 +103,12 @@ def test_a_model_trained_on_one_class_set_is_fine_tuned_on_another_with_frozen_d
 
 def test_init_from_a_file_of_another_architecture_is_a_data_error_naming_the_keys(tmp_path, registry):
     source = {"name": "npz", "params": {"path": str(_digits_npz(tmp_path / "a.npz", [0, 1]))}}
-    _run(_run_file(tmp_path, "first", source, [{"generate": "stylegan2", "params": TINY, "multiply": 0.1}]),
+    _run(_run_file(tmp_path, "first", source, [{"generate": "stylegan2", "guard": "off", "params": TINY, "multiply": 0.1}]),
          registry)
     pretrained = tmp_path / "first" / "steps" / STEP / "generator.pt"
     wider = {**TINY, "width": 8, "max_width": 16, "init_from": str(pretrained)}
     from setforge import DataError
 
     with pytest.raises(DataError, match=r"synthesis.const: file \[8, 4, 4\] vs model \[16, 4, 4\]"):
-        _run(_run_file(tmp_path, "second", source, [{"generate": "stylegan2", "params": wider, "multiply": 0.1}]),
+        _run(_run_file(tmp_path, "second", source, [{"generate": "stylegan2", "guard": "off", "params": wider, "multiply": 0.1}]),
              registry)

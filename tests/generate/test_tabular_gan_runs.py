@@ -26,7 +26,7 @@ def run(tmp_path, config):
 def test_breast_cancer_run_reports_tstr(tmp_path):
     report = run(tmp_path, {
         "seed": 0, "device": "cpu", "source": "sklearn-breast-cancer",
-        "pipeline": [{"generate": "tabular-gan", "params": GAN, "multiply": 1}],
+        "pipeline": [{"generate": "tabular-gan", "guard": "off", "params": GAN, "multiply": 1}],
         "evaluate": [{"name": "tstr", "params": {"epochs": 30}},
                      {"name": "utility", "params": {"model": "gradient-boosting", "epochs": 30}}]})
     tstr = report["metrics"]["measures"]["tstr"]
@@ -60,7 +60,7 @@ def test_csv_with_categorical_columns_decodes_categories(tmp_path):
     write_table(tmp_path / "customers.csv")
     report = run(tmp_path, {
         "seed": 1, "device": "cpu", "source": {"name": "csv", "params": {"path": "customers.csv"}},
-        "pipeline": [{"generate": "tabular-gan", "params": GAN, "per_class": 250}],
+        "pipeline": [{"generate": "tabular-gan", "guard": "off", "params": GAN, "per_class": 250}],
         "evaluate": [{"name": "tstr", "params": {"epochs": 30}}],
         "output": {"format": "csv"}})
     assert report["metrics"]["measures"]["tstr"]["step/0/macro_f1"]["n"] > 0

@@ -66,3 +66,44 @@ def test_an_unknown_observer_is_a_run_file_problem(tmp_path, capsys):
 
 def test_the_observer_passes_the_conformance_kit(tmp_path):
     check_component(TensorBoard, {"log_dir": str(tmp_path / "kit")})
+
+
+RECORDER = '''
+import json
+
+import setforge
+from setforge import hookimpl
+
+
+class Recorder(setforge.Observer):
+    """Writes the kinds of the events it sees, in order."""
+
+    name = "obstest-recorder"
+
+    def _open(self, ctx):
+        self.kinds = []
+        self.folder = ctx.ensure_workdir()
+
+    def _observe(self, event):
+        self.kinds.append(event.kind)
+
+    def _close(self):
+        (self.folder / "kinds.json").write_text(json.dumps(self.kinds))
+
+
+@hookimpl
+def setforge_register_observers():
+    return [Recorder]
+'''
+
+
+def test_a_third_party_observer_sees_the_run_and_closes_inside_the_folder(tmp_path):
+    (tmp_path / "recorder.py").write_text(RECORDER)
+    path = _run_file(tmp_path, ["obstest-recorder"])
+    config = yaml.safe_load(path.read_text())
+    config["plugins"] = ["recorder.py"]
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--quiet"]) == 0
+    kinds = json.loads((tmp_path / "out" / "observe" / "obstest-recorder" / "kinds.json").read_text())
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert "train_progress" in kinds and "samples" in kinds and kinds.count("step_finished") == 1

@@ -68,7 +68,7 @@ def test_training_curves_come_from_train_progress_events(runs):
     report = json.loads((runs / "a" / "report.json").read_text())
     training = report["steps"][1]["training_log"]
     assert training["iterations"] == list(range(5, 41, 5))
-    assert set(training["losses"]) == {"discriminator", "generator"}
+    assert {"discriminator", "generator"} <= set(training["losses"])
     assert all(len(v) == len(training["iterations"]) for v in training["losses"].values())
 
 
