@@ -79,8 +79,10 @@ class GanTrainingParams(Generator.Params):
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0, description="decay of the moving average of generator weights "
                                                                 "used for sampling (0 turns it off)")
     checkpoint_every: int = Field(200, ge=1, description="write a resumable checkpoint every this many steps")
-    grid_every: int = Field(500, ge=0, description="write a per-class sample grid PNG every this many steps "
-                                                   "(and at the end); 0 turns grids off")
+    grid_every: int | Literal["auto"] = Field(
+        "auto", description="write a per-class sample grid PNG every this many steps (and at the end); 0 turns "
+                            "grids off; auto: a fifth of the training steps, so any run shows at least 4 grids "
+                            "during training plus the final one")
     log_every: int = Field(10, ge=1, description="check losses, update the progress bar and emit "
                                                  "train_progress every this many steps")
     divergence_limit: float = Field(1e4, gt=0.0, description="a loss whose magnitude exceeds this stops training "
@@ -524,6 +526,7 @@ class GanTrainer:
         # an epoch is a pass over the real rows; each generator step reads critic_steps batches
         total = p.steps if p.steps is not None else max(
             1, p.epochs * sampler.steps_per_epoch // self.objective.critic_steps)
+        grid_every = max(1, total // 5) if p.grid_every == "auto" else p.grid_every
         present = torch.as_tensor(np.flatnonzero(counts), device=device)
         # the grid's latents: a sub-generator seeded from the step's generator, drawn before any resume
         grid_seed = int(torch.randint(0, 2**62, (1,), generator=ctx.rng.torch, device=device).item())
@@ -646,7 +649,7 @@ class GanTrainer:
                     checkpoint_path = self._save_checkpoint(workdir, iteration, ema, optimisers, sampler, ctx,
                                                             fingerprint, extra_state())
                     last_good = (iteration, checkpoint_path)
-                if self.image_grids and p.grid_every and iteration % p.grid_every == 0 and iteration < total:
+                if self.image_grids and grid_every and iteration % grid_every == 0 and iteration < total:
                     grids.append(self._grid(ema, present, grid_seed, workdir, iteration, ctx))
             refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
             if start < total or checkpoint_path is None:
@@ -659,7 +662,7 @@ class GanTrainer:
                 if p.select == "best-fd" and monitor.best is not None and monitor.best["iteration"] != total:
                     ema.load_state_dict(monitor.best["weights"])
                     refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
-            if self.image_grids and p.grid_every:
+            if self.image_grids and grid_every:
                 grids.append(self._grid(ema, present, grid_seed, workdir, total, ctx))
         finally:
             threads.__exit__(None, None, None)
