@@ -28,6 +28,19 @@ HOOKS = str(Path(__file__).with_name("_fault_hooks.py"))
 APART = ("timings.json", "report.html")  # wall-clock times, and the page that shows them
 
 
+def _plain(value: Any) -> Any:
+    """A checkpoint's contents as nested plain values (tensors as their bytes), for comparison."""
+    import torch
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return (str(value.dtype), tuple(value.shape), value.contiguous().cpu().numpy().tobytes())
+    return value
+
+
 def files_of(folder: Path, without_resumed: bool = False) -> dict[str, str]:
     out = {}
     for path in sorted(folder.rglob("*")):
@@ -38,7 +51,15 @@ def files_of(folder: Path, without_resumed: bool = False) -> dict[str, str]:
             report = json.loads(data)
             for step in report["steps"]:
                 step.pop("resumed")
+                (step.get("training") or {}).pop("resumed_from", None)  # and where training went on from
             data = json.dumps(report, sort_keys=True).encode()
+        if without_resumed and path.name.startswith("training-") and path.suffix == ".pt":
+            # a checkpoint written after a resume holds the same values; torch.save may lay out
+            # storages loaded from disk differently, so compare what it holds, not its bytes
+            import torch
+
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            data = repr(_plain(state)).encode()
         out[str(path.relative_to(folder))] = hashlib.sha256(data).hexdigest()
     return out
 
