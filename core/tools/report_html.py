@@ -37,7 +37,7 @@ pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:.85em}
 .headline{font-size:1.15em;padding:.8em 1em;border-radius:6px;background:#eef4fb;border-left:6px solid #4c72b0}
 .headline.worse{background:#fdeeee;border-left-color:#c44e52}.headline.noise{background:#f6f6f6;border-left-color:#999}
 .note{color:#a60}.skip{color:#888}figure{margin:.5em 0 1.5em}figcaption{color:#555;font-size:.9em}
-img{max-width:100%;height:auto}img.pixels{image-rendering:pixelated}
+img{max-width:100%;height:auto}table.facts td{text-align:left}table.facts td+td{word-break:break-all}img.pixels{image-rendering:pixelated}
 details{margin:.5em 0 1em}summary{cursor:pointer;color:#245}"""
 
 
@@ -134,7 +134,8 @@ def _facts(report: Mapping[str, Any], timings: Mapping[str, Any] | None) -> str:
         rows.append(["training rows duplicating a test row dropped", split["leaked_dropped"]])
     if timings and isinstance(timings.get("total"), (int, float)):
         rows.append(["time (s)", fmt(float(timings["total"]), 3)])
-    return _table(["", ""], rows)
+    # left-aligned and wrapping, so a phone shows every value (the fingerprint is 64 characters)
+    return _table(["", ""], rows).replace("<table>", "<table class='facts'>", 1)
 
 
 def _class_counts(report: Mapping[str, Any]) -> str:
