@@ -55,7 +55,7 @@ def headline(report: dict[str, Any], score: str = "balanced_accuracy") -> str:
         return ""
     raw, opt = measures[f"cumulative/0/{score}"], measures[last]
     n_seeds = report.get("evaluators", {}).get("ablation", {}).get("params", {}).get("repeats", "?")
-    text = (f"headline: {score.replace('_', ' ')} on the real test split ({raw['n']} rows), mean ± std over "
+    text = (f"ablation: {score.replace('_', ' ')} on the real test split ({raw['n']} rows), mean ± std over "
             f"{n_seeds} seeds: baseline {raw['value']:.4f} ± {raw['std']:.4f} -> optimised "
             f"{opt['value']:.4f} ± {opt['std']:.4f} ({opt['value'] - raw['value']:+.4f})")
     verdicts = {row[0]: row[3] for row in table["rows"][1:]}
