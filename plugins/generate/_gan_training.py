@@ -32,7 +32,7 @@ import copy
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -49,7 +49,7 @@ from .._shared.threads import one_thread_if_small
 from ._gan_augment import DIFF_AUGMENT_OPS, AdaParams, AdaptiveAugment, AugmentedDiscriminator, DiffAugmentOp, build_ops
 from ._gan_selection import QualityMonitor, feature_network
 
-__all__ = ["GanTrainingParams", "GanObjective", "NonSaturatingLoss", "WassersteinGradientPenalty", "GanTrainer", "GanResult", "BatchSampler",
+__all__ = ["refuse_untrained", "GanTrainingParams", "GanObjective", "NonSaturatingLoss", "WassersteinGradientPenalty", "GanTrainer", "GanResult", "BatchSampler",
            "build_module", "init_dcgan_weights", "refresh_batch_norm", "write_grid_png", "is_skewed",
            "forward_macs", "CHECKPOINT_PATTERN", "SMALL_STEP_MACS"]
 
@@ -108,6 +108,16 @@ class GanTrainingParams(Generator.Params):
     monitor_samples: int = Field(1000, ge=10, le=1_000_000, description="rows sampled at each measurement (labels "
                                                                        "in the val split's class proportions)")
 
+
+
+def refuse_untrained(component: Any, labels: torch.Tensor, trained: Sequence[int]) -> None:
+    """A `DataError` naming the requested classes a generator saw no training rows of (it cannot
+    generate them); shared by every generator's ``_sample``."""
+    untrained = sorted(set(labels.tolist()) - set(trained))
+    if untrained:
+        raise DataError(f"generate '{component.name}': no training rows of class "
+                        f"{', '.join(repr(component.classes[c]) for c in untrained)}, so it cannot be generated "
+                        f"(fit on data that has it, or leave it out of classes:)")
 
 # ------------------------------------------------------------------------- objectives
 class GanObjective:

@@ -28,7 +28,7 @@ from setforge.context import StepContext
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 
-from ._gan_training import (GanObjective, GanTrainer, GanTrainingParams, NonSaturatingLoss, build_module,
+from ._gan_training import (refuse_untrained, GanObjective, GanTrainer, GanTrainingParams, NonSaturatingLoss, build_module,
                             init_dcgan_weights)
 
 __all__ = ["DCGAN"]  # ConvGan is the base wgan-gp shares; not a component itself
@@ -170,11 +170,7 @@ class ConvGan(Generator):
                                 **(self.result.selection or {})}
 
     def _sample(self, labels: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        untrained = sorted(set(labels.tolist()) - set(self._trained_classes))
-        if untrained:
-            raise DataError(f"generate '{self.name}': no training rows of class "
-                            f"{', '.join(repr(self.classes[c]) for c in untrained)}, so it cannot be generated "
-                            f"(fit on data that has it, or leave it out of classes:)")
+        refuse_untrained(self, labels, self._trained_classes)
         net = self._net
         if next(net.parameters()).device != ctx.device:
             net = self._net = net.to(ctx.device)

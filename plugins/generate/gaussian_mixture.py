@@ -22,7 +22,8 @@ from pydantic import Field
 from setforge.components import Generator
 from setforge.context import StepContext
 from setforge.dataset import Dataset
-from setforge.errors import DataError
+
+from ._gan_training import refuse_untrained
 
 __all__ = ["GaussianMixtureGenerator"]
 
@@ -115,11 +116,7 @@ class GaussianMixtureGenerator(Generator):
     # -------------------------------------------------------------------- sample
     def _sample(self, labels: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         s = self._state
-        untrained = sorted(set(labels.tolist()) - set(s["trained_classes"]))
-        if untrained:
-            raise DataError(f"generate '{self.name}': no training rows of class "
-                            f"{', '.join(repr(self.classes[c]) for c in untrained)}, so it cannot be generated "
-                            f"(fit on data that has it, or leave it out of classes:)")
+        refuse_untrained(self, labels, s["trained_classes"])
         device = ctx.device
         weights, means, scales = (s[k].to(device) for k in ("weights", "means", "scales"))
         component = torch.multinomial(weights[labels], 1, generator=ctx.rng.torch).squeeze(1)

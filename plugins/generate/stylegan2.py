@@ -32,7 +32,7 @@ from setforge.context import StepContext
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 
-from ._gan_training import GanObjective, GanTrainer, GanTrainingParams, build_module
+from ._gan_training import refuse_untrained, GanObjective, GanTrainer, GanTrainingParams, build_module
 from ._stylegan2_nets import StyleGan2Discriminator, StyleGan2Generator, init_stylegan2_weights
 from .dcgan import MAX_SIZE, MIN_SIZE, _to_images, _to_network, network_size
 
@@ -319,11 +319,7 @@ class StyleGAN2(Generator):
         self._trained_classes = sorted(set(ds.y.tolist()))
 
     def _sample(self, labels: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        untrained = sorted(set(labels.tolist()) - set(self._trained_classes))
-        if untrained:
-            raise DataError(f"generate '{self.name}': no training rows of class "
-                            f"{', '.join(repr(self.classes[c]) for c in untrained)}, so it cannot be generated "
-                            f"(fit on data that has it, or leave it out of classes:)")
+        refuse_untrained(self, labels, self._trained_classes)
         net = self._net
         if next(net.parameters()).device != ctx.device:
             net = self._net = net.to(ctx.device)

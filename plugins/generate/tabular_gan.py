@@ -40,7 +40,7 @@ from setforge.context import StepContext
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 
-from ._gan_training import (BatchSampler, GanObjective, GanTrainer, GanTrainingParams, build_module,
+from ._gan_training import (refuse_untrained, BatchSampler, GanObjective, GanTrainer, GanTrainingParams, build_module,
                                     refresh_batch_norm)
 from ._tabular_encoding import ModeSpecificNormaliser, SpanLayout
 
@@ -368,11 +368,7 @@ class TabularGAN(Generator):
 
     # ----------------------------------------------------------------- sample
     def _sample(self, labels: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        untrained = sorted(set(labels.tolist()) - set(self._trained_classes))
-        if untrained:
-            raise DataError(f"generate '{self.name}': no training rows of class "
-                            f"{', '.join(repr(self.classes[c]) for c in untrained)}, so it cannot be generated "
-                            f"(fit on data that has it, or leave it out of classes:)")
+        refuse_untrained(self, labels, self._trained_classes)
         net = self._net
         if next(net.parameters()).device != ctx.device:
             net = self._net = net.to(ctx.device)
