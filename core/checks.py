@@ -119,8 +119,10 @@ def _marks_existing(annotation: Any) -> bool:
     return any(_marks_existing(arg) for arg in typing.get_args(annotation))
 
 
-def _check_ref(ref: _Ref, registry: Any, base_dir: Path, resolved: dict[str, dict[str, Any]] | None,
+def _check_ref(ref: _Ref, registry: Any, base_dir: Path, parsed_params: dict[str, BaseModel] | None,
                modality: str | None = None) -> list[tuple[str, str]]:
+    """The problems of one component reference; when there are none and `parsed_params` is
+    given, its params parsed (once) with paths resolved are kept there under its params place."""
     try:
         info = registry.get(ref.kind, ref.name, place=ref.place)
     except ConfigError as error:
@@ -142,6 +144,7 @@ def _check_ref(ref: _Ref, registry: Any, base_dir: Path, resolved: dict[str, dic
     problems = _nonfinite(parsed, ref.params_place)
     with registry.guard(cls, "check_params"):
         problems += [(f"{ref.params_place}.{key}", message) for key, message in cls.check_params(parsed, modality)]
+    resolved: dict[str, Path] = {}
     for field_name, field in fields.items():
         if not _is_path_annotation(field.annotation):
             continue  # a default path is resolved too: the component's docs say "relative to the run file"
@@ -151,18 +154,15 @@ def _check_ref(ref: _Ref, registry: Any, base_dir: Path, resolved: dict[str, dic
         path = Path(value).expanduser()
         if not path.is_absolute():
             path = base_dir / path
-        ref.params[field_name] = str(path)  # the config now holds the resolved path
+        resolved[field_name] = path
         must_exist = ref.kind == "source" or _marks_existing(field.annotation)
         if must_exist and not path.exists():
             problems.append((f"{ref.params_place}.{field_name}",
                              f"{path} does not exist (relative paths resolve against the run file's folder, "
                              f"{base_dir})"))
-    if resolved is not None and not problems:
-        try:
-            dumped = cls.parse_params(ref.params).model_dump(mode="json")
-            resolved[ref.params_place] = dumped
-        except Exception:  # noqa: BLE001 - params that do not dump as JSON are shown as given
-            pass
+    if parsed_params is not None and not problems:
+        # The run file's own params stay as given; the built component gets these.
+        parsed_params[ref.params_place] = parsed.model_copy(update=resolved) if resolved else parsed
     return problems
 
 
@@ -170,19 +170,20 @@ def check_components(config: RunConfig, registry: Any) -> None:
     """Check every component the run file names, before any work starts.
 
     Each name must be installed (an unknown one lists the known names with the closest match),
-    its params must validate against its ``Params``, ``Path`` params (given or default) are
-    resolved against the run file's folder and written into the config's params, and a source's
+    its params must validate against its ``Params`` (parsed once: the run builds its components
+    from these, `RunConfig.params_at`), ``Path`` params (given or default) are resolved against
+    the run file's folder (the run file's own params are left as given), and a source's
     paths, and params typed `setforge.components.ExistingPath` (a generator's ``checkpoint``, an
     evaluator's ``inception_weights``), must exist. When the source gives one modality only, every
     component must accept it. Every problem is collected into one `ConfigError`.
     """
     problems: list[tuple[str, str]] = []
-    config._resolved_params = {}
+    config._parsed_params = {}
     refs = _refs_from_config(config)
     produced = _source_modalities(config, registry)
     modality = produced[0] if len(produced) == 1 else None
     for ref in refs:
-        problems += _check_ref(ref, registry, config.base_dir, config._resolved_params, modality)
+        problems += _check_ref(ref, registry, config.base_dir, config._parsed_params, modality)
     problems += _service_problems(config, registry)
     problems += _format_problems(config.output.format, registry)
     if not problems:

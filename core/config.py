@@ -12,7 +12,7 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -231,8 +231,13 @@ class RunConfig(BaseModel):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _file: Path | None = PrivateAttr(None)
-    _resolved_params: dict[str, dict[str, Any]] = PrivateAttr(default_factory=dict)
+    _parsed_params: dict[str, BaseModel] = PrivateAttr(default_factory=dict)  # params place -> checked Params
     _overrides: dict[str, str] = PrivateAttr(default_factory=dict)  # place -> the --set that set it
+
+    def params_at(self, place: str, given: Mapping[str, Any]) -> BaseModel | Mapping[str, Any]:
+        """The params at `place` (``evaluate[0].params``) as `checks.check_components` parsed them
+        (paths resolved), or as `given` in the run file when they were not checked."""
+        return self._parsed_params.get(place, given)
 
     @property
     def base_dir(self) -> Path:

@@ -160,9 +160,10 @@ def build(config: Any, registry: Any) -> Built:
     """Every component, with every problem in the run file's params reported at once."""
     problems: list[tuple[str, str]] = []
 
-    def make(kind: str, ref: Any, place: str) -> Any:
+    def make(kind: str, ref: Any, place: str, params_place: str | None = None) -> Any:
+        params_place = params_place or f"{place}.params"
         try:
-            return registry.create(kind, ref.name, ref.params, place=place)
+            return registry.create(kind, ref.name, config.params_at(params_place, ref.params), place=place)
         except ConfigError as error:
             problems.extend(error.problems or [(place, str(error))])
             return None
@@ -182,7 +183,7 @@ def build(config: Any, registry: Any) -> Built:
                     problems.extend((f"pipeline[{i}].{p}", m) for p, m in error.problems)
             name = "+".join(ref.name for ref in refs)
         else:
-            component = make(step.kind, refs[0], f"pipeline[{i}].{step.kind}")
+            component = make(step.kind, refs[0], f"pipeline[{i}].{step.kind}", f"pipeline[{i}].params")
             name = refs[0].name
         steps.append(_Step(i, step.kind, name, step, component))
     evaluators: list[tuple[str, Any]] = []
@@ -486,8 +487,11 @@ class _Run:
 
     def _fresh(self, step: _Step) -> _Step:
         """`step` with a new component built from its run-file params (nothing fitted yet)."""
-        refs = step.config.component_refs()
-        ops = [self.registry.create(step.kind, ref.name, ref.params, place=f"pipeline[{step.index}]") for ref in refs]
+        refs, i = step.config.component_refs(), step.index
+        places = ([f"pipeline[{i}].{step.kind}[{j}].params" for j in range(len(refs))] if step.config.is_chain
+                  else [f"pipeline[{i}].params"])
+        ops = [self.registry.create(step.kind, ref.name, self.config.params_at(place, ref.params),
+                                    place=f"pipeline[{i}]") for ref, place in zip(refs, places)]
         component = Chain(ops) if step.config.is_chain and len(ops) > 1 else ops[0]
         return _Step(step.index, step.kind, step.name, step.config, component, step.classes)
 

@@ -36,7 +36,12 @@ def dump_resolved(config: RunConfig) -> str:
 
     After `check_components`, component params show their defaults too and paths are absolute.
     """
-    resolved = config._resolved_params
+    resolved = {}
+    for place, params in config._parsed_params.items():
+        try:
+            resolved[place] = params.model_dump(mode="json")
+        except Exception:  # noqa: BLE001 - params that do not dump as JSON are shown as given
+            pass
     data = config.model_dump(mode="json")
     data["source"]["params"] = resolved.get("source.params", config.source.params)
     for key in ("preprocess", "evaluate"):

@@ -301,8 +301,31 @@ def test_override_problems_name_the_set(folder):
 # --------------------------------------------------------------------------- components
 def test_check_components_resolves_paths_against_the_run_file(folder):
     config, _ = load_checked(write(folder, GOOD))
-    assert config.source.params["path"] == str(folder.resolve() / "data" / "rows.csv")
+    checked = config.params_at("source.params", config.source.params)
+    assert Path(checked.path) == folder.resolve() / "data" / "rows.csv"
+    assert config.source.params["path"] == "data/rows.csv"  # the run file's own params are not written to
     assert config.output.dir == "runs/x"
+
+
+def test_component_params_are_parsed_once_and_built_from(folder, monkeypatch):
+    from setforge.components import Component
+    from setforge.pipeline import build
+
+    calls = []
+    original = Component.parse_params.__func__
+
+    def counting(cls, params, place="params"):
+        calls.append((cls.name, type(params).__name__))
+        return original(cls, params, place)
+
+    monkeypatch.setattr(Component, "parse_params", classmethod(counting))
+    config, registry = load_checked(write(folder, GOOD))
+    from setforge.checks import _refs_from_config
+
+    assert len(calls) == len(_refs_from_config(config))  # one parse per component named
+    calls.clear()
+    build(config, registry)
+    assert calls and all(given != "dict" for _, given in calls)  # built from the checked Params
 
 
 def test_a_missing_source_path_is_named(folder):
@@ -316,13 +339,13 @@ def test_a_missing_source_path_is_named(folder):
 def test_only_source_paths_and_checkpoints_must_exist(folder):
     text = GOOD.replace("params: {degrees: 10}", "params: {degrees: 10, cache: not/yet}")
     config, _ = load_checked(write(folder, text))
-    assert config.pipeline[0].params["cache"] == str(folder.resolve() / "not" / "yet")
+    assert Path(config.params_at("pipeline[0].params", {}).cache) == folder.resolve() / "not" / "yet"
     with pytest.raises(ConfigError) as caught:
         load_checked(write(folder, GOOD), ["pipeline[3].params.checkpoint=gan.pt"])
     assert places(caught.value) == ["pipeline[3].params.checkpoint"]
     (folder / "gan.pt").write_bytes(b"x")
     config, _ = load_checked(write(folder, GOOD), ["pipeline[3].params.checkpoint=gan.pt"])
-    assert config.pipeline[3].params["checkpoint"] == str(folder.resolve() / "gan.pt")
+    assert Path(config.params_at("pipeline[3].params", {}).checkpoint) == folder.resolve() / "gan.pt"
 
 
 def test_every_component_problem_at_once(folder):
@@ -472,7 +495,7 @@ def test_the_error_example_in_the_docs_is_real(tmp_path, capsys):
 
 def test_default_paths_resolve_and_must_exist_for_sources(folder):
     config, _ = load_checked(write(folder, "plugins: [cfg_plugin.py]\nsource: cfgtest-files\n"))
-    assert config.source.params["path"] == str(folder.resolve() / "data" / "rows.csv")
+    assert Path(config.params_at("source.params", {}).path) == folder.resolve() / "data" / "rows.csv"
     (folder / "data" / "rows.csv").unlink()
     with pytest.raises(ConfigError) as caught:
         load_checked(write(folder, "plugins: [cfg_plugin.py]\nsource: cfgtest-files\n"))
