@@ -19,107 +19,29 @@ Every component has a kebab-case ``name`` unique within its kind, the ``modaliti
 a nested pydantic ``Params`` model (extra keys forbidden, every field with a default, bounds in
 ``Field``) and a docstring whose first line ``setforge plugins list`` shows. The host builds it as
 ``cls(params)``.
+
+The `Component` base lives in `setforge.base` and the `Augmenter` base in `setforge.augmenter`;
+both are importable from here with the other kinds.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field
 
+from .augmenter import Augmenter, take_params
+from .base import NAME_PATTERN, Component, ExistingPath, MustExist
 from .context import EvalContext, Metrics, StepContext
-from .dataset import MODALITIES, Dataset, Origin, Splits
+from .dataset import Dataset, Origin, Splits
 from .errors import ConfigError, DataError, PluginError
 from .hookspecs import KINDS
-from .validation import problems_from_validation_error
 
 __all__ = ["KINDS", "Component", "Source", "Preprocessor", "Augmenter", "Resampler", "Generator",
            "Evaluator", "Observer", "take_params", "ResampleResult", "BASE_FOR_KIND", "NAME_PATTERN", "ExistingPath", "MustExist"]
-
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-
-
-class MustExist:
-    """Marks a ``Path`` param that names an existing input: the run file's check refuses a missing
-    one before any work starts. Relative paths resolve against the run file's folder."""
-
-    def __repr__(self) -> str:
-        return "MustExist()"
-
-
-#: A params field type for input files: ``weights: ExistingPath | None = None``.
-ExistingPath = Annotated[Path, MustExist()]
-_PARAMS_CONFIG = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
-
-
-class Component:
-    """Base of every component. Subclass one of the kind bases, not this."""
-
-    kind: ClassVar[str] = ""
-    name: ClassVar[str] = ""
-    modalities: ClassVar[tuple[str, ...]] = MODALITIES
-    #: Cheap params for the conformance kit (``setforge.testing``): small epochs, few rows.
-    testing_params: ClassVar[Mapping[str, Any]] = {}
-
-    class Params(BaseModel):
-        """No parameters."""
-
-        model_config = _PARAMS_CONFIG
-
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None):
-        self.params = self.parse_params(params)
-
-    @classmethod
-    def parse_params(cls, params: BaseModel | Mapping[str, Any] | None, place: str = "params") -> BaseModel:
-        """Validate `params` against ``cls.Params``; every problem is a `ConfigError` with its place."""
-        if isinstance(params, cls.Params):
-            return params
-        if isinstance(params, BaseModel):
-            params = params.model_dump()
-        if params is not None and not isinstance(params, Mapping):
-            raise ConfigError(problems=[(place, f"{cls.kind} '{cls.name}' takes a mapping of params, "
-                                                f"got {type(params).__name__}")])
-        try:
-            return cls.Params(**dict(params or {}))
-        except ValidationError as error:
-            raise ConfigError(problems=problems_from_validation_error(error, place)) from None
-
-    @classmethod
-    def check_params(cls, params: BaseModel, modality: str | None) -> list[tuple[str, str]]:
-        """Problems of valid `params` that cannot work with data of `modality` (None: not known
-        before the run), as ``(key, message)``; ``setforge validate`` reports each at
-        ``<place>.params.<key>`` before any work. Override when a param depends on the data."""
-        return []
-
-    @classmethod
-    def summary(cls) -> str:
-        """The first line of the class docstring."""
-        doc = (cls.__doc__ or "").strip()
-        return doc.splitlines()[0].strip() if doc else ""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.params!r})"
-
-    def report_details(self) -> Mapping[str, Any]:
-        """What the last pipeline call did, for the run's report: JSON-ready values (numbers,
-        strings, lists and dicts of them); ``{}`` (the default) when there is nothing to add. The
-        host files it under the step in ``report.json`` and prints its ``summary`` string, when
-        there is one, under the step in the summary."""
-        return {}
-
-    def report_figures(self) -> Mapping[str, bytes]:
-        """PNG figures of the last pipeline call by name (e.g. rows a step rejected), for the
-        report's ``figures/`` folder and HTML page; ``{}`` by default."""
-        return {}
-
-    def _check_modality(self, ds: Dataset) -> None:
-        if ds.modality not in self.modalities:
-            raise DataError(f"{self.kind} '{self.name}' accepts {list(self.modalities)} data, got {ds.modality}")
-
 
 # ----------------------------------------------------------------------------- source
 class Source(Component):
@@ -233,164 +155,6 @@ class Preprocessor(Component):
 
     def _load_state_dict(self, state: Mapping[str, Any]) -> None:
         return None
-
-
-# --------------------------------------------------------------------------- augment
-def take_params(params: Mapping[str, Any], index: torch.Tensor) -> dict[str, Any]:
-    """Rows `index` of every per-row parameter (nested dicts for chains)."""
-    return {k: take_params(v, index) if isinstance(v, Mapping) else v[index] for k, v in params.items()}
-
-
-class Augmenter(Component, torch.nn.Module):
-    """Transforms rows with parameters drawn per row.
-
-    Drawing is split from applying (kornia's lesson): ``_make_params(x, y, generator)`` draws a
-    dict of per-row tensors (leading dimension N) from an explicit ``torch.Generator``;
-    ``_transform(x, y, params)`` is deterministic. The base adds the per-row gate ``apply`` (drawn with
-    probability ``p``) and runs ``_transform`` on the gated rows only, so a call can be replayed
-    (``forward(x, params=aug.last_params)``) and a policy can run an op on a sub-batch.
-    (DESIGN calls the author's method ``_apply``; ``nn.Module`` already owns ``_apply`` and
-    ``apply``, so here they are ``_transform`` and ``apply_params``.)
-
-    The reserved key ``"parent"`` in params, an ``(N,)`` index into the batch, names the row whose
-    provenance an output row takes (mixup: the row with the larger weight). An augmenter whose
-    rows depend on other rows of the batch sets ``rows_independent = False``: it is applied to the
-    whole batch and the gate picks rows afterwards.
-
-    As an ``nn.Module`` it drops into a training loop: ``x = aug(x)`` (or ``aug(x, y,
-    generator=g)``) augments a batch on whatever device it is on.
-    """
-
-    kind = "augment"
-    modalities = ("image",)
-    rows_independent: ClassVar[bool] = True
-
-    class Params(Component.Params):
-        """Shared augmenter params."""
-
-        p: float = Field(1.0, ge=0.0, le=1.0, description="probability that a row is transformed, drawn per row")
-
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None):
-        torch.nn.Module.__init__(self)
-        Component.__init__(self, params)
-        self.last_params: dict[str, Any] | None = None
-
-    # host-facing, final -----------------------------------------------------------------
-    def make_params(self, x: torch.Tensor, y: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None) -> dict[str, Any]:
-        """Draw every row's parameters, the gate ``apply`` included."""
-        n = x.shape[0]
-        gate = torch.rand(n, generator=generator, device=x.device) < self.params.p
-        params = dict(self._make_params(x, y, generator))
-        params["apply"] = gate
-        return params
-
-    def apply_params(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any]) -> torch.Tensor:
-        """Apply drawn parameters (deterministic): the gated rows change, the others stay."""
-        gate = params["apply"]
-        if bool(gate.all()):
-            return self._transform(x, y, params)
-        if not bool(gate.any()):
-            return x
-        if not self.rows_independent:
-            out = self._transform(x, y, params)
-            return torch.where(gate.view(-1, *([1] * (x.ndim - 1))), out, x)
-        index = gate.nonzero().flatten()
-        out = x.clone()
-        out[index] = self._transform(x[index], None if y is None else y[index], take_params(params, index))
-        return out
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                params: Mapping[str, Any] | None = None) -> torch.Tensor:
-        """Augment a batch: draw (or replay `params`) and apply. Keeps ``last_params``."""
-        if params is None:
-            params = self.make_params(x, y, generator)
-        self.last_params = dict(params)
-        return self.apply_params(x, y, params)
-
-    def parent_index(self, params: Mapping[str, Any], n: int, device: torch.device) -> torch.Tensor:
-        """For each output row of a batch of `n`, the batch row whose provenance it takes."""
-        own = torch.arange(n, device=device)
-        if "parent" not in params:
-            return own
-        return torch.where(params["apply"], params["parent"], own)
-
-    def augment(self, ds: Dataset, ctx: StepContext, copies: int = 1, rows: torch.Tensor | None = None) -> Dataset:
-        """The pipeline step: `copies` augmented copies of `rows` (default: all), appended to `ds`.
-
-        New rows are ``Origin.AUGMENTED`` with ``step = ctx.step`` and ``parent`` the real row
-        they descend from. Batches of ``ctx.batch_size`` rows, on ``ctx.device``.
-        """
-        self._check_modality(ds)
-        if copies < 0:
-            raise ConfigError(problems=[("copies", f"must be >= 0, got {copies}")])
-        ds = ds.to(ctx.device)
-        self._fit(ds)
-        rows = torch.arange(len(ds), device=ds.device) if rows is None else torch.as_tensor(rows, device=ds.device)
-        if copies == 0 or rows.numel() == 0:
-            return ds
-        lineage = ds.lineage()
-        generator = ctx.rng.torch
-        xs, ys, parents, groups = [], [], [], []
-        with torch.no_grad():
-            for _ in range(copies):
-                for start in range(0, rows.numel(), ctx.batch_size):
-                    batch = rows[start:start + ctx.batch_size]
-                    x, y = ds.x[batch], ds.y[batch]
-                    params = self.make_params(x, y, generator)
-                    out = self.apply_params(x, y, params)
-                    self._check_output(out, x)
-                    xs.append(out)
-                    ys.append(y)
-                    source = batch[self.parent_index(params, len(batch), ds.device)]
-                    parents.append(lineage[source])
-                    if ds.groups is not None:
-                        groups.append(ds.groups[source])
-        new = ds.replace(x=torch.cat(xs), y=torch.cat(ys), origin=torch.full_like(torch.cat(ys), int(Origin.AUGMENTED)),
-                         step=torch.full_like(torch.cat(ys), ctx.step), parent=torch.cat(parents), row_id=None,
-                         groups=torch.cat(groups) if groups else None)
-        return Dataset.concat([ds, new])
-
-    def _check_output(self, out: Any, x: torch.Tensor) -> None:
-        if not isinstance(out, torch.Tensor):
-            raise PluginError(f"augment '{self.name}' returned {type(out).__name__}, not a tensor")
-        if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
-            raise PluginError(f"augment '{self.name}' returned {tuple(out.shape)} {out.dtype} on {out.device}, "
-                              f"expected {tuple(x.shape)} {x.dtype} on {x.device}")
-        if not bool(torch.isfinite(out).all()):
-            raise PluginError(f"augment '{self.name}' returned NaN or infinite values")
-        if "image" in self.modalities and out.ndim == 4 and out.numel() and \
-                (float(out.min()) < 0.0 or float(out.max()) > 1.0):
-            raise PluginError(f"augment '{self.name}' returned images outside [0, 1] "
-                              f"([{float(out.min()):.4g}, {float(out.max()):.4g}])")
-
-    def fit(self, ds: Dataset) -> "Augmenter":
-        """Learn what the augmenter needs from a dataset (column types, per-class statistics) before
-        ``forward`` is used on batches of it; ``augment`` does this itself. Returns self."""
-        self._check_modality(ds)
-        self._fit(ds)
-        return self
-
-    # author-facing ------------------------------------------------------------------
-    def _fit(self, ds: Dataset) -> None:
-        """Optional: learn from the step's whole input before any row is drawn (``augment`` calls it
-        with the dataset on the run's device; ``fit`` for ``nn.Module`` use). Most augmenters need
-        nothing; tabular ones read ``ds.features`` and per-class statistics here."""
-        return None
-
-    def _make_params(self, x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator | None) -> dict[str, Any]:
-        """Draw per-row parameters: a dict of tensors with leading dimension ``len(x)``."""
-        return {}
-
-    def _transform(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any]) -> torch.Tensor:
-        """Apply `params` to `x`; deterministic, vectorised over the batch."""
-        raise NotImplementedError
-
-    def _transform_(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any]) -> torch.Tensor:
-        """Optional: `_transform` writing into `x` and returning it. A `Chain` calls it on its own
-        intermediates (never on the caller's batch) when every row of the op is gated on, saving a
-        copy of the batch; the default is `_transform`."""
-        return self._transform(x, y, params)
 
 
 # -------------------------------------------------------------------------- resample

@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from .build import Built, Step, build
 from .chain import Chain
 from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, resolve_device
 from .dataset import Dataset, Origin, Splits
-from .errors import ConfigError, DataError, OutputError, PluginError
+from .errors import ConfigError, OutputError, PluginError
 from .formats import dataset_from_state, dataset_state
 from .hookspecs import SERVICE_HOOKS
 from .output import RunFolder, _safe_part, write_data
@@ -45,7 +46,7 @@ from .record import TrainingLog, build_report, counts_of, write_report
 from .registry import registry_for
 from .rng import Rng
 from .split import SourceRows, SplitResult, exact_keep, row_keys, source_rows, split_rows
-from .steps import KIND, resolve_classes
+from .steps import KIND, guard_generated, resolve_classes
 
 __all__ = ["RunResult", "DryPlan", "run", "dry_plan", "progress_shown"]
 #: Errors writing the run folder that are the machine's, not a bug: reported as `OutputError` (exit 5).
@@ -117,89 +118,6 @@ def _check_device(name: str) -> torch.device:
     return device
 
 
-# ------------------------------------------------------------------------------ components
-@dataclass
-class _Step:
-    index: int
-    kind: str
-    name: str
-    config: Any
-    component: Any
-    classes: list[int] | None = None  # the step's ``classes`` as ids, once the data's classes are known
-
-
-@dataclass
-class Built:
-    """Every component of a run, built from the run file."""
-
-    source: Any
-    preprocessors: list[Any]
-    steps: list[_Step]
-    evaluators: list[tuple[str, Any]]  # (scope in the report, evaluator)
-    observers: list[Any] = field(default_factory=list)
-
-    def used(self, registry: Any) -> list[dict[str, str]]:
-        """Each distinct component with its plugin, distribution and version (for the report)."""
-        used: list[Any] = [self.source, *self.preprocessors]
-        for step in self.steps:
-            used.extend(step.component.ops if isinstance(step.component, Chain) else [step.component])
-        used.extend(e for _, e in self.evaluators)
-        used.extend(self.observers)
-        rows, seen = [], set()
-        for component in used:
-            info = registry.info_for(component)
-            if info is None or (info.kind, info.name) in seen:
-                continue
-            seen.add((info.kind, info.name))
-            rows.append({"kind": info.kind, "name": info.name, "plugin": info.plugin,
-                         "distribution": info.distribution, "version": info.version})
-        return rows
-
-
-def build(config: Any, registry: Any) -> Built:
-    """Every component, with every problem in the run file's params reported at once."""
-    problems: list[tuple[str, str]] = []
-
-    def make(kind: str, ref: Any, place: str, params_place: str | None = None) -> Any:
-        params_place = params_place or f"{place}.params"
-        try:
-            return registry.create(kind, ref.name, config.params_at(params_place, ref.params), place=place)
-        except ConfigError as error:
-            problems.extend(error.problems or [(place, str(error))])
-            return None
-
-    source = make("source", config.source, "source")
-    preprocessors = [make("preprocess", ref, f"preprocess[{i}]") for i, ref in enumerate(config.preprocess)]
-    steps: list[_Step] = []
-    for i, step in enumerate(config.pipeline):
-        refs = step.component_refs()
-        if step.is_chain:
-            ops = [make(step.kind, ref, f"pipeline[{i}].{step.kind}[{j}]") for j, ref in enumerate(refs)]
-            component = None
-            if all(op is not None for op in ops):
-                try:
-                    component = Chain(ops) if len(ops) > 1 else ops[0]
-                except ConfigError as error:
-                    problems.extend((f"pipeline[{i}].{p}", m) for p, m in error.problems)
-            name = "+".join(ref.name for ref in refs)
-        else:
-            component = make(step.kind, refs[0], f"pipeline[{i}].{step.kind}", f"pipeline[{i}].params")
-            name = refs[0].name
-        steps.append(_Step(i, step.kind, name, step, component))
-    evaluators: list[tuple[str, Any]] = []
-    seen: dict[str, int] = {}
-    for j, ref in enumerate(config.evaluate):
-        evaluator = make("evaluate", ref, f"evaluate[{j}]")
-        seen[ref.name] = seen.get(ref.name, 0) + 1
-        # Two evaluators of one name (e.g. utility with two models) are filed apart.
-        evaluators.append((ref.name if seen[ref.name] == 1 else f"{ref.name}-{seen[ref.name]}", evaluator))
-    observers = [make("observe", ref, f"observe[{j}]") for j, ref in enumerate(config.observe)]
-    if problems:
-        raise ConfigError(problems=problems)
-    return Built(source, preprocessors, steps, evaluators, observers)
-
-
-# ---------------------------------------------------------------------------------- the run
 class _Run:
     """One run of a config (or a dry run): the components, the data as it goes, the record."""
 
@@ -353,7 +271,7 @@ class _Run:
         self.test_fingerprint = self.test.fingerprint()
 
     # --------------------------------------------------------------------------- steps
-    def run_step(self, step: _Step, ds: Dataset, workdir: Path | None = None) -> tuple[Dataset, str | None]:
+    def run_step(self, step: Step, ds: Dataset, workdir: Path | None = None) -> tuple[Dataset, str | None]:
         workdir = self.folder.step_dir(step.index, step.kind, step.name) if workdir is None else workdir
         # generate steps may measure themselves against the real val split and keep work in the run's cache
         extra = ({"val": self.val if len(self.val) else None, "cache": self.cache} if step.kind == "generate" else {})
@@ -366,46 +284,6 @@ class _Run:
             if getattr(out, what) != getattr(ds, what):
                 raise PluginError(f"{label}: changed the data's {what} from {getattr(ds, what)!r} to {getattr(out, what)!r}")
         return out.to(self.device), note
-
-    def _guard_step(self, step: _Step, ds: Dataset, out: Dataset) -> dict[str, Any] | None:
-        """The host's guard on a generate step (``guard``): the generated rows' class agreement
-        against the real val rows' recall, by the ``setforge_score_generated`` provider. Fails the
-        run with a `DataError` (exit 3) below ``min_cas_ratio``, or warns with ``on_fail: warn``."""
-        config = step.config.guard_config
-        if config.on_fail == "off":
-            return None
-        place = f"pipeline[{step.index}]"
-        generated = out[(out.origin == int(Origin.GENERATED)) & (out.step == step.index)]
-        if len(generated) == 0:
-            return None
-        if len(self.val) == 0:
-            self.warnings.append(f"{place} guard: no real val rows to compare the generated rows with; not checked "
-                                 "(give split.val a share)")
-            return None
-        real = ds[ds.origin == int(Origin.REAL)]
-        score = self.registry.first_result("setforge_score_generated", real=real, generated=generated, val=self.val,
-                                           rng=Rng(self.seed, ("guard", step.index), device=self.device),
-                                           device=self.device)
-        if score is None:
-            raise ConfigError(problems=[(f"{place}.guard", "no installed plugin scores generated rows")])
-        ratio = score["generated"] / score["reference"] if score["reference"] > 0 else float("nan")
-        result = {"generated": score["generated"], "reference": score["reference"], "ratio": ratio,
-                  "min_cas_ratio": config.min_cas_ratio, "model": score.get("model"),
-                  "n_generated": score.get("n_generated"), "n_reference": score.get("n_reference"),
-                  "by_class": score.get("by_class", {}), "passed": bool(ratio >= config.min_cas_ratio)}
-        if result["passed"]:
-            return result
-        message = (f"{place} {self.registry.label(step.component)}: a {score.get('model', 'classifier')} "
-                   f"trained on the real training rows assigns {score['generated']:.3f} of the generated rows to "
-                   f"their requested class, against {score['reference']:.3f} recall on the real val rows (same "
-                   f"classes): ratio {ratio:.2f} < guard.min_cas_ratio {config.min_cas_ratio}. The generated rows "
-                   f"would likely hurt a model trained on them. Try a longer training budget, DiffAugment or ADA "
-                   f"(params diff_augment / ada), params.select: best-fd, or another generator "
-                   f"(setforge plugins list); guard: warn keeps going")
-        if config.on_fail == "warn":
-            self.warnings.append(message)
-            return {**result, "warning": message}
-        raise DataError(message)
 
     def _resumed(self, snapshot: Path, key: str) -> tuple[Dataset, str | None, dict, dict, dict | None] | None:
         if not (self.resume and snapshot.is_file()):
@@ -442,7 +320,10 @@ class _Run:
             else:
                 out, note = self.run_step(step, ds)
                 if KIND[step.kind].guarded:  # the run's own steps only, not ablation's replays
-                    self.guard_results[step.index] = self._guard_step(step, ds, out)
+                    self.guard_results[step.index] = guard_generated(
+                        step.config.guard_config, f"pipeline[{step.index}]", self.registry.label(step.component),
+                        ds, out[out.step == step.index], self.val, self.registry, self.warnings,
+                        Rng(self.seed, ("guard", step.index), device=self.device))
                 # What the step says it did (e.g. rows a gate rejected), for the report.
                 with self.guard(step.component, "report_details"):
                     details = dict(step.component.report_details())
@@ -485,7 +366,7 @@ class _Run:
             bar.update(1)
         self.train = ds
 
-    def _fresh(self, step: _Step) -> _Step:
+    def _fresh(self, step: Step) -> Step:
         """`step` with a new component built from its run-file params (nothing fitted yet)."""
         refs, i = step.config.component_refs(), step.index
         places = ([f"pipeline[{i}].{step.kind}[{j}].params" for j in range(len(refs))] if step.config.is_chain
@@ -493,7 +374,7 @@ class _Run:
         ops = [self.registry.create(step.kind, ref.name, self.config.params_at(place, ref.params),
                                     place=f"pipeline[{i}]") for ref, place in zip(refs, places)]
         component = Chain(ops) if step.config.is_chain and len(ops) > 1 else ops[0]
-        return _Step(step.index, step.kind, step.name, step.config, component, step.classes)
+        return Step(step.index, step.kind, step.name, step.config, component, step.classes)
 
     def replay(self, indices: Sequence[int]) -> Dataset:
         """The training set when only the steps at `indices` run, in pipeline order, on the raw
@@ -515,7 +396,7 @@ class _Run:
             key = Cache.key("replay", ds.fingerprint(), step.config.model_dump_json(), self.seed, i, str(self.device))
             workdir = self.folder.partial / "replay" / name / f"{i:02d}-{step.kind}-{_safe_part(step.name)}"
 
-            def run_fresh(step: _Step = step, ds: Dataset = ds, workdir: Path = workdir) -> dict[str, Any]:
+            def run_fresh(step: Step = step, ds: Dataset = ds, workdir: Path = workdir) -> dict[str, Any]:
                 return dataset_state(self.run_step(self._fresh(step), ds, workdir)[0])
 
             ds = dataset_from_state(self.cache.get_or_compute(key, run_fresh), self.device)

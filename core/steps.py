@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 from .dataset import Dataset, Origin
-from .errors import PluginError
+from .errors import ConfigError, DataError, PluginError
 
 __all__ = ["STEP_KINDS", "AMOUNT_KEYS", "StepKind", "KIND", "HOST_KEYS", "ALL_HOST_KEYS", "step_problems",
-           "amount_plan", "resolve_classes", "round_half_up"]
+           "amount_plan", "resolve_classes", "round_half_up", "guard_generated"]
 
 STEP_KINDS = ("augment", "resample", "generate")
 #: How many rows a step adds per class: at most one of them on a step (`amount_plan` says what each means).
@@ -237,3 +237,42 @@ def resolve_classes(values: Sequence[Any], classes: Sequence[str], place: str) -
             problems.append((f"{place}[{j}]", f"unknown class {what} {value!r}; the classes are {list(classes)} "
                                               f"(ids 0..{len(classes) - 1})"))
     return sorted(set(ids)), problems
+
+
+def guard_generated(config: Any, place: str, label: str, ds: Dataset, made: Dataset, val: Dataset,
+                    registry: Any, warnings: list[str], rng: Any) -> dict[str, Any] | None:
+    """The host's guard on a generate step (``guard``): the generated rows of `made` (the step's
+    own rows) scored by the ``setforge_score_generated`` provider against the real val rows' recall.
+    Below ``min_cas_ratio`` the run fails with a `DataError` (exit 3), or, with ``on_fail: warn``,
+    the message goes to `warnings`. Returns the scores for the report (None: not checked)."""
+    if config.on_fail == "off":
+        return None
+    generated = made[made.origin == int(Origin.GENERATED)]
+    if len(generated) == 0:
+        return None
+    if len(val) == 0:
+        warnings.append(f"{place} guard: no real val rows to compare the generated rows with; not checked "
+                        "(give split.val a share)")
+        return None
+    real = ds[ds.origin == int(Origin.REAL)]
+    score = registry.first_result("setforge_score_generated", real=real, generated=generated, val=val, rng=rng,
+                                  device=rng.device)
+    if score is None:
+        raise ConfigError(problems=[(f"{place}.guard", "no installed plugin scores generated rows")])
+    ratio = score["generated"] / score["reference"] if score["reference"] > 0 else float("nan")
+    result = {"generated": score["generated"], "reference": score["reference"], "ratio": ratio,
+              "min_cas_ratio": config.min_cas_ratio, "model": score.get("model"),
+              "n_generated": score.get("n_generated"), "n_reference": score.get("n_reference"),
+              "by_class": score.get("by_class", {}), "passed": bool(ratio >= config.min_cas_ratio)}
+    if result["passed"]:
+        return result
+    message = (f"{place} {label}: a {score.get('model', 'classifier')} trained on the real training rows assigns "
+               f"{score['generated']:.3f} of the generated rows to their requested class, against "
+               f"{score['reference']:.3f} recall on the real val rows (same classes): ratio {ratio:.2f} < "
+               f"guard.min_cas_ratio {config.min_cas_ratio}. The generated rows would likely hurt a model trained "
+               f"on them. Try a longer training budget, DiffAugment or ADA (params diff_augment / ada), "
+               f"params.select: best-fd, or another generator (setforge plugins list); guard: warn keeps going")
+    if config.on_fail == "warn":
+        warnings.append(message)
+        return {**result, "warning": message}
+    raise DataError(message)

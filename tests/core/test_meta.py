@@ -65,3 +65,40 @@ def test_help_does_not_import_torch():
 def test_python_dash_m_is_the_command():
     done = subprocess.run([sys.executable, "-m", "setforge", "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == f"setforge {setforge.__version__}"
+
+
+# The layers of docs/architecture.md and the budgets. Lines of code: what is left of a
+# module without blank lines, comments and docstrings (the contract's docstrings are what a
+# plugin author reads, so they do not count against it); no file may be longer than 600 lines.
+CONTRACT = ["__init__", "errors", "rng", "dataset", "context", "hookspecs", "base", "components", "augmenter",
+            "chain", "validation"]
+ENGINE = ["registry", "config", "runfile", "problems", "checks", "build", "pipeline", "steps", "split", "record",
+          "output", "formats"]
+
+
+def lines_of_code(path: Path) -> int:
+    import ast
+
+    source = path.read_text()
+    docstrings: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            docstrings.update(range(body[0].lineno, body[0].end_lineno + 1))
+    return sum(1 for number, line in enumerate(source.splitlines(), 1)
+               if line.strip() and not line.strip().startswith("#") and number not in docstrings)
+
+
+def test_every_core_module_belongs_to_a_layer_within_its_budget():
+    core = ROOT / "core"
+    modules = {p.stem for p in core.glob("*.py")} - {"__main__", "testing"}
+    assert modules == set(CONTRACT) | set(ENGINE), "add the module to its layer here and in docs/architecture.md"
+    assert sum(lines_of_code(core / f"{m}.py") for m in CONTRACT) <= 1800
+    assert sum(lines_of_code(core / f"{m}.py") for m in ENGINE) <= 2600
+    for path in core.rglob("*.py"):
+        assert len(path.read_text().splitlines()) <= 600, f"{path.relative_to(ROOT)} is over 600 lines"
+    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    for module in CONTRACT + ENGINE:
+        assert f"`{module}`" in architecture, f"docs/architecture.md does not place {module}"

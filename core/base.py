@@ -1,0 +1,97 @@
+"""The base every component kind builds on: its name, accepted modalities, nested ``Params``
+(parsed into a `ConfigError` with places), and what it tells the report."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .dataset import MODALITIES, Dataset
+from .errors import ConfigError, DataError
+from .validation import problems_from_validation_error
+
+__all__ = ["Component", "ExistingPath", "MustExist", "NAME_PATTERN"]
+
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+class MustExist:
+    """Marks a ``Path`` param that names an existing input: the run file's check refuses a missing
+    one before any work starts. Relative paths resolve against the run file's folder."""
+
+    def __repr__(self) -> str:
+        return "MustExist()"
+
+
+#: A params field type for input files: ``weights: ExistingPath | None = None``.
+ExistingPath = Annotated[Path, MustExist()]
+_PARAMS_CONFIG = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+
+class Component:
+    """Base of every component. Subclass one of the kind bases, not this."""
+
+    kind: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    modalities: ClassVar[tuple[str, ...]] = MODALITIES
+    #: Cheap params for the conformance kit (``setforge.testing``): small epochs, few rows.
+    testing_params: ClassVar[Mapping[str, Any]] = {}
+
+    class Params(BaseModel):
+        """No parameters."""
+
+        model_config = _PARAMS_CONFIG
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None):
+        self.params = self.parse_params(params)
+
+    @classmethod
+    def parse_params(cls, params: BaseModel | Mapping[str, Any] | None, place: str = "params") -> BaseModel:
+        """Validate `params` against ``cls.Params``; every problem is a `ConfigError` with its place."""
+        if isinstance(params, cls.Params):
+            return params
+        if isinstance(params, BaseModel):
+            params = params.model_dump()
+        if params is not None and not isinstance(params, Mapping):
+            raise ConfigError(problems=[(place, f"{cls.kind} '{cls.name}' takes a mapping of params, "
+                                                f"got {type(params).__name__}")])
+        try:
+            return cls.Params(**dict(params or {}))
+        except ValidationError as error:
+            raise ConfigError(problems=problems_from_validation_error(error, place)) from None
+
+    @classmethod
+    def check_params(cls, params: BaseModel, modality: str | None) -> list[tuple[str, str]]:
+        """Problems of valid `params` that cannot work with data of `modality` (None: not known
+        before the run), as ``(key, message)``; ``setforge validate`` reports each at
+        ``<place>.params.<key>`` before any work. Override when a param depends on the data."""
+        return []
+
+    @classmethod
+    def summary(cls) -> str:
+        """The first line of the class docstring."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0].strip() if doc else ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+    def report_details(self) -> Mapping[str, Any]:
+        """What the last pipeline call did, for the run's report: JSON-ready values (numbers,
+        strings, lists and dicts of them); ``{}`` (the default) when there is nothing to add. The
+        host files it under the step in ``report.json`` and prints its ``summary`` string, when
+        there is one, under the step in the summary."""
+        return {}
+
+    def report_figures(self) -> Mapping[str, bytes]:
+        """PNG figures of the last pipeline call by name (e.g. rows a step rejected), for the
+        report's ``figures/`` folder and HTML page; ``{}`` by default."""
+        return {}
+
+    def _check_modality(self, ds: Dataset) -> None:
+        if ds.modality not in self.modalities:
+            raise DataError(f"{self.kind} '{self.name}' accepts {list(self.modalities)} data, got {ds.modality}")
