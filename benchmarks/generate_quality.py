@@ -96,7 +96,7 @@ def fill_counts(dataset: str, train) -> list[int]:
 
 
 def judge(train, val, seed: int):
-    from setforge.plugins.evaluate._classifiers import train_classifier
+    from setforge.plugins._shared.classifiers import train_classifier
 
     return train_classifier("cnn", train, val, seed, "cpu")
 
@@ -117,7 +117,7 @@ def quality(model, generated, test) -> dict[str, float]:
 
 def downstream(train, fill, val, test, seed: int) -> float:
     from setforge.dataset import Dataset
-    from setforge.plugins.evaluate._classifiers import classification_scores, train_classifier
+    from setforge.plugins._shared.classifiers import classification_scores, train_classifier
 
     data = train if fill is None else Dataset.concat([train, fill])
     model = train_classifier("logistic-regression", data, val, seed, "cpu")

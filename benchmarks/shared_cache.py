@@ -43,7 +43,7 @@ def main() -> int:
     import torch
 
     from setforge.pipeline import run
-    from setforge.plugins.evaluate import _classifiers
+    from setforge.plugins._shared import classifiers as _classifiers
 
     torch.set_num_threads(1)
     trained = []

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from setforge import StepContext
     from setforge.config import RunConfig
     from setforge.pipeline import run
-    from setforge.plugins.evaluate._classifiers import train_classifier
+    from setforge.plugins._shared.classifiers import train_classifier
     from setforge.plugins.generate.stylegan2 import StyleGAN2
 
     with tempfile.TemporaryDirectory(prefix="sg2q-") as folder:

@@ -22,7 +22,7 @@ from setforge.components import Evaluator
 from setforge.context import Cache, EvalContext
 from setforge.dataset import Dataset
 
-from ._classifiers import DOWNSTREAM_KINDS, Classifier, cached_classifier, train_classifier
+from .._shared.classifiers import DOWNSTREAM_KINDS, Classifier, cached_classifier, train_classifier
 
 __all__ = ["ModelParams", "model_options", "trained_model", "test_probabilities", "SCORES"]
 

@@ -170,7 +170,7 @@ def _trained_cnn_space(ectx: "EvalContext", params: FeatureParams, device: torch
                        evaluator: str) -> FeatureSpace:
     from setforge.context import Cache
 
-    from . import _classifiers as classifiers
+    from .._shared import classifiers
 
     train = real_rows(ectx.raw_train)
     if len(train) < 2 or len(set(train.y.tolist())) < 2:

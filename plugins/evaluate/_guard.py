@@ -10,7 +10,7 @@ import torch
 
 from setforge.dataset import Dataset
 
-from ._classifiers import train_classifier
+from .._shared.classifiers import train_classifier
 
 __all__ = ["score_generated"]
 

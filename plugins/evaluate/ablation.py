@@ -13,7 +13,7 @@ from setforge.components import Evaluator
 from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset
 
-from ._classifiers import classification_scores
+from .._shared.classifiers import classification_scores
 from ._downstream import SCORES, ModelParams, model_options, test_probabilities
 
 __all__ = ["Ablation", "verdict"]

@@ -11,7 +11,7 @@ from setforge.components import Evaluator
 from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset, Origin
 
-from ._classifiers import cached_test_predictions, classification_scores
+from .._shared.classifiers import cached_test_predictions, classification_scores
 
 __all__ = ["TrainSyntheticTestReal"]
 

@@ -15,7 +15,7 @@ from setforge.dataset import Dataset
 from setforge.errors import DataError, PluginError
 from setforge.rng import Rng
 
-from ._classifiers import DOWNSTREAM_KINDS as CLASSIFIER_KINDS, calibration_scores, classification_scores
+from .._shared.classifiers import DOWNSTREAM_KINDS as CLASSIFIER_KINDS, calibration_scores, classification_scores
 from ._downstream import SCORES as _SCORES, ModelParams, model_options, test_probabilities
 
 __all__ = ["Utility", "DownstreamModel", "MODEL_ENTRY_POINT_GROUP", "downstream_models"]

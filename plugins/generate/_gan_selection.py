@@ -35,7 +35,7 @@ def feature_network(train: Dataset, val: Dataset | None, seed: int, device: torc
     """The shared classifier of `kind` (``cnn`` for images) trained on `train` (early-stopped on
     `val`), from the run's `cache` when it holds one for this data (stored as plain tensors)."""
     from setforge.context import Cache
-    from setforge.plugins.evaluate._classifiers import cached_classifier, train_classifier
+    from setforge.plugins._shared.classifiers import cached_classifier, train_classifier
 
     key = Cache.key("setforge-gan-monitor", kind, train.fingerprint(), None if val is None else val.fingerprint(),
                     epochs, seed)

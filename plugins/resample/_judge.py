@@ -19,7 +19,7 @@ from setforge.dataset import Dataset
 from setforge.errors import DataError
 from setforge.rng import Rng
 
-from ..evaluate._classifiers import Classifier, train_classifier
+from .._shared.classifiers import Classifier, train_classifier
 
 __all__ = ["JudgeParams", "train_judge"]
 

@@ -205,7 +205,7 @@ def test_progress_bars_only_on_a_terminal(monkeypatch):
 
 
 def test_one_cache_per_run_trains_the_feature_network_once(tmp_path, monkeypatch):
-    from setforge.plugins.evaluate import _classifiers
+    from setforge.plugins._shared import classifiers as _classifiers
 
     calls = []
     real = _classifiers.train_classifier

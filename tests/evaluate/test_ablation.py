@@ -12,7 +12,7 @@ import yaml
 from setforge import Dataset, EvalContext, Origin
 from setforge.tools.cli import main
 from setforge.context import Cache, StepContext, StepRecord
-from setforge.plugins.evaluate import _classifiers as classifiers
+from setforge.plugins._shared import classifiers
 from setforge.plugins.evaluate.ablation import Ablation, verdict
 from setforge.plugins.evaluate.utility import Utility
 from setforge.plugins.source.sklearn import DigitsSource

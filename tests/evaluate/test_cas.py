@@ -7,7 +7,7 @@ import torch
 from sklearn.datasets import load_digits
 
 from setforge import Dataset, EvalContext, Origin
-from setforge.plugins.evaluate._classifiers import train_classifier
+from setforge.plugins._shared.classifiers import train_classifier
 from setforge.plugins.evaluate.cas import ClassAgreementScore
 from setforge.testing import check_component
 

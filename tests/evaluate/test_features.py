@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from setforge import Cache, ConfigError, EvalContext
-from setforge.plugins.evaluate import _classifiers as classifiers, _features as features
+from setforge.plugins._shared import classifiers
+from setforge.plugins.evaluate import _features as features
 from setforge.plugins.evaluate._features import FeatureParams, embed_rows, resolve_feature_space
 from tests.evaluate._distribution_data import real_split
 

@@ -10,7 +10,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from setforge import Dataset, EvalContext, Origin, Rng
 from setforge.context import StepContext, StepRecord
 from setforge.dataset import FeatureInfo
-from setforge.plugins.evaluate._classifiers import BoostedTrees, train_classifier
+from setforge.plugins._shared.classifiers import BoostedTrees, train_classifier
 from setforge.plugins.evaluate.tstr import TrainSyntheticTestReal
 from setforge.plugins.source.sklearn import BreastCancerSource
 from setforge.testing import check_component

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, f1_score, recall_score
 
 from setforge import DataError, Dataset, EvalContext, Origin, Rng
-from setforge.plugins.evaluate._classifiers import (Classifier, calibration_scores, classification_scores,
+from setforge.plugins._shared.classifiers import (Classifier, calibration_scores, classification_scores,
                                                   fit_classifier, train_classifier)
 from setforge.plugins.evaluate.utility import Utility
 from setforge.plugins.source.sklearn import BreastCancerSource, DigitsSource

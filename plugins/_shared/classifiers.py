@@ -29,7 +29,7 @@ from torch import nn
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 from setforge.rng import Rng
-from .._shared.threads import one_thread_if_small
+from .threads import one_thread_if_small
 
 __all__ = ["CLASSIFIER_KINDS", "DOWNSTREAM_KINDS", "Classifier", "BoostedTrees", "TrainHistory", "train_classifier",
            "fit_classifier", "fit_boosted_trees", "classification_scores", "calibration_scores",
