@@ -27,6 +27,10 @@ labelled only, + the ``pseudo-label`` step, and all labels.
 
 ``--quick`` runs the same table with the generators ``dcgan`` and ``gaussian-mixture`` only and 300
 GAN steps (``wgan-gp`` at a useful budget is the costly row); the mode is saved in ``conditions``.
+The ``wgan-gp`` rows at the quick budget were measured apart, into their own file:
+
+    python benchmarks/evidence.py --parts longtail --generators wgan-gp --gan-steps 300 \
+        --out benchmarks/results/evidence-wgan.json
 
 Results go to ``benchmarks/results/evidence.json`` (each part updates its own key).
 """
