@@ -10,14 +10,27 @@ raw, random-over, smote, augment copies (affine, minority classes), each generat
 and generator to half the largest class + smote. A scikit-learn / imbalanced-learn reference
 (LogisticRegression on raw, RandomOverSampler, SMOTE) runs on the same split.
 
-Part ``ablation``: the best pipeline of the ``longtail`` part (mean logistic-regression balanced
-accuracy at imbalance 20) with the ``ablation`` evaluator (3 seeds).
+Generator fills run with ``guard: warn`` (the host's guard records its verdict, kept in
+``_guard`` per pipeline, and the run goes on), so the table shows what a weak generator does.
+
+Part ``ablation``: per imbalance, the best pipeline of the ``longtail`` part (mean
+logistic-regression balanced accuracy; read from the results file when ``longtail`` ran in
+another process) with the ``ablation`` evaluator (cumulative and leave-one-step-out, ``--seeds``
+repeats).
 
 Part ``pseudo``: digits (``imbalance: 1``: a balanced real test part, every class the same
 training rows) with 10% of the training labels kept and the rest given as unlabelled rows:
 labelled only, + the ``pseudo-label`` step, and all labels.
 
     python benchmarks/evidence.py [--parts longtail,ablation,pseudo] [--seeds 3] [--gan-steps 1500]
+    python benchmarks/evidence.py --quick   # the subset: dcgan and gaussian-mixture, 300 GAN steps
+
+``--quick`` runs the same table with the generators ``dcgan`` and ``gaussian-mixture`` only and 300
+GAN steps (``wgan-gp`` at a useful budget is the costly row); the mode is saved in ``conditions``.
+The ``wgan-gp`` rows at the quick budget were measured apart, into their own file:
+
+    python benchmarks/evidence.py --parts longtail --generators wgan-gp --gan-steps 300 \
+        --out benchmarks/results/evidence-wgan.json
 
 Results go to ``benchmarks/results/evidence.json`` (each part updates its own key).
 """
@@ -26,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -61,11 +75,11 @@ def _mean_std(values: list[float]) -> dict[str, float]:
             "values": values}
 
 
-def _generators() -> list[str]:
+def _generators(wanted: list[str]) -> list[str]:
     from setforge.registry import Registry
 
     names = set(Registry().load().names("generate"))
-    return [g for g in ("dcgan", "gaussian-mixture", "wgan-gp") if g in names]
+    return [g for g in wanted if g in names]
 
 
 def _gen_params(name: str, steps: int) -> dict[str, Any]:
@@ -96,13 +110,14 @@ def longtail(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     affine = {"augment": "affine", "params": {"degrees": 10, "translate": 0.1}, "copies": 3, "minority": True}
     out: dict[str, Any] = {}
     for imbalance in args.imbalances:
+        save(args.out, ("longtail", str(imbalance)), {})  # no row of an earlier run stays beside this one's
         source = {"name": "sklearn-digits", "params": {"imbalance": imbalance}}
         pipelines: dict[str, list[dict[str, Any]]] = {
             "raw": [], "random-over": [{"resample": "random-over"}], "smote": [{"resample": "smote", "params": {"k_neighbors": "auto"}}],
             "augment copies": [affine],
         }
-        for name in _generators():
-            fill = {"generate": name, "params": _gen_params(name, args.gan_steps), "target": "balance"}
+        for name in _generators(args.generators):
+            fill = {"generate": name, "params": _gen_params(name, args.gan_steps), "target": "balance", "guard": "warn"}
             pipelines[f"{name} fill"] = [fill]
             pipelines[f"{name} fill + quality-gate"] = [fill, gate]
             pipelines[f"{name} half + smote"] = [dict(fill, target=None, per_class=args.half), {"resample": "smote", "params": {"k_neighbors": "auto"}}]
@@ -119,6 +134,10 @@ def longtail(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                         per_seed[model][s].append(v)
                 if seed == 0:
                     rows.setdefault("_counts", {})[label] = report["counts"]["optimised"]["by_origin"]
+                    guards = [{k: s["guard"].get(k) for k in ("passed", "ratio", "generated", "reference")}
+                              for s in report["steps"] if s.get("guard") is not None]
+                    if guards:
+                        rows.setdefault("_guard", {})[label] = guards
             rows[label] = {m: {s: _mean_std(v) for s, v in scores.items()} for m, scores in per_seed.items()}
             rows[label]["seconds"] = time.perf_counter() - started
             save(args.out, ("longtail", str(imbalance), label), rows[label])  # each pipeline as it finishes
@@ -126,8 +145,9 @@ def longtail(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                   f"mlp {rows[label]['mlp']['balanced_accuracy']['mean']:.4f}", flush=True)
         rows["_pipelines"] = pipelines
         rows["_sklearn_reference"] = _sklearn_reference(imbalance)
-        for key in ("_counts", "_pipelines", "_sklearn_reference"):
-            save(args.out, ("longtail", str(imbalance), key), rows[key])
+        for key in ("_counts", "_guard", "_pipelines", "_sklearn_reference"):
+            if key in rows:
+                save(args.out, ("longtail", str(imbalance), key), rows[key])
         out[str(imbalance)] = rows
     return out
 
@@ -154,6 +174,11 @@ def _sklearn_reference(imbalance: float) -> dict[str, float]:
 
 
 def ablation(args: argparse.Namespace, work: Path, longtail_results: dict[str, Any]) -> dict[str, Any]:
+    if not longtail_results:  # longtail ran in another process: its rows are in the results file
+        saved = json.loads(args.out.read_text()).get("longtail", {}) if args.out.is_file() else {}
+        longtail_results = {str(i): saved[str(i)] for i in args.imbalances if "_pipelines" in saved.get(str(i), {})}
+        if not longtail_results:
+            raise SystemExit(f"ablation: no finished longtail part for imbalance {args.imbalances} in {args.out}")
     out = {}
     for imbalance, rows in longtail_results.items():
         candidates = {k: v for k, v in rows.items() if not k.startswith("_") and k != "raw"}
@@ -163,9 +188,9 @@ def ablation(args: argparse.Namespace, work: Path, longtail_results: dict[str, A
         report = _run({"seed": 0, "device": "cpu", "source": {"name": "sklearn-digits",
                                                                "params": {"imbalance": float(imbalance)}},
                        "split": {"val": 0.1}, "pipeline": steps,
-                       "evaluate": [{"name": "ablation", "params": {**MODELS["lr"], "repeats": args.seeds}}]},
+                       "evaluate": [{"name": "ablation", "params": {**MODELS["lr"], "repeats": max(2, args.seeds)}}]},
                       work / f"ablation-{imbalance}")
-        out[imbalance] = {"pipeline": best, "table": report["metrics"]["tables"]["ablation"]["steps"],
+        out[imbalance] = {"pipeline": best, "steps": steps, "table": report["metrics"]["tables"]["ablation"]["steps"],
                           "measures": report["metrics"]["measures"]["ablation"]}
         print(f"ablation imbalance {imbalance}: {best}", flush=True)
         for row in out[imbalance]["table"]["rows"]:
@@ -215,16 +240,23 @@ def main(argv: list[str] | None = None) -> int:
                                                              "fills to (half the largest class) before smote")
     parser.add_argument("--labelled-share", type=float, default=0.1)
     parser.add_argument("--pseudo-threshold", type=float, default=0.9)
+    parser.add_argument("--generators", nargs="+", default=["dcgan", "gaussian-mixture", "wgan-gp"])
+    parser.add_argument("--quick", action="store_true", help="the subset: dcgan and gaussian-mixture, 300 GAN steps")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.generators = [g for g in args.generators if g in ("dcgan", "gaussian-mixture")]
+        args.gan_steps = min(args.gan_steps, 300)
     import torch
 
     torch.set_num_threads(args.threads)
     parts = args.parts.split(",")
     save(args.out, ("conditions",), {"python": platform.python_version(), "torch": torch.__version__,
                                      "threads": args.threads, "seeds": args.seeds, "gan_steps": args.gan_steps,
-                                     "machine": "2 CPU cores shared with other engineers' jobs (load 10-18)"})
+                                     "mode": "quick" if args.quick else "full", "generators": args.generators,
+                                     "machine": f"{os.cpu_count()} CPU cores shared with other engineers' jobs",
+                                     "load_average_at_start": os.getloadavg()})
     tag = ",".join(str(i) for i in args.imbalances)
     longtail_results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="setforge-evidence-") as tmp:
@@ -241,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 parser.error(f"unknown part {part!r}")
             save(args.out, ("seconds", f"{part} ({tag})" if part != "pseudo" else part), time.perf_counter() - started)
+            save(args.out, ("load_average_after", f"{part} ({tag})" if part != "pseudo" else part), os.getloadavg())
     return 0
 
 

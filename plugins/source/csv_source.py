@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -12,7 +13,7 @@ from pydantic import Field, field_validator
 
 from setforge.components import Source
 from setforge.context import StepContext
-from setforge.dataset import Dataset, FeatureInfo
+from setforge.dataset import Dataset, FeatureInfo, Splits
 from setforge.errors import DataError
 
 from ._files import encode_groups, encode_labels, existing_path, sort_names
@@ -51,6 +52,11 @@ class CsvSource(Source):
     stop the run naming the line and column, or are dropped and counted with
     ``source.on_invalid: drop``. Blank lines are skipped. Integers above 2**24 lose precision in
     float32.
+
+    With ``unlabelled: keep``, a row whose label cell is missing (empty or one of ``missing``) is
+    an unlabelled row: held apart from train, val and test (`Splits.unlabelled`, for steps such as
+    ``pseudo-label``), its features read and checked like every row's; the class list is that of
+    the labelled rows. A table with no such row loads as usual.
     """
 
     name = "csv"
@@ -69,6 +75,9 @@ class CsvSource(Source):
         delimiter: str = Field(",", min_length=1, max_length=1, description="the field separator")
         missing: list[str] = Field(list(MISSING), description="cell values that mean a missing value "
                                                               "(compared after trimming spaces)")
+        unlabelled: Literal["invalid", "keep"] = Field(
+            "invalid", description="a row with a missing label cell: invalid (like any missing value) or "
+                                   "keep (an unlabelled row, held apart from train/val/test for pseudo-label)")
 
         @field_validator("classes")
         @classmethod
@@ -86,7 +95,7 @@ class CsvSource(Source):
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return {"path": str(path)}
 
-    def _load(self, ctx: StepContext) -> Dataset:
+    def _load(self, ctx: StepContext) -> Dataset | Splits:
         params = self.params
         path = existing_path(params.path, "csv")
         header, lines = self._read(path)
@@ -98,14 +107,19 @@ class CsvSource(Source):
         missing = {m.strip() for m in params.missing}
         bad: dict[int, tuple[str, str]] = {}  # line -> (place within the line, reason)
         kept: list[tuple[int, list[str]]] = []
+        unlabelled: set[int] = set()  # lines whose label cell is missing, kept with unlabelled: keep
+        checked = used[1:] if params.unlabelled == "keep" else used  # used[0]: the label column
         for line, row in lines:
             if len(row) != len(header):
                 bad[line] = (f" ({len(row)} fields, the header has {len(header)})", "ragged row")
                 continue
-            empty = next((header[i] for i in used if row[i] in missing), None)
+            empty = next((header[i] for i in checked if row[i] in missing), None)
             if empty is not None:
-                bad[line] = (f", column {empty!r}", "missing value")
+                hint = " (an unlabelled row? set source.params.unlabelled: keep)" if empty == params.label else ""
+                bad[line] = (f", column {empty!r}{hint}", "missing value")
                 continue
+            if row[used[0]] in missing:
+                unlabelled.add(line)
             kept.append((line, row))
 
         # Which columns are categorical: declared, or holding a value that is not a number.
@@ -131,7 +145,8 @@ class CsvSource(Source):
                     reason = (f", column {column!r} ({text!r})", "not a finite number")
                 if reason:
                     break
-            if reason is None and params.classes is not None and row[position[params.label]] not in params.classes:
+            if reason is None and params.classes is not None and line not in unlabelled \
+                    and row[position[params.label]] not in params.classes:
                 reason = (f", column {params.label!r} ({row[position[params.label]]!r})",
                           f"label outside the class list {params.classes}")
             if reason is None:
@@ -142,6 +157,10 @@ class CsvSource(Source):
             self._invalid(f"csv {path.name}: line {line}{bad[line][0]}", bad[line][1])
         if not good:
             raise DataError(f"csv {path.name}: no valid rows ({len(bad)} invalid, dropped: {self.dropped})")
+        pool = np.array([line in unlabelled for line, _ in good])
+        if pool.all():
+            raise DataError(f"csv {path.name}: every valid row is unlabelled (column {params.label!r} missing); "
+                            f"label some rows")
 
         # Types, categories and classes from the rows that stay.
         x = np.zeros((len(good), len(features)), dtype=np.float32)
@@ -158,13 +177,22 @@ class CsvSource(Source):
                 x[:, j] = [index[v] for v in values]
             else:
                 x[:, j] = [float(v) for v in values]
-        labels, classes, _ = encode_labels([row[position[params.label]] for _, row in good], params.classes)
+        labels = np.zeros(len(good), dtype=np.int64)  # unlabelled rows keep 0 (no meaning)
+        labels[~pool], classes, _ = encode_labels([row[position[params.label]] for (_, row), u in zip(good, pool)
+                                                   if not u], params.classes)
         groups = None
         if params.group:
-            groups = torch.from_numpy(encode_groups([row[position[params.group]] for _, row in good]))
+            groups = encode_groups([row[position[params.group]] for _, row in good])
         info = FeatureInfo(names=features, categorical=categorical, dtypes=dtypes, label=params.label)
-        return Dataset(x=torch.from_numpy(x), y=torch.from_numpy(labels), classes=classes, modality="tabular",
-                       groups=groups, features=info)
+
+        def dataset(rows: np.ndarray) -> Dataset:
+            return Dataset(x=torch.from_numpy(x[rows]), y=torch.from_numpy(labels[rows]), classes=classes,
+                           modality="tabular", groups=None if groups is None else torch.from_numpy(groups[rows]),
+                           features=info)
+
+        if not pool.any():
+            return dataset(np.arange(len(good)))
+        return Splits(train=dataset(np.flatnonzero(~pool)), unlabelled=dataset(np.flatnonzero(pool)))
 
     def _read(self, path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         """The header and the non-blank lines (with their line numbers), cells trimmed."""

@@ -81,6 +81,11 @@ class ImageFolderSource(Source):
     torchvision's ImageFolder). A file that Pillow cannot read (a corrupt PNG, a ``.txt``) is an
     invalid row naming the file: the run stops, or drops and counts it with ``source.on_invalid:
     drop``.
+
+    A folder named ``unlabelled`` (param ``unlabelled``; ``null`` makes it an ordinary class), at
+    the top or inside ``train/``, ``val/`` or ``test/``, holds unlabelled images, not a class:
+    they are held apart from train, val and test (`Splits.unlabelled`, for steps such as
+    ``pseudo-label``), read and resized like the others.
     """
 
     name = "image-folder"
@@ -94,6 +99,9 @@ class ImageFolderSource(Source):
         size: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]] | Annotated[int, Field(ge=1)] | None = \
             Field(None, description="[height, width] (or one number for a square) every image is resized to; "
                                     "unset: the most common size")
+        unlabelled: str | None = Field("unlabelled", min_length=1,
+                                       description="the folder of unlabelled images (held apart from train/val/test "
+                                                   "for pseudo-label), not a class; null: an ordinary class folder")
 
     @classmethod
     def make_testing_params(cls, folder: Path) -> dict[str, object]:
@@ -112,17 +120,20 @@ class ImageFolderSource(Source):
     def _load(self, ctx: StepContext) -> Dataset | Splits:
         root = existing_path(self.params.path, "image-folder", want_dir=True)
         layout = self._layout(root)
+        pools = self._unlabelled_folders(root, layout)
         classes = sort_names(name for folders in layout.values() for name in folders)
         if not classes:
-            raise DataError(f"image-folder {root}: no class folders; expected {root.name}/<class>/<image> "
+            beside = f" (besides the unlabelled folder {self.params.unlabelled!r})" if pools else ""
+            raise DataError(f"image-folder {root}: no class folders{beside}; expected {root.name}/<class>/<image> "
                             f"or {root.name}/train/<class>/<image>")
-        files: list[tuple[str, int, Path]] = []  # (split, label, file)
-        for split, folders in layout.items():
-            for name, folder in sorted(folders.items(), key=lambda item: classes.index(item[0])):
-                found = sorted((p for p in folder.rglob("*") if p.is_file() and _visible(p, folder)),
-                               key=lambda p: p.relative_to(folder).as_posix())
-                files.extend((split, classes.index(name), p) for p in found)
-        if not files:
+        files: list[tuple[str, int, Path]] = []  # (split, label, file); split "unlabelled" for the pool
+        folders_in_order = [(split, classes.index(name), folder) for split, folders in layout.items()
+                            for name, folder in sorted(folders.items(), key=lambda item: classes.index(item[0]))]
+        for split, label, folder in folders_in_order + [("unlabelled", 0, folder) for folder in pools]:
+            found = sorted((p for p in folder.rglob("*") if p.is_file() and _visible(p, folder)),
+                           key=lambda p: p.relative_to(folder).as_posix())
+            files.extend((split, label, p) for p in found)
+        if not any(split != "unlabelled" for split, _, _ in files):
             raise DataError(f"image-folder {root}: the class folders {classes} hold no files")
 
         # Pass 1: headers only, for the sizes (cheap: Pillow reads pixels lazily).
@@ -161,14 +172,21 @@ class ImageFolderSource(Source):
             return Dataset(x=torch.from_numpy(x[rows]), y=torch.from_numpy(labels[rows]), classes=classes,
                            modality="image")
 
+        pool_rows = np.flatnonzero(keep & (split_of == "unlabelled"))
+        pool = dataset(pool_rows) if len(pool_rows) else None
+        keep &= split_of != "unlabelled"
         if list(layout) == ["all"]:
-            return dataset(np.flatnonzero(keep))
+            if not keep.any():
+                raise DataError(f"image-folder {root}: no readable images in the class folders {classes} "
+                                f"(dropped: {self.dropped})")
+            rows = np.flatnonzero(keep)
+            return dataset(rows) if pool is None else Splits(train=dataset(rows), unlabelled=pool)
         parts = {split: np.flatnonzero(keep & (split_of == split)) for split in _SPLITS}
         if not len(parts["train"]):
             raise DataError(f"image-folder {root}: train/ holds no readable images")
         return Splits(train=dataset(parts["train"]),
                       val=dataset(parts["val"]) if len(parts["val"]) else None,
-                      test=dataset(parts["test"]) if len(parts["test"]) else None)
+                      test=dataset(parts["test"]) if len(parts["test"]) else None, unlabelled=pool)
 
     @staticmethod
     def _where(root: Path, file: Path, error: Exception) -> str:
@@ -185,6 +203,20 @@ class ImageFolderSource(Source):
         if "train" not in top:
             return {"all": top}
         return {split: class_folders(top[split]) for split in _SPLITS if split in top}
+
+    def _unlabelled_folders(self, root: Path, layout: dict[str, dict[str, Path]]) -> list[Path]:
+        """Take the unlabelled folders out of `layout` (at the top, or in train/ val/ test/); return them."""
+        name = self.params.unlabelled
+        if name is None:
+            return []
+        if name in _SPLITS:
+            raise DataError(f"image-folder {root}: source.params.unlabelled names {name!r}, a split folder; "
+                            f"give another folder name")
+        pools = [folders.pop(name) for folders in layout.values() if name in folders]
+        top = root / name
+        if "all" not in layout and top.is_dir():  # beside train/ val/ test/
+            pools.insert(0, top)
+        return pools
 
     def _size(self, sizes: list[tuple[int, int] | None], root: Path) -> tuple[int, int]:
         size = self.params.size

@@ -100,3 +100,49 @@ def test_an_npz_with_unlabelled_rows_runs_pseudo_label(tmp_path):
     assert report["source"]["unlabelled"] == int((y == -1).sum())
     assert report["counts"]["optimised"]["by_origin"]["pseudo-labelled"] == report["steps"][0]["details"]["accepted"] > 0
     assert report["counts"]["test"]["by_origin"]["pseudo-labelled"] == 0
+
+
+def _run_file(tmp_path, source):
+    config = {"seed": 0, "device": "cpu", "source": source, "split": {"test": 0.3, "val": 0.1},
+              "pipeline": [{"resample": "pseudo-label", "params": {**FAST, "threshold": 0.9}}],
+              "evaluate": [{"name": "utility", "params": {"epochs": 20, "patience": 3}}],
+              "output": {"dir": str(tmp_path / "out")}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "run.yaml"), "--quiet"]) == 0
+    return json.loads((tmp_path / "out" / "report.json").read_text())
+
+
+def test_a_csv_with_empty_label_cells_runs_pseudo_label(tmp_path):
+    bunch = load_digits()
+    pool = np.arange(len(bunch.target)) % 4 != 0  # 3 in 4 rows lose their label
+    lines = [",".join([f"p{i}" for i in range(64)] + ["digit"])]
+    lines += [",".join([str(int(v)) for v in row] + ["" if unlabelled else str(label)])
+              for row, label, unlabelled in zip(bunch.data, bunch.target, pool)]
+    (tmp_path / "digits.csv").write_text("\n".join(lines) + "\n")
+    report = _run_file(tmp_path, {"name": "csv", "params": {"path": "digits.csv", "label": "digit",
+                                                           "unlabelled": "keep"}})
+    assert report["source"]["unlabelled"] == int(pool.sum())
+    assert sum(report["split"]["rows"].values()) + report["source"]["duplicates_dropped"] == int((~pool).sum())
+    details = report["steps"][0]["details"]
+    assert details["pool"] == int(pool.sum())
+    assert report["counts"]["optimised"]["by_origin"]["pseudo-labelled"] == details["accepted"] > 0
+    assert f"of {int(pool.sum())} unlabelled rows" in details["summary"]
+
+
+def test_an_image_folder_unlabelled_folder_feeds_the_pool_only(tmp_path):
+    from PIL import Image
+
+    bunch = load_digits()
+    root = tmp_path / "images"
+    pool = np.arange(600) % 3 != 0  # of the first 600 digits, 2 in 3 go to unlabelled/
+    for i in range(600):
+        folder = root / ("unlabelled" if pool[i] else str(bunch.target[i]))
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((bunch.images[i] * 15.9).astype(np.uint8)).save(folder / f"{i}.png")
+    report = _run_file(tmp_path, {"name": "image-folder", "params": {"path": "images", "channels": 1}})
+    assert report["classes"] == [str(c) for c in range(10)]
+    assert report["source"]["unlabelled"] == int(pool.sum()) and report["source"]["rows"] == int((~pool).sum())
+    assert sum(report["split"]["rows"].values()) + report["source"]["duplicates_dropped"] == int((~pool).sum())
+    for part in ("val", "test"):
+        assert report["counts"][part]["by_origin"].get("pseudo-labelled", 0) == 0
+    assert report["counts"]["optimised"]["by_origin"]["pseudo-labelled"] == report["steps"][0]["details"]["accepted"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from setforge import ConfigError, DataError, StepContext
+from setforge import ConfigError, DataError, Splits, StepContext
 from setforge.plugins.source.csv_source import CsvSource
 from setforge.testing import check_component
 
@@ -111,3 +111,42 @@ def test_named_columns_must_exist_and_the_header_must_be_sound(tmp_path):
 
 def test_conforms():
     check_component(CsvSource)
+
+
+UNLABELLED = """\
+width,colour,label
+1.0,red,a
+2.0,blue,
+3.0,red,b
+4.0,green,NA
+5.0,,
+6.0,blue,a
+"""
+
+
+def test_empty_label_cells_are_invalid_rows_by_default_with_a_hint(tmp_path):
+    path = write(tmp_path, UNLABELLED)
+    with pytest.raises(DataError, match=r"line 3, column 'label' \(an unlabelled row\? set source.params.unlabelled: keep\)"):
+        load(path)
+
+
+def test_unlabelled_keep_holds_rows_with_a_missing_label_apart(tmp_path):
+    parts, source = load(write(tmp_path, UNLABELLED), on_invalid="drop", unlabelled="keep", classes=["a", "b"])
+    assert isinstance(parts, Splits) and parts.val is None and parts.test is None
+    assert source.dropped == {"missing value": 1}  # line 6: its colour is missing too
+    assert parts.train.classes == ("a", "b") and parts.train.y.tolist() == [0, 1, 0]
+    assert parts.train.x[:, 0].tolist() == [1.0, 3.0, 6.0]
+    assert parts.unlabelled.x[:, 0].tolist() == [2.0, 4.0]
+    # One category list for both parts, from every row that stays: blue, green, red.
+    assert parts.train.features.categorical == {"colour": ("blue", "green", "red")}
+    assert parts.unlabelled.x[:, 1].tolist() == [0.0, 1.0]
+
+
+def test_unlabelled_keep_without_unlabelled_rows_is_a_plain_table(tmp_path):
+    ds, _ = load(write(tmp_path, "width,label\n1,a\n2,b\n"), unlabelled="keep")
+    assert not isinstance(ds, Splits) and ds.y.tolist() == [0, 1]
+
+
+def test_every_row_unlabelled_is_explained(tmp_path):
+    with pytest.raises(DataError, match="every valid row is unlabelled .*label some rows"):
+        load(write(tmp_path, "width,label\n1,\n2,?\n"), unlabelled="keep")

@@ -130,3 +130,39 @@ def test_bad_layouts_are_explained(tmp_path):
 
 def test_conforms():
     check_component(ImageFolderSource)
+
+
+def test_an_unlabelled_folder_holds_rows_apart_not_a_class(tmp_path):
+    for cls, value, n in [("ant", 10, 3), ("bee", 20, 2), ("unlabelled", 200, 4)]:
+        for i in range(n):
+            save(tmp_path / cls / f"{i}.png", np.full((4, 4), value, np.uint8))
+    parts, _ = load(tmp_path, channels=1)
+    assert isinstance(parts, Splits) and parts.val is None and parts.test is None
+    assert parts.train.classes == ("ant", "bee") and parts.train.y.tolist() == [0, 0, 0, 1, 1]
+    assert len(parts.unlabelled) == 4 and torch.allclose(parts.unlabelled.x, torch.tensor(200 / 255))
+    assert (parts.train.x < 0.5).all()  # no unlabelled image among the labelled rows
+    ds, _ = load(tmp_path, channels=1, unlabelled=None)  # null: an ordinary class
+    assert ds.classes == ("ant", "bee", "unlabelled") and len(ds) == 9
+
+
+def test_unlabelled_folders_beside_and_inside_the_split_folders(tmp_path):
+    pixel = np.zeros((4, 4), np.uint8)
+    for folder, n in [("train/ant", 2), ("train/bee", 2), ("test/ant", 1), ("test/bee", 1),
+                      ("pool", 3), ("train/pool", 2)]:
+        for i in range(n):
+            save(tmp_path / folder / f"{i}.png", pixel + i)
+    parts, _ = load(tmp_path, unlabelled="pool")
+    assert parts.train.classes == ("ant", "bee") and len(parts.train) == 4 and len(parts.test) == 2
+    assert len(parts.unlabelled) == 5
+
+
+def test_unlabelled_folder_errors_are_explained(tmp_path):
+    save(tmp_path / "unlabelled" / "0.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(DataError, match="no class folders \\(besides the unlabelled folder 'unlabelled'\\)"):
+        load(tmp_path)
+    with pytest.raises(DataError, match="names 'train', a split folder"):
+        load(tmp_path, unlabelled="train")
+    save(tmp_path / "cat" / "0.png", np.zeros((4, 4), np.uint8))
+    (tmp_path / "unlabelled" / "0.png").write_text("not an image")
+    ds, source = load(tmp_path, on_invalid="drop")  # the pool's one image unreadable: no pool, the rest loads
+    assert not isinstance(ds, Splits) and len(ds) == 1 and source.dropped == {"unreadable or not an image": 1}
