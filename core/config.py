@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from .steps import ALL_HOST_KEYS, AMOUNT_KEYS, HOST_KEYS, STEP_KINDS, step_problems
 
-__all__ = ["ComponentRef", "SourceConfig", "DeduplicateConfig", "SplitConfig", "GuardConfig", "StepConfig", "OutputConfig",
+__all__ = ["type_words", "ComponentRef", "SourceConfig", "DeduplicateConfig", "SplitConfig", "GuardConfig", "StepConfig", "OutputConfig",
            "RunConfig", "STEP_KINDS", "HOST_KEYS", "SUFFIXES"]
 
 #: Run-file formats by file extension.
@@ -322,16 +322,18 @@ def _expand_shorthand(value: Any, annotation: Any) -> Any:
 
 
 
-def _type_markdown(annotation: Any) -> str:
+def type_words(annotation: Any, quote: str = "`") -> str:
+    """A field's type in the words of the reference docs and ``plugins show`` (``integer or `auto```),
+    the accepted literal values in `quote`: the one renderer of param and key types."""
     parts = []
     for alternative in _unwrap(annotation):
         origin = typing.get_origin(alternative)
         if alternative is type(None):
             parts.append("null")
         elif origin is Literal:
-            parts.extend(f"`{value}`" for value in typing.get_args(alternative))
+            parts.extend(f"{quote}{value}{quote}" for value in typing.get_args(alternative))
         elif origin in (list, tuple):
-            inner = _type_markdown(typing.get_args(alternative)[0])
+            inner = type_words(typing.get_args(alternative)[0], quote)
             parts.append(f"list of ({inner})" if " or " in inner else f"list of {inner}s")
         elif origin is dict or alternative is dict:
             parts.append("mapping")
@@ -340,7 +342,7 @@ def _type_markdown(annotation: Any) -> str:
         elif alternative is StepConfig:
             parts.append("step")
         elif alternative is DeduplicateConfig:
-            parts.extend(["`none`", "`exact`", "`near`", "mapping"])
+            parts.extend([*(f"{quote}{v}{quote}" for v in ("none", "exact", "near")), "mapping"])
         elif inspect.isclass(alternative) and issubclass(alternative, BaseModel):
             parts.append("mapping")
         else:

@@ -22,7 +22,7 @@ import yaml
 from pydantic import ValidationError
 
 from .config import (_MAX_FILE_BYTES, SUFFIXES, RunConfig, _child_annotation, _expand_shorthand, _model_in,
-                     _type_markdown)
+                     type_words)
 from .errors import ConfigError
 from .problems import fold_problems, is_under, scan_values, tidy_problems, type_name
 from .validation import place_of
@@ -249,7 +249,7 @@ def _set_path(raw: dict[str, Any], path: list[str | int], value: Any) -> str | N
         if not _child_annotation(child, path[depth + 1], [])[0] and (
                 _model_in(child) is None or isinstance(path[depth + 1], int)):
             shape = "a list" if isinstance(path[depth + 1], int) else "a mapping"
-            return f"{below} takes {_type_markdown(child)}, not {shape}; nearest valid path: {below}"
+            return f"{below} takes {type_words(child)}, not {shape}; nearest valid path: {below}"
         if isinstance(container, dict) and segment not in container:
             container[segment] = {} if isinstance(path[depth + 1], str) else []
         current = container[segment]

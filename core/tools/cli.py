@@ -163,27 +163,11 @@ def _show_component(registry: Any, spec: str) -> int:
     return 0
 
 
-def _type_name(annotation: Any) -> str:
-    """A param's type as a user reads it: ``int | 'auto'``, ``list[str] | None``, ``Path``."""
-    import types
-    import typing
-
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Annotated:
-        return _type_name(args[0])
-    if origin is typing.Literal:
-        return " | ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join("None" if a is type(None) else _type_name(a) for a in args)
-    if origin is not None:
-        name = getattr(origin, "__name__", str(origin))
-        return f"{name}[{', '.join(_type_name(a) for a in args)}]" if args else name
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
 def describe_component(info: Any) -> str:
     """``plugins show``: the docstring, then every param with its type, default and bounds."""
     import inspect
+
+    from ..config import type_words
 
     cls = info.cls
     lines = [f"{info.kind}/{info.name}  (plugin {info.plugin}, {info.distribution} {info.version})",
@@ -193,7 +177,7 @@ def describe_component(info: Any) -> str:
     if not fields:
         lines.append("  (none)")
     for field_name, field in fields.items():
-        annotation = _type_name(field.annotation)
+        annotation = type_words(field.annotation, quote="'")
         default = field.get_default(call_default_factory=True)
         bounds = [f"{op} {getattr(m, attr)}" for m in field.metadata
                   for op, attr in ((">=", "ge"), (">", "gt"), ("<=", "le"), ("<", "lt")) if hasattr(m, attr)]

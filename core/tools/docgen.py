@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..config import (HOST_KEYS, STEP_KINDS, ComponentRef, DeduplicateConfig, OutputConfig, RunConfig, SourceConfig,
-                      SplitConfig, StepConfig, _type_markdown)
+                      SplitConfig, StepConfig, type_words)
 
 __all__ = ["hooks_markdown", "reference_markdown", "update_reference"]
 
@@ -78,7 +78,7 @@ def reference_markdown() -> str:
         header = "| key | type | default | bounds |" + (" steps |" if kind_column else "") + " meaning |"
         out += [header, "|" + "---|" * (5 + kind_column)]
         for name, field in model.model_fields.items():
-            row = [f"`{prefix}{name}`", _type_markdown(field.annotation), _default_markdown(field),
+            row = [f"`{prefix}{name}`", type_words(field.annotation), _default_markdown(field),
                    _bounds_markdown(field)]
             if kind_column:
                 kinds = [k for k in STEP_KINDS if name == k or name == "params" or name in HOST_KEYS[k]]

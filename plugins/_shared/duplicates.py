@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .columns import column_stats
 from .knn import DEFAULT_BLOCK_SIZE, knn
 
 __all__ = ["SPACES", "FeatureSpace", "exact_ids", "duplicate_of", "cross_match", "CrossMatch"]
@@ -81,12 +82,7 @@ class FeatureSpace:
         categorical_t = is_cat.nonzero().flatten().to(x.device)
         center = scale = None
         if kind == "standardized" and numeric.numel():
-            values = flat[:, numeric].double()
-            center = values.mean(dim=0) if len(values) else torch.zeros(numeric.numel(), dtype=torch.float64,
-                                                                       device=x.device)
-            scale = values.std(dim=0, correction=0) if len(values) else torch.ones_like(center)
-            # A constant column adds nothing to any distance; dividing by 1 keeps it so.
-            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            center, scale = column_stats(flat[:, numeric])
         return cls(kind, numeric, categorical_t, center, scale)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

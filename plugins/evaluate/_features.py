@@ -31,6 +31,7 @@ from pydantic import Field
 from setforge.components import Evaluator, ExistingPath
 from setforge.dataset import Dataset, Origin
 from setforge.errors import ConfigError, DataError
+from .._shared.columns import column_stats
 
 if TYPE_CHECKING:
     from setforge.context import EvalContext
@@ -151,11 +152,7 @@ def raw_space(train: Dataset, device: torch.device, batch_size: int) -> FeatureS
     real = real_rows(train)
     if len(real) < 2:
         raise DataError(f"the raw feature space standardises with the real training rows; there are {len(real)}")
-    flat = real.x.reshape(len(real), -1).to(device=device, dtype=torch.float64)
-    mean = flat.mean(dim=0)
-    std = flat.std(dim=0)
-    # A constant column (an always-black border pixel) keeps scale 1 instead of dividing by zero.
-    std = torch.where(std > 1e-12, std, torch.ones_like(std))
+    mean, std = column_stats(real.x.reshape(len(real), -1).to(device))
     mean32, std32 = mean.to(torch.float32), std.to(torch.float32)
 
     def embed_batch(x: torch.Tensor) -> torch.Tensor:

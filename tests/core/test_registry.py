@@ -95,8 +95,8 @@ def test_plugins_show_prints_params(good, capsys):
     assert main(["plugins", "show", "augment/toy-brighten"]) == 0
     out = capsys.readouterr().out
     assert "Adds a per-row random amount of brightness." in out
-    assert "amount: float = 0.2  [>= 0.0, <= 1.0]" in out
-    assert "p: float = 1.0" in out
+    assert "amount: number = 0.2  [>= 0.0, <= 1.0]" in out  # the type in the reference docs' words
+    assert "p: number = 1.0" in out
     assert main(["plugins", "show", "toy-brightn"]) == 2
     assert "did you mean 'toy-brighten'" in capsys.readouterr().err
 

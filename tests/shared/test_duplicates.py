@@ -94,8 +94,9 @@ def test_standardized_space_and_categorical_columns():
     got = duplicate_of(data, method="near", threshold=0.01, space=space)
     assert got[50:55].tolist() == [0, 1, 2, 3, 4]
     assert (got[55:60] == -1).all()
-    # embed: Euclidean distance equals the RMS difference of standardized numeric columns
-    z = (data[:, :2].double() - data[:, :2].double().mean(0)) / data[:, :2].double().std(0, correction=0)
+    # embed: Euclidean distance equals the RMS difference of standardized numeric columns (sample std,
+    # the one rule of plugins/_shared/columns.py, as the evaluators' raw space)
+    z = (data[:, :2].double() - data[:, :2].double().mean(0)) / data[:, :2].double().std(0)
     rms = ((z[0] - z[1]) ** 2).mean().sqrt()
     emb = space.embed(data)
     assert torch.isclose((emb[0] - emb[1]).norm().double(), rms, rtol=1e-5)
