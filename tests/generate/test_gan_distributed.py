@@ -120,7 +120,6 @@ def test_torchrun_two_ranks_match_the_single_process_run(tmp_path):
     single = run(config, Registry(use_env=False).load(), progress=False)
     for ranked, alone in zip(report["steps"], single.report["steps"]):
         assert ranked["counts"] == alone["counts"] and ranked["rows_out"] == alone["rows_out"]
-    assert report["counts"] == single.report["counts"] if "counts" in report else True
     written = np.load(out / "run" / "splits.npz")
     alone = np.load(tmp_path / "single" / "splits.npz")
     assert all(np.array_equal(written[k], alone[k]) for k in alone.files)
