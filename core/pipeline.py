@@ -36,6 +36,7 @@ import torch
 
 from .build import Built, Step, build
 from .chain import Chain
+from . import distributed
 from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, resolve_device
 from .dataset import Dataset, Origin, Splits
 from .errors import ConfigError, OutputError, PluginError
@@ -129,8 +130,11 @@ class _Run:
         self.guard_results: dict[int, dict[str, Any] | None] = {}  # generate steps' guard scores
         self._open_observers: list[Any] = []  # the run file's observers, once opened
         self.seed = int(config.seed)
-        self.device = _check_device(config.device)
-        self.folder = RunFolder(Path(config.output.dir))
+        # under torchrun: one process group, a GPU per rank; ranks but 0 work in a scratch folder
+        self.device = _check_device(config.device) if dry else distributed.setup(_check_device(config.device))
+        self.main = distributed.is_main()
+        self.progress = progress and self.main
+        self.folder = RunFolder(Path(config.output.dir) if self.main else distributed.scratch_dir() / "run")
         self.timings: dict[str, Any] = {"steps": {}, "evaluate": {}}
         self.warnings: list[str] = []
         formats = registry.formats()
@@ -156,7 +160,7 @@ class _Run:
 
     # ------------------------------------------------------------------------ plumbing
     def emit(self, event: Event) -> None:
-        if self.dry:
+        if self.dry or not self.main:
             return
         if event.kind == "train_progress":
             self.training_log.observe(event.step, event.data)
@@ -314,7 +318,7 @@ class _Run:
             snapshot.parent.mkdir(parents=True, exist_ok=True)
             self.training_log.attach(step.index, snapshot.parent)
             key = Cache.key(ds.fingerprint(), step.config.model_dump_json(), self.seed, step.index, str(self.device))
-            resumed = self._resumed(snapshot, key)
+            resumed = distributed.from_main(lambda: self._resumed(snapshot, key), self.device)
             if resumed is not None:
                 out, note, details, figures, training = resumed
             else:
@@ -479,7 +483,11 @@ class _Run:
         self.prepare_data()
         with tqdm(total=len(self.built.steps) + len(self.built.evaluators), desc="setforge", unit="stage",
                   disable=not progress_shown(self.progress), file=sys.stderr, leave=False) as bar:
-            self.run_steps(bar)
+            with distributed.collective():
+                self.run_steps(bar)
+            if not self.main:  # rank 0 evaluates and writes the run folder
+                return RunResult(Path(self.config.output.dir), {}, self.timings, self.metrics, self.raw_train,
+                                 self.train, self.val, self.test, list(self.records))
             self.evaluate(bar)
         started = time.perf_counter()
         self.write()
@@ -497,7 +505,7 @@ class _Run:
                          steps=list(self.records))
 
     def _open_run_observers(self) -> None:
-        for j, observer in enumerate(self.built.observers):
+        for j, observer in enumerate(self.built.observers if self.main else []):
             ctx = self._ctx(("observe", j), self.folder.partial / "observe" / _safe_part(observer.name),
                             name=observer.name)
             try:

@@ -227,7 +227,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     result = run(config, registry, force=args.force or config.output.force, resume=args.resume,
                  progress=not args.quiet)
-    print(result.summary())
+    if result.report:  # under torchrun only rank 0 has one (and prints it)
+        print(result.summary())
     return 0
 
 

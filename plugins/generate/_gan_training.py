@@ -18,6 +18,11 @@ A generator plugin builds its networks and an objective (its losses) and hands t
   ``training-<iteration>.pt`` in the step's workdir, loaded with ``torch.load(weights_only=True)``;
   with ``ctx.resume`` training continues from the newest one and ends with the same weights as
   an uninterrupted run (bit for bit on the CPU).
+- under ``torchrun`` (`setforge.distributed`), DistributedDataParallel: every rank draws the same
+  global batch of ``batch_size x world_size`` rows and trains on its own slice of it (so an epoch
+  is ``rows / (batch_size x world_size)`` steps), gradients are averaged across ranks, losses and
+  ADA's r_t too; rank 0 alone writes checkpoints and grids, and a resume reads rank 0's newest
+  checkpoint on every rank. All ranks keep the same random states, so they stay in step.
 
 Randomness comes only from the step's `Rng`: latent draws from ``ctx.rng.torch``, the order of
 real rows from ``ctx.rng.numpy``; the grid's fixed latents come from a sub-generator seeded
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import math
 import re
@@ -42,6 +48,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from setforge import distributed
 from setforge.components import Generator
 from setforge.context import Event, StepContext
 from setforge.errors import DataError, PluginError
@@ -403,6 +410,8 @@ class GanResult:
     selection: dict[str, Any] | None = None
     #: with ada: the augmentation probability at the end
     ada_p: float | None = None
+    #: under torchrun: {"world_size", "rows_per_rank"} (each rank's slice of a batch)
+    distributed: dict[str, int] | None = None
 
 
 class GanTrainer:
@@ -433,10 +442,11 @@ class GanTrainer:
     def _where(self, ctx: StepContext) -> str:
         return f"generate '{self.name}'" + (f" (pipeline step {ctx.step})" if ctx.step >= 0 else "")
 
-    def _fingerprint(self, data_fingerprint: str, ctx: StepContext) -> str:
-        """What a checkpoint must match to be resumed: data, params that shape training, networks, seed."""
+    def _fingerprint(self, data_fingerprint: str, ctx: StepContext, world: int = 1) -> str:
+        """What a checkpoint must match to be resumed: data, params that shape training, networks, seed
+        (and the number of ranks, which shapes the batches)."""
         kept = {k: v for k, v in self.params.model_dump(mode="json").items() if k not in _RESUMABLE_PARAMS}
-        return json.dumps({"data": data_fingerprint, "params": kept, "generator": type(self.generator).__name__,
+        return json.dumps({**({"world_size": world} if world > 1 else {}), "data": data_fingerprint, "params": kept, "generator": type(self.generator).__name__,
                            "discriminator": type(self.discriminator).__name__, "seed": ctx.rng.seed,
                            "key": [str(k) for k in ctx.rng.key]}, sort_keys=True)
 
@@ -448,7 +458,9 @@ class GanTrainer:
 
     def _save_checkpoint(self, workdir: Path, iteration: int, ema: nn.Module, optimisers: dict[str, torch.optim.Optimizer],
                          sampler: BatchSampler, ctx: StepContext, fingerprint: str,
-                         extra: dict[str, Any] | None = None) -> Path:
+                         extra: dict[str, Any] | None = None) -> Path | None:
+        if distributed.group()[0]:  # rank 0 writes the checkpoints
+            return None
         state = {"extra": extra or {},
             "format": 1, "iteration": iteration, "fingerprint": fingerprint,
             "networks": {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
@@ -466,9 +478,10 @@ class GanTrainer:
         return path
 
     def _load_checkpoint(self, path: Path, ema: nn.Module, optimisers: dict[str, torch.optim.Optimizer],
-                         sampler: BatchSampler, ctx: StepContext, fingerprint: str) -> tuple[int, dict[str, Any]]:
-        try:
-            state = torch.load(path, map_location=ctx.device, weights_only=True)
+                         sampler: BatchSampler, ctx: StepContext, fingerprint: str,
+                         blob: bytes | None = None) -> tuple[int, dict[str, Any]]:
+        try:  # `blob`: the file's bytes as rank 0 read them
+            state = torch.load(path if blob is None else io.BytesIO(blob), map_location=ctx.device, weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same remedy
             # the first sentence only: torch goes on to suggest weights_only=False, which would run the file's code
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
@@ -532,7 +545,16 @@ class GanTrainer:
         labels_np = y.cpu().numpy()
         counts = np.bincount(labels_np, minlength=num_classes)
         balanced = is_skewed(counts) if p.balanced == "auto" else bool(p.balanced)
-        sampler = self.make_sampler(labels_np, p.batch_size, balanced, ctx.rng.numpy)
+        rank, world = distributed.group()
+        # one global batch drawn alike on every rank, each rank training on its slice (DistributedSampler's split)
+        sampler = self.make_sampler(labels_np, p.batch_size * world, balanced, ctx.rng.numpy)
+        pac = int(getattr(self.discriminator, "pac", 1))
+        share = sampler.batch_size // world // pac * pac
+        if share < max(2, pac):
+            raise DataError(f"{self._where(ctx)}: {len(x)} training rows give each of {world} ranks {share} rows per "
+                            f"batch; training needs at least {max(2, pac)}: run on fewer ranks")
+        mine = slice(rank * share, (rank + 1) * share)
+        g_net, d_net = distributed.wrap(self.generator, device), distributed.wrap(self.discriminator, device)
         # an epoch is a pass over the real rows; each generator step reads critic_steps batches
         total = p.steps if p.steps is not None else max(
             1, p.epochs * sampler.steps_per_epoch // self.objective.critic_steps)
@@ -540,16 +562,19 @@ class GanTrainer:
         present = torch.as_tensor(np.flatnonzero(counts), device=device)
         # the grid's latents: a sub-generator seeded from the step's generator, drawn before any resume
         grid_seed = int(torch.randint(0, 2**62, (1,), generator=ctx.rng.torch, device=device).item())
-        fingerprint = self._fingerprint(data_fingerprint, ctx)
+        fingerprint = self._fingerprint(data_fingerprint, ctx, world)
         workdir = ctx.ensure_workdir()
         torch_rng = ctx.rng.torch
-        seen_by_objective, ada = self._augmentation(ctx)
+        seen_by_objective, ada = self._augmentation(ctx, d_net)
         monitor = self._monitor(x, y, ctx, grid_seed + 2)
 
         start, resumed_from, checkpoint_path = 0, None, None
-        if ctx.resume and (latest := self.latest_checkpoint(workdir)) is not None:
+        latest = self.latest_checkpoint(workdir) if ctx.resume else None
+        # rank 0 holds the checkpoints; every rank resumes from its newest one
+        latest, blob = distributed.from_main(lambda: (latest, latest[1].read_bytes() if latest else None), device)
+        if latest is not None:
             checkpoint_path = latest[1]
-            start, extra = self._load_checkpoint(latest[1], ema, optimisers, sampler, ctx, fingerprint)
+            start, extra = self._load_checkpoint(latest[1], ema, optimisers, sampler, ctx, fingerprint, blob)
             resumed_from = start
             if ada is not None and "ada" in extra:
                 ada.load_state(extra["ada"], device)
@@ -566,8 +591,7 @@ class GanTrainer:
         decay = p.ema_decay
         # forward + backward of the generator and two discriminator passes, per step, about 3x forward
         probe_z = torch.zeros(1, self.latent_dim, device=device)
-        pac = int(getattr(self.discriminator, "pac", 1))
-        step_macs = 3 * sampler.batch_size * self.objective.critic_steps * (
+        step_macs = 3 * share * self.objective.critic_steps * (
             forward_macs(self.generator, probe_z, y[:1]) + 2 * forward_macs(self.discriminator, x[:pac], y[:pac]) // pac)
         window: list[torch.Tensor] = []
         loss_names: list[str] = []
@@ -582,14 +606,15 @@ class GanTrainer:
 
         def batch() -> tuple[torch.Tensor, torch.Tensor]:
             index = torch.from_numpy(sampler.next()).to(device)
-            return x[index], sampler.labels(y, index)
+            labels = sampler.labels(y, index)
+            return x[index[mine]], labels[mine]
 
         def flush(iteration: int) -> None:
             """Check the losses of the window (one device sync), log them, raise on divergence."""
             nonlocal last_losses
             if not window:
                 return
-            values = torch.stack(window).cpu().numpy()
+            values = distributed.all_mean(torch.stack(window)).cpu().numpy()  # every rank decides alike
             first = iteration - len(window) + 1
             bad = ~np.isfinite(values) | (np.abs(values) > p.divergence_limit)
             if bad.any():
@@ -619,18 +644,19 @@ class GanTrainer:
                 fake = None
                 for critic in range(self.objective.critic_steps):
                     real, real_labels = batch()
-                    z = torch.randn(len(real_labels), self.latent_dim, generator=torch_rng, device=device)
+                    # the global batch's latents (the same draws on every rank), this rank's slice
+                    z = torch.randn(share * world, self.latent_dim, generator=torch_rng, device=device)[mine]
                     last = critic == self.objective.critic_steps - 1
                     with autocast():
                         with contextlib.nullcontext() if last else torch.no_grad():
-                            fake = self.generator(z, real_labels)
+                            fake = g_net(z, real_labels)
                         d_losses = self.objective.discriminator_loss(seen_by_objective, real, fake.detach(), real_labels,
                                                                      real_labels)
                     opt_d.zero_grad(set_to_none=True)
                     d_losses["discriminator"].backward()
                     opt_d.step()
                     if ada is not None:
-                        ada.observe(self._real_sign(d_losses, ctx))
+                        ada.observe(distributed.all_mean(self._real_sign(d_losses, ctx)))
                 with autocast():
                     g_losses = self.objective.generator_loss(seen_by_objective, fake, real_labels)
                 opt_g.zero_grad(set_to_none=True)
@@ -659,7 +685,7 @@ class GanTrainer:
                     checkpoint_path = self._save_checkpoint(workdir, iteration, ema, optimisers, sampler, ctx,
                                                             fingerprint, extra_state())
                     last_good = (iteration, checkpoint_path)
-                if self.image_grids and grid_every and iteration % grid_every == 0 and iteration < total:
+                if self.image_grids and grid_every and iteration % grid_every == 0 and iteration < total and not rank:
                     grids.append(self._grid(ema, present, grid_seed, workdir, iteration, ctx))
             refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
             if start < total or checkpoint_path is None:
@@ -672,7 +698,7 @@ class GanTrainer:
                 if p.select == "best-fd" and monitor.best is not None and monitor.best["iteration"] != total:
                     ema.load_state_dict(monitor.best["weights"])
                     refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
-            if self.image_grids and grid_every:
+            if self.image_grids and grid_every and not rank:
                 grids.append(self._grid(ema, present, grid_seed, workdir, total, ctx))
         finally:
             threads.__exit__(None, None, None)
@@ -680,21 +706,23 @@ class GanTrainer:
                 progress.close()
         return GanResult(sampler=ema, iterations=max(start, total), losses=last_losses, grids=grids,
                          checkpoint=checkpoint_path, resumed_from=resumed_from, balanced=balanced,
-                         selection=selection, ada_p=None if ada is None else ada.p)
+                         selection=selection, ada_p=None if ada is None else ada.p,
+                         distributed={"world_size": world, "rows_per_rank": share} if world > 1 else None)
 
     # ------------------------------------------------------- extension points
-    def _augmentation(self, ctx: StepContext) -> tuple[nn.Module, AdaptiveAugment | None]:
-        """The discriminator the objective sees (wrapped by DiffAugment/ADA when asked) and ADA's controller."""
+    def _augmentation(self, ctx: StepContext, discriminator: nn.Module) -> tuple[nn.Module, AdaptiveAugment | None]:
+        """The discriminator the objective sees (`discriminator`, the DDP one under torchrun, wrapped by
+        DiffAugment/ADA when asked) and ADA's controller."""
         p = self.params
         if not p.diff_augment and p.ada is None:
-            return self.discriminator, None
+            return discriminator, None
         if not self.image_grids or self.encode is None:
             what = "diff_augment" if p.diff_augment else "ada"
             raise DataError(f"{self._where(ctx)}: {what} augments images and needs the generator's encode (dataset "
                             f"units back to network units); this generator has "
                             f"{'no images' if not self.image_grids else 'no encode'}")
         ops = build_ops(p.diff_augment or DIFF_AUGMENT_OPS)
-        wrapper = AugmentedDiscriminator(self.discriminator, ops, ctx.rng.torch, self.decode, self.encode)
+        wrapper = AugmentedDiscriminator(discriminator, ops, ctx.rng.torch, self.decode, self.encode)
         return wrapper, None if p.ada is None else AdaptiveAugment(p.ada, p.batch_size)
 
     def _real_sign(self, losses: Mapping[str, torch.Tensor], ctx: StepContext) -> torch.Tensor:

@@ -167,6 +167,7 @@ class ConvGan(Generator):
         self._trained_classes = sorted(set(ds.y.tolist()))
         self.training_report = {"iterations": self.result.iterations, "resumed_from": self.result.resumed_from,
                                 **({"ada_p": round(self.result.ada_p, 6)} if self.result.ada_p is not None else {}),
+                                **({"distributed": self.result.distributed} if self.result.distributed else {}),
                                 **(self.result.selection or {})}
 
     def _sample(self, labels: torch.Tensor, ctx: StepContext) -> torch.Tensor:

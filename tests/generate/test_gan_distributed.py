@@ -1,0 +1,137 @@
+"""The shared GAN loop under torch.distributed (gloo, 2 CPU processes, one thread each).
+
+- the loop itself, in two processes started with ``torch.multiprocessing.spawn``: after training
+  with DistributedDataParallel every rank holds the same weights (gradients averaged), each rank
+  trained on its own slice of the batches, and only rank 0 wrote checkpoints;
+- ``torchrun --nproc-per-node 2 -m setforge run FILE``: the counts match a single-process run of
+  the same file and exactly one run folder is written (rank 0's), nothing by the other rank.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from setforge import StepContext, distributed
+from setforge.config import RunConfig
+from setforge.dataset import Dataset
+from setforge.pipeline import run
+from setforge.plugins.generate.dcgan import DCGAN
+from setforge.plugins.generate.wgan_gp import WGANGP
+from setforge.registry import Registry
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = {"steps": 6, "width": 8, "latent_dim": 8, "embedding_dim": 4, "batch_size": 16, "grid_every": 0,
+        "monitor": False, "checkpoint_every": 4}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _digits(n: int = 120) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.as_tensor(digits.images[:n] / 16.0, dtype=torch.float32)[:, None]
+    return Dataset(x=x, y=torch.as_tensor(digits.target[:n]), classes=[str(c) for c in range(10)], modality="image")
+
+
+def _train_on_rank(rank: int, port: int, out: str) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    distributed.setup(torch.device("cpu"))
+    ds = _digits()
+    for cls, extra in ((DCGAN, {}), (WGANGP, {"critic_steps": 2, "diff_augment": ["translation"]})):
+        component = cls(cls.Params(**TINY, **extra))
+        workdir = Path(out) / f"rank{rank}-{component.name}"
+        ctx = StepContext.from_seed(0, workdir=workdir)
+        with distributed.collective():
+            component.fit(ds, ctx)
+        result = component.result
+        torch.save({"generator": {k: v.clone() for k, v in result.sampler.state_dict().items()},
+                    "distributed": result.distributed, "checkpoints": sorted(p.name for p in workdir.glob("*.pt"))},
+                   Path(out) / f"{component.name}-{rank}.pt")
+
+
+def test_ranks_hold_the_same_weights_after_ddp_training(tmp_path):
+    torch.multiprocessing.spawn(_train_on_rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    for name in ("dcgan", "wgan-gp"):
+        ranks = [torch.load(tmp_path / f"{name}-{r}.pt", weights_only=True) for r in (0, 1)]
+        assert ranks[0]["distributed"] == ranks[1]["distributed"] == {"world_size": 2, "rows_per_rank": 16}
+        for key, value in ranks[0]["generator"].items():
+            assert torch.equal(value, ranks[1]["generator"][key]), f"{name}: {key} differs between ranks"
+        # rank 0 alone writes checkpoints (one at step 4 replaced by the final one)
+        assert ranks[0]["checkpoints"] == ["training-00000006.pt"] and ranks[1]["checkpoints"] == []
+        # the same seed on one process trains on the whole batch, so DDP's weights are its own
+        single = (DCGAN if name == "dcgan" else WGANGP)
+        extra = {} if name == "dcgan" else {"critic_steps": 2, "diff_augment": ["translation"]}
+        component = single(single.Params(**TINY, **extra))
+        ctx = StepContext.from_seed(0, workdir=tmp_path / f"single-{name}")
+        component.fit(_digits(), ctx)
+        alone = component.result.sampler.state_dict()
+        assert any(not torch.equal(v, alone[k]) for k, v in ranks[0]["generator"].items() if v.is_floating_point())
+
+
+RUN_FILE = {
+    "seed": 0, "device": "cpu",
+    "source": {"name": "sklearn-digits", "params": {"imbalance": 4}},
+    "split": {"val": 0.1},
+    "pipeline": [{"augment": "flip", "classes": ["0", "1"], "copies": 1},
+                 {"generate": "dcgan", "target": "balance", "guard": "off", "params": TINY}],
+    "evaluate": ["balance"],
+}
+
+
+def test_torchrun_two_ranks_match_the_single_process_run(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    file = tmp_path / "run.yaml"
+    file.write_text(yaml.safe_dump({**RUN_FILE, "output": {"dir": str(out / "run")}}), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch), "PYTHONPATH": str(REPO)}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+                           "-m", "setforge", "run", str(file), "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["run"]  # one run folder, no <dir>.partial left
+    assert done.stdout.count("run folder") <= 1  # rank 0 alone prints the summary
+    assert not list(scratch.glob("setforge-*")), "rank 1's scratch folder was left behind"
+    report = yaml.safe_load((out / "run" / "report.json").read_text(encoding="utf-8"))
+    assert report["steps"][1]["training"]["distributed"] == {"world_size": 2, "rows_per_rank": 16}
+    assert sorted(p.name for p in (out / "run" / "steps" / "01-generate-dcgan").glob("training-*.pt")) == [
+        "training-00000006.pt"]
+
+    config = RunConfig.model_validate({**RUN_FILE, "output": {"dir": str(tmp_path / "single")}})
+    single = run(config, Registry(use_env=False).load(), progress=False)
+    for ranked, alone in zip(report["steps"], single.report["steps"]):
+        assert ranked["counts"] == alone["counts"] and ranked["rows_out"] == alone["rows_out"]
+    written = np.load(out / "run" / "splits.npz")
+    alone = np.load(tmp_path / "single" / "splits.npz")
+    assert all(np.array_equal(written[k], alone[k]) for k in alone.files)
+
+
+@pytest.mark.parametrize("world", [1])
+def test_outside_torchrun_the_helpers_are_one_process(world):
+    assert distributed.group() == (0, world) and distributed.is_main() and not distributed.launched()
+    with distributed.collective():
+        assert distributed.group() == (0, 1)
+        assert distributed.from_main(lambda: 7, torch.device("cpu")) == 7
+    t = torch.ones(3)
+    assert distributed.all_mean(t) is t
+    module = torch.nn.Linear(2, 2)
+    assert distributed.wrap(module, torch.device("cpu")) is module
