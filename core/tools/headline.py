@@ -134,11 +134,11 @@ def _ablation_step(report: Mapping[str, Any], score: str) -> tuple[str, float, s
 
 
 def headline(report: Mapping[str, Any]) -> Headline | None:
-    """The run's headline from its first ``utility`` evaluator, or None when none ran."""
+    """The run's headline from the first evaluator (by scope) that measured the downstream model
+    trained on the raw and on the optimised set (``raw/<score>`` and ``optimised/<score>``, as the
+    built-in ``utility`` does), or None when none did."""
     measures = report.get("metrics", {}).get("measures", {})
-    for evaluator, info in sorted(report.get("evaluators", {}).items()):
-        if info.get("name") != "utility":
-            continue
+    for evaluator in sorted(report.get("evaluators", {})):
         own = measures.get(evaluator, {})
         for score in SCORE_PREFERENCE:
             raw, opt = own.get(f"raw/{score}"), own.get(f"optimised/{score}")
