@@ -48,7 +48,7 @@ SCRIPTS: dict[str, dict[str, Any]] = {
                  "quick": ["--json", "--sizes", "5000", "--repeat", "1", "--timeout", "120"],
                  "vs": "imbalanced-learn", "needs": ["imblearn"], "gpu": True},
     "evaluate": {"script": "benchmarks/evaluate.py", "full": ["--json"],
-                 "quick": ["--json", "--n", "2000", "--dim", "256", "--repeats", "1"],
+                 "quick": ["--json", "--n", "3000", "--dim", "2048", "--repeats", "1"],
                  "vs": "reference FID formula (scipy sqrtm)", "needs": ["scipy"], "gpu": True},
     "generate": {"script": "benchmarks/generate.py", "full": ["--json", "--device", "cpu"],
                  "quick": ["--json", "--device", "cpu", "--steps", "500", "--warmup", "0", "--batch", "8",
@@ -114,6 +114,9 @@ def figures(name: str, result: Any) -> str:
         if "grad_mode" in result:
             parts.append(f"grad mode {result['grad_mode']['time_ratio_grad_over_no_grad']:.2f}x")
         return "; ".join(parts)
+    if name == "resample":
+        return "; ".join(f"N={n}: " + ", ".join(f"{m} {v['time']:.2f}x imblearn's time" for m, v in row.items())
+                         for n, row in result.get("ratios_vs_imblearn", {}).items())
     found: list[str] = []
 
     def walk(node: Any, path: str) -> None:
@@ -225,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {rows[-1]['benchmark']}: {rows[-1]['status']} ({rows[-1]['seconds']} s)", file=sys.stderr)
     for peer in ("kornia", "albumentations", "ctgan", "audiomentations", "nlpaug"):
         if _version(peer) is None:
-            rows.append({"benchmark": f"peer {peer}", "vs": "-", "status": "not installed (pip install -e \".[bench]\")",
+            extra = {"nlpaug": "contrib/setforge-text[bench]", "audiomentations": "contrib/setforge-audio[bench]"}
+            rows.append({"benchmark": f"peer {peer}", "vs": "-",
+                         "status": f"not installed (pip install -e \"{extra.get(peer, '.[bench]')}\")",
                          "rc": None, "seconds": 0.0, "figures": "rows against it skipped"})
     end = list(os.getloadavg())
     table = {"mode": "quick" if args.quick else "full", "conditions": start, "load_average_end": end, "rows": rows}
@@ -233,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"setforge benchmarks ({table['mode']}), python {start['python']}, torch {start['versions'].get('torch')}, "
           f"{start['torch_threads']} torch threads on {start['cpus']} CPUs, load average "
           f"{start['load_average'][0]:.2f} -> {end[0]:.2f}, GPU {start['cuda'] or 'none'}")
-    widths = (20, 38, 7)
+    widths = (20, min(60, max(len(r["status"]) for r in rows)), 7)
     print(f"{'benchmark':{widths[0]}} {'status':{widths[1]}} {'sec':>{widths[2]}}  side by side (setforge vs peer)")
     for row in rows:
         print(f"{row['benchmark'][:widths[0]]:{widths[0]}} {row['status'][:widths[1]]:{widths[1]}} "
