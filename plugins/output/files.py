@@ -36,7 +36,7 @@ from setforge.dataset import Dataset, FeatureInfo, Origin
 from setforge.errors import DataError
 
 __all__ = ["class_folders", "check_image_folder", "write_image_folder", "read_image_folder", "check_csv", "write_csv",
-           "read_csv", "MANIFEST"]
+           "read_csv", "pixels_uint8", "MANIFEST"]
 
 #: ``MANIFEST.format(split=...)``: the file beside a split's data that holds what the data files cannot.
 MANIFEST = "{split}.manifest.json"
@@ -91,6 +91,11 @@ def _provenance(ds: Dataset) -> dict[str, Any]:
     if ds.groups is not None:
         out["groups"] = ds.groups.tolist()
     return out
+
+
+def pixels_uint8(ds: Dataset) -> np.ndarray:
+    """The images of `ds` (on the CPU) as ``(N, H, W, C)`` uint8, rounded to the nearest 1/255."""
+    return (ds.x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _write_text(path: Path, text: str) -> Path:
@@ -160,7 +165,7 @@ def write_image_folder(folder: Path, split: str, ds: Dataset, **_: Any) -> list[
     root.mkdir(parents=True, exist_ok=True)
     for name in names:
         (root / name).mkdir(exist_ok=True)
-    pixels = (ds.x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    pixels = pixels_uint8(ds)
     width = max(6, len(str(max(len(ds) - 1, 0))))
     files: list[str] = []
     written: list[Path] = []

@@ -1,0 +1,202 @@
+"""The ``webdataset`` output format: tar shards that the `webdataset` package reads as they are
+(plugin ``builtin-output``, through ``setforge_register_formats``).
+
+Each split is written as ``<split>-000000.tar``, ``<split>-000001.tar``, ... of at most
+``output.shard_rows`` rows each (at least one shard, empty for an empty split). One sample a row,
+its members next to each other in this order, under the key ``<split>-NNNNNN`` (the row's
+position in the split, six digits or more; webdataset's ``__key__``):
+
+- ``KEY.cls``: the class index as decimal text (``3``);
+- ``KEY.json``: ``{"class": name, "origin": "real" | "augmented" | ..., "step", "parent",
+  "row_id"}`` and ``"group"`` when the data has groups (UTF-8, sorted keys);
+- the row's data: ``KEY.png`` for images with 1, 3 or 4 channels (8-bit grayscale, RGB or RGBA,
+  values rounded to multiples of 1/255 as in ``image-folder``), ``KEY.npy`` (a float32 array in
+  NumPy's ``.npy`` format, no pickles) for tabular rows ``(D,)``, audio ``(C, T)`` and images
+  with other channel counts ``(C, H, W)``, ``KEY.txt`` (UTF-8) for text.
+
+``<split>.manifest.json`` beside the shards holds what a sample cannot: the class list (classes
+with no rows too), the modality, the row shape, whether rows have groups, the features of tabular data and the shard
+list.
+Members are written in row order with a fixed mtime (0), owner (0/0, no names) and mode (0644) in
+ustar format, so the shards are byte for byte the same for the same data.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from setforge.dataset import Dataset, FeatureInfo, Origin
+from setforge.errors import DataError
+
+from .files import _IMAGE_MODES, _dataset, _read_manifest, _write_manifest, pixels_uint8
+
+__all__ = ["write_webdataset", "read_webdataset", "payload_extension"]
+
+_ORIGIN_LABELS = [o.label for o in Origin]
+_SHARD = re.compile(r"^(train|val|test)-\d{6,}\.tar$")
+
+
+def payload_extension(ds: Dataset) -> str:
+    """The member extension that holds a row of `ds`: ``png``, ``npy`` or ``txt``."""
+    if ds.modality == "text":
+        return "txt"
+    if ds.modality == "image" and ds.shape[0] in _IMAGE_MODES:
+        return "png"
+    return "npy"
+
+
+def _payloads(ds: Dataset, extension: str) -> list[bytes]:
+    """The data member of every row of `ds` (on the CPU)."""
+    if extension == "txt":
+        return [str(text).encode("utf-8") for text in ds.x]
+    if extension == "npy":
+        out = []
+        for row in ds.x.detach().contiguous().numpy():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(row, dtype=np.float32), allow_pickle=False)
+            out.append(buffer.getvalue())
+        return out
+    from PIL import Image
+
+    out = []
+    for image in pixels_uint8(ds):
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(image[:, :, 0] if image.shape[2] == 1 else image)).save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_webdataset(folder: Path, split: str, ds: Dataset, *, shard_rows: int = 50_000, **_: Any) -> list[Path]:
+    """Write `ds` as ``<folder>/<split>-NNNNNN.tar`` shards plus ``<split>.manifest.json``."""
+    folder = Path(folder)
+    ds = ds.to("cpu")
+    extension = payload_extension(ds)
+    width = max(6, len(str(max(len(ds) - 1, 0))))
+    classes = list(ds.classes)
+    columns = {name: getattr(ds, name).tolist() for name in ("y", "origin", "step", "parent", "row_id")}
+    groups = ds.groups.tolist() if ds.groups is not None else None
+    written: list[Path] = []
+    for shard in range(max(1, math.ceil(len(ds) / shard_rows))):
+        start, stop = shard * shard_rows, min(len(ds), (shard + 1) * shard_rows)
+        path = folder / f"{split}-{shard:06d}.tar"
+        tmp = path.with_name(path.name + ".tmp")
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for i, payload in zip(range(start, stop), _payloads(ds[start:stop], extension)):
+                key, label = f"{split}-{i:0{width}d}", columns["y"][i]
+                meta = {"class": classes[label], "origin": _ORIGIN_LABELS[columns["origin"][i]],
+                        "step": columns["step"][i], "parent": columns["parent"][i], "row_id": columns["row_id"][i]}
+                if groups is not None:
+                    meta["group"] = groups[i]
+                _add(tar, f"{key}.cls", str(label).encode("ascii"))
+                _add(tar, f"{key}.json", json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+                _add(tar, f"{key}.{extension}", payload)
+        os.replace(tmp, path)
+        written.append(path)
+    manifest = {"format": "webdataset", "classes": classes, "modality": ds.modality, "shape": list(ds.shape),
+                "payload": extension, "rows": len(ds), "groups": groups is not None, "shards": [p.name for p in written],
+                "features": ds.features.to_dict() if ds.features is not None else None}
+    written.append(_write_manifest(folder, split, manifest))
+    return written
+
+
+def _samples(path: Path) -> list[tuple[str, dict[str, bytes]]]:
+    """The samples of one shard in order: (key, {extension: bytes}), members grouped by key as webdataset does."""
+    samples: list[tuple[str, dict[str, bytes]]] = []
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for member in tar:
+                key, dot, extension = member.name.partition(".")
+                if not member.isfile() or not dot or "/" in member.name:
+                    raise DataError(f"{path}: member {member.name!r} is not a KEY.EXT file")
+                if not samples or samples[-1][0] != key:
+                    samples.append((key, {}))
+                if extension in samples[-1][1]:
+                    raise DataError(f"{path}: sample {key!r} has two {extension!r} members")
+                samples[-1][1][extension] = tar.extractfile(member).read()
+    except (OSError, tarfile.TarError) as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+    return samples
+
+
+def _decode(data: bytes, extension: str, shape: tuple[int, ...], where: str) -> Any:
+    if extension == "txt":
+        return data.decode("utf-8")
+    try:
+        if extension == "npy":
+            array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+            if array.dtype != np.float32:
+                raise ValueError(f"dtype {array.dtype}, expected float32")
+        else:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as image:
+                array = np.asarray(image.convert(_IMAGE_MODES[shape[0]]), dtype=np.float32) / 255.0
+            array = array[None] if shape[0] == 1 else array.transpose(2, 0, 1)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{where}: cannot decode: {error}") from None
+    if tuple(array.shape) != shape:
+        raise DataError(f"{where}: shape {tuple(array.shape)}, the manifest says {shape}")
+    return array
+
+
+def read_webdataset(folder: Path, split: str) -> Dataset:
+    """A split written by `write_webdataset`, in its row order, with its provenance."""
+    folder = Path(folder)
+    manifest = _read_manifest(folder, split, "webdataset")
+    extension, shape, classes = manifest["payload"], tuple(manifest["shape"]), manifest["classes"]
+    rows: list[Any] = []
+    columns: dict[str, list[Any]] = {"y": [], "origin": [], "step": [], "parent": [], "row_id": [], "groups": []}
+    for name in manifest["shards"]:
+        if not _SHARD.match(name) or not name.startswith(f"{split}-"):
+            raise DataError(f"{folder}: {split}.manifest.json names {name!r}, not a {split}-NNNNNN.tar shard")
+        for key, sample in _samples(folder / name):
+            where = f"{folder / name}: sample {key!r}"
+            if sorted(sample) != sorted(("cls", "json", extension)):
+                raise DataError(f"{where}: members {sorted(sample)}, expected cls, json and {extension}")
+            try:
+                label, meta = int(sample["cls"]), json.loads(sample["json"].decode("utf-8"))
+            except (ValueError, UnicodeDecodeError) as error:
+                raise DataError(f"{where}: {error}") from None
+            missing = [k for k in ("class", "origin", "step", "parent", "row_id") if k not in meta]
+            if missing or not all(isinstance(meta[k], int) for k in ("step", "parent", "row_id")):
+                raise DataError(f"{where}: the json needs class, origin and integer step, parent, row_id; "
+                                f"got {sorted(meta)}")
+            if not 0 <= label < len(classes) or meta.get("class") != classes[label]:
+                raise DataError(f"{where}: cls {label} and class {meta.get('class')!r} do not match the classes {classes}")
+            rows.append(_decode(sample[extension], extension, shape, where))
+            columns["y"].append(label)
+            for column in ("origin", "step", "parent", "row_id"):
+                columns[column].append(meta[column])
+            if "group" in meta:
+                columns["groups"].append(meta["group"])
+    if len(rows) != manifest["rows"]:
+        raise DataError(f"{folder}: the {split} shards hold {len(rows)} rows, the manifest says {manifest['rows']}")
+    groups = columns.pop("groups")
+    if manifest.get("groups") and len(groups) != len(rows) or groups and not manifest.get("groups"):
+        raise DataError(f"{folder}: {len(groups)} of the {len(rows)} {split} samples have a group, "
+                        f"the manifest says {'all' if manifest.get('groups') else 'none'}")
+    if manifest.get("groups"):
+        columns["groups"] = groups
+    x: Any = rows if extension == "txt" else torch.from_numpy(
+        np.stack(rows) if rows else np.zeros((0, *shape), dtype=np.float32))
+    features = FeatureInfo.from_dict(manifest["features"]) if manifest.get("features") else None
+    return _dataset(x, columns["y"], {"classes": classes, **columns}, manifest["modality"], f"{folder}/{split}-*.tar",
+                    features=features)
