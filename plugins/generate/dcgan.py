@@ -165,7 +165,8 @@ class ConvGan(Generator):
         self.result = trainer.fit(_to_network(ds.x), ds.y, len(ds.classes), ctx, data_fingerprint=ds.fingerprint())
         self._net = self.result.sampler
         self._trained_classes = sorted(set(ds.y.tolist()))
-        self.training_report = {"iterations": self.result.iterations, "resumed_from": self.result.resumed_from,
+        self.training_report = {"iterations": self.result.iterations, "budget": self.result.budget,
+                                "resumed_from": self.result.resumed_from,
                                 **({"ada_p": round(self.result.ada_p, 6)} if self.result.ada_p is not None else {}),
                                 **({"distributed": self.result.distributed} if self.result.distributed else {}),
                                 **(self.result.selection or {})}

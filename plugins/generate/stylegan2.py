@@ -314,6 +314,8 @@ class StyleGAN2(Generator):
         finally:
             generator.draw.generator, generator.last_ws = None, None
         self._net = self.result.sampler
+        self.training_report = {"iterations": self.result.iterations, "budget": self.result.budget,
+                                "resumed_from": self.result.resumed_from, **(self.result.selection or {})}
         self._discriminator_state = {k: v.detach().clone() for k, v in discriminator.state_dict().items()}
         self._w_avg = self._net.class_mean_w(len(ds.classes), ctx.rng.torch)
         self._trained_classes = sorted(set(ds.y.tolist()))

@@ -20,8 +20,8 @@
   integer columns rounded, every column within its training range.
 
 Training is the shared loop (`setforge.plugins.generate._gan_training`): Adam (CTGAN's betas
-(0.5, 0.9) by default), epochs or steps, EMA weights with standing batch-norm statistics (taken
-with conditions drawn as at sampling time), checkpoints, ``--resume``, divergence checks.
+(0.5, 0.9) by default), steps (auto by default: `training_budget`) or epochs, EMA weights with
+standing batch-norm statistics (taken with conditions drawn as at sampling time), checkpoints, ``--resume``, divergence checks.
 """
 
 from __future__ import annotations
@@ -272,7 +272,6 @@ class TabularGAN(Generator):
     class Params(GanTrainingParams):
         """CTGAN's params (its defaults); the training ones are the shared loop's."""
 
-        epochs: int = Field(300, ge=1, description="passes over the real rows (ignored when steps is set)")
         batch_size: int = Field(500, ge=2, le=65536, description="real rows per training batch (cut down to a "
                                                                  "multiple of pac and to the rows there are)")
         beta2: float = Field(0.9, ge=0.0, lt=1.0, description="Adam beta2 (0.9 in CTGAN)")
@@ -337,6 +336,8 @@ class TabularGAN(Generator):
                              make_sampler=sampler)
         self.result = trainer.fit(encoded, ds.y, num_classes, ctx, data_fingerprint=ds.fingerprint())
         self._normaliser = normaliser
+        self.training_report = {"iterations": self.result.iterations, "budget": self.result.budget,
+                                "resumed_from": self.result.resumed_from}
         self._trained_classes = sorted(set(labels.tolist()))
         counts = _condition_tables(labels, codes, sizes, num_classes).astype(np.float64)
         self._sampling_cumulative = torch.from_numpy(_cumulative(counts))

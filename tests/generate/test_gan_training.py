@@ -228,3 +228,37 @@ def test_the_generator_example_in_the_docs_trains_through_the_loop_and_conforms(
     generator = namespace["TinyTabularGan"]({"steps": 5, "batch_size": 16})
     generator.fit(sample_dataset("tabular"), StepContext.from_seed(0))
     assert generator.sample([0, 2], StepContext.from_seed(1)).x.shape == (2, 13)
+
+
+def test_the_default_budget_is_chosen_from_the_data_and_says_why():
+    from setforge.plugins.generate._gan_training import (AUTO_EPOCHS, AUTO_MACS, MIN_AUTO_STEPS, STEPS_PER_CLASS,
+                                                         training_budget)
+
+    auto = DCGAN.Params()
+    assert auto.steps == "auto" and auto.epochs is None
+    counts = np.array([400, 150, 57, 21, 8])
+    # 5 classes need more steps than 10 passes over 636 rows (9 batches each) or the floor
+    small = training_budget(auto, counts, steps_per_epoch=9, critic_steps=1, step_macs=10**8, row_shape=(3, 32, 32))
+    assert small["steps"] == max(5 * STEPS_PER_CLASS, MIN_AUTO_STEPS)
+    assert small["rule"].startswith("auto: 636 rows of 3x32x32") and f"5 classes x {STEPS_PER_CLASS}" in small["rule"]
+    # many rows: the passes over them decide
+    many = training_budget(auto, np.array([50_000, 50_000]), 1562, 1, 10**8, (8,))
+    assert many["steps"] == AUTO_EPOCHS * 1562 and "10 passes over 100000 rows" in many["rule"]
+    # an expensive step: the compute budget caps the steps, and the rule says so
+    cost = int(AUTO_MACS // 1000)
+    capped = training_budget(auto, counts, 9, 1, cost, (3, 64, 64))
+    assert capped["steps"] == 1000 and "capped at 1000 by the compute budget" in capped["rule"]
+    # critic steps share the passes over the rows; explicit steps and epochs are taken as given
+    assert training_budget(DCGAN.Params(epochs=4), counts, 9, 3, cost, (1, 8, 8))["steps"] == 12
+    assert training_budget(DCGAN.Params(steps=7, epochs=4), counts, 9, 1, cost, (1, 8, 8)) == \
+        {"steps": 7, "rule": "steps: 7 (given)"}
+    with pytest.raises(ValueError):
+        DCGAN.Params(steps=0)
+
+
+def test_the_fitted_generator_reports_its_budget(tmp_path):
+    generator = DCGAN({**TINY, "epochs": 2})  # 36 rows, 2 batches of 16 per pass
+    generator.fit(sample_dataset("image"), StepContext.from_seed(0, workdir=tmp_path))
+    assert generator.training_report["budget"] == {"steps": 4, "rule": "epochs: 2 x 2 batches per pass over the "
+                                                                       "rows, 1 batch per step"}
+    assert generator.result.iterations == 4
