@@ -59,7 +59,9 @@ TARGETS = {32: {"torchvision-loop": 10.0, "kornia": 1.5},
 PIXEL_TARGETS = {"equalize": 3.0, "autocontrast": 3.0}
 POLICY_TARGET = 3.0
 GRAD_MODE_TARGET = 1.10
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "augment.json")
+#: ``$SETFORGE_BENCH_RESULTS`` (set by ``run_all.py --quick``) keeps quick figures out of the full results.
+RESULTS = os.path.join(os.environ.get("SETFORGE_BENCH_RESULTS") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                                "results"), "augment.json")
 
 
 def _optional(name: str) -> Any | None:

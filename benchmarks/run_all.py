@@ -154,7 +154,8 @@ def run_script(name: str, spec: dict[str, Any], args: argparse.Namespace, out: P
     before = conditions()
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
+        env = {**os.environ, "SETFORGE_BENCH_RESULTS": str(out)} if args.quick else None
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout, env=env)
         rc, stdout, stderr = done.returncode, done.stdout, done.stderr
     except subprocess.TimeoutExpired as error:
         rc, stdout, stderr = None, error.stdout or "", f"timed out after {args.timeout} s"
