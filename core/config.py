@@ -198,7 +198,7 @@ class OutputConfig(BaseModel):
     format: str = Field("npz", min_length=1, description="how the data files are written: npz, or a format a "
                                                          "plugin adds (see docs/run-files.md)")
     force: bool = Field(False, strict=True, description="replace an existing run folder (like --force)")
-    shard_rows: int = Field(50_000, ge=1, strict=True, description="rows per train-NNNNN.npz shard")
+    shard_rows: int = Field(50_000, ge=1, strict=True, description="rows per data shard (npz, webdataset)")
 
     @field_validator("dir", mode="before")
     @classmethod
