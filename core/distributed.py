@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import io
 import os
 import shutil
 import tempfile
@@ -94,25 +93,16 @@ def group() -> tuple[int, int]:
 
 
 def from_main(compute: Callable[[], T], device: torch.device) -> T:
-    """`compute()` on rank 0, its result sent to every rank of the `group` (tensors land on
-    `device`); plain `compute()` on one process. Only rank 0 calls `compute`, so it may read
-    what rank 0 alone holds (the run folder, its checkpoints)."""
+    """`compute()` on rank 0, its result sent to every rank of the `group` with
+    ``torch.distributed.broadcast_object_list``; plain `compute()` on one process. Only rank 0
+    calls `compute`, so it may read what rank 0 alone holds (the run folder, its checkpoints).
+    Tensors in the result keep rank 0's device: move them (``Dataset.to``) where it matters."""
     here, size = group()
     if size == 1:
         return compute()
-    if here == 0:
-        buffer = io.BytesIO()
-        torch.save(compute(), buffer)
-        payload = torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
-    comm = device if device.type == "cuda" else torch.device("cpu")
-    length = torch.tensor([len(payload) if here == 0 else 0], dtype=torch.int64, device=comm)
-    torch.distributed.broadcast(length, src=0)
-    data = payload.to(comm) if here == 0 else torch.empty(int(length.item()), dtype=torch.uint8, device=comm)
-    torch.distributed.broadcast(data, src=0)
-    if here == 0:
-        return torch.load(io.BytesIO(buffer.getvalue()), map_location=device, weights_only=False)
-    # rank 0's own objects (datasets, checkpoint bytes), from a process of this very run
-    return torch.load(io.BytesIO(data.cpu().numpy().tobytes()), map_location=device, weights_only=False)
+    box = [compute() if here == 0 else None]
+    torch.distributed.broadcast_object_list(box, src=0, device=device if device.type == "cuda" else None)
+    return box[0]
 
 
 def all_mean(tensor: torch.Tensor) -> torch.Tensor:

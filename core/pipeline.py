@@ -321,6 +321,7 @@ class _Run:
             resumed = distributed.from_main(lambda: self._resumed(snapshot, key), self.device)
             if resumed is not None:
                 out, note, details, figures, training = resumed
+                out = out.to(self.device)  # under torchrun: rank 0's rows, on this rank's device
             else:
                 out, note = self.run_step(step, ds)
                 if KIND[step.kind].guarded:  # the run's own steps only, not ablation's replays
