@@ -259,7 +259,18 @@ def guard_generated(config: Any, place: str, label: str, ds: Dataset, made: Data
                                   device=rng.device)
     if score is None:
         raise ConfigError(problems=[(f"{place}.guard", "no installed plugin scores generated rows")])
-    ratio = score["generated"] / score["reference"] if score["reference"] > 0 else float("nan")
+    if not score["reference"] > 0:
+        # A judge that learnt nothing cannot tell good rows from bad: say so, without blaming the generator.
+        message = (f"{place} guard: its {score.get('model', 'classifier')}, trained on the real training rows, "
+                   f"recalls {score['reference']:.3f} of the real val rows, so it cannot judge the generated rows "
+                   f"of {label}; the data may be too small or too hard for it. Check the data, or set guard: warn "
+                   f"or guard: off")
+        if config.on_fail == "warn":
+            warnings.append(message)
+            return {"generated": score["generated"], "reference": score["reference"], "passed": None,
+                    "warning": message}
+        raise DataError(message)
+    ratio = score["generated"] / score["reference"]
     result = {"generated": score["generated"], "reference": score["reference"], "ratio": ratio,
               "min_cas_ratio": config.min_cas_ratio, "model": score.get("model"),
               "n_generated": score.get("n_generated"), "n_reference": score.get("n_reference"),

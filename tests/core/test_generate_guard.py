@@ -131,3 +131,16 @@ def test_a_third_party_scorer_answers_first(tmp_path, capsys):
     assert main(["run", str(path), "--quiet"]) == 0
     guard = json.loads((tmp_path / "run" / "report.json").read_text())["steps"][0]["guard"]
     assert guard["model"] == "fixed" and guard["ratio"] == pytest.approx(0.25) and guard["passed"] is False
+
+
+def test_a_judge_that_learnt_nothing_is_named_not_the_generator(tmp_path, capsys):
+    (tmp_path / "scorer.py").write_text(SCORER.replace('"reference": 0.8', '"reference": 0.0'))
+    path = _write(tmp_path, "guardtest-jitter")
+    text = path.read_text().replace("plugins: [guard_plugin.py]", "plugins: [guard_plugin.py, scorer.py]")
+    if "scorer.py" not in text:
+        text = text.replace("- guard_plugin.py", "- guard_plugin.py\n- scorer.py")
+    path.write_text(text)
+    assert main(["run", str(path), "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "cannot judge the generated rows" in err and "recalls 0.000 of the real val rows" in err
+    assert not (tmp_path / "run").exists()
