@@ -259,30 +259,27 @@ def guard_generated(config: Any, place: str, label: str, ds: Dataset, made: Data
                                   device=rng.device)
     if score is None:
         raise ConfigError(problems=[(f"{place}.guard", "no installed plugin scores generated rows")])
-    if not score["reference"] > 0:
-        # A judge that learnt nothing cannot tell good rows from bad: say so, without blaming the generator.
-        message = (f"{place} guard: its {score.get('model', 'classifier')}, trained on the real training rows, "
-                   f"recalls {score['reference']:.3f} of the real val rows, so it cannot judge the generated rows "
-                   f"of {label}; the data may be too small or too hard for it. Check the data, or set guard: warn "
-                   f"or guard: off")
-        if config.on_fail == "warn":
-            warnings.append(message)
-            return {"generated": score["generated"], "reference": score["reference"], "passed": None,
-                    "warning": message}
-        raise DataError(message)
-    ratio = score["generated"] / score["reference"]
+    judged = score["reference"] > 0
+    ratio = score["generated"] / score["reference"] if judged else float("nan")
     result = {"generated": score["generated"], "reference": score["reference"], "ratio": ratio,
               "min_cas_ratio": config.min_cas_ratio, "model": score.get("model"),
               "n_generated": score.get("n_generated"), "n_reference": score.get("n_reference"),
               "by_class": score.get("by_class", {}), "passed": bool(ratio >= config.min_cas_ratio)}
     if result["passed"]:
         return result
-    message = (f"{place} {label}: a {score.get('model', 'classifier')} trained on the real training rows assigns "
-               f"{score['generated']:.3f} of the generated rows to their requested class, against "
-               f"{score['reference']:.3f} recall on the real val rows (same classes): ratio {ratio:.2f} < "
-               f"guard.min_cas_ratio {config.min_cas_ratio}. The generated rows would likely hurt a model trained "
-               f"on them. Try a longer training budget, DiffAugment or ADA (params diff_augment / ada), "
-               f"params.select: best-fd, or another generator (setforge plugins list); guard: warn keeps going")
+    if not judged:
+        # A judge that learnt nothing cannot tell good rows from bad: say so, without blaming the generator.
+        message = (f"{place} guard: its {score.get('model', 'classifier')}, trained on the real training rows, "
+                   f"recalls {score['reference']:.3f} of the real val rows, so it cannot judge the generated rows "
+                   f"of {label}; the data may be too small or too hard for it. Check the data, or set guard: warn "
+                   f"or guard: off")
+    else:
+        message = (f"{place} {label}: a {score.get('model', 'classifier')} trained on the real training rows assigns "
+                   f"{score['generated']:.3f} of the generated rows to their requested class, against "
+                   f"{score['reference']:.3f} recall on the real val rows (same classes): ratio {ratio:.2f} < "
+                   f"guard.min_cas_ratio {config.min_cas_ratio}. The generated rows would likely hurt a model trained "
+                   f"on them. Try a longer training budget, DiffAugment or ADA (params diff_augment / ada), "
+                   f"params.select: best-fd, or another generator (setforge plugins list); guard: warn keeps going")
     if config.on_fail == "warn":
         warnings.append(message)
         return {**result, "warning": message}
