@@ -287,7 +287,9 @@ def _steps(report: Mapping[str, Any], folder: Path | None) -> str:
         return ""
     rows = [[s["index"], s["kind"], s["name"], json.dumps(s.get("params", {}), sort_keys=True), s["rows_in"],
              s["rows_out"], "; ".join(t for t in (s.get("note"), (s.get("details") or {}).get("summary"),
-                                                 _guard_text(s.get("guard"))) if isinstance(t, str) and t)]
+                                                 _guard_text(s.get("guard")),
+                                                 ((s.get("training") or {}).get("budget") or {}).get("rule"))
+                                if isinstance(t, str) and t)]
             for s in steps]
     parts = ["<h2>Steps</h2>", _table(["#", "kind", "component", "params", "rows in", "rows out", "note"], rows)]
     for step in steps:

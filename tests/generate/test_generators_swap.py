@@ -56,6 +56,8 @@ def test_one_word_swaps_the_generator(tmp_path, registry, name):
         assert "training" not in step
         return
     training = step["training"]
+    assert training["budget"] == {"steps": 6, "rule": "steps: 6 (given)"}
+    assert "steps: 6 (given)" in (tmp_path / "run" / "report.html").read_text()
     assert [p["iteration"] for p in training["curve"]] == [3, 6]
     assert training["chosen_iteration"] == min(training["curve"], key=lambda p: p["fd"])["iteration"]
     assert set(training["curve"][0]["by_class"]) == set(train.classes)
