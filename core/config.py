@@ -222,7 +222,7 @@ class RunConfig(BaseModel):
                                                                          "in order")
     evaluate: list[ComponentRef] = Field(default_factory=list, description="evaluators run at the end")
     observe: list[ComponentRef] = Field(default_factory=list, description="observers that watch the run's events "
-                                                                          "(e.g. tensorboard)")
+                                                                          "(setforge plugins lists them)")
     output: OutputConfig = Field(default_factory=OutputConfig, description="where and how the run folder is written")
     plugins: list[str] = Field(default_factory=list, description="local plugins: module names or .py files "
                                                                  "(relative to the run file)")

@@ -104,14 +104,17 @@ class StepContext:
 @dataclass(frozen=True)
 class Measure:
     """One number with the sample size behind it, and where it has them: its spread (``std``),
-    an uncertainty ``interval`` ``(low, high)`` and the ``estimator`` that produced it (a short
-    name such as ``frechet-class-weighted`` or ``kid-unbiased-bootstrap``)."""
+    an uncertainty ``interval`` ``(low, high)``, the ``estimator`` that produced it (a short
+    name such as ``frechet-class-weighted`` or ``kid-unbiased-bootstrap``) and which way is
+    ``better`` (``"higher"`` or ``"lower"``; None for counts and other numbers with no better side),
+    which ``setforge compare`` uses to say which run is better."""
 
     value: float
     n: int
     std: float | None = None
     estimator: str | None = None
     interval: tuple[float, float] | None = None
+    better: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"value": _json_float(self.value), "n": int(self.n)}
@@ -121,6 +124,8 @@ class Measure:
             out["estimator"] = self.estimator
         if self.interval is not None:
             out["interval"] = [_json_float(v) for v in self.interval]
+        if self.better is not None:
+            out["better"] = self.better
         return out
 
 
@@ -149,12 +154,15 @@ class Metrics:
         self._scope = ""
 
     def add(self, path: str, value: float, n: int, std: float | None = None, estimator: str | None = None,
-            interval: tuple[float, float] | None = None) -> None:
+            interval: tuple[float, float] | None = None, better: str | None = None) -> None:
         """Record one number at `path` computed from `n` rows (with its spread, the estimator that
-        made it and an uncertainty interval ``(low, high)``, where it has them)."""
+        made it, an uncertainty interval ``(low, high)`` and which way is better, ``"higher"`` or
+        ``"lower"``, where it has them)."""
+        if better not in (None, "higher", "lower"):
+            raise ValueError(f"Metrics.add {path!r}: better must be 'higher', 'lower' or None, not {better!r}")
         self.measures.setdefault(self._scope, {})[path] = Measure(
             float(value), int(n), None if std is None else float(std), estimator,
-            None if interval is None else (float(interval[0]), float(interval[1])))
+            None if interval is None else (float(interval[0]), float(interval[1])), better)
 
     def skip(self, path: str, reason: str) -> None:
         """Record that `path` could not be computed, and why."""

@@ -160,7 +160,7 @@ def setforge_register_observers() -> list[type["Observer"]]:
 
     Called once, when the registry loads plugins. Return a list of subclasses of
     `setforge.Observer`; a run file enables one with ``observe: [NAME]`` (``setforge run
-    --tensorboard DIR`` enables the built-in ``tensorboard``). The host builds it like any
+    --observe NAME`` adds one from the command line). The host builds it like any
     component, opens it on the run folder when the run starts (``_open(ctx)``), sends it every
     event of the run (``_observe(event)``) and closes it at the end, also when the run fails
     (``_close()``). Unlike ``setforge_on_event``, which every installed plugin receives, an

@@ -150,7 +150,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {"yaml": _parse_yaml, "toml": _parse
 
 
 # ============================================================================= overrides
-_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]")
+_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+|\+)\]")
+_APPEND = -1  # the path segment ``[+]``: a new item at the end of the list
 
 
 def _parse_override_path(text: str) -> list[str | int]:
@@ -164,7 +165,8 @@ def _parse_override_path(text: str) -> list[str | int]:
         found = _SEGMENT.match(text, position)
         if not found or (not segments and found.group(2) is not None):
             raise ValueError(position)
-        segments.append(found.group(1) if found.group(1) is not None else int(found.group(2)))
+        index = found.group(2)
+        segments.append(found.group(1) if index is None else _APPEND if index == "+" else int(index))
         position = found.end()
     if not segments:
         raise ValueError(0)
@@ -176,7 +178,8 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> tuple[dict
     """Apply ``PATH=VALUE`` overrides to a raw run-file mapping (a modified copy is returned).
 
     Values are parsed as YAML (``5`` an integer, ``true`` a boolean, ``null``, ``[a, b]`` a list,
-    anything else a string). A path that leaves the run file's keys names the nearest valid one.
+    anything else a string); ``[+]`` in a path appends to a list (``observe[+]=NAME``). A path
+    that leaves the run file's keys names the nearest valid one.
     Returns ``(raw, problems, applied)`` where `applied` maps each place set to its override text.
     """
     raw = dict(raw)
@@ -222,6 +225,9 @@ def _set_path(raw: dict[str, Any], path: list[str | int], value: Any) -> str | N
         if isinstance(segment, int):
             if not isinstance(container, list):
                 return f"{here} is {type_name(container)}, not a list; nearest valid path: {here}"
+            if segment == _APPEND:
+                segment = path[depth] = len(container)
+                container.append({})
             if segment >= len(container):
                 if not container:
                     return f"{here} is an empty list; nearest valid path: {here}"

@@ -2,9 +2,9 @@
 one word help?" — the run-file values that differ, the rows per class, every metric the runs share
 (with n and std) and, against the first run, which is better.
 
-"Better" needs a direction: a metric whose last path segment names a score (accuracy, F1, recall,
-coverage, ...) is better higher, a distance or error (FID, KID, ECE, Brier, ...) better lower;
-anything else gets no verdict. A difference within the larger of the two standard deviations is
+"Better" needs a direction, and the evaluator that recorded a number declares it
+(``Metrics.add(..., better="higher" | "lower")``, stored as the measure's ``better``); a number
+without one (counts, or runs recorded before directions were) gets no verdict. A difference within the larger of the two standard deviations is
 "within noise"; with no std recorded (one seed) the verdict says so.
 """
 
@@ -21,25 +21,10 @@ from .headline import headline, measure_value
 
 __all__ = ["compare_runs", "direction", "format_comparison", "comparison_html"]
 
-_HIGHER = ("accuracy", "f1", "recall", "precision", "coverage", "density", "entropy", "cas", "auc", "tstr",
-           "score", "gain")
-_LOWER = ("fid", "kid", "fd", "frechet", "ece", "calibration", "brier", "imbalance_ratio", "error", "loss",
-          "leak", "copies", "duplicate")
-
-
-def direction(path: str) -> int:
-    """+1 when a higher value is better, -1 when lower is, 0 when setforge cannot tell."""
-    segments = [s.lower() for s in path.split("/")]
-    last = segments[-1]
-    for token in _LOWER:
-        if token in last:
-            return -1
-    for token in _HIGHER:
-        if token in last:
-            return 1
-    if segments[0] in ("fid", "kid"):
-        return -1
-    return 0
+def direction(measure: Mapping[str, Any]) -> int:
+    """+1 when a higher value of the stored `measure` is better, -1 when lower is, 0 when its
+    evaluator did not say."""
+    return {"higher": 1, "lower": -1}.get(measure.get("better") if isinstance(measure, Mapping) else None, 0)
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -90,7 +75,8 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
     shared = sorted(set(flat_measures[0]).intersection(*flat_measures[1:]))
     metrics = []
     for path in shared:
-        sign = direction(path)
+        signs = {direction(fm[path]) for fm in flat_measures}
+        sign = signs.pop() if len(signs) == 1 else 0  # runs that disagree on the direction get no verdict
         row = {"path": path, "direction": sign,
                "values": [{"value": measure_value(fm[path]), "n": fm[path].get("n"), "std": fm[path].get("std")}
                           for fm in flat_measures],

@@ -107,11 +107,11 @@ def _repeats(report: Mapping[str, Any], evaluator: str) -> int:
 
 
 def _ablation_step(report: Mapping[str, Any], score: str) -> tuple[str, float, str | None] | None:
-    """The step whose addition changed `score` the most (by absolute mean gain), from ``ablation``."""
+    """The step whose addition changed `score` the most (by absolute mean gain), from the first
+    evaluator that reports each step's gain as ``step/<label>/gain/<score>`` (as the built-in
+    ablation does), with the verdict from its ``steps`` table (a ``verdict`` column)."""
     measures = report.get("metrics", {}).get("measures", {})
-    for evaluator, info in sorted(report.get("evaluators", {}).items()):
-        if info.get("name") != "ablation":
-            continue
+    for evaluator in sorted(report.get("evaluators", {})):
         gains = {}
         for path, measure in measures.get(evaluator, {}).items():
             parts = path.split("/")

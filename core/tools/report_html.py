@@ -309,8 +309,7 @@ def _ablation(report: Mapping[str, Any]) -> str:
     measures = report.get("metrics", {}).get("measures", {})
     parts = []
     for evaluator, info in sorted(report.get("evaluators", {}).items()):
-        if info.get("name") != "ablation":
-            continue
+        # an evaluator that scores cumulative pipeline prefixes reports cumulative/<k>/<score>
         score = str(info.get("params", {}).get("score", "balanced_accuracy"))
         points = []
         for path, measure in measures.get(evaluator, {}).items():
@@ -320,10 +319,11 @@ def _ablation(report: Mapping[str, Any]) -> str:
         points = [p for p in points if p[1] is not None]
         if len(points) < 2:
             continue
-        points.sort(key=lambda p: (p[0] != "raw", p[0]))  # raw first, then prefixes in pipeline order
+        # raw first, then the prefixes in pipeline order (10 after 9)
+        points.sort(key=lambda p: (p[0] != "raw", int(p[0]) if p[0].isdigit() else 0, p[0]))
         png = ablation_chart([p[0] for p in points], [p[1] for p in points], [float(p[2]) for p in points], score)
-        parts.append(_img(png, "ablation", f"{evaluator}: {score.replace('_', ' ')} after each cumulative pipeline "
-                                           "prefix, mean ± std over seeds"))
+        parts.append(_img(png, f"{evaluator}-cumulative", f"{evaluator}: {score.replace('_', ' ')} after each "
+                                                          "cumulative pipeline prefix, mean ± std over seeds"))
     return "<h2>Ablation</h2>" + "\n".join(parts) if parts else ""
 
 

@@ -189,8 +189,10 @@ Measured = Mapping[str, "Estimate | tuple[float, float | None]"]
 
 def measure_groups(ectx: "EvalContext", params: FeatureParams, evaluator: str,
                    measure: Callable[[torch.Tensor, torch.Tensor, Task], Measured],
-                   min_rows: int | None = None, need: str = "") -> Metrics:
-    """Run `measure(real_features, new_features, task)` on every group (see `Task`).
+                   min_rows: int | None = None, need: str = "",
+                   better: str | Mapping[str, str | None] | None = None) -> Metrics:
+    """Run `measure(real_features, new_features, task)` on every group (see `Task`); `better` says
+    which way each number is better (``"lower"`` for a distance; a mapping by estimate name).
 
     `measure` returns ``{name: Estimate}`` (or ``(value, std)``); name ``""`` files the number at
     the group's path, any other name below it (``generated/overall/precision``). Each number's
@@ -242,7 +244,7 @@ def measure_groups(ectx: "EvalContext", params: FeatureParams, evaluator: str,
             done[signature] = {name: _as_estimate(result, shares is not None) for name, result in results.items()}
         for name, e in done[signature].items():
             metrics.add(group.path if not name else f"{group.path}/{name}", e.value, n_new, e.std, e.estimator,
-                        e.interval)
+                        e.interval, better.get(name) if isinstance(better, Mapping) else better)
     return metrics
 
 

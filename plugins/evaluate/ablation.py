@@ -149,4 +149,4 @@ class Ablation(Evaluator):
 
     @staticmethod
     def _add(metrics: Metrics, path: str, values: torch.Tensor, n: int) -> None:
-        metrics.add(path, float(values.mean()), n=n, std=float(values.std(unbiased=True)))
+        metrics.add(path, float(values.mean()), n=n, std=float(values.std(unbiased=True)), better="higher")

@@ -35,6 +35,9 @@ def _key(name: str) -> str:
     return str(name).replace("/", "_")
 
 
+# A balanced set: the largest class over the smallest near 1, the class shares' entropy near 1.
+_BETTER = {"imbalance_ratio": "lower", "entropy": "higher"}
+
 class Balance(Evaluator):
     """Rows per class and origin, imbalance ratio and normalised class entropy, before and after.
 
@@ -64,13 +67,15 @@ class Balance(Evaluator):
         for what in ("imbalance_ratio", "entropy"):
             before, after = raw[what], opt[what]
             if math.isfinite(before) and math.isfinite(after):
-                metrics.add(f"change/{what}", after - before, n=len(ectx.train))
+                metrics.add(f"change/{what}", after - before, n=len(ectx.train), better=_BETTER[what])
             else:
                 metrics.skip(f"change/{what}", f"{what} is {before} before and {after} after")
         for record in ectx.steps:
             counts = record.output.class_counts()
-            metrics.add(f"steps/{record.index}/imbalance_ratio", imbalance_ratio(counts), n=len(record.output))
-            metrics.add(f"steps/{record.index}/entropy", normalised_entropy(counts), n=len(record.output))
+            metrics.add(f"steps/{record.index}/imbalance_ratio", imbalance_ratio(counts), n=len(record.output),
+                        better="lower")
+            metrics.add(f"steps/{record.index}/entropy", normalised_entropy(counts), n=len(record.output),
+                        better="higher")
         return metrics
 
     @staticmethod
@@ -82,5 +87,5 @@ class Balance(Evaluator):
             metrics.add(f"{prefix}/by_class/{_key(name)}", count, n=n)
         values = {"imbalance_ratio": imbalance_ratio(counts), "entropy": normalised_entropy(counts)}
         for what, value in values.items():
-            metrics.add(f"{prefix}/{what}", value, n=n)
+            metrics.add(f"{prefix}/{what}", value, n=n, better=_BETTER[what])
         return values

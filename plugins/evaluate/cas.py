@@ -67,23 +67,25 @@ class ClassAgreementScore(Evaluator):
         predicted = model.predict(generated.x.to(ectx.device)).cpu()
         requested = generated.y.cpu()
         agree = predicted == requested
-        metrics.add("overall", float(agree.double().mean()), n=len(generated))
+        metrics.add("overall", float(agree.double().mean()), n=len(generated), better="higher")
         for c, name in enumerate(generated.classes):
             rows = requested == c
             if bool(rows.any()):
-                metrics.add(f"by_class/{_key(name)}", float(agree[rows].double().mean()), n=int(rows.sum()))
+                metrics.add(f"by_class/{_key(name)}", float(agree[rows].double().mean()), n=int(rows.sum()),
+                            better="higher")
         test = ectx.test
         if test is None or len(test) == 0:
             metrics.skip("reference", "there is no real test split to compare with")
             return metrics
         test_predicted = model.predict(test.x.to(ectx.device)).cpu()
         test_y = test.y.cpu()
-        metrics.add("reference/overall", float((test_predicted == test_y).double().mean()), n=len(test))
+        metrics.add("reference/overall", float((test_predicted == test_y).double().mean()), n=len(test),
+                    better="higher")
         for c, name in enumerate(test.classes):
             rows = test_y == c
             if bool(rows.any()):
                 metrics.add(f"reference/by_class/{_key(name)}", float((test_predicted[rows] == c).double().mean()),
-                            n=int(rows.sum()))
+                            n=int(rows.sum()), better="higher")
         return metrics
 
     def _classifier(self, ectx: EvalContext, real: Dataset):

@@ -55,4 +55,4 @@ class FrechetDistance(Evaluator):
                                                  task.strata, task.new_strata)}
             return {"": Estimate(frechet_distance_from_features(real, new, task.real_weights()), None, "frechet")}
 
-        return measure_groups(ectx, self.params, self.name, measure)
+        return measure_groups(ectx, self.params, self.name, measure, better="lower")

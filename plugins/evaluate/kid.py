@@ -68,7 +68,7 @@ class KernelDistance(Evaluator):
                          strata1=task.strata, shares=task.shares, **kernel)
             return {"": Estimate(result.mean, result.std, "kid-subsets")}
 
-        return measure_groups(ectx, p, self.name, measure)
+        return measure_groups(ectx, p, self.name, measure, better="lower")
 
 
 def _at_most(rows: "torch.Tensor", labels: "torch.Tensor", limit: int,

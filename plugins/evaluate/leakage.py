@@ -117,9 +117,10 @@ class Leakage(Evaluator):
         if p.near:
             kinds.append(("near", forward.near, backward.near))
         for kind, train_rows, test_rows in kinds:
-            metrics.add(f"{part}/{kind}_train_rows", int(train_rows.sum()), n_train)
-            metrics.add(f"{part}/{kind}_test_rows", int(test_rows.sum()), n_test)
-            metrics.add(f"{part}/{kind}_test_share", float(test_rows.float().mean()) if n_test else 0.0, n_test)
+            metrics.add(f"{part}/{kind}_train_rows", int(train_rows.sum()), n_train, better="lower")
+            metrics.add(f"{part}/{kind}_test_rows", int(test_rows.sum()), n_test, better="lower")
+            metrics.add(f"{part}/{kind}_test_share", float(test_rows.float().mean()) if n_test else 0.0, n_test,
+                        better="lower")
         leaked = backward.near if p.near else backward.exact
         nearest = backward.index if p.near else backward.exact_index
         if int(leaked.sum()):
@@ -140,7 +141,8 @@ class Leakage(Evaluator):
         for origin in Origin:
             rows = train.origin == int(origin)
             if bool(rows.any()):
-                metrics.add(f"optimised/{kind}_by_origin/{origin.label}", int((leaked & rows).sum()), int(rows.sum()))
+                metrics.add(f"optimised/{kind}_by_origin/{origin.label}", int((leaked & rows).sum()), int(rows.sum()),
+                            better="lower")
 
     @staticmethod
     def _copy(metrics: Metrics, source: str, target: str) -> None:

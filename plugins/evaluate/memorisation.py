@@ -196,7 +196,7 @@ class Memorisation(Evaluator):
             metrics.add(f"{path}/dcr_median", median, n, estimator="median")
             metrics.add(f"{path}/dcr_mean", mean, n, spread, estimator="mean")
             if share is not None:
-                metrics.add(f"{path}/near_copy_share", share, n, estimator="share")
+                metrics.add(f"{path}/near_copy_share", share, n, estimator="share", better="lower")
         else:
             e = bootstrap_summary(median, weighted_median(dcr, counts), "median-bootstrap")
             metrics.add(f"{path}/dcr_median", median, n, e.std, e.estimator, e.interval)
@@ -204,7 +204,7 @@ class Memorisation(Evaluator):
             metrics.add(f"{path}/dcr_mean", mean, n, spread, e.estimator, e.interval)
             if share is not None:
                 metrics.add(f"{path}/near_copy_share", share, n, estimator="share-wilson",
-                            interval=wilson_interval(share, n))
+                            interval=wilson_interval(share, n), better="lower")
         if share is None and skip_share:
             metrics.skip(f"{path}/near_copy_share", "no near-copy cut-off (see the skip reason of 'threshold')")
 

@@ -114,4 +114,6 @@ class PrecisionRecallDensityCoverage(Evaluator):
             return {name: Estimate(value, None, f"prdc-k{p.k}") for name, value in values.items()}
 
         need = f" (and more than k={p.k})" if minimum > p.min_rows else ""
-        return measure_groups(ectx, p, self.name, measure, min_rows=minimum, need=need)
+        # density above 1 is not better (it rewards samples piled on dense real regions)
+        return measure_groups(ectx, p, self.name, measure, min_rows=minimum, need=need,
+                              better={"precision": "higher", "recall": "higher", "coverage": "higher"})

@@ -80,7 +80,7 @@ class TrainSyntheticTestReal(Evaluator):
         reference = classification_scores(test.y, cached_test_predictions(ectx, kind, real, rng, self.params),
                                           test.num_classes)
         for score in _SCORES:
-            metrics.add(f"real/{score}", reference[score], n=n)
+            metrics.add(f"real/{score}", reference[score], n=n, better="higher")
         metrics.add("real/train_rows", float(len(real)), n=len(real))
         tested = set(test.y.tolist())
         for what, rows in sets:
@@ -93,8 +93,8 @@ class TrainSyntheticTestReal(Evaluator):
             scores = classification_scores(test.y, cached_test_predictions(ectx, kind, rows, rng, self.params),
                                            test.num_classes)
             for score in _SCORES:
-                metrics.add(f"{what}/{score}", scores[score], n=n)
+                metrics.add(f"{what}/{score}", scores[score], n=n, better="higher")
                 if reference[score] > 0:
-                    metrics.add(f"{what}/ratio/{score}", scores[score] / reference[score], n=n)
+                    metrics.add(f"{what}/ratio/{score}", scores[score] / reference[score], n=n, better="higher")
             metrics.add(f"{what}/train_rows", float(len(rows)), n=len(rows))
         return metrics

@@ -132,9 +132,10 @@ class Utility(Evaluator):
         for score in (*_SCORES, "ece", "brier", *(("minority_recall",) if minority else ())):
             raw = torch.tensor([s[score] for s in scores["raw"]], dtype=torch.float64)
             opt = torch.tensor([s[score] for s in scores["optimised"]], dtype=torch.float64)
-            self._add(metrics, f"raw/{score}", raw, n)
-            self._add(metrics, f"optimised/{score}", opt, n)
-            self._add(metrics, f"delta/{score}", opt - raw, n)
+            better = "lower" if score in ("ece", "brier") else "higher"
+            self._add(metrics, f"raw/{score}", raw, n, better)
+            self._add(metrics, f"optimised/{score}", opt, n, better)
+            self._add(metrics, f"delta/{score}", opt - raw, n, better)
         support = scores["raw"][0]["support"]
         for c, name in enumerate(test.classes):
             if support[c] == 0:
@@ -142,9 +143,9 @@ class Utility(Evaluator):
                 continue
             raw = torch.tensor([s["recall"][c] for s in scores["raw"]], dtype=torch.float64)
             opt = torch.tensor([s["recall"][c] for s in scores["optimised"]], dtype=torch.float64)
-            self._add(metrics, f"raw/recall/{_key(name)}", raw, support[c])
-            self._add(metrics, f"optimised/recall/{_key(name)}", opt, support[c])
-            self._add(metrics, f"delta/recall/{_key(name)}", opt - raw, support[c])
+            self._add(metrics, f"raw/recall/{_key(name)}", raw, support[c], "higher")
+            self._add(metrics, f"optimised/recall/{_key(name)}", opt, support[c], "higher")
+            self._add(metrics, f"delta/recall/{_key(name)}", opt - raw, support[c], "higher")
         self._table(metrics, ectx, test, scores, minority)
         return metrics
 
@@ -199,6 +200,6 @@ class Utility(Evaluator):
             raise DataError(f"evaluate 'utility': model '{name}' takes {list(accepted)} data, not {modality}; {hint}")
 
     @staticmethod
-    def _add(metrics: Metrics, path: str, values: torch.Tensor, n: int) -> None:
+    def _add(metrics: Metrics, path: str, values: torch.Tensor, n: int, better: str) -> None:
         std = float(values.std(unbiased=False)) if len(values) > 1 else None
-        metrics.add(path, float(values.mean()), n=n, std=std)
+        metrics.add(path, float(values.mean()), n=n, std=std, better=better)

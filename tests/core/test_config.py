@@ -260,6 +260,17 @@ def test_overrides_set_values_as_yaml_scalars():
                             "source.params.path", "pipeline[0].classes"}
 
 
+def test_a_plus_index_appends_to_a_list_even_an_absent_one():
+    raw = {"source": "s", "pipeline": [{"generate": "g"}]}
+    new, problems, applied = apply_overrides(raw, ["observe[+]=tb", "observe[+]={name: x, params: {a: 1}}",
+                                                   "pipeline[+].augment=flip", "pipeline[1].copies=2"])
+    assert problems == []
+    assert new["observe"] == ["tb", {"name": "x", "params": {"a": 1}}]
+    assert new["pipeline"] == [{"generate": "g"}, {"augment": "flip", "copies": 2}]
+    assert set(applied) == {"observe[0]", "observe[1]", "pipeline[1].augment", "pipeline[1].copies"}
+    assert raw == {"source": "s", "pipeline": [{"generate": "g"}]}
+
+
 @pytest.mark.parametrize("override,words", [
     ("outptu.dir=x", "did you mean 'output'"),
     ("pipeline[5].params.epochs=1", "nearest valid path: pipeline[0]"),

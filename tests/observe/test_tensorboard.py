@@ -1,4 +1,4 @@
-"""The ``tensorboard`` observer from a run file and from ``--tensorboard DIR``: the event file is
+"""The ``tensorboard`` observer from a run file and from ``--observe``: the event file is
 read back with TensorBoard's own reader (losses per iteration, sample grids, metrics)."""
 
 from __future__ import annotations
@@ -54,9 +54,12 @@ def test_observe_tensorboard_writes_losses_grids_and_metrics(tmp_path):
     assert any(c["kind"] == "observe" and c["name"] == "tensorboard" for c in report["components"])
 
 
-def test_the_tensorboard_flag_writes_into_its_folder(tmp_path):
-    assert main(["run", str(_run_file(tmp_path)), "--quiet", "--tensorboard", str(tmp_path / "tb")]) == 0
+def test_the_observe_flag_adds_the_observer_with_its_folder(tmp_path):
+    spec = f"{{name: tensorboard, params: {{log_dir: {tmp_path / 'tb'}}}}}"
+    assert main(["run", str(_run_file(tmp_path)), "--quiet", "--observe", spec]) == 0
     assert "0-dcgan/loss/discriminator" in _read(tmp_path / "tb").Tags()["scalars"]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["config"]["observe"] == [{"name": "tensorboard", "params": {"log_dir": str(tmp_path / "tb")}}]
 
 
 def test_an_unknown_observer_is_a_run_file_problem(tmp_path, capsys):

@@ -58,8 +58,8 @@ def test_demo_summary_and_rerun_needs_force(demo, capsys, monkeypatch):
     assert "balanced accuracy" in summary and "resample random-over" in summary
 
 
-def test_demo_headline_names_the_baseline_the_optimised_set_and_the_step(demo):
-    from setforge.tools.demo import headline
+def test_demo_headline_names_the_baseline_the_optimised_set_and_the_step(demo, capsys, monkeypatch):
+    from setforge.tools.headline import headline
 
     _, run_dir = demo
     report = json.loads((run_dir / "report.json").read_text())
@@ -68,10 +68,15 @@ def test_demo_headline_names_the_baseline_the_optimised_set_and_the_step(demo):
     # the ablation's raw and final sets are utility's raw and optimised sets, with the same seeds
     assert ablation["cumulative/0/balanced_accuracy"]["value"] == utility["raw/balanced_accuracy"]["value"]
     assert ablation["cumulative/2/balanced_accuracy"]["value"] == utility["optimised/balanced_accuracy"]["value"]
-    line = headline(report)
-    raw, opt = ablation["cumulative/0/balanced_accuracy"], ablation["cumulative/2/balanced_accuracy"]
-    assert f"baseline {raw['value']:.4f} ± {raw['std']:.4f} -> optimised {opt['value']:.4f}" in line
-    assert "over 3 seeds" in line and ("earned by step" in line or "no step helped" in line)
-    verdicts = [row[3] for row in report["metrics"]["tables"]["ablation"]["steps"]["rows"][1:]]
-    if "helped" in verdicts:
-        assert "earned by step" in line
+    head = headline(report)
+    raw, opt = utility["raw/macro_f1"], utility["optimised/macro_f1"]
+    line = head.text()
+    assert f"raw {raw['value']:.4f} ± {raw['std']:.4f} -> optimised {opt['value']:.4f}" in line
+    assert "3 seeds" in line
+    gains = {k.split("/")[1]: m["value"] for k, m in ablation.items() if k.startswith("step/") and
+             k.endswith("/gain/macro_f1")}
+    best = max(gains, key=lambda k: abs(gains[k]))
+    assert head.step == best and f"step {best} " in line
+    monkeypatch.chdir(run_dir.parent.parent)
+    assert main(["report", str(run_dir)]) == 0
+    assert f"headline: {line}" in capsys.readouterr().out

@@ -138,10 +138,13 @@ def test_compare_two_runs(runs, tmp_path, capsys):
     assert main(["compare", str(runs / "a")]) == 2
 
 
-def test_compare_directions():
-    assert direction("utility/optimised/macro_f1") == 1 and direction("cas/accuracy") == 1
-    assert direction("fid/generated/overall") == -1 and direction("utility/optimised/ece") == -1
-    assert direction("balance/optimised/rows") == 0
+def test_compare_directions_are_the_evaluators_declared_ones(runs):
+    measures = json.loads((runs / "a" / "report.json").read_text())["metrics"]["measures"]
+    assert direction(measures["utility"]["optimised/macro_f1"]) == 1
+    assert direction(measures["utility"]["optimised/ece"]) == -1
+    assert direction(measures["balance"]["optimised/imbalance_ratio"]) == -1
+    assert direction(measures["balance"]["optimised/rows"]) == 0  # a count: no better side
+    assert direction({"value": 0.5, "n": 3}) == 0  # recorded without a direction
 
 
 def test_compare_escapes_strings(runs, tmp_path):
