@@ -56,10 +56,9 @@ def build(config: Any, registry: Any) -> Built:
     """Every component, with every problem in the run file's params reported at once."""
     problems: list[tuple[str, str]] = []
 
-    def make(kind: str, ref: Any, place: str, params_place: str | None = None) -> Any:
-        params_place = params_place or f"{place}.params"
+    def make(kind: str, ref: Any, place: str) -> Any:
         try:
-            return registry.create(kind, ref.name, config.params_at(params_place, ref.params), place=place)
+            return registry.create(kind, ref.name, ref.checked_params, place=place)
         except ConfigError as error:
             problems.extend(error.problems or [(place, str(error))])
             return None
@@ -79,7 +78,7 @@ def build(config: Any, registry: Any) -> Built:
                     problems.extend((f"pipeline[{i}].{p}", m) for p, m in error.problems)
             name = "+".join(ref.name for ref in refs)
         else:
-            component = make(step.kind, refs[0], f"pipeline[{i}].{step.kind}", f"pipeline[{i}].params")
+            component = make(step.kind, refs[0], f"pipeline[{i}].{step.kind}")
             name = refs[0].name
         steps.append(Step(i, step.kind, name, step, component))
     evaluators: list[tuple[str, Any]] = []

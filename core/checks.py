@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 
-from .config import STEP_KINDS, RunConfig, _unwrap
+from .config import _PLACED_ERROR, COMPONENT_CHECKER, RunConfig, _unwrap
 from .errors import ConfigError, SetforgeError
 from .hookspecs import SERVICE_HOOKS
-from .problems import enrich_unknown, tidy_problems, is_under
-from .runfile import load_run_config
+from .problems import enrich_unknown, fold_problems, is_under, tidy_problems
+from .runfile import _parse_override_path as parse_place, load_run_config
 
 __all__ = ["check_components", "load_and_check"]
 
@@ -53,47 +54,6 @@ def _refs_from_config(config: RunConfig) -> list[_Ref]:
     return refs
 
 
-def _refs_from_raw(raw: Mapping[str, Any]) -> list[_Ref]:
-    """The well-formed component references of a run file that failed validation."""
-    refs: list[_Ref] = []
-
-    def ref(kind: str, value: Any, place: str, params_place: str | None = None,
-            params: Any = None) -> None:
-        if isinstance(value, str) and value:
-            name, given = value, params
-        elif isinstance(value, dict) and isinstance(value.get("name"), str) and value["name"]:
-            name, given = value["name"], value.get("params")
-        else:
-            return
-        if given is None:
-            given = {}
-        if isinstance(given, dict):
-            refs.append(_Ref(kind, name, dict(given), place, params_place or f"{place}.params"))
-
-    def items(key: str) -> list[Any]:
-        value = raw.get(key)
-        return value if isinstance(value, list) else []
-
-    ref("source", raw.get("source"), "source")
-    for i, item in enumerate(items("preprocess")):
-        ref("preprocess", item, f"preprocess[{i}]")
-    for i, step in enumerate(items("pipeline")):
-        named = [k for k in STEP_KINDS if isinstance(step, dict) and step.get(k) is not None]
-        if len(named) != 1:
-            continue  # the step's own problem is reported already
-        kind, value = named[0], step[named[0]]
-        if kind == "augment" and isinstance(value, list):
-            for j, item in enumerate(value):
-                ref("augment", item, f"pipeline[{i}].augment[{j}]")
-        else:
-            ref(kind, value, f"pipeline[{i}].{kind}", f"pipeline[{i}].params", step.get("params"))
-    for i, item in enumerate(items("evaluate")):
-        ref("evaluate", item, f"evaluate[{i}]")
-    for i, item in enumerate(items("observe")):
-        ref("observe", item, f"observe[{i}]")
-    return refs
-
-
 def _is_path_annotation(annotation: Any) -> bool:
     return any(inspect.isclass(a) and issubclass(a, Path) for a in _unwrap(annotation))
 
@@ -119,14 +79,13 @@ def _marks_existing(annotation: Any) -> bool:
     return any(_marks_existing(arg) for arg in typing.get_args(annotation))
 
 
-def _check_ref(ref: _Ref, registry: Any, base_dir: Path, parsed_params: dict[str, BaseModel] | None,
-               modality: str | None = None) -> list[tuple[str, str]]:
-    """The problems of one component reference; when there are none and `parsed_params` is
-    given, its params parsed (once) with paths resolved are kept there under its params place."""
+def _check_ref(ref: _Ref, registry: Any, base_dir: Path, modality: str | None
+               ) -> tuple[BaseModel | None, list[tuple[str, str]]]:
+    """One component reference: its params parsed (once) with paths resolved, and its problems."""
     try:
         info = registry.get(ref.kind, ref.name, place=ref.place)
     except ConfigError as error:
-        return list(error.problems)
+        return None, list(error.problems)
     cls = info.cls
     fields = cls.Params.model_fields
     try:
@@ -138,9 +97,9 @@ def _check_ref(ref: _Ref, registry: Any, base_dir: Path, parsed_params: dict[str
             key = place[len(ref.params_place) + 1:] if place.startswith(ref.params_place + ".") else ""
             return key if key and not re.search(r"[.\[]", key) else None
 
-        return [(place, enrich_unknown(message, [direct_key(place)], fields, owner)
-                 if message == "unknown key" and direct_key(place) else message)
-                for place, message in error.problems]
+        return None, [(place, enrich_unknown(message, [direct_key(place)], fields, owner)
+                       if message == "unknown key" and direct_key(place) else message)
+                      for place, message in error.problems]
     problems = _nonfinite(parsed, ref.params_place)
     with registry.guard(cls, "check_params"):
         problems += [(f"{ref.params_place}.{key}", message) for key, message in cls.check_params(parsed, modality)]
@@ -160,34 +119,64 @@ def _check_ref(ref: _Ref, registry: Any, base_dir: Path, parsed_params: dict[str
             problems.append((f"{ref.params_place}.{field_name}",
                              f"{path} does not exist (relative paths resolve against the run file's folder, "
                              f"{base_dir})"))
-    if parsed_params is not None and not problems:
-        # The run file's own params stay as given; the built component gets these.
-        parsed_params[ref.params_place] = parsed.model_copy(update=resolved) if resolved else parsed
-    return problems
+    # The run file's own params stay as given; the built component gets these.
+    return parsed.model_copy(update=resolved) if resolved else parsed, problems
 
 
-def check_components(config: RunConfig, registry: Any) -> None:
-    """Check every component the run file names, before any work starts.
+class _ComponentChecker:
+    """The component checker of pydantic's validation context (`config.COMPONENT_CHECKER`): the
+    run-file models call it for each component they name, while the file is validated, so every
+    component's params are parsed once, in that pass, and their problems come with the file's."""
 
-    Each name must be installed (an unknown one lists the known names with the closest match),
-    its params must validate against its ``Params`` (parsed once: the run builds its components
-    from these, `RunConfig.params_at`), ``Path`` params (given or default) are resolved against
-    the run file's folder (the run file's own params are left as given), and a source's
-    paths, and params typed `setforge.components.ExistingPath` (a generator's ``checkpoint``, an
-    evaluator's ``inception_weights``), must exist. When the source gives one modality only, every
-    component must accept it. Every problem is collected into one `ConfigError`.
-    """
-    problems: list[tuple[str, str]] = []
-    config._parsed_params = {}
-    refs = _refs_from_config(config)
-    produced = _source_modalities(config, registry)
-    modality = produced[0] if len(produced) == 1 else None
-    for ref in refs:
-        problems += _check_ref(ref, registry, config.base_dir, config._parsed_params, modality)
-    problems += _service_problems(config, registry)
-    problems += _format_problems(config.output.format, registry)
+    def __init__(self, registry: Any, base_dir: Path) -> None:
+        self.registry, self.base_dir = registry, base_dir
+        self.modality: str | None = None  # the source's, when it gives one only (it is validated first)
+
+    def __call__(self, kind: str, name: str, params: dict[str, Any], name_loc: tuple[str | int, ...]) -> BaseModel:
+        here = "@" + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in name_loc)
+        parsed, problems = _check_ref(_Ref(kind, name, params, here, "@.params"), self.registry, self.base_dir,
+                                      self.modality)
+        if kind == "source":
+            produced = _modalities(self.registry, "source", name)
+            self.modality = produced[0] if len(produced) == 1 else None
+        if problems:
+            raise ValidationError.from_exception_data("run file", [
+                {"type": PydanticCustomError(_PLACED_ERROR, message, {"setforge_at": ""}),
+                 "loc": _relative_loc(place), "input": params} for place, message in problems])
+        assert parsed is not None
+        return parsed
+
+
+def _relative_loc(place: str) -> tuple[str | int, ...]:
+    """``@.params.epochs`` as the location ``("params", "epochs")`` under the checked model."""
+    rest = place[1:].lstrip(".")
+    if not rest:
+        return ()
+    try:
+        return tuple(parse_place(rest))
+    except ValueError:  # a key no path can spell (a space, a dot): one segment reads the same
+        return (rest,)
+
+
+def check_components(config: RunConfig, registry: Any) -> RunConfig:
+    """`config` validated again with the components checked against `registry` (see
+    `load_and_check`, which does both in one pass): returns the checked config, or raises one
+    `ConfigError` with every problem."""
+    context = {COMPONENT_CHECKER: _ComponentChecker(registry, config.base_dir)}
+    try:
+        checked = RunConfig.model_validate(config.model_dump(exclude_unset=True), context=context)
+    except ValidationError as error:
+        raise ConfigError(problems=tidy_problems(fold_problems(error), config._overrides)) from None
+    checked._base_dir, checked._file, checked._overrides = config.base_dir, config._file, config._overrides
+    _raise_run_problems(checked, registry)
+    return checked
+
+
+def _raise_run_problems(config: RunConfig, registry: Any) -> None:
+    """What no single component can tell: services, the output format, one modality, guards."""
+    problems = _service_problems(config, registry) + _format_problems(config.output.format, registry)
     if not problems:
-        problems += _modality_problems(refs, registry)
+        problems += _modality_problems(_refs_from_config(config), registry)
     problems += _guard_problems(config, registry)
     if problems:
         raise ConfigError(problems=tidy_problems(problems, config._overrides))
@@ -205,7 +194,7 @@ def _service_problems(config: RunConfig, registry: Any) -> list[tuple[str, str]]
     plugin implementing it: asking with none is a run-file problem at the key, not a late failure."""
     asked = {"source.deduplicate": ("source.deduplicate.method", config.source.deduplicate.method == "near"),
              "split.drop_leaked": ("split.drop_leaked", config.split.drop_leaked
-                                   and _source_modalities(config, registry) != ("text",))}
+                                   and _modalities(registry, "source", config.source.name) != ("text",))}
     problems = []
     for key, (place, wanted) in asked.items():
         hook = SERVICE_HOOKS[key]
@@ -215,9 +204,9 @@ def _service_problems(config: RunConfig, registry: Any) -> list[tuple[str, str]]
     return problems
 
 
-def _source_modalities(config: RunConfig, registry: Any) -> tuple[str, ...]:
+def _modalities(registry: Any, kind: str, name: str) -> tuple[str, ...]:
     try:
-        return tuple(registry.get("source", config.source.name).cls.modalities)
+        return tuple(registry.get(kind, name).cls.modalities)
     except SetforgeError:
         return ()
 
@@ -253,33 +242,30 @@ def _modality_problems(refs: list[_Ref], registry: Any) -> list[tuple[str, str]]
 
 def load_and_check(path: str | Path, overrides: Sequence[str], make_registry: Callable[[Any], Any]
                    ) -> tuple[RunConfig, Any]:
-    """`load_run_config` then `check_components`, reporting the problems of both at once.
+    """Read a run file and validate it in one pass, its components checked in that pass
+    (`load_run_config` with a `_ComponentChecker` in pydantic's validation context); returns the
+    config and the registry.
 
-    `make_registry(config)` builds the plugin registry from an object with ``plugins``,
-    ``plugins_deny``, ``plugins_allow`` and ``base_dir`` (a `RunConfig`, or what an invalid run
-    file still tells).
+    `make_registry(partial)` builds the plugin registry from what the file says before
+    validation (``plugins``, ``plugins_deny``, ``plugins_allow`` and ``base_dir``).
     """
+    made: dict[str, Any] = {}
+
+    def context_for(partial: Any) -> dict[str, Any]:
+        made["registry"] = make_registry(partial)
+        return {COMPONENT_CHECKER: _ComponentChecker(made["registry"], partial.base_dir)}
+
     try:
-        config = load_run_config(path, overrides)
+        config = load_run_config(path, overrides, context_for)
     except ConfigError as error:
-        partial = getattr(error, "partial", None)
-        if partial is None:
+        partial, registry = getattr(error, "partial", None), made.get("registry")
+        output = partial.raw.get("output") if partial is not None else None
+        fmt = output.get("format") if isinstance(output, dict) else None
+        if registry is None or not isinstance(fmt, str) or not fmt or \
+                any(is_under("output.format", p) for p, _ in error.problems):
             raise
-        more: list[tuple[str, str]] = []
-        try:
-            registry = make_registry(partial)
-            output = partial.raw.get("output")
-            fmt = output.get("format") if isinstance(output, dict) else None
-            if isinstance(fmt, str) and fmt and not any(is_under("output.format", p) for p, _ in error.problems):
-                more += _format_problems(fmt, registry)
-            for ref in _refs_from_raw(partial.raw):
-                if not any(is_under(ref.place, place) or is_under(ref.params_place, place) for place, _ in error.problems):
-                    more += _check_ref(ref, registry, partial.base_dir, None)
-        except ConfigError as registry_error:
-            more += registry_error.problems
-        except SetforgeError:  # plugin failures are reported once the file itself is valid
-            pass
-        raise ConfigError(problems=tidy_problems(error.problems + tidy_problems(more, partial.overrides))) from None
-    registry = make_registry(config)
-    check_components(config, registry)
+        more = tidy_problems(_format_problems(fmt, registry), partial.overrides)
+        raise ConfigError(problems=tidy_problems(error.problems + more)) from None
+    registry = made["registry"]
+    _raise_run_problems(config, registry)
     return config, registry

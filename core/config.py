@@ -12,11 +12,12 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from .steps import ALL_HOST_KEYS, AMOUNT_KEYS, HOST_KEYS, STEP_KINDS, step_problems
@@ -30,6 +31,17 @@ _MAX_FILE_BYTES = 16 * 2**20  # a run file holds settings, not data
 _STRICT = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _PLACED_ERROR = "setforge_placed"  # ctx["setforge_at"]: the keys (under the model) the error is about
+#: The validation-context key of the component checker (`checks.load_and_check` puts it there):
+#: ``checker(kind, name, params, name_loc)`` returns the parsed params or raises a ValidationError
+#: whose locations are relative to the model holding the reference.
+COMPONENT_CHECKER = "setforge_component_checker"
+
+
+def _check_component(holder: BaseModel, info: ValidationInfo, kind: str, name: str, params: dict[str, Any],
+                     name_loc: tuple[str | int, ...] = ()) -> None:
+    checker = (info.context or {}).get(COMPONENT_CHECKER)
+    if checker is not None:
+        holder._parsed = checker(kind, name, params, name_loc)
 
 
 # =============================================================================== models
@@ -41,10 +53,27 @@ class ComponentRef(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="the component's params "
                                                                      "(see `setforge plugins show KIND/NAME`)")
 
+    _parsed: BaseModel | None = PrivateAttr(None)
+
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def checked_params(self) -> BaseModel | dict[str, Any]:
+        """The params as the component checker parsed them (defaults filled, paths resolved against
+        the run file's folder), or as given when the run file was read without a registry."""
+        return self.params if self._parsed is None else self._parsed
+
+
+def _component(kind: str) -> AfterValidator:
+    """Checks a reference to a component of `kind` against the registry in the validation context."""
+    def check(ref: ComponentRef, info: ValidationInfo) -> ComponentRef:
+        _check_component(ref, info, kind, ref.name, ref.params)
+        return ref
+
+    return AfterValidator(check)
 
 
 class DeduplicateConfig(BaseModel):
@@ -116,7 +145,8 @@ class StepConfig(BaseModel):
     """One pipeline step: exactly one of ``augment``, ``resample``, ``generate``."""
 
     model_config = _STRICT
-    augment: str | list[ComponentRef] | None = Field(None, description="an augmenter, or a chain of them "
+    _parsed: BaseModel | None = PrivateAttr(None)  # the step's one component's params, once checked
+    augment: str | list[Annotated[ComponentRef, _component("augment")]] | None = Field(None, description="an augmenter, or a chain of them "
                                                                        "([NAME, {name: NAME, params: {...}}, ...])")
     resample: str | None = Field(None, description="a resampler")
     generate: str | None = Field(None, description="a generator")
@@ -156,7 +186,7 @@ class StepConfig(BaseModel):
         return GuardConfig(on_fail=self.guard)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "StepConfig":
+    def _one_kind(self, info: ValidationInfo) -> "StepConfig":
         named = [k for k in STEP_KINDS if getattr(self, k) is not None]
         given = {k: getattr(self, k) for k in ALL_HOST_KEYS if k in self.model_fields_set}
         chain = self.augment if isinstance(self.augment, list) else None
@@ -165,6 +195,8 @@ class StepConfig(BaseModel):
             raise _step_error(problem[0], *problem[1])
         if named == ["generate"] and all(getattr(self, k) is None for k in AMOUNT_KEYS):
             self.target = "balance"
+        if not self.is_chain:
+            _check_component(self, info, named[0], getattr(self, named[0]), self.params, (named[0],))
         return self
 
     @property
@@ -177,7 +209,9 @@ class StepConfig(BaseModel):
         value = getattr(self, self.kind)
         if isinstance(value, list):
             return list(value)
-        return [ComponentRef(name=value, params=self.params)]
+        ref = ComponentRef(name=value, params=self.params)
+        ref._parsed = self._parsed
+        return [ref]
 
     @property
     def is_chain(self) -> bool:
@@ -214,14 +248,14 @@ class RunConfig(BaseModel):
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda, cuda:N or mps")
     batch_size: int = Field(4096, ge=1, strict=True, description="rows per batch for streaming work "
                                                                  "(augment, sampling)")
-    source: SourceConfig = Field(description="the dataset source: NAME or {name, params, ...} (required)")
+    source: Annotated[SourceConfig, _component("source")] = Field(description="the dataset source: NAME or {name, params, ...} (required)")
     split: SplitConfig = Field(default_factory=SplitConfig, description="how the real data is split")
-    preprocess: list[ComponentRef] = Field(default_factory=list, description="preprocessors, fitted on train only, "
+    preprocess: list[Annotated[ComponentRef, _component("preprocess")]] = Field(default_factory=list, description="preprocessors, fitted on train only, "
                                                                              "applied to every split")
     pipeline: list[StepConfig] = Field(default_factory=list, description="steps applied to the training split, "
                                                                          "in order")
-    evaluate: list[ComponentRef] = Field(default_factory=list, description="evaluators run at the end")
-    observe: list[ComponentRef] = Field(default_factory=list, description="observers that watch the run's events "
+    evaluate: list[Annotated[ComponentRef, _component("evaluate")]] = Field(default_factory=list, description="evaluators run at the end")
+    observe: list[Annotated[ComponentRef, _component("observe")]] = Field(default_factory=list, description="observers that watch the run's events "
                                                                           "(setforge plugins lists them)")
     output: OutputConfig = Field(default_factory=OutputConfig, description="where and how the run folder is written")
     plugins: list[str] = Field(default_factory=list, description="local plugins: module names or .py files "
@@ -231,13 +265,7 @@ class RunConfig(BaseModel):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _file: Path | None = PrivateAttr(None)
-    _parsed_params: dict[str, BaseModel] = PrivateAttr(default_factory=dict)  # params place -> checked Params
     _overrides: dict[str, str] = PrivateAttr(default_factory=dict)  # place -> the --set that set it
-
-    def params_at(self, place: str, given: Mapping[str, Any]) -> BaseModel | Mapping[str, Any]:
-        """The params at `place` (``evaluate[0].params``) as `checks.check_components` parsed them
-        (paths resolved), or as `given` in the run file when they were not checked."""
-        return self._parsed_params.get(place, given)
 
     @property
     def base_dir(self) -> Path:

@@ -373,11 +373,8 @@ class _Run:
 
     def _fresh(self, step: Step) -> Step:
         """`step` with a new component built from its run-file params (nothing fitted yet)."""
-        refs, i = step.config.component_refs(), step.index
-        places = ([f"pipeline[{i}].{step.kind}[{j}].params" for j in range(len(refs))] if step.config.is_chain
-                  else [f"pipeline[{i}].params"])
-        ops = [self.registry.create(step.kind, ref.name, self.config.params_at(place, ref.params),
-                                    place=f"pipeline[{i}]") for ref, place in zip(refs, places)]
+        ops = [self.registry.create(step.kind, ref.name, ref.checked_params, place=f"pipeline[{step.index}]")
+               for ref in step.config.component_refs()]
         component = Chain(ops) if step.config.is_chain and len(ops) > 1 else ops[0]
         return Step(step.index, step.kind, step.name, step.config, component, step.classes)
 

@@ -124,6 +124,17 @@ def _tag_text(tag: str) -> str:
     return "a mapping"
 
 
+def _into_union(unions: dict[tuple, dict[str, list[dict[str, Any]]]], adjusted: list[Any], item: dict[str, Any],
+                tag_at: int) -> None:
+    """File `item` under its union (the location before the branch tag at `tag_at`) and branch."""
+    loc = tuple(item["loc"])
+    prefix = loc[:tag_at]
+    if prefix not in unions:
+        unions[prefix] = {}
+        adjusted.append(prefix)  # placeholder: keeps the problems in order
+    unions[prefix].setdefault(loc[tag_at], []).append({**item, "loc": prefix + loc[tag_at + 1:]})
+
+
 def fold_problems(error: ValidationError) -> list[tuple[str, str]]:
     """pydantic's errors as ``(place, message)``, union branches folded into one problem each."""
     items = error.errors(include_url=False)
@@ -138,7 +149,11 @@ def fold_problems(error: ValidationError) -> list[tuple[str, str]]:
             item.pop("input", None)
             keys = [k for k in (item.get("ctx") or {}).get("setforge_at", "").split(",") if k]
             for key in keys or [None]:
-                adjusted.append({**item, "loc": loc + ((key,) if key else ())})
+                placed = {**item, "loc": loc + ((key,) if key else ())}
+                if tag_at is None:
+                    adjusted.append(placed)
+                else:  # inside a union branch (a chain's op): folded with the other branches below
+                    _into_union(unions, adjusted, placed, tag_at)
             continue
         if isinstance(item.get("msg"), str) and item["msg"].startswith("Value error, "):
             item["msg"] = item["msg"][len("Value error, "):]
@@ -150,12 +165,8 @@ def fold_problems(error: ValidationError) -> list[tuple[str, str]]:
             item["msg"] = "required key missing"
         if tag_at is None:
             adjusted.append(item)
-            continue
-        prefix = loc[:tag_at]
-        if prefix not in unions:
-            unions[prefix] = {}
-            adjusted.append(prefix)  # placeholder: keeps the problems in order
-        unions[prefix].setdefault(loc[tag_at], []).append({**item, "loc": prefix + loc[tag_at + 1:]})
+        else:
+            _into_union(unions, adjusted, item, tag_at)
     out: list[dict[str, Any]] = []
     for entry in adjusted:
         if isinstance(entry, dict):

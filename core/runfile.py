@@ -13,7 +13,7 @@ import difflib
 import json
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,34 +289,43 @@ def _str_list(value: Any, default: Any) -> Any:
     return default
 
 
-def load_run_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read, override (``--set PATH=VALUE``) and validate a run file.
+def load_run_config(path: str | Path, overrides: Sequence[str] = (),
+                    context_for: Callable[[Any], Mapping[str, Any]] | None = None) -> RunConfig:
+    """Read, override (``--set PATH=VALUE``) and validate a run file, in one pass.
 
-    Raises `ConfigError` with every problem found, each with its place. The config's
-    ``base_dir`` is the run file's folder. Components are checked by `check_components`.
+    `context_for(partial)` (see `checks.load_and_check`) makes pydantic's validation context from
+    what the file says before validation (its ``plugins`` keys and folder): with a component
+    checker there, every component's params are parsed once, in the same pass, and their problems
+    come with the file's. Raises `ConfigError` with every problem found, each with its place (and
+    the `_Partial` as ``partial``). The config's ``base_dir`` is the run file's folder.
     """
     path = Path(path)
     raw = read_run_file(path)
     raw, problems, applied = apply_overrides(raw, overrides)
     scan = scan_values(raw)
     problems += scan.problems
-    base_dir = path.resolve().parent
+    clean = scan.clean if isinstance(scan.clean, dict) else {}
+    partial = _Partial(clean, path.resolve().parent, _str_list(clean.get("plugins"), []),
+                       _str_list(clean.get("plugins_deny"), []), _str_list(clean.get("plugins_allow"), None), applied)
+    context = None
+    if context_for is not None:
+        try:
+            context = context_for(partial)
+        except ConfigError as error:  # a bad plugins key: the file's other problems still count
+            problems += error.problems
     config = None
     try:
-        config = RunConfig.model_validate(scan.clean)
+        config = RunConfig.model_validate(scan.clean, context=context)
     except ValidationError as error:
         flagged = [place for place, _ in scan.problems]
         problems += [(place, message) for place, message in fold_problems(error)
                      if not any(is_under(place, other) for other in flagged)]
     if problems:
         error = ConfigError(problems=tidy_problems(problems, applied))
-        clean = scan.clean if isinstance(scan.clean, dict) else {}
-        error.partial = _Partial(clean, base_dir, _str_list(clean.get("plugins"), []),  # type: ignore[attr-defined]
-                                 _str_list(clean.get("plugins_deny"), []), _str_list(clean.get("plugins_allow"), None),
-                                 applied)
+        error.partial = partial  # type: ignore[attr-defined]
         raise error
     assert config is not None
-    config._base_dir = base_dir
+    config._base_dir = partial.base_dir
     config._file = path
     config._overrides = applied
     return config

@@ -40,5 +40,4 @@ def run_demo(force: bool = False, progress: bool = True, output_dir: str | Path 
     if output_dir is not None:
         config = config.model_copy(update={"output": config.output.model_copy(update={"dir": str(output_dir)})})
     registry = registry_for(config)
-    check_components(config, registry)
-    return run(config, registry, force=force, progress=progress)
+    return run(check_components(config, registry), registry, force=force, progress=progress)

@@ -4,7 +4,7 @@ Used by the ``deduplicate`` resampler, the ``leakage`` evaluator and the pipelin
 de-duplication (``source.deduplicate``) and ``split.drop_leaked``, so all of them agree on what a
 duplicate is::
 
-    space = FeatureSpace.fit(ds.x, ds.modality, "auto", categorical=ds.features.categorical_indices)
+    space = DistanceSpace.fit(ds.x, ds.modality, "auto", categorical=ds.features.categorical_indices)
     dup_of = duplicate_of(ds.x, method="near", threshold=0.05, space=space)   # -1: kept, else the kept row
     match = cross_match(train.x, test.x, threshold=0.05, space=space)         # each train row vs test
 
@@ -15,7 +15,7 @@ What counts as a duplicate:
   (``|a - b| / sqrt(D)``), so one threshold means the same for 8x8 and 64x64 images. The space is
   ``raw`` (values as they are: images in [0, 1]) or ``standardized`` (each numeric column
   centred and divided by its standard deviation, fitted on the rows given to
-  `FeatureSpace.fit`); ``auto`` is ``standardized`` for tabular data and ``raw`` otherwise.
+  `DistanceSpace.fit`); ``auto`` is ``standardized`` for tabular data and ``raw`` otherwise.
   Categorical columns never enter a distance: two rows are near-duplicates only when their
   categorical columns are equal.
 
@@ -43,15 +43,16 @@ import torch
 from .columns import column_stats
 from .knn import DEFAULT_BLOCK_SIZE, knn
 
-__all__ = ["SPACES", "FeatureSpace", "exact_ids", "duplicate_of", "cross_match", "CrossMatch"]
+__all__ = ["SPACES", "DistanceSpace", "exact_ids", "duplicate_of", "cross_match", "CrossMatch"]
 
 SPACES = ("auto", "raw", "standardized")
 _FIRST_K = 8
 
 
 @dataclass(frozen=True)
-class FeatureSpace:
-    """Where near-duplicate distances are measured.
+class DistanceSpace:
+    """Where near-duplicate distances are measured (the evaluators' embedding of rows into
+    features is `evaluate._features.FeatureSpace`; both standardise columns by `column_stats`).
 
     ``numeric``: the columns (of the flattened row) that enter distances; ``categorical``: the
     columns that must be equal instead; ``center`` / ``scale``: per numeric column (None for
@@ -66,7 +67,7 @@ class FeatureSpace:
 
     @classmethod
     def fit(cls, x: torch.Tensor, modality: str, space: str = "auto",
-            categorical: Sequence[int] = ()) -> "FeatureSpace":
+            categorical: Sequence[int] = ()) -> "DistanceSpace":
         """The space for rows like `x` (statistics of ``standardized`` are taken from `x`)."""
         if space not in SPACES:
             raise ValueError(f"feature space must be one of {list(SPACES)}, got {space!r}")
@@ -168,12 +169,12 @@ def _pairs_within(emb: torch.Tensor, threshold: float, block_size: int) -> tuple
 
 
 def duplicate_of(x: torch.Tensor | Sequence[str], *, method: str = "near", threshold: float = 0.05,
-                 space: FeatureSpace | None = None, modality: str | None = None,
+                 space: DistanceSpace | None = None, modality: str | None = None,
                  priority: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                  block_size: int = DEFAULT_BLOCK_SIZE) -> torch.Tensor:
     """For each row, -1 when it is kept, else the index of the kept row it duplicates.
 
-    `method`: ``exact`` or ``near``. `space`: for ``near`` (default: `FeatureSpace.fit` on `x`
+    `method`: ``exact`` or ``near``. `space`: for ``near`` (default: `DistanceSpace.fit` on `x`
     with ``auto``, which needs `modality`). `priority`: ``(N,)`` integers, lower kept first (e.g.
     real rows before derived ones); ties by row order. `labels`: when given, only rows of one
     label can be duplicates of each other. Runs on `x`'s device.
@@ -201,8 +202,8 @@ def duplicate_of(x: torch.Tensor | Sequence[str], *, method: str = "near", thres
         raise ValueError("near-duplicates need numeric rows; text data has exact duplicates only (method: exact)")
     if space is None:
         if modality is None:
-            raise ValueError("duplicate_of(method='near') needs a FeatureSpace or the modality")
-        space = FeatureSpace.fit(x, modality)
+            raise ValueError("duplicate_of(method='near') needs a DistanceSpace or the modality")
+        space = DistanceSpace.fit(x, modality)
     reps = (result == -1).nonzero().flatten()
     parts = _partitions(labels.to(device)[reps] if labels is not None else None, space.categories(x[reps]))
     emb = space.embed(x[reps])
@@ -287,11 +288,11 @@ class CrossMatch:
 
 
 def cross_match(query: torch.Tensor | Sequence[str], reference: torch.Tensor | Sequence[str], *,
-                threshold: float = 0.05, space: FeatureSpace | None = None, modality: str | None = None,
+                threshold: float = 0.05, space: DistanceSpace | None = None, modality: str | None = None,
                 near: bool = True, block_size: int = DEFAULT_BLOCK_SIZE) -> CrossMatch:
     """Exact copies and nearest neighbours of the `query` rows among the `reference` rows.
 
-    `space` defaults to `FeatureSpace.fit` on both sets together (``auto``, which needs
+    `space` defaults to `DistanceSpace.fit` on both sets together (``auto``, which needs
     `modality`). With ``near=False`` (or text) only exact copies are looked for; ``distance`` is
     then 0 for exact copies and inf elsewhere.
     """
@@ -318,8 +319,8 @@ def cross_match(query: torch.Tensor | Sequence[str], reference: torch.Tensor | S
     if near and is_tensor and n_q and n_r:
         if space is None:
             if modality is None:
-                raise ValueError("cross_match(near=True) needs a FeatureSpace or the modality")
-            space = FeatureSpace.fit(torch.cat([query, reference]), modality)
+                raise ValueError("cross_match(near=True) needs a DistanceSpace or the modality")
+            space = DistanceSpace.fit(torch.cat([query, reference]), modality)
         q_emb, r_emb = space.embed(query), space.embed(reference)
         q_cat, r_cat = space.categories(query), space.categories(reference)
         if q_cat is None:

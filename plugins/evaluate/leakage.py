@@ -16,7 +16,7 @@ from pydantic import Field
 
 from setforge import Dataset, EvalContext, Evaluator, Metrics, Origin
 
-from .._shared.duplicates import CrossMatch, FeatureSpace, cross_match
+from .._shared.duplicates import CrossMatch, DistanceSpace, cross_match
 from ._figures import pairs_figure, png_bytes
 
 __all__ = ["Leakage"]
@@ -58,14 +58,14 @@ class Leakage(Evaluator):
         pairs: int = Field(8, ge=0, le=64, description="closest pairs drawn in the figures (0: no figures)")
 
     # ---------------------------------------------------------------------------- host-facing
-    def space_for(self, train: Dataset, test: Dataset) -> FeatureSpace | None:
+    def space_for(self, train: Dataset, test: Dataset) -> DistanceSpace | None:
         """The feature space distances are measured in, fitted on `train` and `test` together."""
         if not self.params.near:
             return None
         x = torch.cat([train.x.reshape(len(train), -1), test.x.reshape(len(test), -1).to(train.device)])
-        return FeatureSpace.fit(x, train.modality, self.params.space, _categorical(train))
+        return DistanceSpace.fit(x, train.modality, self.params.space, _categorical(train))
 
-    def match(self, train: Dataset, test: Dataset, space: FeatureSpace | None = None,
+    def match(self, train: Dataset, test: Dataset, space: DistanceSpace | None = None,
               device: Any = None) -> CrossMatch:
         """Each row of `train` against `test` (exact copies, nearest test row, near-duplicates)."""
         device = train.device if device is None else torch.device(device)
@@ -107,7 +107,7 @@ class Leakage(Evaluator):
         return metrics
 
     def _measure(self, metrics: Metrics, part: str, train: Dataset, test: Dataset,
-                 space: FeatureSpace | None) -> tuple[CrossMatch, torch.Tensor, torch.Tensor]:
+                 space: DistanceSpace | None) -> tuple[CrossMatch, torch.Tensor, torch.Tensor]:
         """Record one training set's leakage; returns (train->test match, test nearest distance, index)."""
         p = self.params
         forward = cross_match(train.x, test.x, threshold=p.threshold, space=space, near=p.near)
@@ -160,7 +160,7 @@ def _font() -> Any:
 
 
 def _pairs_png(train: Dataset, test: Dataset, distance: torch.Tensor, index: torch.Tensor, pairs: int,
-               space: FeatureSpace | None) -> bytes:
+               space: DistanceSpace | None) -> bytes:
     """The `pairs` test rows closest to the training set: each training row above its test row,
     captioned with their distance (tabular rows as colour strips of standardized values)."""
     valid = (index >= 0) & torch.isfinite(distance)

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator
 
 from setforge import DataError, Dataset, Origin, Resampler, StepContext
 
-from .._shared.duplicates import FeatureSpace, duplicate_of
+from .._shared.duplicates import DistanceSpace, duplicate_of
 from .._shared.knn import DEFAULT_BLOCK_SIZE
 
 __all__ = ["Deduplicate", "OutlierFilter"]
@@ -88,7 +88,7 @@ class Deduplicate(Resampler):
         p = self.params
         space = None
         if p.method == "near":
-            space = FeatureSpace.fit(ds.x, ds.modality, p.space, _categorical(ds))
+            space = DistanceSpace.fit(ds.x, ds.modality, p.space, _categorical(ds))
         if priority is None:
             priority = (ds.origin != int(Origin.REAL)).to(torch.int64)
         return duplicate_of(ds.x, method=p.method, threshold=p.threshold, space=space, priority=priority,

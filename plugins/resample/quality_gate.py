@@ -10,7 +10,7 @@ from pydantic import Field
 
 from setforge import Dataset, Origin, Resampler, StepContext
 
-from .._shared.duplicates import FeatureSpace, cross_match
+from .._shared.duplicates import DistanceSpace, cross_match
 from ..evaluate._figures import pairs_figure
 from ._judge import JudgeParams, train_judge
 
@@ -81,7 +81,7 @@ class QualityGate(Resampler):
         if len(rows) and len(real):
             x = ds.x[rows]
             categorical = [] if ds.features is None else ds.features.categorical_indices
-            space = FeatureSpace.fit(real.x, ds.modality, params.space, categorical=categorical)
+            space = DistanceSpace.fit(real.x, ds.modality, params.space, categorical=categorical)
             match = cross_match(x, real.x, threshold=params.copy_threshold, space=space)
             nearest = match.index
             if params.copy_threshold > 0:

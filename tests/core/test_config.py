@@ -312,7 +312,7 @@ def test_override_problems_name_the_set(folder):
 # --------------------------------------------------------------------------- components
 def test_check_components_resolves_paths_against_the_run_file(folder):
     config, _ = load_checked(write(folder, GOOD))
-    checked = config.params_at("source.params", config.source.params)
+    checked = config.source.checked_params
     assert Path(checked.path) == folder.resolve() / "data" / "rows.csv"
     assert config.source.params["path"] == "data/rows.csv"  # the run file's own params are not written to
     assert config.output.dir == "runs/x"
@@ -333,7 +333,8 @@ def test_component_params_are_parsed_once_and_built_from(folder, monkeypatch):
     config, registry = load_checked(write(folder, GOOD))
     from setforge.checks import _refs_from_config
 
-    assert len(calls) == len(_refs_from_config(config))  # one parse per component named
+    assert len(calls) == len(_refs_from_config(config))  # one parse per component named, in one pass
+    assert all(given == "dict" for _, given in calls)
     calls.clear()
     build(config, registry)
     assert calls and all(given != "dict" for _, given in calls)  # built from the checked Params
@@ -350,13 +351,13 @@ def test_a_missing_source_path_is_named(folder):
 def test_only_source_paths_and_checkpoints_must_exist(folder):
     text = GOOD.replace("params: {degrees: 10}", "params: {degrees: 10, cache: not/yet}")
     config, _ = load_checked(write(folder, text))
-    assert Path(config.params_at("pipeline[0].params", {}).cache) == folder.resolve() / "not" / "yet"
+    assert Path(config.pipeline[0].component_refs()[0].checked_params.cache) == folder.resolve() / "not" / "yet"
     with pytest.raises(ConfigError) as caught:
         load_checked(write(folder, GOOD), ["pipeline[3].params.checkpoint=gan.pt"])
     assert places(caught.value) == ["pipeline[3].params.checkpoint"]
     (folder / "gan.pt").write_bytes(b"x")
     config, _ = load_checked(write(folder, GOOD), ["pipeline[3].params.checkpoint=gan.pt"])
-    assert Path(config.params_at("pipeline[3].params", {}).checkpoint) == folder.resolve() / "gan.pt"
+    assert Path(config.pipeline[3].component_refs()[0].checked_params.checkpoint) == folder.resolve() / "gan.pt"
 
 
 def test_every_component_problem_at_once(folder):
@@ -506,7 +507,7 @@ def test_the_error_example_in_the_docs_is_real(tmp_path, capsys):
 
 def test_default_paths_resolve_and_must_exist_for_sources(folder):
     config, _ = load_checked(write(folder, "plugins: [cfg_plugin.py]\nsource: cfgtest-files\n"))
-    assert Path(config.params_at("source.params", {}).path) == folder.resolve() / "data" / "rows.csv"
+    assert Path(config.source.checked_params.path) == folder.resolve() / "data" / "rows.csv"
     (folder / "data" / "rows.csv").unlink()
     with pytest.raises(ConfigError) as caught:
         load_checked(write(folder, "plugins: [cfg_plugin.py]\nsource: cfgtest-files\n"))

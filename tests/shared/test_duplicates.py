@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from setforge.plugins._shared.duplicates import FeatureSpace, cross_match, duplicate_of, exact_ids
+from setforge.plugins._shared.duplicates import DistanceSpace, cross_match, duplicate_of, exact_ids
 
 
 def greedy_reference(x: torch.Tensor, threshold: float, priority: torch.Tensor | None = None,
@@ -89,7 +89,7 @@ def test_standardized_space_and_categorical_columns():
     other = x[5:10].clone()
     other[:, 2] = 1 - other[:, 2]  # identical numbers, other category: not a duplicate
     data = torch.cat([x, copy, other])
-    space = FeatureSpace.fit(data, "tabular", "auto", categorical=[2])
+    space = DistanceSpace.fit(data, "tabular", "auto", categorical=[2])
     assert space.kind == "standardized"
     got = duplicate_of(data, method="near", threshold=0.01, space=space)
     assert got[50:55].tolist() == [0, 1, 2, 3, 4]
