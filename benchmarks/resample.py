@@ -26,6 +26,11 @@ Seconds: wall time of the call after a warm-up call on small data, min and media
 its resident set just before it (``/proc/self/clear_refs`` resets the mark before each run), so
 it counts every allocation, numpy's, torch's and BLAS's alike; the output rows are included
 (``output_mb`` says how much of the peak they are).
+
+Target (from ``TARGET_ROWS`` = 100k rows up, where SMOTE's own work outweighs start-up costs):
+the whole ``smote`` component with ``backend: torch`` takes at most imbalanced-learn's time and
+peak memory (ratio <= 1.0 on both); smaller sizes are reported without a target. The results go
+to ``benchmarks/results/resample.json`` (``--out``); exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ K = 5
 FEATURES = 64
 RATIO = 10
 CPU_METHODS = ("imblearn", "torch", "setforge-torch", "setforge-imblearn")
+TARGET_ROWS = 100_000
+TARGET_METHOD = "setforge-torch"
+RESULTS = Path(__file__).resolve().parent / "results" / "resample.json"
 
 
 # ------------------------------------------------------------------------------ worker side
@@ -174,12 +182,13 @@ def run_case(method: str, n: int, repeat: int, timeout: float, threads: int | No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000, 200_000, 1_000_000])
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (1 for sizes >= 1M)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of every method, interleaved (1 for sizes >= 1M)")
     parser.add_argument("--methods", nargs="+", default=list(CPU_METHODS))
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: add the torch-cuda method")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per case")
     parser.add_argument("--threads", type=int, help="threads for torch, BLAS and OpenMP alike (default: theirs)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the results JSON goes")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -189,8 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     methods = list(args.methods) + (["torch-cuda"] if args.device == "cuda" else [])
     results = []
     for n in args.sizes:
-        for method in methods:
-            result = run_case(method, n, 1 if n >= 1_000_000 else args.repeat, args.timeout, args.threads)
+        # Rounds interleave the methods (one fresh subprocess and timed call each), so that a load
+        # change on a shared machine falls on every method alike.
+        rounds = [[run_case(method, n, 1, args.timeout, args.threads) for method in methods]
+                  for _ in range(1 if n >= 1_000_000 else args.repeat)]
+        for cases in zip(*rounds):
+            result = _merge(list(cases))
             results.append(result)
             if not args.json:
                 print(_row(result), flush=True)
@@ -202,18 +215,41 @@ def main(argv: list[str] | None = None) -> int:
         ratios[n] = {m: {"time": by[m]["seconds_min"] / by["imblearn"]["seconds_min"],
                          "peak_memory": by[m]["peak_mb"] / max(by["imblearn"]["peak_mb"], 1e-9)}
                      for m in by if m != "imblearn"}
+    missed = [f"N={n}: {TARGET_METHOD} {what} {row[TARGET_METHOD][what]:.2f}x imblearn (target <= 1.0)"
+              for n, row in ratios.items() if n >= TARGET_ROWS and TARGET_METHOD in row
+              for what in ("time", "peak_memory") if row[TARGET_METHOD][what] > 1.0]
+    missing = [f"N={n}: {TARGET_METHOD} or imblearn did not finish" for n in args.sizes
+               if n >= TARGET_ROWS and TARGET_METHOD in methods and TARGET_METHOD not in ratios.get(n, {})]
+    report = {"features": FEATURES, "ratio": f"{RATIO}:1", "k_neighbors": K, "threads": args.threads,
+              "results": results, "ratios_vs_imblearn": ratios, "cpu_count": os.cpu_count(),
+              "load_average": os.getloadavg(),
+              "target": {"from_rows": TARGET_ROWS, "method": TARGET_METHOD, "max_ratio": 1.0,
+                         "measured": any(n >= TARGET_ROWS for n in ratios), "missed": missed + missing}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     if args.json:
-        print(json.dumps({"features": FEATURES, "ratio": f"{RATIO}:1", "k_neighbors": K, "threads": args.threads,
-                          "results": results,
-                          "ratios_vs_imblearn": ratios, "cpu_count": os.cpu_count(),
-                          "load_average": os.getloadavg()}, indent=2))
+        print(json.dumps(report, indent=2))
     else:
         print(f"\nratios to imblearn (min seconds, peak memory); load average {os.getloadavg()[0]:.1f} "
               f"on {os.cpu_count()} cores")
         for n, row in ratios.items():
             print(f"  N={n:>9,}: " + ", ".join(f"{m} {v['time']:.2f}x time {v['peak_memory']:.2f}x memory"
                                                for m, v in row.items()))
-    return 0
+        if not report["target"]["measured"]:
+            print(f"target: none below {TARGET_ROWS:,} rows")
+    for line in missed + missing:
+        print(f"MISSED {line}", file=sys.stderr)
+    return 1 if missed or missing else 0
+
+
+def _merge(cases: list[dict]) -> dict:
+    """One method's rounds as one result (min and median seconds, the median peak over them)."""
+    failed = [c for c in cases if "error" in c]
+    if failed:
+        return failed[0]
+    seconds = [s for c in cases for s in c["seconds"]]
+    return {**cases[0], "seconds": seconds, "seconds_min": min(seconds), "seconds_median": statistics.median(seconds),
+            "peak_mb": statistics.median(c["peak_mb"] for c in cases)}
 
 
 def _row(result: dict) -> str:
