@@ -52,3 +52,25 @@ def test_a_chain_with_a_batch_wide_op_is_not_chunked(monkeypatch):
     monkeypatch.setattr(Chain, "chunk_bytes", 8)
     assert torch.equal(chain(x, y, params=params), whole)
     assert torch.equal(chain.parent_index(params, 40, x.device), params["1"]["parent"])
+
+
+def test_small_cpu_batches_run_on_one_thread_and_the_setting_comes_back(monkeypatch):
+    seen = []
+
+    class Probe(Invert):
+        def _transform(self, x, y, params):
+            seen.append(torch.get_num_threads())
+            return super()._transform(x, y, params)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = smooth_images(4, height=8, width=8)
+        probe = Probe({"p": 1.0})
+        assert torch.equal(probe(x), 1.0 - x)
+        assert seen == [1] and torch.get_num_threads() == 2
+        monkeypatch.setattr(Probe, "one_thread_elements", x.numel() - 1)  # a batch above the bound keeps its threads
+        probe(x)
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
