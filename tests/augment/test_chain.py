@@ -74,3 +74,24 @@ def test_small_cpu_batches_run_on_one_thread_and_the_setting_comes_back(monkeypa
         assert seen == [1, 2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_chunked_chain_takes_the_thread_bound_per_chunk(monkeypatch):
+    seen = []
+
+    class Probe(Invert):
+        def _transform(self, x, y, params):
+            seen.append(torch.get_num_threads())
+            return super()._transform(x, y, params)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = smooth_images(4, height=8, width=8)
+        chain = Chain([Probe({"p": 1.0}), Color()])
+        monkeypatch.setattr(Chain, "one_thread_elements", x[:2].numel())  # the batch is above, a chunk is not
+        monkeypatch.setattr(Chain, "chunk_bytes", 2 * x[0].numel() * 4)
+        chain(x)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
