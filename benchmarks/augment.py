@@ -59,7 +59,7 @@ TARGETS = {32: {"torchvision-loop": 10.0, "kornia": 1.5},
 PIXEL_TARGETS = {"equalize": 3.0, "autocontrast": 3.0}
 POLICY_TARGET = 3.0
 GRAD_MODE_TARGET = 1.10
-GRAD_MODE_ROUNDS = 5
+GRAD_MODE_ROUNDS = 9
 #: ``$SETFORGE_BENCH_RESULTS`` (set by ``run_all.py --quick``) keeps quick figures out of the full results.
 RESULTS = os.path.join(os.environ.get("SETFORGE_BENCH_RESULTS") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                                                 "results"), "augment.json")
@@ -261,11 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     costs = []
     # at least GRAD_MODE_ROUNDS rounds, the order alternating, so that neither mode always runs
     # second (one round's ratio swings 0.4-1.4x on a loaded machine; the median settles)
+    for grad in (True, False):
+        timed_rounds({"setforge": lambda: chain(x, generator=generator)}, 0, device, grad=grad)  # warm-up
     for i in range(max(args.repeats, GRAD_MODE_ROUNDS)):
         both = {}
         for grad in ((True, False) if i % 2 == 0 else (False, True)):
-            both[grad] = timed_rounds({"setforge": lambda: chain(x, generator=generator)}, 1, device,
-                                      grad=grad)["setforge"][0]
+            with torch.set_grad_enabled(grad):
+                start = time.perf_counter()
+                chain(x, generator=generator)
+                _sync(device)
+                both[grad] = time.perf_counter() - start
         costs.append(both[True] / both[False])
     cost = float(np.median(costs))
     report["grad_mode"] = {"batch": [64, 3, 224, 224], "time_ratio_grad_over_no_grad": cost, "rounds": len(costs),

@@ -23,6 +23,10 @@ def take_params(params: Mapping[str, Any], index: torch.Tensor) -> dict[str, Any
     return {k: take_params(v, index) if isinstance(v, Mapping) else v[index] for k, v in params.items()}
 
 
+def _leaves(params: Mapping[str, Any]) -> list[Any]:
+    return [leaf for v in params.values() for leaf in (_leaves(v) if isinstance(v, Mapping) else [v])]
+
+
 class Augmenter(Component, torch.nn.Module):
     """Transforms rows with parameters drawn per row.
 
@@ -89,11 +93,19 @@ class Augmenter(Component, torch.nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, generator: torch.Generator | None = None,
                 params: Mapping[str, Any] | None = None) -> torch.Tensor:
         """Augment a batch: draw (or replay `params`) and apply. Keeps ``last_params``."""
-        with self._threads(x):
+        with self._threads(x), self._grad_mode(x, y, params):
             if params is None:
                 params = self.make_params(x, y, generator)
             self.last_params = dict(params)
             return self.apply_params(x, y, params)
+
+    def _grad_mode(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any] | None
+                   ) -> contextlib.AbstractContextManager[Any]:
+        """``no_grad`` when nothing the call reads requires grad, so grad mode costs nothing."""
+        tensors = [x, y, *self.parameters(), *_leaves(params or {})]
+        if torch.is_grad_enabled() and not any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors):
+            return torch.no_grad()
+        return contextlib.nullcontext()
 
     @contextlib.contextmanager
     def _threads(self, x: torch.Tensor) -> Iterator[None]:

@@ -95,3 +95,21 @@ def test_a_chunked_chain_takes_the_thread_bound_per_chunk(monkeypatch):
         assert seen == [1, 1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_grad_mode_is_switched_off_inside_when_nothing_requires_grad():
+    seen = []
+
+    class Probe(Invert):
+        def _transform(self, x, y, params):
+            seen.append(torch.is_grad_enabled())
+            return super()._transform(x, y, params)
+
+    x = smooth_images(3, height=8, width=8)
+    probe = Probe({"p": 1.0})
+    assert not probe(x).requires_grad and seen == [False] and torch.is_grad_enabled()
+    leaf = x.clone().requires_grad_(True)
+    out = probe(leaf)
+    assert seen == [False, True] and out.requires_grad
+    out.sum().backward()
+    assert torch.equal(leaf.grad, torch.full_like(x, -1.0))
