@@ -137,8 +137,17 @@ class Chain(Augmenter):
     def _make_params(self, x, y, generator):
         return {str(i): op.make_params(x, y, generator) for i, op in enumerate(self.ops)}
 
+    def _threads(self, x: torch.Tensor):
+        """A chain that cuts its batch into chunks works on one chunk at a time: the bound on the
+        work one thread takes applies to a chunk."""
+        step = self._chunk_rows(x)
+        return super()._threads(x[:step] if self.rows_independent and len(self.runs) > 1 else x)
+
+    def _chunk_rows(self, x: torch.Tensor) -> int:
+        return max(1, self.chunk_bytes // max(1, x[0].numel() * x.element_size())) if len(x) else 1
+
     def _transform(self, x, y, params):
-        step = max(1, self.chunk_bytes // max(1, x[0].numel() * x.element_size())) if len(x) else 1
+        step = self._chunk_rows(x)
         if not self.rows_independent or len(self.runs) < 2 or step >= len(x):
             return self._stages(x, y, params)
         # Rows are independent: run every stage on a cache-sized chunk of rows before the next

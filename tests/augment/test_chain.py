@@ -52,3 +52,64 @@ def test_a_chain_with_a_batch_wide_op_is_not_chunked(monkeypatch):
     monkeypatch.setattr(Chain, "chunk_bytes", 8)
     assert torch.equal(chain(x, y, params=params), whole)
     assert torch.equal(chain.parent_index(params, 40, x.device), params["1"]["parent"])
+
+
+def test_small_cpu_batches_run_on_one_thread_and_the_setting_comes_back(monkeypatch):
+    seen = []
+
+    class Probe(Invert):
+        def _transform(self, x, y, params):
+            seen.append(torch.get_num_threads())
+            return super()._transform(x, y, params)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = smooth_images(4, height=8, width=8)
+        probe = Probe({"p": 1.0})
+        assert torch.equal(probe(x), 1.0 - x)
+        assert seen == [1] and torch.get_num_threads() == 2
+        monkeypatch.setattr(Probe, "one_thread_elements", x.numel() - 1)  # a batch above the bound keeps its threads
+        probe(x)
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_chunked_chain_takes_the_thread_bound_per_chunk(monkeypatch):
+    seen = []
+
+    class Probe(Invert):
+        def _transform(self, x, y, params):
+            seen.append(torch.get_num_threads())
+            return super()._transform(x, y, params)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = smooth_images(4, height=8, width=8)
+        chain = Chain([Probe({"p": 1.0}), Color()])
+        monkeypatch.setattr(Chain, "one_thread_elements", x[:2].numel())  # the batch is above, a chunk is not
+        monkeypatch.setattr(Chain, "chunk_bytes", 2 * x[0].numel() * 4)
+        chain(x)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_grad_mode_is_switched_off_inside_when_nothing_requires_grad():
+    seen = []
+
+    class Probe(Invert):
+        def _transform(self, x, y, params):
+            seen.append(torch.is_grad_enabled())
+            return super()._transform(x, y, params)
+
+    x = smooth_images(3, height=8, width=8)
+    probe = Probe({"p": 1.0})
+    assert not probe(x).requires_grad and seen == [False] and torch.is_grad_enabled()
+    leaf = x.clone().requires_grad_(True)
+    out = probe(leaf)
+    assert seen == [False, True] and out.requires_grad
+    out.sum().backward()
+    assert torch.equal(leaf.grad, torch.full_like(x, -1.0))
