@@ -18,13 +18,14 @@ def long_tail_counts(largest: int = 400, smallest: int = 8, classes: int = len(S
     return [int(round(largest * ratio ** (i / (classes - 1)))) for i in range(classes)]
 
 
-def draw_shapes(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``(N, 3, 32, 32)`` float32 images in [0, 1], one shape of class ``labels[i]`` per image."""
+def draw_shapes(labels: np.ndarray, rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
+    """``(N, 3, size, size)`` float32 images in [0, 1], one shape of class ``labels[i]`` per image
+    (radius 6 to 11 pixels at 32x32, scaled with `size`)."""
     n = len(labels)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
-    r = rng.uniform(6.0, 11.0, n).astype(np.float32)[:, None, None]
-    cx = (SIZE / 2 + rng.uniform(-1, 1, n) * (SIZE / 2 - 1 - r[:, 0, 0])).astype(np.float32)[:, None, None]
-    cy = (SIZE / 2 + rng.uniform(-1, 1, n) * (SIZE / 2 - 1 - r[:, 0, 0])).astype(np.float32)[:, None, None]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    r = (rng.uniform(6.0, 11.0, n) * size / SIZE).astype(np.float32)[:, None, None]
+    cx = (size / 2 + rng.uniform(-1, 1, n) * (size / 2 - 1 - r[:, 0, 0])).astype(np.float32)[:, None, None]
+    cy = (size / 2 + rng.uniform(-1, 1, n) * (size / 2 - 1 - r[:, 0, 0])).astype(np.float32)[:, None, None]
     dx, dy = xx[None] - cx, yy[None] - cy
     dist = np.sqrt(dx ** 2 + dy ** 2)
     masks = np.stack([

@@ -11,8 +11,8 @@ and ``cnn`` (torch), trained with early stopping on a validation split, determin
 
 Model-facing normalisation (per-column mean/std for tabular rows, per-channel for images, both
 from the training rows) lives inside the model, so callers pass data in pipeline units.
-Randomness (initial weights, batch order) comes only from the `Rng` given; there is no dropout,
-so evaluation is deterministic too.
+Randomness (initial weights, batch order) comes only from the `Rng` given; there is no dropout and
+the cnn's batch norm uses its running statistics in evaluation, so evaluation is deterministic too.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ CLASSIFIER_KINDS = ("logistic-regression", "mlp", "cnn")
 DOWNSTREAM_KINDS = CLASSIFIER_KINDS + ("gradient-boosting",)
 _SMALL_MODEL_MACS = 2**30
 _DEFAULT_LR = {"logistic-regression": 1e-2, "mlp": 1e-3, "cnn": 3e-3}
+_MIN_EPOCH_BATCHES = 8
 
 
 @dataclass
@@ -58,7 +59,8 @@ class Classifier(nn.Module):
 
     ``kind``: ``logistic-regression`` (a linear layer on the normalised, flattened input; its
     features are that input), ``mlp`` (two hidden ReLU layers of ``hidden`` units) or ``cnn``
-    (images only: two conv blocks, global average pooling, one hidden layer; any image size).
+    (images only: two blocks of two conv + batch-norm + ReLU layers, global average pooling, one
+    hidden layer; any image size).
     """
 
     def __init__(self, kind: str, row_shape: tuple[int, ...], num_classes: int, mean: torch.Tensor,
@@ -81,12 +83,13 @@ class Classifier(nn.Module):
                                       nn.ReLU())
             width = hidden
         else:
-            channels = row_shape[0]
             pool = nn.MaxPool2d(2) if min(row_shape[1:]) >= 4 else nn.Identity()
-            self.body = nn.Sequential(
-                nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), pool,
-                nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
-                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, hidden), nn.ReLU())
+            # batch norm after every conv: without it the signal fades through four ReLU convs and global
+            # pooling, and on a few hundred rows the net sits at the class prior until early stopping ends it
+            widths = (row_shape[0], 16, 16, 32, 32)
+            blocks = [[nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU()] for i, o in zip(widths, widths[1:])]
+            self.body = nn.Sequential(*blocks[0], *blocks[1], pool, *blocks[2], *blocks[3], nn.AdaptiveAvgPool2d(1),
+                                      nn.Flatten(), nn.Linear(32, hidden), nn.ReLU())
             width = hidden
         self.head = nn.Linear(width, self.num_classes)
         self.feature_dim = width
@@ -178,10 +181,11 @@ def fit_classifier(kind: str, x: torch.Tensor, y: torch.Tensor, num_classes: int
                    on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Classifier:
     """Train a `Classifier` on tensors ``x`` (rows) and ``y`` (labels).
 
-    Adam on mini-batches of ``batch_size`` drawn in an order from `rng`; with validation rows,
-    training stops after ``patience`` epochs without a lower validation loss and the best
-    weights are kept; without them it runs ``epochs`` epochs. ``lr`` defaults per kind (1e-2 for
-    logistic regression, 1e-3 mlp, 3e-3 cnn). Deterministic on the CPU for the same inputs and `rng`.
+    Adam on mini-batches of ``batch_size`` drawn in an order from `rng`; an epoch is one pass over
+    the rows, or as many passes as make 8 batches when the rows fill fewer (so that a few hundred
+    rows still get enough steps). With validation rows, training stops after ``patience`` epochs
+    without a lower validation loss and the best weights are kept; without them it runs ``epochs``
+    epochs. ``lr`` defaults per kind (1e-2 for logistic regression, 1e-3 mlp, 3e-3 cnn). Deterministic on the CPU for the same inputs and `rng`.
     Small models train on one CPU thread (restored afterwards).
     """
     device = torch.device(device)
@@ -221,18 +225,26 @@ def _train_loop(model: Classifier, optimiser: torch.optim.Optimizer, x: torch.Te
     history = TrainHistory()
     best_loss, best_state, waited = math.inf, None, 0
     n = len(x)
+    # a lone trailing row joins the batch before it (one row is a noisy step, and batch norm needs two)
+    ends = list(range(batch_size, n, batch_size)) + [n]
+    if len(ends) > 1 and ends[-1] - ends[-2] == 1:
+        ends.pop(-2)
+    # an epoch is at least _MIN_EPOCH_BATCHES steps (several passes over a small set), so that epochs and
+    # patience mean enough optimiser steps to leave the class prior however few the rows
+    passes = -(-_MIN_EPOCH_BATCHES // len(ends))
     for epoch in range(epochs):
         model.train()
-        perm = torch.randperm(n, generator=order, device=order.device).to(device)
         total = 0.0
-        for start in range(0, n, batch_size):
-            index = perm[start:start + batch_size]
-            optimiser.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[index]), y[index])
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(index)
-        history.train_loss.append(total / n)
+        for _ in range(passes):
+            perm = torch.randperm(n, generator=order, device=order.device).to(device)
+            for start, end in zip([0] + ends[:-1], ends):
+                index = perm[start:end]
+                optimiser.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x[index]), y[index])
+                loss.backward()
+                optimiser.step()
+                total += float(loss.detach()) * len(index)
+        history.train_loss.append(total / (n * passes))
         history.epochs_run = epoch + 1
         losses = {"train": history.train_loss[-1]}
         if has_val:

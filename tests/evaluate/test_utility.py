@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 import numpy as np
@@ -65,6 +68,29 @@ def test_cnn_trains_on_images_and_refuses_tabular(digits):
     tabular = BreastCancerSource().load(StepContext.from_seed(0))
     with pytest.raises(DataError, match="cnn"):
         train_classifier("cnn", tabular, None, Rng(0), "cpu")
+
+
+def _procedural_shapes():
+    """benchmarks/_shapes.py's five shapes (random colours, positions, sizes), drawn at 16x16."""
+    spec = importlib.util.spec_from_file_location("_shapes", Path(__file__).parents[2] / "benchmarks" / "_shapes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.draw_shapes
+
+
+def test_cnn_learns_small_long_tailed_rgb_shapes():
+    # Issue 25's case, small: RGB shapes, train long-tailed 12:1 (118 rows, under one batch), val and
+    # test balanced. A cnn stuck at the class prior predicts the largest class (macro-F1 0.067).
+    draw_shapes, g = _procedural_shapes(), np.random.default_rng(0)
+
+    def part(counts):
+        y = np.repeat(np.arange(5), counts)
+        return torch.from_numpy(draw_shapes(y, g, 16)), torch.from_numpy(y)
+
+    (x, y), (x_val, y_val), (x_test, y_test) = part([60, 30, 15, 8, 5]), part([10] * 5), part([20] * 5)
+    model = fit_classifier("cnn", x, y, 5, Rng(1), x_val=x_val, y_val=y_val)
+    scores = classification_scores(y_test, model.predict(x_test), 5)
+    assert scores["macro_f1"] > 0.8 and min(scores["recall"]) > 0.5, scores
 
 
 def test_normalisation_lives_inside_the_model():
