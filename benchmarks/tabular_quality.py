@@ -8,8 +8,9 @@ vs ``gaussian-mixture`` vs SMOTE-NC, on breast cancer, wine and a mixed categori
 Per dataset and seed: a stratified 70/30 split of the real rows; every method learns the training
 split and makes as many synthetic rows per class as it has real ones:
 
-- ``tabular-gan``: setforge's generator, class-conditional, default params (``pac: 10``) but
-  ``epochs``; ``tabular-gan-pac1`` the same with ``pac: 1`` (a plain, unpacked critic);
+- ``tabular-gan``: setforge's generator, class-conditional, default params (``pac: auto``: 10
+  when a batch holds 50 packs of 10, else 1; the pac used is in each seed's row) but ``epochs``;
+  ``tabular-gan-pac10`` the same with CTGAN's ``pac: 10`` forced;
 - ``ctgan``: ``ctgan.CTGAN(epochs=...)`` with the label as one more discrete column (how the
   package is used for labelled tables), ``sample(len(train))``, the label read off each row;
 - ``gaussian-mixture``: setforge's per-class mixture baseline, when installed (branch gen2);
@@ -112,6 +113,7 @@ def fit_setforge(name: str, train, seed: int, params: dict):
     generator.fit(train, ctx)
     seconds = time.process_time() - start
     out = generator.sample(train.y, ctx)
+    fit_setforge.pac = (getattr(generator, "training_report", None) or {}).get("pac")
     return out.x.numpy().astype(np.float64), out.y.numpy(), seconds
 
 
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     # torch's first optimiser imports torch._dynamo (seconds); pay it before any timed fit, so that
     # whichever method runs first is not charged for it
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    methods = ["tabular-gan", "tabular-gan-pac1", "ctgan"] + (["gaussian-mixture"] if has_mixture else []) + ["smote-nc"]
+    methods = ["tabular-gan", "tabular-gan-pac10", "ctgan"] + (["gaussian-mixture"] if has_mixture else []) + ["smote-nc"]
     results: dict = {"conditions": {
         "epochs": args.epochs, "seeds": args.seeds, "torch_threads": 1, "ctgan": ctgan.__version__,
         "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
@@ -248,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             for method in methods:
                 if method == "tabular-gan":
                     x, y, seconds = fit_setforge("tabular-gan", train, seed, {"epochs": args.epochs})
-                elif method == "tabular-gan-pac1":
-                    x, y, seconds = fit_setforge("tabular-gan", train, seed, {"epochs": args.epochs, "pac": 1})
+                elif method == "tabular-gan-pac10":
+                    x, y, seconds = fit_setforge("tabular-gan", train, seed, {"epochs": args.epochs, "pac": 10})
                 elif method == "gaussian-mixture":
                     x, y, seconds = fit_setforge("gaussian-mixture", train, seed, {})
                 elif method == "ctgan":
@@ -260,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                        "column_distance": column_distance(x, real, mask),
                        "correlation_difference": correlation_difference(x, real, mask), "fit_cpu_s": seconds,
                        "rows": int(len(x))}
+                if method.startswith("tabular-gan"):
+                    row["pac"] = fit_setforge.pac
                 per_seed[method].append(row)
                 print(f"{name:14s} seed {seed} {method:17s} tstr {row['tstr_macro_f1']:.3f} "
                       f"dist {row['column_distance']:.3f} fit {seconds:7.1f} s cpu", flush=True)

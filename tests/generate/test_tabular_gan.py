@@ -8,7 +8,7 @@ from setforge.context import StepContext
 from setforge.dataset import Dataset, FeatureInfo
 from setforge.errors import DataError
 from setforge.plugins.generate._tabular_encoding import ModeSpecificNormaliser
-from setforge.plugins.generate.tabular_gan import TabularGAN, TrainingBySampling
+from setforge.plugins.generate.tabular_gan import TabularGAN, TrainingBySampling, auto_pac
 
 TINY = {"steps": 6, "batch_size": 40, "embedding_dim": 8, "generator_dims": [16], "critic_dims": [16],
         "max_modes": 3, "checkpoint_every": 3, "pac": 4}
@@ -121,4 +121,14 @@ def test_save_load_and_resume_match(tmp_path):
 def test_too_few_rows_for_a_pack():
     ds = mixed_rows(n=8)
     with pytest.raises(DataError, match="pac=10"):
-        TabularGAN({"steps": 1}).fit(ds, StepContext.from_seed(0))
+        TabularGAN({"steps": 1, "pac": 10}).fit(ds, StepContext.from_seed(0))
+
+
+def test_pac_auto_packs_only_batches_of_at_least_fifty_packs():
+    assert auto_pac("auto", 500, 10_000) == 10  # CTGAN's batch of 500: 50 packs of 10
+    assert auto_pac("auto", 500, 124) == 1  # the batch is cut to the 124 rows there are
+    assert auto_pac("auto", 499, 10_000) == 1
+    assert auto_pac(4, 500, 124) == 4  # an int is taken as given
+    gan = TabularGAN({**TINY, "pac": "auto"}).fit(mixed_rows(), StepContext.from_seed(0))
+    assert gan.training_report["pac"] == 1
+    assert gan.result.sampler is not None
