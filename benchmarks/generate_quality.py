@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.combine:
         parts = [json.loads(path.read_text()) for path in args.combine]
         raw = [row for part in parts for row in part["rows"]]
-        params_used = parts[0]["params"]
+        params_used = {name: params for part in parts for name, params in part["params"].items()}
         return finish(args, raw, params_used, variants, started, sum(p["total_cpu_s"] for p in parts))
 
     def record(dataset: str, seed: int, config: str, values: dict[str, Any]) -> None:
