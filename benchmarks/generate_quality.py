@@ -20,11 +20,18 @@ split drives ``select: best-fd``), generates rows and measures:
   the real rows plus the generator's balance fill (longtail), against ``smote`` (the same fill by
   setforge's ``smote``) and ``raw`` (real rows only); on balanced digits a fill adds one generated
   row per real row (``multiply: 1``);
-- ``wall_s`` and ``cpu_s`` (``time.process_time``) of fit + sample, on one torch thread.
+- ``wall_s`` and ``cpu_s`` (``time.process_time``) of fit + sample, on one torch thread, and
+  ``steps``: the generator steps trained (the rule that chose them is in the JSON's ``selection``).
+
+Every generator runs with its default params (``steps: auto``, ``select: last``; the checkpoint
+monitor is on, as in a run with a val split), sample grids off; ``--set`` overrides, and the JSON
+says which params each run used. With CUDA present (``--gpu auto``) ``stylegan2`` also trains on
+the GPU, ``stylegan2/plain@cuda-bf16`` (the loop's bf16 autocast + channels_last) against
+``stylegan2/plain@cuda-fp32`` (``precision: fp32``); without CUDA those rows are skipped.
 
     python benchmarks/generate_quality.py [--seeds 0,1,2] [--datasets digits,longtail]
         [--generators dcgan,wgan-gp,gaussian-mixture] [--variants plain,diffaugment,ada]
-        [--set dcgan.steps=3000] [--json PATH] [--cpu-minutes 5]
+        [--set dcgan.steps=3000] [--json PATH] [--cpu-minutes 5] [--gpu auto|off]
 
 Writes ``benchmarks/results/generate_quality.json`` (after every measured row, so a long run
 that is stopped keeps what it measured) and prints the table. On a shared machine, run one
@@ -61,14 +68,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 VARIANT_GENERATORS = {"plain": ("dcgan", "wgan-gp", "stylegan2"), "diffaugment": ("dcgan", "wgan-gp", "stylegan2"),
                       "ada": ("dcgan",)}
-#: The generators' params in this benchmark: checkpoint selection by FD, no grids, and training
-#: budgets that fit the shared machine (override with --set).
+#: The generators' params in this benchmark: their defaults (``steps: auto``, ``select: last``, the
+#: checkpoint monitor on since the step has a val split), so the table measures what a run file
+#: naming the generator gets; only the sample-grid PNGs are off (they change no weights). Override
+#: with --set (e.g. ``--set dcgan.select='"best-fd"'``); the JSON records the params used and each
+#: row's budget (``steps`` and the rule that chose them).
 GENERATOR_PARAMS: dict[str, dict[str, Any]] = {
-    "dcgan": {"select": "best-fd", "grid_every": 0, "steps": 1500, "checkpoint_every": 250},
-    "wgan-gp": {"select": "best-fd", "grid_every": 0, "steps": 500, "checkpoint_every": 100},
-    "stylegan2": {"select": "best-fd", "grid_every": 0, "checkpoint_every": 250},  # its defaults: 50 epochs
+    "dcgan": {"grid_every": 0},
+    "wgan-gp": {"grid_every": 0},
+    "stylegan2": {"grid_every": 0},
     "gaussian-mixture": {},
 }
+#: With CUDA present (``--gpu auto``), these generators also train on the GPU, plain variant: the
+#: loop's CUDA path (bf16 autocast + channels_last, ``precision: auto``) against ``precision: fp32``.
+GPU_GENERATORS = ("stylegan2",)
+GPU_PRECISIONS = {"cuda-bf16": {"precision": "auto"}, "cuda-fp32": {"precision": "fp32"}}
 NEURAL = ("dcgan", "wgan-gp", "stylegan2")
 #: CPU-minute targets that differ from --cpu-minutes (stylegan2: CAS >= 0.95 within 10 CPU minutes).
 CPU_MINUTES = {"stylegan2": 10.0}
@@ -133,20 +147,31 @@ def smote_fill(train, seed: int):
     return out[out.origin != int(Origin.REAL)]
 
 
-def fit_and_sample(name: str, params: dict[str, Any], train, val, counts: list[int], seed: int, cache):
+def fit_and_sample(name: str, params: dict[str, Any], train, val, counts: list[int], seed: int, cache,
+                   device: str = "cpu"):
+    """Fit `name` on `train` (val drives the monitor), sample the `counts` fill; rows come back on the CPU."""
     from setforge import StepContext
     from setforge.registry import Registry
 
     cls = Registry(use_env=False).load().get("generate", name).cls
+    cuda = device == "cuda"
+    if cuda:
+        train, val = train.to(device), val.to(device)
+        torch.cuda.synchronize()
     wall, cpu = time.perf_counter(), time.process_time()
     generator = cls(params)
-    ctx = StepContext.from_seed(seed, val=val, cache=cache)  # the run's cache: the monitor's network, once
+    ctx = StepContext.from_seed(seed, device=device, val=val, cache=cache)  # the run's cache: the monitor's network
     generator.fit(train, ctx)
-    labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
-    generated = generator.sample(labels, StepContext.from_seed(seed + 1000))
+    labels = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts)).to(device)
+    generated = generator.sample(labels, StepContext.from_seed(seed + 1000, device=device))
+    if cuda:
+        torch.cuda.synchronize()
     timing = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu}
-    selection = getattr(getattr(generator, "result", None), "selection", None)
-    return generated, timing, selection
+    result = getattr(generator, "result", None)
+    if result is not None:
+        timing["steps"] = result.iterations
+    extra = {"selection": getattr(result, "selection", None), "budget": getattr(result, "budget", None)}
+    return generated.to("cpu"), timing, extra
 
 
 def summarise(values: list[float]) -> dict[str, float]:
@@ -166,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a generator param, e.g. dcgan.steps=3000")
     parser.add_argument("--cpu-minutes", type=float, default=5.0)
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--gpu", choices=("auto", "off"), default="auto",
+                        help=f"auto: with CUDA present, also train {', '.join(GPU_GENERATORS)} on the GPU "
+                             f"({' vs '.join(GPU_PRECISIONS)}); skipped without CUDA")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     overrides: dict[str, dict[str, Any]] = {}
@@ -183,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.combine:
         parts = [json.loads(path.read_text()) for path in args.combine]
         raw = [row for part in parts for row in part["rows"]]
-        params_used = parts[0]["params"]
+        params_used = {name: params for part in parts for name, params in part["params"].items()}
         return finish(args, raw, params_used, variants, started, sum(p["total_cpu_s"] for p in parts))
 
     def record(dataset: str, seed: int, config: str, values: dict[str, Any]) -> None:
@@ -215,21 +243,26 @@ def main(argv: list[str] | None = None) -> int:
                 fill = smote_fill(train, seed)
                 record(dataset, seed, "smote", {**quality(model, fill, test),
                                           "macro_f1": downstream(train, fill, val, test, seed)})
-            for name in generators:
-                for variant in variants if name in NEURAL else ["plain"]:
-                    if name in NEURAL and name not in VARIANT_GENERATORS[variant]:
-                        continue
-                    params = {**GENERATOR_PARAMS[name], **overrides.get(name, {}), **VARIANTS[variant]}
-                    generated, timing, selection = fit_and_sample(name, params, train, val, counts, seed, cache)
-                    config = f"{name}/{variant}"
-                    values = {**quality(model, generated, test), **timing,
-                              "macro_f1": downstream(train, generated, val, test, seed)}
-                    print(f"{dataset} seed {seed} {config}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()),
-                          flush=True)
-                    if selection is not None:
-                        values["chosen_iteration"] = selection["chosen_iteration"]
-                        values["selection"] = {k: selection[k] for k in ("curve", "warnings")}
-                    record(dataset, seed, config, values)
+            runs = [(name, variant, "cpu", f"{name}/{variant}", {})
+                    for name in generators for variant in (variants if name in NEURAL else ["plain"])
+                    if name not in NEURAL or name in VARIANT_GENERATORS[variant]]
+            if args.gpu == "auto" and torch.cuda.is_available():  # issue 19's GPU figures; none without CUDA
+                runs += [(name, "plain", "cuda", f"{name}/plain@{tag}", extra)
+                         for name in generators if name in GPU_GENERATORS and "plain" in variants
+                         for tag, extra in GPU_PRECISIONS.items()]
+            for name, variant, device, config, extra in runs:
+                params = {**GENERATOR_PARAMS[name], **overrides.get(name, {}), **VARIANTS[variant], **extra}
+                generated, timing, notes = fit_and_sample(name, params, train, val, counts, seed, cache, device)
+                values = {**quality(model, generated, test), **timing,
+                          "macro_f1": downstream(train, generated, val, test, seed)}
+                print(f"{dataset} seed {seed} {config}: " + ", ".join(f"{k} {v:.4g}" for k, v in values.items()),
+                      flush=True)
+                if notes["selection"] is not None:
+                    values["chosen_iteration"] = notes["selection"]["chosen_iteration"]
+                    values["selection"] = {k: notes["selection"][k] for k in ("curve", "warnings")}
+                if notes["budget"]:
+                    values["selection"] = {**values.get("selection", {}), "budget": notes["budget"]["rule"]}
+                record(dataset, seed, config, values)
     if args.part:
         print(f"wrote {args.part}")
         return 0
@@ -280,7 +313,7 @@ def finish(args: argparse.Namespace, raw: list[dict[str, Any]], params_used: dic
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
-    shown = ("cas", "fd_test", "precision", "recall", "coverage", "macro_f1", "cpu_s", "wall_s")
+    shown = ("cas", "fd_test", "precision", "recall", "coverage", "macro_f1", "steps", "cpu_s", "wall_s")
     for dataset, by in table.items():
         print(f"\n{dataset} (mean ± std over seeds {seeds})")
         print(f"  {'config':30s}" + "".join(f"{k:>16s}" for k in shown))

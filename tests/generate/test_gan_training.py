@@ -262,3 +262,13 @@ def test_the_fitted_generator_reports_its_budget(tmp_path):
     assert generator.training_report["budget"] == {"steps": 4, "rule": "epochs: 2 x 2 batches per pass over the "
                                                                        "rows, 1 batch per step"}
     assert generator.result.iterations == 4
+
+
+def test_precision_fp32_is_the_cpu_path_and_other_values_are_refused(tmp_path):
+    # on the CPU both precisions train in float32 with contiguous memory: the same weights bit for bit
+    ds = sample_dataset("image")
+    auto = _uninterrupted(ds, tmp_path / "auto", {**TINY, "steps": 3})
+    fp32 = _uninterrupted(ds, tmp_path / "fp32", {**TINY, "steps": 3, "precision": "fp32"})
+    _assert_same(_weights(auto), _weights(fp32))
+    with pytest.raises(ValueError):
+        DCGAN.Params(precision="bf16")

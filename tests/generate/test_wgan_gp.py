@@ -1,5 +1,5 @@
 """wgan-gp: the gradient penalty against a critic whose gradient is known, a critic without batch
-norm, the paper's optimiser defaults, shapes, determinism and save/load."""
+norm, the paper's optimiser betas (twice its learning rate), its default budget, shapes, determinism and save/load."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def test_gradient_penalty_matches_the_closed_form_for_a_linear_critic():
     assert objective.generator_loss(critic, fake, labels)["generator"].item() == -critic(fake, labels).mean().item()
 
 
-def test_the_critic_has_no_batch_norm_and_the_defaults_are_the_papers():
+def test_the_critic_has_no_batch_norm_and_the_defaults_are_the_papers_betas():
     generator = WGANGP(TINY)
     generator.fit(sample_dataset("image"), StepContext.from_seed(0))
     critic = generator._build_discriminator(generator._architecture, "cpu")
@@ -54,6 +54,23 @@ def test_the_critic_has_no_batch_norm_and_the_defaults_are_the_papers():
     defaults = WGANGP.Params()
     assert (defaults.beta1, defaults.beta2, defaults.critic_steps, defaults.gradient_penalty) == (0.0, 0.9, 5, 10.0)
     assert set(generator.result.losses) >= {"discriminator", "generator", "wasserstein", "penalty"}
+
+
+def test_the_default_budget_gives_wgan_gp_fewer_dearer_steps_per_class():
+    from setforge.plugins.generate._gan_training import STEPS_PER_CLASS, WGAN_STEPS_PER_CLASS
+
+    assert WGANGP.Params().steps == "auto" and WGAN_STEPS_PER_CLASS < STEPS_PER_CLASS
+    assert (WGANGP.Params().lr_generator, WGANGP.Params().lr_discriminator) == (2e-4, 2e-4)
+    ds = sample_dataset("image")  # 3 classes: 3 x 250 is below the 1000-step floor, so compare the rule
+    generator = WGANGP({**{k: v for k, v in TINY.items() if k != "steps"}, "steps": "auto"})
+    objective = generator._objective(StepContext.from_seed(0))
+    assert objective.steps_per_class == WGAN_STEPS_PER_CLASS
+    from setforge.plugins.generate._gan_training import training_budget
+    import numpy as np
+
+    budget = training_budget(generator.params, np.array([10] * 10), 1, 5, 10**6, ds.shape,
+                             objective.steps_per_class)
+    assert budget["steps"] == 10 * WGAN_STEPS_PER_CLASS and f"10 classes x {WGAN_STEPS_PER_CLASS}" in budget["rule"]
 
 
 def test_fit_sample_shapes_range_and_save_load(tmp_path):
