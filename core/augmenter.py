@@ -45,6 +45,7 @@ class Augmenter(Component, torch.nn.Module):
     kind = "augment"
     modalities = ("image",)
     rows_independent: ClassVar[bool] = True
+    streams = True  # applied to each batch of a streaming run; an augmenter whose _fit reads the whole input says False
 
     class Params(Component.Params):
         """Shared augmenter params."""

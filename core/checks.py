@@ -20,6 +20,7 @@ from .errors import ConfigError, SetforgeError
 from .hookspecs import SERVICE_HOOKS
 from .problems import enrich_unknown, tidy_problems, is_under
 from .runfile import load_run_config
+from .streaming import problems as streaming_problems
 
 __all__ = ["check_components", "load_and_check"]
 
@@ -189,6 +190,8 @@ def check_components(config: RunConfig, registry: Any) -> None:
     if not problems:
         problems += _modality_problems(refs, registry)
     problems += _guard_problems(config, registry)
+    if not problems and config.source.stream is True:  # what keeps the run from working batch by batch
+        problems += streaming_problems(config, registry)
     if problems:
         raise ConfigError(problems=tidy_problems(problems, config._overrides))
 
