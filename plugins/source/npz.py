@@ -147,6 +147,9 @@ class NpzSource(Source):
         if y is None or n == 0 or y.ndim != 1 or len(y) != n:
             raise DataError(f"npz {path.name}: streaming needs an x with rows and a y of one label per row "
                             f"(x {rows.shape}, y {None if y is None else y.shape})")
+        for key in ("split", "groups"):
+            if key in arrays and (arrays[key].ndim != 1 or len(arrays[key]) != n):
+                raise DataError(f"npz {path.name}: array {key!r} has shape {arrays[key].shape}, expected ({n},) to match x")
         first = rows.read(0, 1)
         modality = self._modality(first, path)
         if modality == "text":

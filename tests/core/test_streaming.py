@@ -205,3 +205,28 @@ def test_a_folder_larger_than_the_memory_budget_streams_within_it(tmp_path):
     real = [row for row in samples["train"] if row["origin"] == "real"]
     copies = [row for row in samples["train"] if row["origin"] == "augmented"]
     assert sorted(row["row_id"] for row in real) == list(range(len(real))) == sorted(row["parent"] for row in copies)
+
+
+def test_a_generator_fitted_by_an_earlier_run_samples_its_planned_rows_batch_by_batch(tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "data.npz", x=rng.random((90, 3)).astype(np.float32), y=np.repeat([0, 0, 1], 30))
+
+    def run_file(name: str, stream: bool, params: str) -> Path:
+        return _run_file(tmp_path, name, f"""
+            seed: 4
+            batch_size: 8
+            source: {{name: npz, params: {{path: {tmp_path / 'data.npz'}}}, stream: {str(stream).lower()}}}
+            pipeline: [{{generate: gaussian-mixture, target: balance, params: {{{params}}}}}]
+            output: {{dir: {tmp_path / name}, format: webdataset, shard_rows: 20}}
+            """)
+
+    fitted = _run(run_file("fit", False, ""))
+    checkpoint = next(fitted.run_dir.glob("steps/*/generator.pt"))
+    result = _run(run_file("stream", True, f"checkpoint: {checkpoint}"))
+    train, memory = setforge.load(result.run_dir), setforge.load(fitted.run_dir)
+    assert train.class_counts() == memory.class_counts() and train.class_counts()[0] == train.class_counts()[1]
+    generated = train[train.origin == int(setforge.Origin.GENERATED)]
+    assert len(generated) == len(memory[memory.origin == int(setforge.Origin.GENERATED)]) > 0
+    assert result.report["steps"][0]["rows_out"] == len(train)
+    with pytest.raises(ConfigError, match="params.checkpoint"):
+        _run(run_file("missing", True, ""))
