@@ -171,7 +171,8 @@ class ImageFolderSource(Source):
 
     def _scan(self, ctx: StepContext) -> SourceScan:
         """The files' labels and split from the listing and headers; pixels are read by batch."""
-        root, layout, classes, files, sizes, size = self._listing()
+        root, layout, classes, files, sizes, size = listed = self._listing()
+        self._listed = (listed, dict(self.dropped))  # for a load() that follows (stream: auto on small data)
         labels = np.array([-1 if split == "unlabelled" else label for split, label, _ in files], dtype=np.int64)
         labels[[s is None for s in sizes]] = -2
 
@@ -185,7 +186,9 @@ class ImageFolderSource(Source):
         return SourceScan(labels, tuple(classes), "image", (self.params.channels, *size), read, split)
 
     def _load(self, ctx: StepContext) -> Dataset | Splits:
-        root, layout, classes, files, sizes, size = self._listing()
+        listed, dropped = self.__dict__.pop("_listed", (None, {}))
+        self.dropped.update(dropped)
+        root, layout, classes, files, sizes, size = listed or self._listing()
         x, keep = self._decode(root, [None if s is None else file for (_, _, file), s in zip(files, sizes)], size)
         if not keep.any():
             raise DataError(f"image-folder {root}: no readable images among {len(files)} files "

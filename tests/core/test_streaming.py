@@ -230,3 +230,16 @@ def test_a_generator_fitted_by_an_earlier_run_samples_its_planned_rows_batch_by_
     assert result.report["steps"][0]["rows_out"] == len(train)
     with pytest.raises(ConfigError, match="params.checkpoint"):
         _run(run_file("missing", True, ""))
+
+
+@pytest.mark.parametrize("stream", ["auto", "true", "false"])
+def test_unreadable_files_are_dropped_and_counted_once_however_the_run_reads(tmp_path, stream):
+    images = _images(tmp_path / "images", {"a": 6, "b": 6})
+    (images / "a" / "broken.png").write_bytes(b"not a png")
+    path = _run_file(tmp_path, "run", f"""
+        source: {{name: image-folder, params: {{path: {images}}}, stream: {stream}, on_invalid: drop}}
+        output: {{dir: {tmp_path / 'out'}, format: webdataset}}
+        """)
+    result = _run(path)
+    assert result.report["source"]["dropped_invalid"] == {"unreadable or not an image": 1}
+    assert sum(len(setforge.load(result.run_dir, split=part)) for part in ("train", "val", "test")) == 12
