@@ -29,7 +29,7 @@ __all__ = [
     "Rng", "StepContext", "EvalContext", "StepRecord", "Cache", "Metrics", "Measure", "Event",
     # components
     "Component", "Source", "Preprocessor", "Augmenter", "GeometricAugmenter", "Chain", "Resampler", "Generator",
-    "Evaluator", "Observer",
+    "Evaluator", "Observer", "SourceScan",
     # plugins
     "hookimpl", "Registry", "create",
     # runs
@@ -43,6 +43,7 @@ _LAZY = {
     "Metrics": "context", "Measure": "context", "Event": "context",
     "Component": "components", "Source": "components", "Preprocessor": "components", "Augmenter": "components",
     "Chain": "chain", "GeometricAugmenter": "chain", "Resampler": "components", "Generator": "components", "Evaluator": "components", "Observer": "components",
+    "SourceScan": "components",
     "Registry": "registry", "create": "registry",
     "load": "output",
 }

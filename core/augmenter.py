@@ -54,6 +54,7 @@ class Augmenter(Component, torch.nn.Module):
     #: little work to share out, and on a busy machine every thread hand-off waits for a core
     #: (measured on 2 loaded cores: equalize of 64x3x32x32 256 ms on two threads, 8 ms on one).
     one_thread_elements: ClassVar[int] = 1 << 21
+    streams = True  # applied to each batch of a streaming run; an augmenter whose _fit reads the whole input says False
 
     class Params(Component.Params):
         """Shared augmenter params."""

@@ -40,6 +40,11 @@ class Component:
     modalities: ClassVar[tuple[str, ...]] = MODALITIES
     #: Cheap params for the conformance kit (``setforge.testing``): small epochs, few rows.
     testing_params: ClassVar[Mapping[str, Any]] = {}
+    #: Whether the component works batch by batch in a streaming run (``source.stream``, data
+    #: larger than memory; docs/scaling.md): a source that can `scan`, an augmenter applied to
+    #: each batch, a generator sampled batch by batch (fitted from ``params.checkpoint``). False
+    #: for anything that needs every row at once (neighbours, class counts, fitted statistics).
+    streams: ClassVar[bool] = False
 
     class Params(BaseModel):
         """No parameters."""

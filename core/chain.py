@@ -108,6 +108,7 @@ class Chain(Augmenter):
             raise ConfigError(problems=[("augment", "the augmenters of this chain share no modality: "
                                          + ", ".join(f"{op.name} {list(op.modalities)}" for op in ops))])
         self.rows_independent = all(op.rows_independent for op in ops)  # type: ignore[misc]
+        self.streams = all(op.streams for op in ops)  # type: ignore[misc]
         self.runs = self._fusion_runs()
 
     def __repr__(self) -> str:

@@ -21,6 +21,7 @@ from .errors import ConfigError, SetforgeError
 from .hookspecs import SERVICE_HOOKS
 from .problems import enrich_unknown, fold_problems, is_under, tidy_problems
 from .runfile import _parse_override_path as parse_place, load_run_config
+from .streaming import problems as streaming_problems
 
 __all__ = ["check_components", "load_and_check"]
 
@@ -178,6 +179,8 @@ def _raise_run_problems(config: RunConfig, registry: Any) -> None:
     if not problems:
         problems += _modality_problems(_refs_from_config(config), registry)
     problems += _guard_problems(config, registry)
+    if not problems and config.source.stream is True:  # what keeps the run from working batch by batch
+        problems += streaming_problems(config, registry)
     if problems:
         raise ConfigError(problems=tidy_problems(problems, config._overrides))
 

@@ -26,10 +26,13 @@ both are importable from here with the other kinds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
@@ -41,9 +44,36 @@ from .errors import ConfigError, DataError, PluginError
 from .hookspecs import KINDS
 
 __all__ = ["KINDS", "Component", "Source", "Preprocessor", "Augmenter", "Resampler", "Generator",
-           "Evaluator", "Observer", "take_params", "ResampleResult", "BASE_FOR_KIND", "NAME_PATTERN", "ExistingPath", "MustExist"]
+           "Evaluator", "Observer", "take_params", "ResampleResult", "SourceScan", "BASE_FOR_KIND", "NAME_PATTERN", "ExistingPath", "MustExist"]
 
 # ----------------------------------------------------------------------------- source
+@dataclass(frozen=True)
+class SourceScan:
+    """What a streaming source knows before it reads any row's data (`Source.scan`).
+
+    ``labels``: ``(N,)`` int64 class ids of the source's rows, ``-1`` for an unlabelled row and
+    ``-2`` for a row already found invalid (dropped and counted); ``split``: ``(N,)`` strings
+    ``train`` / ``val`` / ``test`` when the source has its own split; ``groups``: ``(N,)`` group
+    ids or None. ``read(rows)`` reads the rows at the sorted source indices `rows` (a batch) as a
+    `Dataset` of real rows whose ``row_id`` holds their source indices, leaving out (through
+    ``Source._invalid``) rows it cannot read.
+    """
+
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    modality: str
+    shape: tuple[int, ...]
+    read: Callable[[np.ndarray], Dataset]
+    split: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    features: Any = None
+
+    @property
+    def nbytes(self) -> int:
+        """What the labelled rows take in memory as float32."""
+        return int((self.labels >= 0).sum()) * math.prod(self.shape) * 4
+
+
 class Source(Component):
     """Reads a dataset. Author: ``_load(ctx) -> Dataset | Splits``.
 
@@ -74,6 +104,18 @@ class Source(Component):
                 if bool((part.origin != int(Origin.REAL)).any()):
                     raise PluginError(f"source '{self.name}' returned rows that are not Origin.REAL")
         return result
+
+    def scan(self, ctx: StepContext, on_invalid: str = "error") -> SourceScan:
+        """For a streaming run (a source with ``streams = True``): the rows' labels and layout, and
+        how to read them a batch at a time."""
+        self.on_invalid, self.dropped = on_invalid, {}
+        scan = self._scan(ctx)
+        if not isinstance(scan, SourceScan):
+            raise PluginError(f"source '{self.name}'._scan returned {type(scan).__name__}, not a SourceScan")
+        return scan
+
+    def _scan(self, ctx: StepContext) -> SourceScan:
+        raise NotImplementedError
 
     def _invalid(self, where: str, reason: str) -> None:
         """Report an invalid row at `where` (file, row, column): raise, or count it as dropped."""
@@ -228,6 +270,7 @@ class Generator(Component):
     """
 
     kind = "generate"
+    streams = True  # sampled batch by batch; a streaming run fits it from params.checkpoint only
 
     class Params(Component.Params):
         """Shared generator params."""

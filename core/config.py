@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationInfo,
+                      field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from .steps import ALL_HOST_KEYS, AMOUNT_KEYS, HOST_KEYS, STEP_KINDS, step_problems
@@ -102,8 +102,11 @@ class SourceConfig(ComponentRef):
     deduplicate: DeduplicateConfig = Field(default_factory=DeduplicateConfig,
                                            description="none, exact or near (with a threshold), or a mapping "
                                                        "{method, threshold}")
-    stream: bool = Field(False, strict=True, description="read in batches instead of all at once "
-                                                         "(for data larger than memory)")
+    stream: StrictBool | Literal["auto"] = Field("auto", description="read, step and write batch by batch "
+                                           "(data larger than memory); auto: when the rows would take more than "
+                                           "stream_above bytes")
+    stream_above: int = Field(4 * 2**30, ge=0, strict=True, description="stream: auto streams a source whose rows "
+                                                                        "would take more bytes than this as float32")
 
 
 class SplitConfig(BaseModel):

@@ -46,12 +46,17 @@ _FIXED_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date zip can store: no wall 
 class Format:
     """One ``output.format``: a writer and a reader for the splits of a run folder, and a check
     (``check(ds)`` raises a `DataError` for data it cannot write) that the pipeline runs before
-    any step, so that hours of work are not lost to a format that does not fit the data."""
+    any step, so that hours of work are not lost to a format that does not fit the data.
+
+    ``stream(folder, split, like, shard_rows)`` (None: the format cannot stream) opens a writer of
+    one split for a streaming run: ``add(ds)`` appends a batch of rows, ``close()`` finishes and
+    returns the files written; `like` is a dataset of the split's kind (classes, modality, shape)."""
 
     name: str
     write: Callable[..., list[Path]]
     read: Callable[[Path, str], Dataset]
     check: Callable[[Dataset], None] = lambda ds: None
+    stream: Callable[..., Any] | None = None
 
 
 # --------------------------------------------------------------------------- arrays
@@ -149,9 +154,38 @@ def _write_npz(folder: Path, split: str, ds: Dataset, *, shard_rows: int = 50_00
             for i in range(shards)]
 
 
+class _NpzShards:
+    """A streaming run's split as ``<split>-NNNNN.npz`` shards of ``shard_rows`` rows (one shard's rows in memory)."""
+
+    def __init__(self, folder: Path, split: str, like: Dataset, shard_rows: int = 50_000):
+        self.folder, self.split, self.like, self.shard_rows = Path(folder), split, like, shard_rows
+        self.held: list[Dataset] = []
+        self.files: list[Path] = []
+
+    def add(self, ds: Dataset) -> None:
+        ds = ds.to("cpu")
+        while len(ds):
+            room = self.shard_rows - sum(map(len, self.held))
+            self.held.append(ds[:room])
+            ds = ds[room:]
+            if room <= len(self.held[-1]):
+                self._flush()
+
+    def _flush(self) -> None:
+        shard = Dataset.concat(self.held) if self.held else self.like[:0]
+        self.files.append(write_npz_file(self.folder / f"{self.split}-{len(self.files):05d}.npz", dataset_to_arrays(shard)))
+        self.held = []
+
+    def close(self) -> list[Path]:
+        if self.held or not self.files:
+            self._flush()
+        return self.files
+
+
 def _read_npz(folder: Path, split: str) -> Dataset:
     folder = Path(folder)
-    paths = sorted(folder.glob("train-[0-9][0-9][0-9][0-9][0-9].npz")) if split == "train" else [folder / f"{split}.npz"]
+    paths = [folder / f"{split}.npz"] if (folder / f"{split}.npz").is_file() else \
+        sorted(folder.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9].npz"))
     paths = [p for p in paths if p.is_file()]
     if not paths:
         expected = "train-00000.npz" if split == "train" else f"{split}.npz"
@@ -160,7 +194,7 @@ def _read_npz(folder: Path, split: str) -> Dataset:
 
 
 #: The core's own formats; `Registry.formats` adds the plugins'.
-FORMATS: dict[str, Format] = {"npz": Format("npz", _write_npz, _read_npz)}
+FORMATS: dict[str, Format] = {"npz": Format("npz", _write_npz, _read_npz, stream=_NpzShards)}
 
 
 def get_format(name: str, registry: Any = None) -> Format:

@@ -36,7 +36,7 @@ import torch
 
 from .build import Built, Step, build
 from .chain import Chain
-from . import distributed
+from . import distributed, streaming
 from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, resolve_device
 from .dataset import Dataset, Origin, Splits
 from .errors import ConfigError, OutputError, PluginError
@@ -142,8 +142,6 @@ class _Run:
             raise ConfigError(problems=[("output.format", f"{config.output.format!r} has no writer installed; "
                                                           f"available: {', '.join(formats)}")])
         self.format = formats[config.output.format]
-        if config.source.stream:
-            self.warnings.append("source.stream: streaming is not implemented yet; the data was read at once")
         self.built: Built
         self.rows: SourceRows
         self.parts: SplitResult
@@ -231,12 +229,12 @@ class _Run:
         if missing:
             self.warnings.append(f"classes with no training rows: {missing}")
 
-    def resolve_classes(self) -> None:
+    def resolve_classes(self, classes: Sequence[str] | None = None) -> None:
         """Turn each step's ``classes`` (names or ids) into ids, before any step runs."""
         problems = []
         for step in self.built.steps:
             if step.config.classes is not None:
-                step.classes, found = resolve_classes(step.config.classes, self.rows.all.classes,
+                step.classes, found = resolve_classes(step.config.classes, classes or self.rows.all.classes,
                                                       f"pipeline[{step.index}].classes")
                 problems += found
         if problems:
@@ -478,6 +476,9 @@ class _Run:
         self._open_run_observers()
         self.emit(Event("run_started", data={"seed": self.seed, "device": str(self.device),
                                              "dir": str(self.folder.final), "resume": self.resume}))
+        scan = streaming.scan_if_streaming(self)  # data larger than memory: batch by batch (setforge.streaming)
+        if scan is not None:
+            return streaming.run_streaming(self, scan)
         self.prepare_data()
         with tqdm(total=len(self.built.steps) + len(self.built.evaluators), desc="setforge", unit="stage",
                   disable=not progress_shown(self.progress), file=sys.stderr, leave=False) as bar:

@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import DataError
 
-__all__ = ["dumps_json", "write_text", "write_report", "read_report", "build_report", "counts_of", "versions",
+__all__ = ["dumps_json", "write_text", "write_report", "read_report", "build_report", "counts_of", "Tally", "versions",
            "file_hash", "metrics_rows", "write_metrics", "TrainingLog", "REPORT_FILE", "TIMINGS_FILE", "HTML_FILE",
            "METRICS_CSV", "METRICS_JSON"]
 
@@ -97,19 +99,30 @@ def read_report(run_dir: str | Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- the record
 def counts_of(ds: Any) -> dict[str, Any]:
     """Rows per class, per origin and per class and origin (keys: class names, origin labels)."""
-    import torch
+    (tally := Tally(ds.classes)).add(ds)
+    return tally.counts()
 
-    from .dataset import Origin
 
-    n_origins = len(Origin)
-    table = torch.bincount((ds.y * n_origins + ds.origin).cpu(), minlength=ds.num_classes * n_origins)
-    table = table.view(ds.num_classes, n_origins).tolist()
-    return {
-        "rows": len(ds),
-        "by_class": {name: int(sum(row)) for name, row in zip(ds.classes, table)},
-        "by_origin": {o.label: int(sum(row[int(o)] for row in table)) for o in Origin},
-        "by_class_origin": {name: {o.label: int(row[int(o)]) for o in Origin} for name, row in zip(ds.classes, table)},
-    }
+class Tally:
+    """`counts_of` counted a batch at a time (``add(ds)`` returns `ds`; ``counts()``)."""
+
+    def __init__(self, classes: Any):
+        from .dataset import Origin
+
+        self.classes, self.origins = tuple(classes), list(Origin)
+        self.table = np.zeros((len(self.classes), len(self.origins)), dtype=np.int64)
+
+    def add(self, ds: Any) -> Any:
+        codes = ds.y.cpu().numpy() * len(self.origins) + ds.origin.cpu().numpy()
+        self.table += np.bincount(codes, minlength=self.table.size).reshape(self.table.shape)
+        return ds
+
+    def counts(self) -> dict[str, Any]:
+        table, origins = self.table.tolist(), self.origins
+        return {"rows": int(self.table.sum()), "by_class": {name: int(sum(row)) for name, row in zip(self.classes, table)},
+                "by_origin": {o.label: int(self.table[:, int(o)].sum()) for o in origins},
+                "by_class_origin": {name: {o.label: int(row[int(o)]) for o in origins}
+                                    for name, row in zip(self.classes, table)}}
 
 
 def versions() -> dict[str, str]:

@@ -22,7 +22,7 @@ from .errors import DataError
 from .rng import Rng
 from .steps import round_half_up
 
-__all__ = ["SourceRows", "SplitResult", "source_rows", "exact_keep", "split_rows", "carve", "row_keys"]
+__all__ = ["SourceRows", "SplitResult", "source_rows", "exact_keep", "split_rows", "carve", "row_keys", "split_index"]
 
 #: Which copy of a duplicate is kept: the one in the lowest-ranked part.
 PART_RANK = {"test": 0, "val": 1, "train": 2, "all": 2}
@@ -156,31 +156,34 @@ def carve(index: np.ndarray, y: np.ndarray, groups: np.ndarray | None, shares: M
             for name, parts in out.items()}
 
 
+def split_index(keep: np.ndarray, y: np.ndarray, groups: np.ndarray | None, part_of: np.ndarray | None,
+                split: object, seed: int, num_classes: int) -> tuple[dict[str, np.ndarray], str, list[str]]:
+    """The rows `keep` (indices into `y`) of each part, the split's method and the parts carved:
+    the source's own parts (`part_of`: each row's ``train`` / ``val`` / ``test``, None: no own
+    split), a missing part carved from train; else stratified (or grouped) shares."""
+    rng = Rng(seed, ("split",))
+    if part_of is None:
+        carved = carve(keep, y, groups, {"test": split.test, "val": split.val}, rng.spawn("all").numpy,
+                       split.stratify, num_classes)
+        method = "grouped" if groups is not None else ("stratified" if split.stratify else "random")
+        return {"train": carved["rest"], "val": carved["val"], "test": carved["test"]}, method, ["val", "test"]
+    part_index = {name: keep[part_of[keep] == name] for name in ("train", "val", "test")}
+    missing = {name: getattr(split, name) for name in ("test", "val") if name not in part_of}
+    if missing:
+        carved = carve(part_index["train"], y, groups, missing, rng.spawn("train").numpy, split.stratify, num_classes)
+        part_index.update({"train": carved["rest"], **{name: carved[name] for name in missing}})
+    method = "source" + (f" (carved {', '.join(sorted(missing))} from train)" if missing else "")
+    return part_index, method, sorted(missing)
+
+
 def split_rows(rows: SourceRows, keep: np.ndarray, split: object, seed: int,
                leaked: Callable[[Dataset, Dataset], np.ndarray] | None) -> SplitResult:
     """Split the kept rows (`keep`) by the run file's `split` section; `leaked(train, test)` marks
     the training rows that copy a test row (``split.drop_leaked``)."""
-    y = rows.all.y.cpu().numpy()
     groups = None if not split.group_by else rows.all.groups.cpu().numpy()
-    rng = Rng(seed, ("split",))
-    num_classes = rows.all.num_classes
-    if not rows.own_split:
-        carved = carve(keep, y, groups, {"test": split.test, "val": split.val}, rng.spawn("all").numpy,
-                       split.stratify, num_classes)
-        index = {"train": carved["rest"], "val": carved["val"], "test": carved["test"]}
-        method = "grouped" if groups is not None else ("stratified" if split.stratify else "random")
-        carved_parts = ["val", "test"]
-    else:
-        part_index = {name: keep[rows.part_of[keep] == k] for k, name in enumerate(rows.part_names)}
-        missing = {name: getattr(split, name) for name in ("test", "val") if name not in part_index}
-        train = part_index["train"]
-        if missing:
-            carved = carve(train, y, groups, missing, rng.spawn("train").numpy, split.stratify, num_classes)
-            train = carved["rest"]
-            part_index.update({name: carved[name] for name in missing})
-        index = {"train": train, "val": part_index["val"], "test": part_index["test"]}
-        method = "source" + (f" (carved {', '.join(sorted(missing))} from train)" if missing else "")
-        carved_parts = sorted(missing)
+    part_of = None if not rows.own_split else np.array(rows.part_names)[rows.part_of]
+    index, method, carved_parts = split_index(keep, rows.all.y.cpu().numpy(), groups, part_of, split, seed,
+                                              rows.all.num_classes)
     leaked_index = np.zeros(0, dtype=np.int64)
     if split.drop_leaked and leaked is not None and len(index["test"]) and len(index["train"]):
         train_part, test_part = (rows.all[torch.as_tensor(index[k], dtype=torch.int64)] for k in ("train", "test"))

@@ -38,6 +38,7 @@ from pathlib import Path
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from .components import BASE_FOR_KIND, NAME_PATTERN, Augmenter, Component, Generator
@@ -411,6 +412,15 @@ def _source(report: _Report, cls: type, params: Mapping[str, Any], modality: str
         return
     report.check([p.fingerprint() for p in parts(first)] == [p.fingerprint() for p in parts(second)],
                  "loading twice gave different data")
+    if cls.streams:  # a streaming source reads, a batch of 3 rows at a time, what load() gives
+        scan = cls(params).scan(_ctx(seed, device))
+        names = ["train", "val", "test"] if isinstance(first, Splits) else [None]
+        for name, part in zip(names, [first] if names == [None] else [first.train, first.val, first.test]):
+            rows = np.flatnonzero((scan.labels >= 0) & (True if name is None else scan.split == name))
+            read = [scan.read(rows[i:i + 3]) for i in range(0, len(rows), 3)]
+            report.check((part is None and not read) or (part is not None and read and torch.equal(
+                torch.cat([r.x for r in read]), part.x) and torch.equal(torch.cat([r.y for r in read]), part.y)),
+                f"scan().read() gave other rows than load() for {name or 'the data'}")
 
 
 def _observe(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:

@@ -368,8 +368,8 @@ def _metrics(report: Mapping[str, Any], folder: Path | None) -> str:
 
 
 def _load_train(report: Mapping[str, Any], folder: Path | None, train: Any) -> Any:
-    if train is not None or folder is None or report.get("modality") != "image":
-        return train
+    if train is not None or folder is None or report.get("modality") != "image" or report.get("stream"):
+        return train  # a streamed training set is not read back whole for its sample grids
     from ..output import load
 
     return load(folder, "train")

@@ -73,6 +73,7 @@ class _Tabular(Augmenter):
     """Shared: column types and per-class statistics learnt in ``_fit``."""
 
     modalities = ("tabular",)
+    streams = False  # the per-class statistics come from every row of the step's input
 
     def __init__(self, params=None):
         super().__init__(params)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import re
 import tarfile
@@ -40,7 +39,7 @@ from setforge.errors import DataError
 
 from .files import _IMAGE_MODES, _dataset, _read_manifest, _write_manifest, pixels_uint8
 
-__all__ = ["write_webdataset", "read_webdataset", "payload_extension"]
+__all__ = ["write_webdataset", "read_webdataset", "payload_extension", "WebDatasetWriter"]
 
 _ORIGIN_LABELS = [o.label for o in Origin]
 _SHARD = re.compile(r"^(train|val|test)-\d{6,}\.tar$")
@@ -84,37 +83,70 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_webdataset(folder: Path, split: str, ds: Dataset, *, shard_rows: int = 50_000, **_: Any) -> list[Path]:
-    """Write `ds` as ``<folder>/<split>-NNNNNN.tar`` shards plus ``<split>.manifest.json``."""
-    folder = Path(folder)
-    ds = ds.to("cpu")
-    extension = payload_extension(ds)
-    width = max(6, len(str(max(len(ds) - 1, 0))))
-    classes = list(ds.classes)
-    columns = {name: getattr(ds, name).tolist() for name in ("y", "origin", "step", "parent", "row_id")}
-    groups = ds.groups.tolist() if ds.groups is not None else None
-    written: list[Path] = []
-    for shard in range(max(1, math.ceil(len(ds) / shard_rows))):
-        start, stop = shard * shard_rows, min(len(ds), (shard + 1) * shard_rows)
-        path = folder / f"{split}-{shard:06d}.tar"
-        tmp = path.with_name(path.name + ".tmp")
-        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-            for i, payload in zip(range(start, stop), _payloads(ds[start:stop], extension)):
-                key, label = f"{split}-{i:0{width}d}", columns["y"][i]
+class WebDatasetWriter:
+    """Writes one split as shards, a batch of rows at a time (``add``), so that a streaming run never
+    holds more than a batch; ``close`` writes the manifest and returns every file written.
+    `like` is any dataset of the split's kind (an empty one will do): its classes, modality, row
+    shape, features and whether rows have groups go to the manifest."""
+
+    def __init__(self, folder: Path, split: str, like: Dataset, shard_rows: int = 50_000, width: int = 6):
+        self.folder, self.split, self.like, self.shard_rows, self.width = Path(folder), split, like, shard_rows, width
+        self.extension = payload_extension(like)
+        self.rows, self.written, self.tar, self.in_shard = 0, [], None, 0
+
+    def add(self, ds: Dataset) -> None:
+        """Append the rows of `ds` to the split, starting a new shard every ``shard_rows`` rows."""
+        ds, done = ds.to("cpu"), 0
+        while done < len(ds):
+            if self.tar is None:
+                self._open()
+            piece = ds[done:done + self.shard_rows - self.in_shard]
+            classes = list(piece.classes)
+            columns = {name: getattr(piece, name).tolist() for name in ("y", "origin", "step", "parent", "row_id")}
+            groups = piece.groups.tolist() if piece.groups is not None else None
+            for i, payload in enumerate(_payloads(piece, self.extension)):
+                key, label = f"{self.split}-{self.rows + i:0{self.width}d}", columns["y"][i]
                 meta = {"class": classes[label], "origin": _ORIGIN_LABELS[columns["origin"][i]],
                         "step": columns["step"][i], "parent": columns["parent"][i], "row_id": columns["row_id"][i]}
                 if groups is not None:
                     meta["group"] = groups[i]
-                _add(tar, f"{key}.cls", str(label).encode("ascii"))
-                _add(tar, f"{key}.json", json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8"))
-                _add(tar, f"{key}.{extension}", payload)
-        os.replace(tmp, path)
-        written.append(path)
-    manifest = {"format": "webdataset", "classes": classes, "modality": ds.modality, "shape": list(ds.shape),
-                "payload": extension, "rows": len(ds), "groups": groups is not None, "shards": [p.name for p in written],
-                "features": ds.features.to_dict() if ds.features is not None else None}
-    written.append(_write_manifest(folder, split, manifest))
-    return written
+                _add(self.tar, f"{key}.cls", str(label).encode("ascii"))
+                _add(self.tar, f"{key}.json", json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+                _add(self.tar, f"{key}.{self.extension}", payload)
+            done, self.rows, self.in_shard = done + len(piece), self.rows + len(piece), self.in_shard + len(piece)
+            if self.in_shard == self.shard_rows:
+                self._finish_shard()
+
+    def _open(self) -> None:
+        self.path = self.folder / f"{self.split}-{len(self.written):06d}.tar"
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.tar, self.in_shard = tarfile.open(self.tmp, "w", format=tarfile.USTAR_FORMAT), 0
+
+    def _finish_shard(self) -> None:
+        self.tar.close()
+        os.replace(self.tmp, self.path)
+        self.written.append(self.path)
+        self.tar = None
+
+    def close(self) -> list[Path]:
+        """Finish the last shard (an empty one for an empty split) and write the manifest."""
+        if self.tar is not None or not self.written:
+            if self.tar is None:
+                self._open()
+            self._finish_shard()
+        like = self.like
+        manifest = {"format": "webdataset", "classes": list(like.classes), "modality": like.modality,
+                    "shape": list(like.shape), "payload": self.extension, "rows": self.rows,
+                    "groups": like.groups is not None, "shards": [p.name for p in self.written],
+                    "features": like.features.to_dict() if like.features is not None else None}
+        return [*self.written, _write_manifest(self.folder, self.split, manifest)]
+
+
+def write_webdataset(folder: Path, split: str, ds: Dataset, *, shard_rows: int = 50_000, **_: Any) -> list[Path]:
+    """Write `ds` as ``<folder>/<split>-NNNNNN.tar`` shards plus ``<split>.manifest.json``."""
+    writer = WebDatasetWriter(folder, split, ds, shard_rows, width=max(6, len(str(max(len(ds) - 1, 0)))))
+    writer.add(ds)
+    return writer.close()
 
 
 def _samples(path: Path) -> list[tuple[str, dict[str, bytes]]]:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from setforge.components import Source
+from setforge.components import Source, SourceScan
 from setforge.context import StepContext
 from setforge.dataset import Dataset, Splits
 from setforge.errors import DataError
@@ -90,6 +90,7 @@ class ImageFolderSource(Source):
 
     name = "image-folder"
     modalities = ("image",)
+    streams = True
 
     class Params(Source.Params):
         """Where the folders are and the channel count and size every image is brought to."""
@@ -117,7 +118,10 @@ class ImageFolderSource(Source):
                 Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / name / f"{i}.png")
         return {"path": str(root)}
 
-    def _load(self, ctx: StepContext) -> Dataset | Splits:
+    def _listing(self) -> tuple[Path, dict[str, dict[str, Path]], list[str], list[tuple[str, int, Path]],
+                                list[tuple[int, int] | None], tuple[int, int]]:
+        """The folder's layout, classes and files ``(split, label, file)``, each file's header size
+        (None: unreadable, already reported) and the size every image is brought to."""
         root = existing_path(self.params.path, "image-folder", want_dir=True)
         layout = self._layout(root)
         pools = self._unlabelled_folders(root, layout)
@@ -148,20 +152,44 @@ class ImageFolderSource(Source):
             except Exception as error:  # Pillow raises many error types for bad files
                 sizes.append(None)
                 self._invalid(self._where(root, file, error), "unreadable or not an image")
-        size = self._size(sizes, root)
+        return root, layout, classes, files, sizes, self._size(sizes, root)
 
-        # Pass 2: decode, convert and resize into one array.
-        channels = self.params.channels
-        x = np.zeros((len(files), channels, *size), dtype=np.float32)
-        keep = np.array([s is not None for s in sizes])
-        for i, (_, _, file) in enumerate(files):
-            if not keep[i]:
+    def _decode(self, root: Path, paths: list[Path | None], size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Pass 2: `paths` decoded, converted and resized into one array, and which of them could be
+        (a None path: a file whose header was unreadable)."""
+        x = np.zeros((len(paths), self.params.channels, *size), dtype=np.float32)
+        ok = np.array([file is not None for file in paths], dtype=bool)
+        for i, file in enumerate(paths):
+            if file is None:
                 continue
             try:
-                x[i] = read_image(file, channels, size)
+                x[i] = read_image(file, self.params.channels, size)
             except Exception as error:  # a header can be fine and the pixels truncated or corrupt
-                keep[i] = False
+                ok[i] = False
                 self._invalid(self._where(root, file, error), "unreadable or not an image")
+        return x, ok
+
+    def _scan(self, ctx: StepContext) -> SourceScan:
+        """The files' labels and split from the listing and headers; pixels are read by batch."""
+        root, layout, classes, files, sizes, size = listed = self._listing()
+        self._listed = (listed, dict(self.dropped))  # for a load() that follows (stream: auto on small data)
+        labels = np.array([-1 if split == "unlabelled" else label for split, label, _ in files], dtype=np.int64)
+        labels[[s is None for s in sizes]] = -2
+
+        def read(rows: np.ndarray) -> Dataset:
+            rows = np.asarray(rows, dtype=np.int64)
+            x, ok = self._decode(root, [files[i][2] for i in rows], size)
+            return Dataset(x=torch.from_numpy(x[ok]), y=torch.from_numpy(labels[rows[ok]]), classes=classes,
+                           modality="image", row_id=torch.from_numpy(rows[ok]))
+
+        split = None if list(layout) == ["all"] else np.array([part for part, _, _ in files])
+        return SourceScan(labels, tuple(classes), "image", (self.params.channels, *size), read, split)
+
+    def _load(self, ctx: StepContext) -> Dataset | Splits:
+        listed, dropped = self.__dict__.pop("_listed", (None, {}))
+        self.dropped.update(dropped)
+        root, layout, classes, files, sizes, size = listed or self._listing()
+        x, keep = self._decode(root, [None if s is None else file for (_, _, file), s in zip(files, sizes)], size)
         if not keep.any():
             raise DataError(f"image-folder {root}: no readable images among {len(files)} files "
                             f"(dropped: {self.dropped})")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from setforge.components import Source
+from setforge.components import Source, SourceScan
 from setforge.context import StepContext
 from setforge.dataset import Dataset, FeatureInfo, Splits
 from setforge.errors import DataError, InvalidDatasetError
@@ -57,6 +57,7 @@ class NpzSource(Source):
 
     name = "npz"
     modalities = ("image", "tabular", "audio", "text")
+    streams = True
 
     class Params(Source.Params):
         """Where the file is and how to read it."""
@@ -136,6 +137,50 @@ class NpzSource(Source):
         return Splits(train=dataset(parts["train"]),
                       val=dataset(parts["val"]) if len(parts["val"]) else None,
                       test=dataset(parts["test"]) if len(parts["test"]) else None, unlabelled=pool)
+
+    def _scan(self, ctx: StepContext) -> SourceScan:
+        """Every array but ``x`` read and checked at once; ``x`` read a batch of rows at a time."""
+        path = existing_path(self.params.path, "npz")
+        arrays = _read(path, skip=("x",))
+        rows = _Rows(path)
+        y, n = arrays.get("y"), rows.shape[0] if rows.shape else 0
+        if y is None or n == 0 or y.ndim != 1 or len(y) != n:
+            raise DataError(f"npz {path.name}: streaming needs an x with rows and a y of one label per row "
+                            f"(x {rows.shape}, y {None if y is None else y.shape})")
+        for key in ("split", "groups"):
+            if key in arrays and (arrays[key].ndim != 1 or len(arrays[key]) != n):
+                raise DataError(f"npz {path.name}: array {key!r} has shape {arrays[key].shape}, expected ({n},) to match x")
+        first = rows.read(0, 1)
+        modality = self._modality(first, path)
+        if modality == "text":
+            raise DataError(f"npz {path.name}: text rows do not stream; set source.stream: false")
+        shape = tuple(self._values(first, modality, path, {}).shape[1:])
+        bad: dict[int, tuple[str, str]] = {}
+        unlabelled = (y == -1) if y.dtype.kind == "i" else np.zeros(n, dtype=bool)
+        if unlabelled.any() and not unlabelled.all():
+            y = np.where(unlabelled, 0 if "classes" in arrays else y[~unlabelled][0], y)
+        labels, classes = self._labels(y, arrays.get("classes"), path, bad)
+        part = self._split_names(arrays.get("split"), path, bad)
+        for row in sorted(bad):
+            self._invalid(f"npz {path.name}: row {row}{bad[row][0]}", bad[row][1])
+        labels[unlabelled], labels[list(bad)] = -1, -2
+        features = None
+        if modality == "tabular":
+            features = (_written_features(arrays["features"], shape[0], path) if "features" in arrays
+                        else self._features(arrays.get("columns"), rows.dtype, shape[0], path))
+
+        def read(index: np.ndarray) -> Dataset:
+            index = np.asarray(index, dtype=np.int64)
+            found: dict[int, tuple[str, str]] = {}
+            x = self._values(rows.read(int(index[0]), int(index[-1]) + 1)[index - index[0]], modality, path, found)
+            for row in sorted(found):
+                self._invalid(f"npz {path.name}: row {int(index[row])}{found[row][0]}", found[row][1])
+            ok = ~np.isin(np.arange(len(index)), list(found))
+            return Dataset(x=torch.from_numpy(np.ascontiguousarray(x[ok])), y=torch.from_numpy(labels[index[ok]]),
+                           classes=classes, modality=modality, features=features, row_id=torch.from_numpy(index[ok]))
+
+        groups = None if "groups" not in arrays else encode_groups(arrays["groups"])
+        return SourceScan(labels, tuple(classes), modality, shape, read, part, groups, features)
 
     # ------------------------------------------------------------------ parts
     def _modality(self, x: np.ndarray, path: Path) -> str:
@@ -249,8 +294,41 @@ def _written_features(array: np.ndarray, width: int, path: Path) -> FeatureInfo:
     return features
 
 
-def _read(path: Path) -> dict[str, np.ndarray]:
-    """Every array of the file, read without unpickling."""
+class _Rows:
+    """The rows of the ``x.npy`` member of an .npz, read a range at a time going forward (reopened
+    to go back), so that no more than a batch of them is ever in memory."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            self.archive = zipfile.ZipFile(self.path)
+            self.file = self.archive.open("x.npy")
+            version = np.lib.format.read_magic(self.file)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            self.shape, fortran, self.dtype = header(self.file)
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+            raise DataError(f"npz {self.path.name}: cannot read x a batch at a time: {error}") from None
+        if fortran or self.dtype.hasobject:
+            raise DataError(f"npz {self.path.name}: x is saved in Fortran order or as objects, which does not stream; "
+                            f"save np.ascontiguousarray(x) (strings: set source.stream: false)")
+        self.start, self.row_bytes = self.file.tell(), self.dtype.itemsize * int(np.prod(self.shape[1:]))
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo..hi-1`` of x."""
+        offset = self.start + lo * self.row_bytes
+        if self.file.tell() > offset:
+            self.archive.close()
+            self._open()
+        self.file.seek(offset)
+        data = self.file.read((hi - lo) * self.row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(hi - lo, *self.shape[1:])
+
+
+def _read(path: Path, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Every array of the file (but those named in `skip`), read without unpickling."""
     with open(path, "rb") as handle:
         magic = handle.read(6)
     if not magic.startswith(b"PK") and magic != b"\x93NUMPY":
@@ -262,7 +340,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
             raise DataError(f"npz {path.name}: holds a single array (.npy); save x and y together with "
                             f"np.savez(path, x=x, y=y)")
         with data:
-            return {key: data[key] for key in data.files}
+            return {key: data[key] for key in data.files if key not in skip}
     except DataError:
         raise
     except ValueError as error:
