@@ -36,25 +36,6 @@ class _Ref:
     params_place: str
 
 
-def _refs_from_config(config: RunConfig) -> list[_Ref]:
-    refs = [_Ref("source", config.source.name, config.source.params, "source", "source.params")]
-    refs += [_Ref("preprocess", r.name, r.params, f"preprocess[{i}]", f"preprocess[{i}].params")
-             for i, r in enumerate(config.preprocess)]
-    for i, step in enumerate(config.pipeline):
-        if step.is_chain:
-            assert isinstance(step.augment, list)
-            refs += [_Ref("augment", r.name, r.params, f"pipeline[{i}].augment[{j}]",
-                          f"pipeline[{i}].augment[{j}].params") for j, r in enumerate(step.augment)]
-        else:
-            refs.append(_Ref(step.kind, getattr(step, step.kind), step.params, f"pipeline[{i}].{step.kind}",
-                             f"pipeline[{i}].params"))
-    refs += [_Ref("evaluate", r.name, r.params, f"evaluate[{i}]", f"evaluate[{i}].params")
-             for i, r in enumerate(config.evaluate)]
-    refs += [_Ref("observe", r.name, r.params, f"observe[{i}]", f"observe[{i}].params")
-             for i, r in enumerate(config.observe)]
-    return refs
-
-
 def _is_path_annotation(annotation: Any) -> bool:
     return any(inspect.isclass(a) and issubclass(a, Path) for a in _unwrap(annotation))
 
@@ -132,6 +113,7 @@ class _ComponentChecker:
     def __init__(self, registry: Any, base_dir: Path) -> None:
         self.registry, self.base_dir = registry, base_dir
         self.modality: str | None = None  # the source's, when it gives one only (it is validated first)
+        self.source = ""
 
     def __call__(self, kind: str, name: str, params: dict[str, Any], name_loc: tuple[str | int, ...]) -> BaseModel:
         here = "@" + "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in name_loc)
@@ -139,7 +121,12 @@ class _ComponentChecker:
                                       self.modality)
         if kind == "source":
             produced = _modalities(self.registry, "source", name)
-            self.modality = produced[0] if len(produced) == 1 else None
+            self.modality, self.source = (produced[0] if len(produced) == 1 else None), name
+        elif not problems and self.modality and \
+                self.modality not in (accepted := _modalities(self.registry, kind, name)):
+            # the source gives one modality (digits: images): a mismatch is found now, not as a late exit 3
+            problems.append((here, f"{kind} '{name}' accepts {', '.join(accepted)} data, and source '{self.source}' "
+                                   f"gives {self.modality} data"))
         if problems:
             raise ValidationError.from_exception_data("run file", [
                 {"type": PydanticCustomError(_PLACED_ERROR, message, {"setforge_at": ""}),
@@ -174,10 +161,8 @@ def check_components(config: RunConfig, registry: Any) -> RunConfig:
 
 
 def _raise_run_problems(config: RunConfig, registry: Any) -> None:
-    """What no single component can tell: services, the output format, one modality, guards."""
+    """What no single component can tell: services, the output format, guards, streaming."""
     problems = _service_problems(config, registry) + _format_problems(config.output.format, registry)
-    if not problems:
-        problems += _modality_problems(_refs_from_config(config), registry)
     problems += _guard_problems(config, registry)
     if not problems and config.source.stream is True:  # what keeps the run from working batch by batch
         problems += streaming_problems(config, registry)
@@ -224,23 +209,6 @@ def _guard_problems(config: RunConfig, registry: Any) -> list[tuple[str, str]]:
         return []
     return [(f"pipeline[{i}].guard", "no installed plugin scores generated rows (hook setforge_score_generated, "
                                      "provided by builtin-evaluate); enable it, or set guard: off") for i in guarded]
-
-
-def _modality_problems(refs: list[_Ref], registry: Any) -> list[tuple[str, str]]:
-    """When the source gives one modality only (digits: images, a CSV: tables), every component
-    must accept it: a mismatch is a run-file problem found before any work, not a late exit 3."""
-    source, *others = refs
-    produced = registry.get("source", source.name).cls.modalities
-    if len(produced) != 1:
-        return []  # the data decides (npz); the components check it when the run starts
-    (modality,) = produced
-    problems = []
-    for ref in others:
-        accepted = registry.get(ref.kind, ref.name).cls.modalities
-        if modality not in accepted:
-            problems.append((ref.place, f"{ref.kind} '{ref.name}' accepts {', '.join(accepted)} data, and source "
-                                        f"'{source.name}' gives {modality} data"))
-    return problems
 
 
 def load_and_check(path: str | Path, overrides: Sequence[str], make_registry: Callable[[Any], Any]

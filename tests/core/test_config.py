@@ -331,9 +331,9 @@ def test_component_params_are_parsed_once_and_built_from(folder, monkeypatch):
 
     monkeypatch.setattr(Component, "parse_params", classmethod(counting))
     config, registry = load_checked(write(folder, GOOD))
-    from setforge.checks import _refs_from_config
-
-    assert len(calls) == len(_refs_from_config(config))  # one parse per component named, in one pass
+    named = 1 + len(config.preprocess) + sum(len(s.component_refs()) for s in config.pipeline) + \
+        len(config.evaluate) + len(config.observe)
+    assert len(calls) == named  # one parse per component named, in one pass
     assert all(given == "dict" for _, given in calls)
     calls.clear()
     build(config, registry)
