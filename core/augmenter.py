@@ -109,10 +109,14 @@ class Augmenter(Component, torch.nn.Module):
         return contextlib.nullcontext()
 
     @contextlib.contextmanager
-    def _threads(self, x: torch.Tensor) -> Iterator[None]:
-        """One CPU thread inside the block for a batch of at most ``one_thread_elements``."""
+    def _threads(self, x: Any) -> Iterator[None]:
+        """One CPU thread inside the block for a tensor batch of at most ``one_thread_elements``.
+
+        Text batches are lists of strings, which this leaves alone.
+        """
         before = torch.get_num_threads()
-        if x.device.type != "cpu" or before == 1 or x.numel() > self.one_thread_elements:
+        if (not isinstance(x, torch.Tensor) or x.device.type != "cpu" or before == 1
+                or x.numel() > self.one_thread_elements):
             yield
             return
         torch.set_num_threads(1)
