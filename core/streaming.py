@@ -31,7 +31,7 @@ import torch
 from .dataset import Dataset, Origin
 from .errors import ConfigError, DataError
 from .formats import write_npz_file
-from .record import Tally, file_hash, versions, write_report
+from .record import Tally, file_hash, report_head, write_report
 from .split import split_index
 from .steps import KIND, _amount, _uses_amount, amount_plan
 
@@ -178,7 +178,6 @@ class _Streamer:
 def run_streaming(run: Any, scan: Any) -> Any:
     """Run `run` (a `setforge.pipeline` run whose source was scanned) as a streaming run; its
     `RunResult` holds no rows (read them back with `setforge.load`)."""
-    from . import API_VERSION
     from .pipeline import RunResult
 
     config, started = run.config, time.perf_counter()
@@ -198,12 +197,7 @@ def run_streaming(run: Any, scan: Any) -> Any:
     counts.update(raw_train=after[0], optimised=after[-1])
     steps = [{"index": s.index, "kind": s.kind, "name": s.name, "streamed": True, "rows_in": after[s.index]["rows"],
               "rows_out": after[s.index + 1]["rows"], "counts": after[s.index + 1]} for s in run.built.steps]
-    report = {"setforge": {"version": versions().get("setforge"), "api_version": API_VERSION}, "versions": versions(),
-              "seed": run.seed, "device": str(run.device), "config": config.model_dump(mode="json"),
-              "components": run.built.used(run.registry), "output": {"format": config.output.format,
-                                                                      "shard_rows": config.output.shard_rows},
-              "modality": scan.modality, "classes": list(scan.classes), "row_shape": list(scan.shape),
-              "features": None if scan.features is None else scan.features.to_dict(),
+    report = {**report_head(run, streamer.like),
               "stream": {"bytes": scan.nbytes, "batch_size": config.batch_size},
               "source": {"name": config.source.name, "rows": int((scan.labels >= 0).sum()), "own_split": scan.split
                          is not None, "dropped_invalid": dict(sorted(run.built.source.dropped.items()))},
