@@ -45,15 +45,12 @@ def _rows(ds) -> list[tuple]:
     return sorted(zip(map(bytes, pixels), ds.y.tolist(), ds.origin.tolist(), ds.parent.tolist(), ds.row_id.tolist()))
 
 
-@pytest.mark.parametrize("fmt", ["webdataset", "npz"])
-def test_torchrun_two_ranks_share_the_batches_of_a_streaming_run(tmp_path, fmt):
+def _torchrun(tmp_path: Path, body: dict) -> dict:
+    """`body` run by ``torchrun --nproc-per-node 2`` into ``out/run``; checks that it leaves one run
+    folder and no scratch behind, and returns its report."""
     out, scratch = tmp_path / "out", tmp_path / "scratch"
     out.mkdir()
     scratch.mkdir()
-    body = {"seed": 1, "device": "cpu", "batch_size": 8,
-            "source": {"name": "npz", "params": {"path": str(_source(tmp_path / "data.npz"))}, "stream": True},
-            "pipeline": [{"augment": "flip", "copies": 1}],  # a random flip (p 0.5): draws keyed by batch
-            "output": {"format": fmt, "shard_rows": 10}}
     file = tmp_path / "run.yaml"
     file.write_text(yaml.safe_dump({**body, "output": {**body["output"], "dir": str(out / "run")}}), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch), "PYTHONPATH": str(REPO)}
@@ -66,7 +63,22 @@ def test_torchrun_two_ranks_share_the_batches_of_a_streaming_run(tmp_path, fmt):
     assert sorted(p.name for p in out.iterdir()) == ["run"]  # one run folder, no <dir>.partial left
     assert not list(scratch.glob("setforge-*")), "rank 1's scratch folder was left behind"
     assert not (out / "run" / ".setforge-ranks").exists()
-    report = json.loads((out / "run" / "report.json").read_text(encoding="utf-8"))
+    return json.loads((out / "run" / "report.json").read_text(encoding="utf-8"))
+
+
+def _single(tmp_path: Path, body: dict):
+    config = RunConfig.model_validate({**body, "output": {**body["output"], "dir": str(tmp_path / "single")}})
+    return run(config, Registry(use_env=False).load(), progress=False)
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "npz"])
+def test_torchrun_two_ranks_share_the_batches_of_a_streaming_run(tmp_path, fmt):
+    body = {"seed": 1, "device": "cpu", "batch_size": 8,
+            "source": {"name": "npz", "params": {"path": str(_source(tmp_path / "data.npz"))}, "stream": True},
+            "pipeline": [{"augment": "flip", "copies": 1}],  # a random flip (p 0.5): draws keyed by batch
+            "output": {"format": fmt, "shard_rows": 10}}
+    report = _torchrun(tmp_path, body)
+    out = tmp_path / "out"
 
     parts = {part: setforge.load(out / "run", split=part) for part in ("train", "val", "test")}
     for part in ("val", "test"):  # real rows numbered within their part, each exactly once
@@ -93,10 +105,28 @@ def test_torchrun_two_ranks_share_the_batches_of_a_streaming_run(tmp_path, fmt):
         assert len(keys) == len(set(keys)) == sum(r["rows"] for r in ranks)
 
     # the run in one process: the same counts, and the same rows (draws keyed by batch, not by rank)
-    config = RunConfig.model_validate({**body, "output": {**body["output"], "dir": str(tmp_path / "single")}})
-    single = run(config, Registry(use_env=False).load(), progress=False)
+    single = _single(tmp_path, body)
     assert "ranks" not in single.report["stream"]
     for key in ("counts", "steps", "split", "source"):
         assert report[key] == single.report[key], key
     for part in ("train", "val", "test"):
         assert _rows(parts[part]) == _rows(setforge.load(single.run_dir, split=part)), part
+
+
+def test_torchrun_two_ranks_share_the_sampled_batches_of_a_checkpointed_generator(tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "data.npz", x=rng.random((90, 3)).astype(np.float32), y=np.repeat([0, 0, 1], 30))
+    body = {"seed": 4, "device": "cpu", "batch_size": 8,
+            "source": {"name": "npz", "params": {"path": str(tmp_path / "data.npz")}, "stream": False},
+            "pipeline": [{"generate": "gaussian-mixture", "target": "balance"}], "output": {"format": "npz"}}
+    fitted = run(RunConfig.model_validate({**body, "output": {"dir": str(tmp_path / "fit")}}),
+                 Registry(use_env=False).load(), progress=False)
+    body["source"]["stream"] = True
+    body["pipeline"][0]["params"] = {"checkpoint": str(next(fitted.run_dir.glob("steps/*/generator.pt")))}
+    report = _torchrun(tmp_path, body)
+    train, single = setforge.load(tmp_path / "out" / "run"), _single(tmp_path, body)
+    assert len(report["stream"]["ranks"]) == 2 and report["counts"] == single.report["counts"]
+    made = train[train.origin == int(setforge.Origin.GENERATED)]
+    assert len(made) == report["steps"][0]["counts"]["by_origin"]["generated"] > 8  # more than one batch
+    alone = setforge.load(single.run_dir)
+    assert sorted(map(bytes, train.x.numpy())) == sorted(map(bytes, alone.x.numpy()))
