@@ -7,7 +7,10 @@ joins them into one ``torch.distributed`` process group from torchrun's environm
 source, split and steps with the same seeds; inside `collective` (the pipeline's steps) the
 shared GAN loop trains with DistributedDataParallel, each rank on its share of every batch.
 Rank 0 alone writes the run folder, checkpoints and grids, and evaluates; the other ranks keep
-what plugins write in a private scratch folder (removed at exit) and stop after the steps.
+what plugins write in a private scratch folder (removed at exit) and stop after the steps. A
+streaming run is sharded instead: batch *u* goes to rank ``u % world_size`` (`takes`), every rank
+writes its own shards into the one ``<dir>.partial/`` (`check_shared`: a file system every rank
+sees), and rank 0 gathers what they wrote and counted (`gather`, `summed`) before it writes the report.
 
 Without torchrun (``WORLD_SIZE`` unset or 1) every function here is a no-op: rank 0 of 1.
 """
@@ -16,17 +19,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 __all__ = ["launched", "setup", "rank", "world_size", "is_main", "collective", "group", "from_main",
-           "all_mean", "wrap", "scratch_dir"]
+           "all_mean", "wrap", "scratch_dir", "takes", "barrier", "gather", "summed", "check_shared"]
 
 T = TypeVar("T")
 _scope = {"depth": 0}
@@ -130,3 +134,68 @@ def scratch_dir() -> Path:
     path = Path(tempfile.mkdtemp(prefix=f"setforge-rank{rank()}-"))
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
+
+
+def takes(unit: int) -> bool:
+    """Whether this rank takes work unit `unit` (a streaming run's batch): unit *u* goes to rank
+    ``u % world_size``, so the share of each rank is fixed by the number of ranks alone."""
+    return unit % world_size() == rank()
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing on one process)."""
+    if world_size() > 1:
+        torch.distributed.barrier()
+
+
+def gather(obj: T) -> list[T] | None:
+    """Every rank's `obj` (picklable), in rank order, on rank 0 (``gather_object``; it waits for
+    every rank); None on the other ranks, ``[obj]`` on one process."""
+    if world_size() == 1:
+        return [obj]
+    found: list[Any] | None = [None] * world_size() if is_main() else None
+    torch.distributed.gather_object(obj, found, dst=0)
+    return found
+
+
+def summed(state: Any) -> Any:
+    """`state` added up over the ranks, on rank 0 (`gather`; None on the other ranks, `state`
+    itself on one process): mappings key by key (a key one rank has is taken as it is), lists
+    joined in rank order, numbers and NumPy arrays added, for work shared out among the ranks."""
+    found = gather(state)
+    return None if found is None else functools.reduce(_add, found)
+
+
+def _add(a: Any, b: Any) -> Any:
+    if isinstance(a, Mapping):
+        return {**a, **b, **{k: _add(a[k], b[k]) for k in a.keys() & b.keys()}}
+    return a + b
+
+
+def check_shared(folder: Path) -> None:
+    """Make sure every rank sees the folder `folder` that rank 0 made (ranks that write one run
+    folder together need a file system they all share): rank 0 writes a fresh token into it and
+    sends it to the others, each of which reads the file back; a rank that reads something else
+    raises `OutputError` (torchrun then stops the others). Rank 0 removes the file once every rank
+    has read it. Nothing on one process."""
+    from uuid import uuid4
+
+    from .errors import OutputError
+
+    if world_size() == 1:
+        return
+    path, box = Path(folder) / ".setforge-ranks", [uuid4().hex if is_main() else None]
+    if is_main():
+        path.write_text(box[0], encoding="utf-8")
+    torch.distributed.broadcast_object_list(box, src=0)
+    try:
+        seen = path.read_text(encoding="utf-8")
+    except OSError:
+        seen = None
+    if seen != box[0]:
+        raise OutputError(f"rank {rank()} does not see {folder} as rank 0 wrote it: the ranks of a streaming run "
+                          "write one run folder together, so output.dir must be on a file system every machine "
+                          "shares (on one machine it is the same disk)")
+    barrier()
+    if is_main():
+        path.unlink()

@@ -50,13 +50,23 @@ class Format:
 
     ``stream(folder, split, like, shard_rows)`` (None: the format cannot stream) opens a writer of
     one split for a streaming run: ``add(ds)`` appends a batch of rows, ``close()`` finishes and
-    returns the files written; `like` is a dataset of the split's kind (classes, modality, shape)."""
+    returns the files written; `like` is a dataset of the split's kind (classes, modality, shape).
+
+    Under torchrun every rank of a streaming run writes its own batches into the one folder
+    (docs/scaling.md): ``stream`` is then called with ``shard=(rank, world_size)`` as well, and
+    the writer must give its files names no other rank gives (the core's writers number their
+    shards ``k * world_size + rank``), write no file that describes the whole split, and write
+    nothing when it got no rows, except on rank 0. When every rank has closed its writer, rank 0
+    calls ``join(folder, split, like, shards, rows)`` (None: nothing to join) with every rank's
+    files (`shards`: names in `folder`, sorted) and the split's row count, to write what describes
+    the whole split (a manifest); it returns the files it wrote."""
 
     name: str
     write: Callable[..., list[Path]]
     read: Callable[[Path, str], Dataset]
     check: Callable[[Dataset], None] = lambda ds: None
     stream: Callable[..., Any] | None = None
+    join: Callable[..., list[Path]] | None = None
 
 
 # --------------------------------------------------------------------------- arrays
@@ -155,10 +165,13 @@ def _write_npz(folder: Path, split: str, ds: Dataset, *, shard_rows: int = 50_00
 
 
 class _NpzShards:
-    """A streaming run's split as ``<split>-NNNNN.npz`` shards of ``shard_rows`` rows (one shard's rows in memory)."""
+    """A streaming run's split as ``<split>-NNNNN.npz`` shards of ``shard_rows`` rows (one shard's rows in memory);
+    under torchrun (`shard` ``(rank, world_size)``) a rank's shard ``k`` is number ``k * world_size + rank``."""
 
-    def __init__(self, folder: Path, split: str, like: Dataset, shard_rows: int = 50_000):
+    def __init__(self, folder: Path, split: str, like: Dataset, shard_rows: int = 50_000,
+                 shard: tuple[int, int] = (0, 1)):
         self.folder, self.split, self.like, self.shard_rows = Path(folder), split, like, shard_rows
+        self.rank, self.world = shard
         self.held: list[Dataset] = []
         self.files: list[Path] = []
 
@@ -173,11 +186,12 @@ class _NpzShards:
 
     def _flush(self) -> None:
         shard = Dataset.concat(self.held) if self.held else self.like[:0]
-        self.files.append(write_npz_file(self.folder / f"{self.split}-{len(self.files):05d}.npz", dataset_to_arrays(shard)))
+        number = len(self.files) * self.world + self.rank
+        self.files.append(write_npz_file(self.folder / f"{self.split}-{number:05d}.npz", dataset_to_arrays(shard)))
         self.held = []
 
     def close(self) -> list[Path]:
-        if self.held or not self.files:
+        if self.held or not self.files and self.rank == 0:  # an empty split: one empty shard, rank 0's
             self._flush()
         return self.files
 

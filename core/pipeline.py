@@ -38,7 +38,7 @@ from .build import Built, Step, build
 from .chain import Chain
 from . import distributed, streaming
 from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, resolve_device
-from .dataset import Dataset, Origin, Splits
+from .dataset import Dataset, Splits
 from .errors import ConfigError, OutputError, PluginError
 from .formats import dataset_from_state, dataset_state
 from .hookspecs import SERVICE_HOOKS
@@ -49,7 +49,7 @@ from .rng import Rng
 from .split import SourceRows, SplitResult, exact_keep, row_keys, source_rows, split_rows
 from .steps import KIND, guard_generated, resolve_classes
 
-__all__ = ["RunResult", "DryPlan", "run", "dry_plan", "progress_shown"]
+__all__ = ["RunResult", "run", "progress_shown"]
 #: Errors writing the run folder that are the machine's, not a bug: reported as `OutputError` (exit 5).
 _WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG,
                            errno.EIO, errno.ENOTDIR, errno.ENAMETOOLONG})
@@ -77,28 +77,6 @@ class RunResult:
         return format_summary(self.report, self.run_dir, self.timings)
 
 
-@dataclass
-class DryPlan:
-    """What a dry run finds: the source and split, and the class counts after each step (not known
-    after a resampler whose counts only running it tells)."""
-
-    source: str
-    rows: int
-    split_method: str
-    sizes: dict[str, int]
-    dropped: dict[str, int]
-    duplicates: int
-    deduplicate: str
-    classes: list[str]
-    raw_train: list[int]
-    steps: list[tuple[str, list[int], bool]]  # (title, counts after it, whether they are known)
-    notes: list[str]
-    val: list[int]
-    test: list[int]
-    evaluators: list[str]
-    folder: Path
-
-
 def progress_shown(asked: bool) -> bool:
     """Progress bars go to stderr only when asked for and stderr is a terminal, so that error
     lines in a log are never glued to a bar."""
@@ -120,7 +98,8 @@ def _check_device(name: str) -> torch.device:
 
 
 class _Run:
-    """One run of a config (or a dry run): the components, the data as it goes, the record."""
+    """One run of a config (or, with `dry`, its data only, for `tools.dryrun`): the components, the
+    data as it goes, the record."""
 
     def __init__(self, config: Any, registry: Any, *, force: bool = False, resume: bool = False,
                  progress: bool = False, dry: bool = False):
@@ -525,31 +504,6 @@ class _Run:
                 self.warnings.append(f"an observer failed to close: {error}")
         self._open_observers = []
 
-    def dry_plan(self) -> DryPlan:
-        self.built = build(self.config, self.registry)
-        self.prepare_data()
-        classes = list(self.rows.all.classes)
-        counts, real = self.raw_train.class_counts(), self.raw_train.class_counts(Origin.REAL)
-        known, steps, notes = True, [], []
-        for step in self.built.steps:
-            title = f"[{step.index}] {step.kind} {step.name}"
-            kind = KIND[step.kind]
-            plan = kind.plan(step.config, step.classes, counts, real, step.component, classes)
-            if plan is None:
-                known = False
-                notes.append(f"{title}: counts depend on the sampler and the data; shown unchanged")
-            else:
-                if kind.nothing_note and sum(plan) == 0:
-                    notes.append(f"{title}: {kind.nothing_note}")
-                counts = [n + a for n, a in zip(counts, plan)]
-                real = [min(r, n) for r, n in zip(real, counts)]  # rows removed may be real ones
-            steps.append((title, list(counts), known))
-        return DryPlan(self.built.source.name, len(self.rows.all), self.parts.method,
-                       {"train": len(self.raw_train), "val": len(self.val), "test": len(self.test)},
-                       self.rows.dropped, len(self.parts.duplicate_index), self.config.source.deduplicate.method,
-                       classes, self.raw_train.class_counts(), steps, notes, self.val.class_counts(),
-                       self.test.class_counts(), [scope for scope, _ in self.built.evaluators], self.folder.final)
-
 
 # ------------------------------------------------------------------------------ entry points
 def run(config: Any, registry: Any = None, *, force: bool = False, resume: bool = False,
@@ -563,11 +517,3 @@ def run(config: Any, registry: Any = None, *, force: bool = False, resume: bool 
     """
     registry = registry_for(config) if registry is None else registry
     return _Run(config, registry, force=force, resume=resume, progress=progress).execute()
-
-
-def dry_plan(config: Any, registry: Any = None) -> DryPlan:
-    """Validate, load the source, split, and plan the class counts each step would produce, without
-    running any step (a resampler's counts are known only when its ``expected_counts(counts,
-    classes)`` knows them). Writes nothing."""
-    registry = registry_for(config) if registry is None else registry
-    return _Run(config, registry, dry=True).dry_plan()

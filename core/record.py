@@ -151,26 +151,27 @@ def _evaluator_detail(evaluator: Any) -> str:
     return "" if model is None else f"model {model}"
 
 
-def build_report(run: Any) -> dict[str, Any]:
-    """``report.json`` of a finished run (`setforge.pipeline`'s run, after it wrote its files)."""
+def report_head(run: Any, like: Any) -> dict[str, Any]:
+    """What every ``report.json`` starts with: versions, components, seed, device, the run file,
+    the output format and the kind of rows (`like`: a dataset of the run's kind)."""
     from . import API_VERSION
 
+    config, found = run.config, versions()
+    return {"setforge": {"version": found.get("setforge"), "api_version": API_VERSION}, "versions": found,
+            "components": run.built.used(run.registry), "seed": run.seed, "device": str(run.device),
+            "config": config.model_dump(mode="json"),
+            "output": {"format": config.output.format, "shard_rows": config.output.shard_rows},
+            "modality": like.modality, "classes": list(like.classes), "row_shape": list(like.shape),
+            "features": None if like.features is None else like.features.to_dict()}
+
+
+def build_report(run: Any) -> dict[str, Any]:
+    """``report.json`` of a finished run (`setforge.pipeline`'s run, after it wrote its files)."""
     config, rows, parts = run.config, run.rows, run.parts
     metrics = run.metrics.to_dict()
     metrics["figures"] = run.figures
-    found = versions()
     return {
-        "setforge": {"version": found.get("setforge"), "api_version": API_VERSION},
-        "versions": found,
-        "components": run.built.used(run.registry),
-        "seed": run.seed,
-        "device": str(run.device),
-        "config": config.model_dump(mode="json"),
-        "output": {"format": config.output.format, "shard_rows": config.output.shard_rows},
-        "modality": rows.all.modality,
-        "classes": list(rows.all.classes),
-        "row_shape": list(rows.all.shape),
-        "features": None if rows.all.features is None else rows.all.features.to_dict(),
+        **report_head(run, rows.all),
         "source": {"name": run.built.source.name, "rows": len(rows.all), "own_split": rows.own_split,
                    "parts": dict(zip(rows.part_names, rows.part_sizes)), "dropped_invalid": rows.dropped,
                    "duplicates_dropped": int(len(parts.duplicate_index)),

@@ -13,7 +13,11 @@ its classes and amounts planned from the class counts of the whole split (`StepK
 generate step loads its fitted generator (``params.checkpoint``) and samples its planned rows a
 batch at a time after the data, through the later steps. Batch ``b`` of step ``i`` draws from
 ``Rng(seed, ("step", i, "batch", b))``, so a streamed run is the same for the same seed and
-``batch_size``; its random draws differ from those of the run in memory. What needs every row at
+``batch_size``; its random draws differ from those of the run in memory. Under torchrun the
+batches are shared out (batch *u*, counted over val, test, train and the generated rows, goes to
+rank ``u % world_size``): every rank writes its own shards into the one ``<dir>.partial/``, and
+rank 0 gathers the ranks' files and counts and writes the report; ``b`` stays the batch's number
+in the whole run, so the rows written do not depend on the number of ranks. What needs every row at
 once (resamplers, preprocessors, de-duplication, ``drop_leaked``) is refused: at validation with
 ``stream: true`` (exit 2, `problems`), with a `DataError` naming the data's size when ``auto``
 chose to stream. Evaluators are skipped, with a warning.
@@ -22,16 +26,20 @@ chose to stream. Evaluators are skipped, with a warning.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from . import distributed
 from .dataset import Dataset, Origin
 from .errors import ConfigError, DataError
 from .formats import write_npz_file
-from .record import Tally, file_hash, versions, write_report
+from .output import RunFolder
+from .record import Tally, file_hash, report_head, write_report
 from .split import split_index
 from .steps import KIND, _amount, _uses_amount, amount_plan
 
@@ -110,11 +118,24 @@ class _Streamer:
             self.counts_in, self.plans = [*self.counts_in, counts], [*self.plans, plan or [0] * len(counts)]
             counts = [n + a for n, a in zip(counts, self.plans[-1])]
         self.tallies = [Tally(scan.classes) for _ in range(len(run.built.steps) + 1)]
+        # under torchrun every rank writes its share of the batches into the one run folder
+        self.folder = (run.folder if run.main else RunFolder(self.config.output.dir)).partial
+        self.unit, self.taken, self.scanned = 0, 0, dict(run.built.source.dropped)
+
+    def _skip(self, counted: bool) -> bool:
+        """Whether the run's next batch (val, test, train, generated: one count) is another rank's
+        (`distributed.takes`); a skipped training batch still counts in the batch numbers that key
+        the steps' draws (`counted`), so the rows do not depend on the number of ranks."""
+        mine, self.unit = distributed.takes(self.unit), self.unit + 1
+        self.taken, self.batch = self.taken + mine, self.batch + (counted and not mine)
+        return not mine
 
     def read(self, part: str) -> Iterator[Dataset]:
         """The rows of `part`, ``batch_size`` at a time, as real rows numbered within the part."""
         index, size = self.index[part], self.config.batch_size
         for start in range(0, len(index), size):
+            if self._skip(part == "train"):
+                continue
             with self.run.guard(self.run.built.source, "read"):
                 ds = self.scan.read(index[start:start + size])
             source_rows = ds.row_id.cpu().numpy()
@@ -153,32 +174,60 @@ class _Streamer:
                 step.component.fit(self.scan.read(self.index["train"][:1]), self.run._ctx(("step", step.index), None))
         labels = torch.repeat_interleave(torch.arange(len(plan)), torch.tensor(plan))
         for start in range(0, len(labels), self.config.batch_size):
+            if self._skip(True):
+                continue
             ctx = self.run._ctx(("step", step.index, "batch", start), None, step=step.index, name=step.name)
             with self.run.guard(step.component, "sample"):
                 yield self.tallies[step.index + 1].add(step.component.sample(labels[start:start + ctx.batch_size], ctx))
 
-    def write(self) -> tuple[list[Any], dict[str, Any]]:
-        """Every part into the run folder's shards; the files and each part's counts."""
-        folder, shard_rows, files, counts = self.run.folder.partial, self.config.output.shard_rows, [], {}
+    def write(self) -> tuple[dict[str, list[Any]], dict[str, Tally]]:
+        """This rank's batches of every part into the run folder's shards; its files and counts by part."""
+        shard = {"shard": (distributed.rank(), distributed.world_size())} if distributed.world_size() > 1 else {}
+        files, tallies = {}, {}
         for part in ("val", "test", "train"):
-            writer, tally = self.run.format.stream(folder, part, self.like, shard_rows), Tally(self.scan.classes)
+            writer = self.run.format.stream(self.folder, part, self.like, self.config.output.shard_rows, **shard)
+            tally = Tally(self.scan.classes)
             for ds in self.read(part):
                 writer.add(self.steps(self.tallies[0].add(ds), 0) if part == "train" else tally.add(ds))
             if part == "train":
                 for step in (s for s in self.run.built.steps if s.kind == "generate"):
                     for ds in self.generated(step):
                         writer.add(self.steps(ds, step.index + 1))
-            files += writer.close()
-            counts[part] = tally.counts()
-        files.append(write_npz_file(folder / "splits.npz", {f"{k}_index": v.astype(np.int64)
-                                                             for k, v in self.index.items()}))
-        return files, counts
+            files[part], tallies[part] = writer.close(), tally
+        return files, tallies
+
+    def gather(self, files: dict[str, list[Any]], parts: dict[str, Tally]) -> dict[str, Any] | None:
+        """On rank 0, what the ranks wrote (files by part, their hashes), counted (the steps' and parts'
+        tallies, rows dropped while reading) and took, added up (`distributed.summed`: rank 0 waits
+        for every rank); None on the other ranks."""
+        named = {part: [str(p.relative_to(self.folder)) for p in paths] for part, paths in files.items()}
+        tallies = [*self.tallies, *parts.values()]
+        written = int(sum(t.table.sum() for t in tallies[len(self.tallies) - 1:]))  # the last step's, val's, test's
+        return distributed.summed({
+            "files": named, "hashes": {n: file_hash(self.folder / n) for names in named.values() for n in names},
+            "tables": np.stack([t.table for t in tallies]), "ranks": [{"batches": self.taken, "rows": written}],
+            "dropped": dict(Counter(self.run.built.source.dropped) - Counter(self.scanned))})
+
+    def join(self, done: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any], dict[str, int]]:
+        """On rank 0: the ranks' counts (`gather`) into the tallies, each part's shards joined
+        (`Format.join`, several ranks only), ``splits.npz``; the files' hashes, the parts' counts
+        and the rows dropped."""
+        parts = {part: Tally(self.scan.classes) for part in done["files"]}
+        for tally, table in zip([*self.tallies, *parts.values()], done["tables"]):
+            tally.table = table
+        written = [write_npz_file(self.folder / "splits.npz", {f"{k}_index": v.astype(np.int64)
+                                                              for k, v in self.index.items()})]
+        for part, names in done["files"].items() if len(done["ranks"]) > 1 and self.run.format.join else ():
+            rows = int((self.tallies[-1] if part == "train" else parts[part]).table.sum())
+            written += self.run.format.join(self.folder, part, self.like, sorted(names), rows)
+        hashes = {**done["hashes"], **{str(p.relative_to(self.folder)): file_hash(p) for p in written}}
+        dropped = Counter(self.scanned) + Counter(done["dropped"])
+        return hashes, {part: tally.counts() for part, tally in parts.items()}, dict(sorted(dropped.items()))
 
 
 def run_streaming(run: Any, scan: Any) -> Any:
     """Run `run` (a `setforge.pipeline` run whose source was scanned) as a streaming run; its
     `RunResult` holds no rows (read them back with `setforge.load`)."""
-    from . import API_VERSION
     from .pipeline import RunResult
 
     config, started = run.config, time.perf_counter()
@@ -191,26 +240,29 @@ def run_streaming(run: Any, scan: Any) -> Any:
                         f"than source.stream_above ({size(config.source.stream_above)}), so the run streams (raise "
                         f"stream_above to read them at once), and " + "; ".join(f"{p}: {m}" for p, m in found))
     streamer = _Streamer(run, scan)
+    for path in streamer.folder.glob("*") if run.main and run.resume else ():  # it starts over: no shard of an
+        if path.is_file() and path.name.startswith(("train", "val", "test")):  # earlier try (other ranks) stays
+            path.unlink()
+    distributed.check_shared(streamer.folder)  # under torchrun: every rank sees rank 0's <dir>.partial/
     if run.built.evaluators:
         run.warnings.append("evaluate: skipped: evaluators need every row in memory, which a streaming run never holds")
-    files, counts = streamer.write()
+    done = streamer.gather(*streamer.write())
+    if done is None:  # another rank: rank 0 writes the report and renames the folder
+        return RunResult(Path(config.output.dir), {}, run.timings, run.metrics, *[streamer.like] * 4)
+    files, counts, dropped = streamer.join(done)
     after = [t.counts() for t in streamer.tallies]
     counts.update(raw_train=after[0], optimised=after[-1])
     steps = [{"index": s.index, "kind": s.kind, "name": s.name, "streamed": True, "rows_in": after[s.index]["rows"],
               "rows_out": after[s.index + 1]["rows"], "counts": after[s.index + 1]} for s in run.built.steps]
-    report = {"setforge": {"version": versions().get("setforge"), "api_version": API_VERSION}, "versions": versions(),
-              "seed": run.seed, "device": str(run.device), "config": config.model_dump(mode="json"),
-              "components": run.built.used(run.registry), "output": {"format": config.output.format,
-                                                                      "shard_rows": config.output.shard_rows},
-              "modality": scan.modality, "classes": list(scan.classes), "row_shape": list(scan.shape),
-              "features": None if scan.features is None else scan.features.to_dict(),
-              "stream": {"bytes": scan.nbytes, "batch_size": config.batch_size},
+    ranked = {"ranks": done["ranks"]} if len(done["ranks"]) > 1 else {}
+    report = {**report_head(run, streamer.like),
+              "stream": {"bytes": scan.nbytes, "batch_size": config.batch_size, **ranked},
               "source": {"name": config.source.name, "rows": int((scan.labels >= 0).sum()), "own_split": scan.split
-                         is not None, "dropped_invalid": dict(sorted(run.built.source.dropped.items()))},
+                         is not None, "dropped_invalid": dropped},
               "split": {"method": streamer.method, "rows": {"train": after[0]["rows"], "val": counts["val"]["rows"],
                                                             "test": counts["test"]["rows"]}},
               "counts": counts, "steps": steps, "evaluators": {}, "metrics": {}, "warnings": run.warnings,
-              "files": {str(p.relative_to(run.folder.partial)): file_hash(p) for p in sorted(files)}}
+              "files": files}
     run.timings.update(stream=time.perf_counter() - started)
     write_report(run.folder.partial, report, run.timings)
     return RunResult(run.folder.commit(force=run.force), report, run.timings, run.metrics, *[streamer.like] * 4)

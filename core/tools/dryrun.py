@@ -2,13 +2,73 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["dry_run", "format_plan"]
+__all__ = ["DryPlan", "dry_plan", "dry_run", "format_plan"]
+
+
+@dataclass
+class DryPlan:
+    """What a dry run finds: the source and split, and the class counts after each step (not known
+    after a resampler whose counts only running it tells)."""
+
+    source: str
+    rows: int
+    split_method: str
+    sizes: dict[str, int]
+    dropped: dict[str, int]
+    duplicates: int
+    deduplicate: str
+    classes: list[str]
+    raw_train: list[int]
+    steps: list[tuple[str, list[int], bool]]  # (title, counts after it, whether they are known)
+    notes: list[str]
+    val: list[int]
+    test: list[int]
+    evaluators: list[str]
+    folder: Path
+
+
+def dry_plan(config: Any, registry: Any = None) -> DryPlan:
+    """Validate, load the source, split, and plan the class counts each step would produce, without
+    running any step (a resampler's counts are known only when its ``expected_counts(counts,
+    classes)`` knows them). Writes nothing."""
+    from ..build import build
+    from ..dataset import Origin
+    from ..pipeline import _Run
+    from ..registry import registry_for
+    from ..steps import KIND
+
+    run = _Run(config, registry_for(config) if registry is None else registry, dry=True)
+    run.built = build(run.config, run.registry)
+    run.prepare_data()
+    classes = list(run.rows.all.classes)
+    counts, real = run.raw_train.class_counts(), run.raw_train.class_counts(Origin.REAL)
+    known, steps, notes = True, [], []
+    for step in run.built.steps:
+        title = f"[{step.index}] {step.kind} {step.name}"
+        kind = KIND[step.kind]
+        plan = kind.plan(step.config, step.classes, counts, real, step.component, classes)
+        if plan is None:
+            known = False
+            notes.append(f"{title}: counts depend on the sampler and the data; shown unchanged")
+        else:
+            if kind.nothing_note and sum(plan) == 0:
+                notes.append(f"{title}: {kind.nothing_note}")
+            counts = [n + a for n, a in zip(counts, plan)]
+            real = [min(r, n) for r, n in zip(real, counts)]  # rows removed may be real ones
+        steps.append((title, list(counts), known))
+    return DryPlan(run.built.source.name, len(run.rows.all), run.parts.method,
+                   {"train": len(run.raw_train), "val": len(run.val), "test": len(run.test)},
+                   run.rows.dropped, len(run.parts.duplicate_index), run.config.source.deduplicate.method,
+                   classes, run.raw_train.class_counts(), steps, notes, run.val.class_counts(),
+                   run.test.class_counts(), [scope for scope, _ in run.built.evaluators], run.folder.final)
 
 
 def format_plan(plan: Any) -> str:
-    """The text of a `setforge.pipeline.DryPlan`: source and split, one column of class counts per
+    """The text of a `DryPlan`: source and split, one column of class counts per
     step (``?`` once a step's counts are unknown), the evaluators and the run folder."""
     lines = [f"dry run: source {plan.source}, {plan.rows} rows; split ({plan.split_method}): "
              f"train {plan.sizes['train']} | val {plan.sizes['val']} | test {plan.sizes['test']}"]
@@ -39,6 +99,4 @@ def dry_run(config: Any, registry: Any = None) -> str:
     """Validate, load the source, split, and show the class counts each step would produce,
     without running any step (a resampler's counts are shown unchanged, marked ``?``, unless its
     ``expected_counts(counts, classes)`` knows them). Writes nothing."""
-    from ..pipeline import dry_plan
-
     return format_plan(dry_plan(config, registry))

@@ -5,11 +5,12 @@ from setforge import hookimpl
 from setforge.formats import Format
 
 from .files import check_csv, check_image_folder, read_csv, read_image_folder, write_csv, write_image_folder
-from .webdataset_shards import WebDatasetWriter, read_webdataset, write_webdataset
+from .webdataset_shards import WebDatasetWriter, join_webdataset, read_webdataset, write_webdataset
 
 
 @hookimpl
 def setforge_register_formats():
     return [Format("image-folder", write_image_folder, read_image_folder, check_image_folder),
             Format("csv", write_csv, read_csv, check_csv),
-            Format("webdataset", write_webdataset, read_webdataset, stream=WebDatasetWriter)]
+            Format("webdataset", write_webdataset, read_webdataset, stream=WebDatasetWriter,
+                   join=join_webdataset)]

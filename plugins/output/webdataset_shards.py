@@ -19,6 +19,12 @@ with no rows too), the modality, the row shape, whether rows have groups, the fe
 list.
 Members are written in row order with a fixed mtime (0), owner (0/0, no names) and mode (0644) in
 ustar format, so the shards are byte for byte the same for the same data.
+
+Under torchrun a streaming run's ranks write one split together (``shard=(rank, world_size)``,
+docs/scaling.md): a rank's shard ``k`` is shard number ``k * world_size + rank``, and a row's key
+is its shard's number times ``shard_rows`` plus its place in the shard (in one process, its
+position in the split; across ranks, unique, with gaps after each rank's last shard). Rank 0
+writes the manifest (`join_webdataset`) once every rank has closed its writer.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from setforge.errors import DataError
 
 from .files import _IMAGE_MODES, _dataset, _read_manifest, _write_manifest, pixels_uint8
 
-__all__ = ["write_webdataset", "read_webdataset", "payload_extension", "WebDatasetWriter"]
+__all__ = ["write_webdataset", "read_webdataset", "payload_extension", "WebDatasetWriter", "join_webdataset"]
 
 _ORIGIN_LABELS = [o.label for o in Origin]
 _SHARD = re.compile(r"^(train|val|test)-\d{6,}\.tar$")
@@ -87,10 +93,14 @@ class WebDatasetWriter:
     """Writes one split as shards, a batch of rows at a time (``add``), so that a streaming run never
     holds more than a batch; ``close`` writes the manifest and returns every file written.
     `like` is any dataset of the split's kind (an empty one will do): its classes, modality, row
-    shape, features and whether rows have groups go to the manifest."""
+    shape, features and whether rows have groups go to the manifest. With `shard` ``(rank,
+    world_size)`` (one of several ranks) it writes its own shards only: no manifest (rank 0 joins
+    them, `join_webdataset`), and no shard at all when it got no rows, except on rank 0."""
 
-    def __init__(self, folder: Path, split: str, like: Dataset, shard_rows: int = 50_000, width: int = 6):
+    def __init__(self, folder: Path, split: str, like: Dataset, shard_rows: int = 50_000, width: int = 6,
+                 shard: tuple[int, int] | None = None):
         self.folder, self.split, self.like, self.shard_rows, self.width = Path(folder), split, like, shard_rows, width
+        self.shard, (self.rank, self.world) = shard, shard or (0, 1)
         self.extension = payload_extension(like)
         self.rows, self.written, self.tar, self.in_shard = 0, [], None, 0
 
@@ -105,7 +115,7 @@ class WebDatasetWriter:
             columns = {name: getattr(piece, name).tolist() for name in ("y", "origin", "step", "parent", "row_id")}
             groups = piece.groups.tolist() if piece.groups is not None else None
             for i, payload in enumerate(_payloads(piece, self.extension)):
-                key, label = f"{self.split}-{self.rows + i:0{self.width}d}", columns["y"][i]
+                key, label = f"{self.split}-{self.first + self.in_shard + i:0{self.width}d}", columns["y"][i]
                 meta = {"class": classes[label], "origin": _ORIGIN_LABELS[columns["origin"][i]],
                         "step": columns["step"][i], "parent": columns["parent"][i], "row_id": columns["row_id"][i]}
                 if groups is not None:
@@ -118,7 +128,8 @@ class WebDatasetWriter:
                 self._finish_shard()
 
     def _open(self) -> None:
-        self.path = self.folder / f"{self.split}-{len(self.written):06d}.tar"
+        number = len(self.written) * self.world + self.rank
+        self.path, self.first = self.folder / f"{self.split}-{number:06d}.tar", number * self.shard_rows
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.tar, self.in_shard = tarfile.open(self.tmp, "w", format=tarfile.USTAR_FORMAT), 0
 
@@ -130,16 +141,23 @@ class WebDatasetWriter:
 
     def close(self) -> list[Path]:
         """Finish the last shard (an empty one for an empty split) and write the manifest."""
-        if self.tar is not None or not self.written:
+        if self.tar is not None or not self.written and self.rank == 0:
             if self.tar is None:
                 self._open()
             self._finish_shard()
-        like = self.like
-        manifest = {"format": "webdataset", "classes": list(like.classes), "modality": like.modality,
-                    "shape": list(like.shape), "payload": self.extension, "rows": self.rows,
-                    "groups": like.groups is not None, "shards": [p.name for p in self.written],
-                    "features": like.features.to_dict() if like.features is not None else None}
-        return [*self.written, _write_manifest(self.folder, self.split, manifest)]
+        if self.shard is not None:
+            return list(self.written)
+        return [*self.written, *join_webdataset(self.folder, self.split, self.like, self.written, self.rows)]
+
+
+def join_webdataset(folder: Path, split: str, like: Dataset, shards: list[Any], rows: int) -> list[Path]:
+    """Write the manifest of a split of `rows` rows in `shards` (paths or names in `folder`, in
+    reading order); `like` as in `WebDatasetWriter`. Returns the manifest's path."""
+    manifest = {"format": "webdataset", "classes": list(like.classes), "modality": like.modality,
+                "shape": list(like.shape), "payload": payload_extension(like), "rows": rows,
+                "groups": like.groups is not None, "shards": [Path(p).name for p in shards],
+                "features": like.features.to_dict() if like.features is not None else None}
+    return [_write_manifest(Path(folder), split, manifest)]
 
 
 def write_webdataset(folder: Path, split: str, ds: Dataset, *, shard_rows: int = 50_000, **_: Any) -> list[Path]:

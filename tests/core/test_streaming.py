@@ -243,3 +243,25 @@ def test_unreadable_files_are_dropped_and_counted_once_however_the_run_reads(tmp
     result = _run(path)
     assert result.report["source"]["dropped_invalid"] == {"unreadable or not an image": 1}
     assert sum(len(setforge.load(result.run_dir, split=part)) for part in ("train", "val", "test")) == 12
+
+
+def test_a_resumed_streaming_run_starts_over_without_an_earlier_tries_shards(tmp_path):
+    """--resume rewrites a streaming run's shards; one an earlier try wrote (more ranks, other
+    shard_rows) and this one does not would be read back as rows of its own: it goes."""
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "data.npz", x=rng.random((40, 4)).astype(np.float32), y=rng.integers(0, 2, 40))
+    path = _run_file(tmp_path, "run", f"""
+        batch_size: 10
+        source: {{name: npz, params: {{path: {tmp_path / 'data.npz'}}}, stream: true}}
+        output: {{dir: {tmp_path / 'out'}, shard_rows: 100}}
+        """)
+    partial = tmp_path / "out.partial"
+    partial.mkdir()
+    (partial / ".setforge-run").write_text("setforge run folder\n")
+    np.savez(partial / "train-00003.npz", x=np.zeros((5, 4), np.float32), y=np.zeros(5, np.int64), classes=["0", "1"])
+    config = load_run_config(path)
+    registry = registry_for(config)
+    check_components(config, registry)
+    result = setforge.pipeline.run(config, registry, resume=True, progress=False)
+    assert sorted(p.name for p in result.run_dir.glob("train-*")) == ["train-00000.npz"]
+    assert sum(len(setforge.load(result.run_dir, split=part)) for part in ("train", "val", "test")) == 40

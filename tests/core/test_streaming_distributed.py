@@ -1,0 +1,132 @@
+"""A streaming run under ``torchrun --nproc-per-node 2`` (gloo, one thread each): the batches are
+shared out by rank, every rank writes its own shards into the one ``<dir>.partial/``, rank 0
+joins them and writes the report; the result holds every row exactly once, the same rows as the
+run in one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import setforge
+from setforge.config import RunConfig
+from setforge.pipeline import run
+from setforge.registry import Registry
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _source(path: Path) -> Path:
+    """60 small RGB images in 3 classes, pixels on the 1/255 grid (PNG shards keep them exactly)."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (60, 3, 6, 6)).astype(np.float32) / 255
+    np.savez(path, x=x, y=np.repeat([0, 1, 2], [30, 18, 12]))
+    return path
+
+
+def _rows(ds) -> list[tuple]:
+    pixels = (ds.x * 255).round().to(torch.uint8).reshape(len(ds), -1).numpy()
+    return sorted(zip(map(bytes, pixels), ds.y.tolist(), ds.origin.tolist(), ds.parent.tolist(), ds.row_id.tolist()))
+
+
+def _torchrun(tmp_path: Path, body: dict) -> dict:
+    """`body` run by ``torchrun --nproc-per-node 2`` into ``out/run``; checks that it leaves one run
+    folder and no scratch behind, and returns its report."""
+    out, scratch = tmp_path / "out", tmp_path / "scratch"
+    out.mkdir()
+    scratch.mkdir()
+    file = tmp_path / "run.yaml"
+    file.write_text(yaml.safe_dump({**body, "output": {**body["output"], "dir": str(out / "run")}}), encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch), "PYTHONPATH": str(REPO)}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
+                           "-m", "setforge", "run", str(file), "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["run"]  # one run folder, no <dir>.partial left
+    assert not list(scratch.glob("setforge-*")), "rank 1's scratch folder was left behind"
+    assert not (out / "run" / ".setforge-ranks").exists()
+    return json.loads((out / "run" / "report.json").read_text(encoding="utf-8"))
+
+
+def _single(tmp_path: Path, body: dict):
+    config = RunConfig.model_validate({**body, "output": {**body["output"], "dir": str(tmp_path / "single")}})
+    return run(config, Registry(use_env=False).load(), progress=False)
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "npz"])
+def test_torchrun_two_ranks_share_the_batches_of_a_streaming_run(tmp_path, fmt):
+    body = {"seed": 1, "device": "cpu", "batch_size": 8,
+            "source": {"name": "npz", "params": {"path": str(_source(tmp_path / "data.npz"))}, "stream": True},
+            "pipeline": [{"augment": "flip", "copies": 1}],  # a random flip (p 0.5): draws keyed by batch
+            "output": {"format": fmt, "shard_rows": 10}}
+    report = _torchrun(tmp_path, body)
+    out = tmp_path / "out"
+
+    parts = {part: setforge.load(out / "run", split=part) for part in ("train", "val", "test")}
+    for part in ("val", "test"):  # real rows numbered within their part, each exactly once
+        assert sorted(parts[part].row_id.tolist()) == list(range(len(parts[part])))
+    train = parts["train"]
+    real = train[train.origin == int(setforge.Origin.REAL)]
+    copies = train[train.origin == int(setforge.Origin.AUGMENTED)]
+    assert sorted(real.row_id.tolist()) == list(range(len(real))) == sorted(copies.parent.tolist())
+    assert len(real) + len(parts["val"]) + len(parts["test"]) == 60
+
+    # each rank took part of the batches and wrote shards of its own (shard k of rank r: k * 2 + r)
+    ranks = report["stream"]["ranks"]
+    assert len(ranks) == 2 and all(r["batches"] > 0 and r["rows"] > 0 for r in ranks)
+    assert sum(r["rows"] for r in ranks) == len(train) + len(parts["val"]) + len(parts["test"])
+    shards = sorted(p.name for p in (out / "run").glob("train-*"))
+    assert {int(name.split("-")[1].split(".")[0]) % 2 for name in shards} == {0, 1}
+    assert set(report["files"]) == {p.name for p in (out / "run").iterdir() if p.name.startswith(("train", "val",
+                                                                                                  "test", "splits"))}
+    if fmt == "webdataset":  # sample keys stay unique across the ranks' shards
+        keys = []
+        for shard in (out / "run").glob("*.tar"):
+            with tarfile.open(shard) as tar:
+                keys += [m.name.split(".")[0] for m in tar if m.name.endswith(".cls")]
+        assert len(keys) == len(set(keys)) == sum(r["rows"] for r in ranks)
+
+    # the run in one process: the same counts, and the same rows (draws keyed by batch, not by rank)
+    single = _single(tmp_path, body)
+    assert "ranks" not in single.report["stream"]
+    for key in ("counts", "steps", "split", "source"):
+        assert report[key] == single.report[key], key
+    for part in ("train", "val", "test"):
+        assert _rows(parts[part]) == _rows(setforge.load(single.run_dir, split=part)), part
+
+
+def test_torchrun_two_ranks_share_the_sampled_batches_of_a_checkpointed_generator(tmp_path):
+    rng = np.random.default_rng(2)
+    np.savez(tmp_path / "data.npz", x=rng.random((90, 3)).astype(np.float32), y=np.repeat([0, 0, 1], 30))
+    body = {"seed": 4, "device": "cpu", "batch_size": 8,
+            "source": {"name": "npz", "params": {"path": str(tmp_path / "data.npz")}, "stream": False},
+            "pipeline": [{"generate": "gaussian-mixture", "target": "balance"}], "output": {"format": "npz"}}
+    fitted = run(RunConfig.model_validate({**body, "output": {"dir": str(tmp_path / "fit")}}),
+                 Registry(use_env=False).load(), progress=False)
+    body["source"]["stream"] = True
+    body["pipeline"][0]["params"] = {"checkpoint": str(next(fitted.run_dir.glob("steps/*/generator.pt")))}
+    report = _torchrun(tmp_path, body)
+    train, single = setforge.load(tmp_path / "out" / "run"), _single(tmp_path, body)
+    assert len(report["stream"]["ranks"]) == 2 and report["counts"] == single.report["counts"]
+    made = train[train.origin == int(setforge.Origin.GENERATED)]
+    assert len(made) == report["steps"][0]["counts"]["by_origin"]["generated"] > 8  # more than one batch
+    alone = setforge.load(single.run_dir)
+    assert sorted(map(bytes, train.x.numpy())) == sorted(map(bytes, alone.x.numpy()))
