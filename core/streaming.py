@@ -25,6 +25,7 @@ chose to stream. Evaluators are skipped, with a warning.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -183,6 +184,10 @@ class _Streamer:
     def write(self) -> tuple[dict[str, list[Any]], dict[str, Tally]]:
         """This rank's batches of every part into the run folder's shards; its files and counts by part."""
         shard = {"shard": (distributed.rank(), distributed.world_size())} if distributed.world_size() > 1 else {}
+        if shard and not _takes_shard(self.run.format.stream):
+            raise ConfigError(problems=[("output.format", f"format '{self.run.format.name}' cannot write a streaming run "
+                                         f"across {distributed.world_size()} ranks: its stream writer takes no "
+                                         f"shard=(rank, world_size) (docs/plugins.md); run one process")])
         files, tallies = {}, {}
         for part in ("val", "test", "train"):
             writer = self.run.format.stream(self.folder, part, self.like, self.config.output.shard_rows, **shard)
@@ -266,3 +271,12 @@ def run_streaming(run: Any, scan: Any) -> Any:
     run.timings.update(stream=time.perf_counter() - started)
     write_report(run.folder.partial, report, run.timings)
     return RunResult(run.folder.commit(force=run.force), report, run.timings, run.metrics, *[streamer.like] * 4)
+
+
+def _takes_shard(stream: Any) -> bool:
+    """Whether a format's stream writer accepts ``shard=`` (named, or through ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(stream).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: let the call tell
+        return True
+    return any(p.name == "shard" or p.kind is p.VAR_KEYWORD for p in parameters)

@@ -130,3 +130,22 @@ def test_torchrun_two_ranks_share_the_sampled_batches_of_a_checkpointed_generato
     assert len(made) == report["steps"][0]["counts"]["by_origin"]["generated"] > 8  # more than one batch
     alone = setforge.load(single.run_dir)
     assert sorted(map(bytes, train.x.numpy())) == sorted(map(bytes, alone.x.numpy()))
+
+
+def test_a_stream_writer_without_shard_is_told_apart_from_those_that_take_it():
+    from setforge.formats import FORMATS
+    from setforge.registry import default_registry
+    from setforge.streaming import _takes_shard
+
+    class OneProcessWriter:  # a third party's writer from before sharded streaming
+        def __init__(self, folder, split, like, shard_rows):
+            pass
+
+    class AnyKeywords:
+        def __init__(self, folder, split, like, shard_rows, **options):
+            pass
+
+    assert _takes_shard(FORMATS["npz"].stream)
+    assert _takes_shard(default_registry().formats()["webdataset"].stream)
+    assert _takes_shard(AnyKeywords)
+    assert not _takes_shard(OneProcessWriter)
