@@ -170,6 +170,11 @@ class Color(Augmenter):
         """`_transform` written into `x` (a `Chain` uses it on its own intermediates)."""
         return self._adjust(x, x, params)
 
+    def _transform_into(self, out, x, y, params):
+        """`_transform` written into `out` (a chunked `Chain` writes its output this way)."""
+        result = self._adjust(out, x, params)
+        return result if result is out else out.copy_(result)
+
     def _adjust(self, out: torch.Tensor, x: torch.Tensor, params) -> torch.Tensor:
         check_channels(x, self.name)
         factors = [params.get(k) for k in ("brightness", "contrast", "saturation", "hue")]
