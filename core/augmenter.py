@@ -209,3 +209,10 @@ class Augmenter(Component, torch.nn.Module):
         intermediates (never on the caller's batch) when every row of the op is gated on, saving a
         copy of the batch; the default is `_transform`."""
         return self._transform(x, y, params)
+
+    def _transform_into(self, out: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None,
+                        params: Mapping[str, Any]) -> torch.Tensor:
+        """Optional: `_transform` written into `out` (shaped like `x`, not overlapping it), returning
+        `out`. A chunked `Chain` calls it for its last op, with every row gated on, to write each
+        chunk straight into the chain's output instead of copying it there; the default copies."""
+        return out.copy_(self._transform(x, y, params))

@@ -81,7 +81,8 @@ class Chain(Augmenter):
 
     Consecutive geometric ops of one sampling fuse (see `setforge.chain`). An op's in-place
     ``_transform_`` is used on the chain's own intermediates (never on the caller's batch) when
-    every row of the op is gated on.
+    every row of the op is gated on, and a chunked chain's last op writes each chunk straight into
+    the output with ``_transform_into``.
     """
 
     name = "chain"
@@ -156,12 +157,15 @@ class Chain(Augmenter):
         out = torch.empty_like(x)
         for start in range(0, len(x), step):
             rows = slice(start, start + step)
-            out[rows] = self._stages(x[rows], None if y is None else y[rows], take_params(params, rows))  # type: ignore[arg-type]
+            self._stages(x[rows], None if y is None else y[rows], take_params(params, rows), out=out[rows])  # type: ignore[arg-type]
         return out
 
-    def _stages(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any]) -> torch.Tensor:
+    def _stages(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any],
+                out: torch.Tensor | None = None) -> torch.Tensor:
+        """The runs in turn; with `out`, the result is written into it (the last op writes there
+        itself when it can, which saves a pass over the batch) and `out` is returned."""
         source = x
-        for run in self.runs:
+        for r, run in enumerate(self.runs):
             if len(run) > 1 and x.ndim == 4:
                 ops = [self.ops[i] for i in run]
                 lead = next((op for op in ops if op.sampling is not None), ops[0])
@@ -169,11 +173,17 @@ class Chain(Augmenter):
                 continue
             for i in run:
                 op, own = self.ops[i], params[str(i)]
-                if x is not source and bool(own["apply"].all()) and not _shares_memory(x, source):
+                every_row = bool(own["apply"].all())
+                if (out is not None and r == len(self.runs) - 1 and every_row and not x.requires_grad
+                        and out.stride() == x.stride()):  # (across memory layouts a plain copy is faster)
+                    return op._transform_into(out, x, y, own)
+                if x is not source and every_row and not _shares_memory(x, source):
                     x = op._transform_(x, y, own)
                 else:
                     x = op.apply_params(x, y, own)
-        return x
+        if out is None:
+            return x
+        return out.copy_(x)
 
     def parent_index(self, params, n, device):
         index = torch.arange(n, device=device)

@@ -98,9 +98,11 @@ def adjust(x: torch.Tensor, brightness: torch.Tensor | None, contrast: torch.Ten
             mean = means[:, 0] * _LUMA[0] + means[:, 1] * _LUMA[1] + means[:, 2] * _LUMA[2]
         else:
             mean = x.mean(dim=(-3, -2, -1))
-        x = torch.lerp(x, mean.view(view).expand_as(x), (1.0 - contrast.to(x.dtype)).view(view)).clamp(0.0, 1.0)
+        c = contrast.to(x.dtype).view(view)
+        x = (x * c + mean.view(view) * (1.0 - c)).clamp(0.0, 1.0)
     if saturation is not None and rgb:
-        x = torch.lerp(x, grayscale(x).expand_as(x), (1.0 - saturation.to(x.dtype)).view(view)).clamp(0.0, 1.0)
+        s = saturation.to(x.dtype).view(view)
+        x = (x * s + grayscale(x) * (1.0 - s)).clamp(0.0, 1.0)
     if hue is not None and rgb:
         x = adjust_hue(x, hue.to(x.dtype))
     return x
@@ -121,10 +123,15 @@ def adjust_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Tensor | 
             mean = means[:, 0].mul(_LUMA[0]).add_(means[:, 1], alpha=_LUMA[1]).add_(means[:, 2], alpha=_LUMA[2])
         else:
             mean = out.mean(dim=(-3, -2, -1))
-        # c x + (1 - c) mean, as torch.lerp from x towards the mean by 1 - c
-        out.lerp_(mean.view(view).expand_as(out), contrast.neg().add_(1.0).view(view)).clamp_(0.0, 1.0)
+        # c x + (1 - c) mean, torchvision's blend, as ops with one per-row factor each: torch's CPU
+        # kernels vectorise those, not lerp or addcmul with two (with lerp_ the whole adjustment
+        # of 13 x 3x224x224 took 1.2x as long by median, 1.7x by best time)
+        c = contrast.view(view)
+        out.mul_(c).add_(mean.view(view) * (1.0 - c)).clamp_(0.0, 1.0)
     if saturation is not None and rgb:
-        out.lerp_(grayscale(out).expand_as(out), saturation.neg().add_(1.0).view(view)).clamp_(0.0, 1.0)
+        s = saturation.view(view)
+        gray = grayscale(out).mul_(1.0 - s)
+        out.mul_(s).add_(gray).clamp_(0.0, 1.0)
     if hue is not None and rgb:
         out.copy_(adjust_hue(out, hue))
     return out
@@ -162,6 +169,11 @@ class Color(Augmenter):
     def _transform_(self, x, y, params):
         """`_transform` written into `x` (a `Chain` uses it on its own intermediates)."""
         return self._adjust(x, x, params)
+
+    def _transform_into(self, out, x, y, params):
+        """`_transform` written into `out` (a chunked `Chain` writes its output this way)."""
+        result = self._adjust(out, x, params)
+        return result if result is out else out.copy_(result)
 
     def _adjust(self, out: torch.Tensor, x: torch.Tensor, params) -> torch.Tensor:
         check_channels(x, self.name)

@@ -113,3 +113,23 @@ def test_grad_mode_is_switched_off_inside_when_nothing_requires_grad():
     assert seen == [False, True] and out.requires_grad
     out.sum().backward()
     assert torch.equal(leaf.grad, torch.full_like(x, -1.0))
+
+
+def test_a_chunked_chain_whose_last_op_writes_into_the_output_equals_the_whole_batch(monkeypatch):
+    x = smooth_images(7, height=16, width=16)
+    chain = Chain([Flip(), Affine(), Color({"hue": 0.1})])
+    params = chain.make_params(x, None, torch.Generator().manual_seed(3))
+    params["2"]["apply"][:] = True  # every row: the colour writes each chunk straight into the output
+    whole = chain(x, params=params)
+    written = []
+    real = Color._transform_into
+
+    def spy(self, out, x, y, params):
+        written.append(out.data_ptr())
+        return real(self, out, x, y, params)
+
+    monkeypatch.setattr(Color, "_transform_into", spy)
+    monkeypatch.setattr(Chain, "chunk_bytes", 3 * x[0].numel() * 4)  # three rows a chunk, the last one alone
+    out = chain(x, params=params)
+    assert torch.equal(out, whole)
+    assert len(written) == 3 and written[0] == out.data_ptr()

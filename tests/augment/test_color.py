@@ -12,9 +12,9 @@ from setforge.plugins.augment.color import Color, hsv_to_rgb, rgb_to_hsv
 
 from ._helpers import assert_rows_independent, fixed, smooth_images
 
-# One multiply-add and a clamp per adjustment in float32 (torch.lerp instead of torchvision's
-# mul/add, and the contrast mean from channel means): a few ulp, far below 1e-5. Hue goes through
-# HSV with a different (closed-form) HSV -> RGB formula: rounding of ~1e-6 per channel.
+# One multiply-add and a clamp per adjustment in float32 (torchvision's blend, and the contrast mean
+# from channel means): a few ulp, far below 1e-5. Hue goes through HSV with a different
+# (closed-form) HSV -> RGB formula: rounding of ~1e-6 per channel.
 TOL = 1e-5
 HUE_TOL = 1e-5
 
