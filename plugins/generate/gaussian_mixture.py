@@ -1,8 +1,8 @@
 """``gaussian-mixture``: one Gaussian mixture per class, the number of components chosen by BIC.
 
 The honest baseline every GAN must beat: rows are flattened (images) and standardised with the
-step input's column statistics, optionally projected onto the first ``pca`` principal components
-of all rows (one space shared by the classes), and each class gets a scikit-learn
+step input's column statistics, projected onto the first ``pca`` principal components of all rows
+(one space shared by the classes; by default only rows of more than 256 values, onto 256), and each class gets a scikit-learn
 ``GaussianMixture`` (``full`` or ``diag`` covariance) with 1 to ``max_components`` components,
 the count with the lowest Bayesian information criterion kept. Sampling draws a component by its
 weight and a Gaussian row from it (in torch, from the step's generator), maps it back (inverse
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -26,6 +26,8 @@ from setforge.dataset import Dataset
 from ._gan_training import refuse_untrained
 
 __all__ = ["GaussianMixtureGenerator"]
+
+AUTO_COLUMNS = 256  # pca: auto keeps every column up to this many, else this many principal components
 
 
 class GaussianMixtureGenerator(Generator):
@@ -42,8 +44,10 @@ class GaussianMixtureGenerator(Generator):
                                                                         "'diag' (diagonal)")
         max_components: int = Field(5, ge=1, le=100, description="most components per class; the count from 1 to "
                                                                   "this with the lowest BIC is kept")
-        pca: int | None = Field(None, ge=1, description="fit in the space of this many principal components of the "
-                                                        "step's rows (shared by the classes); unset: every column")
+        pca: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+            "auto", description=f"fit in the space of this many principal components of the step's rows (shared by "
+                                f"the classes); null: every column; auto: every column up to {AUTO_COLUMNS} columns, "
+                                f"else {AUTO_COLUMNS} components (a full covariance of a 32x32 RGB row alone is 38 MB)")
         reg_covar: float = Field(1e-3, gt=0.0, description="added to the covariance diagonal (in standardised units) "
                                                           "for stability")
         max_iter: int = Field(200, ge=1, le=100_000, description="most EM iterations per fit")
@@ -63,8 +67,9 @@ class GaussianMixtureGenerator(Generator):
         std = torch.where(std > 1e-8, std, torch.ones_like(std))
         z = (flat - mean) / std
         basis = None
-        if p.pca is not None:
-            keep = min(p.pca, z.shape[1], max(1, len(z) - 1))
+        components = (AUTO_COLUMNS if z.shape[1] > AUTO_COLUMNS else None) if p.pca == "auto" else p.pca
+        if components is not None:
+            keep = min(components, z.shape[1], max(1, len(z) - 1))
             # right singular vectors of the centred rows: the principal axes, largest variance first
             _, _, vh = torch.linalg.svd(z - z.mean(0), full_matrices=False)
             basis = vh[:keep]
@@ -122,8 +127,16 @@ class GaussianMixtureGenerator(Generator):
         component = torch.multinomial(weights[labels], 1, generator=ctx.rng.torch).squeeze(1)
         centre = means[labels, component]
         noise = torch.randn(centre.shape, generator=ctx.rng.torch, device=device)
-        scale = scales[labels, component]
-        z = centre + (torch.einsum("nij,nj->ni", scale, noise) if s["covariance"] == "full" else scale * noise)
+        if s["covariance"] == "full":
+            # one (D, D) Cholesky factor per (class, component) drawn, never one per row: at 32x32 RGB a
+            # factor is 38 MB, so gathering one per row would take 38 MB x rows
+            z = centre
+            pairs = labels * weights.shape[1] + component
+            for pair in torch.unique(pairs).tolist():
+                rows = (pairs == pair).nonzero().squeeze(1)
+                z[rows] += noise[rows] @ scales[pair // weights.shape[1], pair % weights.shape[1]].T
+        else:
+            z = centre + scales[labels, component] * noise
         if s["basis"] is not None:
             z = z @ s["basis"].to(device)
         flat = z * s["std"].to(device) + s["mean"].to(device)

@@ -58,6 +58,34 @@ def test_images_in_a_pca_space_stay_in_range_and_in_that_space():
     assert generator._state["basis"].shape == (3, ds.x[0].numel())
 
 
+def test_pca_auto_keeps_small_rows_whole_and_projects_large_ones(monkeypatch):
+    from setforge.plugins.generate import gaussian_mixture
+
+    ds = sample_dataset("image")
+    columns = ds.x[0].numel()
+    whole = GaussianMixtureGenerator({"max_components": 1}).fit(ds, StepContext.from_seed(0))
+    assert whole._state["basis"] is None  # rows of at most AUTO_COLUMNS values keep every column
+    monkeypatch.setattr(gaussian_mixture, "AUTO_COLUMNS", columns - 1)
+    projected = GaussianMixtureGenerator({"max_components": 1}).fit(ds, StepContext.from_seed(0))
+    assert projected._state["basis"].shape == (min(columns - 1, len(ds) - 1), columns)
+    every = GaussianMixtureGenerator({"max_components": 1, "pca": None}).fit(ds, StepContext.from_seed(0))
+    assert every._state["basis"] is None
+
+
+def test_full_covariance_samples_follow_each_components_factor():
+    # two classes with opposite correlations: every row must get its own class's factor
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(800, 1, generator=g)
+    noise = 0.1 * torch.randn(800, 1, generator=g)
+    x = torch.cat([torch.cat([a[:400], a[:400] + noise[:400]], 1), torch.cat([a[400:], -a[400:] + noise[400:]], 1)])
+    y = torch.cat([torch.zeros(400), torch.ones(400)]).long()
+    ds = Dataset(x=x, y=y, classes=("up", "down"), modality="tabular")
+    generator = GaussianMixtureGenerator({"max_components": 1}).fit(ds, StepContext.from_seed(0))
+    out = generator.sample([0, 1] * 1500, StepContext.from_seed(1))
+    up, down = out.x[out.y == 0], out.x[out.y == 1]
+    assert float(torch.corrcoef(up.T)[0, 1]) > 0.95 and float(torch.corrcoef(down.T)[0, 1]) < -0.95
+
+
 def test_categorical_columns_are_snapped_to_category_codes():
     ds = sample_dataset("tabular", categorical="some")
     generator = GaussianMixtureGenerator({"max_components": 2}).fit(ds, StepContext.from_seed(0))
