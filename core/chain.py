@@ -174,7 +174,7 @@ class Chain(Augmenter):
             for i in run:
                 op, own = self.ops[i], params[str(i)]
                 every_row = bool(own["apply"].all())
-                if (out is not None and r == len(self.runs) - 1 and every_row and not x.requires_grad
+                if (out is not None and r == len(self.runs) - 1 and i == run[-1] and every_row and not x.requires_grad
                         and out.stride() == x.stride()):  # (across memory layouts a plain copy is faster)
                     return op._transform_into(out, x, y, own)
                 if x is not source and every_row and not _shares_memory(x, source):
