@@ -62,7 +62,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "generate_quality.json"
 #: The data-efficient variants of the neural generators. ADA's sign heuristic is for a logistic
 #: discriminator, so its variant runs for dcgan only (on wgan-gp's critic it keeps p near 0).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "plain": {},
+    "plain": {"diff_augment": []},  # no augmentation, whatever the generator's default (stylegan2's is DiffAugment)
     "diffaugment": {"diff_augment": ["translation", "color", "cutout"]},
     "ada": {"ada": {"target": 0.6}},
 }
@@ -251,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                          for name in generators if name in GPU_GENERATORS and "plain" in variants
                          for tag, extra in GPU_PRECISIONS.items()]
             for name, variant, device, config, extra in runs:
-                params = {**GENERATOR_PARAMS[name], **overrides.get(name, {}), **VARIANTS[variant], **extra}
+                params = {**GENERATOR_PARAMS[name], **overrides.get(name, {}),
+                          **(VARIANTS[variant] if name in NEURAL else {}), **extra}
                 generated, timing, notes = fit_and_sample(name, params, train, val, counts, seed, cache, device)
                 values = {**quality(model, generated, test), **timing,
                           "macro_f1": downstream(train, generated, val, test, seed)}

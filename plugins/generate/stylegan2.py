@@ -32,6 +32,7 @@ from setforge.context import StepContext
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 
+from ._gan_augment import DiffAugmentOp
 from ._gan_training import refuse_untrained, GanObjective, GanTrainer, GanTrainingParams, build_module
 from ._stylegan2_nets import StyleGan2Discriminator, StyleGan2Generator, init_stylegan2_weights
 from .dcgan import MAX_SIZE, MIN_SIZE, _to_images, _to_network, network_size
@@ -40,6 +41,12 @@ __all__ = ["StyleGAN2", "StyleGan2Loss", "load_pretrained", "read_state_dicts", 
 
 #: The parameters with one row per class: fine-tuning on other classes starts those rows afresh.
 CLASS_KEYS = {"generator": "mapping.embed", "discriminator": "projection"}
+
+#: ``steps: auto``'s steps per class, and DiffAugment on by default: on digits (seed 0, the monitor's
+#: curve) plain training lost diversity steadily (val PRDC recall 0.65 at step 400, 0.005 at 8000);
+#: with DiffAugment recall held 0.58-0.61 and FD bottomed out (1.7) between steps 3600 and 4400
+STEPS_PER_CLASS = 400
+DEFAULT_DIFF_AUGMENT = ("translation", "color", "cutout")
 
 
 # ------------------------------------------------------------------------------ losses
@@ -52,6 +59,8 @@ class StyleGan2Loss(GanObjective):
     generator's ``pl_mean`` buffer) likewise every ``pl_every`` steps on the step's generated
     batch, with its noise ``y`` from `draw`. The logged ``r1`` / ``path_length`` are the latest values.
     """
+
+    steps_per_class = STEPS_PER_CLASS
 
     def __init__(self, generator: StyleGan2Generator, draw: torch.Generator, *, r1_gamma: float, r1_every: int,
                  pl_weight: float, pl_every: int, pl_decay: float = 0.01):
@@ -253,6 +262,10 @@ class StyleGAN2(Generator):
                                                                  "or .safetensors with the safetensors package)")
         freeze_d: int = Field(0, ge=0, le=16, description="keep the discriminator's fromRGB and its first K "
                                                           "(highest-resolution) blocks fixed (FreezeD)")
+        diff_augment: list[DiffAugmentOp] = Field(
+            default_factory=lambda: list(DEFAULT_DIFF_AUGMENT),
+            description="DiffAugment ops on every discriminator input (the shared loop's); on by default for "
+                        "stylegan2, which loses diversity without them on small data ([] turns them off)")
         # StyleGAN2's optimiser settings
         batch_size: int = Field(32, ge=2, le=65536, description="real rows per training batch")
         lr_generator: float = Field(2e-3, gt=0.0, description="Adam learning rate of the generator")
