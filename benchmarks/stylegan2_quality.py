@@ -1,7 +1,7 @@
 """Quality of ``stylegan2`` on scikit-learn's digits within a CPU budget: CAS with its defaults.
 
 Digits through setforge's own source and split (stratified 60/10/30 train/val/test, as
-``generate_quality.py``); ``stylegan2`` with its default params (50 epochs) fits on the real
+``generate_quality.py``); ``stylegan2`` with its default params (``steps: auto``, DiffAugment on) fits on the real
 training rows on one torch thread, then generates one row per real training row (the same
 class counts). ``cas``: the share of generated rows that a CNN trained on the real training rows
 (early-stopped on val; the shared ``cnn``) assigns to their requested class, at the default
