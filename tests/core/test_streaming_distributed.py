@@ -5,32 +5,18 @@ run in one process."""
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import setforge
 from setforge.config import RunConfig
 from setforge.pipeline import run
 from setforge.registry import Registry
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from tests._torchrun import torchrun
 
 def _source(path: Path) -> Path:
     """60 small RGB images in 3 classes, pixels on the 1/255 grid (PNG shards keep them exactly)."""
@@ -46,24 +32,9 @@ def _rows(ds) -> list[tuple]:
 
 
 def _torchrun(tmp_path: Path, body: dict) -> dict:
-    """`body` run by ``torchrun --nproc-per-node 2`` into ``out/run``; checks that it leaves one run
-    folder and no scratch behind, and returns its report."""
-    out, scratch = tmp_path / "out", tmp_path / "scratch"
-    out.mkdir()
-    scratch.mkdir()
-    file = tmp_path / "run.yaml"
-    file.write_text(yaml.safe_dump({**body, "output": {**body["output"], "dir": str(out / "run")}}), encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch), "PYTHONPATH": str(REPO)}
-    env.pop("WORLD_SIZE", None)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-                           "-m", "setforge", "run", str(file), "--quiet"],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["run"]  # one run folder, no <dir>.partial left
-    assert not list(scratch.glob("setforge-*")), "rank 1's scratch folder was left behind"
-    assert not (out / "run" / ".setforge-ranks").exists()
-    return json.loads((out / "run" / "report.json").read_text(encoding="utf-8"))
+    report, _ = torchrun(tmp_path, body)
+    assert not (tmp_path / "out" / "run" / ".setforge-ranks").exists()
+    return report
 
 
 def _single(tmp_path: Path, body: dict):

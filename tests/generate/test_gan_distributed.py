@@ -10,15 +10,11 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from setforge import StepContext, distributed
 from setforge.config import RunConfig
@@ -27,16 +23,10 @@ from setforge.pipeline import run
 from setforge.plugins.generate.dcgan import DCGAN
 from setforge.plugins.generate.wgan_gp import WGANGP
 from setforge.registry import Registry
+from tests._torchrun import free_port, torchrun
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = {"steps": 6, "width": 8, "latent_dim": 8, "embedding_dim": 4, "batch_size": 16, "grid_every": 0,
         "monitor": False, "checkpoint_every": 4}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _digits(n: int = 120) -> Dataset:
@@ -66,7 +56,7 @@ def _train_on_rank(rank: int, port: int, out: str) -> None:
 
 
 def test_ranks_hold_the_same_weights_after_ddp_training(tmp_path):
-    torch.multiprocessing.spawn(_train_on_rank, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_train_on_rank, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     for name in ("dcgan", "wgan-gp"):
         ranks = [torch.load(tmp_path / f"{name}-{r}.pt", weights_only=True) for r in (0, 1)]
         assert ranks[0]["distributed"] == ranks[1]["distributed"] == {"world_size": 2, "rows_per_rank": 16}
@@ -95,23 +85,9 @@ RUN_FILE = {
 
 
 def test_torchrun_two_ranks_match_the_single_process_run(tmp_path):
+    report, stdout = torchrun(tmp_path, RUN_FILE)
     out = tmp_path / "out"
-    out.mkdir()
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    file = tmp_path / "run.yaml"
-    file.write_text(yaml.safe_dump({**RUN_FILE, "output": {"dir": str(out / "run")}}), encoding="utf-8")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch), "PYTHONPATH": str(REPO)}
-    env.pop("WORLD_SIZE", None)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-addr", "127.0.0.1", "--master-port", str(_free_port()),
-                           "-m", "setforge", "run", str(file), "--quiet"],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert sorted(p.name for p in out.iterdir()) == ["run"]  # one run folder, no <dir>.partial left
-    assert done.stdout.count("run folder") <= 1  # rank 0 alone prints the summary
-    assert not list(scratch.glob("setforge-*")), "rank 1's scratch folder was left behind"
-    report = yaml.safe_load((out / "run" / "report.json").read_text(encoding="utf-8"))
+    assert stdout.count("run folder") <= 1  # rank 0 alone prints the summary
     assert report["steps"][1]["training"]["distributed"] == {"world_size": 2, "rows_per_rank": 16}
     assert sorted(p.name for p in (out / "run" / "steps" / "01-generate-dcgan").glob("training-*.pt")) == [
         "training-00000006.pt"]
