@@ -6,6 +6,10 @@ from typing import Any
 
 __all__ = ["place_of", "problems_from_validation_error"]
 
+#: pydantic's names for the branches of a union in an error's location (``steps.constrained-int``).
+_BRANCH_TAGS = {"str", "int", "float", "bool", "none", "bytes", "dict", "list"}
+_SHOULD = "Input should be "
+
 
 def place_of(loc: tuple[Any, ...] | list[Any], prefix: str = "") -> str:
     """``("pipeline", 2, "params", "epochs")`` -> ``pipeline[2].params.epochs`` (after `prefix`)."""
@@ -18,19 +22,31 @@ def place_of(loc: tuple[Any, ...] | list[Any], prefix: str = "") -> str:
     return place
 
 
+def _is_branch(part: Any) -> bool:
+    return isinstance(part, str) and (part in _BRANCH_TAGS or "[" in part or part.startswith(("function-",
+                                                                                             "constrained-")))
+
+
 def problems_from_validation_error(error: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """One ``(place, message)`` per pydantic error, naming what was given and what is accepted."""
+    """One ``(place, message)`` per pydantic error, naming what was given and what is accepted;
+    the failed branches of one union (``int >= 1`` or ``'auto'``) make one message."""
+    found: dict[Any, tuple[str, list[str], Any]] = {}  # union place or error number -> problem, in order
+    for number, item in enumerate(error.errors(include_url=False)):
+        loc = item.get("loc", ())
+        place = place_of([p for p in loc if not _is_branch(p)], prefix)
+        message = "unknown key" if item.get("type") == "extra_forbidden" else item.get("msg", "invalid value")
+        given = item.get("input", _NONE) if item.get("type") not in ("missing", "extra_forbidden") else _NONE
+        _, messages, _ = found.setdefault((place,) if any(map(_is_branch, loc)) else number, (place, [], given))
+        if message not in messages:
+            messages.append(message)
     problems = []
-    for item in error.errors(include_url=False):
-        loc = [p for p in item.get("loc", ()) if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
-        message = item.get("msg", "invalid value")
-        if item.get("type") == "extra_forbidden":
-            message = "unknown key"
-        elif "input" in item and item.get("type") != "missing":
-            given = item["input"]
+    for place, messages, given in found.values():
+        message = " or ".join([messages[0], *(m.removeprefix(_SHOULD) for m in messages[1:])])
+        if given is not _NONE:
             text = repr(given)
-            if len(text) > 80:
-                text = text[:77] + "..."
-            message = f"{message} (given: {text})"
-        problems.append((place_of(loc, prefix), message))
+            message += f" (given: {text[:77] + '...' if len(text) > 80 else text})"
+        problems.append((place, message))
     return problems
+
+
+_NONE = object()

@@ -7,12 +7,15 @@ import copy
 import importlib.metadata
 import json
 from pathlib import Path
+from typing import Annotated, Literal
 
 import jsonschema
 import pytest
 import yaml
+from pydantic import Field
 
 from setforge import ConfigError, Registry
+from setforge.components import Generator
 from setforge.checks import check_components, load_and_check
 from setforge.config import RunConfig, StepConfig
 from setforge.runfile import apply_overrides, load_run_config
@@ -241,6 +244,23 @@ def test_union_errors_fold_into_one_problem(folder):
     with pytest.raises(ConfigError) as caught:
         load_run_config(write(folder, "source: s\npipeline: [{augment: [a, {nam: b}]}]\n"))
     assert places(caught.value) == ["pipeline[0].augment[1].name", "pipeline[0].augment[1].nam"]
+
+
+class _Budgeted(Generator):
+    name = "budgeted"
+
+    class Params(Generator.Params):
+        steps: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+        lr: float = 1e-3
+
+
+def test_a_component_params_union_is_one_problem_naming_every_branch():
+    with pytest.raises(ConfigError) as caught:
+        _Budgeted.parse_params({"steps": -3, "lr": "fast"}, place="pipeline[0].params")
+    assert caught.value.problems == [
+        ("pipeline[0].params.steps", "Input should be greater than or equal to 1 or 'auto' (given: -3)"),
+        ("pipeline[0].params.lr", "Input should be a valid number, unable to parse string as a number (given: 'fast')"),
+    ]
 
 
 # ---------------------------------------------------------------------------- overrides
