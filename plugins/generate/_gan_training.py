@@ -60,7 +60,7 @@ from ._gan_augment import DIFF_AUGMENT_OPS, AdaParams, AdaptiveAugment, Augmente
 from ._gan_selection import QualityMonitor, feature_network
 
 __all__ = ["refuse_untrained", "GanTrainingParams", "GanObjective", "NonSaturatingLoss", "WassersteinGradientPenalty", "GanTrainer", "GanResult", "BatchSampler",
-           "build_module", "init_dcgan_weights", "training_budget", "refresh_batch_norm", "write_grid_png", "is_skewed",
+           "build_module", "init_dcgan_weights", "spectral_normalise", "training_budget", "refresh_batch_norm", "write_grid_png", "is_skewed",
            "forward_macs", "CHECKPOINT_PATTERN", "SMALL_STEP_MACS"]
 
 #: Training checkpoints in a step's workdir: ``training-00000200.pt``.
@@ -267,6 +267,21 @@ def init_dcgan_weights(module: nn.Module, generator: torch.Generator) -> None:
                     nn.init.zeros_(sub.bias)
             elif list(sub.parameters(recurse=False)) or list(sub.buffers(recurse=False)):
                 raise TypeError(f"init_dcgan_weights does not know how to initialise {type(sub).__name__}")
+
+
+def spectral_normalise(module: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Spectral normalisation (Miyato et al., 2018) of every convolution, linear and embedding
+    weight of `module` (call it after `init_dcgan_weights`): each weight is divided by its largest
+    singular value, estimated by one power iteration per training forward pass. The starting
+    vectors are drawn with a seed taken from `generator`, and torch's global RNG is left as it was."""
+    device = next(module.parameters()).device
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        torch.manual_seed(seed)
+        for sub in list(module.modules()):
+            if isinstance(sub, (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding)):
+                nn.utils.parametrizations.spectral_norm(sub)
+    return module
 
 
 def refresh_batch_norm(generator_net: nn.Module, latent_dim: int, classes: torch.Tensor, batch_size: int,

@@ -12,7 +12,7 @@ converged within a CPU budget), and ``steps: auto`` giving it 250 generator step
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -28,7 +28,6 @@ class WGANGP(ConvGan):
     """Class-conditional WGAN-GP for images (8x8 to 128x128, any channels): projection critic without batch norm."""
 
     name = "wgan-gp"
-    critic_batch_norm = False
     testing_params: ClassVar[Mapping[str, Any]] = {"steps": 3, "batch_size": 16, "width": 8, "latent_dim": 8,
                                                    "embedding_dim": 4, "grid_every": 0, "critic_steps": 2}
 
@@ -43,6 +42,9 @@ class WGANGP(ConvGan):
         critic_steps: int = Field(5, ge=1, le=100, description="critic updates (each on a fresh real batch) "
                                                                "per generator update")
         gradient_penalty: float = Field(10.0, ge=0.0, description="weight lambda of the gradient penalty")
+        discriminator_norm: Literal["none", "spectral"] = Field(
+            "none", description="normalisation in the critic: none (the paper's), or spectral (spectral norm of "
+                                "every weight); never batch norm, which the per-row gradient penalty forbids")
         drift: float = Field(1e-3, ge=0.0, description="weight of the drift term D(real)^2 that keeps the critic's "
                                                        "scores near 0 (Karras et al., 2018; 0 turns it off)")
 

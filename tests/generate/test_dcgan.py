@@ -98,6 +98,36 @@ def test_training_does_not_touch_the_global_rng(tmp_path):
     assert torch.equal(before, torch.random.get_rng_state())
 
 
+def test_a_spectrally_normalised_discriminator_has_unit_spectral_norm_and_no_batch_norm():
+    from setforge.plugins.generate._gan_training import init_dcgan_weights, spectral_normalise
+
+    disc = _DcganDiscriminator(3, 3, 16, 16, 8, batch_norm=False)
+    init_dcgan_weights(disc, torch.Generator().manual_seed(0))
+    before = torch.random.get_rng_state()
+    spectral_normalise(disc, torch.Generator().manual_seed(1))
+    assert torch.equal(before, torch.random.get_rng_state())
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in disc.modules())
+    x, labels = torch.rand(8, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    for _ in range(30):  # one power iteration per training forward pass
+        disc(x, labels)
+    layers = [m for m in disc.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.Embedding))]
+    assert len(layers) == 4  # 16x16: two convolutions, the linear head and the projection embedding
+    for layer in layers:
+        weight = layer.weight.detach().flatten(1)
+        assert torch.linalg.matrix_norm(weight, ord=2).item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_spectral_norm_training_is_deterministic_and_leaves_the_global_rng(tmp_path):
+    ds = sample_dataset("image")
+    before = torch.random.get_rng_state()
+    runs = [_fit(ds, seed=3, tmp_path=tmp_path / str(i)) for i in range(2)]  # spectral: the default
+    assert torch.equal(before, torch.random.get_rng_state())
+    plain = _fit(ds, seed=3, tmp_path=tmp_path / "batch", discriminator_norm="batch")
+    samples = [g.sample([0, 1, 2] * 3, StepContext.from_seed(9)).x for g in (*runs, plain)]
+    assert torch.equal(samples[0], samples[1])
+    assert not torch.equal(samples[0], samples[2])  # the discriminator's normalisation changes the training
+
+
 def test_save_then_checkpoint_param_loads_the_same_generator(tmp_path):
     ds = sample_dataset("image")
     trained = _fit(ds, tmp_path=tmp_path / "work")

@@ -3,10 +3,11 @@ norm, the paper's optimiser betas (twice its learning rate), its default budget,
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from setforge import StepContext
+from setforge import ConfigError, StepContext
 from setforge.plugins.generate._gan_training import WassersteinGradientPenalty
 from setforge.plugins.generate.wgan_gp import WGANGP
 from setforge.testing import check_component, sample_dataset
@@ -51,6 +52,8 @@ def test_the_critic_has_no_batch_norm_and_the_defaults_are_the_papers_betas():
     generator.fit(sample_dataset("image"), StepContext.from_seed(0))
     critic = generator._build_discriminator(generator._architecture, "cpu")
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in critic.modules())
+    with pytest.raises(ConfigError, match="discriminator_norm"):
+        WGANGP({"discriminator_norm": "batch"})  # the per-row gradient penalty forbids batch norm
     defaults = WGANGP.Params()
     assert (defaults.beta1, defaults.beta2, defaults.critic_steps, defaults.gradient_penalty) == (0.0, 0.9, 5, 10.0)
     assert set(generator.result.losses) >= {"discriminator", "generator", "wasserstein", "penalty"}
