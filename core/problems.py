@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from .config import (_PLACED_ERROR, _SHORTHAND_KEY, ComponentRef, DeduplicateConfig, OutputConfig, RunConfig,
                      SourceConfig, SplitConfig, StepConfig, _annotation_at, _model_in)
 from .errors import ConfigError
-from .validation import place_of, problems_from_validation_error
+from .validation import BRANCH_TAGS, place_of, problems_from_validation_error
 
 __all__ = ["fold_problems", "tidy_problems", "scan_values", "enrich_unknown", "is_under", "type_name"]
 
@@ -103,7 +103,6 @@ class _Errors:
         return self._items
 
 
-_SIMPLE_TAGS = {"str", "int", "float", "bool", "none", "bytes", "dict", "list"}
 _MODEL_NAMES = {m.__name__ for m in (ComponentRef, SourceConfig, DeduplicateConfig, SplitConfig, StepConfig,
                                      OutputConfig, RunConfig)}
 _TAG_TEXT = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false", "none": "null",
@@ -111,7 +110,7 @@ _TAG_TEXT = {"str": "a string", "int": "an integer", "float": "a number", "bool"
 
 
 def _is_union_tag(segment: Any) -> bool:
-    return isinstance(segment, str) and (segment in _SIMPLE_TAGS or segment in _MODEL_NAMES or "[" in segment)
+    return isinstance(segment, str) and (segment in BRANCH_TAGS or segment in _MODEL_NAMES or "[" in segment)
 
 
 def _tag_text(tag: str) -> str:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["place_of", "problems_from_validation_error"]
+__all__ = ["BRANCH_TAGS", "place_of", "problems_from_validation_error"]
 
-#: pydantic's names for the branches of a union in an error's location (``steps.constrained-int``).
-_BRANCH_TAGS = {"str", "int", "float", "bool", "none", "bytes", "dict", "list"}
+#: pydantic's names for the plain-type branches of a union in an error's location (``steps.int``).
+BRANCH_TAGS = frozenset({"str", "int", "float", "bool", "none", "bytes", "dict", "list"})
 _SHOULD = "Input should be "
+_NONE = object()  # no value to show: pydantic gave none, or a missing or unknown key
 
 
 def place_of(loc: tuple[Any, ...] | list[Any], prefix: str = "") -> str:
@@ -23,7 +24,7 @@ def place_of(loc: tuple[Any, ...] | list[Any], prefix: str = "") -> str:
 
 
 def _is_branch(part: Any) -> bool:
-    return isinstance(part, str) and (part in _BRANCH_TAGS or "[" in part or part.startswith(("function-",
+    return isinstance(part, str) and (part in BRANCH_TAGS or "[" in part or part.startswith(("function-",
                                                                                              "constrained-")))
 
 
@@ -33,10 +34,11 @@ def problems_from_validation_error(error: Any, prefix: str = "") -> list[tuple[s
     found: dict[Any, tuple[str, list[str], Any]] = {}  # union place or error number -> problem, in order
     for number, item in enumerate(error.errors(include_url=False)):
         loc = item.get("loc", ())
-        place = place_of([p for p in loc if not _is_branch(p)], prefix)
+        kept = [p for p in loc if not _is_branch(p)]
+        place = place_of(kept, prefix)
         message = "unknown key" if item.get("type") == "extra_forbidden" else item.get("msg", "invalid value")
         given = item.get("input", _NONE) if item.get("type") not in ("missing", "extra_forbidden") else _NONE
-        _, messages, _ = found.setdefault((place,) if any(map(_is_branch, loc)) else number, (place, [], given))
+        _, messages, _ = found.setdefault((place,) if len(kept) < len(loc) else number, (place, [], given))
         if message not in messages:
             messages.append(message)
     problems = []
@@ -47,6 +49,3 @@ def problems_from_validation_error(error: Any, prefix: str = "") -> list[tuple[s
             message += f" (given: {text[:77] + '...' if len(text) > 80 else text})"
         problems.append((place, message))
     return problems
-
-
-_NONE = object()

@@ -6,9 +6,9 @@ outputs; the discriminator is its mirror (stride-2 convolutions, LeakyReLU 0.2) 
 projection head (Miyato & Koyama, 2018): ``linear(phi(x)) + <embed(y), phi(x)>``. Its weights
 are spectrally normalised by default (``discriminator_norm: spectral``, Miyato et al. 2018); the
 paper's batch norm (``batch``) let the discriminator win outright on 32x32 RGB shapes (its loss
-near 0.03, generator samples noise), and was no better on digits (benchmarks/generate_quality.py). Depth adapts to the image: the networks work at the next power of two
-``S >= max(H, W)`` (at least 8) with ``log2(S) - 2`` up/down-sampling stages; images of other
-sizes are zero-padded (in network units) to ``S x S`` on the way into the discriminator, and
+near 0.03, generator samples noise), and was no better on digits (benchmarks/generate_quality.py).
+Depth adapts to the image: the networks work at the next power of two ``S >= max(H, W)`` (at
+least 8) with ``log2(S) - 2`` up/down-sampling stages; images of other sizes are zero-padded (in network units) to ``S x S`` on the way into the discriminator, and
 the generator's ``S x S`` output is cropped back, so real and generated rows meet the
 discriminator padded alike. Any channel count works. Training is the shared loop in
 ``setforge.plugins.generate._gan_training`` (Adam with betas (0.5, 0.999), EMA weights for
