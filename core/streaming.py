@@ -227,7 +227,8 @@ class _Streamer:
             written += self.run.format.join(self.folder, part, self.like, sorted(names), rows)
         hashes = {**done["hashes"], **{str(p.relative_to(self.folder)): file_hash(p) for p in written}}
         dropped = Counter(self.scanned) + Counter(done["dropped"])
-        return hashes, {part: tally.counts() for part, tally in parts.items()}, dict(sorted(dropped.items()))
+        counted = {part: tally.counts() for part, tally in parts.items() if part != "train"}  # train: by step
+        return hashes, counted, dict(sorted(dropped.items()))
 
 
 def run_streaming(run: Any, scan: Any) -> Any:

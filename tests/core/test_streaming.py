@@ -80,6 +80,8 @@ def test_a_streamed_run_writes_the_rows_of_the_same_run_in_memory(tmp_path, fmt)
     report = json.loads((tmp_path / "out-true" / "report.json").read_text())
     assert report["stream"]["batch_size"] == 7 and [s["streamed"] for s in report["steps"]] == [True, True]
     assert report["counts"]["optimised"]["rows"] == len(streamed["train"])
+    memory_report = json.loads((tmp_path / "out-false" / "report.json").read_text())
+    assert report["counts"] == memory_report["counts"]  # the same parts, counted the same (no empty "train")
 
 
 def test_random_augments_stream_reproducibly(tmp_path):
