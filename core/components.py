@@ -256,6 +256,11 @@ class Resampler(Component):
             raise PluginError(f"resample '{self.name}' returned invalid rows: {error}") from None
         return Dataset.concat([kept_ds, new])
 
+    def expected_counts(self, counts: list[int], classes: Sequence[str]) -> list[int] | None:
+        """Rows per class after this sampler, from the class `counts` alone (``--dry-run`` shows
+        them); None (the default) when they depend on the data."""
+        return None
+
     def _resample(self, ds: Dataset, ctx: StepContext) -> ResampleResult:
         raise NotImplementedError
 

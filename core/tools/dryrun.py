@@ -29,6 +29,7 @@ class DryPlan:
     test: list[int]
     evaluators: list[str]
     folder: Path
+    unlabelled: int = 0  # rows the source holds without a label (steps get them as StepContext.unlabelled)
 
 
 def dry_plan(config: Any, registry: Any = None) -> DryPlan:
@@ -64,7 +65,8 @@ def dry_plan(config: Any, registry: Any = None) -> DryPlan:
                    {"train": len(run.raw_train), "val": len(run.val), "test": len(run.test)},
                    run.rows.dropped, len(run.parts.duplicate_index), run.config.source.deduplicate.method,
                    classes, run.raw_train.class_counts(), steps, notes, run.val.class_counts(),
-                   run.test.class_counts(), [scope for scope, _ in run.built.evaluators], run.folder.final)
+                   run.test.class_counts(), [scope for scope, _ in run.built.evaluators], run.folder.final,
+                   len(run.unlabelled) if run.unlabelled is not None else 0)
 
 
 def format_plan(plan: Any) -> str:
@@ -72,6 +74,9 @@ def format_plan(plan: Any) -> str:
     step (``?`` once a step's counts are unknown), the evaluators and the run folder."""
     lines = [f"dry run: source {plan.source}, {plan.rows} rows; split ({plan.split_method}): "
              f"train {plan.sizes['train']} | val {plan.sizes['val']} | test {plan.sizes['test']}"]
+    if plan.unlabelled:
+        lines.append(f"  unlabelled rows: {plan.unlabelled} (held apart from the split; steps such as "
+                     f"pseudo-label read them)")
     if plan.dropped:
         lines.append("  dropped invalid rows: " + ", ".join(f"{k} {v}" for k, v in plan.dropped.items()))
     if plan.duplicates:

@@ -82,7 +82,7 @@ def test_digits_labelled_share_keeps_the_test_part_and_pools_the_rest():
     assert few.train.class_counts() == [12] * 10
 
 
-def test_an_npz_with_unlabelled_rows_runs_pseudo_label(tmp_path):
+def test_an_npz_with_unlabelled_rows_runs_pseudo_label(tmp_path, capsys):
     bunch = load_digits()
     y = bunch.target.copy()
     y[200:] = np.where(np.arange(len(y) - 200) % 4 == 0, y[200:], -1)  # 3 in 4 rows after the first 200 unlabelled
@@ -95,6 +95,8 @@ def test_an_npz_with_unlabelled_rows_runs_pseudo_label(tmp_path):
               "evaluate": [{"name": "utility", "params": {"epochs": 20, "patience": 3}}],
               "output": {"dir": str(tmp_path / "out")}}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "run.yaml"), "--dry-run"]) == 0
+    assert f"unlabelled rows: {int((y == -1).sum())} (held apart" in capsys.readouterr().out
     assert main(["run", str(tmp_path / "run.yaml"), "--quiet"]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["source"]["unlabelled"] == int((y == -1).sum())

@@ -82,3 +82,19 @@ def test_dry_run_marks_counts_it_cannot_know(tmp_path, registry):
 
     config = RunConfig.model_validate(run_file(tmp_path, "digits", {"resample": "borderline-smote"}))
     assert "counts depend on the sampler and the data" in dry_run(config, registry)
+
+
+def test_dry_run_takes_every_resampler(tmp_path, registry):
+    """Samplers that cannot know their counts (filters, pseudo-label, the quality gate, ...) are
+    shown unchanged and marked, not a crash: `Resampler.expected_counts` answers None for them."""
+    from setforge.tools.dryrun import dry_plan
+
+    for name in registry.names("resample"):
+        params = dict(getattr(registry.get("resample", name).cls, "testing_params", {}))
+        config = RunConfig.model_validate(run_file(tmp_path, "digits", {"resample": name, "params": params}))
+        plan = dry_plan(config, registry)
+        (_, counts, known), = plan.steps
+        if known:
+            assert len(counts) == len(plan.classes) and sum(counts) > 0, name
+        else:
+            assert counts == plan.raw_train and "counts depend on the sampler" in plan.notes[0], name
