@@ -5,13 +5,14 @@ The arithmetic is torchvision's (``v2.functional.adjust_brightness``, ``adjust_c
 order — brightness, contrast, saturation, hue — to cache-sized chunks of rows, in place, so a
 batch crosses main memory once instead of once per adjustment. (torchvision's ColorJitter
 shuffles the order per call; a per-row shuffle would cost a pass per order, so the order is
-fixed.)
+fixed.) ``clamp: false`` leaves values outside [0, 1] where they fall, so gradients pass at every
+pixel (DiffAugment's colour op); hue, defined on [0, 1] only, then stays off.
 """
 
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from setforge.components import Augmenter
 from setforge.errors import DataError
@@ -84,14 +85,22 @@ def adjust_hue(image: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return hsv_to_rgb(torch.stack((h, s, v), dim=-3))
 
 
+def _bound(x: torch.Tensor, clamp: bool) -> torch.Tensor:
+    return x.clamp(0.0, 1.0) if clamp else x
+
+
+def _bound_(x: torch.Tensor, clamp: bool) -> torch.Tensor:
+    return x.clamp_(0.0, 1.0) if clamp else x
+
+
 def adjust(x: torch.Tensor, brightness: torch.Tensor | None, contrast: torch.Tensor | None,
-           saturation: torch.Tensor | None, hue: torch.Tensor | None) -> torch.Tensor:
+           saturation: torch.Tensor | None, hue: torch.Tensor | None, clamp: bool = True) -> torch.Tensor:
     """The adjustments of `adjust_` without writing into any tensor, so autograd can follow them
     (what `Color` runs when its input requires grad)."""
     view = (-1, 1, 1, 1)
     rgb = x.shape[1] == 3
     if brightness is not None:
-        x = (x * brightness.to(x.dtype).view(view)).clamp(0.0, 1.0)
+        x = _bound(x * brightness.to(x.dtype).view(view), clamp)
     if contrast is not None:
         if rgb:
             means = x.mean(dim=(-2, -1))
@@ -99,21 +108,21 @@ def adjust(x: torch.Tensor, brightness: torch.Tensor | None, contrast: torch.Ten
         else:
             mean = x.mean(dim=(-3, -2, -1))
         c = contrast.to(x.dtype).view(view)
-        x = (x * c + mean.view(view) * (1.0 - c)).clamp(0.0, 1.0)
+        x = _bound(x * c + mean.view(view) * (1.0 - c), clamp)
     if saturation is not None and rgb:
         s = saturation.to(x.dtype).view(view)
-        x = (x * s + grayscale(x) * (1.0 - s)).clamp(0.0, 1.0)
+        x = _bound(x * s + grayscale(x) * (1.0 - s), clamp)
     if hue is not None and rgb:
         x = adjust_hue(x, hue.to(x.dtype))
     return x
 
 
 def adjust_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Tensor | None, contrast: torch.Tensor | None,
-            saturation: torch.Tensor | None, hue: torch.Tensor | None) -> torch.Tensor:
+            saturation: torch.Tensor | None, hue: torch.Tensor | None, clamp: bool = True) -> torch.Tensor:
     """Write the adjusted `source` into `out` (same shape; per-row factors ``(n,)`` or None to skip)."""
     view = (-1, 1, 1, 1)
     if brightness is not None:
-        torch.mul(source, brightness.view(view), out=out).clamp_(0.0, 1.0)
+        _bound_(torch.mul(source, brightness.view(view), out=out), clamp)
     elif out.data_ptr() != source.data_ptr():
         out.copy_(source)
     rgb = out.shape[1] == 3
@@ -127,11 +136,11 @@ def adjust_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Tensor | 
         # kernels vectorise those, not lerp or addcmul with two (with lerp_ the whole adjustment
         # of 13 x 3x224x224 took 1.2x as long by median, 1.7x by best time)
         c = contrast.view(view)
-        out.mul_(c).add_(mean.view(view) * (1.0 - c)).clamp_(0.0, 1.0)
+        _bound_(out.mul_(c).add_(mean.view(view) * (1.0 - c)), clamp)
     if saturation is not None and rgb:
         s = saturation.view(view)
         gray = grayscale(out).mul_(1.0 - s)
-        out.mul_(s).add_(gray).clamp_(0.0, 1.0)
+        _bound_(out.mul_(s).add_(gray), clamp)
     if hue is not None and rgb:
         out.copy_(adjust_hue(out, hue))
     return out
@@ -155,6 +164,14 @@ class Color(Augmenter):
         contrast: Factor = Field(0.4, description="contrast factor (0 flat gray, 1 unchanged)")
         saturation: Factor = Field(0.4, description="saturation factor (0 grayscale, 1 unchanged)")
         hue: HueShift = Field(0.0, description="hue shift in turns of the colour wheel")
+        clamp: bool = Field(True, description="clamp to [0, 1] after each adjustment, as torchvision does; false "
+                                              "keeps values outside so gradients pass everywhere (no hue then)")
+
+        @model_validator(mode="after")
+        def _hue_needs_clamp(self):
+            if not self.clamp and self.hue != (0.0, 0.0):
+                raise ValueError("hue is defined on [0, 1] only: with clamp: false, leave hue at 0")
+            return self
 
     def _active(self) -> dict[str, tuple[float, float]]:
         neutral = {"brightness": (1.0, 1.0), "contrast": (1.0, 1.0), "saturation": (1.0, 1.0), "hue": (0.0, 0.0)}
@@ -178,12 +195,13 @@ class Color(Augmenter):
     def _adjust(self, out: torch.Tensor, x: torch.Tensor, params) -> torch.Tensor:
         check_channels(x, self.name)
         factors = [params.get(k) for k in ("brightness", "contrast", "saturation", "hue")]
+        clamp = self.params.clamp
         if x.requires_grad:
             # autograd cannot follow writes into `out`: the same arithmetic, out of place
-            return adjust(x, *factors)
+            return adjust(x, *factors, clamp=clamp)
         row_bytes = max(1, x[0].numel() * x.element_size())
         step = max(1, CHUNK_BYTES // row_bytes)
         for start in range(0, x.shape[0], step):
             rows = slice(start, start + step)
-            adjust_(out[rows], x[rows], *(None if f is None else f[rows] for f in factors))
+            adjust_(out[rows], x[rows], *(None if f is None else f[rows] for f in factors), clamp=clamp)
         return out

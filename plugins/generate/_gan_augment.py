@@ -15,9 +15,12 @@ discriminator cannot tell real from fake by the augmentation itself:
 
 The ops (each per row, drawn from the step's torch generator, so a resumed run replays them):
 
-- ``translation``: ``affine`` with shifts up to 1/8 of the width and height, no rotation, zero fill;
+- ``translation``: ``affine`` with shifts up to 1/8 of the width and height, no rotation, zero
+  fill, nearest sampling: whole-pixel shifts as in the paper's code (bilinear sampling at
+  fractional shifts would blur the real images the discriminator sees);
 - ``color``: ``color`` with brightness, contrast and saturation factors in [0.5, 1.5] (saturation
-  only for RGB images);
+  only for RGB images) and ``clamp: false``: as in the paper's code nothing is clamped, so the
+  generator's gradient also reaches pixels that a factor pushes out of [0, 1];
 - ``cutout``: ``erasing`` of one square box of a quarter of the image's area, filled with 0.
 
 `AugmentedDiscriminator` wraps a discriminator so that an objective (`GanObjective`) sees the
@@ -61,8 +64,10 @@ def build_ops(names: Sequence[str]) -> list[nn.Module]:
     from setforge.plugins.augment.pixel import Erasing
 
     makers: dict[str, Callable[[], nn.Module]] = {
-        "translation": lambda: Affine({"degrees": 0.0, "translate": 0.125, "scale": (1.0, 1.0), "fill": 0.0}),
-        "color": lambda: Color({"brightness": (0.5, 1.5), "contrast": (0.5, 1.5), "saturation": (0.5, 1.5)}),
+        "translation": lambda: Affine({"degrees": 0.0, "translate": 0.125, "scale": (1.0, 1.0), "fill": 0.0,
+                                       "interpolation": "nearest"}),
+        "color": lambda: Color({"brightness": (0.5, 1.5), "contrast": (0.5, 1.5), "saturation": (0.5, 1.5),
+                                "clamp": False}),
         "cutout": lambda: Erasing({"scale": (0.25, 0.25), "ratio": (1.0, 1.0), "value": 0.0}),
     }
     return [makers[name]() for name in names]

@@ -104,3 +104,37 @@ def test_neutral_ranges_draw_nothing_and_factor_convention():
 def test_four_channels_are_refused_with_the_remedy():
     with pytest.raises(DataError, match="1 or 3 channels"):
         Color()(torch.rand(2, 4, 5, 5), generator=torch.Generator().manual_seed(0))
+
+
+def _unclamped(image, brightness, contrast, saturation):
+    """torchvision's blends (`TF._blend`) without the clamp: ``ratio * a + (1 - ratio) * b``."""
+    out = image * brightness
+    gray = TF.rgb_to_grayscale(out)
+    out = contrast * out + (1 - contrast) * gray.mean()
+    return saturation * out + (1 - saturation) * TF.rgb_to_grayscale(out)
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_clamp_false_keeps_values_outside_the_unit_range(requires_grad):
+    x = smooth_images().requires_grad_(requires_grad)
+    factors = {"brightness": [1.4, 0.6, 1.2], "contrast": [1.5, 0.5, 1.0], "saturation": [2.0, 1.0, 0.3]}
+    out = Color({"clamp": False})(x, params=fixed(3, **factors))
+    for i in range(3):
+        ref = _unclamped(x[i].detach(), *(v[i] for v in factors.values()))
+        assert (out[i].detach() - ref).abs().max() < TOL
+    assert float(out.detach().max()) > 1.0  # brightness 1.4, contrast 1.5, saturation 2.0 leave [0, 1]
+
+
+def test_clamp_false_passes_gradients_where_clamping_would_stop_them():
+    x = torch.full((4, 3, 6, 6), 0.9, requires_grad=True)
+    params = fixed(4, brightness=1.5)  # 0.9 * 1.5 = 1.35: clamped to 1 with clamp on
+    Color({"contrast": 0.0, "saturation": 0.0})(x, params=params).sum().backward()
+    assert float(x.grad.abs().max()) == 0.0
+    x.grad = None
+    Color({"contrast": 0.0, "saturation": 0.0, "clamp": False})(x, params=params).sum().backward()
+    assert torch.allclose(x.grad, torch.full_like(x, 1.5))
+
+
+def test_hue_needs_clamping():
+    with pytest.raises(ConfigError, match="hue is defined on"):
+        Color({"clamp": False, "hue": 0.1})

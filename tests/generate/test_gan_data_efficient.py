@@ -58,6 +58,26 @@ def test_the_augmented_discriminator_replays_the_ops_and_p_zero_is_the_identity(
     assert torch.equal(wrapped.augment(x), x)
 
 
+def test_diff_augment_translates_by_whole_pixels_and_does_not_clamp_colour():
+    """As in the paper's code: integer shifts with zero fill (no interpolation blurring the reals
+    the discriminator sees), and colour factors whose results may leave [0, 1], so the generator's
+    gradient reaches saturated pixels too."""
+    draw = torch.Generator().manual_seed(0)
+    images = torch.rand(64, 1, 8, 8, generator=draw)
+    (translation,) = build_ops(["translation"])
+    params = translation.make_params(images, None, draw)
+    moved = translation.apply_params(images, None, params)
+    for row, out in zip(images, moved):
+        assert set(out.flatten().tolist()) <= set(row.flatten().tolist()) | {0.0}
+    assert not torch.equal(moved, images)
+    (colour,) = build_ops(["color"])
+    bright = torch.full((8, 1, 8, 8), 0.95, requires_grad=True)
+    params = colour.make_params(bright, None, draw)
+    out = colour.apply_params(bright, None, params)
+    out.sum().backward()
+    assert float(out.detach().max()) > 1.0 and bool((bright.grad.flatten(1).abs().sum(1) > 0).all())
+
+
 def test_ada_moves_p_towards_the_target_by_batch_times_interval_over_speed():
     ada = AdaptiveAugment(AdaParams(target=0.6, interval=4, speed=640), batch_size=16)  # a step of 0.1
     for sign in (0.9, 0.8):
