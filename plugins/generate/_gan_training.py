@@ -123,9 +123,10 @@ class GanTrainingParams(Generator.Params):
                                                     "the diff_augment ops (all three when none are listed) per row "
                                                     "with a probability p steered so that E[sign(D(real))] stays at "
                                                     "target, e.g. {target: 0.6}")
-    select: Literal["last", "best-fd"] = Field(
-        "last", description="the weights kept: 'last', or 'best-fd' (the checkpoint whose samples have the lowest "
-                            "Fréchet distance to the real val split in a trained feature space)")
+    select: Literal["last", "best-fd", "auto"] = Field(
+        "last", description="the weights kept: 'last', 'best-fd' (the checkpoint whose samples have the lowest "
+                            "Fréchet distance to the real val split in a trained feature space), or 'auto' "
+                            "(best-fd when the step has a val split and the monitor is on, else last)")
     monitor: bool | Literal["auto"] = Field(
         "auto", description="measure samples at every checkpoint (FD to the val split, per-class PRDC coverage and "
                             "recall for collapse warnings): true, false, or auto (on for images when the step has a "
@@ -777,7 +778,7 @@ class GanTrainer:
             selection = None
             if monitor is not None:
                 selection = monitor.report(total)
-                if p.select == "best-fd" and monitor.best is not None and monitor.best["iteration"] != total:
+                if monitor.select == "best-fd" and monitor.best is not None and monitor.best["iteration"] != total:
                     ema.load_state_dict(monitor.best["weights"])
                     refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
             if self.image_grids and grid_every and not rank:
@@ -835,5 +836,6 @@ class GanTrainer:
         kind = "cnn" if val.modality == "image" else "mlp"
         features = feature_network(train, val, Rng(ctx.rng.seed, ("gan-monitor-features",)).sk_seed(), ctx.device,
                                    ctx.cache, kind=kind)
-        return QualityMonitor(train, val, features, self.decode, self.latent_dim, seed, p.select,
+        select = "last" if p.select == "last" else "best-fd"  # auto: best-fd, since the monitor is on
+        return QualityMonitor(train, val, features, self.decode, self.latent_dim, seed, select,
                               p.collapse_coverage, p.monitor_samples)

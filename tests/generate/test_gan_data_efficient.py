@@ -165,6 +165,22 @@ def test_a_collapsed_class_is_a_warning_naming_the_class_and_the_iteration():
     assert monitor.curve[0]["by_class"]["1"]["coverage"] == 1.0
 
 
+def test_select_auto_is_best_fd_with_a_val_split_and_last_without(tmp_path):
+    ds = sample_dataset("image")
+    params = {**TINY, "steps": 30, "checkpoint_every": 5, "monitor_samples": 60, "ema_decay": 0.0}
+    auto = DCGAN({**params, "select": "auto"})
+    auto.fit(ds, StepContext.from_seed(0, workdir=tmp_path / "auto", val=ds))
+    best = DCGAN({**params, "select": "best-fd"})
+    best.fit(ds, StepContext.from_seed(0, workdir=tmp_path / "best", val=ds))
+    assert auto.training_report["select"] == "best-fd"
+    assert auto.training_report["chosen_iteration"] == best.training_report["chosen_iteration"]
+    for key, value in best._net.state_dict().items():
+        assert torch.equal(value, auto._net.state_dict()[key]), key
+    alone = DCGAN({**params, "select": "auto"})  # no val split: no monitor, the last weights, no error
+    alone.fit(ds, StepContext.from_seed(0, workdir=tmp_path / "alone"))
+    assert alone.training_report["iterations"] == 30 and "curve" not in alone.training_report
+
+
 def test_best_fd_without_a_val_split_is_a_data_error():
     with pytest.raises(DataError, match="val split"):
         DCGAN({**TINY, "steps": 2, "select": "best-fd"}).fit(sample_dataset("image"), StepContext.from_seed(0))
