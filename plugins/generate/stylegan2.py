@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -266,6 +266,11 @@ class StyleGAN2(Generator):
             default_factory=lambda: list(DEFAULT_DIFF_AUGMENT),
             description="DiffAugment ops on every discriminator input (the shared loop's); on by default for "
                         "stylegan2, which loses diversity without them on small data ([] turns them off)")
+        select: Literal["last", "best-fd", "auto"] = Field(
+            "auto", description="the weights kept: 'last', 'best-fd' (the checkpoint whose samples have the lowest "
+                                "Fréchet distance to the real val split), or 'auto' (the default for stylegan2, "
+                                "whose FD rises again late in training on small data: best-fd when the step has a "
+                                "val split and the monitor is on, else last)")
         # StyleGAN2's optimiser settings
         batch_size: int = Field(32, ge=2, le=65536, description="real rows per training batch")
         lr_generator: float = Field(2e-3, gt=0.0, description="Adam learning rate of the generator")
