@@ -41,6 +41,9 @@ process per dataset and seed with ``--part`` and join them with ``--combine``::
     ...
     python benchmarks/generate_quality.py --combine results/gq-*.json
 
+Parts may share rows (each holds its dataset and seed's ``real`` row); for the same dataset, seed
+and config the part named later on the command line wins, so re-measured rows replace old ones.
+
 Targets, for each neural generator with its defaults (``dcgan/plain``, ``wgan-gp/plain``,
 ``stylegan2/diffaugment``; the other variants are comparisons): CAS >= 0.95 on digits (mean over
 seeds) within ``--cpu-minutes`` CPU minutes (stylegan2: at least 10), and ``fd_test`` below
@@ -283,7 +286,7 @@ def finish(args: argparse.Namespace, raw: list[dict[str, Any]], params_used: dic
     """The table (mean ± std over seeds), the targets, the JSON and the printout."""
     rows: dict[str, dict[str, dict[str, list[float]]]] = {}
     notes: dict[str, Any] = {}
-    unique = {(row["dataset"], row["seed"], row["config"]): row for row in raw}  # parts may share real/smote rows
+    unique = {(row["dataset"], row["seed"], row["config"]): row for row in raw}  # a later part's row wins
     raw = list(unique.values())
     seeds = sorted({row["seed"] for row in raw})
     for row in sorted(raw, key=lambda r: (r["dataset"], r["config"], r["seed"])):
