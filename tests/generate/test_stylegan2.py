@@ -207,6 +207,28 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
         assert torch.equal(value, resumed._discriminator_state[key]), key
 
 
+def test_its_default_selection_picks_by_val_fd_and_resumes_bit_identically(tmp_path):
+    """select: auto (the default) is best-fd with a val split: a killed run resumed from its
+    checkpoint keeps the same checkpoint and weights as one that ran straight through."""
+    from .test_gan_training import _Killed, _killer
+
+    ds = sample_dataset("image")
+    params = {**TINY, "steps": 24, "checkpoint_every": 8, "log_every": 4, "monitor_samples": 60}
+    straight = StyleGAN2(params)
+    straight.fit(ds, StepContext.from_seed(0, workdir=tmp_path / "straight", val=ds))
+    report = straight.training_report
+    assert report["select"] == "best-fd" and [p["iteration"] for p in report["curve"]] == [8, 16, 24]
+    assert report["chosen_iteration"] == min(report["curve"], key=lambda p: p["fd"])["iteration"]
+    with pytest.raises(_Killed):
+        StyleGAN2(params).fit(ds, StepContext.from_seed(0, workdir=tmp_path / "killed", val=ds, emit=_killer(20)))
+    resumed = StyleGAN2(params)
+    resumed.fit(ds, StepContext.from_seed(0, workdir=tmp_path / "killed", val=ds, resume=True))
+    assert resumed.result.resumed_from == 16
+    assert {**resumed.training_report, "resumed_from": None} == {**report, "resumed_from": None}
+    for key, value in straight._state_dict()["generator"].items():
+        assert torch.equal(value, resumed._state_dict()["generator"][key]), key
+
+
 def test_save_then_checkpoint_param_loads_the_same_generator(tmp_path):
     ds = sample_dataset("image")
     trained = _fit(ds, tmp_path=tmp_path / "work", psi=0.7)
