@@ -60,7 +60,7 @@ from ._gan_augment import DIFF_AUGMENT_OPS, AdaParams, AdaptiveAugment, Augmente
 from ._gan_selection import QualityMonitor, feature_network
 
 __all__ = ["refuse_untrained", "GanTrainingParams", "GanObjective", "NonSaturatingLoss", "WassersteinGradientPenalty", "GanTrainer", "GanResult", "BatchSampler",
-           "build_module", "init_dcgan_weights", "spectral_normalise", "training_budget", "refresh_batch_norm", "write_grid_png", "is_skewed",
+           "build_module", "init_dcgan_weights", "spectral_normalise", "Selection", "SELECT_DESCRIPTION", "training_budget", "refresh_batch_norm", "write_grid_png", "is_skewed",
            "forward_macs", "CHECKPOINT_PATTERN", "SMALL_STEP_MACS"]
 
 #: Training checkpoints in a step's workdir: ``training-00000200.pt``.
@@ -84,6 +84,13 @@ AUTO_MACS = 2e13
 #: Params that do not change what a checkpoint means: a run may resume with different values.
 _RESUMABLE_PARAMS = frozenset({"epochs", "steps", "checkpoint_every", "grid_every", "log_every", "checkpoint",
                                "lr_generator", "lr_discriminator", "divergence_limit"})
+
+
+#: Which weights a GAN keeps after training (`GanTrainingParams.select`; a generator may change its default).
+Selection = Literal["last", "best-fd", "auto"]
+SELECT_DESCRIPTION = ("the weights kept: 'last', 'best-fd' (the checkpoint whose samples have the lowest Fréchet "
+                      "distance to the real val split in a trained feature space), or 'auto' (best-fd when the "
+                      "step has a val split and the monitor is on, else last)")
 
 
 class GanTrainingParams(Generator.Params):
@@ -123,10 +130,7 @@ class GanTrainingParams(Generator.Params):
                                                     "the diff_augment ops (all three when none are listed) per row "
                                                     "with a probability p steered so that E[sign(D(real))] stays at "
                                                     "target, e.g. {target: 0.6}")
-    select: Literal["last", "best-fd", "auto"] = Field(
-        "last", description="the weights kept: 'last', 'best-fd' (the checkpoint whose samples have the lowest "
-                            "Fréchet distance to the real val split in a trained feature space), or 'auto' "
-                            "(best-fd when the step has a val split and the monitor is on, else last)")
+    select: Selection = Field("last", description=SELECT_DESCRIPTION)
     monitor: bool | Literal["auto"] = Field(
         "auto", description="measure samples at every checkpoint (FD to the val split, per-class PRDC coverage and "
                             "recall for collapse warnings): true, false, or auto (on for images when the step has a "

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -33,7 +33,8 @@ from setforge.dataset import Dataset
 from setforge.errors import DataError
 
 from ._gan_augment import DiffAugmentOp
-from ._gan_training import refuse_untrained, GanObjective, GanTrainer, GanTrainingParams, build_module
+from ._gan_training import (SELECT_DESCRIPTION, GanObjective, GanTrainer, GanTrainingParams, Selection, build_module,
+                            refuse_untrained)
 from ._stylegan2_nets import StyleGan2Discriminator, StyleGan2Generator, init_stylegan2_weights
 from .dcgan import MAX_SIZE, MIN_SIZE, _to_images, _to_network, network_size
 
@@ -266,11 +267,8 @@ class StyleGAN2(Generator):
             default_factory=lambda: list(DEFAULT_DIFF_AUGMENT),
             description="DiffAugment ops on every discriminator input (the shared loop's); on by default for "
                         "stylegan2, which loses diversity without them on small data ([] turns them off)")
-        select: Literal["last", "best-fd", "auto"] = Field(
-            "auto", description="the weights kept: 'last', 'best-fd' (the checkpoint whose samples have the lowest "
-                                "Fréchet distance to the real val split), or 'auto' (the default for stylegan2, "
-                                "whose FD rises again late in training on small data: best-fd when the step has a "
-                                "val split and the monitor is on, else last)")
+        # stylegan2's FD to the val split rises again late in training on small data: keep the best
+        select: Selection = Field("auto", description=SELECT_DESCRIPTION)
         # StyleGAN2's optimiser settings
         batch_size: int = Field(32, ge=2, le=65536, description="real rows per training batch")
         lr_generator: float = Field(2e-3, gt=0.0, description="Adam learning rate of the generator")
