@@ -182,7 +182,8 @@ class _Streamer:
                 yield self.tallies[step.index + 1].add(step.component.sample(labels[start:start + ctx.batch_size], ctx))
 
     def write(self) -> tuple[dict[str, list[Any]], dict[str, Tally]]:
-        """This rank's batches of every part into the run folder's shards; its files and counts by part."""
+        """This rank's batches of every part into the run folder's shards; its files by part and the
+        val and test counts (the training rows are counted by step, in ``self.tallies``)."""
         shard = {"shard": (distributed.rank(), distributed.world_size())} if distributed.world_size() > 1 else {}
         if shard and not _takes_shard(self.run.format.stream):
             raise ConfigError(problems=[("output.format", f"format '{self.run.format.name}' cannot write a streaming run "
@@ -191,14 +192,17 @@ class _Streamer:
         files, tallies = {}, {}
         for part in ("val", "test", "train"):
             writer = self.run.format.stream(self.folder, part, self.like, self.config.output.shard_rows, **shard)
-            tally = Tally(self.scan.classes)
-            for ds in self.read(part):
-                writer.add(self.steps(self.tallies[0].add(ds), 0) if part == "train" else tally.add(ds))
             if part == "train":
+                for ds in self.read(part):
+                    writer.add(self.steps(self.tallies[0].add(ds), 0))
                 for step in (s for s in self.run.built.steps if s.kind == "generate"):
                     for ds in self.generated(step):
                         writer.add(self.steps(ds, step.index + 1))
-            files[part], tallies[part] = writer.close(), tally
+            else:
+                tallies[part] = tally = Tally(self.scan.classes)
+                for ds in self.read(part):
+                    writer.add(tally.add(ds))
+            files[part] = writer.close()
         return files, tallies
 
     def gather(self, files: dict[str, list[Any]], parts: dict[str, Tally]) -> dict[str, Any] | None:
@@ -217,7 +221,7 @@ class _Streamer:
         """On rank 0: the ranks' counts (`gather`) into the tallies, each part's shards joined
         (`Format.join`, several ranks only), ``splits.npz``; the files' hashes, the parts' counts
         and the rows dropped."""
-        parts = {part: Tally(self.scan.classes) for part in done["files"]}
+        parts = {part: Tally(self.scan.classes) for part in done["files"] if part != "train"}  # as `write` counts
         for tally, table in zip([*self.tallies, *parts.values()], done["tables"]):
             tally.table = table
         written = [write_npz_file(self.folder / "splits.npz", {f"{k}_index": v.astype(np.int64)
@@ -227,8 +231,7 @@ class _Streamer:
             written += self.run.format.join(self.folder, part, self.like, sorted(names), rows)
         hashes = {**done["hashes"], **{str(p.relative_to(self.folder)): file_hash(p) for p in written}}
         dropped = Counter(self.scanned) + Counter(done["dropped"])
-        counted = {part: tally.counts() for part, tally in parts.items() if part != "train"}  # train: by step
-        return hashes, counted, dict(sorted(dropped.items()))
+        return hashes, {part: tally.counts() for part, tally in parts.items()}, dict(sorted(dropped.items()))
 
 
 def run_streaming(run: Any, scan: Any) -> Any:
