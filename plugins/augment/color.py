@@ -5,14 +5,17 @@ The arithmetic is torchvision's (``v2.functional.adjust_brightness``, ``adjust_c
 order — brightness, contrast, saturation, hue — to cache-sized chunks of rows, in place, so a
 batch crosses main memory once instead of once per adjustment. (torchvision's ColorJitter
 shuffles the order per call; a per-row shuffle would cost a pass per order, so the order is
-fixed.) ``clamp: false`` leaves values outside [0, 1] where they fall, so gradients pass at every
-pixel (DiffAugment's colour op); hue, defined on [0, 1] only, then stays off.
+fixed.) A subclass with ``clamps = False`` leaves values outside [0, 1] where they fall, so
+gradients pass at every pixel (DiffAugment's colour op, which is not a pipeline step: a run's
+augment steps must return images in [0, 1]).
 """
 
 from __future__ import annotations
 
 import torch
-from pydantic import Field, model_validator
+from typing import ClassVar
+
+from pydantic import Field
 
 from setforge.components import Augmenter
 from setforge.errors import DataError
@@ -156,6 +159,8 @@ class Color(Augmenter):
     """
 
     name = "color"
+    #: clamp to [0, 1] after each adjustment, as torchvision does (DiffAugment's subclass does not)
+    clamps: ClassVar[bool] = True
 
     class Params(Augmenter.Params):
         """Ranges of the per-row factors; a range of (1, 1) (hue: (0, 0)) skips that adjustment."""
@@ -164,14 +169,6 @@ class Color(Augmenter):
         contrast: Factor = Field(0.4, description="contrast factor (0 flat gray, 1 unchanged)")
         saturation: Factor = Field(0.4, description="saturation factor (0 grayscale, 1 unchanged)")
         hue: HueShift = Field(0.0, description="hue shift in turns of the colour wheel")
-        clamp: bool = Field(True, description="clamp to [0, 1] after each adjustment, as torchvision does; false "
-                                              "keeps values outside so gradients pass everywhere (no hue then)")
-
-        @model_validator(mode="after")
-        def _hue_needs_clamp(self):
-            if not self.clamp and self.hue != (0.0, 0.0):
-                raise ValueError("hue is defined on [0, 1] only: with clamp: false, leave hue at 0")
-            return self
 
     def _active(self) -> dict[str, tuple[float, float]]:
         neutral = {"brightness": (1.0, 1.0), "contrast": (1.0, 1.0), "saturation": (1.0, 1.0), "hue": (0.0, 0.0)}
@@ -195,7 +192,7 @@ class Color(Augmenter):
     def _adjust(self, out: torch.Tensor, x: torch.Tensor, params) -> torch.Tensor:
         check_channels(x, self.name)
         factors = [params.get(k) for k in ("brightness", "contrast", "saturation", "hue")]
-        clamp = self.params.clamp
+        clamp = self.clamps
         if x.requires_grad:
             # autograd cannot follow writes into `out`: the same arithmetic, out of place
             return adjust(x, *factors, clamp=clamp)

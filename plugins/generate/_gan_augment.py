@@ -19,8 +19,8 @@ The ops (each per row, drawn from the step's torch generator, so a resumed run r
   fill, nearest sampling: whole-pixel shifts as in the paper's code (bilinear sampling at
   fractional shifts would blur the real images the discriminator sees);
 - ``color``: ``color`` with brightness, contrast and saturation factors in [0.5, 1.5] (saturation
-  only for RGB images) and ``clamp: false``: as in the paper's code nothing is clamped, so the
-  generator's gradient also reaches pixels that a factor pushes out of [0, 1];
+  only for RGB images), without ``color``'s clamp to [0, 1]: as in the paper's code nothing is
+  clamped, so the generator's gradient also reaches pixels that a factor pushes out of [0, 1];
 - ``cutout``: ``erasing`` of one square box of a quarter of the image's area, filled with 0.
 
 `AugmentedDiscriminator` wraps a discriminator so that an objective (`GanObjective`) sees the
@@ -36,6 +36,10 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from setforge.plugins.augment.color import Color
+from setforge.plugins.augment.geometric import Affine
+from setforge.plugins.augment.pixel import Erasing
 
 __all__ = ["DIFF_AUGMENT_OPS", "AdaParams", "build_ops", "AugmentedDiscriminator", "AdaptiveAugment"]
 
@@ -57,17 +61,20 @@ class AdaParams(BaseModel):
     max_p: float = Field(1.0, ge=0.0, le=1.0, description="the largest p")
 
 
+class _UnclampedColor(Color):
+    """`color` without its clamp to [0, 1], as in the paper's code: the generator's gradient reaches
+    every pixel (the discriminator takes any values). Not a pipeline step: a run's augment steps
+    must return images in [0, 1]."""
+
+    clamps = False
+
+
 def build_ops(names: Sequence[str]) -> list[nn.Module]:
     """setforge's batched augmenters for the DiffAugment op `names`, in that order."""
-    from setforge.plugins.augment.color import Color
-    from setforge.plugins.augment.geometric import Affine
-    from setforge.plugins.augment.pixel import Erasing
-
     makers: dict[str, Callable[[], nn.Module]] = {
         "translation": lambda: Affine({"degrees": 0.0, "translate": 0.125, "scale": (1.0, 1.0), "fill": 0.0,
                                        "interpolation": "nearest"}),
-        "color": lambda: Color({"brightness": (0.5, 1.5), "contrast": (0.5, 1.5), "saturation": (0.5, 1.5),
-                                "clamp": False}),
+        "color": lambda: _UnclampedColor({"brightness": (0.5, 1.5), "contrast": (0.5, 1.5), "saturation": (0.5, 1.5)}),
         "cutout": lambda: Erasing({"scale": (0.25, 0.25), "ratio": (1.0, 1.0), "value": 0.0}),
     }
     return [makers[name]() for name in names]
