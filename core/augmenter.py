@@ -41,7 +41,8 @@ class Augmenter(Component, torch.nn.Module):
     The reserved key ``"parent"`` in params, an ``(N,)`` index into the batch, names the row whose
     provenance an output row takes (mixup: the row with the larger weight). An augmenter whose
     rows depend on other rows of the batch sets ``rows_independent = False``: it is applied to the
-    whole batch and the gate picks rows afterwards.
+    whole batch and the gate picks rows afterwards. In a `setforge.Chain` on the CPU, an op whose
+    rows are independent may be called from several threads at once, each on other rows.
 
     As an ``nn.Module`` it drops into a training loop: ``x = aug(x)`` (or ``aug(x, y,
     generator=g)``) augments a batch on whatever device it is on.

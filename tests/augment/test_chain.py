@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from setforge.chain import Chain
@@ -76,23 +78,34 @@ def test_small_cpu_batches_run_on_one_thread_and_the_setting_comes_back(monkeypa
         torch.set_num_threads(before)
 
 
-def test_a_chunked_chain_takes_the_thread_bound_per_chunk(monkeypatch):
+def test_a_chunked_chain_shares_its_chunks_among_worker_threads_of_one_thread_each(monkeypatch):
     seen = []
 
     class Probe(Invert):
         def _transform(self, x, y, params):
-            seen.append(torch.get_num_threads())
+            seen.append((threading.current_thread().name, torch.get_num_threads(), torch.is_grad_enabled(), len(x)))
             return super()._transform(x, y, params)
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        x = smooth_images(4, height=8, width=8)
+        x = smooth_images(9, height=8, width=8)
         chain = Chain([Probe({"p": 1.0}), Color()])
-        monkeypatch.setattr(Chain, "one_thread_elements", x[:2].numel())  # the batch is above, a chunk is not
-        monkeypatch.setattr(Chain, "chunk_bytes", 2 * x[0].numel() * 4)
-        chain(x)
-        assert seen == [1, 1] and torch.get_num_threads() == 2
+        params = chain.make_params(x, None, torch.Generator().manual_seed(4))
+        whole = chain(x, params=params)
+        assert seen == [("MainThread", 1, False, 9)]  # one chunk: the one-thread bound of a small batch
+        seen.clear()
+        monkeypatch.setattr(Chain, "chunk_bytes", 2 * x[0].numel() * 4)  # at most two rows a chunk
+        assert torch.equal(chain(x, params=params), whole)
+        # 9 rows, chunks of at most 2 rows, shared by the 2 worker threads
+        assert sorted(rows for *_, rows in seen) == [1, 2, 2, 2, 2]
+        assert {name.startswith("setforge-chain") for name, *_ in seen} == {True}
+        assert {(threads, grad) for _, threads, grad, _ in seen} == {(1, False)}
+        assert torch.get_num_threads() == 2
+        seen.clear()
+        torch.set_num_threads(1)  # one thread: the chunks run in turn on the caller's thread
+        assert torch.equal(chain(x, params=params), whole)
+        assert [(name, rows) for name, _, _, rows in seen] == [("MainThread", 2)] * 4 + [("MainThread", 1)]
     finally:
         torch.set_num_threads(before)
 
@@ -129,7 +142,40 @@ def test_a_chunked_chain_whose_last_op_writes_into_the_output_equals_the_whole_b
         return real(self, out, x, y, params)
 
     monkeypatch.setattr(Color, "_transform_into", spy)
-    monkeypatch.setattr(Chain, "chunk_bytes", 3 * x[0].numel() * 4)  # three rows a chunk, the last one alone
+    monkeypatch.setattr(Chain, "chunk_bytes", 3 * x[0].numel() * 4)  # at most three rows a chunk
     out = chain(x, params=params)
     assert torch.equal(out, whole)
-    assert len(written) == 3 and written[0] == out.data_ptr()
+    row_bytes = x[0].numel() * 4
+    assert len(written) >= 3 and min(written) == out.data_ptr()
+    assert all((ptr - out.data_ptr()) % row_bytes == 0 and ptr < out.data_ptr() + out.numel() * 4 for ptr in written)
+
+
+def _chain_in_child(x, params, queue):
+    chain = Chain([Invert({"p": 1.0}), Color()])
+    queue.put(chain(x, params=params).numpy())  # (a tensor would travel as shared memory the child takes with it)
+
+
+def test_a_forked_child_runs_chunked_chains_on_its_own_worker_threads(monkeypatch):
+    import multiprocessing
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(Chain, "chunk_bytes", 2 * 3 * 8 * 8 * 4)
+        x = smooth_images(9, height=8, width=8)
+        chain = Chain([Invert({"p": 1.0}), Color()])
+        params = chain.make_params(x, None, torch.Generator().manual_seed(5))
+        in_parent = chain(x, params=params)  # the parent's pool has threads now; the child has none of them
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_chain_in_child, args=(x, params, queue))
+        child.start()
+        try:
+            in_child = queue.get(timeout=60)
+        finally:
+            child.join(timeout=60)
+            if child.is_alive():
+                child.kill()
+        assert child.exitcode == 0 and torch.equal(torch.from_numpy(in_child), in_parent)
+    finally:
+        torch.set_num_threads(before)
