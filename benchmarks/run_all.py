@@ -11,7 +11,9 @@ runs only those: ``benchmarks/gpu.sh``). The CLI start-up row times ``setforge -
 Every run writes ``benchmarks/results/bench-NAME.json`` (``results/quick/`` with ``--quick``):
 the command, exit status, seconds, the script's own JSON, and the conditions (python, torch,
 numpy and peer versions, threads, load average before and after). The table goes to
-``run_all.json`` beside them. Exit status 1 when any script missed a target or failed.
+``run_all.json`` beside them, each row with when it was measured and the load around it; a run
+of some benchmarks (``--only``, ``--gpu``) replaces their rows in the table and keeps the others.
+Exit status 1 when any script missed a target or failed (of this run's rows).
 
     python benchmarks/run_all.py [--quick] [--gpu] [--only augment,evaluate] [--timeout 1800]
 """
@@ -197,6 +199,21 @@ def cli_startup(repeats: int) -> dict[str, Any]:
                        f"{median['setforge --help'] / median['pip --help']:.2f}x pip --help"}
 
 
+def merged_rows(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the table at `path` with `rows` in place of their namesakes (new ones at the
+    end); the peer rows are this run's. Rows from earlier runs keep their own ``measured``."""
+    try:
+        table = json.loads(path.read_text())
+        load = [table["conditions"]["load_average"][0], table["load_average_end"][0]]
+        earlier = [{"measured": {"load_average": load}, **row} for row in table["rows"]]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        earlier = []
+    fresh = {row["benchmark"]: row for row in rows}
+    merged = [fresh.pop(row["benchmark"], row) for row in earlier if not row["benchmark"].startswith("peer ")
+              or row["benchmark"] in fresh]
+    return merged + list(fresh.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few repeats; quality runs skipped")
@@ -234,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
                          "status": f"not installed (pip install -e \"{extra.get(peer, '.[bench]')}\")",
                          "rc": None, "seconds": 0.0, "figures": "rows against it skipped"})
     end = list(os.getloadavg())
-    table = {"mode": "quick" if args.quick else "full", "conditions": start, "load_average_end": end, "rows": rows}
+    measured = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "load_average": [start["load_average"][0], end[0]]}
+    rows = [{**row, "measured": measured} for row in rows]
+    table = {"mode": "quick" if args.quick else "full", "conditions": start, "load_average_end": end,
+             "rows": merged_rows(out / "run_all.json", rows) if args.only or args.gpu else rows}
     (out / "run_all.json").write_text(json.dumps(table, indent=2, default=str) + "\n")
     print(f"setforge benchmarks ({table['mode']}), python {start['python']}, torch {start['versions'].get('torch')}, "
           f"{start['torch_threads']} torch threads on {start['cpus']} CPUs, load average "

@@ -39,3 +39,20 @@ def test_a_missed_target_is_its_exit_status_and_the_results_hold_the_conditions(
     assert record["result"]["ratio"] == 0.5 and record["mode"] == "quick"
     assert record["conditions_before"]["python"] == ".".join(map(str, sys.version_info[:3]))
     assert "torch" in record["conditions_before"]["versions"] and len(record["load_average_after"]) == 3
+
+
+def test_a_run_of_some_benchmarks_replaces_their_rows_and_keeps_the_others(tmp_path):
+    run_all = _runner()
+    table = tmp_path / "run_all.json"
+    table.write_text(json.dumps({"conditions": {"load_average": [0.5, 0.4, 0.3]}, "load_average_end": [1.5, 1.0, 0.9],
+                                 "rows": [{"benchmark": "augment", "status": "old"},
+                                          {"benchmark": "resample", "status": "kept"},
+                                          {"benchmark": "peer kornia", "status": "not installed"}]}))
+    now = {"at": "2026-12-07T00:00:00Z", "load_average": [0.1, 0.2]}
+    rows = [{"benchmark": "augment", "status": "new", "measured": now},
+            {"benchmark": "generate", "status": "added", "measured": now}]
+    merged = run_all.merged_rows(table, rows)
+    assert [(r["benchmark"], r["status"]) for r in merged] == [("augment", "new"), ("resample", "kept"),
+                                                                ("generate", "added")]
+    assert merged[0]["measured"] == now and merged[1]["measured"] == {"load_average": [0.5, 1.5]}
+    assert run_all.merged_rows(tmp_path / "none.json", rows) == rows
