@@ -90,7 +90,7 @@ def test_a_chunked_chain_shares_its_chunks_among_worker_threads_of_one_thread_ea
     torch.set_num_threads(2)
     try:
         x = smooth_images(9, height=8, width=8)
-        chain = Chain([Probe({"p": 1.0}), Color()])
+        chain = Chain([Flip(), Affine(), Probe({"p": 1.0}), Color()])
         params = chain.make_params(x, None, torch.Generator().manual_seed(4))
         whole = chain(x, params=params)
         assert seen == [("MainThread", 1, False, 9)]  # one chunk: the one-thread bound of a small batch
