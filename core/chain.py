@@ -180,8 +180,9 @@ class Chain(Augmenter):
         per_worker = -(-len(x) // (workers * step))
         step = -(-len(x) // (workers * per_worker))
         chunks = [slice(start, start + step) for start in range(0, len(x), step)]
+        inference = torch.is_inference_mode_enabled()  # (the output is an inference tensor under it)
         try:
-            list(_pool(workers).map(_on_one_thread, [stages] * len(chunks), chunks))
+            list(_pool(workers).map(_on_one_thread, [stages] * len(chunks), chunks, [inference] * len(chunks)))
         finally:
             torch.set_num_threads(workers)  # a worker's setting is also the default of threads yet to start
         return out
@@ -230,10 +231,10 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return _POOLS[key]
 
 
-def _on_one_thread(work: Callable[[slice], None], rows: slice) -> None:
-    # (grad mode and the intra-op thread count are per thread: a worker sets its own)
+def _on_one_thread(work: Callable[[slice], None], rows: slice, inference: bool) -> None:
+    # (grad mode, inference mode and the intra-op thread count are per thread: a worker sets its own)
     torch.set_num_threads(1)
-    with torch.no_grad():
+    with torch.inference_mode() if inference else torch.no_grad():
         work(rows)
 
 

@@ -150,6 +150,22 @@ def test_a_chunked_chain_whose_last_op_writes_into_the_output_equals_the_whole_b
     assert all((ptr - out.data_ptr()) % row_bytes == 0 and ptr < out.data_ptr() + out.numel() * 4 for ptr in written)
 
 
+
+def test_a_chunked_chain_on_worker_threads_works_under_inference_mode(monkeypatch):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        monkeypatch.setattr(Chain, "chunk_bytes", 2 * 3 * 8 * 8 * 4)
+        x = smooth_images(9, height=8, width=8)
+        chain = Chain([Flip(), Affine(), Color()])
+        params = chain.make_params(x, None, torch.Generator().manual_seed(6))
+        plain = chain(x, params=params)
+        with torch.inference_mode():  # the output is an inference tensor, which workers may write only under it
+            inferred = chain(x, params=params)
+        assert inferred.is_inference() and torch.equal(inferred, plain)
+    finally:
+        torch.set_num_threads(before)
+
 def _chain_in_child(x, params, queue):
     chain = Chain([Invert({"p": 1.0}), Color()])
     queue.put(chain(x, params=params).numpy())  # (a tensor would travel as shared memory the child takes with it)
