@@ -151,6 +151,36 @@ def test_a_chunked_chain_whose_last_op_writes_into_the_output_equals_the_whole_b
 
 
 
+
+def test_a_chunked_chain_takes_no_more_workers_than_chunks_or_cpus(monkeypatch):
+    from setforge import chain as chain_module
+
+    seen = []
+
+    class Probe(Invert):
+        def _transform(self, x, y, params):
+            seen.append((threading.current_thread().name, len(x)))
+            return super()._transform(x, y, params)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(8)
+    try:
+        x = smooth_images(6, height=8, width=8)
+        chain = Chain([Probe({"p": 1.0}), Color()])
+        params = chain.make_params(x, None, torch.Generator().manual_seed(7))
+        whole = chain(x, params=params)
+        monkeypatch.setattr(Chain, "chunk_bytes", 2 * x[0].numel() * 4)  # three chunks of two rows
+        pools, real_pool = [], chain_module._pool
+        monkeypatch.setattr(chain_module, "_pool", lambda workers: pools.append(workers) or real_pool(workers))
+        for cpus, workers in ((64, 3), (2, 2)):  # 8 torch threads: the chunks, then the CPUs, bound the workers
+            seen.clear()
+            monkeypatch.setattr(chain_module, "_cpus", lambda: cpus)
+            assert torch.equal(chain(x, params=params), whole)
+            assert pools[-1] == workers and [rows for _, rows in seen] == [2, 2, 2]
+            assert len({name for name, _ in seen}) <= workers and torch.get_num_threads() == 8
+    finally:
+        torch.set_num_threads(before)
+
 def test_a_chunked_chain_on_worker_threads_works_under_inference_mode(monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
