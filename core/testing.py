@@ -12,7 +12,8 @@ or, for every component of an installed registry, as a pytest parametrisation::
 What it checks: the name is kebab-case and the kind valid; a docstring is present; ``Params``
 forbids extra keys, builds with defaults only and round-trips through JSON; on small real data
 (scikit-learn's digits and wine) a fixed `Rng` gives identical output twice; shapes, dtypes, the
-device and the [0, 1] image range are kept; provenance is kept (real rows stay real, new rows
+device and the [0, 1] image range are kept; an augmenter whose rows are independent gives the same
+rows in a chain cut into chunks on worker threads; provenance is kept (real rows stay real, new rows
 carry their origin, step and parent); data of a modality the component does not accept gets a
 `DataError` naming the component. Components may declare cheap ``testing_params`` (few epochs,
 small models) that the kit uses instead of the defaults; a component that reads files (a source)
@@ -315,6 +316,36 @@ def _augment(report: _Report, cls: type, params: Mapping[str, Any], modality: st
         return
     report.check(isinstance(out, torch.Tensor) and out.shape == ds.x.shape, "forward(x) must keep the batch shape")
     report.check(torch.equal(out, replay), "forward(x, params=last_params) must replay the same output")
+    if module.rows_independent and isinstance(out, torch.Tensor) and ds.x.device.type == "cpu":
+        report.check(_same_in_chunks(module, ds.x, ds.y, generator),
+                     "in a chain cut into chunks, the rows must equal the whole batch's: with rows_independent "
+                     "(the default) no row may depend on other rows, and the chunks may run on several threads "
+                     "at once (no shared mutable state, no torch global RNG)")
+
+
+class _Keep(Augmenter):
+    """Rows as they are: a chain of an op and this one has two runs, so it is cut into chunks."""
+
+    name = "keep"
+    modalities = ("image", "tabular", "audio")
+
+    def _transform(self, x, y, params):
+        return x.clone()
+
+
+def _same_in_chunks(module: Augmenter, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> bool:
+    from .chain import Chain
+
+    chain = Chain([module, _Keep()])
+    params = chain.make_params(x, y, generator)
+    whole = chain(x, y, params=params)
+    chain.chunk_bytes = 3 * x[0].numel() * x.element_size()  # (an instance's value: three rows a chunk)
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(2, before))
+    try:
+        return all(torch.equal(chain(x, y, params=params), whole) for _ in range(3))
+    finally:
+        torch.set_num_threads(before)
 
 
 def _resample(report: _Report, cls: type, params: Mapping[str, Any], modality: str, device: Any, seed: int) -> None:

@@ -134,19 +134,21 @@ class FeatureNoise(_Tabular):
 
     def _make_params(self, x, y, generator):
         y = self._labels(y)
+        # unfitted, the class spread is the whole batch's; it is a per-row param (each row's class's
+        # spread) so that the rows stay independent when a chain cuts the batch into chunks
+        std = self.std if self.std is not None else class_std(x, y, int(y.max().item()) + 1)
+        if len(y) and int(y.max().item()) >= std.shape[0]:
+            raise DataError(f"augment '{self.name}' was fitted on {std.shape[0]} classes and got label "
+                            f"{int(y.max().item())}; fit it on data with every class")
         params = {"scale": uniform(self.params.scale, x.shape[0], generator, x.device),
-                  "noise": torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)}
+                  "noise": torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype),
+                  "spread": std[y].to(x.dtype)}
         if self.params.categorical == "resample" and self.categorical:
             params["codes"] = self._draw_codes(y, generator)
         return params
 
     def _transform(self, x, y, params):
-        y = self._labels(y)
-        std = self.std if self.std is not None else class_std(x, y, int(y.max().item()) + 1)
-        if int(y.max().item()) >= std.shape[0]:
-            raise DataError(f"augment '{self.name}' was fitted on {std.shape[0]} classes and got label "
-                            f"{int(y.max().item())}; fit it on data with every class")
-        out = x + params["noise"] * params["scale"].to(x.dtype).view(-1, 1) * std[y]
+        out = x + params["noise"] * params["scale"].to(x.dtype).view(-1, 1) * params["spread"]
         return self._set_categorical(out, x, params)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import enum
 import inspect
+import os
+import threading
 from typing import Any, Literal
 
 import torch
@@ -21,6 +23,19 @@ from setforge.components import Augmenter
 from setforge.errors import DataError
 
 __all__ = ["Torchvision"]
+
+
+#: torch's global generator is one per process: rows seeded on it in several threads at once (a
+#: chain's worker threads) would take each other's draws, so one thread at a time seeds and draws.
+_GLOBAL_RNG = threading.Lock()
+
+
+def _new_lock() -> None:
+    global _GLOBAL_RNG
+    _GLOBAL_RNG = threading.Lock()  # a forked child may inherit the lock held by a thread it lacks
+
+
+os.register_at_fork(after_in_child=_new_lock)
 
 
 def transform_classes() -> dict[str, type]:
@@ -94,7 +109,7 @@ class Torchvision(Augmenter):
     def _transform(self, x, y, params):
         seeds = params["seed"].tolist()
         rows = []
-        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             for row, seed in zip(x, seeds):
                 torch.manual_seed(seed)
                 if self.params.dtype == "uint8":

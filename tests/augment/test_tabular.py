@@ -93,6 +93,17 @@ def test_feature_noise_without_fit_uses_the_batch():
     assert torch.allclose(out, expected)
 
 
+def test_feature_noise_without_fit_takes_the_whole_batchs_spread_in_a_chunked_chain(monkeypatch):
+    from setforge.chain import Chain
+
+    ds = wine()
+    chain = Chain([FeatureNoise(), FeatureNoise()])  # two runs: a chain that is cut into chunks
+    params = chain.make_params(ds.x, ds.y, torch.Generator().manual_seed(0))
+    whole = chain(ds.x, ds.y, params=params)
+    monkeypatch.setattr(Chain, "chunk_bytes", 10 * ds.x[0].numel() * 4)  # ten rows a chunk: each its own spread
+    assert torch.equal(chain(ds.x, ds.y, params=params), whole)
+
+
 def test_labels_are_required():
     with pytest.raises(DataError, match="needs the labels"):
         FeatureNoise()(wine().x)

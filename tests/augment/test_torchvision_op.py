@@ -82,3 +82,30 @@ def test_shape_and_range_changes_are_data_errors():
     with pytest.raises(DataError, match=r"left \[0, 1\]"):
         create("augment", "torchvision", {"transform": "Normalize",
                                           "kwargs": {"mean": [0.5] * 3, "std": [0.1] * 3}})(smooth_images(2))
+
+
+def test_rows_seeded_on_worker_threads_do_not_take_each_others_draws(monkeypatch):
+    import time
+
+    from setforge.chain import Chain
+
+    real_seed = torch.manual_seed
+
+    def slow_seed(seed):  # yields the GIL between seeding and drawing, so other threads run there
+        generator = real_seed(seed)
+        time.sleep(0.002)
+        return generator
+
+    x = smooth_images(12, height=16, width=16)
+    chain = Chain([create("augment", "torchvision", {"transform": "RandomRotation", "kwargs": {"degrees": 40}}),
+                   create("augment", "invert", {"p": 1.0})])
+    params = chain.make_params(x, None, torch.Generator().manual_seed(0))
+    whole = chain(x, params=params)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    monkeypatch.setattr(Chain, "chunk_bytes", 2 * x[0].numel() * 4)  # six chunks shared by two worker threads
+    monkeypatch.setattr(torch, "manual_seed", slow_seed)
+    try:
+        assert torch.equal(chain(x, params=params), whole)
+    finally:
+        torch.set_num_threads(before)
