@@ -318,7 +318,7 @@ def _augment(report: _Report, cls: type, params: Mapping[str, Any], modality: st
     report.check(torch.equal(out, replay), "forward(x, params=last_params) must replay the same output")
     if module.rows_independent and isinstance(out, torch.Tensor) and ds.x.device.type == "cpu":
         report.check(_same_in_chunks(module, ds.x, ds.y, generator),
-                     "in a chain cut into chunks, the rows must equal the whole batch's: with rows_independent "
+                     "in a chain cut into chunks, the rows must match the whole batch's: with rows_independent "
                      "(the default) no row may depend on other rows, and the chunks may run on several threads "
                      "at once (no shared mutable state, no torch global RNG)")
 
@@ -343,7 +343,9 @@ def _same_in_chunks(module: Augmenter, x: torch.Tensor, y: torch.Tensor, generat
     before = torch.get_num_threads()
     torch.set_num_threads(max(2, before))
     try:
-        return all(torch.equal(chain(x, y, params=params), whole) for _ in range(3))
+        # (to float rounding: torch's vectorised and scalar kernels, of pow for one, may round a
+        # value differently in batches of other sizes)
+        return all(torch.allclose(chain(x, y, params=params), whole, rtol=1e-5, atol=1e-6) for _ in range(3))
     finally:
         torch.set_num_threads(before)
 
