@@ -176,7 +176,7 @@ class Chain(Augmenter):
         # shares, so no thread waits on another until the end; ops split over all threads meet at
         # a barrier per op, which on busy cores waits for a descheduled thread (docs/augmenters.md,
         # Threads: 64x3x224x224 flip+affine+color on 2 idle cores 1.3-1.5x the chunks in turn on
-        # one thread, no loss beside busy processes).
+        # one thread, within 5 % beside busy processes).
         # Never more workers than chunks of the cache size or CPUs this process may run on: more
         # threads than cores (a container's quota) only queue for them, and chunks of fewer rows
         # pay the ops' fixed costs more often (64 workers on 2 cores: 4.3x one thread's time).
