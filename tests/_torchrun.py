@@ -22,10 +22,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(tmp_path: Path, body: dict) -> tuple[dict, str]:
+def torchrun(tmp_path: Path, body: dict, nodes: int = 1) -> tuple[dict, str]:
     """`body` (a run file without ``output.dir``) run by 2 torchrun ranks into ``out/run``; asserts it
     exits 0 and leaves one run folder and no rank's scratch folder, and returns the run's report
-    and the processes' standard output."""
+    and the processes' standard output. With ``nodes=2`` the ranks come from two torchrun
+    launchers of one rank each, as on two machines (``--nnodes 2 --node-rank r``): each rank's
+    ``LOCAL_RANK`` is 0 and only global rank 0 is the main one."""
     out, scratch = tmp_path / "out", tmp_path / "scratch"
     out.mkdir()
     scratch.mkdir()
@@ -34,11 +36,24 @@ def torchrun(tmp_path: Path, body: dict) -> tuple[dict, str]:
     file.write_text(yaml.safe_dump({**body, "output": output}), encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch), "PYTHONPATH": str(REPO)}
     env.pop("WORLD_SIZE", None)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                           "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
-                           "-m", "setforge", "run", str(file), "--quiet"],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    port = str(free_port())
+    layouts = [["--nproc-per-node", "2"]] if nodes == 1 else [
+        ["--nnodes", str(nodes), "--node-rank", str(r), "--nproc-per-node", str(2 // nodes)] for r in range(nodes)]
+    launchers = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *layout, "--master-addr", "127.0.0.1",
+                                   "--master-port", port, "-m", "setforge", "run", str(file), "--quiet"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+                 for layout in layouts]
+    stdout = ""
+    try:
+        for launcher in launchers:
+            out_text, err_text = launcher.communicate(timeout=300)
+            assert launcher.returncode == 0, out_text[-3000:] + err_text[-3000:]
+            stdout += out_text
+    finally:  # a launcher that failed leaves the other waiting for it
+        for launcher in launchers:
+            if launcher.poll() is None:
+                launcher.kill()
+                launcher.wait()
     assert sorted(p.name for p in out.iterdir()) == ["run"]  # one run folder, no <dir>.partial left
     assert not list(scratch.glob("setforge-*")), "rank 1's scratch folder was left behind"
-    return json.loads((out / "run" / "report.json").read_text(encoding="utf-8")), done.stdout
+    return json.loads((out / "run" / "report.json").read_text(encoding="utf-8")), stdout

@@ -31,8 +31,8 @@ def _rows(ds) -> list[tuple]:
     return sorted(zip(map(bytes, pixels), ds.y.tolist(), ds.origin.tolist(), ds.parent.tolist(), ds.row_id.tolist()))
 
 
-def _torchrun(tmp_path: Path, body: dict) -> dict:
-    report, _ = torchrun(tmp_path, body)
+def _torchrun(tmp_path: Path, body: dict, nodes: int = 1) -> dict:
+    report, _ = torchrun(tmp_path, body, nodes=nodes)
     assert not (tmp_path / "out" / "run" / ".setforge-ranks").exists()
     return report
 
@@ -42,13 +42,13 @@ def _single(tmp_path: Path, body: dict):
     return run(config, Registry(use_env=False).load(), progress=False)
 
 
-@pytest.mark.parametrize("fmt", ["webdataset", "npz"])
-def test_torchrun_two_ranks_share_the_batches_of_a_streaming_run(tmp_path, fmt):
+@pytest.mark.parametrize("fmt, nodes", [("webdataset", 1), ("npz", 1), ("npz", 2)])
+def test_torchrun_two_ranks_share_the_batches_of_a_streaming_run(tmp_path, fmt, nodes):
     body = {"seed": 1, "device": "cpu", "batch_size": 8,
             "source": {"name": "npz", "params": {"path": str(_source(tmp_path / "data.npz"))}, "stream": True},
             "pipeline": [{"augment": "flip", "copies": 1}],  # a random flip (p 0.5): draws keyed by batch
             "output": {"format": fmt, "shard_rows": 10}}
-    report = _torchrun(tmp_path, body)
+    report = _torchrun(tmp_path, body, nodes)
     out = tmp_path / "out"
 
     parts = {part: setforge.load(out / "run", split=part) for part in ("train", "val", "test")}

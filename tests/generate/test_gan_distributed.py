@@ -84,8 +84,9 @@ RUN_FILE = {
 }
 
 
-def test_torchrun_two_ranks_match_the_single_process_run(tmp_path):
-    report, stdout = torchrun(tmp_path, RUN_FILE)
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_torchrun_two_ranks_match_the_single_process_run(tmp_path, nodes):
+    report, stdout = torchrun(tmp_path, RUN_FILE, nodes=nodes)
     out = tmp_path / "out"
     assert stdout.count("run folder") <= 1  # rank 0 alone prints the summary
     assert report["steps"][1]["training"]["distributed"] == {"world_size": 2, "rows_per_rank": 16}
