@@ -177,9 +177,10 @@ class Chain(Augmenter):
         # a barrier per op, which on busy cores waits for a descheduled thread (docs/augmenters.md,
         # Threads: 64x3x224x224 flip+affine+color on 2 idle cores 1.3-1.5x the chunks in turn on
         # one thread, within 5 % beside busy processes).
-        # Never more workers than chunks of the cache size or CPUs this process may run on: more
-        # threads than cores (a container's quota) only queue for them, and chunks of fewer rows
-        # pay the ops' fixed costs more often (64 workers on 2 cores: 4.3x one thread's time).
+        # Never more workers than CPUs this process may run on (its affinity: a CPU quota does not
+        # show there) or chunks of the cache size: more threads than cores only queue for them, and
+        # chunks of fewer rows pay the ops' fixed costs more often (64 workers on 2 cores: 4.3x
+        # one thread's time).
         chunks = -(-len(x) // step)
         used = min(workers, chunks, _cpus())
         step = -(-len(x) // (used * -(-chunks // used)))  # equal shares of at most `step` rows
