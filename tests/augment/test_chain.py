@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import torch
@@ -13,6 +14,17 @@ from setforge.plugins.augment.pixel import Erasing, GaussianBlur, Invert
 from setforge.plugins.augment.tabular import FeatureNoise, Mixup
 
 from ._helpers import smooth_images
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """torch set to `count` intra-op threads inside the block, as it was after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_chunked_chain_equals_whole_batch(monkeypatch):
@@ -64,9 +76,7 @@ def test_small_cpu_batches_run_on_one_thread_and_the_setting_comes_back(monkeypa
             seen.append(torch.get_num_threads())
             return super()._transform(x, y, params)
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         x = smooth_images(4, height=8, width=8)
         probe = Probe({"p": 1.0})
         assert torch.equal(probe(x), 1.0 - x)
@@ -74,8 +84,6 @@ def test_small_cpu_batches_run_on_one_thread_and_the_setting_comes_back(monkeypa
         monkeypatch.setattr(Probe, "one_thread_elements", x.numel() - 1)  # a batch above the bound keeps its threads
         probe(x)
         assert seen == [1, 2] and torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_a_chunked_chain_shares_its_chunks_among_worker_threads_of_one_thread_each(monkeypatch):
@@ -86,9 +94,7 @@ def test_a_chunked_chain_shares_its_chunks_among_worker_threads_of_one_thread_ea
             seen.append((threading.current_thread().name, torch.get_num_threads(), torch.is_grad_enabled(), len(x)))
             return super()._transform(x, y, params)
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         x = smooth_images(9, height=8, width=8)
         chain = Chain([Flip(), Affine(), Probe({"p": 1.0}), Color()])
         params = chain.make_params(x, None, torch.Generator().manual_seed(4))
@@ -106,8 +112,6 @@ def test_a_chunked_chain_shares_its_chunks_among_worker_threads_of_one_thread_ea
         torch.set_num_threads(1)  # one thread: the chunks run in turn on the caller's thread
         assert torch.equal(chain(x, params=params), whole)
         assert [(name, rows) for name, _, _, rows in seen] == [("MainThread", 2)] * 4 + [("MainThread", 1)]
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_grad_mode_is_switched_off_inside_when_nothing_requires_grad():
@@ -150,8 +154,6 @@ def test_a_chunked_chain_whose_last_op_writes_into_the_output_equals_the_whole_b
     assert all((ptr - out.data_ptr()) % row_bytes == 0 and ptr < out.data_ptr() + out.numel() * 4 for ptr in written)
 
 
-
-
 def test_a_chunked_chain_takes_no_more_workers_than_chunks_or_cpus(monkeypatch):
     from setforge import chain as chain_module
 
@@ -162,9 +164,7 @@ def test_a_chunked_chain_takes_no_more_workers_than_chunks_or_cpus(monkeypatch):
             seen.append((threading.current_thread().name, len(x)))
             return super()._transform(x, y, params)
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(8)
-    try:
+    with torch_threads(8):
         x = smooth_images(6, height=8, width=8)
         chain = Chain([Probe({"p": 1.0}), Color()])
         params = chain.make_params(x, None, torch.Generator().manual_seed(7))
@@ -178,13 +178,10 @@ def test_a_chunked_chain_takes_no_more_workers_than_chunks_or_cpus(monkeypatch):
             assert torch.equal(chain(x, params=params), whole)
             assert pools[-1] == workers and [rows for _, rows in seen] == [2, 2, 2]
             assert len({name for name, _ in seen}) <= workers and torch.get_num_threads() == 8
-    finally:
-        torch.set_num_threads(before)
+
 
 def test_a_chunked_chain_on_worker_threads_works_under_inference_mode(monkeypatch):
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         monkeypatch.setattr(Chain, "chunk_bytes", 2 * 3 * 8 * 8 * 4)
         x = smooth_images(9, height=8, width=8)
         chain = Chain([Flip(), Affine(), Color()])
@@ -193,8 +190,7 @@ def test_a_chunked_chain_on_worker_threads_works_under_inference_mode(monkeypatc
         with torch.inference_mode():  # the output is an inference tensor, which workers may write only under it
             inferred = chain(x, params=params)
         assert inferred.is_inference() and torch.equal(inferred, plain)
-    finally:
-        torch.set_num_threads(before)
+
 
 def _chain_in_child(x, params, queue):
     chain = Chain([Invert({"p": 1.0}), Color()])
@@ -204,9 +200,7 @@ def _chain_in_child(x, params, queue):
 def test_a_forked_child_runs_chunked_chains_on_its_own_worker_threads(monkeypatch):
     import multiprocessing
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         monkeypatch.setattr(Chain, "chunk_bytes", 2 * 3 * 8 * 8 * 4)
         x = smooth_images(9, height=8, width=8)
         chain = Chain([Invert({"p": 1.0}), Color()])
@@ -223,5 +217,3 @@ def test_a_forked_child_runs_chunked_chains_on_its_own_worker_threads(monkeypatc
             if child.is_alive():
                 child.kill()
         assert child.exitcode == 0 and torch.equal(torch.from_numpy(in_child), in_parent)
-    finally:
-        torch.set_num_threads(before)
