@@ -109,3 +109,18 @@ def test_rows_seeded_on_worker_threads_do_not_take_each_others_draws(monkeypatch
         assert torch.equal(chain(x, params=params), whole)
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_defaults_build_and_loading_the_plugins_does_not_import_torchvision():
+    import subprocess
+    import sys
+
+    from setforge.plugins.augment.torchvision_op import Torchvision
+
+    fields = Torchvision.Params.model_fields
+    explicit = Torchvision.Params(**{name: field.get_default(call_default_factory=True) for name, field in fields.items()})
+    assert explicit.model_fields_set == set(fields) and explicit == Torchvision.Params()  # checked, and valid
+    code = ("import sys; from setforge.registry import default_registry; default_registry().load(); "
+            "print('torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr[-2000:]
