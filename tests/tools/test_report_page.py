@@ -175,3 +175,15 @@ def test_training_log_survives_a_resume_and_replayed_iterations(tmp_path):
     assert out["iterations"] == [10, 20, 30, 40] and out["losses"]["d"] == [1.0, 2.0, 3.0, 4.0]
     assert out["selection"] == {"metric": "fd", "iterations": [30, 40], "values": [7.5, 6.0], "chosen": 40}
     assert resumed.for_step(2) is None
+
+
+@pytest.mark.parametrize("n, channels, nrow", [(7, 1, 3), (6, 3, 3), (2, 3, 8), (10, 1, 4)])
+def test_image_grids_are_laid_out_as_torchvision_make_grid_does(n, channels, nrow):
+    import torch
+    from torchvision.utils import make_grid
+
+    from setforge.tools.plots import grid_of
+
+    images = torch.rand(n, channels, 5, 4, generator=torch.Generator().manual_seed(n))
+    assert torch.equal(grid_of(images, nrow=nrow, padding=2, pad_value=1.0),
+                       make_grid(images, nrow=nrow, padding=2, pad_value=1.0))
