@@ -418,7 +418,8 @@ class _Run:
                 ds = pre.inverse(ds)
         return ds
 
-    def write(self) -> None:
+    def write(self) -> Dataset:
+        """Write the data and figures; returns the training set as written (the report's grids show it)."""
         parts = {name: self._inverse(ds) for name, ds in (("train", self.train), ("val", self.val), ("test", self.test))}
         steps = {f"step-{s.index:02d}-{s.name}": self.step_figures.get(s.index) or {} for s in self.built.steps}
         self.file_hashes, written = write_data(self.folder.partial, self.format, parts,
@@ -428,6 +429,7 @@ class _Run:
             if key in written:  # a step's figures (report_figures) go under the step in report.json
                 report["figures"] = written.pop(key)
         self.figures = written
+        return parts["train"]
 
     # ---------------------------------------------------------------------------- whole
     def execute(self) -> RunResult:
@@ -468,11 +470,11 @@ class _Run:
                                  self.train, self.val, self.test, list(self.records))
             self.evaluate(bar)
         started = time.perf_counter()
-        self.write()
+        train = self.write()
         report = build_report(self)
         self.timings["write"] = time.perf_counter() - started
         self.timings["total"] = time.perf_counter() - begun
-        write_report(self.folder.partial, report, self.timings)
+        write_report(self.folder.partial, report, self.timings, train=train.to("cpu"))  # not read back from disk
         # Observers finish (and close their files) inside <dir>.partial, so <dir> is complete once renamed.
         self._observe(Event("run_finished", data={"metrics": self.metrics, "dir": str(self.folder.final)}))
         self.close_observers()

@@ -67,9 +67,11 @@ def write_metrics(folder: Path, report: Mapping[str, Any]) -> None:
     write_text(Path(folder) / METRICS_JSON, dumps_json(rows))
 
 
-def write_report(folder: Path, report: Mapping[str, Any], timings: Mapping[str, Any] | None = None) -> None:
+def write_report(folder: Path, report: Mapping[str, Any], timings: Mapping[str, Any] | None = None,
+                 train: Any = None) -> None:
     """Write ``report.json``, ``timings.json`` (when given), ``metrics.csv``/``metrics.json`` and
-    ``report.html`` into `folder` (the page reads the run's data and figures from `folder`)."""
+    ``report.html`` into `folder` (the page reads the run's figures, and unless `train` gives the
+    written training set, the data, from `folder`)."""
     from .tools.report import render_html
 
     folder = Path(folder)
@@ -77,7 +79,7 @@ def write_report(folder: Path, report: Mapping[str, Any], timings: Mapping[str, 
     if timings is not None:
         write_text(folder / TIMINGS_FILE, dumps_json(timings))
     write_metrics(folder, report)
-    write_text(folder / HTML_FILE, render_html(report, folder, timings))
+    write_text(folder / HTML_FILE, render_html(report, folder, timings, train=train))
 
 
 def read_report(run_dir: str | Path) -> dict[str, Any]:

@@ -187,3 +187,19 @@ def test_image_grids_are_laid_out_as_torchvision_make_grid_does(n, channels, nro
     images = torch.rand(n, channels, 5, 4, generator=torch.Generator().manual_seed(n))
     assert torch.equal(grid_of(images, nrow=nrow, padding=2, pad_value=1.0),
                        make_grid(images, nrow=nrow, padding=2, pad_value=1.0))
+
+
+def test_a_run_draws_its_grids_from_the_training_set_in_memory(tmp_path, monkeypatch):
+    from setforge import output
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the run read its training set back from disk for the report")
+
+    monkeypatch.setattr(output, "load", no_reading)
+    assert main(["run", str(_run_file(tmp_path, "memory", steps=4)), "--quiet"]) == 0
+    page = (tmp_path / "memory" / "report.html").read_text()
+    assert "real rows (" in page and "generated rows (" in page and "nearest real training row" in page
+    # `setforge report` re-renders from the folder alone, as before
+    monkeypatch.undo()
+    assert main(["report", str(tmp_path / "memory")]) == 0
+    assert "real rows (" in (tmp_path / "memory" / "report.html").read_text()
