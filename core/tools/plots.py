@@ -117,19 +117,26 @@ def grid_of(images: Any, nrow: int, padding: int = 2, pad_value: float = 1.0) ->
     return torch.nn.functional.pad(grid, (0, padding, 0, padding), value=pad_value)
 
 
-def image_grid(images: Any, nrow: int, min_cell: int = 48, row_labels: Sequence[str] | None = None) -> bytes:
+def image_grid(images: Any, nrow: int, min_cell: int = 48, row_labels: Sequence[str] | None = None,
+               max_cell: int = 128) -> bytes:
     """Images ``(N, C, H, W)`` in [0, 1] as one PNG grid of `nrow` images a row (`grid_of`),
     small images enlarged by whole factors (nearest) so that each cell is at least `min_cell`
-    pixels; with `row_labels`, each grid row is labelled on the left (a class name)."""
+    pixels, large ones reduced by whole factors (area averages) to at most `max_cell` (a page of
+    224 px grids would weigh megabytes); with `row_labels`, each grid row is labelled on the left
+    (a class name)."""
     import torch
     from PIL import Image
 
     images = images.detach().float().cpu().clamp(0, 1)
     if images.shape[1] not in (1, 3):  # a grid draws 1 or 3 channels; show the first
         images = images[:, :1]
-    scale = max(1, -(-min_cell // max(images.shape[-1], images.shape[-2])))
+    height, width = images.shape[-2:]
+    scale = max(1, -(-min_cell // max(height, width)))
+    reduce = -(-max(height, width) // max_cell)
     if scale > 1:
         images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
+    elif reduce > 1:
+        images = torch.nn.functional.interpolate(images, size=(-(-height // reduce), -(-width // reduce)), mode="area")
     grid = grid_of(images, nrow=max(1, nrow), padding=2, pad_value=1.0)
     array = (grid.permute(1, 2, 0).mul(255).round().to(torch.uint8)).numpy()
     if not row_labels:

@@ -203,3 +203,15 @@ def test_a_run_draws_its_grids_from_the_training_set_in_memory(tmp_path, monkeyp
     monkeypatch.undo()
     assert main(["report", str(tmp_path / "memory")]) == 0
     assert "real rows (" in (tmp_path / "memory" / "report.html").read_text()
+
+
+def test_large_images_are_reduced_in_grids_by_whole_factors():
+    import torch
+
+    from setforge.tools.plots import image_grid
+
+    images = torch.rand(4, 3, 224, 200, generator=torch.Generator().manual_seed(0))
+    grid = Image.open(io.BytesIO(image_grid(images, nrow=2)))
+    assert grid.size == (2 * (100 + 2) + 2, 2 * (112 + 2) + 2)  # 224 x 200 halved; 2 px padding
+    small = Image.open(io.BytesIO(image_grid(images[:, :, :8, :8], nrow=4)))
+    assert small.size == (4 * (48 + 2) + 2, 48 + 4)  # 8 px enlarged 6x to reach 48
