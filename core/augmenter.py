@@ -80,6 +80,8 @@ class Augmenter(Component, torch.nn.Module):
     def apply_params(self, x: torch.Tensor, y: torch.Tensor | None, params: Mapping[str, Any]) -> torch.Tensor:
         """Apply drawn parameters (deterministic): the gated rows change, the others stay."""
         gate = params["apply"]
+        if not len(gate):  # no rows: nothing to change (and some kernels, such as conv1d, refuse none)
+            return x
         if bool(gate.all()):
             return self._transform(x, y, params)
         if not bool(gate.any()):

@@ -13,7 +13,7 @@ What it checks: the name is kebab-case and the kind valid; a docstring is presen
 forbids extra keys, builds with defaults only and round-trips through JSON; on small real data
 (scikit-learn's digits and wine) a fixed `Rng` gives identical output twice; shapes, dtypes, the
 device and the [0, 1] image range are kept; an augmenter whose rows are independent gives the same
-rows in a chain cut into chunks on worker threads; provenance is kept (real rows stay real, new rows
+rows in a chain cut into chunks on worker threads, and a batch of no rows back; provenance is kept (real rows stay real, new rows
 carry their origin, step and parent); data of a modality the component does not accept gets a
 `DataError` naming the component. Components may declare cheap ``testing_params`` (few epochs,
 small models) that the kit uses instead of the defaults; a component that reads files (a source)
@@ -307,6 +307,8 @@ def _augment(report: _Report, cls: type, params: Mapping[str, Any], modality: st
     report.check(bool((new.y == ds.y[new.parent]).all()), "augmented rows must keep their parent's label")
     module: Augmenter = cls(params)
     generator = torch.Generator(device=device).manual_seed(seed)
+    empty = report.run("forward on a batch of no rows", lambda: module(ds.x[:0], ds.y[:0], generator=generator))
+    report.check(empty is None or len(empty) == 0, "a batch of no rows must come back with no rows")
     out = module(ds.x, ds.y, generator=generator)
     replay = module(ds.x, ds.y, params=module.last_params)
     if ds.modality == "text":
