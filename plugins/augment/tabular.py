@@ -136,10 +136,9 @@ class FeatureNoise(_Tabular):
         y = self._labels(y)
         # unfitted, the class spread is the whole batch's; it is a per-row param (each row's class's
         # spread) so that the rows stay independent when a chain cuts the batch into chunks
-        if not len(y):
-            std = x.new_zeros(0, x.shape[1])
-        else:
-            std = self.std if self.std is not None else class_std(x, y, int(y.max().item()) + 1)
+        std = self.std
+        if std is None:
+            std = class_std(x, y, int(y.max().item()) + 1) if len(y) else x.new_zeros(0, x.shape[1])
         if len(y) and int(y.max().item()) >= std.shape[0]:
             raise DataError(f"augment '{self.name}' was fitted on {std.shape[0]} classes and got label "
                             f"{int(y.max().item())}; fit it on data with every class")
