@@ -12,19 +12,20 @@ or, for every component of an installed registry, as a pytest parametrisation::
 What it checks: the name is kebab-case and the kind valid; a docstring is present; ``Params``
 forbids extra keys, builds with defaults only and round-trips through JSON; on small real data
 (scikit-learn's digits and wine) a fixed `Rng` gives identical output twice; shapes, dtypes, the
-device and the [0, 1] image range are kept; an augmenter whose rows are independent gives the same
-rows in a chain cut into chunks on worker threads, and a batch of no rows back; provenance is kept (real rows stay real, new rows
-carry their origin, step and parent); data of a modality the component does not accept gets a
-`DataError` naming the component. Components may declare cheap ``testing_params`` (few epochs,
-small models) that the kit uses instead of the defaults; a component that reads files (a source)
-may define ``make_testing_params(folder) -> dict`` (a classmethod) that writes a small fixture
-into `folder` and returns the params to read it; a component that needs categorical tabular data
-sets ``testing_data = {"categorical": "some"}`` (or ``"all"``, see `sample_dataset`), one that
-needs colour images sets ``testing_data = {"channels": 3}`` (RGB digits), and one that the kit's
-small samples cannot exercise for a modality it accepts names the others in
-``testing_modalities``. A component that accepts neither image nor tabular data is exercised on
-the kit's audio (synthesised tones) or text samples. A generator that can be saved (it defines
-``_state_dict``) must give the same rows after ``save`` and ``load`` into a fresh instance.
+device and the [0, 1] image range are kept; an augmenter gives a batch of no rows back, and one
+whose rows are independent gives the same rows in a chain cut into chunks on worker threads;
+provenance is kept (real rows stay real, new rows carry their origin, step and parent); data of a
+modality the component does not accept gets a `DataError` naming the component. Components may
+declare cheap ``testing_params`` (few epochs, small models) that the kit uses instead of the
+defaults; a component that reads files (a source) may define ``make_testing_params(folder) -> dict``
+(a classmethod) that writes a small fixture into `folder` and returns the params to read it; a
+component that needs categorical tabular data sets ``testing_data = {"categorical": "some"}`` (or
+``"all"``, see `sample_dataset`), one that needs colour images sets
+``testing_data = {"channels": 3}`` (RGB digits), and one that the kit's small samples cannot
+exercise for a modality it accepts names the others in ``testing_modalities``. A component that
+accepts neither image nor tabular data is exercised on the kit's audio (synthesised tones) or text
+samples. A generator that can be saved (it defines ``_state_dict``) must give the same rows after
+``save`` and ``load`` into a fresh instance.
 
 Limits: the kit checks the contract, not quality; its samples are tiny (36 rows, 8x8 images),
 so size-dependent code paths (large images, many classes, long training) need the component's
