@@ -21,7 +21,11 @@ its first op when all are exact).
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
+import sys
+import threading
+import weakref
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -86,7 +90,8 @@ class Chain(Augmenter):
     ``_transform_`` is used on the chain's own intermediates (never on the caller's batch) when
     every row of the op is gated on, and a chunked chain's last op writes each chunk straight into
     the output with ``_transform_into``. On the CPU with torch set to N threads, N worker threads
-    share the chunks, each running its chunks' ops on one thread.
+    share the chunks, each running its chunks' ops on one thread, and the output goes into the
+    memory of an earlier output that nothing refers to any more (its storage cannot be resized).
     """
 
     name = "chain"
@@ -161,7 +166,7 @@ class Chain(Augmenter):
             return self._stages(x, y, params)
         # Rows are independent: run every stage on a cache-sized chunk of rows before the next
         # chunk, so the intermediates of a chunk never leave the cache.
-        out = torch.empty_like(x)
+        out = _output_like(self, x)
 
         def stages(rows: slice) -> None:
             self._stages(x[rows], None if y is None else y[rows], take_params(params, rows), out=out[rows])  # type: ignore[arg-type]
@@ -234,6 +239,50 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     if key not in _POOLS:
         _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="setforge-chain")
     return _POOLS[key]
+
+
+#: How many outputs of one chain `_output_like` keeps for reuse: two, since in a loop
+#: ``out = chain(x)`` the previous output is still bound while the next one is made.
+_KEPT = 2
+_KEPT_OUTPUTS: "weakref.WeakKeyDictionary[Chain, list[mmap.mmap]]" = weakref.WeakKeyDictionary()
+_KEPT_LOCK = threading.Lock()
+
+
+def _new_kept_lock() -> None:
+    global _KEPT_LOCK
+    _KEPT_LOCK = threading.Lock()  # a forked child may inherit the lock held by a thread it lacks
+
+
+os.register_at_fork(after_in_child=_new_kept_lock)
+
+
+def _output_like(chain: Chain, x: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor like `x` for `chain`'s chunked output, on the CPU in memory of one
+    of the chain's earlier outputs that nothing refers to any more.
+
+    A fresh tensor of a batch over glibc's mmap threshold (32 MiB at most) is new pages, and the
+    kernel faults every 4 KiB page in and zeroes it on first write: 9.4k faults, a quarter of the
+    64 x 3x224x224 chain's time (docs/augmenters.md, Memory). An output's memory is an anonymous
+    private mapping; while any tensor, view or array still uses it, its storage holds a reference
+    to the mapping, so the mapping is free exactly when the list here holds the only reference.
+    The chain keeps at most `_KEPT` mappings, released with the chain.
+    """
+    nbytes = x.numel() * x.element_size()
+    if x.device.type != "cpu" or x.requires_grad or not x.is_contiguous() or nbytes == 0:
+        return torch.empty_like(x)
+    with _KEPT_LOCK:
+        kept = _KEPT_OUTPUTS.setdefault(chain, [])
+        free = [i for i in range(len(kept)) if sys.getrefcount(kept[i]) == 2]  # (the list's and the argument's)
+        same = [i for i in free if len(kept[i]) == nbytes]
+        if same:
+            memory = kept[same[0]]
+        else:
+            memory = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # (shared: a forked child's writes would show)
+            if len(kept) < _KEPT:
+                kept.append(memory)
+            elif free:
+                kept[free[0]] = memory
+        return torch.frombuffer(memory, dtype=x.dtype).view(x.shape)  # (holds `memory` before the lock opens)
 
 
 def _cpus() -> int:

@@ -217,3 +217,67 @@ def test_a_forked_child_runs_chunked_chains_on_its_own_worker_threads(monkeypatc
             if child.is_alive():
                 child.kill()
         assert child.exitcode == 0 and torch.equal(torch.from_numpy(in_child), in_parent)
+
+
+def _chunked_chain(monkeypatch) -> tuple[Chain, torch.Tensor]:
+    monkeypatch.setattr(Chain, "chunk_bytes", 2 * 3 * 8 * 8 * 4)
+    return Chain([Flip(), Affine(), Color()]), smooth_images(9, height=8, width=8)
+
+
+def test_a_chunked_chain_reuses_the_memory_of_an_output_nothing_refers_to(monkeypatch):
+    chain, x = _chunked_chain(monkeypatch)
+    generator = torch.Generator().manual_seed(7)
+    first = chain(x, generator=generator)
+    address = first.data_ptr()
+    del first
+    again = chain(x, generator=generator)
+    assert again.data_ptr() == address
+    fresh = Chain([Flip(), Affine(), Color()])  # (its own kept memory: a new mapping, the same draws)
+    params = chain.make_params(x, None, torch.Generator().manual_seed(8))
+    assert torch.equal(chain(x, params=params), fresh(x, params=params))
+
+
+def test_a_chunked_chain_never_writes_into_an_output_still_in_use(monkeypatch):
+    chain, x = _chunked_chain(monkeypatch)
+    generator = torch.Generator().manual_seed(9)
+    held = chain(x, generator=generator)
+    view = chain(x, generator=generator)[3:5]  # the batch is gone, a view of it is not
+    array = chain(x, generator=generator).numpy()  # an array holds the tensor's memory too
+    copies = [t.clone() for t in (held, view, torch.from_numpy(array))]
+    later = [chain(x, generator=generator) for _ in range(4)]
+    in_use = {held.data_ptr(), view.untyped_storage().data_ptr(), array.ctypes.data}
+    assert len(in_use) == 3 and not in_use & {t.data_ptr() for t in later}
+    for kept, before in zip((held, view, torch.from_numpy(array)), copies):
+        assert torch.equal(kept, before)
+
+
+def test_a_chains_kept_memory_goes_with_the_chain_and_is_private_to_a_forked_child(monkeypatch):
+    import copy
+    import gc
+    import os
+    import weakref
+
+    from setforge import chain as chain_module
+
+    chain, x = _chunked_chain(monkeypatch)
+    generator = torch.Generator().manual_seed(10)
+    held = chain(x, generator=generator)
+    before = held.clone()
+    pid = os.fork()
+    if pid == 0:  # the child drops its copy of `held` and writes over that memory
+        code = 1
+        try:
+            address = held.data_ptr()
+            del held
+            code = 0 if chain(x, generator=generator).data_ptr() == address else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and torch.equal(held, before)
+    assert torch.equal(copy.deepcopy(chain)(x, params=chain.make_params(x, None, torch.Generator().manual_seed(1))),
+                       chain(x, params=chain.make_params(x, None, torch.Generator().manual_seed(1))))
+    memory = [weakref.ref(mapping) for mapping in chain_module._KEPT_OUTPUTS[chain]]
+    owner = weakref.ref(chain)
+    del chain, held
+    gc.collect()
+    assert memory and owner() is None and all(mapping() is None for mapping in memory)
