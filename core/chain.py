@@ -222,6 +222,12 @@ class Chain(Augmenter):
             return x
         return out.copy_(x)
 
+    def augment(self, ds, ctx, copies=1, rows=None):
+        try:
+            return super().augment(ds, ctx, copies=copies, rows=rows)
+        finally:
+            release_outputs(self)  # the step holds every batch's output until the end: none to reuse after it
+
     def parent_index(self, params, n, device):
         index = torch.arange(n, device=device)
         for i in reversed(range(len(self.ops))):
@@ -244,6 +250,9 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 #: How many outputs of one chain `_output_like` keeps for reuse: two, since in a loop
 #: ``out = chain(x)`` the previous output is still bound while the next one is made.
 _KEPT = 2
+#: The largest output whose memory a chain keeps, so that it holds at most 512 MiB between calls
+#: (a batch of 256 x 3x224x224 float32 is 154 MB).
+_KEPT_BYTES = 256 << 20
 _KEPT_OUTPUTS: "weakref.WeakKeyDictionary[Chain, list[mmap.mmap]]" = weakref.WeakKeyDictionary()
 _KEPT_LOCK = threading.Lock()
 
@@ -265,10 +274,11 @@ def _output_like(chain: Chain, x: torch.Tensor) -> torch.Tensor:
     64 x 3x224x224 chain's time (docs/augmenters.md, Memory). An output's memory is an anonymous
     private mapping; while any tensor, view or array still uses it, its storage holds a reference
     to the mapping, so the mapping is free exactly when the list here holds the only reference.
-    The chain keeps at most `_KEPT` mappings, released with the chain.
+    The chain keeps at most `_KEPT` mappings of at most `_KEPT_BYTES` each, released with the
+    chain or by `release_outputs`.
     """
     nbytes = x.numel() * x.element_size()
-    if x.device.type != "cpu" or x.requires_grad or not x.is_contiguous() or nbytes == 0:
+    if x.device.type != "cpu" or x.requires_grad or not x.is_contiguous() or not 0 < nbytes <= _KEPT_BYTES:
         return torch.empty_like(x)
     with _KEPT_LOCK:
         kept = _KEPT_OUTPUTS.setdefault(chain, [])
@@ -283,6 +293,12 @@ def _output_like(chain: Chain, x: torch.Tensor) -> torch.Tensor:
             elif free:
                 kept[free[0]] = memory
         return torch.frombuffer(memory, dtype=x.dtype).view(x.shape)  # (holds `memory` before the lock opens)
+
+
+def release_outputs(chain: Chain) -> None:
+    """Forget the memory `chain` kept for reuse (outputs still in use keep theirs)."""
+    with _KEPT_LOCK:
+        _KEPT_OUTPUTS.pop(chain, None)
 
 
 def _cpus() -> int:

@@ -281,3 +281,21 @@ def test_a_chains_kept_memory_goes_with_the_chain_and_is_private_to_a_forked_chi
     del chain, held
     gc.collect()
     assert memory and owner() is None and all(mapping() is None for mapping in memory)
+
+
+def test_a_chain_keeps_no_memory_past_a_pipeline_step_nor_for_outputs_over_its_bound(monkeypatch):
+    from setforge import Dataset, StepContext
+    from setforge import chain as chain_module
+
+    chain, x = _chunked_chain(monkeypatch)
+    ds = Dataset(x=x, y=torch.arange(len(x)) % 2, classes=("a", "b"), modality="image")
+    ctx = StepContext.from_seed(0)
+    ctx.batch_size = 4  # three batches, each chunked: the step holds all three outputs
+    grown = chain.augment(ds, ctx, copies=1)
+    assert len(grown) == 2 * len(x) and chain not in chain_module._KEPT_OUTPUTS
+    chain(x)
+    assert chain in chain_module._KEPT_OUTPUTS  # (outside a step it keeps what it can reuse)
+    monkeypatch.setattr(chain_module, "_KEPT_BYTES", x.numel() * 4 - 1)
+    other = Chain([Flip(), Affine(), Color()])
+    big = other(x)
+    assert other not in chain_module._KEPT_OUTPUTS and big.untyped_storage().resizable()
