@@ -37,7 +37,7 @@ from .components import Augmenter, take_params
 from .dataset import MODALITIES
 from .errors import ConfigError
 
-__all__ = ["Chain", "GeometricAugmenter"]
+__all__ = ["Chain", "GeometricAugmenter", "release_outputs"]
 
 
 class GeometricAugmenter(Augmenter):
