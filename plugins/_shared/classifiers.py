@@ -33,7 +33,7 @@ from .threads import one_thread_if_small
 
 __all__ = ["CLASSIFIER_KINDS", "DOWNSTREAM_KINDS", "Classifier", "BoostedTrees", "TrainHistory", "train_classifier",
            "fit_classifier", "fit_boosted_trees", "classification_scores", "calibration_scores",
-           "cached_test_predictions", "classifier_state", "classifier_from_state", "cached_classifier"]
+           "classifier_state", "classifier_from_state", "cached_classifier"]
 
 CLASSIFIER_KINDS = ("logistic-regression", "mlp", "cnn")
 #: What `train_classifier` trains: the torch classifiers and gradient-boosted trees (tabular rows).
@@ -431,31 +431,3 @@ def classification_scores(y_true: torch.Tensor, y_pred: torch.Tensor, num_classe
         "support": [int(s) for s in support.tolist()],
         "n": n,
     }
-
-
-#: The options of `train_classifier` that shape a trained downstream model.
-_TRAINING_OPTIONS = ("epochs", "patience", "batch_size", "lr", "weight_decay", "hidden")
-
-
-def cached_test_predictions(ectx: Any, kind: str, train: Dataset, rng: Rng, options: Any) -> torch.Tensor:
-    """Labels that a `kind` model trained on `train` (early-stopped on the real val split) predicts
-    for the real test split, ``(N,)`` int64 on the CPU. `options` (a params model or mapping) gives
-    ``epochs``, ``patience``, ``batch_size``, ``lr``, ``weight_decay`` and ``hidden``.
-
-    The model depends only on its data, kind, options and seed, so the predictions are cached by
-    content: a resumed run, and a baseline shared by several evaluators (``utility``'s raw model is
-    ``tstr``'s train-real model when their settings agree), train it once."""
-    from setforge.context import Cache
-
-    values = options if isinstance(options, dict) else options.model_dump()
-    chosen = {name: values[name] for name in _TRAINING_OPTIONS if name in values}
-    test = ectx.test
-    val = ectx.val if ectx.val is not None and len(ectx.val) else None
-    key = Cache.key("utility", kind, train.fingerprint(), None if val is None else val.fingerprint(),
-                    test.fingerprint(), sorted(chosen.items()), rng.seed, rng.key, str(ectx.device))
-
-    def fit() -> torch.Tensor:
-        model = train_classifier(kind, train, val, rng, ectx.device, **chosen)
-        return model.predict(test.x.to(ectx.device)).cpu()
-
-    return ectx.cache.get_or_compute(key, fit)

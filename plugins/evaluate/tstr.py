@@ -11,7 +11,8 @@ from setforge.components import Evaluator
 from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset, Origin
 
-from .._shared.classifiers import cached_test_predictions, classification_scores
+from .._shared.classifiers import classification_scores
+from ._downstream import model_options, test_probabilities
 
 __all__ = ["TrainSyntheticTestReal"]
 
@@ -27,7 +28,8 @@ class TrainSyntheticTestReal(Evaluator):
     step), and for each of these ``.../ratio/<score>`` (synthetic over real; 1 means the generated
     rows teach the model as much as real rows do) and ``.../train_rows``. Scores: ``macro_f1`` and
     ``balanced_accuracy``; ``n`` is the number of test rows (``train_rows``: the training rows).
-    Every model shares kind, options and seed and is early-stopped on the real val split. Generated
+    Every model shares kind, options and seed (utility's raw model is the real one when their
+    settings agree) and is early-stopped on the real val split. Generated
     rows that leave out a class present in the test split cannot teach it, so that set is skipped,
     naming the classes (generate every class, with ``per_class:`` or ``multiply:``).
     """
@@ -75,10 +77,12 @@ class TrainSyntheticTestReal(Evaluator):
         kind = self.params.model
         if kind == "auto":
             kind = {"tabular": "gradient-boosting", "image": "cnn"}.get(real.modality, "mlp")
-        rng = ectx.rng.spawn("model")
+        options = model_options(self.params, kind)
         n = len(test)
-        reference = classification_scores(test.y, cached_test_predictions(ectx, kind, real, rng, self.params),
-                                          test.num_classes)
+        # seed 0 of the run's shared evaluator seeds, as utility's and ablation's raw model: with the
+        # same kind and options it is the same cached model and reports the same baseline
+        predict = lambda rows: test_probabilities(ectx, options, rows, 0).argmax(dim=1)  # noqa: E731
+        reference = classification_scores(test.y, predict(real), test.num_classes)
         for score in _SCORES:
             metrics.add(f"real/{score}", reference[score], n=n, better="higher")
         metrics.add("real/train_rows", float(len(real)), n=len(real))
@@ -90,8 +94,7 @@ class TrainSyntheticTestReal(Evaluator):
                 metrics.skip(what, f"the generated rows have no class {names}, which the test split holds; generate "
                                    f"every class (per_class: or multiply:) to measure train-synthetic-test-real")
                 continue
-            scores = classification_scores(test.y, cached_test_predictions(ectx, kind, rows, rng, self.params),
-                                           test.num_classes)
+            scores = classification_scores(test.y, predict(rows), test.num_classes)
             for score in _SCORES:
                 metrics.add(f"{what}/{score}", scores[score], n=n, better="higher")
                 if reference[score] > 0:

@@ -53,11 +53,33 @@ def test_tstr_per_step_next_to_train_real(cancer):
     assert m["generated/train_rows"].value == 2 * len(train)
     # the real reference is the same model utility trains (sklearn's own, same seed and settings)
     model = HistGradientBoostingClassifier(max_iter=100, early_stopping=True, n_iter_no_change=10,
-                                           random_state=ectx.rng.spawn("model").sk_seed())
+                                           random_state=ectx.shared_rng.spawn(0).sk_seed())
     model.fit(train.x.double().numpy(), train.y.numpy(), X_val=val.x.double().numpy(), y_val=val.y.numpy())
     from sklearn.metrics import f1_score
     assert m["real/macro_f1"].value == pytest.approx(f1_score(test.y.numpy(), model.predict(test.x.double().numpy()),
                                                               average="macro"))
+
+
+def test_the_real_reference_is_utilitys_raw_model_when_kind_and_options_agree(cancer, monkeypatch):
+    from setforge.plugins.evaluate import _downstream
+    from setforge.plugins.evaluate.utility import Utility
+
+    trained: list[int] = []
+    monkeypatch.setattr(_downstream, "train_classifier",
+                        lambda kind, rows, *args, **kw: trained.append(len(rows)) or train_classifier(kind, rows, *args, **kw))
+
+    train, val, test = cancer
+    generated = _as_generated(train[:100], 0)
+    optimised = Dataset.concat([train, generated])
+    ectx = EvalContext.from_seed(3, raw_train=train, train=optimised, val=val, test=test,
+                                 steps=[StepRecord(0, "generate", "copy", optimised)])
+    options = {"model": "mlp", "epochs": 3, "patience": 2}
+    utility = Utility(options).evaluate(ectx).measures["utility"]
+    tstr = TrainSyntheticTestReal(options).evaluate(ectx).measures["tstr"]
+    for score in ("macro_f1", "balanced_accuracy"):
+        assert tstr[f"real/{score}"].value == utility[f"raw/{score}"].value
+    # utility: raw and optimised; tstr: only the generated rows' model (the real one is utility's raw)
+    assert trained == [len(train), len(optimised), len(generated)]
 
 
 def test_generated_rows_missing_a_class_are_skipped_by_name(cancer):
