@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from .base import Component
 from .context import StepContext
 from .dataset import Dataset, Origin
-from .errors import ConfigError, PluginError
+from .errors import ConfigError, DataError, PluginError
 
 __all__ = ["Augmenter", "take_params"]
 
@@ -97,6 +97,10 @@ class Augmenter(Component, torch.nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, generator: torch.Generator | None = None,
                 params: Mapping[str, Any] | None = None) -> torch.Tensor:
         """Augment a batch: draw (or replay `params`) and apply. Keeps ``last_params``."""
+        if "image" in self.modalities and x.ndim == 4 and not x.is_floating_point():
+            raise DataError(f"augment '{self.name}' takes floating-point images in [0, 1], got {x.dtype} "
+                            f"(convert first: x.float() / 255; augmenter 'torchvision' with dtype: uint8 hands "
+                            f"a transform 8-bit images)")
         with self._threads(x), self._grad_mode(x, y, params):
             if params is None:
                 params = self.make_params(x, y, generator)

@@ -12,8 +12,8 @@ or, for every component of an installed registry, as a pytest parametrisation::
 What it checks: the name is kebab-case and the kind valid; a docstring is present; ``Params``
 forbids extra keys, builds with defaults only and round-trips through JSON; on small real data
 (scikit-learn's digits and wine) a fixed `Rng` gives identical output twice; shapes, dtypes, the
-device and the [0, 1] image range are kept; an augmenter gives a batch of no rows back, and one
-whose rows are independent gives the same rows in a chain cut into chunks on worker threads;
+device and the [0, 1] image range are kept; an augmenter gives a batch of no rows back, leaves the
+caller's batch as it was (every row gated on too), and one whose rows are independent gives the same rows in a chain cut into chunks on worker threads;
 provenance is kept (real rows stay real, new rows carry their origin, step and parent); data of a
 modality the component does not accept gets a `DataError` naming the component. Components may
 declare cheap ``testing_params`` (few epochs, small models) that the kit uses instead of the
@@ -310,8 +310,14 @@ def _augment(report: _Report, cls: type, params: Mapping[str, Any], modality: st
     generator = torch.Generator(device=device).manual_seed(seed)
     empty = report.run("forward on a batch of no rows", lambda: module(ds.x[:0], ds.y[:0], generator=generator))
     report.check(empty is None or len(empty) == 0, "a batch of no rows must come back with no rows")
+    batch = list(ds.x) if ds.modality == "text" else ds.x.clone()
     out = module(ds.x, ds.y, generator=generator)
     replay = module(ds.x, ds.y, params=module.last_params)
+    gate = module.last_params.get("apply")
+    if isinstance(gate, torch.Tensor):  # (every row on: the op's own path sees the caller's batch itself)
+        module(ds.x, ds.y, params={**module.last_params, "apply": torch.ones_like(gate)})
+    same = ds.x == batch if ds.modality == "text" else torch.equal(ds.x, batch)
+    report.check(same, "forward(x) must not write into the caller's batch x")
     if ds.modality == "text":
         report.check(isinstance(out, list) and len(out) == len(ds.x) and all(isinstance(s, str) for s in out),
                      "forward(texts) must return one str per row")

@@ -34,10 +34,12 @@ def make_grid(matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
     device, dtype = matrix.device, matrix.dtype
     xs = torch.arange(width, device=device, dtype=dtype).mul_(2.0 / width).add_(1.0 / width - 1.0)
     ys = torch.arange(height, device=device, dtype=dtype).mul_(2.0 / height).add_(1.0 / height - 1.0)
+    along = [(matrix[:, axis, 0:1] * xs, torch.addcmul(matrix[:, axis, 2:3], matrix[:, axis, 1:2], ys))
+             for axis in (0, 1)]                                            # (N, W), (N, H)
+    if matrix.requires_grad and torch.is_grad_enabled():  # (autograd cannot follow writes into a buffer)
+        return torch.stack([x.unsqueeze(1) + y.unsqueeze(2) for x, y in along], dim=-1)
     grid = torch.empty(n, height, width, 2, device=device, dtype=dtype)
-    for axis in (0, 1):
-        along_x = matrix[:, axis, 0:1] * xs                                 # (N, W)
-        along_y = torch.addcmul(matrix[:, axis, 2:3], matrix[:, axis, 1:2], ys)  # (N, H)
+    for axis, (along_x, along_y) in enumerate(along):
         torch.add(along_x.unsqueeze(1), along_y.unsqueeze(2), out=grid[..., axis])
     return grid
 

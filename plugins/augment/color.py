@@ -193,7 +193,7 @@ class Color(Augmenter):
         check_channels(x, self.name)
         factors = [params.get(k) for k in ("brightness", "contrast", "saturation", "hue")]
         clamp = self.clamps
-        if x.requires_grad:
+        if any(t is not None and t.requires_grad for t in (x, *factors)):
             # autograd cannot follow writes into `out`: the same arithmetic, out of place
             return adjust(x, *factors, clamp=clamp)
         row_bytes = max(1, x[0].numel() * x.element_size())

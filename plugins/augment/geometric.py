@@ -29,7 +29,7 @@ AreaFraction = value(1e-4, 1.0)
 Aspect = value(1e-3, 1e3)
 
 
-def _check_fill(fill: Fill, channels: int, name: str) -> None:
+def check_fill(fill: Fill, channels: int, name: str) -> None:
     from setforge import DataError
 
     if isinstance(fill, tuple) and len(fill) not in (1, channels):
@@ -151,13 +151,13 @@ class Affine(WarpAugmenter):
         return pixels_to_normalized(matrix, height, width)
 
     def _transform(self, x, y, params):
-        _check_fill(self.params.fill, x.shape[1], self.name)
+        check_fill(self.params.fill, x.shape[1], self.name)
         return warp(x, self._matrix(params, *x.shape[-2:]), mode=self.params.interpolation, padding="zeros",
                     fill=self.params.fill)
 
     def _warp(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
         """Resample `x` through fused `matrix` with this op's sampling (used by `Chain`)."""
-        _check_fill(self.params.fill, x.shape[1], self.name)
+        check_fill(self.params.fill, x.shape[1], self.name)
         return warp(x, matrix, mode=self.params.interpolation, padding="zeros", fill=self.params.fill)
 
 
@@ -171,7 +171,8 @@ class ResizedCrop(WarpAugmenter):
     outside the box where torchvision repeats the box's edge (a band of half an input pixel); the
     image's own edges repeat as in torchvision (border padding). Bilinear is torchvision's
     non-antialiased bilinear (the same when enlarging, as a crop always is); nearest is
-    ``nearest-exact``.
+    ``nearest-exact``, except that a source point exactly half-way between two pixels (an output
+    row or column of odd sizes, say) may round to the other one, where torchvision floors.
     """
 
     name = "resized-crop"

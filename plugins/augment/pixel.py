@@ -309,7 +309,8 @@ class Equalize(_Switch):
         n, c, h, w = x.shape
         # one flat index (row, channel, level) serves both the histogram and the look-up, so the
         # image crosses memory four times: quantise, offset, count, look up
-        levels = x.mul(256.0 - 1e-3).to(torch.int64).view(n * c, h * w)
+        # (in float32: in float16 or bfloat16, 1.0 * 255.999 rounds to 256, a level past the channel's)
+        levels = x.float().mul(256.0 - 1e-3).to(torch.int64).clamp_(0, 255).view(n * c, h * w)
         offsets = torch.arange(n * c, device=x.device).mul_(256).view(-1, 1)
         flat = levels.add_(offsets).view(-1)
         hist = torch.bincount(flat, minlength=n * c * 256).view(n * c, 256)

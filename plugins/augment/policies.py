@@ -32,6 +32,7 @@ from setforge.components import Augmenter
 
 from ._warp import inverse_affine_pixels, pixels_to_normalized, warp
 from .color import Color, check_channels
+from .geometric import check_fill
 from .pixel import Autocontrast, Equalize, Invert, Posterize, Sharpness, Solarize
 
 __all__ = ["AutoAugment", "RandAugment", "TrivialAugment", "AugMix", "OPS", "magnitude_table"]
@@ -257,6 +258,7 @@ class _Policy(Augmenter):
     def _slots(self, x: torch.Tensor, op: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
         """Slot after slot (``op``, ``magnitude``: ``(N, S)``)."""
         check_channels(x, self.name)
+        check_fill(self.params.fill, x.shape[1], self.name)  # (whether or not a geometric op was drawn)
         for s in range(op.shape[1]):
             x = self._slot(x, op[:, s], magnitude[:, s])
         return x

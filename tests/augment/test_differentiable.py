@@ -90,3 +90,20 @@ def test_non_differentiable_ops_still_run_on_inputs_that_require_grad(name):
     if out.requires_grad:
         (grad,) = torch.autograd.grad(out.sum(), x, allow_unused=True)
         assert grad is None or float(grad.abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("name,param,params", [("affine", "angle", {"degrees": 20}),
+                                               ("affine", "scale", {"scale": (0.8, 1.2)}),
+                                               ("color", "brightness", {"brightness": 0.4}),
+                                               ("color", "saturation", {"saturation": 0.4})])
+def test_gradcheck_through_a_replayed_param(name, param, params):
+    # (ADA-style learnt magnitudes: a param given as a tensor that requires grad gets its gradient)
+    aug = create("augment", name, params)
+    x = _batch().detach()
+    drawn = aug.make_params(x, None, torch.Generator().manual_seed(2))
+
+    def through(value: torch.Tensor) -> torch.Tensor:
+        return aug(x, params={**drawn, param: value})
+
+    value = drawn[param].to(torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(through, (value,), eps=1e-6, atol=1e-5)

@@ -159,3 +159,20 @@ def test_ops_work_on_one_channel_digits_shape():
                 Equalize({"p": 1}), Autocontrast({"p": 1}), Invert({"p": 1})):
         out = aug(x, generator=torch.Generator().manual_seed(0))
         assert out.shape == x.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_equalize_in_half_precision_quantises_as_in_float32(dtype):
+    # (1.0 * 255.999 rounds to 256 in half precision: a level past the channel's own, which landed in
+    # the next channel's histogram, or past the last)
+    x = smooth_images(4).to(dtype)
+    x[:, :, 0, 0] = 1.0
+    out = Equalize({"p": 1.0})(x, generator=torch.Generator().manual_seed(0))
+    expected = Equalize({"p": 1.0})(x.float(), generator=torch.Generator().manual_seed(0))
+    assert out.dtype == dtype and torch.equal(out, expected.to(dtype))
+
+
+def test_integer_images_are_refused_with_what_is_accepted():
+    x = (smooth_images(2) * 255).to(torch.uint8)
+    with pytest.raises(DataError, match=r"floating-point images in \[0, 1\], got torch.uint8"):
+        Invert({"p": 1.0})(x)

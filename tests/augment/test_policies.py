@@ -197,3 +197,13 @@ def test_bad_params_are_refused_at_validate():
         create("augment", "auto-augment", {"policy": "mnist"})
     with pytest.raises(ConfigError, match="chain_depth"):
         create("augment", "aug-mix", {"chain_depth": 0})
+
+
+@pytest.mark.parametrize("name", ["auto-augment", "rand-augment", "trivial-augment", "aug-mix"])
+def test_a_fill_per_channel_must_match_the_images_whatever_op_is_drawn(name):
+    from setforge import DataError, create
+
+    gray = torch.rand(3, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    for seed in range(3):
+        with pytest.raises(DataError, match="fill has 3 values for images with 1 channels"):
+            create("augment", name, {"fill": (0.1, 0.2, 0.3)})(gray, generator=torch.Generator().manual_seed(seed))
