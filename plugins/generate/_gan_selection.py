@@ -47,14 +47,15 @@ class QualityMonitor:
     """FD to the val split and per-class PRDC at each checkpoint; keeps the best weights.
 
     `train` and `val` are datasets in dataset units (images in [0, 1]); `decode` maps the
-    generator's output to those units. `samples` rows are drawn at each measurement.
+    generator's output to those units. `samples` rows are drawn at each measurement, with class
+    labels, or what `condition(labels, generator)` makes of them (see `GanTrainer`).
     """
 
     def __init__(self, train: Dataset, val: Dataset, features: nn.Module, decode: Any, latent_dim: int, seed: int,
-                 select: str, collapse_coverage: float, samples: int = 1000):
+                 select: str, collapse_coverage: float, samples: int = 1000, condition: Any = None):
         from setforge.plugins.evaluate._stats import moments
 
-        self.features, self.decode, self.latent_dim = features, decode, latent_dim
+        self.features, self.decode, self.latent_dim, self.condition = features, decode, latent_dim, condition
         self.select, self.collapse_coverage = select, collapse_coverage
         self.classes = train.classes
         self.device = train.x.device
@@ -82,7 +83,8 @@ class QualityMonitor:
         for start in range(0, len(self.labels), 512):
             labels = self.labels[start:start + 512]
             z = torch.randn(len(labels), self.latent_dim, generator=draw, device=self.device)
-            rows.append(self.decode(ema(z, labels).float()))
+            inputs = labels if self.condition is None else self.condition(labels, draw)
+            rows.append(self.decode(ema(z, inputs).float()))
         features = self._embed(torch.cat(rows))
         m = moments(features.double())
         fd = frechet_distance(m.mean, m.cov, self.val_moments.mean, self.val_moments.cov)

@@ -512,14 +512,18 @@ class GanTrainer:
     `name` names the component in messages. `make_sampler` builds the row sampler as
     ``make_sampler(labels, batch_size, balanced, numpy_generator)`` (`BatchSampler` or a
     subclass). A discriminator with an int ``pac`` scores packs of that many rows (PacGAN).
+    `condition` maps class labels ``(B,)`` and a ``torch.Generator`` to the labels the generator
+    samples with (tabular-gan's class and drawn category); the batch-norm refresh and the quality
+    monitor use it. By default the class labels themselves.
     """
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, objective: GanObjective,
                  params: GanTrainingParams, *, name: str, decode: Callable[[torch.Tensor], torch.Tensor],
                  encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  image_grids: bool = True, grid_columns: int = 8, max_grid_classes: int = 20,
-                 make_sampler: Callable[..., BatchSampler] = BatchSampler):
-        self.make_sampler = make_sampler
+                 make_sampler: Callable[..., BatchSampler] = BatchSampler,
+                 condition: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None):
+        self.make_sampler, self.condition = make_sampler, condition
         self.generator, self.discriminator, self.objective = generator, discriminator, objective
         self.params, self.name, self.decode, self.encode = params, name, decode, encode
         self.image_grids, self.grid_columns, self.max_grid_classes = image_grids, grid_columns, max_grid_classes
@@ -653,6 +657,7 @@ class GanTrainer:
         present = torch.as_tensor(np.flatnonzero(counts), device=device)
         # the grid's latents: a sub-generator seeded from the step's generator, drawn before any resume
         grid_seed = int(torch.randint(0, 2**62, (1,), generator=ctx.rng.torch, device=device).item())
+        standing = self._sampling_labels(present, grid_seed + 3)  # the labels of the batch-norm refresh
         fingerprint = self._fingerprint(data_fingerprint, ctx, world)
         workdir = ctx.ensure_workdir()
         torch_rng = ctx.rng.torch
@@ -764,7 +769,7 @@ class GanTrainer:
 
                 at_checkpoint = iteration % p.checkpoint_every == 0 and iteration < total
                 if monitor is not None and (iteration % p.checkpoint_every == 0 or iteration == total):
-                    refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
+                    refresh_batch_norm(ema, self.latent_dim, standing, p.batch_size, grid_seed + 1)
                     monitor.measure(ema, iteration)
                 if iteration % p.log_every == 0 or at_checkpoint or iteration == total:
                     flush(iteration)
@@ -774,7 +779,7 @@ class GanTrainer:
                     last_good = (iteration, checkpoint_path)
                 if self.image_grids and grid_every and iteration % grid_every == 0 and iteration < total and not rank:
                     grids.append(self._grid(ema, present, grid_seed, workdir, iteration, ctx))
-            refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
+            refresh_batch_norm(ema, self.latent_dim, standing, p.batch_size, grid_seed + 1)
             if start < total or checkpoint_path is None:
                 # the finished state, so that a resumed run whose training had finished skips it
                 checkpoint_path = self._save_checkpoint(workdir, total, ema, optimisers, sampler, ctx, fingerprint,
@@ -784,7 +789,7 @@ class GanTrainer:
                 selection = monitor.report(total)
                 if monitor.select == "best-fd" and monitor.best is not None and monitor.best["iteration"] != total:
                     ema.load_state_dict(monitor.best["weights"])
-                    refresh_batch_norm(ema, self.latent_dim, present, p.batch_size, grid_seed + 1)
+                    refresh_batch_norm(ema, self.latent_dim, standing, p.batch_size, grid_seed + 1)
             if self.image_grids and grid_every and not rank:
                 grids.append(self._grid(ema, present, grid_seed, workdir, total, ctx))
         finally:
@@ -811,6 +816,15 @@ class GanTrainer:
         ops = build_ops(p.diff_augment or DIFF_AUGMENT_OPS)
         wrapper = AugmentedDiscriminator(discriminator, ops, ctx.rng.torch, self.decode, self.encode)
         return wrapper, None if p.ada is None else AdaptiveAugment(p.ada, p.batch_size)
+
+    def _sampling_labels(self, present: torch.Tensor, seed: int) -> torch.Tensor:
+        """`present` as the generator samples with it: the classes themselves, or, with `condition`,
+        4096 rows of the classes in turn with their conditions drawn (seeded by `seed`)."""
+        if self.condition is None:
+            return present
+        draw = torch.Generator(device=present.device)
+        draw.manual_seed(seed)
+        return self.condition(present.repeat(max(1, 4096 // len(present))), draw)
 
     def _real_sign(self, losses: Mapping[str, torch.Tensor], ctx: StepContext) -> torch.Tensor:
         if "real_sign" not in losses:
@@ -842,4 +856,4 @@ class GanTrainer:
                                    ctx.cache, kind=kind)
         select = "last" if p.select == "last" else "best-fd"  # auto: best-fd, since the monitor is on
         return QualityMonitor(train, val, features, self.decode, self.latent_dim, seed, select,
-                              p.collapse_coverage, p.monitor_samples)
+                              p.collapse_coverage, p.monitor_samples, condition=self.condition)

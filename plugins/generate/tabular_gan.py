@@ -354,15 +354,17 @@ class TabularGAN(Generator):
         objective = _PacWassersteinGP(normaliser.width, sizes, pac, p.gradient_penalty, ctx.rng.torch, ctx.device)
         sampler = functools.partial(TrainingBySampling, codes=codes, sizes=sizes, num_classes=num_classes, pac=pac,
                                     log_frequency=p.log_frequency)
-        trainer = GanTrainer(generator, critic, objective, p, name=self.name, decode=lambda t: t, image_grids=False,
-                             make_sampler=sampler)
-        self.result = trainer.fit(encoded, ds.y, num_classes, ctx, data_fingerprint=ds.fingerprint())
+        # what sampling needs, known before training, so the quality monitor samples as `_sample` does
         self._normaliser = normaliser
-        self.training_report = {"iterations": self.result.iterations, "budget": self.result.budget,
-                                "resumed_from": self.result.resumed_from, "pac": pac}
-        self._trained_classes = sorted(set(labels.tolist()))
         counts = _condition_tables(labels, codes, sizes, num_classes).astype(np.float64)
         self._sampling_cumulative = torch.from_numpy(_cumulative(counts))
+        trainer = GanTrainer(generator, critic, objective, p, name=self.name, image_grids=False, make_sampler=sampler,
+                             decode=lambda t: normaliser.inverse(t[:, :normaliser.width]),
+                             condition=lambda classes, draw: torch.stack([classes, self._conditions(classes, draw)], 1))
+        self.result = trainer.fit(encoded, ds.y, num_classes, ctx, data_fingerprint=ds.fingerprint())
+        self.training_report = {"iterations": self.result.iterations, "budget": self.result.budget,
+                                "resumed_from": self.result.resumed_from, "pac": pac, **(self.result.selection or {})}
+        self._trained_classes = sorted(set(labels.tolist()))
         self._net = self.result.sampler
         # standing batch-norm statistics for conditions drawn as at sampling time (the loop's
         # refresh saw the classes alone), the classes present equally often

@@ -132,3 +132,22 @@ def test_pac_auto_packs_only_batches_of_at_least_fifty_packs():
     gan = TabularGAN({**TINY, "pac": "auto"}).fit(mixed_rows(), StepContext.from_seed(0))
     assert gan.training_report["pac"] == 1
     assert gan.result.sampler is not None
+
+
+def test_the_quality_monitor_measures_decoded_rows_and_best_fd_keeps_the_lowest(tmp_path):
+    # (the monitor once built its Dataset from encoded rows, 4x wider than the columns: every run failed)
+    ds, val = mixed_rows(), mixed_rows(80, seed=1)
+    params = {**TINY, "select": "best-fd", "monitor_samples": 80}
+    generator = TabularGAN(params).fit(ds, StepContext.from_seed(0, workdir=tmp_path / "best", val=val))
+    report = generator.training_report
+    assert [point["iteration"] for point in report["curve"]] == [3, 6]
+    assert all(np.isfinite(point["fd"]) for point in report["curve"])
+    assert report["select"] == "best-fd"
+    assert report["chosen_iteration"] == min(report["curve"], key=lambda point: point["fd"])["iteration"]
+    # measuring draws nothing from the step's generator: with the monitor on, the last weights are those of
+    # a run without it
+    watched = TabularGAN({**TINY, "monitor": True}).fit(ds, StepContext.from_seed(0, workdir=tmp_path / "on", val=val))
+    plain = TabularGAN({**TINY, "monitor": False}).fit(ds, StepContext.from_seed(0, workdir=tmp_path / "off", val=val))
+    assert "curve" in watched.training_report and "curve" not in plain.training_report
+    labels = torch.tensor([0, 1] * 20)
+    assert torch.equal(watched.sample(labels, StepContext.from_seed(5)).x, plain.sample(labels, StepContext.from_seed(5)).x)
