@@ -338,7 +338,8 @@ class Generator(Component):
         """Save the fitted generator (tensors and plain values only) to `path`."""
         path = Path(path)
         state = {"setforge_generator": self.name, "classes": list(self.classes), "modality": self.modality,
-                 "row_shape": list(self.row_shape), "state": self._state_dict()}
+                 "row_shape": list(self.row_shape), "columns": _column_names(self.features),
+                 "state": self._state_dict()}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         torch.save(state, tmp)
@@ -365,6 +366,12 @@ class Generator(Component):
         if self.classes and tuple(state["classes"]) != tuple(self.classes):
             raise DataError(f"generate '{self.name}': {path} was fitted on classes {state['classes']}, "
                             f"the data has {list(self.classes)}")
+        if self.modality:  # (fitting on data: the checkpoint's rows must be this data's rows)
+            saved = (state["modality"], tuple(state["row_shape"]), state.get("columns", _column_names(self.features)))
+            data = (self.modality, tuple(self.row_shape), _column_names(self.features))
+            if saved != data:
+                raise DataError(f"generate '{self.name}': {path} was fitted on {_rows_text(*saved)}; the data has "
+                                f"{_rows_text(*data)} (resize or select the data as for that run, or train anew)")
         self.classes, self.modality = tuple(state["classes"]), state["modality"]
         self.row_shape = tuple(state["row_shape"])
         self._load_state_dict(state["state"])
@@ -385,6 +392,15 @@ class Generator(Component):
 
 
 # -------------------------------------------------------------------------- evaluate
+def _column_names(features: Any) -> list[str] | None:
+    return None if features is None else list(features.names)
+
+
+def _rows_text(modality: str, shape: tuple[int, ...], columns: list[str] | None) -> str:
+    text = f"{modality} rows of shape {shape}"
+    return text + (f" (columns {', '.join(columns)})" if columns else "")
+
+
 class Evaluator(Component):
     """Measures the optimised set. Author: ``_evaluate(ectx) -> Metrics`` with relative paths."""
 

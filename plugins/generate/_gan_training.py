@@ -180,6 +180,14 @@ class GanObjective:
         resume, so schedules keyed on the iteration, such as lazy regularisation, resume exactly)."""
         self.iteration = iteration
 
+    def state(self) -> dict[str, Any]:
+        """What the objective carries from step to step beyond the networks (tensors and plain
+        values), saved in every checkpoint so a resumed run goes on exactly; none by default."""
+        return {}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Restore `state` (from `state`) on resuming."""
+
     def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
                            real_labels: torch.Tensor, fake_labels: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -668,6 +676,10 @@ class GanTrainer:
         latest = self.latest_checkpoint(workdir) if ctx.resume else None
         # rank 0 holds the checkpoints; every rank resumes from its newest one
         latest, blob = distributed.from_main(lambda: (latest, latest[1].read_bytes() if latest else None), device)
+        if latest is not None and latest[0] > total:
+            raise DataError(f"{self._where(ctx)}: --resume found a checkpoint at step {latest[0]} ({latest[1].name}), "
+                            f"past this run's budget of {total} steps ({budget['rule']}); resume with a budget of at "
+                            f"least {latest[0]} steps, or run the step afresh (without --resume)")
         if latest is not None:
             checkpoint_path = latest[1]
             start, extra = self._load_checkpoint(latest[1], ema, optimisers, sampler, ctx, fingerprint, blob)
@@ -676,13 +688,15 @@ class GanTrainer:
                 ada.load_state(extra["ada"], device)
             if monitor is not None and "monitor" in extra:
                 monitor.load_state(extra["monitor"])
+            self.objective.load_state(extra.get("objective", {}))
         last_good = (start, checkpoint_path)
         if ada is not None:
             seen_by_objective.p = ada.p
 
         def extra_state() -> dict[str, Any]:
             return {**({"ada": ada.state()} if ada is not None else {}),
-                    **({"monitor": monitor.state()} if monitor is not None else {})}
+                    **({"monitor": monitor.state()} if monitor is not None else {}),
+                    **({"objective": own} if (own := self.objective.state()) else {})}
 
         decay = p.ema_decay
         window: list[torch.Tensor] = []

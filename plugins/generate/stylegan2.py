@@ -72,6 +72,15 @@ class StyleGan2Loss(GanObjective):
         self.last_r1 = torch.zeros((), device=device)
         self.last_pl = torch.zeros((), device=device)
 
+    def state(self) -> dict[str, Any]:
+        # the logged values stand until the next lazy step recomputes them: a resumed run logs them too
+        return {"last_r1": self.last_r1.cpu(), "last_pl": self.last_pl.cpu()}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        device = self.generator.pl_mean.device
+        self.last_r1 = state.get("last_r1", self.last_r1).to(device)
+        self.last_pl = state.get("last_pl", self.last_pl).to(device)
+
     def r1_due(self) -> bool:
         """Whether this step adds R1 (every ``r1_every``-th step; never with ``r1_gamma: 0``)."""
         return self.r1_gamma > 0 and self.iteration % self.r1_every == 0

@@ -102,6 +102,21 @@ def test_generator_samples_in_batches_and_round_trips(tmp_path):
     other = Dataset(x=ds.x, y=ds.y, classes=("a", "b", "c"), modality="image")
     with pytest.raises(DataError, match="fitted on classes"):
         ClassMean({"checkpoint": str(path)}).fit(other, StepContext.from_seed(0))
+    larger = Dataset(x=torch.nn.functional.interpolate(ds.x, scale_factor=2.0), y=ds.y, classes=ds.classes,
+                     modality="image")
+    with pytest.raises(DataError, match=r"fitted on image rows of shape \(1, 8, 8\); the data has image rows of "
+                                        r"shape \(1, 16, 16\)"):
+        ClassMean({"checkpoint": str(path)}).fit(larger, StepContext.from_seed(0))
+
+
+def test_a_generator_checkpoint_names_the_columns_it_was_fitted_on(tmp_path):
+    ds = sample_dataset("tabular")
+    path = ClassMean().fit(ds, StepContext.from_seed(0)).save(tmp_path / "gen.pt")
+    names = list(ds.features.names)
+    renamed = ds.replace(features=ds.features.__class__(names=tuple(reversed(names))))
+    with pytest.raises(DataError, match="columns " + ", ".join(names)):
+        ClassMean({"checkpoint": str(path)}).fit(renamed, StepContext.from_seed(0))
+    assert ClassMean({"checkpoint": str(path)}).fit(ds, StepContext.from_seed(0)).fitted
 
 
 def test_evaluator_files_measures_under_its_name():

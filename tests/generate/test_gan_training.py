@@ -92,6 +92,10 @@ def test_resuming_on_other_data_is_refused_with_a_remedy(tmp_path):
         DCGAN(params).fit(ds, StepContext.from_seed(1, workdir=tmp_path, resume=True))
     # a lower learning rate (the remedy after a divergence) may resume
     DCGAN({**params, "steps": 6, "lr_generator": 1e-4}).fit(ds, StepContext.from_seed(0, workdir=tmp_path, resume=True))
+    # a budget below the checkpoint's step would keep its longer-trained weights under the shorter budget's name
+    with pytest.raises(DataError, match=r"checkpoint at step 6 \(training-00000006.pt\), past this run's budget of "
+                                        r"3 steps \(steps: 3 \(given\)\); resume with a budget of at least 6"):
+        DCGAN({**params, "steps": 3}).fit(ds, StepContext.from_seed(0, workdir=tmp_path, resume=True))
 
 
 def test_events_grids_and_epochs(tmp_path):

@@ -341,3 +341,21 @@ def test_the_loops_diffaugment_and_ada_apply(tmp_path):
     generator = _fit(sample_dataset("image"), tmp_path=tmp_path, diff_augment=["translation", "color", "cutout"],
                      ada={"target": 0.6})
     assert "real_sign" in generator.result.losses and generator.sample([0, 1], StepContext.from_seed(1)).x.shape == (2, 1, 8, 8)
+
+
+def test_a_resumed_run_logs_the_losses_of_an_uninterrupted_one(tmp_path):
+    # (r1 and path_length are computed every 4th step and logged in between: a resumed run logged 0 there)
+    ds = sample_dataset("image")
+    params = {**TINY, "r1_every": 4, "pl_weight": 1.0, "pl_every": 4, "checkpoint_every": 5, "log_every": 1, "steps": 8}
+
+    def logged(workdir, steps, resume=False):
+        events = []
+        StyleGAN2({**params, "steps": steps}).fit(ds, StepContext.from_seed(0, workdir=workdir, resume=resume,
+                                                                            emit=events.append))
+        return {e.data["iteration"]: e.data["losses"] for e in events if e.kind == "train_progress"}
+
+    straight = logged(tmp_path / "a", 8)
+    logged(tmp_path / "b", 5)
+    resumed = logged(tmp_path / "b", 8, resume=True)
+    assert sorted(resumed) == [6, 7, 8] and resumed[6]["r1"] > 0 and resumed[6]["path_length"] > 0
+    assert {i: straight[i] for i in resumed} == resumed
