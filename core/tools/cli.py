@@ -289,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error("invalid run file or usage" if error.problems else "error", error)
         return 2
     except SetforgeError as error:
-        titles = {3: "bad data", 4: "plugin failure", 5: "cannot write the run folder"}
+        titles = {3: "bad data", 4: "plugin failure",
+                  5: "cannot write the run folder" if getattr(args, "command", "run") == "run" else "cannot write"}
         _print_error(titles.get(error.exit_code, "error"), error)
         if isinstance(error, PluginError):
             if debug:

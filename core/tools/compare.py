@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..record import read_report, write_text
+from ..errors import ConfigError
+from ..record import read_report, write_text, writing
 from .headline import headline, measure_value
 
 __all__ = ["compare_runs", "direction", "format_comparison", "comparison_html"]
@@ -180,6 +181,11 @@ def comparison_html(comparison: Mapping[str, Any]) -> str:
 def write_comparison(comparison: Mapping[str, Any], path: str | Path) -> Path:
     """Write the comparison page to `path` (``.html``) and its data beside it (``.json``)."""
     path = Path(path)
-    write_text(path, comparison_html(comparison))
-    write_text(path.with_suffix(".json"), json.dumps(comparison, indent=2, sort_keys=True) + "\n")
+    data = path.with_suffix(".json")
+    if data == path:
+        raise ConfigError(problems=[("compare --output", f"{path} would be both the page and its data, which is "
+                                                         f"written beside the page as .json: name an .html file")])
+    with writing("the comparison", path, data):
+        write_text(path, comparison_html(comparison))
+        write_text(data, json.dumps(comparison, indent=2, sort_keys=True) + "\n")
     return path

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from ..config import HOST_KEYS, RunConfig, StepConfig
+from ..steps import AMOUNT_KEYS, KIND
 
 __all__ = ["dump_resolved"]
 
@@ -33,9 +34,13 @@ def _step_dump(step: StepConfig) -> dict[str, Any]:
         out[kind] = getattr(step, kind)
         out["params"] = _params(step.component_refs()[0])
     dumped = step.model_dump(mode="json")
+    given = step.model_fields_set
     for key in HOST_KEYS[kind]:
-        if key in ("target", "per_class", "multiply") and dumped[key] is None:
+        if key in AMOUNT_KEYS and dumped[key] is None:
             continue
+        group = next((g for g in KIND[kind].exclusive if key in g), ())
+        if key not in given and any(k in given and dumped[k] not in (None, False) for k in group if k != key):
+            continue  # a default the key set beside it replaces (copies: 1 beside per_class)
         out[key] = dumped[key]
     return out
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..record import HTML_FILE, TIMINGS_FILE, read_report, write_metrics, write_text
+from ..record import HTML_FILE, METRICS_CSV, METRICS_JSON, TIMINGS_FILE, read_report, write_metrics, write_text, writing
 from .headline import headline, measure_value
 from .report_html import fmt, render_html
 
@@ -144,6 +144,7 @@ def summarize_run_dir(run_dir: str | Path) -> str:
             timings = json.loads((run_dir / TIMINGS_FILE).read_text(encoding="utf-8"))
         except ValueError:
             timings = None
-    write_metrics(run_dir, report)
-    write_text(run_dir / HTML_FILE, render_html(report, run_dir, timings))
+    with writing("the report", *(run_dir / name for name in (METRICS_CSV, METRICS_JSON, HTML_FILE))):
+        write_metrics(run_dir, report)
+        write_text(run_dir / HTML_FILE, render_html(report, run_dir, timings))
     return format_summary(report, run_dir, timings)

@@ -422,6 +422,19 @@ def test_dump_fills_defaults_and_round_trips(folder, tmp_path):
     assert dump_resolved(again).splitlines()[2:] == text.splitlines()[2:]
 
 
+def test_the_dump_of_steps_with_amount_keys_is_a_valid_run_file(folder):
+    # (it wrote copies: 1, the default, beside per_class: an augment step takes one of them)
+    text = GOOD.replace("    copies: 2\n    minority: true\n", "    per_class: 20\n    minority: true\n")
+    text = text.replace("  - resample: cfgtest-smote\n", "  - resample: cfgtest-smote\n  - augment: cfgtest-flip\n    multiply: 0.5\n")
+    config, _ = load_checked(write(folder, text))
+    dumped = yaml.safe_load(dump_resolved(config))
+    assert dumped["pipeline"][0]["per_class"] == 20 and "copies" not in dumped["pipeline"][0]
+    assert dumped["pipeline"][3]["multiply"] == 0.5 and "copies" not in dumped["pipeline"][3]
+    assert dumped["pipeline"][1]["copies"] == 1  # (a default nothing replaces stays)
+    again, _ = load_checked(write(folder, dump_resolved(config)))
+    assert dump_resolved(again).splitlines()[2:] == dump_resolved(config).splitlines()[2:]
+
+
 # ------------------------------------------------------------------------------- schema
 @pytest.fixture(scope="module")
 def schema_and_good(tmp_path_factory):

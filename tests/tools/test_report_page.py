@@ -138,6 +138,21 @@ def test_compare_two_runs(runs, tmp_path, capsys):
     assert main(["compare", str(runs / "a")]) == 2
 
 
+def test_compare_into_a_place_it_cannot_write_names_it_and_leaves_nothing(runs, tmp_path, capsys):
+    pair = [str(runs / "a"), str(runs / "b")]
+    assert main(["compare", *pair, "--output", str(tmp_path / "missing" / "cmp.html")]) == 5
+    assert capsys.readouterr().err.strip().endswith(f"the comparison to {tmp_path / 'missing' / 'cmp.html'}: "
+                                                    f"No such file or directory")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert main(["compare", *pair, "--output", str(folder)]) == 5
+    assert "Is a directory" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"] and not list(folder.iterdir())
+    # the data goes beside the page as .json: a .json page would be overwritten by it
+    assert main(["compare", *pair, "--output", str(tmp_path / "cmp.json")]) == 2
+    assert "name an .html file" in capsys.readouterr().err and not (tmp_path / "cmp.json").exists()
+
+
 def test_compare_directions_are_the_evaluators_declared_ones(runs):
     measures = json.loads((runs / "a" / "report.json").read_text())["metrics"]["measures"]
     assert direction(measures["utility"]["optimised/macro_f1"]) == 1
