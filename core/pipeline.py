@@ -457,10 +457,17 @@ class _Run:
         self._open_run_observers()
         self.emit(Event("run_started", data={"seed": self.seed, "device": str(self.device),
                                              "dir": str(self.folder.final), "resume": self.resume}))
-        scan = streaming.scan_if_streaming(self)  # data larger than memory: batch by batch (setforge.streaming)
-        if scan is not None:
-            return streaming.run_streaming(self, scan)
-        self.prepare_data()
+        try:
+            scan = streaming.scan_if_streaming(self)  # data larger than memory: batch by batch (setforge.streaming)
+            if scan is not None:
+                return streaming.run_streaming(self, scan)
+            self.prepare_data()
+        except ConfigError:
+            # a run file that does not fit the data (a class it names, say), found before any step's
+            # work could be kept: exit 2 leaves nothing behind
+            if not self.resume:
+                self.folder.discard()
+            raise
         with tqdm(total=len(self.built.steps) + len(self.built.evaluators), desc="setforge", unit="stage",
                   disable=not progress_shown(self.progress), file=sys.stderr, leave=False) as bar:
             with distributed.collective():

@@ -429,6 +429,19 @@ def test_the_base_run_file_is_valid(cwd, tmp_path, capsys):
     assert list(cwd.iterdir()) == []
 
 
+def test_a_class_the_data_lacks_exits_2_at_run_time_and_writes_nothing(cwd, tmp_path, capsys):
+    # (classes come with the data, so validate cannot know them; the run finds it before any step,
+    # and once left <dir>.partial behind)
+    base = _base_copy()
+    base["pipeline"] = [{"augment": "flip", "classes": ["nine"]}]
+    base["evaluate"] = []
+    path = tmp_path / "run.yaml"
+    path.write_text(serialise(base, "yaml"))
+    assert main(["run", str(path), "--quiet"]) == 2
+    assert "pipeline[0].classes[0]: unknown class name 'nine'" in capsys.readouterr().err
+    assert list(cwd.iterdir()) == []
+
+
 def test_fuzzed_run_files_exit_2_naming_every_place(cwd, tmp_path):
     marker = tmp_path / "PWNED"
     seen: Counter[str] = Counter()
