@@ -171,8 +171,7 @@ def _raise_run_problems(config: RunConfig, registry: Any) -> None:
 
 
 def _format_problems(name: str, registry: Any) -> list[tuple[str, str]]:
-    formats = registry.formats()
-    if name in formats:
+    if name in (formats := registry.formats()):
         return []
     return [("output.format", f"unknown format {name!r}; available: {', '.join(repr(f) for f in formats)}")]
 

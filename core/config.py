@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from .steps import ALL_HOST_KEYS, AMOUNT_KEYS, HOST_KEYS, STEP_KINDS, step_problems
@@ -35,13 +35,6 @@ _PLACED_ERROR = "setforge_placed"  # ctx["setforge_at"]: the keys (under the mod
 #: ``checker(kind, name, params, name_loc)`` returns the parsed params or raises a ValidationError
 #: whose locations are relative to the model holding the reference.
 COMPONENT_CHECKER = "setforge_component_checker"
-
-
-def _check_component(holder: BaseModel, info: ValidationInfo, kind: str, name: str, params: dict[str, Any],
-                     name_loc: tuple[str | int, ...] = ()) -> None:
-    checker = (info.context or {}).get(COMPONENT_CHECKER)
-    if checker is not None:
-        holder._parsed = checker(kind, name, params, name_loc)
 
 
 # =============================================================================== models
@@ -70,7 +63,8 @@ class ComponentRef(BaseModel):
 def _component(kind: str) -> AfterValidator:
     """Checks a reference to a component of `kind` against the registry in the validation context."""
     def check(ref: ComponentRef, info: ValidationInfo) -> ComponentRef:
-        _check_component(ref, info, kind, ref.name, ref.params)
+        if (checker := (info.context or {}).get(COMPONENT_CHECKER)) is not None:
+            ref._parsed = checker(kind, ref.name, ref.params, ())
         return ref
 
     return AfterValidator(check)
@@ -188,19 +182,39 @@ class StepConfig(BaseModel):
             return self.guard
         return GuardConfig(on_fail=self.guard)
 
-    @model_validator(mode="after")
-    def _one_kind(self, info: ValidationInfo) -> "StepConfig":
-        named = [k for k in STEP_KINDS if getattr(self, k) is not None]
-        given = {k: getattr(self, k) for k in ALL_HOST_KEYS if k in self.model_fields_set}
-        chain = self.augment if isinstance(self.augment, list) else None
-        problem = step_problems(named, given, chain, self.params)
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_kind(cls, data: Any, handler: Any, info: ValidationInfo) -> "StepConfig":
+        # The step's own fields, its host keys (`steps.step_problems`) and its component's params
+        # are checked side by side, so that every problem of a step shows at once.
+        if not isinstance(data, dict):
+            return handler(data)
+        step, found, parsed = None, [], None
+        try:
+            step = handler(data)
+        except ValidationError as error:
+            found = error.errors(include_url=False)
+        named = [k for k in STEP_KINDS if data.get(k) is not None]
+        params, chain = data.get("params", {}), data["augment"] if isinstance(data.get("augment"), list) else None
+        problem = step_problems(named, {k: data[k] for k in ALL_HOST_KEYS if k in data}, chain, params or {})
         if problem is not None:
-            raise _step_error(problem[0], *problem[1])
-        if named == ["generate"] and all(getattr(self, k) is None for k in AMOUNT_KEYS):
-            self.target = "balance"
-        if not self.is_chain:
-            _check_component(self, info, named[0], getattr(self, named[0]), self.params, (named[0],))
-        return self
+            found.append({"type": _step_error(problem[0], *problem[1]), "loc": (), "input": data})
+        checker = (info.context or {}).get(COMPONENT_CHECKER)  # (none: read without a registry)
+        if checker and len(named) == 1 and isinstance(data[named[0]], str) and isinstance(params, dict) and \
+                not any(e["loc"][:1] in (("params",), (named[0],)) for e in found):
+            try:
+                parsed = checker(named[0], data[named[0]], params, (named[0],))
+            except ValidationError as more:
+                found += more.errors(include_url=False)
+        if found:
+            raise ValidationError.from_exception_data("run file", [
+                e if isinstance(e["type"], PydanticCustomError) else
+                {"type": PydanticCustomError(e["type"], e["msg"], e.get("ctx")), "loc": e["loc"], "input": e["input"]}
+                for e in found]) from None
+        if named == ["generate"] and all(getattr(step, k) is None for k in AMOUNT_KEYS):
+            step.target = "balance"
+        step._parsed = parsed
+        return step
 
     @property
     def kind(self) -> str:

@@ -84,10 +84,6 @@ class RunFolder:
         return self.partial
 
     # -------------------------------------------------------------------------- places
-    def discard(self) -> None:
-        """Remove ``<dir>.partial/`` (a run that stopped before doing any work)."""
-        shutil.rmtree(self.partial, ignore_errors=True)
-
     def step_dir(self, index: int, kind: str, name: str) -> Path:
         return self.partial / "steps" / f"{index:02d}-{kind}-{_safe_part(name)}"
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -312,7 +313,6 @@ class _Run:
                     figures = {str(k): bytes(v) for k, v in step.component.report_figures().items()}
                 # what a generator's training did (plain values), for the step's report
                 training = getattr(step.component, "training_report", None) if step.kind == "generate" else None
-                snapshot.parent.mkdir(parents=True, exist_ok=True)
                 tmp = snapshot.with_name(snapshot.name + ".tmp")
                 torch.save({"key": key, "dataset": dataset_state(out), "note": note, "details": details,
                             "figures": {k: torch.frombuffer(bytearray(v), dtype=torch.uint8)
@@ -332,15 +332,12 @@ class _Run:
                                    zip(out.classes, ds.class_counts(), out.class_counts())},
                 **({"details": details} if details else {}),
                 **({"training": training} if training is not None else {}),
+                **({"guard": guard} if (guard := self.guard_results.get(step.index)) is not None else {}),
+                **({"training_log": log} if (log := self.training_log.for_step(step.index)) is not None else {}),
             })
             self.step_figures[step.index] = figures
             for warning in (training or {}).get("warnings", []):
                 self.warnings.append(f"step {step.index} ({step.kind} {step.name}): {warning}")
-            if self.guard_results.get(step.index) is not None:
-                self.step_reports[-1]["guard"] = self.guard_results[step.index]
-            training_log = self.training_log.for_step(step.index)
-            if training_log is not None:
-                self.step_reports[-1]["training_log"] = training_log
             self.timings["steps"][f"{step.index}-{step.kind}-{step.name}"] = time.perf_counter() - started
             self.emit(Event("step_finished", step=step.index, name=step.name,
                             data={"kind": step.kind, "rows_in": len(ds), "rows_out": len(out), "counts": counts}))
@@ -466,7 +463,7 @@ class _Run:
             # a run file that does not fit the data (a class it names, say), found before any step's
             # work could be kept: exit 2 leaves nothing behind
             if not self.resume:
-                self.folder.discard()
+                shutil.rmtree(self.folder.partial, ignore_errors=True)
             raise
         with tqdm(total=len(self.built.steps) + len(self.built.evaluators), desc="setforge", unit="stage",
                   disable=not progress_shown(self.progress), file=sys.stderr, leave=False) as bar:

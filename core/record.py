@@ -5,18 +5,17 @@ rendered by `setforge.tools.report`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import json
 import platform
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import DataError, OutputError
+from .errors import DataError
 
 __all__ = ["dumps_json", "write_text", "write_report", "read_report", "build_report", "counts_of", "Tally", "versions",
            "file_hash", "metrics_rows", "write_metrics", "TrainingLog", "REPORT_FILE", "TIMINGS_FILE", "HTML_FILE",
@@ -39,20 +38,6 @@ def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-
-
-@contextlib.contextmanager
-def writing(what: str, *paths: Path) -> Iterator[None]:
-    """Around `write_text` calls of a command outside a run: a path that cannot be written is an
-    `OutputError` naming it (exit 5), with none of `paths`' temporary files left behind."""
-    try:
-        yield
-    except OSError as error:
-        for path in paths:
-            with contextlib.suppress(OSError):
-                path.with_name(path.name + ".tmp").unlink(missing_ok=True)
-        failed = str(error.filename or paths[0]).removesuffix(".tmp")
-        raise OutputError(f"{what} to {failed}: {error.strerror or error}", errno=error.errno) from error
 
 
 def metrics_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -41,6 +41,22 @@ _SELF_DISTRIBUTION = "setforge"
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
+def _exec_file(path: Path) -> Any:
+    """The module of the Python file `path`, run (a local plugin given by path)."""
+    module_name = f"setforge_local_plugin_{abs(hash(str(path.resolve())))}_{path.stem}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    # a run file's folder gets no __pycache__: loading a plugin writes nothing
+    previous, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        module_spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = previous
+    return module
+
+
 @dataclass
 class PluginInfo:
     """One plugin: an entry point or a local module, where it came from and how loading went."""
@@ -140,14 +156,7 @@ class Registry:
                                                  and entry_point.name not in self.allow):
             info.status = "disabled"
             return
-        try:
-            module = entry_point.load()
-        except BaseException as error:  # noqa: BLE001 - a plugin's import may raise anything
-            if isinstance(error, KeyboardInterrupt):
-                raise
-            info.status, info.error = "broken", f"failed to import: {_format_exception(error)}"
-            return
-        self._register(info, module)
+        self._import(info, entry_point.load)
 
     def _load_local(self, spec: str) -> None:
         name = Path(spec).stem if spec.endswith(".py") else spec
@@ -158,29 +167,19 @@ class Registry:
         if name in self.disabled:
             info.status = "disabled"
             return
+        if not (spec.endswith(".py") or os.sep in spec or "/" in spec):
+            self._import(info, lambda: importlib.import_module(spec))
+            return
+        path = Path(spec) if Path(spec).is_absolute() or self.base_dir is None else self.base_dir / spec
+        if not path.is_file():
+            raise ConfigError(problems=[("plugins", f"local plugin file {path} does not exist")])
+        self._import(info, lambda: _exec_file(path))
+
+    def _import(self, info: PluginInfo, load: Any) -> None:
+        """Register the module `load()` gives; a plugin whose import raises is broken."""
         try:
-            if spec.endswith(".py") or os.sep in spec or "/" in spec:
-                path = Path(spec)
-                if not path.is_absolute() and self.base_dir is not None:
-                    path = self.base_dir / path
-                if not path.is_file():
-                    raise ConfigError(problems=[("plugins", f"local plugin file {path} does not exist")])
-                module_name = f"setforge_local_plugin_{abs(hash(str(path.resolve())))}_{path.stem}"
-                module_spec = importlib.util.spec_from_file_location(module_name, path)
-                assert module_spec is not None and module_spec.loader is not None
-                module = importlib.util.module_from_spec(module_spec)
-                sys.modules[module_name] = module
-                # a run file's folder gets no __pycache__: loading a plugin writes nothing
-                previous, sys.dont_write_bytecode = sys.dont_write_bytecode, True
-                try:
-                    module_spec.loader.exec_module(module)
-                finally:
-                    sys.dont_write_bytecode = previous
-            else:
-                module = importlib.import_module(spec)
-        except ConfigError:
-            raise
-        except BaseException as error:  # noqa: BLE001
+            module = load()
+        except BaseException as error:  # noqa: BLE001 - a plugin's import may raise anything
             if isinstance(error, KeyboardInterrupt):
                 raise
             info.status, info.error = "broken", f"failed to import: {_format_exception(error)}"

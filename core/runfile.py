@@ -39,10 +39,8 @@ def read_run_file(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     where = str(path)
-    if not path.exists():
-        raise ConfigError(problems=[(where, "no such file")])
     if not path.is_file():
-        raise ConfigError(problems=[(where, "is not a file")])
+        raise ConfigError(problems=[(where, "is not a file" if path.exists() else "no such file")])
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         raise ConfigError(problems=[(where, f"unknown run file format '{path.suffix or '(no extension)'}'; "

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..record import read_report, write_text, writing
+from ..record import read_report, write_text
 from .headline import headline, measure_value
+from .report import writing
 
 __all__ = ["compare_runs", "direction", "format_comparison", "comparison_html"]
 

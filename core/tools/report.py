@@ -6,17 +6,33 @@ report`` print, from the run record (``report.json``, ``timings.json``; written 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..record import HTML_FILE, METRICS_CSV, METRICS_JSON, TIMINGS_FILE, read_report, write_metrics, write_text, writing
+from ..errors import OutputError
+from ..record import HTML_FILE, METRICS_CSV, METRICS_JSON, TIMINGS_FILE, read_report, write_metrics, write_text
 from .headline import headline, measure_value
 from .report_html import fmt, render_html
 
-__all__ = ["render_html", "format_summary", "count_table", "summarize_run_dir", "before_after", "change"]
+__all__ = ["render_html", "writing", "format_summary", "count_table", "summarize_run_dir", "before_after", "change"]
+
+
+@contextlib.contextmanager
+def writing(what: str, *paths: Path) -> Iterator[None]:
+    """Around `write_text` calls of a command outside a run: a path that cannot be written is an
+    `OutputError` naming it (exit 5), with none of `paths`' temporary files left behind."""
+    try:
+        yield
+    except OSError as error:
+        for path in paths:
+            with contextlib.suppress(OSError):
+                path.with_name(path.name + ".tmp").unlink(missing_ok=True)
+        failed = str(error.filename or paths[0]).removesuffix(".tmp")
+        raise OutputError(f"{what} to {failed}: {error.strerror or error}", errno=error.errno) from error
 
 
 # ---------------------------------------------------------------------------- numbers

@@ -404,6 +404,15 @@ def test_model_and_component_problems_are_reported_together(folder):
     assert "did you mean 'cfgtest-gan'" in dict(caught.value.problems)["pipeline[3].generate"]
 
 
+def test_a_steps_own_key_problems_do_not_hide_its_params_problems(folder):
+    text = GOOD.replace("    copies: 2\n", "    copies: -1\n").replace("params: {degrees: 10}", "params: {degrees: -10}")
+    text = text.replace("  - resample: cfgtest-smote\n", "  - resample: cfgtest-smote\n    params: {k: 0}\n    copies: 3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_checked(write(folder, text))
+    assert places(caught.value) == ["pipeline[0].copies", "pipeline[0].params.degrees", "pipeline[2].copies",
+                                    "pipeline[2].params.k"]
+
+
 # --------------------------------------------------------------------------------- dump
 def test_dump_fills_defaults_and_round_trips(folder, tmp_path):
     config, _ = load_checked(write(folder, GOOD))
