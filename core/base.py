@@ -14,7 +14,7 @@ from .dataset import MODALITIES, Dataset
 from .errors import ConfigError, DataError
 from .validation import problems_from_validation_error
 
-__all__ = ["Component", "ExistingPath", "MustExist", "NAME_PATTERN"]
+__all__ = ["Component", "ExistingPath", "MustExist", "NAME_PATTERN", "read_weights"]
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -30,6 +30,22 @@ class MustExist:
 #: A params field type for input files: ``weights: ExistingPath | None = None``.
 ExistingPath = Annotated[Path, MustExist()]
 _PARAMS_CONFIG = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+
+
+def read_weights(path: str | Path, what: str, map_location: Any = "cpu") -> Any:
+    """What the file a user gives by `path` holds, read with ``torch.load(weights_only=True)``:
+    tensors and plain values only, no code in the file runs. Anything else is a `DataError`
+    naming `what` (e.g. ``"generate 'dcgan': the checkpoint"``), without torch's advice to load
+    with ``weights_only=False``, which would run the file's code."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - whatever the file holds, it is bad input, not a bug
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+        raise DataError(f"{what}: cannot read {path}: only tensors and plain values are loaded "
+                        f"(torch.load with weights_only=True: no code in a file runs), and this file holds "
+                        f"something else ({reason[:200]})") from None
 
 
 class Component:

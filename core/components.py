@@ -37,14 +37,15 @@ import torch
 from pydantic import BaseModel, Field
 
 from .augmenter import Augmenter, take_params
-from .base import NAME_PATTERN, Component, ExistingPath, MustExist
+from .base import NAME_PATTERN, Component, ExistingPath, MustExist, read_weights
 from .context import EvalContext, Metrics, StepContext
 from .dataset import Dataset, Origin, Splits
 from .errors import ConfigError, DataError, PluginError
 from .hookspecs import KINDS
 
 __all__ = ["KINDS", "Component", "Source", "Preprocessor", "Augmenter", "Resampler", "Generator",
-           "Evaluator", "Observer", "take_params", "ResampleResult", "SourceScan", "BASE_FOR_KIND", "NAME_PATTERN", "ExistingPath", "MustExist"]
+           "Evaluator", "Observer", "take_params", "ResampleResult", "SourceScan", "BASE_FOR_KIND", "NAME_PATTERN", "ExistingPath", "MustExist",
+           "read_weights"]
 
 # ----------------------------------------------------------------------------- source
 @dataclass(frozen=True)
@@ -351,14 +352,7 @@ class Generator(Component):
         path = Path(path)
         if not path.is_file():
             raise DataError(f"generate '{self.name}': checkpoint {path} does not exist")
-        try:
-            state = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as error:  # noqa: BLE001 - a file that is not a checkpoint is bad input, not a bug
-            # the first sentence only: torch goes on to suggest weights_only=False, which would run the file's code
-            reason = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
-            raise DataError(f"generate '{self.name}': cannot load the checkpoint {path}: only tensors and plain "
-                            f"values are loaded (torch.load with weights_only=True: no code in a file runs), and "
-                            f"this file is not such a checkpoint ({reason[:200]})") from None
+        state = read_weights(path, f"generate '{self.name}': the checkpoint", map_location)
         if not isinstance(state, dict) or state.get("setforge_generator") != self.name:
             held = state.get("setforge_generator") if isinstance(state, dict) else None
             raise DataError(f"generate '{self.name}': {path} holds " + (f"a '{held}' generator" if held else

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from pydantic import Field
 
-from setforge.components import Evaluator, ExistingPath
+from setforge.components import Evaluator, ExistingPath, read_weights
 from setforge.dataset import Dataset, Origin
 from setforge.errors import ConfigError, DataError
 from .._shared.columns import column_stats
@@ -117,6 +117,10 @@ def feature_params_problems(cls: type, params: FeatureParams, modality: str | No
         problems.append(("feature_space", "'inception' needs inception_weights, the path of the FID InceptionV3 "
                                           "weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth); setforge "
                                           "downloads nothing. Give inception_weights, or use 'trained-cnn' or 'raw'"))
+    elif name == "inception":
+        _, problem = inception_state(Path(params.inception_weights).expanduser(), f"{cls.name}: inception_weights")
+        if problem:
+            problems.append(("inception_weights", problem))
     if name in ("inception", "trained-cnn") and modality is not None and modality != "image":
         problems.append(("feature_space", f"{name!r} needs image data, and the source gives {modality} data; "
                                           f"use 'raw' (or 'auto')"))
@@ -201,6 +205,33 @@ def _seed_of(ectx: "EvalContext") -> int:
 
 
 # ------------------------------------------------------------------------------ inception
+def inception_state(path: Path, what: str) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The FID InceptionV3 state dict in the file `path`, and what is wrong with it (None: nothing);
+    ``validate`` reads it too, so a wrong file is reported before any work."""
+    if not path.is_file():
+        return {}, f"{str(path)!r} is not a file (expected pytorch-fid's pt_inception-2015-12-05-6726825d.pth)"
+    try:
+        state = read_weights(path, what)
+    except DataError as error:
+        return {}, str(error).removeprefix(f"{what}: ")
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        return {}, f"{str(path)!r} holds a {type(state).__name__}, not a state dict"
+    with torch.device("meta"):
+        model = build_fid_inception()
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    optional = ("num_batches_tracked",)  # absent from older files; BatchNorm fills it in
+    missing = sorted(k for k in expected if k not in state and not k.endswith(optional))
+    unexpected = sorted(k for k in state if k not in expected and not k.startswith("fc."))
+    wrong = sorted(k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape))
+    if missing or unexpected or wrong:
+        detail = "; ".join(f"{label} {keys[:3]}{' ...' if len(keys) > 3 else ''}" for label, keys in
+                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
+        return {}, f"{str(path)!r} is not the FID InceptionV3 state dict of pytorch-fid ({detail})"
+    return state, None
+
+
 def _inception_space(params: FeatureParams, device: torch.device, evaluator: str) -> FeatureSpace:
     place = f"{evaluator}.params.inception_weights"
     if not params.inception_weights:
@@ -209,32 +240,14 @@ def _inception_space(params: FeatureParams, device: torch.device, evaluator: str
                                             "nothing. Give inception_weights, or use feature_space 'trained-cnn' or "
                                             "'raw'")])
     path = Path(params.inception_weights).expanduser()
-    if not path.is_file():
-        raise ConfigError(problems=[(place, f"{str(path)!r} is not a file (expected pytorch-fid's "
-                                            f"pt_inception-2015-12-05-6726825d.pth)")])
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise ConfigError(problems=[(place, f"{str(path)!r} could not be read as a weights file "
-                                            f"(torch.load(weights_only=True)): {error}")]) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ConfigError(problems=[(place, f"{str(path)!r} holds a {type(state).__name__}, not a state dict")])
+    state, problem = inception_state(path, f"{evaluator}: inception_weights")
+    if problem:
+        raise DataError(f"{evaluator}: inception_weights: {problem}")
     # Built on the meta device (no memory, no initialisation), then the file's tensors are assigned.
     with torch.device("meta"):
         model = build_fid_inception()
     model.fc = torch.nn.Identity()  # the 1008-class head is not part of the pool features
     expected = model.state_dict()
-    optional = ("num_batches_tracked",)  # absent from older files; BatchNorm fills it in
-    missing = sorted(k for k in expected if k not in state and not k.endswith(optional))
-    unexpected = sorted(k for k in state if k not in expected and not k.startswith("fc."))
-    wrong = sorted(k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape))
-    if missing or unexpected or wrong:
-        detail = "; ".join(f"{label} {keys[:3]}{' ...' if len(keys) > 3 else ''}" for label, keys in
-                           (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
-        raise ConfigError(problems=[(place, f"{str(path)!r} is not the FID InceptionV3 state dict of pytorch-fid "
-                                            f"({detail})")])
     weights = {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in state.items() if k in expected}
     model.load_state_dict(weights, strict=False, assign=True)
     leftover = [name for name, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]

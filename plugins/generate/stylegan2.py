@@ -27,7 +27,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from setforge.components import ExistingPath, Generator
+from setforge.components import ExistingPath, Generator, read_weights
 from setforge.context import StepContext
 from setforge.dataset import Dataset
 from setforge.errors import DataError
@@ -157,12 +157,7 @@ def read_state_dicts(path: Path, where: str) -> tuple[dict[str, torch.Tensor], d
         except Exception as error:  # noqa: BLE001 - any unreadable file gets the same remedy
             raise DataError(f"{where}: cannot read {path} as safetensors ({error})") from None
     else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # noqa: BLE001
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
-            raise DataError(f"{where}: cannot read {path} ({reason}; only tensors and plain values are "
-                            f"loaded)") from None
+        state = read_weights(path, where)
     if not isinstance(state, Mapping):
         raise DataError(f"{where}: {path} holds a {type(state).__name__}, not a state dict")
     classes = None

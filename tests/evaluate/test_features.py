@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import pytest
 import torch
 
-from setforge import Cache, ConfigError, EvalContext
+from setforge import Cache, ConfigError, DataError, EvalContext
 from setforge.plugins._shared import classifiers
 from setforge.plugins.evaluate import _features as features
 from setforge.plugins.evaluate._features import FeatureParams, embed_rows, resolve_feature_space
+from setforge.plugins.evaluate.fid import FrechetDistance as FID
 from tests.evaluate._distribution_data import real_split
 
 
@@ -75,19 +77,20 @@ def test_inception_without_weights_is_a_clear_error(tmp_path):
     ectx = EvalContext.from_seed(0, train)
     with pytest.raises(ConfigError, match="fid.params.inception_weights.*downloads nothing"):
         resolve_feature_space(ectx, FeatureParams(feature_space="inception"), "fid")
+    # a file that is not the weights: validate names it (check_params), a run that meets it is exit 3
     missing = tmp_path / "nope.pth"
-    with pytest.raises(ConfigError, match="is not a file"):
-        resolve_feature_space(ectx, FeatureParams(feature_space="inception", inception_weights=str(missing)), "fid")
     wrong = tmp_path / "wrong.pth"
     torch.save({"conv.weight": torch.zeros(3)}, wrong)
-    with pytest.raises(ConfigError, match="not the FID InceptionV3 state dict"):
-        resolve_feature_space(ectx, FeatureParams(feature_space="inception", inception_weights=str(wrong)), "fid")
-    # A pickle that would run code is refused by weights_only loading, with the same clear error.
-    unsafe = tmp_path / "unsafe.pth"
+    unsafe = tmp_path / "unsafe.pth"  # a pickle that would run code is refused by weights_only loading
     with unsafe.open("wb") as handle:
         pickle.dump(Cache(), handle)
-    with pytest.raises(ConfigError, match=r"could not be read as a weights file \(torch.load\(weights_only=True\)\)"):
-        resolve_feature_space(ectx, FeatureParams(feature_space="inception", inception_weights=str(unsafe)), "fid")
+    for path, reason in [(missing, "is not a file"), (wrong, "not the FID InceptionV3 state dict"),
+                         (unsafe, r"only tensors and plain values are loaded \(torch.load with weights_only=True")]:
+        params = FeatureParams(feature_space="inception", inception_weights=str(path))
+        with pytest.raises(DataError, match="fid: inception_weights: .*" + reason):
+            resolve_feature_space(ectx, params, "fid")
+        [(place, message)] = features.feature_params_problems(FID, params, "image")
+        assert place == "inception_weights" and re.search(reason, message) and "weights_only=False" not in message
 
 
 @pytest.mark.slow
