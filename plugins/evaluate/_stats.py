@@ -196,30 +196,47 @@ def kid_from_subsets(features1: Any, features2: Any, index1: torch.Tensor, index
 
 
 def _class_mmd2(k_xx: torch.Tensor, k_xy: torch.Tensor, k_yy: torch.Tensor, onehot: torch.Tensor,
-                shares: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor) -> torch.Tensor:
+                shares: torch.Tensor, cx: torch.Tensor, cy: torch.Tensor,
+                onehot_y: torch.Tensor | None = None) -> torch.Tensor:
     """Unbiased squared MMD between a class mixture of the first set and the second set.
 
     The first set's rows belong to classes (``onehot`` ``(n1, C)``) mixed in ``shares`` ``(C,)``
-    (summing to 1): the within-first-set term is ``sum_cd s_c s_d mean(k(x_i, x_j))`` over the
-    pairs of classes c and d (``i != j`` within a class), the cross term ``sum_c s_c mean(k(x_i,
-    y_j))``, the within-second-set term the mean over its pairs ``i != j``. Each term is an
-    unbiased mean, so the sum is unbiased for the MMD² of the mixture whatever the class sizes.
-    ``cx`` ``(..., n1)`` and ``cy`` ``(..., n2)`` are row multiplicities (ones; 0/1 for a subset;
-    bootstrap counts), and pairs of a row with itself are always left out. Kernel matrices may
-    carry the same leading dimensions. A class without two rows in a round gives NaN there.
+    (summing to 1): each kernel mean is taken class pair by class pair, ``sum_cd s_c s_d
+    mean(k(x_i, x_j))`` (``i != j`` within a class), so it is unbiased for the mixture whatever
+    the class sizes. The second set is one sample of the mixture, its pairs ``i != j`` averaged
+    together, or, with ``onehot_y`` ``(n2, C)`` (its rows' classes, in the same order), taken
+    class pair by class pair in the same shares as well: new rows made with exact class counts
+    (``target: balance``, SMOTE) are not an i.i.d. sample of the mixture, and pooling their pairs
+    under-weights same-class pairs, which biases the MMD² down by ``sum_c s_c(1 - s_c) ...`` /
+    (n2 - 1) (for two classes ``s0 s1 MMD²(P0, P1) / (n2 - 1)``). ``cx`` ``(..., n1)`` and ``cy``
+    ``(..., n2)`` are row multiplicities (ones; 0/1 for a subset; bootstrap counts), and pairs of
+    a row with itself are always left out. Kernel matrices may carry the same leading dimensions.
+    A class without two rows in a round gives NaN there.
     """
-    weighted = cx.unsqueeze(-1) * onehot                                   # (..., n1, C)
-    block = weighted.mT @ k_xx @ weighted                                 # (..., C, C)
-    self_pairs = ((cx * cx * k_xx.diagonal(dim1=-2, dim2=-1)).unsqueeze(-2) @ onehot).squeeze(-2)
-    rows = (cx.unsqueeze(-2) @ onehot).squeeze(-2)                         # (..., C)
-    squares = ((cx * cx).unsqueeze(-2) @ onehot).squeeze(-2)
-    pairs = rows.unsqueeze(-1) * rows.unsqueeze(-2) - torch.diag_embed(squares)
-    within_x = ((block - torch.diag_embed(self_pairs)) / pairs * (shares.unsqueeze(-1) * shares)).sum(dim=(-1, -2))
-    total_y = cy.sum(-1)
-    cross = (weighted.mT @ (k_xy @ cy.unsqueeze(-1))).squeeze(-1) / (rows * total_y.unsqueeze(-1))
-    within_y = (((cy.unsqueeze(-2) @ k_yy @ cy.unsqueeze(-1)).squeeze(-1).squeeze(-1)
-                 - (cy * cy * k_yy.diagonal(dim1=-2, dim2=-1)).sum(-1)) / (total_y * total_y - (cy * cy).sum(-1)))
-    return within_x - 2 * (cross * shares).sum(-1) + within_y
+    ones = torch.ones((k_yy.shape[-1], 1), dtype=k_yy.dtype, device=k_yy.device)
+    wx, wy = cx.unsqueeze(-1) * onehot, cy.unsqueeze(-1) * (ones if onehot_y is None else onehot_y)
+    sx, sy = shares, shares if onehot_y is not None else torch.ones_like(shares[:1])
+    within_x = _weighted(_pair_means(k_xx, wx, wx, cx, onehot), sx, sx)
+    within_y = _weighted(_pair_means(k_yy, wy, wy, cy, ones if onehot_y is None else onehot_y), sy, sy)
+    return within_x - 2 * _weighted(_pair_means(k_xy, wx, wy), sx, sy) + within_y
+
+
+def _pair_means(k: torch.Tensor, wa: torch.Tensor, wb: torch.Tensor, counts: torch.Tensor | None = None,
+                onehot: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean kernel value between the rows of each class of one side (`wa`: multiplicities times
+    one-hot classes) and each class of the other (`wb`), ``(..., Ca, Cb)``; with `counts` and
+    `onehot` (both sides the same set), a row's pairs with itself are left out."""
+    block = wa.mT @ k @ wb
+    pairs = wa.sum(-2).unsqueeze(-1) * wb.sum(-2).unsqueeze(-2)
+    if counts is not None:
+        squares = counts * counts
+        block = block - torch.diag_embed(((squares * k.diagonal(dim1=-2, dim2=-1)).unsqueeze(-2) @ onehot).squeeze(-2))
+        pairs = pairs - torch.diag_embed((squares.unsqueeze(-2) @ onehot).squeeze(-2))
+    return block / pairs
+
+
+def _weighted(means: torch.Tensor, sa: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
+    return (means * (sa.unsqueeze(-1) * sb)).sum(dim=(-1, -2))
 
 
 def _strata(labels: torch.Tensor | None, n: int, device: torch.device) -> list[torch.Tensor]:
@@ -241,9 +258,34 @@ def _check_shares(strata: list[torch.Tensor], shares: Any, device: torch.device)
     return shares / shares.sum()
 
 
+def _block_onehot(sizes: list[int], device: torch.device) -> torch.Tensor:
+    """One-hot classes of rows laid out class by class, `sizes` rows each."""
+    return torch.block_diag(*[torch.ones((size, 1), dtype=torch.float64, device=device) for size in sizes])
+
+
+def _onehot(strata: list[torch.Tensor], n: int, device: torch.device) -> torch.Tensor:
+    """``(n, C)`` one-hot classes of `n` rows from their strata (row indices per class)."""
+    onehot = torch.zeros((n, len(strata)), dtype=torch.float64, device=device)
+    for c, rows in enumerate(strata):
+        onehot[rows, c] = 1
+    return onehot
+
+
+def _matching_strata(strata1: Any, strata2: Any, n2: int, device: torch.device) -> list[torch.Tensor] | None:
+    """The second set's rows by class when its classes are the first set's and each has 2 rows or
+    more (its pairs can then be weighted by class), else None (its pairs are pooled)."""
+    if strata1 is None or strata2 is None:
+        return None
+    labels1, labels2 = torch.as_tensor(strata1).unique(), torch.as_tensor(strata2, device=device)
+    found = _strata(labels2, n2, device)
+    if not torch.equal(labels1.cpu(), labels2.unique().cpu()) or any(len(rows) < 2 for rows in found):
+        return None
+    return found
+
+
 def kid(features1: Any, features2: Any, subsets: int = 100, subset_size: int = 1000,
         generator: torch.Generator | None = None, degree: int = 3, gamma: float | None = None,
-        coef0: float = 1.0, strata1: Any = None, shares: Any = None) -> KidResult:
+        coef0: float = 1.0, strata1: Any = None, shares: Any = None, strata2: Any = None) -> KidResult:
     """KID: unbiased polynomial MMD² over `subsets` random subsets of ``min(n1, n2, subset_size)``
     rows drawn without replacement from each set (torch-fidelity's defaults: 100 x 1000).
 
@@ -251,7 +293,9 @@ def kid(features1: Any, features2: Any, subsets: int = 100, subset_size: int = 1
     label, in sorted label order), the first set stands for the class mixture in those shares:
     each subset draws ``round(share * m)`` rows of every class (at least 2, at most all of them)
     and `_class_mmd2` weights the classes by their shares, so the estimate stays unbiased for the
-    mixture however the class sizes of the first set differ from the shares.
+    mixture however the class sizes of the first set differ from the shares. With `strata2` too
+    (the second set's labels, of the same classes, at least 2 rows each), the second set's
+    subsets are drawn and weighted by class in the same way (see `_class_mmd2`).
     """
     x = _as_float64(features1)
     y = _as_float64(features2, x.device)
@@ -270,9 +314,15 @@ def kid(features1: Any, features2: Any, subsets: int = 100, subset_size: int = 1
     if any(len(rows) < 2 for rows in strata):
         raise ValueError("every class of the first set needs at least 2 rows for the class-weighted MMD")
     index1 = torch.cat([rows[draw(len(rows), size)] for rows, size in zip(strata, sizes)], dim=1)
-    index2 = draw(y.shape[0], m)
-    onehot = torch.block_diag(*[torch.ones((size, 1), dtype=torch.float64, device=x.device) for size in sizes])
-    chunk = max(1, 2**25 // max(index1.shape[1] * max(index1.shape[1], m), 1))
+    onehot = _block_onehot(sizes, x.device)
+    by_class = _matching_strata(strata1, strata2, y.shape[0], x.device)
+    if by_class is None:
+        index2, onehot_y = draw(y.shape[0], m), None
+    else:
+        sizes_y = [min(len(rows), max(2, round(float(share) * m))) for rows, share in zip(by_class, weights)]
+        index2 = torch.cat([rows[draw(len(rows), size)] for rows, size in zip(by_class, sizes_y)], dim=1)
+        onehot_y = _block_onehot(sizes_y, x.device)
+    chunk = max(1, 2**25 // max(index1.shape[1] * max(index1.shape[1], index2.shape[1]), 1))
     values = []
     for start in range(0, subsets, chunk):
         xs, ys = x[index1[start:start + chunk]], y[index2[start:start + chunk]]
@@ -280,7 +330,8 @@ def kid(features1: Any, features2: Any, subsets: int = 100, subset_size: int = 1
         ones_y = torch.ones(ys.shape[:2], dtype=torch.float64, device=x.device)
         values.append(_class_mmd2(polynomial_kernel(xs, xs, degree, gamma, coef0),
                                   polynomial_kernel(xs, ys, degree, gamma, coef0),
-                                  polynomial_kernel(ys, ys, degree, gamma, coef0), onehot, weights, ones_x, ones_y))
+                                  polynomial_kernel(ys, ys, degree, gamma, coef0), onehot, weights, ones_x, ones_y,
+                                  onehot_y))
     values = torch.cat(values)
     return KidResult(mean=float(values.mean()), std=float(values.std(unbiased=False)), values=values, subset_size=m)
 
@@ -345,18 +396,18 @@ def kid_small_sample(features1: Any, features2: Any, rounds: int = 200, generato
         raise ValueError(f"the unbiased MMD needs at least 2 rows per set (and per class), got {x.shape[0]} and "
                          f"{y.shape[0]}")
     weights = _check_shares(strata, shares, x.device)
-    onehot = torch.zeros((x.shape[0], len(strata)), dtype=torch.float64, device=x.device)
-    for c, rows in enumerate(strata):
-        onehot[rows, c] = 1
+    onehot = _onehot(strata, x.shape[0], x.device)
     k_xx = polynomial_kernel(x, x, degree, gamma, coef0)
     k_xy = polynomial_kernel(x, y, degree, gamma, coef0)
     k_yy = polynomial_kernel(y, y, degree, gamma, coef0)
     ones_x = torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
     ones_y = torch.ones(y.shape[0], dtype=torch.float64, device=x.device)
-    point = float(_class_mmd2(k_xx, k_xy, k_yy, onehot, weights, ones_x, ones_y))
+    by_class = _matching_strata(strata1, strata2, y.shape[0], x.device)
+    onehot_y = None if by_class is None else _onehot(by_class, y.shape[0], x.device)
+    point = float(_class_mmd2(k_xx, k_xy, k_yy, onehot, weights, ones_x, ones_y, onehot_y))
     cx = bootstrap_counts(x.shape[0], rounds, generator, strata1, x.device)
     cy = bootstrap_counts(y.shape[0], rounds, generator, strata2, x.device)
-    return bootstrap_summary(point, _class_mmd2(k_xx, k_xy, k_yy, onehot, weights, cx, cy),
+    return bootstrap_summary(point, _class_mmd2(k_xx, k_xy, k_yy, onehot, weights, cx, cy, onehot_y),
                              "kid-unbiased-bootstrap", level)
 
 

@@ -28,8 +28,9 @@ class KernelDistance(Evaluator):
     computed on ``subsets`` random subsets of ``min(subset_size, real rows, new rows)`` rows of
     each set (drawn without replacement, from the evaluator's seeded generator); the number is
     the mean over subsets and its ``std`` the spread (torch-fidelity's formula and defaults;
-    ``kid-subsets``). Overall numbers are class-weighted: each subset's real rows are drawn class
-    by class and the kernel means weighted by the new rows' class shares. A group with fewer than
+    ``kid-subsets``). Overall numbers are class-weighted: each subset's real and new rows are
+    drawn class by class and the kernel means weighted by the new rows' class shares, class pair by
+    class pair (new rows come with exact class counts). A group with fewer than
     ``min_rows`` rows on a side gets the unbiased estimate from all its rows with a bootstrap
     interval (``kid-unbiased-bootstrap``). Values near 0 (even slightly negative) mean
     indistinguishable.
@@ -65,7 +66,7 @@ class KernelDistance(Evaluator):
                 return {"": kid_small_sample(real, new, task.rounds, task.generator, strata1=strata,
                                              shares=task.shares, strata2=new_strata, **kernel)}
             result = kid(real, new, subsets=p.subsets, subset_size=p.subset_size, generator=task.generator,
-                         strata1=task.strata, shares=task.shares, **kernel)
+                         strata1=task.strata, shares=task.shares, strata2=task.new_strata, **kernel)
             return {"": Estimate(result.mean, result.std, "kid-subsets")}
 
         return measure_groups(ectx, p, self.name, measure, better="lower")

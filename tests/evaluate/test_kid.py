@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,3 +71,59 @@ def test_small_groups_get_the_unbiased_estimate_with_a_bootstrap_interval_or_are
     assert small.interval[0] < small.value < small.interval[1]
     metrics = KernelDistance({"min_rows": 40, "small_sample": False}).evaluate(ectx())
     assert "30 augmented rows" in metrics.skipped["kid"]["augmented/overall"]
+
+
+def test_new_rows_with_exact_class_counts_get_an_unbiased_class_weighted_estimate():
+    # Real and new rows from the same two-class mixture (shares 0.3 / 0.7); the new rows come with exact
+    # class counts, as target: balance and SMOTE make them. Pooling their pairs under-weights same-class
+    # pairs: the pooled estimate is off by -s0 s1 MMD²(P0, P1) / (n - 1) (about -0.8 here); the
+    # class-weighted one is not.
+    from setforge.plugins.evaluate._stats import kid, polynomial_kernel
+
+    generator = np.random.default_rng(0)
+    means = (np.zeros(4), np.full(4, 2.0))
+
+    def rows(n0: int, n1: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = np.concatenate([generator.normal(means[0], 1, (n0, 4)), generator.normal(means[1], 1, (n1, 4))])
+        return torch.tensor(x), torch.tensor(np.r_[np.zeros(n0, int), np.ones(n1, int)])
+
+    shares = torch.tensor([0.3, 0.7])
+    weighted, pooled = [], []
+    for trial in range(200):
+        (real, real_y), (new, new_y) = rows(60, 15), rows(12, 28)
+        draws = {"subsets": 3, "subset_size": 40, "strata1": real_y, "shares": shares}
+        weighted.append(kid(real, new, generator=torch.Generator().manual_seed(trial), strata2=new_y, **draws).mean)
+        pooled.append(kid(real, new, generator=torch.Generator().manual_seed(trial), **draws).mean)
+    weighted, pooled = np.array(weighted), np.array(pooled)
+    assert abs(weighted.mean()) < 3 * weighted.std() / np.sqrt(len(weighted))
+    big, _ = rows(4000, 4000)
+    mean_kernel = lambda a, b: float(polynomial_kernel(a, b).mean())  # noqa: E731
+    between = mean_kernel(big[:2000], big[2000:4000]) + mean_kernel(big[4000:6000], big[6000:]) \
+        - 2 * mean_kernel(big[:2000], big[4000:6000])
+    bias = -0.3 * 0.7 * between / 39
+    gap = pooled - weighted  # (paired: the same rows and subsets, so the spread is the estimators' own)
+    assert abs(gap.mean() - bias) < 3 * gap.std() / np.sqrt(len(gap)) + 0.05 * abs(bias), (gap.mean(), bias)
+
+
+def test_the_class_weighted_mmd_matches_a_pair_by_pair_reference():
+    from setforge.plugins.evaluate._stats import _class_mmd2, polynomial_kernel
+
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(7, 3, generator=generator, dtype=torch.float64), torch.randn(6, 3, generator=generator,
+                                                                                 dtype=torch.float64)
+    x_class, y_class, shares = [0, 0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1], [0.4, 0.6]
+    k = lambda a, b: float(polynomial_kernel(a[None], b[None])[0, 0])  # noqa: E731
+
+    def mean(a, a_class, b, b_class, c, d, same):
+        values = [k(a[i], b[j]) for i in range(len(a)) for j in range(len(b))
+                  if a_class[i] == c and b_class[j] == d and not (same and i == j)]
+        return sum(values) / len(values)
+
+    expected = sum(shares[c] * shares[d] * (mean(x, x_class, x, x_class, c, d, True) + mean(y, y_class, y, y_class, c, d, True)
+                                            - 2 * mean(x, x_class, y, y_class, c, d, False))
+                   for c in (0, 1) for d in (0, 1))
+    onehot = lambda classes: torch.nn.functional.one_hot(torch.tensor(classes)).double()  # noqa: E731
+    got = _class_mmd2(polynomial_kernel(x, x), polynomial_kernel(x, y), polynomial_kernel(y, y), onehot(x_class),
+                      torch.tensor(shares, dtype=torch.float64), torch.ones(7, dtype=torch.float64),
+                      torch.ones(6, dtype=torch.float64), onehot(y_class))
+    assert float(got) == pytest.approx(expected, rel=1e-12)
