@@ -474,14 +474,19 @@ def frechet_small_sample(features1: Any, features2: Any, rounds: int = 200, gene
                              centred=True, floor=0.0)
 
 
-def weighted_median(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """The lower weighted median of `values` ``(n,)`` under weight rows ``(..., n)``: the smallest
-    value whose cumulative weight reaches half the total (``torch.median`` for equal weights)."""
+def weighted_median(values: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The weighted median of `values` ``(n,)`` under weight rows ``(..., n)`` (None: equal
+    weights): the midpoint of the smallest value whose cumulative weight reaches half the total
+    and the smallest that passes it, so equal weights give ``numpy.median`` (the mean of the two
+    middle values of an even count, not ``torch.median``'s lower one)."""
     order = values.argsort(stable=True)
-    ordered, w = values[order], weights[..., order].to(torch.float64)
+    ordered = values[order]
+    w = torch.ones_like(ordered, dtype=torch.float64) if weights is None else weights[..., order].to(torch.float64)
     cumulative = w.cumsum(-1)
-    half = cumulative[..., -1:] / 2 * (1 - 1e-9)
-    return ordered[(cumulative < half).sum(-1).clamp(max=values.shape[0] - 1)]
+    half, last = cumulative[..., -1:] / 2, values.shape[0] - 1
+    lower = ordered[(cumulative < half * (1 - 1e-9)).sum(-1).clamp(max=last)]
+    upper = ordered[(cumulative <= half * (1 + 1e-9)).sum(-1).clamp(max=last)]
+    return (lower + upper) / 2
 
 
 def wilson_interval(share: float, n: int, level: float = 0.95) -> tuple[float, float]:

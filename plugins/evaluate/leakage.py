@@ -18,6 +18,7 @@ from setforge import Dataset, EvalContext, Evaluator, Metrics, Origin
 
 from .._shared.duplicates import CrossMatch, DistanceSpace, cross_match
 from ._figures import pairs_figure, png_bytes
+from ._stats import weighted_median
 
 __all__ = ["Leakage"]
 
@@ -128,7 +129,7 @@ class Leakage(Evaluator):
             metrics.add(f"{part}/near_same_label" if p.near else f"{part}/exact_same_label",
                         int(same_label.sum()), int(leaked.sum()))
         if p.near and n_train:
-            metrics.add(f"{part}/nearest_median", float(backward.distance.median()), n_test)
+            metrics.add(f"{part}/nearest_median", float(weighted_median(backward.distance)), n_test)
             metrics.add(f"{part}/nearest_min", float(backward.distance.min()), n_test)
         else:
             metrics.skip(f"{part}/nearest_median", "near-duplicate search is off (near: false)" if not p.near

@@ -173,7 +173,7 @@ class Memorisation(Evaluator):
             metrics.skip(path, f"the held-out {holdout_name} rows{where} have median DCR 0: they duplicate training "
                                f"rows (split leakage), so no ratio can be formed")
             return
-        ratio = float(dcr.median()) / reference_median
+        ratio = float(weighted_median(dcr)) / reference_median
         if not ratio_small:
             metrics.add(path, ratio, n, estimator=f"median-ratio{suffix}")
             return
@@ -190,7 +190,7 @@ class Memorisation(Evaluator):
         bootstrap `counts` (fewer than min_rows rows) with bootstrap and Wilson intervals. Without a
         threshold the share is skipped with the reason (when `skip_share`)."""
         n = dcr.numel()
-        median, mean, spread = float(dcr.median()), float(dcr.mean()), float(dcr.std())
+        median, mean, spread = float(weighted_median(dcr)), float(dcr.mean()), float(dcr.std())
         share = None if threshold is None else float((dcr <= threshold).double().mean())
         if counts is None:
             metrics.add(f"{path}/dcr_median", median, n, estimator="median")

@@ -266,10 +266,14 @@ def test_small_sample_frechet_uses_fewer_dims_than_rows_and_separates_shifts():
 
 def test_weighted_median_and_wilson_interval():
     values = torch.tensor([5.0, 1.0, 3.0, 2.0], dtype=torch.float64)
-    assert float(stats.weighted_median(values, torch.ones(4))) == float(values.median())  # lower median, 2
+    # numpy's median: the middle two of an even count averaged (torch.median takes the lower one, 2)
+    assert float(stats.weighted_median(values, torch.ones(4))) == float(np.median(values.numpy())) == 2.5
+    assert float(stats.weighted_median(values)) == 2.5 and float(stats.weighted_median(values[:3])) == 3.0
     assert float(stats.weighted_median(values, torch.tensor([0.0, 0.0, 1.0, 0.0]))) == 3.0
-    batch = stats.weighted_median(values, torch.tensor([[1.0, 1, 1, 1], [3.0, 0, 0, 0]]))
-    assert batch.tolist() == [2.0, 5.0]
+    # integer weights (bootstrap counts) equal the median of the rows repeated that often
+    weights = torch.tensor([[1.0, 1, 1, 1], [3.0, 0, 0, 0], [2.0, 0, 1, 1], [0.0, 2, 0, 2]])
+    expected = [float(np.median(np.repeat(values.numpy(), w.int().numpy()))) for w in weights]
+    assert stats.weighted_median(values, weights).tolist() == expected == [2.5, 5.0, 4.0, 1.5]
     # Wilson's score interval, from its closed form: 5 of 10 at 95%.
     low, high = stats.wilson_interval(0.5, 10)
     assert (low, high) == (pytest.approx(0.236593, abs=1e-6), pytest.approx(0.763407, abs=1e-6))
