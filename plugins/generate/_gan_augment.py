@@ -23,6 +23,10 @@ The ops (each per row, drawn from the step's torch generator, so a resumed run r
   clamped, so the generator's gradient also reaches pixels that a factor pushes out of [0, 1];
 - ``cutout``: ``erasing`` of one square box of a quarter of the image's area, filled with 0.
 
+Against the paper's code (in [-1, 1] units): its brightness is an added shift (±0.25 in [0, 1]
+units) rather than a factor, its saturation factor spans [0, 2], and it fills translation and
+cutout with mid-grey; docs/generators.md lists these differences.
+
 `AugmentedDiscriminator` wraps a discriminator so that an objective (`GanObjective`) sees the
 augmented inputs without knowing about them; `AdaptiveAugment` keeps p and its state for
 checkpoints.
