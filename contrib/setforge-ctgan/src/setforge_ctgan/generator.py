@@ -142,8 +142,9 @@ class CtganGenerator(Generator):
             missing -= len(good)
             if missing <= 0:
                 break
-        if missing > 0:  # the rest keep the requested label: the conditioning vector asked for it
-            kept.append(rows.iloc[:missing])
+        if missing > 0:  # the rest keep the requested label (the conditioning vector asked for it): the last
+            # draw's rows that came out with another one, not its good rows, which are kept already
+            kept.append(rows[rows[LABEL_COLUMN] != label].iloc[:missing])
         return pd.concat(kept).iloc[:count]
 
     def _state_dict(self) -> dict[str, Any]:
