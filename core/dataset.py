@@ -320,7 +320,8 @@ class Splits:
     rows it holds.
 
     A missing ``val`` is carved from ``train`` by the host; a missing ``test`` is carved from
-    ``train`` with the run file's ``split.test`` share. ``unlabelled``: rows without a label (an
+    ``train`` with the run file's ``split.test`` share. With neither (``train`` only, say beside
+    ``unlabelled``), it brings no split of its own: ``train`` is split as a `Dataset` would be. ``unlabelled``: rows without a label (an
     npz ``y`` of -1), held apart from train, val and test: never split, de-duplicated or scored,
     preprocessed like the others and given to steps as ``StepContext.unlabelled`` (e.g. for the
     ``pseudo-label`` step). Their ``y`` carries no meaning (sources set 0).

@@ -18,7 +18,7 @@ import numpy as np
 from .errors import DataError
 
 __all__ = ["dumps_json", "write_text", "write_report", "read_report", "build_report", "counts_of", "Tally", "versions",
-           "file_hash", "metrics_rows", "write_metrics", "TrainingLog", "REPORT_FILE", "TIMINGS_FILE", "HTML_FILE",
+           "file_hash", "TrainingLog", "REPORT_FILE", "TIMINGS_FILE", "HTML_FILE",
            "METRICS_CSV", "METRICS_JSON"]
 
 REPORT_FILE = "report.json"
@@ -40,39 +40,12 @@ def write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def metrics_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every measure of a report as ``{"path", "value", "n", "std"}`` rows, sorted by path
-    (``path`` is ``evaluator/...``, e.g. ``utility/optimised/macro_f1``)."""
-    rows = []
-    for evaluator, measures in sorted(report.get("metrics", {}).get("measures", {}).items()):
-        for path, measure in sorted(measures.items()):
-            rows.append({"path": f"{evaluator}/{path}", "value": measure.get("value"), "n": measure.get("n"),
-                         "std": measure.get("std")})
-    return rows
-
-
-def write_metrics(folder: Path, report: Mapping[str, Any]) -> None:
-    """``metrics.csv`` (columns path, value, n, std; an empty std cell where none was measured)
-    and ``metrics.json`` (the same rows as a list) beside the report."""
-    import csv
-    import io
-
-    rows = metrics_rows(report)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["path", "value", "n", "std"], lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    write_text(Path(folder) / METRICS_CSV, buffer.getvalue())
-    write_text(Path(folder) / METRICS_JSON, dumps_json(rows))
-
-
 def write_report(folder: Path, report: Mapping[str, Any], timings: Mapping[str, Any] | None = None,
                  train: Any = None) -> None:
     """Write ``report.json``, ``timings.json`` (when given), ``metrics.csv``/``metrics.json`` and
     ``report.html`` into `folder` (the page reads the run's figures, and unless `train` gives the
     written training set, the data, from `folder`)."""
-    from .tools.report import render_html
+    from .tools.report import render_html, write_metrics
 
     folder = Path(folder)
     write_text(folder / REPORT_FILE, dumps_json(report))

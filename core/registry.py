@@ -41,6 +41,26 @@ _SELF_DISTRIBUTION = "setforge"
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
+def _call(info: PluginInfo, what: str, fn: Any) -> tuple[bool, Any]:
+    """``(True, fn())``, or ``(False, None)`` with the plugin marked broken when `fn` (its import or
+    one of its hooks, `what`) raises: one broken plugin is named and skipped."""
+    try:
+        return True, fn()
+    except BaseException as error:  # noqa: BLE001 - a plugin may raise anything
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        info.status, info.error = "broken", f"{what}: {_format_exception(error)}"
+        return False, None
+
+
+def _checked_formats(formats: Any) -> list[Any]:
+    from .formats import Format
+
+    if not isinstance(formats or [], (list, tuple)) or not all(isinstance(f, Format) for f in formats or []):
+        raise PluginError(f"must return a list of setforge.formats.Format, got {formats!r}")
+    return list(formats or [])
+
+
 def _exec_file(path: Path) -> Any:
     """The module of the Python file `path`, run (a local plugin given by path)."""
     module_name = f"setforge_local_plugin_{abs(hash(str(path.resolve())))}_{path.stem}"
@@ -177,14 +197,9 @@ class Registry:
 
     def _import(self, info: PluginInfo, load: Any) -> None:
         """Register the module `load()` gives; a plugin whose import raises is broken."""
-        try:
-            module = load()
-        except BaseException as error:  # noqa: BLE001 - a plugin's import may raise anything
-            if isinstance(error, KeyboardInterrupt):
-                raise
-            info.status, info.error = "broken", f"failed to import: {_format_exception(error)}"
-            return
-        self._register(info, module)
+        ok, module = _call(info, "failed to import", load)
+        if ok:
+            self._register(info, module)
 
     def _register(self, info: PluginInfo, module: Any) -> None:
         try:
@@ -207,14 +222,9 @@ class Registry:
                 info = self.plugins.get(impl.plugin_name)
                 if info is None or info.status != "ok":
                     continue
-                try:
-                    classes = impl.function()
-                    items = self._validate_classes(kind, classes, BASE_FOR_KIND[kind])
-                except BaseException as error:  # noqa: BLE001
-                    if isinstance(error, KeyboardInterrupt):
-                        raise
-                    info.status = "broken"
-                    info.error = f"{REGISTER_HOOK_FOR_KIND[kind]}() failed: {_format_exception(error)}"
+                ok, items = _call(info, f"{REGISTER_HOOK_FOR_KIND[kind]}() failed",
+                                  lambda: self._validate_classes(kind, impl.function(), BASE_FOR_KIND[kind]))
+                if not ok:
                     continue
                 found.setdefault(info.name, []).extend(
                     ComponentInfo(kind, cls.name, cls, info.name, info.distribution, info.version) for cls in items)
@@ -234,20 +244,14 @@ class Registry:
         self._collect_formats()
 
     def _collect_formats(self) -> None:
-        from .formats import FORMATS, Format
+        from .formats import FORMATS
 
         for impl in reversed(self._pm.hook.setforge_register_formats.get_hookimpls()):
             info = self.plugins.get(impl.plugin_name)
             if info is None or info.status != "ok":
                 continue
-            try:
-                formats = impl.function() or []
-                if not isinstance(formats, (list, tuple)) or not all(isinstance(f, Format) for f in formats):
-                    raise PluginError(f"must return a list of setforge.formats.Format, got {formats!r}")
-            except BaseException as error:  # noqa: BLE001
-                if isinstance(error, KeyboardInterrupt):
-                    raise
-                info.status, info.error = "broken", f"setforge_register_formats() failed: {_format_exception(error)}"
+            ok, formats = _call(info, "setforge_register_formats() failed", lambda: _checked_formats(impl.function()))
+            if not ok:
                 continue
             for fmt in formats:
                 if fmt.name in FORMATS or fmt.name in self._formats or fmt.name in self._format_conflicts:

@@ -62,8 +62,10 @@ class SplitResult:
 def source_rows(name: str, result: Dataset | Splits, device: torch.device, group_by: bool,
                 dropped: Mapping[str, int]) -> SourceRows:
     """Check and join what source `name` loaded (bad data: `DataError`)."""
-    parts = {"all": result} if isinstance(result, Dataset) else \
-        {k: getattr(result, k) for k in ("train", "val", "test") if getattr(result, k) is not None}
+    # (a source whose Splits carry only training rows, beside unlabelled ones, brings no split of its own)
+    own = isinstance(result, Splits) and (result.val is not None or result.test is not None)
+    parts = {k: getattr(result, k) for k in ("train", "val", "test") if getattr(result, k) is not None} if own else \
+        {"all": result.train if isinstance(result, Splits) else result}
     first = next(iter(parts.values()))
     if any((p.groups is None) != (first.groups is None) for p in parts.values()):
         raise DataError(f"source '{name}': either every part of its split has groups or none does")
@@ -72,7 +74,7 @@ def source_rows(name: str, result: Dataset | Splits, device: torch.device, group
             raise DataError(f"source '{name}' gave no rows" + ("" if part == "all" else " for training"))
     sizes = [len(p) for p in parts.values()]
     rows = SourceRows(Dataset.concat([p.to(device) for p in parts.values()]).replace(row_id=None), list(parts), sizes,
-                      np.repeat(np.arange(len(parts)), sizes), isinstance(result, Splits), dict(sorted(dropped.items())))
+                      np.repeat(np.arange(len(parts)), sizes), own, dict(sorted(dropped.items())))
     present = [c for c, n in zip(rows.all.classes, rows.all.class_counts()) if n]
     if len(present) < 2:
         raise DataError(f"source '{name}': every row is of class {present[0]!r}; setforge optimises training sets "
@@ -168,6 +170,13 @@ def split_index(keep: np.ndarray, y: np.ndarray, groups: np.ndarray | None, part
         method = "grouped" if groups is not None else ("stratified" if split.stratify else "random")
         return {"train": carved["rest"], "val": carved["val"], "test": carved["test"]}, method, ["val", "test"]
     part_index = {name: keep[part_of[keep] == name] for name in ("train", "val", "test")}
+    if groups is not None:  # the source's parts are kept as they are: a group across them cannot be mended
+        seen = [set(groups[idx].tolist()) for idx in part_index.values()]
+        if split_groups := sorted((seen[0] & seen[1]) | (seen[0] & seen[2]) | (seen[1] & seen[2])):
+            raise DataError(f"split.group_by: the source's own split puts {len(split_groups)} group(s) in more than "
+                            f"one of train, val and test (groups {split_groups[:5]}{' ...' if len(split_groups) > 5 else ''}); "
+                            f"setforge keeps a source's split as it is, so keep each group in one part of the "
+                            f"source's split, or set split.group_by: false")
     missing = {name: getattr(split, name) for name in ("test", "val") if name not in part_of}
     if missing:
         carved = carve(part_index["train"], y, groups, missing, rng.spawn("train").numpy, split.stratify, num_classes)

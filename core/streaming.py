@@ -266,8 +266,10 @@ def run_streaming(run: Any, scan: Any) -> Any:
     ranked = {"ranks": done["ranks"]} if len(done["ranks"]) > 1 else {}
     report = {**report_head(run, streamer.like),
               "stream": {"bytes": scan.nbytes, "batch_size": config.batch_size, **ranked},
-              "source": {"name": config.source.name, "rows": int((scan.labels >= 0).sum()), "own_split": scan.split
-                         is not None, "dropped_invalid": dropped},
+              "source": {"name": config.source.name, "own_split": scan.split
+                         is not None, "dropped_invalid": dropped,
+                         # the rows the scan found valid, less those found invalid only when read
+                         "rows": int((scan.labels >= 0).sum()) - sum(done["dropped"].values())},
               "split": {"method": streamer.method, "rows": {"train": after[0]["rows"], "val": counts["val"]["rows"],
                                                             "test": counts["test"]["rows"]}},
               "counts": counts, "steps": steps, "evaluators": {}, "metrics": {}, "warnings": run.warnings,

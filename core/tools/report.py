@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError
-from ..record import HTML_FILE, METRICS_CSV, METRICS_JSON, TIMINGS_FILE, read_report, write_metrics, write_text
+from ..record import HTML_FILE, METRICS_CSV, METRICS_JSON, TIMINGS_FILE, dumps_json, read_report, write_text
 from .headline import headline, measure_value
 from .report_html import fmt, render_html
 
-__all__ = ["render_html", "writing", "format_summary", "count_table", "summarize_run_dir", "before_after", "change"]
+__all__ = ["render_html", "writing", "metrics_rows", "write_metrics", "format_summary", "count_table", "summarize_run_dir", "before_after", "change"]
 
 
 @contextlib.contextmanager
@@ -33,6 +33,33 @@ def writing(what: str, *paths: Path) -> Iterator[None]:
                 path.with_name(path.name + ".tmp").unlink(missing_ok=True)
         failed = str(error.filename or paths[0]).removesuffix(".tmp")
         raise OutputError(f"{what} to {failed}: {error.strerror or error}", errno=error.errno) from error
+
+
+def metrics_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every measure of a report as ``{"path", "value", "n", "std"}`` rows, sorted by path
+    (``path`` is ``evaluator/...``, e.g. ``utility/optimised/macro_f1``)."""
+    rows = []
+    for evaluator, measures in sorted(report.get("metrics", {}).get("measures", {}).items()):
+        for path, measure in sorted(measures.items()):
+            rows.append({"path": f"{evaluator}/{path}", "value": measure.get("value"), "n": measure.get("n"),
+                         "std": measure.get("std")})
+    return rows
+
+
+def write_metrics(folder: Path, report: Mapping[str, Any]) -> None:
+    """``metrics.csv`` (columns path, value, n, std; an empty std cell where none was measured)
+    and ``metrics.json`` (the same rows as a list) beside the report."""
+    import csv
+    import io
+
+    rows = metrics_rows(report)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["path", "value", "n", "std"], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    write_text(Path(folder) / METRICS_CSV, buffer.getvalue())
+    write_text(Path(folder) / METRICS_JSON, dumps_json(rows))
 
 
 # ---------------------------------------------------------------------------- numbers

@@ -162,6 +162,41 @@ def test_group_split_keeps_every_group_in_one_split(tmp_path, registry):
     assert abs(len(result.test) - 15) <= 3  # whole groups of 3 fill the share
 
 
+def test_group_by_refuses_a_sources_own_split_that_cuts_a_group():
+    # (the source's parts are kept as they are: a group across them was silently left there)
+    from setforge.config import SplitConfig
+    from setforge.split import split_index
+
+    y, groups = np.array([0, 1] * 6), np.repeat(np.arange(6), 2)
+    part_of = np.array(["train"] * 9 + ["test"] * 3)  # group 4: row 8 in train, row 9 in test
+    with pytest.raises(DataError, match=r"puts 1 group\(s\) in more than one of train, val and test \(groups \[4\]\)"):
+        split_index(np.arange(12), y, groups, part_of, SplitConfig(group_by=True), 0, 2)
+    part_of[8] = "test"
+    index, method, carved = split_index(np.arange(12), y, groups, part_of, SplitConfig(group_by=True), 0, 2)
+    assert method == "source (carved val from train)" and carved == ["val"]
+    assert sorted(index["test"].tolist()) == [8, 9, 10, 11]
+
+
+def test_a_source_giving_training_rows_beside_unlabelled_ones_brings_no_split_of_its_own():
+    # (it was taken for the source's own split, carved from train with another seed than the same rows
+    # given as a Dataset, and so than a streaming run)
+    from setforge import Splits
+    from setforge.split import source_rows, split_rows
+    from setforge.config import SplitConfig
+    from setforge.testing import sample_dataset
+
+    ds = sample_dataset("tabular")
+    pool = ds[:5]
+    device = torch.device("cpu")
+    plain = source_rows("toy", ds, device, False, {})
+    with_pool = source_rows("toy", Splits(train=ds, unlabelled=pool), device, False, {})
+    assert not with_pool.own_split and with_pool.part_names == plain.part_names == ["all"]
+    keep = np.arange(len(ds))
+    a, b = (split_rows(rows, keep, SplitConfig(), 3, None) for rows in (plain, with_pool))
+    assert a.method == b.method == "stratified"
+    assert all(np.array_equal(a.index[k], b.index[k]) for k in ("train", "val", "test"))
+
+
 def test_group_split_without_groups_is_a_data_error(tmp_path, registry):
     with pytest.raises(DataError, match="group_by"):
         run(config_for(tmp_path, split={"group_by": True}), registry, progress=False)

@@ -238,13 +238,16 @@ def test_a_generator_fitted_by_an_earlier_run_samples_its_planned_rows_batch_by_
 def test_unreadable_files_are_dropped_and_counted_once_however_the_run_reads(tmp_path, stream):
     images = _images(tmp_path / "images", {"a": 6, "b": 6})
     (images / "a" / "broken.png").write_bytes(b"not a png")
+    whole = next((images / "b").iterdir()).read_bytes()
+    (images / "b" / "truncated.png").write_bytes(whole[:len(whole) // 2])  # (its header reads; its pixels do not)
     path = _run_file(tmp_path, "run", f"""
         source: {{name: image-folder, params: {{path: {images}}}, stream: {stream}, on_invalid: drop}}
         output: {{dir: {tmp_path / 'out'}, format: webdataset}}
         """)
     result = _run(path)
-    assert result.report["source"]["dropped_invalid"] == {"unreadable or not an image": 1}
+    assert result.report["source"]["dropped_invalid"] == {"unreadable or not an image": 2}
     assert sum(len(setforge.load(result.run_dir, split=part)) for part in ("train", "val", "test")) == 12
+    assert result.report["source"]["rows"] == 12  # (a streaming run counted the truncated file's row too)
 
 
 def test_a_resumed_streaming_run_starts_over_without_an_earlier_tries_shards(tmp_path):

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from setforge.record import TrainingLog, metrics_rows
+from setforge.record import TrainingLog
+from setforge.tools.report import metrics_rows
 from setforge.tools.cli import main
 from setforge.tools.compare import compare_runs, direction
 from setforge.tools.headline import headline
