@@ -69,7 +69,7 @@ class Headline:
             if self.delta == 0:
                 return "unchanged"
             return ("better" if self.delta > 0 else "worse") + " (one seed: no spread to judge by)"
-        if abs(self.delta) <= spread:
+        if abs(self.delta) <= spread + 1e-12 * max(1.0, abs(self.delta)):  # (a tie is within noise, whatever the rounding)
             return "within noise"
         return "better" if self.delta > 0 else "worse"
 
@@ -122,15 +122,28 @@ def _ablation_step(report: Mapping[str, Any], score: str) -> tuple[str, float, s
         if not gains:
             continue
         label = max(sorted(gains), key=lambda k: abs(gains[k]))
+        params = report.get("evaluators", {}).get(evaluator, {}).get("params", {})
         verdict = None
         table = report.get("metrics", {}).get("tables", {}).get(evaluator, {}).get("steps")
-        if isinstance(table, Mapping):
+        if params.get("score", score) != score:  # its table judged another score: judge this one's gain alike
+            verdict = _step_verdict(measures[evaluator][f"step/{label}/gain/{score}"], params.get("noise", 1.0))
+        elif isinstance(table, Mapping):
             header = list(table.get("header", []))
             for row in table.get("rows", []):
                 if row and str(row[0]) == label and "verdict" in header:
                     verdict = str(row[header.index("verdict")])
         return label, gains[label], verdict
     return None
+
+
+def _step_verdict(measure: Mapping[str, Any], noise: Any) -> str | None:
+    """``helped``, ``hurt`` or ``within noise`` for a step's mean gain against `noise` times its
+    std, the rule of the built-in ablation's ``steps`` table; None without a spread."""
+    mean, std = measure_value(measure), measure.get("std") if isinstance(measure, Mapping) else None
+    if mean is None or not isinstance(std, (int, float)) or not isinstance(noise, (int, float)):
+        return None
+    bound = float(noise) * float(std) + 1e-12 * max(1.0, abs(mean))
+    return "helped" if mean > bound else "hurt" if mean < -bound else "within noise"
 
 
 def headline(report: Mapping[str, Any]) -> Headline | None:

@@ -17,6 +17,7 @@ import base64
 import html
 import json
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -229,7 +230,7 @@ def _nearest_pairs(train: Any) -> str:
         return ""
     png = image_grid(torch.stack(cells), nrow=2 * _PAIRS_PER_CLASS)
     caption = (f"generated row (left of each pair) and the nearest real training row of its class (right), "
-               f"up to {_PAIRS_PER_CLASS} per class; pixel L2 distance median {sorted(distances)[len(distances) // 2]:.3f}")
+               f"up to {_PAIRS_PER_CLASS} per class; pixel L2 distance median {statistics.median(distances):.3f}")
     return "<h2>Generated rows and their nearest real rows</h2>" + _img(png, "nearest real pairs", caption, pixels=True)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Group", "comparison_groups", "Comparison", "prepare_comparison", "measure_groups", "NEW", "Task",
            "class_shares", "class_weights", "matched_reference"]
+
+def path_segment(name: Any) -> str:
+    """A class or step name as one segment of a metric path: ``/`` (the path separator) and ``%``
+    percent-encoded, so two names never share a segment (``a/b`` is ``a%2Fb``, ``a_b`` stays)."""
+    return str(name).replace("%", "%25").replace("/", "%2F")
+
 
 #: The family of every new row, whatever its origin.
 NEW = "new"
@@ -55,7 +61,7 @@ class Group:
 
     @property
     def path(self) -> str:
-        return f"{self.family}/overall" if self.label is None else f"{self.family}/by_class/{self.label}"
+        return f"{self.family}/overall" if self.label is None else f"{self.family}/by_class/{path_segment(self.label)}"
 
     def describe(self) -> str:
         rows = f"{self.family} rows" if self.family != NEW else "new rows"

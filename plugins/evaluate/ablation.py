@@ -14,6 +14,7 @@ from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset
 
 from .._shared.classifiers import classification_scores
+from ._comparison import path_segment
 from ._downstream import SCORES, ModelParams, model_options, test_probabilities
 
 __all__ = ["Ablation", "verdict"]
@@ -28,15 +29,13 @@ def verdict(deltas: torch.Tensor, noise: float = 1.0) -> str:
     deltas = deltas.double()
     mean = float(deltas.mean())
     std = float(deltas.std(unbiased=True)) if len(deltas) > 1 else math.inf
-    if mean > noise * std:
+    tie = 1e-12 * max(1.0, abs(mean))  # (a mean equal to its bound is within noise, whatever the rounding)
+    if mean > noise * std + tie:
         return "helped"
-    if mean < -noise * std:
+    if mean < -noise * std - tie:
         return "hurt"
     return "within noise"
 
-
-def _segment(name: str) -> str:
-    return str(name).replace("/", "_")
 
 
 def _pm(values: torch.Tensor, signed: bool = False) -> str:
@@ -92,7 +91,7 @@ class Ablation(Evaluator):
         if not steps:
             metrics.skip("step", "the pipeline has no steps to ablate")
         params = self.params
-        labels = [f"{s.index}-{_segment(s.name)}" for s in steps]
+        labels = [f"{s.index}-{path_segment(s.name)}" for s in steps]
         # scores[k]: {score: (repeats,) tensor} after the first k steps
         cumulative = [self._scores(ectx, ectx.raw_train)] + [self._scores(ectx, s.output) for s in steps]
         n = len(test)

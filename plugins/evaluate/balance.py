@@ -8,6 +8,8 @@ from setforge.components import Evaluator
 from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset, Origin
 
+from ._comparison import path_segment
+
 __all__ = ["Balance", "imbalance_ratio", "normalised_entropy"]
 
 
@@ -29,10 +31,6 @@ def normalised_entropy(counts: list[int]) -> float:
     entropy = -sum(c / total * math.log(c / total) for c in counts if c)
     return entropy / math.log(len(counts))
 
-
-def _key(name: str) -> str:
-    # A class name becomes one segment of a metric path.
-    return str(name).replace("/", "_")
 
 
 # A balanced set: the largest class over the smallest near 1, the class shares' entropy near 1.
@@ -63,7 +61,7 @@ class Balance(Evaluator):
             in_class = ectx.train.y == c
             for origin in Origin:
                 count = int((in_class & (ectx.train.origin == int(origin))).sum())
-                metrics.add(f"optimised/by_class_origin/{_key(name)}/{origin.label}", count, n=len(ectx.train))
+                metrics.add(f"optimised/by_class_origin/{path_segment(name)}/{origin.label}", count, n=len(ectx.train))
         for what in ("imbalance_ratio", "entropy"):
             before, after = raw[what], opt[what]
             if math.isfinite(before) and math.isfinite(after):
@@ -84,7 +82,7 @@ class Balance(Evaluator):
         n = len(ds)
         metrics.add(f"{prefix}/rows", n, n=n)
         for name, count in zip(ds.classes, counts):
-            metrics.add(f"{prefix}/by_class/{_key(name)}", count, n=n)
+            metrics.add(f"{prefix}/by_class/{path_segment(name)}", count, n=n)
         values = {"imbalance_ratio": imbalance_ratio(counts), "entropy": normalised_entropy(counts)}
         for what, value in values.items():
             metrics.add(f"{prefix}/{what}", value, n=n, better=_BETTER[what])

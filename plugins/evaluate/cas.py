@@ -10,13 +10,11 @@ from setforge.components import Evaluator
 from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset, Origin
 
+from ._comparison import path_segment
 from ._downstream import model_options, trained_model
 
 __all__ = ["ClassAgreementScore"]
 
-
-def _key(name: str) -> str:
-    return str(name).replace("/", "_")
 
 
 class ClassAgreementScore(Evaluator):
@@ -71,7 +69,7 @@ class ClassAgreementScore(Evaluator):
         for c, name in enumerate(generated.classes):
             rows = requested == c
             if bool(rows.any()):
-                metrics.add(f"by_class/{_key(name)}", float(agree[rows].double().mean()), n=int(rows.sum()),
+                metrics.add(f"by_class/{path_segment(name)}", float(agree[rows].double().mean()), n=int(rows.sum()),
                             better="higher")
         test = ectx.test
         if test is None or len(test) == 0:
@@ -84,7 +82,7 @@ class ClassAgreementScore(Evaluator):
         for c, name in enumerate(test.classes):
             rows = test_y == c
             if bool(rows.any()):
-                metrics.add(f"reference/by_class/{_key(name)}", float((test_predicted[rows] == c).double().mean()),
+                metrics.add(f"reference/by_class/{path_segment(name)}", float((test_predicted[rows] == c).double().mean()),
                             n=int(rows.sum()), better="higher")
         return metrics
 

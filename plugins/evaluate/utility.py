@@ -16,6 +16,7 @@ from setforge.errors import DataError, PluginError
 from setforge.rng import Rng
 
 from .._shared.classifiers import DOWNSTREAM_KINDS as CLASSIFIER_KINDS, calibration_scores, classification_scores
+from ._comparison import path_segment
 from ._downstream import SCORES as _SCORES, ModelParams, model_options, test_probabilities
 
 __all__ = ["Utility", "DownstreamModel", "MODEL_ENTRY_POINT_GROUP", "downstream_models"]
@@ -60,9 +61,6 @@ def _load_model(name: str) -> type:
         raise PluginError(f"evaluate 'utility': model '{name}' ({where}) has no modalities tuple")
     return model
 
-
-def _key(name: str) -> str:
-    return str(name).replace("/", "_")
 
 
 class Utility(Evaluator):
@@ -139,13 +137,13 @@ class Utility(Evaluator):
         support = scores["raw"][0]["support"]
         for c, name in enumerate(test.classes):
             if support[c] == 0:
-                metrics.skip(f"raw/recall/{_key(name)}", f"class {name!r} has no rows in the test split")
+                metrics.skip(f"raw/recall/{path_segment(name)}", f"class {name!r} has no rows in the test split")
                 continue
             raw = torch.tensor([s["recall"][c] for s in scores["raw"]], dtype=torch.float64)
             opt = torch.tensor([s["recall"][c] for s in scores["optimised"]], dtype=torch.float64)
-            self._add(metrics, f"raw/recall/{_key(name)}", raw, support[c], "higher")
-            self._add(metrics, f"optimised/recall/{_key(name)}", opt, support[c], "higher")
-            self._add(metrics, f"delta/recall/{_key(name)}", opt - raw, support[c], "higher")
+            self._add(metrics, f"raw/recall/{path_segment(name)}", raw, support[c], "higher")
+            self._add(metrics, f"optimised/recall/{path_segment(name)}", opt, support[c], "higher")
+            self._add(metrics, f"delta/recall/{path_segment(name)}", opt - raw, support[c], "higher")
         self._table(metrics, ectx, test, scores, minority)
         return metrics
 
@@ -201,5 +199,5 @@ class Utility(Evaluator):
 
     @staticmethod
     def _add(metrics: Metrics, path: str, values: torch.Tensor, n: int, better: str) -> None:
-        std = float(values.std(unbiased=False)) if len(values) > 1 else None
+        std = float(values.std(unbiased=True)) if len(values) > 1 else None  # (n - 1), as ablation's
         metrics.add(path, float(values.mean()), n=n, std=std, better=better)

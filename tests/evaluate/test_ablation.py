@@ -74,6 +74,16 @@ def test_verdict_compares_the_mean_gain_with_its_spread():
     assert verdict(torch.tensor([0.05, -0.04, 0.01])) == "within noise"
     assert verdict(torch.tensor([0.02, 0.02])) == "helped"  # no spread: any gain is real
     assert verdict(torch.tensor([0.01, 0.03, 0.02]), noise=3.0) == "within noise"
+    # a mean equal to its bound is within noise whatever the rounding (the demo's affine step was 'helped'
+    # by 1e-16: +0.0019230769230770273 against a std of 0.0019230769230769162)
+    import math
+
+    for deltas in ([0.0, 0.0038461538461538, 0.0019230769230769], [0.01, 0.02, 0.04], [-0.01, -0.02, -0.04]):
+        deltas = torch.tensor(deltas, dtype=torch.float64)
+        ratio = abs(float(deltas.mean()) / float(deltas.std()))
+        for noise in (math.nextafter(ratio, 0.0), ratio, math.nextafter(ratio, math.inf)):
+            assert verdict(deltas, noise=noise) == "within noise", (deltas, noise)
+        assert verdict(deltas, noise=0.99 * ratio) == ("helped" if deltas.mean() > 0 else "hurt")
 
 
 def test_cumulative_and_leave_one_out_match_models_trained_by_hand(digits):

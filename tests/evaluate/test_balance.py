@@ -63,3 +63,15 @@ def test_an_empty_class_is_reported_not_crashed():
     metrics = Balance().evaluate(EvalContext.from_seed(0, raw))
     assert metrics.get("balance/raw/imbalance_ratio").value == math.inf
     assert "change/imbalance_ratio" in metrics.skipped["balance"]
+
+
+def test_class_names_that_differ_only_by_a_slash_keep_their_own_paths():
+    # ('a/b' and 'a_b' shared the path segment a_b: one class's numbers overwrote the other's)
+    from setforge.plugins.evaluate._comparison import path_segment
+
+    names = ("a/b", "a_b", "100%", "100%25")
+    assert len({path_segment(n) for n in names}) == 4 and "/" not in "".join(path_segment(n) for n in names)
+    ds = _dataset([6, 4, 3, 2]).replace(classes=names)
+    measures = Balance().evaluate(EvalContext.from_seed(0, ds)).measures["balance"]
+    counts = {path: m.value for path, m in measures.items() if path.startswith("raw/by_class/")}
+    assert counts == {"raw/by_class/a%2Fb": 6, "raw/by_class/a_b": 4, "raw/by_class/100%25": 3, "raw/by_class/100%2525": 2}

@@ -184,8 +184,17 @@ def test_calibration_scores_match_the_reference_formulas_and_scikit_learn(classe
 
 def test_repeats_give_a_spread_and_no_test_split_is_skipped(digits):
     train, val, test = digits
-    metrics = Utility({"epochs": 5, "repeats": 2}).evaluate(EvalContext.from_seed(0, train, val=val, test=test[:100]))
-    assert metrics.get("utility/raw/accuracy").std is not None
+    ectx = EvalContext.from_seed(0, train, val=val, test=test[:100])
+    metrics = Utility({"epochs": 5, "repeats": 3}).evaluate(ectx)
+    # the mean and the sample standard deviation (n - 1, as ablation's) of the three seeds' accuracies
+    from setforge.plugins.evaluate._downstream import model_options, test_probabilities
+
+    options = model_options(Utility({"epochs": 5}).params)
+    accuracies = [float((test_probabilities(ectx, options, train, r).argmax(1) == test[:100].y).double().mean())
+                  for r in range(3)]
+    measure = metrics.get("utility/raw/accuracy")
+    assert measure.value == pytest.approx(np.mean(accuracies)) and measure.std == pytest.approx(np.std(accuracies, ddof=1))
+    assert np.std(accuracies, ddof=1) > 0
     empty = Utility({"epochs": 2}).evaluate(EvalContext.from_seed(0, train))
     assert "raw" in empty.skipped["utility"] and not empty.measures
 

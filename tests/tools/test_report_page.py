@@ -111,6 +111,28 @@ def test_a_worse_optimised_set_is_said_in_words():
     assert headline({"evaluators": {}, "metrics": {}}) is None
 
 
+def test_the_headlines_step_verdict_judges_the_gain_it_quotes():
+    # (the step's gain is quoted in the headline's score; ablation's steps table judges its own score, so
+    # its verdict was quoted beside another score's gain)
+    def measure(value, std=None):
+        return {"value": value, "n": 100, "std": std}
+
+    measures = {"utility": {"raw/macro_f1": measure(0.90, 0.01), "optimised/macro_f1": measure(0.93, 0.01),
+                            "delta/macro_f1": measure(0.03, 0.005)},
+                "ablation": {"step/0-flip/gain/macro_f1": measure(0.0119, 0.03),
+                             "step/0-flip/gain/balanced_accuracy": measure(0.0109, 0.0078)}}
+    table = {"steps": {"header": ["step", "with it", "final minus without", "verdict"],
+                       "rows": [["0-flip", "0.93", "+0.0109 ± 0.0078", "helped"]]}}
+    report = {"evaluators": {"utility": {"name": "utility", "params": {"repeats": 3}},
+                             "ablation": {"name": "ablation", "params": {"score": "balanced_accuracy", "noise": 1.0}}},
+              "metrics": {"measures": measures, "tables": {"ablation": table}}}
+    assert headline(report).step_verdict == "within noise"  # 0.0119 against 1.0 x 0.03
+    report["evaluators"]["ablation"]["params"]["score"] = "macro_f1"  # the table judged this score: its verdict
+    assert headline(report).step_verdict == "helped"
+    report["evaluators"]["ablation"]["params"].update(score="balanced_accuracy", noise=0.3)
+    assert headline(report).step_verdict == "helped"  # 0.0119 above 0.3 x 0.03
+
+
 def test_metrics_csv_and_json_hold_every_measure(runs):
     report = json.loads((runs / "a" / "report.json").read_text())
     rows = list(csv.DictReader((runs / "a" / "metrics.csv").open()))
