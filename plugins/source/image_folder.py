@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,6 +23,20 @@ __all__ = ["ImageFolderSource", "read_image"]
 _SPLITS = ("train", "val", "test")
 _HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 _TRANSPARENT = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _files_below(folder: Path) -> list[Path]:
+    """Every file below `folder`, symlinked sub-folders followed (`Path.rglob` skips them), each
+    real folder once, so a link back up cannot loop."""
+    found, seen = [], set()
+    for here, folders, names in os.walk(folder, followlinks=True):
+        stat = os.stat(here)
+        if (stat.st_dev, stat.st_ino) in seen:
+            folders[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        found.extend(Path(here) / name for name in names if (Path(here) / name).is_file())
+    return found
 
 
 def _visible(path: Path, root: Path) -> bool:
@@ -134,7 +149,7 @@ class ImageFolderSource(Source):
         folders_in_order = [(split, classes.index(name), folder) for split, folders in layout.items()
                             for name, folder in sorted(folders.items(), key=lambda item: classes.index(item[0]))]
         for split, label, folder in folders_in_order + [("unlabelled", 0, folder) for folder in pools]:
-            found = sorted((p for p in folder.rglob("*") if p.is_file() and _visible(p, folder)),
+            found = sorted((p for p in _files_below(folder) if _visible(p, folder)),
                            key=lambda p: p.relative_to(folder).as_posix())
             files.extend((split, label, p) for p in found)
         if not any(split != "unlabelled" for split, _, _ in files):

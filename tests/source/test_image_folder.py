@@ -166,3 +166,20 @@ def test_unlabelled_folder_errors_are_explained(tmp_path):
     (tmp_path / "unlabelled" / "0.png").write_text("not an image")
     ds, source = load(tmp_path, on_invalid="drop")  # the pool's one image unreadable: no pool, the rest loads
     assert not isinstance(ds, Splits) and len(ds) == 1 and source.dropped == {"unreadable or not an image": 1}
+
+
+def test_symlinked_sub_folders_of_a_class_are_read_and_a_link_back_up_does_not_loop(tmp_path):
+    # ("files in sub-folders of a class folder belong to it": Path.rglob skipped symlinked folders)
+    import os
+
+    root, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    generator = np.random.default_rng(0)
+    for folder in (root / "cat", root / "dog", elsewhere):
+        folder.mkdir(parents=True)
+    for i in range(2):
+        for folder in (root / "cat", root / "dog", elsewhere):
+            Image.fromarray(generator.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    os.symlink(elsewhere, root / "dog" / "linked")
+    os.symlink(root / "cat", root / "cat" / "again")  # a loop: the folder itself, once
+    ds = ImageFolderSource({"path": str(root)}).load(StepContext.from_seed(0))
+    assert ds.classes == ("cat", "dog") and ds.class_counts() == [2, 4]
