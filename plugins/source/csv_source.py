@@ -70,6 +70,10 @@ class CsvSource(Source):
         categorical: list[str] | None = Field(None, description="categorical feature columns; unset: every column "
                                                                 "with a value that is not a number")
         classes: list[str] | None = Field(None, description="the class names in order; unset: the labels found, sorted")
+        categories: dict[str, list[str]] = Field(
+            default_factory=dict, description="categorical columns with their categories in code order (a value "
+                                              "outside them is an invalid row); other categorical columns code "
+                                              "their values found, sorted")
         group: str | None = Field(None, description="a column of group ids (for split.group_by); not a feature")
         ignore: list[str] = Field(default_factory=list, description="columns to leave out (ids, free text)")
         delimiter: str = Field(",", min_length=1, max_length=1, description="the field separator")
@@ -125,16 +129,20 @@ class CsvSource(Source):
         # Which columns are categorical: declared, or holding a value that is not a number.
         position = {c: header.index(c) for c in header}
         if params.categorical is None:
-            categorical_columns = [c for c in features
-                                   if not all(_parses(row[position[c]], float) for _, row in kept)]
+            categorical_columns = [c for c in features if c in params.categories
+                                   or not all(_parses(row[position[c]], float) for _, row in kept)]
         else:
-            categorical_columns = [c for c in features if c in set(params.categorical)]
+            categorical_columns = [c for c in features if c in {*params.categorical, *params.categories}]
 
         # Rows still invalid: numbers that are not numbers or not finite, labels outside the classes.
         good: list[tuple[int, list[str]]] = []
         for line, row in kept:
             reason: tuple[str, str] | None = None
             for column in features:
+                if column in params.categories and row[position[column]] not in params.categories[column]:
+                    reason = (f", column {column!r} ({row[position[column]]!r})",
+                              f"category outside {params.categories[column]}")
+                    break
                 if column in categorical_columns:
                     continue
                 text = row[position[column]]
@@ -172,7 +180,7 @@ class CsvSource(Source):
             dtypes[column] = "int64" if numeric and all(_parses(v, int) for v in values) else \
                 "float64" if numeric else "str"
             if column in categorical_columns:
-                categorical[column] = tuple(sort_names(values))
+                categorical[column] = tuple(params.categories.get(column) or sort_names(values))
                 index = {name: i for i, name in enumerate(categorical[column])}
                 x[:, j] = [index[v] for v in values]
             else:
@@ -230,15 +238,15 @@ class CsvSource(Source):
         if "" in header:
             raise DataError(f"csv {path.name}: column {header.index('') + 1} of the header has no name")
         named = {"label": [params.label], "group": [params.group] if params.group else [],
-                 "ignore": params.ignore, "categorical": params.categorical or []}
+                 "ignore": params.ignore, "categorical": params.categorical or [], "categories": list(params.categories)}
         for what, names in named.items():
             absent = [c for c in names if c not in header]
             if absent:
                 raise DataError(f"csv {path.name}: {what} column(s) {absent} not in the header {header} "
                                 f"(set source.params.{what})")
         special = {params.label, *named["group"], *params.ignore}
-        clash = sorted(special & set(params.categorical or []))
+        clash = sorted(special & {*(params.categorical or []), *params.categories})
         if clash:
-            raise DataError(f"csv {path.name}: columns {clash} are listed in categorical but are the label, "
-                            f"group or ignored")
+            raise DataError(f"csv {path.name}: columns {clash} are listed in categorical or categories but are the "
+                            f"label, group or ignored")
         return special

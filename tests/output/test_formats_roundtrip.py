@@ -3,6 +3,7 @@ source -> run -> output -> source round trips through the command line."""
 
 from __future__ import annotations
 
+import json
 import hashlib
 from pathlib import Path
 
@@ -128,6 +129,25 @@ def test_csv_read_back_by_the_csv_source_gives_the_same_rows(tmp_path):
     write_csv(tmp_path, "test", ds)
     again = CsvSource({"path": tmp_path / "test.csv", "label": "species"}).load(StepContext.from_seed(0))
     assert torch.equal(again.x, ds.x) and torch.equal(again.y, ds.y) and again.features == ds.features
+
+
+def test_a_split_lacking_a_category_or_class_reads_back_the_same_with_the_manifests_lists(tmp_path):
+    # (the source codes the categories and classes it finds: without 'blue' or 'dog' they were renumbered)
+    ds = _table()
+    part = ds[torch.tensor([0, 3])].replace(features=ds.features)  # colour 'red, dark' and 'blue'; classes cat only
+    part = part[part.x[:, 2] == 1]  # only 'red, dark', only cat
+    write_csv(tmp_path, "test", part)
+    found = CsvSource({"path": tmp_path / "test.csv", "label": "species"}).load(StepContext.from_seed(0))
+    assert found.classes == ("cat",) and found.features.categorical["colour"] == ("red, dark",)
+    manifest = json.loads((tmp_path / MANIFEST.format(split="test")).read_text())
+    listed = {"classes": list(manifest["classes"]),
+              "categories": {k: list(v) for k, v in manifest["features"]["categorical"].items()}}
+    again = CsvSource({"path": tmp_path / "test.csv", "label": "species", **listed}).load(StepContext.from_seed(0))
+    assert torch.equal(again.x, part.x) and torch.equal(again.y, part.y) and again.classes == ds.classes
+    assert again.features == ds.features
+    (tmp_path / "test.csv").write_text((tmp_path / "test.csv").read_text() + '40,1.0,green,cat\n')
+    with pytest.raises(DataError, match=r"column 'colour' \('green'\): category outside \['blue', 'red, dark'\]"):
+        CsvSource({"path": tmp_path / "test.csv", "label": "species", **listed}).load(StepContext.from_seed(0))
 
 
 def test_csv_refuses_images(tmp_path):
