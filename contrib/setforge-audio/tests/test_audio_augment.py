@@ -153,3 +153,13 @@ def test_bad_ranges_are_refused_at_their_place():
         Gain({"min_db": 3, "max_db": -3})
     with pytest.raises(ConfigError, match="hop"):
         TimeMask({"n_fft": 64, "hop": 48})
+
+
+@pytest.mark.parametrize("cls", [TimeMask, FrequencyMask])
+def test_clips_too_short_for_the_stft_are_refused_with_what_to_change(cls):
+    # (torch.stft's reflection padding failed with "Padding size should be less than the input dimension")
+    from setforge import DataError
+
+    with pytest.raises(DataError, match=r"clips of 100 samples are too short for n_fft 256.*lower n_fft"):
+        cls({"p": 1.0})(torch.randn(2, 1, 100), generator=torch.Generator().manual_seed(0))
+    assert cls({"p": 1.0, "n_fft": 64, "hop": 16})(torch.randn(2, 1, 100), generator=torch.Generator().manual_seed(0)).shape == (2, 1, 100)

@@ -1,7 +1,8 @@
 """Rows per second: setforge-text's keyboard-noise and ocr-noise vs nlpaug's KeyboardAug and OcrAug.
 
-Same operation and amounts on both sides (30% of the words of 4+ characters, 30% of their
-characters, at most 10 of each; keyboard neighbours without upper case or special characters),
+The same amounts on both sides (30% of the words of 4+ characters, 30% of their characters, at
+most 10 of each; keyboard neighbours without upper case or special characters) and the same kind
+of operation (OCR confusions come from each side's own table, which differ in some pairs),
 on the plugin's sample sentences repeated to ``--rows`` rows, one CPU thread, the two sides
 interleaved round by round so machine load hits both alike; the best round of each is kept.
 Writes ``results/char_noise.json``; exits 1 when setforge is slower than nlpaug on an op

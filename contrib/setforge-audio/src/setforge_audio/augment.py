@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field, model_validator
 
-from setforge import Augmenter
+from setforge import Augmenter, DataError
 
 __all__ = ["Gain", "TimeShift", "NoiseSnr", "TimeMask", "FrequencyMask", "Speed", "AUGMENTERS", "stft", "istft"]
 
@@ -159,6 +159,11 @@ class _SpectrogramMask(Augmenter):
         return self.params.n_fft // 2 + 1 if self.axis == -2 else length // self.params.hop + 1
 
     def _make_params(self, x, y, generator):
+        if x.shape[0] and x.shape[-1] <= self.params.n_fft // 2:
+            # (the centred STFT pads each end by n_fft / 2 samples, reflecting the clip, which needs more)
+            raise DataError(f"augment '{self.name}': clips of {x.shape[-1]} samples are too short for n_fft "
+                            f"{self.params.n_fft}; the STFT needs more than n_fft / 2 = {self.params.n_fft // 2} "
+                            f"samples: lower n_fft (and hop) or use longer clips")
         n, size = x.shape[0], self._size(x.shape[-1])
         width = torch.floor(_uniform(n, 0.0, self.params.max_width, x, generator) * size).to(torch.int64)
         start = torch.floor(torch.rand(n, generator=generator, device=x.device) * (size - width + 1)).to(torch.int64)

@@ -132,8 +132,9 @@ def load_synonyms(path: str | None = None) -> dict[str, tuple[str, ...]]:
 
 
 def _count(fraction: float, words: int) -> int:
-    """How many words an operation touches: ``fraction`` of them, at least one (EDA's n)."""
-    return max(1, round(fraction * words))
+    """How many words an operation touches: ``fraction`` of them rounded down, at least one (EDA's
+    ``n = max(1, int(alpha * num_words))``)."""
+    return max(1, int(fraction * words))
 
 
 class _WordOp(TextAugmenter):
@@ -194,7 +195,8 @@ def _word_deletion(words: list[str], rng: random.Random, alpha: float, table: An
 
 
 class SynonymReplacement(_WordOp):
-    """EDA synonym replacement: alpha of the words that have synonyms become a random synonym."""
+    """EDA synonym replacement: alpha x the sentence's words (at least one, at most the words that have
+    synonyms) become a random synonym."""
 
     name = "synonym-replacement"
 
@@ -274,7 +276,8 @@ def _keyboard_neighbours() -> dict[str, str]:
 
 #: For each key, its neighbours on a QWERTY keyboard (lower case; upper case keeps its case).
 KEYBOARD_NEIGHBOURS: dict[str, str] = _keyboard_neighbours()
-#: Characters OCR engines confuse (both directions), after nlpaug's OCR table.
+#: Characters OCR engines confuse: setforge's own table in the manner of nlpaug's OCR augmenter
+#: (most pairs both ways; not nlpaug's table, which has pairs this lacks and lacks some of these).
 OCR_CONFUSIONS: dict[str, tuple[str, ...]] = {
     "0": ("8", "9", "o", "O", "D"), "1": ("4", "7", "l", "I"), "2": ("z",), "5": ("8",), "6": ("b",),
     "8": ("s", "S", "@", "&"), "9": ("g",), "o": ("0",), "O": ("0",), "D": ("0",), "l": ("1",), "I": ("1",),
