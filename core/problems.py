@@ -198,8 +198,9 @@ def enrich_unknown(message: str, loc: Sequence[Any], fields: Iterable[str] | Non
     fields = list(fields)
     if not fields:
         return f"unknown key: {owner or 'this'} takes no params"
-    close = difflib.get_close_matches(key, fields, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    # (a key that begins accepted ones names them too: lr -> lr_generator or lr_discriminator)
+    close = difflib.get_close_matches(key, fields, n=1, cutoff=0.5) or [f for f in fields if f.startswith(key + "_")][:2]
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return f"unknown key{hint or '.'} Accepted{' by ' + owner if owner else ''}: {', '.join(fields)}"
 
 

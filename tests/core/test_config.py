@@ -560,3 +560,13 @@ def test_schema_falls_back_for_params_it_cannot_describe(schema_and_good):
     validator, good, _ = schema_and_good
     assert validator.schema["$defs"]["evaluate.cfgtest-odd.params"]["type"] == "object"
     assert list(validator.iter_errors({**good, "evaluate": [{"name": "cfgtest-odd", "params": {}}]})) == []
+
+
+def test_an_unknown_key_that_begins_accepted_ones_names_them():
+    from setforge.problems import enrich_unknown
+
+    fields = ["checkpoint", "lr_generator", "lr_discriminator", "beta1"]
+    assert enrich_unknown("unknown key", ("lr",), fields).startswith(
+        "unknown key; did you mean 'lr_generator' or 'lr_discriminator'?")
+    assert enrich_unknown("unknown key", ("checkpont",), fields).startswith("unknown key; did you mean 'checkpoint'?")
+    assert enrich_unknown("unknown key", ("zzz",), fields).startswith("unknown key. Accepted")
