@@ -475,13 +475,14 @@ class _Run:
             self.evaluate(bar)
         started = time.perf_counter()
         train = self.write()
+        # Observers finish (and close their files) inside <dir>.partial, so <dir> is complete once renamed,
+        # and before the report, whose warnings list an observer that failed doing so.
+        self._observe(Event("run_finished", data={"metrics": self.metrics, "dir": str(self.folder.final)}))
+        self.close_observers()
         report = build_report(self)
         self.timings["write"] = time.perf_counter() - started
         self.timings["total"] = time.perf_counter() - begun
         write_report(self.folder.partial, report, self.timings, train=train.to("cpu"))  # not read back from disk
-        # Observers finish (and close their files) inside <dir>.partial, so <dir> is complete once renamed.
-        self._observe(Event("run_finished", data={"metrics": self.metrics, "dir": str(self.folder.final)}))
-        self.close_observers()
         run_dir = self.folder.commit(force=self.force)
         self.emit(Event("run_finished", data={"metrics": self.metrics, "dir": str(run_dir)}))
         return RunResult(run_dir=run_dir, report=report, timings=self.timings, metrics=self.metrics,

@@ -110,3 +110,41 @@ def test_a_third_party_observer_sees_the_run_and_closes_inside_the_folder(tmp_pa
     kinds = json.loads((tmp_path / "out" / "observe" / "obstest-recorder" / "kinds.json").read_text())
     assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
     assert "train_progress" in kinds and "samples" in kinds and kinds.count("step_finished") == 1
+
+
+FAILING = '''
+import setforge
+from setforge import hookimpl
+
+
+class Failing(setforge.Observer):
+    """Raises on a step's end, the run's end and closing."""
+
+    name = "obstest-failing"
+
+    def _observe(self, event):
+        if event.kind in ("step_finished", "run_finished"):
+            raise RuntimeError(f"boom on {event.kind}")
+
+    def _close(self):
+        raise RuntimeError("boom on close")
+
+
+@hookimpl
+def setforge_register_observers():
+    return [Failing]
+'''
+
+
+def test_an_observer_that_fails_never_stops_the_run_and_every_failure_is_in_the_report(tmp_path):
+    # (the failures on run_finished and close came after report.json was written, so it lacked them)
+    (tmp_path / "failing.py").write_text(FAILING)
+    path = _run_file(tmp_path, ["obstest-failing"])
+    config = yaml.safe_load(path.read_text())
+    config["plugins"] = ["failing.py"]
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--quiet"]) == 0
+    warnings = json.loads((tmp_path / "out" / "report.json").read_text())["warnings"]
+    failed = [w for w in warnings if "observer failed" in w]
+    assert any("boom on step_finished" in w for w in failed) and any("boom on run_finished" in w for w in failed)
+    assert any("failed to close" in w and "boom on close" in w for w in failed)

@@ -98,3 +98,13 @@ def test_dry_run_takes_every_resampler(tmp_path, registry):
             assert len(counts) == len(plan.classes) and sum(counts) > 0, name
         else:
             assert counts == plan.raw_train and "counts depend on the sampler" in plan.notes[0], name
+
+
+def test_near_miss_version_3_leaves_its_counts_to_the_data():
+    # (the dry run showed version 3's targets as exact; its pre-selection can fall short of them: 105 rows for 110)
+    from setforge.plugins.resample.imblearn_under import NearMiss
+
+    counts, classes = [40, 20, 11], ("a", "b", "c")
+    assert NearMiss({"version": 1}).expected_counts(counts, classes) == [11, 11, 11]
+    assert NearMiss({"version": 2}).expected_counts(counts, classes) == [11, 11, 11]
+    assert NearMiss({"version": 3}).expected_counts(counts, classes) is None
