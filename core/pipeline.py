@@ -205,6 +205,13 @@ class _Run:
     def split(self, keep: np.ndarray) -> None:
         self.parts = split_rows(self.rows, keep, self.config.split, self.seed, self.leaked)
         self.raw_train, self.val, self.test = self.parts.raw_train, self.parts.val, self.parts.test
+        if self.unlabelled is not None and len(held := Dataset.concat([self.val, self.test])):
+            # unlabelled rows that copy a val or test row would reach training through pseudo-label
+            copies = np.isin(row_keys(self.unlabelled, with_label=False), row_keys(held, with_label=False))
+            copies |= self.leaked(self.unlabelled, held) if self.config.split.drop_leaked else False
+            if copies.any():
+                self.warnings.append(f"{int(copies.sum())} unlabelled row(s) copy a val or test row: left out")
+                self.unlabelled = self.unlabelled[torch.as_tensor(~copies, device=self.device)]
         missing = [c for c, n in zip(self.raw_train.classes, self.raw_train.class_counts()) if n == 0]
         if missing:
             self.warnings.append(f"classes with no training rows: {missing}")

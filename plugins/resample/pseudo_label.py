@@ -10,6 +10,7 @@ from pydantic import Field
 
 from setforge import Dataset, Origin, Resampler, StepContext
 
+from .._shared.duplicates import exact_ids
 from ._judge import JudgeParams, train_judge
 
 __all__ = ["PseudoLabel"]
@@ -76,6 +77,9 @@ class PseudoLabel(Resampler):
         thresholds = self._thresholds(ds)
         cap = torch.full((ds.num_classes,), params.max_per_class or len(pool), device=ds.device)
         taken = torch.zeros(len(pool), dtype=torch.bool, device=ds.device)
+        # rows already in the step's input (an earlier pseudo-label step accepted them) are not added twice
+        ids = exact_ids(torch.cat([ds.x, pool.x]))
+        present = torch.isin(ids[len(ds):], ids[:len(ds)])
         labels = torch.full((len(pool),), -1, dtype=torch.int64, device=ds.device)
         labelled = ds[ds.origin == int(Origin.REAL)]
         rounds = []
@@ -85,7 +89,7 @@ class PseudoLabel(Resampler):
                 fit_on = Dataset.concat([labelled, pool[taken].replace(y=labels[taken])])
             rng = ctx.rng.spawn(r)
             model = train_judge(fit_on, params, rng.spawn("judge"), ctx.device)
-            rest = (~taken).nonzero().flatten()
+            rest = (~taken & ~present).nonzero().flatten()
             if rest.numel() == 0:
                 break
             probs = model.predict_proba(pool.x[rest].to(ctx.device)).to(ds.device)
@@ -113,9 +117,11 @@ class PseudoLabel(Resampler):
                 break
         chosen = taken.nonzero().flatten()
         counts = torch.bincount(labels[chosen], minlength=ds.num_classes).tolist()
+        already = int(present.sum())
         self.accepted = {
-            "pool": len(pool), "accepted": int(chosen.numel()), "rounds": rounds,
+            "pool": len(pool), "accepted": int(chosen.numel()), "already_in": already, "rounds": rounds,
             "by_class": {name: counts[c] for c, name in enumerate(ds.classes)},
-            "summary": f"pseudo-labelled {int(chosen.numel())} of {len(pool)} unlabelled rows in {len(rounds)} round(s)",
+            "summary": f"pseudo-labelled {int(chosen.numel())} of {len(pool)} unlabelled rows in {len(rounds)} round(s)"
+                       + (f" ({already} already in the step's input)" if already else ""),
         }
         return everything, pool.x[chosen], labels[chosen], torch.full_like(chosen, -1)

@@ -148,3 +148,34 @@ def test_an_image_folder_unlabelled_folder_feeds_the_pool_only(tmp_path):
     for part in ("val", "test"):
         assert report["counts"][part]["by_origin"].get("pseudo-labelled", 0) == 0
     assert report["counts"]["optimised"]["by_origin"]["pseudo-labelled"] == report["steps"][0]["details"]["accepted"]
+
+
+def test_a_second_pseudo_label_step_adds_no_row_the_first_accepted(digits):
+    # (both labelled the whole pool: 64 rows came out twice in an audit's run)
+    train, pool, _ = digits
+    first = PseudoLabel({**FAST, "threshold": 0.9}).resample(train, StepContext.from_seed(0, unlabelled=pool))
+    accepted = len(first) - len(train)
+    second_step = PseudoLabel({**FAST, "threshold": 0.9})
+    second = second_step.resample(first, StepContext.from_seed(1, unlabelled=pool))
+    details = second_step.report_details()
+    assert accepted > 0 and details["already_in"] == accepted and "already in the step's input" in details["summary"]
+    rows = second.x.reshape(len(second), -1)
+    assert len(torch.unique(rows, dim=0)) == len(torch.unique(train.x.reshape(len(train), -1), dim=0)) + len(second) - len(train)
+
+
+def test_unlabelled_rows_that_copy_a_val_or_test_row_are_left_out_of_the_pool(tmp_path):
+    # (pseudo-label put copies of test rows into training, deduplicate and drop_leaked notwithstanding)
+    generator = np.random.default_rng(0)
+    y = generator.integers(0, 2, 300)
+    x = (generator.normal(size=(300, 4)) + 2.0 * y[:, None]).astype(np.float32)
+    split = np.array(["train"] * 200 + ["val"] * 30 + ["test"] * 70)
+    fresh = (generator.normal(size=(30, 4)) + 2.0).astype(np.float32)
+    np.savez(tmp_path / "rows.npz", x=np.concatenate([x, x[230:250], x[200:210], fresh]),
+             y=np.concatenate([y, -np.ones(60, dtype=np.int64)]),
+             split=np.concatenate([split, np.array(["train"] * 60)]))
+    report = _run_file(tmp_path, {"name": "npz", "params": {"path": str(tmp_path / "rows.npz")}})
+    assert "30 unlabelled row(s) copy a val or test row: left out" in report["warnings"]
+    assert report["steps"][0]["details"]["pool"] == 30
+    train = np.load(tmp_path / "out" / "train-00000.npz")["x"].reshape(-1, 4)
+    held = {r.tobytes() for r in x[200:]}
+    assert not any(r.tobytes() in held for r in train)
