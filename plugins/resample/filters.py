@@ -194,18 +194,25 @@ class OutlierFilter(Resampler):
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 
 
+def _median(x: torch.Tensor) -> torch.Tensor:
+    """The median along the first dimension, the two middle values averaged for an even count (the
+    statistics' median; ``torch.median`` takes the lower one)."""
+    ordered = x.sort(dim=0).values
+    return (ordered[(len(x) - 1) // 2] + ordered[len(x) // 2]) / 2
+
+
 def _robust_z(x: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Modified z-scores of each row's robust distance to the class median (one-sided)."""
-    median = x.median(dim=0).values
-    mad = (x - median).abs().median(dim=0).values
+    median = _median(x)
+    mad = _median((x - median).abs())
     spread = mad > 0
     if not bool(spread.any()):
         zeros = torch.zeros(len(x), dtype=x.dtype, device=x.device)
         return zeros, zeros.bool()
     scaled = (x[:, spread] - median[spread]) / (_MAD_TO_SIGMA * mad[spread])
     distance = scaled.pow(2).mean(dim=1).sqrt()
-    center = distance.median()
-    spread_d = (distance - center).abs().median()
+    center = _median(distance)
+    spread_d = _median((distance - center).abs())
     if float(spread_d) == 0.0:
         z = torch.where(distance > center, torch.inf, 0.0).to(x.dtype)
     else:
