@@ -47,6 +47,8 @@ def dry_plan(config: Any, registry: Any = None) -> DryPlan:
     run.prepare_data()
     classes = list(run.rows.all.classes)
     counts, real = run.raw_train.class_counts(), run.raw_train.class_counts(Origin.REAL)
+    # real rows per class lie between `fewest` and `real`: a step that removes rows may take real or new ones
+    fewest = list(real)
     known, steps, notes = True, [], []
     for step in run.built.steps:
         title = f"[{step.index}] {step.kind} {step.name}"
@@ -56,10 +58,16 @@ def dry_plan(config: Any, registry: Any = None) -> DryPlan:
             known = False
             notes.append(f"{title}: counts depend on the sampler and the data; shown unchanged")
         else:
+            if known and fewest != real and kind.plan(step.config, step.classes, counts, fewest, step.component,
+                                                      classes) != plan:
+                known = False  # (multiply counts real rows, which an earlier removal made uncertain)
+                notes.append(f"{title}: counts depend on whether an earlier step removed real or new rows; shown "
+                             f"for the most real rows")
             if kind.nothing_note and sum(plan) == 0:
                 notes.append(f"{title}: {kind.nothing_note}")
-            counts = [n + a for n, a in zip(counts, plan)]
-            real = [min(r, n) for r, n in zip(real, counts)]  # rows removed may be real ones
+            after = [n + a for n, a in zip(counts, plan)]
+            fewest = [max(0, m - (n - f)) if a < 0 else f for f, n, m, a in zip(fewest, counts, after, plan)]
+            real, counts = [min(r, m) for r, m in zip(real, after)], after
         steps.append((title, list(counts), known))
     return DryPlan(run.built.source.name, len(run.rows.all), run.parts.method,
                    {"train": len(run.raw_train), "val": len(run.val), "test": len(run.test)},

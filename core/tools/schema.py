@@ -75,9 +75,10 @@ def run_file_schema(registry: Any) -> dict[str, Any]:
     source_extra = {k: v for k, v in source_props.items() if k not in ("name", "params")}
     props["source"] = {**_ref_item_schema(_component_variants(registry, "source", defs), source_extra),
                        "description": RunConfig.model_fields["source"].description}
-    for key in ("preprocess", "evaluate"):
+    for key in ("preprocess", "evaluate", "observe"):
         item = _ref_item_schema(_component_variants(registry, key, defs))
-        props[key] = {"anyOf": [{"type": "array", "items": item}, {"type": "null"}],
+        array = {"type": "array", "items": item}  # (observe takes a list only: validate refuses null)
+        props[key] = {**({"anyOf": [array, {"type": "null"}]} if key != "observe" else array),
                       "description": RunConfig.model_fields[key].description}
 
     steps: list[dict[str, Any]] = []

@@ -497,6 +497,19 @@ def test_schema_without_components_is_still_valid(isolated):
         "source: anything\npipeline: [{resample: any}, {augment: [a, b]}]\n"))) == []
 
 
+def test_the_schema_checks_observers_like_the_other_component_lists():
+    # (observe's items pointed at a definition the schema had removed: any non-empty observe list broke it)
+    schema = run_file_schema(Registry().load())
+    validator = jsonschema.Draft202012Validator(schema)
+    assert list(validator.iter_errors({"source": "sklearn-digits", "observe": ["tensorboard"]})) == []
+    assert list(validator.iter_errors({"source": "sklearn-digits",
+                                       "observe": [{"name": "tensorboard", "params": {"log_dir": "tb"}}]})) == []
+    assert list(validator.iter_errors({"source": "sklearn-digits",
+                                       "observe": [{"name": "tensorboard", "params": {"flush_secs": 5}}]})) != []
+    assert list(validator.iter_errors({"source": "sklearn-digits", "observe": ["no-such-observer"]})) != []
+    assert list(validator.iter_errors({"source": "sklearn-digits", "observe": None})) != []  # (validate refuses it)
+
+
 # ---------------------------------------------------------------------------- reference
 def test_docs_hold_the_current_generated_reference():
     docs = (REPO / "docs" / "run-files.md").read_text(encoding="utf-8")

@@ -108,3 +108,23 @@ def test_near_miss_version_3_leaves_its_counts_to_the_data():
     assert NearMiss({"version": 1}).expected_counts(counts, classes) == [11, 11, 11]
     assert NearMiss({"version": 2}).expected_counts(counts, classes) == [11, 11, 11]
     assert NearMiss({"version": 3}).expected_counts(counts, classes) is None
+
+
+def test_dry_run_marks_multiply_after_a_step_that_may_have_removed_real_rows(tmp_path, registry):
+    # (after copies then random-under, the dry run took every kept row of a class for real and showed
+    # multiply's counts as exact: 88 where the run gave 59)
+    from setforge.tools.dryrun import dry_plan
+
+    config = run_file(tmp_path, "digits", {"augment": "flip", "copies": 3})
+    config["pipeline"] += [{"resample": "random-under"}, {"augment": "flip", "multiply": 1}]
+    config = RunConfig.model_validate(config)
+    plan = dry_plan(config, registry)
+    assert [known for _, _, known in plan.steps] == [True, True, False]
+    assert any("removed real or new rows" in note for note in plan.notes)
+    result = run(config, registry, progress=False)
+    (_, shown, _) = plan.steps[-1]
+    assert all(real <= most for real, most in zip(result.train.class_counts(), shown))  # shown: the most it can be
+    # without the removal, multiply's counts are exact
+    exact = run_file(tmp_path, "digits", {"augment": "flip", "copies": 3})
+    exact["pipeline"] += [{"augment": "flip", "multiply": 1}]
+    assert [known for _, _, known in dry_plan(RunConfig.model_validate(exact), registry).steps] == [True, True]
