@@ -81,12 +81,15 @@ class GaussianMixtureGenerator(Generator):
         fitted: dict[int, tuple[Any, int]] = {}
         for c in present:
             rows = z_np[labels == c]
+            if len(rows) == 1:  # scikit-learn fits 2 rows or more: one row is one component, reg_covar wide
+                fitted[c] = (_one_row(rows[0], p.covariance, p.reg_covar), 1)
+                continue
             best, best_bic = None, math.inf
             for k in range(1, min(p.max_components, len(rows)) + 1):
                 model = GaussianMixture(k, covariance_type=p.covariance, reg_covar=p.reg_covar, max_iter=p.max_iter,
                                         random_state=ctx.rng.spawn(f"class-{c}").sk_seed())
                 model.fit(rows)
-                bic = model.bic(rows) if len(rows) > 1 else 0.0
+                bic = model.bic(rows)
                 if bic < best_bic:
                     best, best_bic = model, bic
             fitted[c] = (best, best.n_components)
@@ -152,3 +155,14 @@ class GaussianMixtureGenerator(Generator):
 
     def _load_state_dict(self, state: Mapping[str, Any]) -> None:
         self._state = {**state, "trained_classes": [int(c) for c in state["trained_classes"]]}
+
+
+def _one_row(row: Any, covariance: str, reg_covar: float) -> Any:
+    """A one-component mixture of a class of one row: the row as its mean, ``reg_covar`` as its
+    variance in every direction (what scikit-learn adds to every covariance)."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    dim = len(row)
+    spread = np.eye(dim)[None] * reg_covar if covariance == "full" else np.full((1, dim), reg_covar)
+    return SimpleNamespace(weights_=np.ones(1), means_=np.asarray(row, dtype=np.float64)[None], covariances_=spread)
