@@ -51,7 +51,8 @@ RATIO = 10
 CPU_METHODS = ("imblearn", "torch", "setforge-torch", "setforge-imblearn")
 TARGET_ROWS = 100_000
 TARGET_METHOD = "setforge-torch"
-RESULTS = Path(__file__).resolve().parent / "results" / "resample.json"
+#: ``$SETFORGE_BENCH_RESULTS`` (set by ``run_all.py --quick``) keeps quick figures out of the full results.
+RESULTS = Path(os.environ.get("SETFORGE_BENCH_RESULTS") or Path(__file__).resolve().parent / "results") / "resample.json"
 
 
 # ------------------------------------------------------------------------------ worker side

@@ -103,8 +103,19 @@ def update_reference(path: str | Path) -> bool:
     return new != text
 
 
-if __name__ == "__main__":  # python -m setforge.tools.docgen docs/run-files.md
+def update_hooks(path: str | Path) -> bool:
+    """Rewrite `path` (docs/hooks.md) with `hooks_markdown`; True when it changed."""
+    path = Path(path)
+    new = hooks_markdown()
+    if path.is_file() and path.read_text(encoding="utf-8") == new:
+        return False
+    path.write_text(new, encoding="utf-8")
+    return True
+
+
+if __name__ == "__main__":  # python -m setforge.tools.docgen docs/run-files.md docs/hooks.md
     import sys
 
-    for target in sys.argv[1:] or ["docs/run-files.md"]:
-        print(f"{target}: {'updated' if update_reference(target) else 'up to date'}")
+    for target in sys.argv[1:] or ["docs/run-files.md", "docs/hooks.md"]:
+        update = update_hooks if Path(target).name == "hooks.md" else update_reference
+        print(f"{target}: {'updated' if update(target) else 'up to date'}")

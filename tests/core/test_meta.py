@@ -18,7 +18,7 @@ HOOKS = [name for name in dir(hookspecs) if name.startswith("setforge_")]
 
 def test_every_hook_is_documented_in_docs_hooks_md():
     text = (ROOT / "docs" / "hooks.md").read_text()
-    assert text == hooks_markdown(), "docs/hooks.md is stale: regenerate it with setforge.tools.docgen.hooks_markdown()"
+    assert text == hooks_markdown(), "docs/hooks.md is stale: run `python -m setforge.tools.docgen docs/hooks.md`"
     for name in HOOKS:
         assert f"## `{name}(" in text
         assert len(getattr(hookspecs, name).__doc__.strip().splitlines()) > 3, f"{name} needs a full docstring"

@@ -67,7 +67,8 @@ def main() -> int:
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                          f"load {os.getloadavg()[0]:.1f}", "target": "ratio >= 1 for gain, time-shift, noise-snr",
               "results": results}
-    out = Path(__file__).parent / "results" / "waveform.json"
+    # ($SETFORGE_BENCH_RESULTS, set by benchmarks/run_all.py --quick, keeps quick figures apart)
+    out = Path(os.environ.get("SETFORGE_BENCH_RESULTS") or Path(__file__).parent / "results") / "waveform.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     return 0 if all(results[k]["ratio"] >= 1 for k in ("gain", "time-shift", "noise-snr")) else 1

@@ -67,7 +67,8 @@ def main() -> int:
     report = {"rows": args.rows, "rounds": args.rounds, "threads": 1, "nlpaug": nlpaug.__version__,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                          f"load {os.getloadavg()[0]:.1f}", "target": "ratio >= 1", "results": results}
-    out = Path(__file__).parent / "results" / "char_noise.json"
+    # ($SETFORGE_BENCH_RESULTS, set by benchmarks/run_all.py --quick, keeps quick figures apart)
+    out = Path(os.environ.get("SETFORGE_BENCH_RESULTS") or Path(__file__).parent / "results") / "char_noise.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     return 0 if all(r["ratio"] >= 1 for r in results.values()) else 1
