@@ -40,14 +40,29 @@ def test_augment_step_appends_copies_with_provenance():
 
 
 def test_chain_applies_ops_in_order_and_composes_parents():
+    from setforge import Augmenter
+
+    class Halve(Augmenter):
+        """Halves every value (does not commute with adding a brightness)."""
+
+        name = "toy-halve"
+
+        def _transform(self, x, y, params):
+            return x * 0.5
+
     ds = sample_dataset("image")
-    chain = Chain([Brighten({"amount": 0.1}), Brighten({"amount": 0.2})])
-    ctx = StepContext.from_seed(0, step=1)
-    out = chain.augment(ds, ctx, copies=1)
-    assert len(out) == 2 * len(ds)
-    assert bool((out.x[len(ds):] >= ds.x).all())
-    replay = chain(ds.x, params=chain.last_params) if chain.last_params else None
-    assert replay is None or replay.shape == ds.x.shape
+    n = len(ds)
+    chain = Chain([Brighten({"amount": 0.1, "p": 1.0}), Halve({"p": 1.0})])
+    out = chain(ds.x, generator=torch.Generator().manual_seed(0))
+    delta = chain.last_params["0"]["delta"].view(-1, 1, 1, 1)
+    assert torch.allclose(out, (ds.x + delta).clamp(0, 1) * 0.5)  # brighten first, then halve
+    assert not torch.allclose(out, (ds.x * 0.5 + delta).clamp(0, 1))
+    assert torch.equal(chain(ds.x, params=chain.last_params), out)
+    grown = chain.augment(ds, StepContext.from_seed(0, step=1), copies=1)
+    new = grown[n:]
+    assert len(grown) == 2 * n and not torch.equal(new.x, ds.x)
+    assert new.parent.tolist() == list(range(n)) and bool((new.step == 1).all())
+    assert bool((new.origin == int(Origin.AUGMENTED)).all()) and torch.equal(new.y, ds.y)
     with pytest.raises(ConfigError, match="at least one"):
         Chain([])
 

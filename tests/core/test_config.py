@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import jsonschema
+import pydantic
 import pytest
 import yaml
 from pydantic import Field
@@ -85,8 +86,9 @@ def test_seed_range_accepts(seed):
 
 @pytest.mark.parametrize("seed", [-1, 2**63, 1.5, True, "3", None])
 def test_seed_range_rejects(seed):
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError) as caught:
         RunConfig.model_validate({"source": "s", "seed": seed})
+    assert [e["loc"][0] for e in caught.value.errors()] == ["seed"]
 
 
 @pytest.mark.parametrize("device,ok", [("auto", True), ("cpu", True), ("cuda", True), ("cuda:1", True),
@@ -95,8 +97,9 @@ def test_device(device, ok):
     if ok:
         assert RunConfig.model_validate({"source": "s", "device": device}).device == device
     else:
-        with pytest.raises(Exception):
+        with pytest.raises(pydantic.ValidationError) as caught:
             RunConfig.model_validate({"source": "s", "device": device})
+        assert [e["loc"][0] for e in caught.value.errors()] == ["device"]
 
 
 # ------------------------------------------------------------------------------ loading

@@ -278,7 +278,8 @@ def test_an_augment_chain_applies_every_op_to_each_copy(tmp_path, registry):
     new = train[train.origin == int(Origin.AUGMENTED)]
     assert len(new) == 60 and bool((new.step == 0).all())
     difference = new.x - train.x[new.parent]
-    assert bool(((difference - 5.0).abs() <= 0.1 + 1e-5).all())
+    assert bool(((difference - 5.0).abs() <= 0.1 + 1e-5).all())  # the shift, and the jitter within its amount
+    assert float((difference - 5.0).std()) > 0.03  # the jitter too (uniform within 0.1: std about 0.058)
     assert result.report["steps"][0]["name"] == "toy-jitter+toy-shift"
 
 

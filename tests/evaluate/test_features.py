@@ -59,6 +59,10 @@ def test_trained_cnn_is_trained_once_and_shared_through_the_cache(monkeypatch):
     torch.testing.assert_close(again.embed(test.x), feats)
     # The features are the penultimate layer: a linear read-out of them separates the classes.
     assert len(feats.unique(dim=0)) == len(test)
+    from sklearn.linear_model import LogisticRegression
+
+    readout = LogisticRegression(max_iter=2000).fit(feats[::2].numpy(), test.y[::2].numpy())
+    assert readout.score(feats[1::2].numpy(), test.y[1::2].numpy()) > 0.8
     # Other params train another network.
     resolve_feature_space(first, FeatureParams(cnn_epochs=3), "fid")
     assert calls == [2, 3]

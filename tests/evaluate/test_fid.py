@@ -113,7 +113,13 @@ def test_small_groups_get_the_small_sample_estimate_or_are_refused():
     assert "no augmented, resampled or generated rows" in nothing.skipped["fid"]["new/overall"]
 
 
-def test_default_feature_space_for_images_is_the_trained_cnn():
+def test_default_feature_space_for_images_is_the_trained_cnn(monkeypatch):
+    from setforge.plugins._shared import classifiers
+
+    trained = []
+    real_train = classifiers.train_classifier
+    monkeypatch.setattr(classifiers, "train_classifier",
+                        lambda kind, *args, **kw: trained.append(kind) or real_train(kind, *args, **kw))
     train, test = real_split("digits", train_share=0.4)
     rows = torch.arange(400)
     params = {"cnn_epochs": 3, "per_class": False}
@@ -126,3 +132,4 @@ def test_default_feature_space_for_images_is_the_trained_cnn():
         ectx.cache = cache
         values.append(FrechetDistance(params).evaluate(ectx).get("fid/generated/overall").value)
     assert 0 < values[0] < values[1]
+    assert trained == ["cnn"]  # the trained-cnn space: one network, trained once for both measurements

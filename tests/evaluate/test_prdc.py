@@ -47,6 +47,8 @@ def test_identical_and_disjoint_sets():
     real = torch.tensor(rng.normal(size=(200, 4)), dtype=torch.float32)
     far = prdc(real, real + 100.0, k=5)
     assert far == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+    same = prdc(real, real.clone(), k=5)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0 and same["density"] >= 1.0
     with pytest.raises(ValueError, match="more than k=5 rows"):
         prdc(real, real[:5], k=5)
 

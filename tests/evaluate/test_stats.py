@@ -133,14 +133,20 @@ def test_polynomial_mmd_matches_reference_with_other_kernel_params():
     assert float(got) == pytest.approx(expected, rel=1e-10)
 
 
-def test_kid_draws_subsets_without_replacement_and_is_seeded():
+def test_kid_draws_subsets_without_replacement_and_is_seeded(monkeypatch):
     f1, f2 = torch.tensor(features(60, 4, seed=1)), torch.tensor(features(90, 4, seed=2, shift=1.0))
+    drawn = []
+    real_subsets = stats.kid_from_subsets
+    monkeypatch.setattr(stats, "kid_from_subsets", lambda x, y, i1, i2, *a: drawn.append((i1, i2)) or
+                        real_subsets(x, y, i1, i2, *a))
     first = stats.kid(f1, f2, subsets=7, subset_size=50, generator=torch.Generator().manual_seed(3))
     again = stats.kid(f1, f2, subsets=7, subset_size=50, generator=torch.Generator().manual_seed(3))
     assert first.subset_size == 50 and first.values.shape == (7,)
     torch.testing.assert_close(first.values, again.values, rtol=0, atol=0)
     same = stats.kid(f1, f1.clone(), subsets=7, subset_size=50, generator=torch.Generator().manual_seed(3))
     assert abs(same.mean) < 0.1 * first.mean
+    # every subset holds distinct rows of each set (without replacement), 50 of them
+    assert drawn and all(len(set(r.tolist())) == 50 for i1, i2 in drawn for r in (*i1, *i2))
 
 
 # ---------------------------------------------------------------------------- ball counts

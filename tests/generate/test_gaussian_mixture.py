@@ -56,6 +56,16 @@ def test_images_in_a_pca_space_stay_in_range_and_in_that_space():
     out = generator.sample([0, 1, 2] * 5, StepContext.from_seed(1))
     assert out.x.shape == (15, *ds.shape) and float(out.x.min()) >= 0 and float(out.x.max()) <= 1
     assert generator._state["basis"].shape == (3, ds.x[0].numel())
+    # rows in mid-grey, so samples are not clamped: each lies in the span of the 3 principal axes
+    mid = ds.replace(x=0.4 + 0.2 * ds.x)
+    generator = GaussianMixtureGenerator({"pca": 3, "max_components": 2}).fit(mid, StepContext.from_seed(0))
+    rows = generator.sample([0, 1, 2] * 10, StepContext.from_seed(2)).x.reshape(30, -1).double()
+    state = generator._state
+    z = (rows - state["mean"].double()) / state["std"].double()
+    basis = state["basis"].double()
+    unclamped = ((rows > 0) & (rows < 1)).all(1)
+    residual = (z - z @ basis.T @ basis)[unclamped].abs().max()
+    assert int(unclamped.sum()) >= 20 and float(residual) < 1e-3
 
 
 def test_pca_auto_keeps_small_rows_whole_and_projects_large_ones(monkeypatch):

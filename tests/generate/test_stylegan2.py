@@ -341,6 +341,11 @@ def test_the_loops_diffaugment_and_ada_apply(tmp_path):
     generator = _fit(sample_dataset("image"), tmp_path=tmp_path, diff_augment=["translation", "color", "cutout"],
                      ada={"target": 0.6})
     assert "real_sign" in generator.result.losses and generator.sample([0, 1], StepContext.from_seed(1)).x.shape == (2, 1, 8, 8)
+    # (a plain run logs real_sign too: that the ops ran shows in ADA's p and in the weights)
+    assert generator.result.ada_p > 0
+    plain = _fit(sample_dataset("image"), tmp_path=tmp_path / "plain", diff_augment=[])
+    assert any(not torch.equal(a, b) for a, b in zip(generator._state_dict()["generator"].values(),
+                                                    plain._state_dict()["generator"].values()))
 
 
 def test_a_resumed_run_logs_the_losses_of_an_uninterrupted_one(tmp_path):

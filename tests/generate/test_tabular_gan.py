@@ -81,7 +81,7 @@ def test_training_by_sampling_draws_categories_by_log_frequency_within_class():
         assert observed[3] > 1.5 * counts[3] / counts.sum()  # rare categories drawn far above their share
 
 
-def test_generated_rows_are_decoded_integer_bounded_and_follow_real_frequencies():
+def test_generated_rows_are_decoded_integer_bounded_and_conditioned_on_real_frequencies():
     ds = mixed_rows(n=300)
     ctx = StepContext.from_seed(0)
     generator = TabularGAN(TINY).fit(ds, ctx)
@@ -97,6 +97,11 @@ def test_generated_rows_are_decoded_integer_bounded_and_follow_real_frequencies(
     # even a barely trained generator puts the common category first
     observed = np.bincount(x[:, 2].astype(np.int64), minlength=4) / len(x)
     assert observed.argmax() == 0
+    # the conditions themselves follow each class's real category frequencies (one categorical column)
+    for label in (0, 1):
+        drawn = generator._conditions(torch.full((20000,), label), torch.Generator().manual_seed(label))
+        real_share = np.bincount(real[ds.y.numpy() == label, 2].astype(np.int64), minlength=4) / int((ds.y == label).sum())
+        np.testing.assert_allclose(np.bincount(drawn.numpy(), minlength=4) / 20000, real_share, atol=0.015)
 
 
 def test_save_load_and_resume_match(tmp_path):

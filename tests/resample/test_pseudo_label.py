@@ -59,12 +59,20 @@ def test_confident_labels_are_mostly_right_and_capped(digits):
     assert len(out) - len(train) <= details["accepted"]  # agreement across views only removes rows
 
 
-def test_rounds_retrain_on_what_was_accepted(digits):
+def test_rounds_retrain_on_what_was_accepted(digits, monkeypatch):
+    from setforge.plugins.resample import pseudo_label
+
+    fitted_on = []
+    real_judge = pseudo_label.train_judge
+    monkeypatch.setattr(pseudo_label, "train_judge", lambda rows, *a: fitted_on.append(len(rows)) or real_judge(rows, *a))
     train, pool, _ = digits
     step = PseudoLabel({**FAST, "threshold": 0.95, "rounds": 3})
     step.resample(train, StepContext.from_seed(0, unlabelled=pool))
     rounds = step.report_details()["rounds"]
     assert len(rounds) >= 2 and sum(rounds[1].values()) > 0
+    # each round's judge is trained on the labelled rows plus every row accepted before it
+    accepted = [sum(r.values()) for r in rounds]
+    assert fitted_on[:len(rounds)] == [len(train) + sum(accepted[:i]) for i in range(len(rounds))]
 
 
 def test_without_unlabelled_rows_nothing_changes(digits):

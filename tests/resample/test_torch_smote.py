@@ -75,6 +75,21 @@ def test_seeds_and_neighbours_are_drawn_uniformly():
     assert abs(float(u.mean()) - 0.5) < 0.01 and float(u.min()) >= 0.0 and float(u.max()) < 1.0
 
 
+def test_each_of_the_k_neighbours_is_drawn_alike():
+    # (with k=1 above, the neighbour is fixed: a SMOTE always stepping to the nearest one passed)
+    # the seed (0, 0) has its 3 same-class neighbours in three directions, at distances 1, 2 and 3;
+    # every other point is far away, so the direction of a new row from the seed names its neighbour
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [-3.0, 0.0], [50.0, 50.0]])
+    y = torch.tensor([0, 0, 0, 0, 1])
+    new_x, _, parent = torch_smote(x, y, {0: 40000}, k=3, generator=torch.Generator().manual_seed(1))
+    offsets = new_x[parent == 0]
+    moved = offsets.abs().sum(1) > 1e-9  # (u = 0 leaves the seed where it is: no direction)
+    directions = torch.stack([offsets[:, 0] > 0, offsets[:, 1] > 0, offsets[:, 0] < 0], 1)[moved]
+    assert bool((directions.sum(1) == 1).all())  # each new row on exactly one segment
+    share = directions.double().mean(0)
+    assert len(offsets) > 8000 and torch.allclose(share, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.02)
+
+
 def test_same_seed_same_rows_block_size_does_not_matter(cancer_ds):
     outs = [create("resample", "smote", {"backend": "torch", "block_size": b}).resample(cancer_ds,
                                                                                         StepContext.from_seed(5))

@@ -1,5 +1,6 @@
 """The text augmenters: what each operation does to a sentence, seeding, replay and the kit."""
 
+import re
 from collections import Counter
 
 import pytest
@@ -79,6 +80,9 @@ def test_character_noise_replaces_only_allowed_characters(cls, table):
             changed += 1
             if cls is KeyboardNoise:
                 assert len(a) == len(b) and all(y == x or y in KEYBOARD_NEIGHBOURS[x] for x, y in zip(a, b))
+            else:  # each character kept or one of its OCR confusions (m -> rn changes the length)
+                pattern = "".join(f"({'|'.join(map(re.escape, (c, *table.get(c, ()))))})" for c in a)
+                assert re.fullmatch(pattern, b), (a, b)
     assert changed > 20
     assert KEYBOARD_NEIGHBOURS["s"] == "adewxz" and KEYBOARD_NEIGHBOURS["q"] == "12aw"
 
