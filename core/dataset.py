@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -300,8 +301,9 @@ class Dataset:
     def fingerprint(self) -> str:
         """A SHA-256 of the content (x, y, classes, provenance): equal data, equal fingerprint."""
         digest = hashlib.sha256()
-        digest.update(repr((self.modality, self.classes, self.shape,
-                            None if self.features is None else self.features.to_dict())).encode())
+        # (features as sorted JSON: equal features, in whatever key order their dicts came, hash alike)
+        digest.update(repr((self.modality, self.classes, self.shape, None if self.features is None else
+                            json.dumps(self.features.to_dict(), sort_keys=True))).encode())
         if self.modality == "text":
             for s in self.x:
                 digest.update(s.encode("utf-8") + b"\0")
