@@ -162,7 +162,7 @@ def check_components(config: RunConfig, registry: Any) -> RunConfig:
 
 def _raise_run_problems(config: RunConfig, registry: Any) -> None:
     """What no single component can tell: services, the output format, guards, streaming."""
-    problems = _service_problems(config, registry) + _format_problems(config.output.format, registry)
+    problems = _service_problems(config, registry) + format_problems(config.output.format, registry)
     problems += _guard_problems(config, registry)
     if not problems and config.source.stream is True:  # what keeps the run from working batch by batch
         problems += streaming_problems(config, registry)
@@ -170,7 +170,7 @@ def _raise_run_problems(config: RunConfig, registry: Any) -> None:
         raise ConfigError(problems=tidy_problems(problems, config._overrides))
 
 
-def _format_problems(name: str, registry: Any) -> list[tuple[str, str]]:
+def format_problems(name: str, registry: Any) -> list[tuple[str, str]]:
     if name in (formats := registry.formats()):
         return []
     return [("output.format", f"unknown format {name!r}; available: {', '.join(repr(f) for f in formats)}")]
@@ -234,7 +234,7 @@ def load_and_check(path: str | Path, overrides: Sequence[str], make_registry: Ca
         if registry is None or not isinstance(fmt, str) or not fmt or \
                 any(is_under("output.format", p) for p, _ in error.problems):
             raise
-        more = tidy_problems(_format_problems(fmt, registry), partial.overrides)
+        more = tidy_problems(format_problems(fmt, registry), partial.overrides)
         raise ConfigError(problems=tidy_problems(error.problems + more)) from None
     registry = made["registry"]
     _raise_run_problems(config, registry)

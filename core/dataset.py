@@ -298,6 +298,21 @@ class Dataset:
         return dataclasses.replace(first, x=x, y=cat("y"), origin=cat("origin"), step=cat("step"), parent=cat("parent"),
                                    row_id=cat("row_id"), groups=None if first.groups is None else cat("groups"))
 
+    def row_keys(self, with_label: bool = True) -> np.ndarray:
+        """One opaque, comparable key per row: its exact content (and label). Two rows are exact
+        duplicates when every value is equal (``0.0 == -0.0``), or for text the same string."""
+        n = len(self)
+        if self.modality == "text":
+            keys = [hashlib.sha256(s.encode("utf-8") + (b"\0%d" % int(label) if with_label else b"")).digest()
+                    for s, label in zip(self.x, self.y.tolist())]
+            return np.frombuffer(b"".join(keys), dtype=np.dtype((np.void, 32))) if n else np.zeros(0, dtype="V32")
+        x = (self.x.detach() + 0.0).cpu().reshape(n, -1).contiguous().numpy()  # + 0.0: -0.0 and 0.0 are one value
+        parts = [x.view(np.uint8).reshape(n, -1)]
+        if with_label:
+            parts.append(self.y.cpu().numpy().astype("<i8").view(np.uint8).reshape(n, -1))
+        rows = np.ascontiguousarray(np.concatenate(parts, axis=1))
+        return rows.view(np.dtype((np.void, rows.shape[1]))).reshape(n)
+
     def fingerprint(self) -> str:
         """A SHA-256 of the content (x, y, classes, provenance): equal data, equal fingerprint."""
         digest = hashlib.sha256()

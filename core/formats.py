@@ -134,13 +134,17 @@ def write_npz_file(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for key, value in arrays.items():
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=_FIXED_DATE)
-            info.external_attr = 0o644 << 16
-            info.create_system = 3  # unix, whatever the platform, so the bytes do not depend on it
-            with archive.open(info, "w", force_zip64=True) as handle:
-                np.lib.format.write_array(handle, np.asanyarray(value), allow_pickle=False)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for key, value in arrays.items():
+                info = zipfile.ZipInfo(f"{key}.npy", date_time=_FIXED_DATE)
+                info.external_attr = 0o644 << 16
+                info.create_system = 3  # unix, whatever the platform, so the bytes do not depend on it
+                with archive.open(info, "w", force_zip64=True) as handle:
+                    np.lib.format.write_array(handle, np.asanyarray(value), allow_pickle=False)
+    except OSError as error:  # (a full disk mid-write names no file: this one, and no half file stays)
+        tmp.unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror or str(error), str(error.filename or tmp)) from error
     os.replace(tmp, path)
     return path
 

@@ -13,11 +13,17 @@ preprocessor state), ``steps/NN-KIND-NAME/`` (what steps kept: checkpoints, samp
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # (Windows: no lock against a second run on the same folder)
+    fcntl = None  # type: ignore[assignment]
 
 from .errors import ConfigError
 from .formats import SPLITS, get_format
@@ -45,6 +51,7 @@ class RunFolder:
             raise ConfigError(problems=[("output.dir", f"{str(final)!r} is not a folder name a run can own")])
         self.partial = self.final.with_name(self.final.name + ".partial")
         self.replaced = self.final.with_name(self.final.name + ".replaced")
+        self._lock: Any = None
 
     # --------------------------------------------------------------------------- checks
     @staticmethod
@@ -70,9 +77,17 @@ class RunFolder:
             if not self.is_run_folder(self.final) and not (self.final.is_dir() and not any(self.final.iterdir())):
                 raise ConfigError(problems=[("output.dir", f"{self.final} exists and is not a setforge run folder "
                                                            "(no report.json); not replacing it, even with --force")])
-        if self.partial.exists() and not (self.partial / MARKER).is_file():
-            raise ConfigError(problems=[("output.dir", f"{self.partial} exists and was not made by setforge; "
-                                                       "move it away first")])
+        for folder in (self.partial, self.replaced):  # (a run left in <dir>.replaced is back in <dir> by now)
+            if folder.exists() and not self.is_run_folder(folder):
+                raise ConfigError(problems=[("output.dir", f"{folder} exists and was not made by setforge; "
+                                                           "move it away first")])
+        if self._lock is None and fcntl is not None and (self.partial / MARKER).is_file():
+            with (self.partial / MARKER).open("a") as other:  # (the process writing it holds a lock on it)
+                try:
+                    fcntl.lockf(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except (BlockingIOError, PermissionError):
+                    raise ConfigError(problems=[("output.dir", f"another setforge run is writing {self.partial}; "
+                                                 "wait for it to end, or choose another output.dir")]) from None
 
     def open(self, force: bool = False, resume: bool = False) -> Path:
         """Make ``<dir>.partial/`` ready: kept with ``resume``, else started afresh."""
@@ -81,6 +96,11 @@ class RunFolder:
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True, exist_ok=True)
         (self.partial / MARKER).write_text("setforge run folder\n", encoding="utf-8")
+        # locked while this process lives (a POSIX lock: another process's run is refused, a retry in
+        # this one, after a failed run whose objects live on, is not)
+        self._lock = (self.partial / MARKER).open("a")
+        if fcntl is not None:
+            fcntl.lockf(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return self.partial
 
     # -------------------------------------------------------------------------- places
@@ -120,8 +140,8 @@ class RunFolder:
             shutil.rmtree(self.cache_dir)
         for top in ("source", "steps", "evaluate"):
             self._prune_empty(self.partial / top)
-        if self.replaced.exists() and self.is_run_folder(self.replaced):
-            shutil.rmtree(self.replaced)
+        if self.is_run_folder(self.replaced):  # (a symbolic link to a folder goes as a link)
+            self.replaced.unlink() if self.replaced.is_symlink() else shutil.rmtree(self.replaced)
         if self.final.exists() or self.final.is_symlink():
             self.check(force)
             self.final.rename(self.replaced)
@@ -130,8 +150,9 @@ class RunFolder:
         except OSError:
             self.recover()  # the previous run stays where it was
             raise
-        if self.replaced.exists():
-            shutil.rmtree(self.replaced, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.replaced.unlink() if self.replaced.is_symlink() else shutil.rmtree(self.replaced)
+        self._lock.close()
         return self.final
 
 

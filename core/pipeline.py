@@ -47,7 +47,8 @@ from .output import RunFolder, _safe_part, write_data
 from .record import TrainingLog, build_report, counts_of, write_report
 from .registry import registry_for
 from .rng import Rng
-from .split import SourceRows, SplitResult, exact_keep, row_keys, source_rows, split_rows
+from .checks import format_problems
+from .split import SourceRows, SplitResult, exact_keep, source_rows, split_rows
 from .steps import KIND, guard_generated, resolve_classes
 
 __all__ = ["RunResult", "run", "progress_shown"]
@@ -117,11 +118,9 @@ class _Run:
         self.folder = RunFolder(Path(config.output.dir) if self.main else distributed.scratch_dir() / "run")
         self.timings: dict[str, Any] = {"steps": {}, "evaluate": {}}
         self.warnings: list[str] = []
-        formats = registry.formats()
-        if config.output.format not in formats:
-            raise ConfigError(problems=[("output.format", f"{config.output.format!r} has no writer installed; "
-                                                          f"available: {', '.join(formats)}")])
-        self.format = formats[config.output.format]
+        if found := format_problems(config.output.format, registry):  # (validate finds it first)
+            raise ConfigError(problems=found)
+        self.format = registry.formats()[config.output.format]
         self.built: Built
         self.rows: SourceRows
         self.parts: SplitResult
@@ -195,7 +194,7 @@ class _Run:
     def leaked(self, train: Dataset, test: Dataset) -> np.ndarray:
         """Which training rows copy a test row (``split.drop_leaked``)."""
         if train.modality == "text":  # exact copies only: near-duplicates need numeric rows
-            return np.isin(row_keys(train, with_label=False), row_keys(test, with_label=False))
+            return np.isin(train.row_keys(with_label=False), test.row_keys(with_label=False))
         mask = self.registry.first_result(SERVICE_HOOKS["split.drop_leaked"], train=train, test=test,
                                           evaluate=[(ref.name, dict(ref.params)) for ref in self.config.evaluate])
         if mask is None:
@@ -207,8 +206,8 @@ class _Run:
         self.raw_train, self.val, self.test = self.parts.raw_train, self.parts.val, self.parts.test
         if self.unlabelled is not None and len(held := Dataset.concat([self.val, self.test])):
             # unlabelled rows that copy a val or test row would reach training through pseudo-label
-            copies = np.isin(row_keys(self.unlabelled, with_label=False), row_keys(held, with_label=False))
-            copies |= self.leaked(self.unlabelled, held) if self.config.split.drop_leaked else False
+            copies = self.leaked(self.unlabelled, held) if self.config.split.drop_leaked else \
+                np.isin(self.unlabelled.row_keys(with_label=False), held.row_keys(with_label=False))  # (near: exact too)
             if copies.any():
                 self.warnings.append(f"{int(copies.sum())} unlabelled row(s) copy a val or test row: left out")
                 self.unlabelled = self.unlabelled[torch.as_tensor(~copies, device=self.device)]

@@ -10,7 +10,6 @@ Randomness: ``Rng(seed, ("split",))`` only.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ from .errors import DataError
 from .rng import Rng
 from .steps import round_half_up
 
-__all__ = ["SourceRows", "SplitResult", "source_rows", "exact_keep", "split_rows", "carve", "row_keys", "split_index"]
+__all__ = ["SourceRows", "SplitResult", "source_rows", "exact_keep", "split_rows", "carve", "split_index"]
 
 #: Which copy of a duplicate is kept: the one in the lowest-ranked part.
 PART_RANK = {"test": 0, "val": 1, "train": 2, "all": 2}
@@ -85,27 +84,11 @@ def source_rows(name: str, result: Dataset | Splits, device: torch.device, group
     return rows
 
 
-def row_keys(ds: Dataset, with_label: bool = True) -> np.ndarray:
-    """One opaque, comparable key per row: its exact content (and label). Two rows are exact
-    duplicates when every value is equal (``0.0 == -0.0``), or for text the same string."""
-    n = len(ds)
-    if ds.modality == "text":
-        keys = [hashlib.sha256(s.encode("utf-8") + (b"\0%d" % int(label) if with_label else b"")).digest()
-                for s, label in zip(ds.x, ds.y.tolist())]
-        return np.frombuffer(b"".join(keys), dtype=np.dtype((np.void, 32))) if n else np.zeros(0, dtype="V32")
-    x = (ds.x.detach() + 0.0).cpu().reshape(n, -1).contiguous().numpy()  # + 0.0: -0.0 and 0.0 are one value
-    parts = [x.view(np.uint8).reshape(n, -1)]
-    if with_label:
-        parts.append(ds.y.cpu().numpy().astype("<i8").view(np.uint8).reshape(n, -1))
-    rows = np.ascontiguousarray(np.concatenate(parts, axis=1))
-    return rows.view(np.dtype((np.void, rows.shape[1]))).reshape(n)
-
-
 def exact_keep(rows: SourceRows) -> np.ndarray:
     """Indices of the rows kept after exact de-duplication (first of each copy by part rank, then order)."""
     n = len(rows.all)
     order = np.lexsort((np.arange(n), rows.rank()))
-    _, first = np.unique(row_keys(rows.all)[order], return_index=True)
+    _, first = np.unique(rows.all.row_keys()[order], return_index=True)
     return np.sort(order[first])
 
 

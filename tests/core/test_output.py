@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 
 import numpy as np
@@ -175,3 +176,64 @@ def test_summarize_run_dir_rewrites_the_html(tmp_path):
     assert "1.0 s" in text and (tmp_path / "report.html").is_file()
     with pytest.raises(DataError, match="not a finished"):
         summarize_run_dir(tmp_path / "nothing")
+
+
+def test_a_second_process_writing_the_same_folder_is_refused(tmp_path):
+    # (the second run deleted the first one's working folder, which then died with a traceback)
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from setforge.output import RunFolder; held = RunFolder(sys.argv[1]); held.open(); "
+        "print('open', flush=True); time.sleep(60)"), str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(ConfigError, match="another setforge run is writing"):
+            RunFolder(tmp_path / "run").open(resume=True)
+        assert (tmp_path / "run.partial").is_dir()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert RunFolder(tmp_path / "run").open().is_dir()  # (its lock went with it)
+
+
+def test_a_replaced_folder_setforge_did_not_make_is_refused_before_any_work(tmp_path):
+    (tmp_path / "run.replaced").mkdir()
+    (tmp_path / "run.replaced" / "mine.txt").write_text("x")
+    with pytest.raises(ConfigError, match="run.replaced exists and was not made by setforge"):
+        RunFolder(tmp_path / "run").open()
+    assert (tmp_path / "run.replaced" / "mine.txt").is_file()
+
+
+def test_an_output_dir_that_is_a_link_to_a_run_folder_is_replaced_as_a_link(tmp_path):
+    # (the link was renamed to <dir>.replaced and removed with rmtree, which refuses links: it stayed,
+    # and the next --force failed after all its work)
+    def commit_a_run(force: bool) -> None:
+        folder = RunFolder(tmp_path / "linked")
+        (folder.open(force=force) / "report.json").write_text("{}")
+        folder.commit(force=force)
+
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "report.json").write_text("{}")
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere")
+    for _ in range(2):
+        commit_a_run(force=True)
+        assert (tmp_path / "linked").is_dir() and not (tmp_path / "linked").is_symlink()
+        assert not os.path.lexists(tmp_path / "linked.replaced")
+    assert (tmp_path / "elsewhere" / "report.json").is_file()  # what the link pointed at is left alone
+
+
+def test_a_full_disk_while_writing_an_npz_names_the_file_and_leaves_no_half_file(tmp_path, monkeypatch):
+    # (zipfile's own OSError on a real full disk carries no file name: the message named no path)
+    import errno
+
+    from setforge.formats import write_npz_file
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np.lib.format, "write_array", full)
+    with pytest.raises(OSError) as caught:
+        write_npz_file(tmp_path / "train-00000.npz", {"x": np.zeros(3)})
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "train-00000.npz.tmp")
+    assert list(tmp_path.iterdir()) == []
