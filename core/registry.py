@@ -56,9 +56,10 @@ def _call(info: PluginInfo, what: str, fn: Any) -> tuple[bool, Any]:
 def _checked_formats(formats: Any) -> list[Any]:
     from .formats import Format
 
-    if not isinstance(formats or [], (list, tuple)) or not all(isinstance(f, Format) for f in formats or []):
+    found = formats or []
+    if not isinstance(found, (list, tuple)) or not all(isinstance(f, Format) for f in found):
         raise PluginError(f"must return a list of setforge.formats.Format, got {formats!r}")
-    return list(formats or [])
+    return list(found)
 
 
 def _exec_file(path: Path) -> Any:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import Field
 
 from setforge import Dataset, Origin, Resampler, StepContext
 
-from .._shared.duplicates import exact_ids
 from ._judge import JudgeParams, train_judge
 
 __all__ = ["PseudoLabel"]
@@ -78,8 +78,8 @@ class PseudoLabel(Resampler):
         cap = torch.full((ds.num_classes,), params.max_per_class or len(pool), device=ds.device)
         taken = torch.zeros(len(pool), dtype=torch.bool, device=ds.device)
         # rows already in the step's input (an earlier pseudo-label step accepted them) are not added twice
-        ids = exact_ids(torch.cat([ds.x, pool.x]))
-        present = torch.isin(ids[len(ds):], ids[:len(ds)])
+        present = torch.as_tensor(np.isin(pool.row_keys(with_label=False), ds.row_keys(with_label=False)),
+                                  device=ds.device)
         labels = torch.full((len(pool),), -1, dtype=torch.int64, device=ds.device)
         labelled = ds[ds.origin == int(Origin.REAL)]
         rounds = []
