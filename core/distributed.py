@@ -21,6 +21,7 @@ import atexit
 import contextlib
 import functools
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -29,8 +30,10 @@ from typing import Any, TypeVar
 
 import torch
 
+from .errors import SetforgeError
+
 __all__ = ["launched", "setup", "rank", "world_size", "is_main", "collective", "group", "from_main",
-           "all_mean", "wrap", "scratch_dir", "takes", "barrier", "gather", "summed", "check_shared"]
+           "all_mean", "wrap", "scratch_dir", "takes", "barrier", "gather", "summed", "check_shared", "peer_failed"]
 
 T = TypeVar("T")
 _scope = {"depth": 0}
@@ -57,6 +60,27 @@ def setup(device: torch.device) -> torch.device:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
         atexit.register(_teardown)
     return device
+
+
+def peer_failed(error: BaseException) -> SetforgeError | None:
+    """The error to raise instead of `error` when `error` is the process group reporting that
+    another rank is gone (it failed, and its own message says why): gloo's "connection closed by
+    peer", or any ``torch.distributed.DistError``. None for any other error, and without torchrun.
+    A rank that sees its peer fail thus says so instead of blaming the step it was in."""
+    if not launched() or not (isinstance(error, torch.distributed.DistError) or "/gloo/" in str(error)):
+        return None
+    said = re.sub(r"^\[[^\]]*\]\s*", "", (str(error).strip().splitlines() or [""])[0])  # gloo's "[file:line] "
+    first = said.split(". ")[0] or type(error).__name__
+    return SetforgeError(f"rank {os.environ.get('RANK', '?')} stopped because another rank of this torchrun job "
+                         f"failed or left ({first}); that rank's own message says why. Nothing was committed")
+
+
+@contextlib.contextmanager
+def _peers() -> Iterator[None]:
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - anything else passes unchanged
+        raise peer_failed(error) or error
 
 
 def _teardown() -> None:
@@ -105,7 +129,8 @@ def from_main(compute: Callable[[], T], device: torch.device) -> T:
     if size == 1:
         return compute()
     box = [compute() if here == 0 else None]
-    torch.distributed.broadcast_object_list(box, src=0, device=device if device.type == "cuda" else None)
+    with _peers():
+        torch.distributed.broadcast_object_list(box, src=0, device=device if device.type == "cuda" else None)
     return box[0]
 
 
@@ -114,7 +139,8 @@ def all_mean(tensor: torch.Tensor) -> torch.Tensor:
     if group()[1] == 1:
         return tensor
     total = tensor.detach().clone()
-    torch.distributed.all_reduce(total)
+    with _peers():
+        torch.distributed.all_reduce(total)
     return total / group()[1]
 
 
@@ -145,7 +171,8 @@ def takes(unit: int) -> bool:
 def barrier() -> None:
     """Wait until every rank gets here (nothing on one process)."""
     if world_size() > 1:
-        torch.distributed.barrier()
+        with _peers():
+            torch.distributed.barrier()
 
 
 def gather(obj: T) -> list[T] | None:
@@ -154,7 +181,8 @@ def gather(obj: T) -> list[T] | None:
     if world_size() == 1:
         return [obj]
     found: list[Any] | None = [None] * world_size() if is_main() else None
-    torch.distributed.gather_object(obj, found, dst=0)
+    with _peers():
+        torch.distributed.gather_object(obj, found, dst=0)
     return found
 
 
@@ -187,7 +215,8 @@ def check_shared(folder: Path) -> None:
     path, box = Path(folder) / ".setforge-ranks", [uuid4().hex if is_main() else None]
     if is_main():
         path.write_text(box[0], encoding="utf-8")
-    torch.distributed.broadcast_object_list(box, src=0)
+    with _peers():
+        torch.distributed.broadcast_object_list(box, src=0)
     try:
         seen = path.read_text(encoding="utf-8")
     except OSError:

@@ -475,6 +475,7 @@ class _Run:
                   disable=not progress_shown(self.progress), file=sys.stderr, leave=False) as bar:
             with distributed.collective():
                 self.run_steps(bar)
+            distributed.barrier()  # rank 0 commits only once every rank got through the steps
             if not self.main:  # rank 0 evaluates and writes the run folder
                 return RunResult(Path(self.config.output.dir), {}, self.timings, self.metrics, self.raw_train,
                                  self.train, self.val, self.test, list(self.records))

@@ -403,17 +403,18 @@ class Registry:
             raise PluginError(self._named(component, error)) from error
         except SetforgeError:
             raise
-        except OSError as error:
-            if error.errno in _DISK_ERRNOS:  # the machine's fault, not the plugin's
+        except SystemExit as error:  # sys.exit() inside a plugin must not end the run as if it succeeded
+            raise PluginError(f"{self.label(component)} called sys.exit({error.code!r}) in {action}") from error
+        except Exception as error:  # noqa: BLE001
+            if isinstance(error, OSError) and error.errno in _DISK_ERRNOS:  # the machine's fault, not the plugin's
                 where = f" {error.filename}" if error.filename else ""
                 raise OutputError(f"{self.label(component)} could not write{where} in {action}: {error.strerror}; "
                                   "free some space (or choose another output.dir) and rerun with --resume",
                                   errno=error.errno) from error
-            raise PluginError(f"{self.label(component)} failed in {action}: {_format_exception(error)}") from error
-        except SystemExit as error:  # sys.exit() inside a plugin must not end the run as if it succeeded
-            raise PluginError(f"{self.label(component)} called sys.exit({error.code!r}) in {action}") from error
-        except Exception as error:  # noqa: BLE001
-            raise PluginError(f"{self.label(component)} failed in {action}: {_format_exception(error)}") from error
+            from .distributed import peer_failed  # under torchrun, another rank's failure is not this plugin's
+
+            raise peer_failed(error) or PluginError(f"{self.label(component)} failed in {action}: "
+                                                    f"{_format_exception(error)}") from error
 
     def _named(self, component: Any, error: BaseException) -> str:
         """`error`'s message led by the component's label, without repeating a leading ``kind 'name'``."""

@@ -22,12 +22,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(tmp_path: Path, body: dict, nodes: int = 1) -> tuple[dict, str]:
-    """`body` (a run file without ``output.dir``) run by 2 torchrun ranks into ``out/run``; asserts it
-    exits 0 and leaves one run folder and no rank's scratch folder, and returns the run's report
-    and the processes' standard output. With ``nodes=2`` the ranks come from two torchrun
-    launchers of one rank each, as on two machines (``--nnodes 2 --node-rank r``): each rank's
-    ``LOCAL_RANK`` is 0 and only global rank 0 is the main one."""
+def launch(tmp_path: Path, body: dict, nodes: int = 1) -> tuple[list[int], str, str]:
+    """`body` (a run file without ``output.dir``) run by 2 torchrun ranks into ``out/run``; returns
+    the launchers' exit codes and the processes' standard output and error. With ``nodes=2`` the
+    ranks come from two torchrun launchers of one rank each, as on two machines (``--nnodes 2
+    --node-rank r``): each rank's ``LOCAL_RANK`` is 0 and only global rank 0 is the main one."""
     out, scratch = tmp_path / "out", tmp_path / "scratch"
     out.mkdir()
     scratch.mkdir()
@@ -43,17 +42,25 @@ def torchrun(tmp_path: Path, body: dict, nodes: int = 1) -> tuple[dict, str]:
                                    "--master-port", port, "-m", "setforge", "run", str(file), "--quiet"],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
                  for layout in layouts]
-    stdout = ""
+    stdout = stderr = ""
     try:
         for launcher in launchers:
             out_text, err_text = launcher.communicate(timeout=300)
-            assert launcher.returncode == 0, out_text[-3000:] + err_text[-3000:]
-            stdout += out_text
+            stdout, stderr = stdout + out_text, stderr + err_text
     finally:  # a launcher that failed leaves the other waiting for it
         for launcher in launchers:
             if launcher.poll() is None:
                 launcher.kill()
                 launcher.wait()
+    return [launcher.returncode for launcher in launchers], stdout, stderr
+
+
+def torchrun(tmp_path: Path, body: dict, nodes: int = 1) -> tuple[dict, str]:
+    """`launch`, asserting that it exits 0 and leaves one run folder and no rank's scratch folder;
+    returns the run's report and the processes' standard output."""
+    codes, stdout, stderr = launch(tmp_path, body, nodes)
+    assert codes == [0] * len(codes), stdout[-3000:] + stderr[-3000:]
+    out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == ["run"]  # one run folder, no <dir>.partial left
-    assert not list(scratch.glob("setforge-*")), "rank 1's scratch folder was left behind"
+    assert not list((tmp_path / "scratch").glob("setforge-*")), "rank 1's scratch folder was left behind"
     return json.loads((out / "run" / "report.json").read_text(encoding="utf-8")), stdout

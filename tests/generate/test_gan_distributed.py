@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from setforge import StepContext, distributed
+from setforge import SetforgeError, StepContext, distributed
 from setforge.config import RunConfig
 from setforge.dataset import Dataset
 from setforge.pipeline import run
 from setforge.plugins.generate.dcgan import DCGAN
 from setforge.plugins.generate.wgan_gp import WGANGP
 from setforge.registry import Registry
-from tests._torchrun import free_port, torchrun
+from tests._torchrun import free_port, launch, torchrun
 
 TINY = {"steps": 6, "width": 8, "latent_dim": 8, "embedding_dim": 4, "batch_size": 16, "grid_every": 0,
         "monitor": False, "checkpoint_every": 4}
@@ -112,3 +112,86 @@ def test_outside_torchrun_the_helpers_are_one_process(world):
     assert distributed.all_mean(t) is t
     module = torch.nn.Linear(2, 2)
     assert distributed.wrap(module, torch.device("cpu")) is module
+
+
+# A plugin that fails on rank 1 only: in an augment step (no collective: rank 0 would go on to
+# evaluate and commit) or in a generator's fit while rank 0 waits inside an all-reduce.
+_RANK_ONE_FAILS = """
+import os
+import torch
+from setforge import Augmenter, Generator, distributed, hookimpl
+
+
+def _maybe_fail():
+    if os.environ.get("RANK") == "1":
+        raise ValueError("rank 1 breaks on purpose")
+
+
+class RankOneFails(Augmenter):
+    \"\"\"Fails on rank 1.\"\"\"
+    name = "rank-one-fails"
+    modalities = ("tabular",)
+
+    def _transform(self, x, y, params):
+        _maybe_fail()
+        return x
+
+
+class RankOneFailsInFit(Generator):
+    \"\"\"Fails on rank 1 while rank 0 averages a tensor with it.\"\"\"
+    name = "rank-one-fails"
+    modalities = ("tabular",)
+
+    def _fit(self, ds, ctx):
+        _maybe_fail()
+        self.mean = distributed.all_mean(ds.x.mean(0))
+
+    def _sample(self, labels, ctx):
+        return self.mean.expand(len(labels), -1).clone()
+
+    def _state_dict(self):
+        return {"mean": self.mean}
+
+    def _load_state_dict(self, state):
+        self.mean = state["mean"]
+
+
+@hookimpl
+def setforge_register_augmenters():
+    return [RankOneFails]
+
+
+@hookimpl
+def setforge_register_generators():
+    return [RankOneFailsInFit]
+"""
+
+
+@pytest.mark.parametrize("step", [{"augment": "rank-one-fails"}, {"generate": "rank-one-fails", "multiply": 2}])
+def test_a_failure_on_one_rank_leaves_no_run_folder_and_the_others_say_why_they_stopped(tmp_path, step):
+    plugin = tmp_path / "rank_one_fails.py"
+    plugin.write_text(_RANK_ONE_FAILS, encoding="utf-8")
+    codes, _, stderr = launch(tmp_path, {"seed": 0, "plugins": [str(plugin)], "source": {"name": "sklearn-wine"},
+                                         "pipeline": [step]})
+    assert codes != [0]
+    assert "rank 1 breaks on purpose" in stderr  # rank 1's own message
+    # rank 0 did not commit (before, an augment step's failure on rank 1 left rank 0 to write the
+    # whole run folder), and it stopped either on torchrun's signal or saying that a peer failed,
+    # never blaming its own step
+    assert not (tmp_path / "out" / "run").exists()
+    assert "rank 0 stopped because another rank" in stderr or "SIGTERM" in stderr
+    assert "failed in fit: RuntimeError" not in stderr
+
+
+def test_a_process_group_error_becomes_a_peer_failure_only_under_torchrun(monkeypatch):
+    gloo = RuntimeError("[/x/gloo/transport/tcp/pair.cc:561] Connection closed by peer [127.0.0.1]:1. This is typically")
+    assert distributed.peer_failed(gloo) is None  # one process: nothing to blame on a peer
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    error = distributed.peer_failed(gloo)
+    assert isinstance(error, SetforgeError) and error.exit_code == 1
+    assert str(error).startswith("rank 0 stopped because another rank of this torchrun job failed or left "
+                                 "(Connection closed by peer [127.0.0.1]:1)")
+    assert isinstance(distributed.peer_failed(torch.distributed.DistBackendError("NCCL watchdog")), SetforgeError)
+    assert distributed.peer_failed(RuntimeError("a plugin's own failure")) is None
+    assert distributed.peer_failed(ValueError("bad")) is None
