@@ -103,8 +103,9 @@ class Comparison:
 
 
 def new_rows(ds: Dataset) -> Dataset:
-    """The augmented, resampled and generated rows of a dataset."""
-    return ds[ds.origin != int(Origin.REAL)]
+    """The augmented, resampled and generated rows of a dataset (pseudo-labelled rows are real
+    rows, with a label a model gave them: not new)."""
+    return ds[torch.isin(ds.origin, torch.tensor([int(o) for o in _NEW_ORIGINS], device=ds.origin.device))]
 
 
 def prepare_comparison(ectx: "EvalContext", params: FeatureParams, evaluator: str) -> Comparison | None:

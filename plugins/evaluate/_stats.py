@@ -434,8 +434,11 @@ def _pooled_basis(x: torch.Tensor, wx: torch.Tensor, y: torch.Tensor, dims: int)
                       ((first.mean - second.mean) / 2).unsqueeze(0)])
     if rows.shape[0] < rows.shape[1]:  # fewer rows than features: the small Gram matrix has the same spectrum
         values, vectors = torch.linalg.eigh(rows @ rows.T)
-        top = vectors[:, -dims:] / values[-dims:].clamp_min(1e-300).sqrt()
-        return rows.T @ top
+        top = (vectors[:, -dims:] / values[-dims:].clamp_min(1e-300).sqrt()).flip(-1)  # largest first
+        # A direction of (near) zero variance maps to noise of any length, not orthogonal to the
+        # others: QR (largest first, so the others stay as they are) makes it a unit direction
+        # orthogonal to them, which, as in the full eigenbasis, adds nothing to the distance.
+        return torch.linalg.qr(rows.T @ top)[0]
     return torch.linalg.eigh(rows.T @ rows)[1][:, -dims:]
 
 

@@ -10,7 +10,7 @@ from pydantic import Field
 from setforge.components import Evaluator
 from setforge.context import Metrics
 
-from ._comparison import NEW, Group, class_shares, class_weights, comparison_groups, new_rows
+from ._comparison import NEW, Group, class_shares, class_weights, comparison_groups, new_rows, path_segment
 from ._features import (FeatureParams, embed_rows, feature_params_problems, raw_space, real_rows,
                         resolve_feature_space)
 from ._figures import pairs_figure
@@ -213,7 +213,7 @@ class Memorisation(Evaluator):
         p = self.params
         parts: list[tuple[str, torch.Tensor]] = [("holdout/overall", holdout_dcr)]
         if p.per_class:
-            parts += [(f"holdout/by_class/{classes[c]}", holdout_dcr[holdout_y == c])
+            parts += [(f"holdout/by_class/{path_segment(classes[c])}", holdout_dcr[holdout_y == c])
                       for c in torch.unique(holdout_y).tolist()]
         for path, dcr in parts:
             n = dcr.numel()

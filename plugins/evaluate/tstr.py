@@ -99,5 +99,8 @@ class TrainSyntheticTestReal(Evaluator):
                 metrics.add(f"{what}/{score}", scores[score], n=n, better="higher")
                 if reference[score] > 0:
                     metrics.add(f"{what}/ratio/{score}", scores[score] / reference[score], n=n, better="higher")
+                else:
+                    metrics.skip(f"{what}/ratio/{score}", f"the real rows' model scores 0 {score} on the test split: "
+                                                           "no ratio to it")
             metrics.add(f"{what}/train_rows", float(len(rows)), n=len(rows))
         return metrics

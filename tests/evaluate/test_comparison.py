@@ -98,3 +98,38 @@ def test_matched_reference_draws_real_rows_in_the_new_class_proportions():
     index = matched_reference(real_y, skewed, generator)
     assert torch.bincount(real_y[index], minlength=3).tolist() == [3, 0, 10]
     assert len(set(index.tolist())) == len(index)
+
+
+def test_pseudo_labelled_rows_are_real_rows_not_new_ones():
+    # (found by an audit: far-off pseudo-labelled rows raised fid's new/overall from 0.09 to 29,
+    # and with pseudo-labelled rows alone fid and memorisation recorded neither a number nor a skip)
+    from setforge.plugins.evaluate._comparison import new_rows
+    from setforge.plugins.evaluate.fid import FrechetDistance
+    from setforge.plugins.evaluate.memorisation import Memorisation
+
+    g = torch.Generator().manual_seed(0)
+
+    def rows(n: int, shift: float, origin: Origin) -> Dataset:
+        y = torch.arange(n) % 2
+        x = torch.randn(n, 4, generator=g) + 2 * y[:, None] + shift
+        extra = {} if origin == Origin.REAL else {"origin": torch.full((n,), int(origin)), "parent": torch.full((n,), -1),
+                                                  "step": torch.zeros(n, dtype=torch.int64),
+                                                  "row_id": torch.full((n,), -1)}
+        return Dataset(x=x, y=y, classes=("a", "b"), modality="tabular", **extra)
+
+    real, test = rows(160, 0, Origin.REAL), rows(100, 0, Origin.REAL)
+    generated, pseudo = rows(120, 0, Origin.GENERATED), rows(400, 5, Origin.PSEUDO_LABELLED)
+    both = Dataset.concat([real, generated, pseudo])
+    assert new_rows(both).origin.unique().tolist() == [int(Origin.GENERATED)] and len(new_rows(both)) == 120
+
+    def fid(train: Dataset) -> Metrics:
+        ectx = EvalContext.from_seed(0, real, train=train, test=test)
+        return FrechetDistance({"feature_space": "raw", "per_class": False}).evaluate(ectx)
+
+    alone, mixed = fid(Dataset.concat([real, generated])), fid(both)
+    assert mixed.get("fid/new/overall").n == 120
+    assert mixed.get("fid/new/overall").value == alone.get("fid/new/overall").value
+    only_pseudo = EvalContext.from_seed(0, real, train=Dataset.concat([real, pseudo]), test=test)
+    assert "new/overall" in fid(Dataset.concat([real, pseudo])).skipped["fid"]
+    memorisation = Memorisation({"feature_space": "raw", "per_class": False, "figure_pairs": 0}).evaluate(only_pseudo)
+    assert "new/overall" in memorisation.skipped["memorisation"]

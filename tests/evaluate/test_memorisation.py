@@ -120,3 +120,19 @@ def test_too_few_new_rows_get_bootstrap_intervals_or_are_refused():
     assert small.get("memorisation/generated/overall/near_copy_share").estimator == "share-wilson"
     metrics = Memorisation({"small_sample": False}).evaluate(context(train, [copied], test))
     assert "5 generated rows" in metrics.skipped["memorisation"]["generated/overall"]
+
+
+def test_held_out_class_paths_are_percent_encoded_like_every_other_class_path():
+    # (found by an audit: holdout/by_class/a/b was two path segments)
+    from setforge import Dataset, EvalContext
+
+    g = torch.Generator().manual_seed(0)
+    classes = ("a/b", "ü%x")
+    y = torch.arange(60) % 2
+    real = Dataset(x=torch.randn(60, 3, generator=g), y=y, classes=classes, modality="tabular")
+    test = Dataset(x=torch.randn(60, 3, generator=g), y=y, classes=classes, modality="tabular")
+    new = derived(real, real.x[:20] + 0.1, torch.arange(20), Origin.AUGMENTED)
+    ectx = EvalContext.from_seed(0, real, train=Dataset.concat([real, new]), test=test)
+    measures = Memorisation({"feature_space": "raw", "figure_pairs": 0}).evaluate(ectx).measures["memorisation"]
+    assert "holdout/by_class/a%2Fb/dcr_median" in measures and "holdout/by_class/ü%25x/dcr_median" in measures
+    assert not any(path.startswith("holdout/by_class/a/") for path in measures)

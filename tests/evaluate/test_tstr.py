@@ -111,3 +111,21 @@ def test_gradient_boosting_splits_categorical_columns_natively():
     assert torch.equal(model.predict_proba(ds.x), again.predict_proba(ds.x))
     single = train_classifier("gradient-boosting", ds[:400][ds.y[:400] == 1], None, Rng(0))
     assert single.predict(ds.x[:5]).tolist() == [1] * 5 and single.predict_proba(ds.x[:5]).shape == (5, 2)
+
+
+def test_a_ratio_to_a_real_model_that_scores_zero_is_skipped_with_its_reason(monkeypatch):
+    # (found by an audit: the ratio paths were left out without a word)
+    import setforge.plugins.evaluate.tstr as tstr
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(80) % 2
+    real = Dataset(x=torch.randn(80, 2, generator=g) + 3 * y[:, None], y=y, classes=("a", "b"), modality="tabular")
+    test = Dataset(x=real.x.clone(), y=1 - y, classes=("a", "b"), modality="tabular")  # swapped labels
+    generated = _as_generated(Dataset(x=real.x.clone(), y=1 - y, classes=("a", "b"), modality="tabular"), 0)
+    train = Dataset.concat([real, generated])
+    ectx = EvalContext.from_seed(0, raw_train=real, train=train, test=test,
+                                 steps=[StepRecord(0, "generate", "g", train)])
+    metrics = TrainSyntheticTestReal({"model": "logistic-regression", "epochs": 50}).evaluate(ectx)
+    assert metrics.get("tstr/real/macro_f1").value == 0.0
+    assert metrics.get("tstr/generated/macro_f1").value > 0.9
+    assert "no ratio" in metrics.skipped["tstr"]["generated/ratio/macro_f1"]
