@@ -327,12 +327,15 @@ class ImblearnResampler(Resampler):
         counts = np.bincount(y, minlength=ds.num_classes)
         # the smallest over-sampled class first, so that the suggested k works for every class
         for label, wanted in sorted(targets.items(), key=lambda item: (counts[item[0]], item[0])):
+            if wanted and counts[label] < 2:  # whatever k: no neighbour to interpolate towards
+                raise DataError(f"resample '{self.name}': class {ds.classes[label]!r} has {counts[label]} row, and a "
+                                "class of one row cannot be interpolated; over-sample it with random-over, or "
+                                "leave it out of sampling_strategy")
             if wanted and counts[label] < k + 1:
                 raise DataError(
                     f"resample '{self.name}': class {ds.classes[label]!r} has {counts[label]} rows, fewer than "
-                    f"{param} + 1 = {k + 1}; set {param} to {max(counts[label] - 1, 1)} or lower, or {param}: "
-                    f"auto, or leave the class out of sampling_strategy"
-                    + (" (a class of one row cannot be interpolated: use random-over)" if counts[label] < 2 else ""))
+                    f"{param} + 1 = {k + 1}; set {param} to {counts[label] - 1} or lower, or {param}: "
+                    f"auto, or leave the class out of sampling_strategy")
 
     def _resolve_k(self, ds: Dataset, y: np.ndarray, targets: Mapping[int, int], value: Any, param: str) -> int:
         """`value` checked against the over-sampled classes; ``auto`` -> min(5, smallest class - 1)."""
@@ -397,13 +400,22 @@ class ImblearnResampler(Resampler):
         kept = [np.flatnonzero(y == label) for label in np.unique(y) if int(label) not in targeted]
         replaced = np.isin(y_res, list(targeted))
         new_x, new_y = x_res[replaced], y_res[replaced]
-        parent = nearest_same_class(ds, self._to_rows(ds, new_x), torch.as_tensor(new_y, device=ds.device))
-        # With hard voting a "centroid" is the real row nearest to it: keep that row as it is.
-        same = np.all(x[parent.cpu().numpy()] == new_x, axis=1) if len(new_y) else np.zeros(0, dtype=bool)
-        kept.append(parent.cpu().numpy()[same])
-        parent = parent[torch.as_tensor(~same, device=parent.device)]
+        # A "centroid" equal to an input row (hard voting; or a cluster of equal rows) is that row,
+        # kept as it is, whatever its origin, and once: a second centroid equal to it is a copy, a
+        # new row with that row as its parent, as random-over's repeats are.
+        match = _match_rows(x, y, new_x, new_y)
+        found = np.flatnonzero(match >= 0)
+        first = np.zeros(len(match), dtype=bool)
+        first[found[np.unique(match[found], return_index=True)[1]]] = True
+        kept.append(match[first])
+        parent = torch.as_tensor(match[~first], device=ds.device)
+        centroid = (parent < 0).nonzero().flatten()
+        if centroid.numel():
+            rows = (~first).nonzero()[0][centroid.cpu().numpy()]
+            parent[centroid] = nearest_same_class(ds, self._to_rows(ds, new_x[rows]),
+                                                  torch.as_tensor(new_y[rows], device=ds.device))
         kept_index = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
-        return self._pack(ds, kept_index, new_x[~same], new_y[~same], parent)
+        return self._pack(ds, kept_index, new_x[~first], new_y[~first], parent)
 
     def _to_rows(self, ds: Dataset, flat: np.ndarray) -> torch.Tensor:
         """Flat numpy rows back to `ds`'s row shape, float32, on its device; images clipped to [0, 1]."""

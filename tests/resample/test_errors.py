@@ -39,10 +39,13 @@ def test_adasyn_n_neighbors_auto(ctx):
     assert out.class_counts()[2] > 4
 
 
-def test_a_class_of_one_row_cannot_be_interpolated(ctx):
+@pytest.mark.parametrize("k", ["auto", 1, 5])
+def test_a_class_of_one_row_cannot_be_interpolated(ctx, k):
     ds = small_class_data()[list(range(51))]
-    with pytest.raises(DataError, match="'rare' has 1 rows.*use random-over"):
-        create("resample", "smote", {"k_neighbors": "auto"}).resample(ds, ctx)
+    with pytest.raises(DataError, match="'rare' has 1 row, and a class of one row cannot be interpolated; "
+                                        "over-sample it with random-over") as caught:
+        create("resample", "smote", {"k_neighbors": k}).resample(ds, ctx)
+    assert "k_neighbors" not in str(caught.value)  # (it suggested k_neighbors: 1, or auto, which was set)
 
 
 @pytest.mark.parametrize("name", ["smote", "random-over", "random-under", "tomek-links", "near-miss"])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from setforge import DataError, Origin, Registry, StepContext, create
+from setforge import DataError, Dataset, Origin, Registry, StepContext, create
 from setforge.testing import check_component, sample_dataset
 
 from .conftest import flat
@@ -149,6 +149,37 @@ def test_list_strategy_for_cleaning_samplers_by_name(digits_ds, ctx):
 def test_cluster_centroids_hard_voting_keeps_real_rows(cancer_ds, ctx):
     out = create("resample", "cluster-centroids", {"voting": "hard"}).resample(cancer_ds, ctx)
     assert bool((out.origin == int(Origin.REAL)).all()) and out.class_counts() == [40, 40]
+
+
+@pytest.mark.parametrize("voting", ["hard", "soft"])
+def test_cluster_centroids_keep_an_input_row_once_and_its_provenance(voting):
+    # (found by an audit: centroids equal to one row kept it several times, each marked real with
+    # the same row_id, and a centroid equal to a SMOTE row made it a new row of this step)
+    g = torch.Generator().manual_seed(4)
+    distinct = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    x = torch.cat([distinct.repeat(4, 1), torch.randn(10, 2, generator=g) + 5])  # 'a': 3 values, 4 copies each
+    ds = Dataset(x=x, y=torch.tensor([0] * 12 + [1] * 10), classes=("a", "b"), modality="tabular")
+    ctx = StepContext.from_seed(0, step=0)
+    out = create("resample", "cluster-centroids", {"voting": voting, "sampling_strategy": {"a": 5}}).resample(ds, ctx)
+    a = out.y == 0
+    assert int(a.sum()) == 5
+    real = a & (out.origin == int(Origin.REAL))
+    assert int(real.sum()) == 3 and len(set(out.row_id[real].tolist())) == 3  # each value once, as itself
+    copies = a & (out.origin == int(Origin.RESAMPLED))
+    assert int(copies.sum()) == 2
+    for row, parent in zip(out.x[copies], out.parent[copies].tolist()):  # a copy of the row it equals
+        assert torch.equal(ds.x[parent], row)
+
+    big = Dataset(x=torch.cat([torch.randn(40, 3, generator=g), torch.randn(10, 3, generator=g) + 4]),
+                  y=torch.tensor([0] * 40 + [1] * 10), classes=("maj", "min"), modality="tabular")
+    smoted = create("resample", "smote", {"sampling_strategy": {"min": 60}}).resample(big, ctx)
+    hard = create("resample", "cluster-centroids", {"voting": "hard", "sampling_strategy": {"min": 30}}).resample(
+        smoted, StepContext.from_seed(0, step=1))
+    kept_smote = (hard.y == 1) & (hard.step == 0) & (hard.origin == int(Origin.RESAMPLED))
+    assert int(kept_smote.sum()) > 0 and int(((hard.y == 1) & (hard.step == 1)).sum()) == 0  # all kept as they were
+    where = {tuple(row.tolist()): i for i, row in enumerate(smoted.x)}
+    for row, parent in zip(hard.x[kept_smote], hard.parent[kept_smote].tolist()):
+        assert parent == int(smoted.parent[where[tuple(row.tolist())]])  # the SMOTE seed, not the nearest real row
 
 
 def test_resampled_provenance_traces_through_an_earlier_step(cancer_ds, ctx):
