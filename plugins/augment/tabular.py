@@ -157,8 +157,9 @@ class FeatureNoise(_Tabular):
 class Mixup(_Tabular):
     """Blend each row with another row of its class: ``lam x_i + (1 - lam) x_j``, labels kept.
 
-    ``lam`` is drawn per row from Beta(alpha, alpha); the partner ``j`` is a random other row of the
-    same class in the batch (a row alone in its class is left as it is). The new row's parent is
+    ``lam`` is drawn per row from Beta(alpha, alpha); the partner ``j`` is a random row of the same
+    class in the batch with other values than row ``i`` (a row whose class holds no other values is
+    left as it is). The new row's parent is
     the row with the larger weight. Categorical columns take the parent's code, or one resampled
     from the class's codes.
     """
@@ -177,16 +178,27 @@ class Mixup(_Tabular):
     def _make_params(self, x, y, generator):
         y = self._labels(y)
         n, device = len(y), y.device
-        # Partner: sort by class, then step a random 1..count-1 places around the row's own class block.
-        order = torch.argsort(y, stable=True)
+        # Partner: a row of the same class with other values (a copy of the row, as the repeats of
+        # an augment step's amount keys are, would mix into the row itself). Sort by class, then by
+        # the first position of each row's values, so equal rows sit in one run; then step past the
+        # row's own run by a random 0..count-run-1 places around its class's block (distinct rows:
+        # 1..count-1 places from the row itself).
+        arange = torch.arange(n, device=device)
+        same = torch.unique(x.reshape(n, -1), dim=0, return_inverse=True)[1] if n else arange
+        first = torch.full((n,), n, dtype=torch.int64, device=device).scatter_reduce_(0, same, arange, "amin")[same]
+        order = torch.argsort(y * max(n, 1) + first, stable=True)
         counts = torch.bincount(y)
         starts = torch.cumsum(counts, 0) - counts
         sorted_y = y[order]
         block_start, block_size = starts[sorted_y], counts[sorted_y]
-        position = torch.arange(n, device=device) - block_start
-        hop = 1 + torch.floor(torch.rand(n, generator=generator, device=device)
-                              * (block_size - 1).clamp(min=0)).to(torch.int64)
-        partner_sorted = block_start + torch.remainder(position + hop, block_size)
+        _, run, run_counts = torch.unique_consecutive(sorted_y * max(n, 1) + first[order], return_inverse=True,
+                                                      return_counts=True)
+        run_size = run_counts[run]
+        run_end = (torch.cumsum(run_counts, 0) - block_start[torch.cumsum(run_counts, 0) - 1])[run]
+        hop = torch.floor(torch.rand(n, generator=generator, device=device)
+                          * (block_size - run_size).clamp(min=0)).to(torch.int64)
+        partner_sorted = torch.where(block_size > run_size, block_start + torch.remainder(run_end + hop, block_size),
+                                     arange)  # a class of equal rows: each row left as it is
         partner = torch.empty_like(order)
         partner[order] = order[partner_sorted]
         weight = sample_beta(self.params.alpha, n, generator, device)

@@ -151,6 +151,27 @@ def test_mixup_partners_and_weights_differ_per_row():
     assert torch.equal(out, replay)
 
 
+def test_mixup_partners_have_other_values_than_the_row_so_repeated_rows_never_mix_into_themselves():
+    # (found by an audit: with an amount key the step repeats each real row, and mixup took a
+    # repeat of a row as its partner: 10 of 37 new rows were copies of real rows)
+    base = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    x, y = base.repeat(9, 1), torch.zeros(36, dtype=torch.int64)
+    params = Mixup().make_params(x, y, generator=torch.Generator().manual_seed(0))
+    assert bool((params["partner"] % 4 != torch.arange(36) % 4).all())
+    # uniform over the other values: each row's partner is each of the 3 other values about a third of the time
+    draws = torch.stack([Mixup().make_params(x, y, generator=torch.Generator().manual_seed(s))["partner"] % 4
+                         for s in range(300)])
+    shares = torch.stack([(draws[:, torch.arange(36) % 4 == v] == w).double().mean() for v in range(4)
+                          for w in range(4) if w != v])
+    assert float(shares.min()) > 0.29 and float(shares.max()) < 0.38
+    alone = Mixup().make_params(torch.ones(5, 2), torch.zeros(5, dtype=torch.int64),
+                                generator=torch.Generator().manual_seed(0))  # a class of equal rows: left as it is
+    assert alone["partner"].tolist() == list(range(5))
+    distinct = wine()
+    old = Mixup().make_params(distinct.x, distinct.y, generator=torch.Generator().manual_seed(0))["partner"]
+    assert bool((distinct.y[old] == distinct.y).all()) and bool((old != torch.arange(len(distinct))).all())
+
+
 @pytest.mark.parametrize("shape", [0.3, 1.0, 2.5])
 def test_gamma_sampler_moments(shape):
     draws = sample_gamma(shape, 40000, torch.Generator().manual_seed(0), torch.device("cpu"))
