@@ -67,8 +67,9 @@ class Flip(WarpAugmenter):
 class Affine(WarpAugmenter):
     """Rotate, translate, scale and shear each row by its own random affine map.
 
-    Parameters per row, drawn uniformly: ``angle`` (degrees, counter-clockwise as in torchvision),
-    ``translate_x``/``translate_y`` (pixels), ``scale``, ``shear_x``/``shear_y`` (degrees). The
+    Parameters per row, drawn uniformly: ``angle`` (degrees, clockwise on screen as with
+    torchvision's ``affine``, whose ``rotate`` turns the other way), ``translate_x``/``translate_y``
+    (pixels), ``scale``, ``shear_x``/``shear_y`` (degrees). The
     matrix is torchvision's (``v2.functional.affine`` about the image centre); areas from outside
     the image take `fill`. Unlike torchvision's RandomAffine, translations are not rounded to whole
     pixels, and the default interpolation is bilinear (torchvision's is nearest).
@@ -80,7 +81,7 @@ class Affine(WarpAugmenter):
     class Params(Augmenter.Params):
         """Ranges of the per-row affine parameters."""
 
-        degrees: Degrees = Field(10.0, description="rotation in degrees, counter-clockwise")
+        degrees: Degrees = Field(10.0, description="rotation in degrees, clockwise (as torchvision's affine)")
         translate: float | tuple[float, float] = Field(
             0.1, description="largest shift as a fraction of the width and height: one number for both axes or "
                              "(x, y) per axis as in torchvision; each row shifts uniformly within ±that")

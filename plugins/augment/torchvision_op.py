@@ -58,6 +58,22 @@ def _coerce(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _call_error(transform: Any, dtype: str) -> str | None:
+    """What `transform` raises on a 3x64x64 image of `dtype`, and again on 3x512x512 (for
+    transforms that need a larger image: a crop size); None when it runs on either. torchvision
+    checks some values only when called (an interpolation mode's name, JPEG's dtype)."""
+    failure = None
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        for size in (64, 512):
+            image = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+            try:
+                transform(image.mul(255).to(torch.uint8) if dtype == "uint8" else image)
+                return None
+            except Exception as error:  # noqa: BLE001 - whatever torchvision says
+                failure = f"{type(error).__name__}: {error}"
+    return failure
+
+
 class Torchvision(Augmenter):
     """Any torchvision.transforms.v2 transform by name and arguments, applied per row (slow path).
 
@@ -76,9 +92,19 @@ class Torchvision(Augmenter):
 
         transform: str = Field("RandomRotation", description="a class of torchvision.transforms.v2")
         kwargs: dict[str, Any] = Field(default_factory=lambda: {"degrees": 10.0},
-                                       description="its arguments, checked against its signature")
+                                       description="its arguments, checked against its signature (default: "
+                                                   "degrees 10 for the default RandomRotation, none for another)")
         dtype: Literal["float", "uint8"] = Field("float", description="hand the transform float images in [0, 1] "
                                                  "or uint8 images in 0..255")
+
+        @model_validator(mode="before")
+        @classmethod
+        def _kwargs_of_the_named_transform(cls, data: Any) -> Any:
+            # the default kwargs are the default RandomRotation's: another transform starts from none
+            if isinstance(data, dict) and data.get("transform", "RandomRotation") != "RandomRotation" \
+                    and "kwargs" not in data:
+                return {**data, "kwargs": {}}
+            return data
 
         @model_validator(mode="after")
         def _builds(self):
@@ -97,9 +123,14 @@ class Torchvision(Augmenter):
                 params = ", ".join(str(p) for p in inspect.signature(cls).parameters.values())
                 raise ValueError(f"kwargs do not fit {self.transform}({params}): {error}") from None
             try:
-                cls(**_coerce(cls, self.kwargs))
+                transform = cls(**_coerce(cls, self.kwargs))
             except Exception as error:  # noqa: BLE001 - torchvision's own check of the values
                 raise ValueError(f"{self.transform}(**kwargs) refused the arguments: {error}") from None
+            failure = _call_error(transform, self.dtype)
+            if failure is not None:
+                raise ValueError(f"{self.transform}(**kwargs) fails on a test image ({self.dtype}): {failure}"
+                                 + ("; it may need dtype: uint8" if self.dtype == "float" and "uint8" in failure
+                                    else ""))
             return self
 
     def __init__(self, params=None):

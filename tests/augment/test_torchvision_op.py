@@ -67,6 +67,25 @@ def test_bad_names_and_arguments_are_refused_at_validate():
         create("augment", "torchvision", {"transform": "RandomRotation", "kwargs": {"degrees": -3}})
 
 
+def test_values_torchvision_checks_only_when_called_are_refused_at_validate_too():
+    # (found by an audit: both passed validate and failed the run with exit 4)
+    with pytest.raises(ConfigError, match="Invalid interpolation mode: 'bilnear'"):
+        create("augment", "torchvision", {"transform": "RandomRotation",
+                                          "kwargs": {"degrees": 10, "interpolation": "bilnear"}})
+    with pytest.raises(ConfigError, match="dtype should be uint8; it may need dtype: uint8"):
+        create("augment", "torchvision", {"transform": "JPEG", "kwargs": {"quality": [50, 90]}})
+    create("augment", "torchvision", {"transform": "JPEG", "kwargs": {"quality": [50, 90]}, "dtype": "uint8"})
+    create("augment", "torchvision", {"transform": "RandomCrop", "kwargs": {"size": 300}})  # larger than 64 px
+
+
+def test_a_transform_named_without_kwargs_takes_its_own_defaults():
+    # (found by an audit: the default RandomRotation's degrees were handed to any transform)
+    for name in ("RandomHorizontalFlip", "ElasticTransform", "RandomPerspective", "TrivialAugmentWide"):
+        assert create("augment", "torchvision", {"transform": name}).params.kwargs == {}
+    assert create("augment", "torchvision").params.kwargs == {"degrees": 10.0}
+    assert create("augment", "torchvision", {"transform": "RandomRotation"}).params.kwargs == {"degrees": 10.0}
+
+
 def test_a_bad_run_file_fails_at_validate_with_its_place(tmp_path):
     path = _write(tmp_path, [{"augment": "torchvision", "params": {"transform": "Rotate"}}])
     with pytest.raises(ConfigError) as error:
