@@ -48,19 +48,14 @@ def amount_plan(amount: Mapping[str, Any], counts: Sequence[int], real: Sequence
                 ) -> list[int]:
     """Rows to add per class for the amount keys given in `amount` (``target``, ``per_class`` or
     ``multiply``; ``target: balance`` when none is), for the classes in `selected`."""
+    if amount.get("per_class") is not None:
+        wanted = [max(0, int(amount["per_class"]) - n) for n in counts]
+    elif amount.get("multiply") is not None:
+        wanted = [round_half_up(float(amount["multiply"]) * r) for r in real]
+    else:  # target: balance
+        wanted = [max(counts, default=0) - n for n in counts]
     chosen = set(selected)
-    largest = max(counts) if len(counts) else 0
-    need = []
-    for c, (count, r) in enumerate(zip(counts, real)):
-        if c not in chosen:
-            need.append(0)
-        elif amount.get("per_class") is not None:
-            need.append(max(0, int(amount["per_class"]) - count))
-        elif amount.get("multiply") is not None:
-            need.append(round_half_up(float(amount["multiply"]) * r))
-        else:  # target: balance
-            need.append(largest - count)
-    return need
+    return [w if c in chosen else 0 for c, w in enumerate(wanted)]
 
 
 Guard = Callable[[Any, str], Any]
@@ -159,13 +154,17 @@ class _Resample(StepKind):
 
 class _Generate(StepKind):
     def plan(self, step, ids, counts, real, component=None, classes=()):
-        return amount_plan({k: getattr(step, k) for k in AMOUNT_KEYS}, counts, real, self.selected(step, ids, counts))
+        return amount_plan(_amount(step), counts, real, self.selected(step, ids, counts))
 
     def run(self, step, ids, component, ds, ctx, guard):
         need = self.plan(step, ids, ds.class_counts(), ds.class_counts(Origin.REAL))
         if sum(need) == 0:
             return ds, "nothing to generate: every selected class already has the rows asked for"
         fit_on = ds if step.fit_on == "all" else ds[ds.origin == int(Origin.REAL)]
+        empty = [repr(ds.classes[c]) for c, (k, n) in enumerate(zip(need, fit_on.class_counts())) if k and not n]
+        if empty:  # found before training, not by the generator's sample after it
+            raise DataError(f"generate '{component.name}': no rows of class {', '.join(empty)} to fit on, so it cannot "
+                            "be generated; leave it out with classes: (or fit_on: all, if earlier steps made some)")
         with guard(component, "fit"):
             component.fit(fit_on, ctx)
         labels = torch.repeat_interleave(torch.arange(len(need), device=ds.device), torch.tensor(need, device=ds.device))

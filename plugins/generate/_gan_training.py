@@ -98,7 +98,9 @@ class GanTrainingParams(Generator.Params):
 
     steps: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
         "auto", description="generator optimiser steps, or auto: chosen from the data (the larger of "
-                            f"{STEPS_PER_CLASS} per class and {AUTO_EPOCHS} passes over the rows, at least "
+                            f"the loss's steps per class (dcgan and tabular-gan {STEPS_PER_CLASS}, wgan-gp "
+                            f"{WGAN_STEPS_PER_CLASS}, stylegan2 400) and "
+                            f"{AUTO_EPOCHS} passes over the rows, at least "
                             f"{MIN_AUTO_STEPS}, capped at {AUTO_MACS:.0e} multiply-adds of training); the choice "
                             "and why are in the step's training report")
     epochs: int | None = Field(None, ge=1, description="passes over the real rows instead (used when steps is "
@@ -508,6 +510,13 @@ class GanResult:
     #: the steps trained for and why (`training_budget`): {"steps", "rule"}
     budget: dict[str, Any] = field(default_factory=dict)
 
+    def report(self, **extra: Any) -> dict[str, Any]:
+        """The step's training report (a generator's ``training_report``): steps, budget and
+        resume point, ADA's final p, the ranks, `extra`, then the monitor's selection."""
+        return {"iterations": self.iterations, "budget": self.budget, "resumed_from": self.resumed_from,
+                **({"ada_p": round(self.ada_p, 6)} if self.ada_p is not None else {}),
+                **({"distributed": self.distributed} if self.distributed else {}), **extra, **(self.selection or {})}
+
 
 class GanTrainer:
     """Trains a conditional generator against a discriminator with the shared loop.
@@ -516,7 +525,9 @@ class GanTrainer:
     `discriminator` maps ``(rows, labels)`` to ``(N,)`` logits/scores; `objective` gives the
     losses. `decode` maps network units back to dataset units (images in [0, 1]) for grids and
     for the quality monitor; `encode` is its inverse, needed by ``diff_augment``/``ada`` (the
-    augmenters work in dataset units); pass ``image_grids=False`` for non-image generators.
+    augmenters work in dataset units), which decode with `augment_decode` (default `decode`): give
+    one that does not clamp, or pixels beyond the range get no gradient and the discriminator sees
+    clamped fakes. Pass ``image_grids=False`` for non-image generators.
     `name` names the component in messages. `make_sampler` builds the row sampler as
     ``make_sampler(labels, batch_size, balanced, numpy_generator)`` (`BatchSampler` or a
     subclass). A discriminator with an int ``pac`` scores packs of that many rows (PacGAN).
@@ -528,12 +539,14 @@ class GanTrainer:
     def __init__(self, generator: nn.Module, discriminator: nn.Module, objective: GanObjective,
                  params: GanTrainingParams, *, name: str, decode: Callable[[torch.Tensor], torch.Tensor],
                  encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 augment_decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  image_grids: bool = True, grid_columns: int = 8, max_grid_classes: int = 20,
                  make_sampler: Callable[..., BatchSampler] = BatchSampler,
                  condition: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None):
         self.make_sampler, self.condition = make_sampler, condition
         self.generator, self.discriminator, self.objective = generator, discriminator, objective
         self.params, self.name, self.decode, self.encode = params, name, decode, encode
+        self.augment_decode = augment_decode or decode
         self.image_grids, self.grid_columns, self.max_grid_classes = image_grids, grid_columns, max_grid_classes
         self.latent_dim = int(generator.latent_dim)
 
@@ -828,7 +841,7 @@ class GanTrainer:
                             f"units back to network units); this generator has "
                             f"{'no images' if not self.image_grids else 'no encode'}")
         ops = build_ops(p.diff_augment or DIFF_AUGMENT_OPS)
-        wrapper = AugmentedDiscriminator(discriminator, ops, ctx.rng.torch, self.decode, self.encode)
+        wrapper = AugmentedDiscriminator(discriminator, ops, ctx.rng.torch, self.augment_decode, self.encode)
         return wrapper, None if p.ada is None else AdaptiveAugment(p.ada, p.batch_size)
 
     def _sampling_labels(self, present: torch.Tensor, seed: int) -> torch.Tensor:

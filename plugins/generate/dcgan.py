@@ -109,8 +109,14 @@ def _to_network(x: torch.Tensor) -> torch.Tensor:
     return x * 2.0 - 1.0
 
 
+def _to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Network units to image units, not clamped: what DiffAugment/ADA augment, so that the
+    generator's gradient reaches every pixel (stylegan2's output is not bounded by a tanh)."""
+    return (x.float() + 1.0) * 0.5
+
+
 def _to_images(x: torch.Tensor) -> torch.Tensor:
-    return ((x.float() + 1.0) * 0.5).clamp_(0.0, 1.0)
+    return _to_unit(x).clamp_(0.0, 1.0)
 
 
 class ConvGan(Generator):
@@ -169,15 +175,12 @@ class ConvGan(Generator):
         if p.discriminator_norm == "spectral":
             spectral_normalise(discriminator, ctx.rng.torch)
         trainer = GanTrainer(generator, discriminator, self._objective(ctx), p, name=self.name, decode=_to_images,
+                             augment_decode=_to_unit,
                              encode=_to_network)
         self.result = trainer.fit(_to_network(ds.x), ds.y, len(ds.classes), ctx, data_fingerprint=ds.fingerprint())
         self._net = self.result.sampler
         self._trained_classes = sorted(set(ds.y.tolist()))
-        self.training_report = {"iterations": self.result.iterations, "budget": self.result.budget,
-                                "resumed_from": self.result.resumed_from,
-                                **({"ada_p": round(self.result.ada_p, 6)} if self.result.ada_p is not None else {}),
-                                **({"distributed": self.result.distributed} if self.result.distributed else {}),
-                                **(self.result.selection or {})}
+        self.training_report = self.result.report()
 
     def _sample(self, labels: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         refuse_untrained(self, labels, self._trained_classes)

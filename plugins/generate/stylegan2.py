@@ -36,7 +36,7 @@ from ._gan_augment import DiffAugmentOp
 from ._gan_training import (SELECT_DESCRIPTION, GanObjective, GanTrainer, GanTrainingParams, Selection, build_module,
                             refuse_untrained)
 from ._stylegan2_nets import StyleGan2Discriminator, StyleGan2Generator, init_stylegan2_weights
-from .dcgan import MAX_SIZE, MIN_SIZE, _to_images, _to_network, network_size
+from .dcgan import MAX_SIZE, MIN_SIZE, _to_images, _to_network, _to_unit, network_size
 
 __all__ = ["StyleGAN2", "StyleGan2Loss", "load_pretrained", "read_state_dicts", "CLASS_KEYS"]
 
@@ -327,6 +327,7 @@ class StyleGAN2(Generator):
         objective = StyleGan2Loss(generator, ctx.rng.torch, r1_gamma=p.r1_gamma, r1_every=p.r1_every,
                                   pl_weight=p.pl_weight, pl_every=p.pl_every)
         trainer = GanTrainer(generator, discriminator, objective, p, name=self.name, decode=_to_images,
+                             augment_decode=_to_unit,
                              encode=_to_network)
         try:
             self.result = trainer.fit(_to_network(ds.x), ds.y, len(ds.classes), ctx,
@@ -334,8 +335,7 @@ class StyleGAN2(Generator):
         finally:
             generator.draw.generator, generator.last_ws = None, None
         self._net = self.result.sampler
-        self.training_report = {"iterations": self.result.iterations, "budget": self.result.budget,
-                                "resumed_from": self.result.resumed_from, **(self.result.selection or {})}
+        self.training_report = self.result.report()
         self._discriminator_state = {k: v.detach().clone() for k, v in discriminator.state_dict().items()}
         self._w_avg = self._net.class_mean_w(len(ds.classes), ctx.rng.torch)
         self._trained_classes = sorted(set(ds.y.tolist()))

@@ -362,8 +362,7 @@ class TabularGAN(Generator):
                              decode=lambda t: normaliser.inverse(t[:, :normaliser.width]),
                              condition=lambda classes, draw: torch.stack([classes, self._conditions(classes, draw)], 1))
         self.result = trainer.fit(encoded, ds.y, num_classes, ctx, data_fingerprint=ds.fingerprint())
-        self.training_report = {"iterations": self.result.iterations, "budget": self.result.budget,
-                                "resumed_from": self.result.resumed_from, "pac": pac, **(self.result.selection or {})}
+        self.training_report = self.result.report(pac=pac)
         self._trained_classes = sorted(set(labels.tolist()))
         self._net = self.result.sampler
         # standing batch-norm statistics for conditions drawn as at sampling time (the loop's

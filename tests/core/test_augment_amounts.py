@@ -67,3 +67,25 @@ def test_one_amount_key_only(tmp_path, capsys, keys, bad):
     assert main(["validate", str(_run(tmp_path, keys))]) == 2
     err = capsys.readouterr().err
     assert f"pipeline[0].{bad}" in err and "an augment step takes one of copies, target, per_class, multiply" in err
+
+
+def test_a_generate_step_refuses_a_class_without_rows_to_fit_on_before_training():
+    # (found by an audit: dcgan trained all its steps, then its sample refused the class; ctgan
+    # failed with exit 4 naming an internal column)
+    import torch
+
+    from setforge import DataError, Dataset, StepContext
+    from setforge.config import StepConfig
+    from setforge.steps import KIND
+
+    class Untrainable:
+        name = "untrainable"
+
+        def fit(self, ds, ctx):
+            raise AssertionError("fit must not run")
+
+    ds = Dataset(x=torch.rand(6, 2), y=torch.tensor([0, 0, 0, 1, 1, 1]), classes=("a", "b", "ghost"),
+                 modality="tabular")
+    step = StepConfig.model_validate({"generate": "untrainable", "target": "balance"})
+    with pytest.raises(DataError, match="no rows of class 'ghost' to fit on, so it cannot be generated"):
+        KIND["generate"].run(step, None, Untrainable(), ds, StepContext.from_seed(0), lambda c, a: None)

@@ -10,6 +10,7 @@ from setforge import DataError, Dataset, StepContext
 from setforge.plugins.generate import stylegan2 as module
 from setforge.plugins.generate._stylegan2_nets import (ModulatedConv2d, StyleGan2Discriminator, StyleGan2Generator,
                                                        init_stylegan2_weights)
+from setforge.plugins.generate.dcgan import _to_network
 from setforge.plugins.generate.stylegan2 import StyleGAN2, StyleGan2Loss, load_pretrained
 from setforge.testing import check_component, sample_dataset
 
@@ -348,6 +349,37 @@ def test_the_loops_diffaugment_and_ada_apply(tmp_path):
                                                     plain._state_dict()["generator"].values()))
 
 
+@pytest.mark.parametrize("ops", [["color"], ["translation"], ["cutout"]])
+def test_diffaugment_sees_unclamped_fakes_so_every_pixel_gets_a_gradient(monkeypatch, ops):
+    # (found by an audit: the augmenting wrapper decoded with the clamping image decoder, so
+    # stylegan2's pixels beyond [-1, 1] (12-23% after a few steps) got no gradient, and the
+    # discriminator saw clamped fakes with DiffAugment but raw ones without it)
+    from setforge.plugins.generate import _gan_training
+    from setforge.plugins.generate._gan_augment import AugmentedDiscriminator, build_ops
+
+    seen = []
+    real_init = AugmentedDiscriminator.__init__
+
+    def spy(self, discriminator, ops_, generator, decode, encode):
+        seen.append(decode)
+        real_init(self, discriminator, ops_, generator, decode, encode)
+
+    monkeypatch.setattr(_gan_training.AugmentedDiscriminator, "__init__", spy)
+    _fit(sample_dataset("image"), diff_augment=ops, steps=1)
+    fake = torch.tensor([[[[-1.6, -0.5], [0.5, 1.4]]]], requires_grad=True)
+
+    class Sum(torch.nn.Module):
+        def forward(self, x, labels):
+            return x.flatten(1).sum(1)
+
+    wrapper = AugmentedDiscriminator(Sum(), build_ops(ops), torch.Generator().manual_seed(0), seen[0], _to_network)
+    wrapper.p = 1.0
+    wrapper(fake, None).sum().backward()
+    assert float(seen[0](torch.tensor([-1.6]))) == pytest.approx(-0.3)  # not clamped to 0
+    if ops != ["cutout"]:  # (cutout zeroes a patch: no gradient there, by design)
+        assert bool((fake.grad != 0).all())
+
+
 def test_a_resumed_run_logs_the_losses_of_an_uninterrupted_one(tmp_path):
     # (r1 and path_length are computed every 4th step and logged in between: a resumed run logged 0 there)
     ds = sample_dataset("image")
@@ -364,3 +396,47 @@ def test_a_resumed_run_logs_the_losses_of_an_uninterrupted_one(tmp_path):
     resumed = logged(tmp_path / "b", 8, resume=True)
     assert sorted(resumed) == [6, 7, 8] and resumed[6]["r1"] > 0 and resumed[6]["path_length"] > 0
     assert {i: straight[i] for i in resumed} == resumed
+
+
+def test_the_training_report_holds_adas_final_p_as_dcgans_does():
+    # (found by an audit: the docs promised training.ada_p, which only dcgan and wgan-gp wrote)
+    generator = _fit(sample_dataset("image"), ada={"target": 0.6}, steps=4)
+    assert generator.training_report["ada_p"] == round(generator.result.ada_p, 6)
+    assert set(generator.training_report) >= {"iterations", "budget", "resumed_from"}
+
+
+def test_the_steps_help_names_each_losss_steps_per_class():
+    # (found by an audit: it said 800 per class for wgan-gp and stylegan2 too)
+    from setforge.plugins.generate._gan_training import NonSaturatingLoss, WassersteinGradientPenalty
+    from setforge.plugins.generate.tabular_gan import _PacWassersteinGP
+
+    text = StyleGAN2.Params.model_fields["steps"].description
+    assert f"dcgan and tabular-gan {NonSaturatingLoss.steps_per_class}" in text
+    assert _PacWassersteinGP.steps_per_class == NonSaturatingLoss.steps_per_class
+    assert f"wgan-gp {WassersteinGradientPenalty.steps_per_class}" in text
+    assert f"stylegan2 {StyleGan2Loss.steps_per_class}" in text
+
+
+
+def test_path_length_penalty_matches_the_stylegan2_reference_on_a_generator_with_known_jacobian():
+    # (an audit's mutation, squared lengths and the moving mean before its update, passed every test)
+    n, layers, w_dim, shape = 5, 3, 4, (2, 3, 3)
+    a = torch.randn(w_dim, 18, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    scales = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+
+    class Known:
+        pl_mean = torch.zeros((), dtype=torch.float64)
+        last_ws = torch.randn(n, layers, w_dim, generator=torch.Generator().manual_seed(2), dtype=torch.float64,
+                              requires_grad=True)
+
+    net = Known()
+    fake = ((net.last_ws * scales.view(1, -1, 1)).sum(1) @ a).view(n, *shape)  # d fake / d w_l = s_l A
+    loss = StyleGan2Loss(net, torch.Generator().manual_seed(3), r1_gamma=0.0, r1_every=1, pl_weight=2.0, pl_every=1,
+                         pl_decay=0.01)
+    penalty = float(loss.path_length_penalty(fake))
+    noise = torch.randn(fake.shape, generator=torch.Generator().manual_seed(3)).double() / 3.0  # / sqrt(H W)
+    per_layer = noise.flatten(1) @ a.T  # J^T y of one unit-scale layer
+    lengths = ((scales ** 2).mean() * per_layer.square().sum(1)).sqrt()  # sqrt(mean over layers of |J_l^T y|^2)
+    mean = 0.0 + 0.01 * (float(lengths.mean()) - 0.0)  # the moving mean, updated first (stylegan2-ada-pytorch)
+    assert penalty == pytest.approx(float(((lengths - mean) ** 2).mean()), rel=1e-5)  # (lengths in float32)
+    assert float(net.pl_mean) == pytest.approx(mean, rel=1e-5)

@@ -47,6 +47,26 @@ def test_gradient_penalty_matches_the_closed_form_for_a_linear_critic():
     assert objective.generator_loss(critic, fake, labels)["generator"].item() == -critic(fake, labels).mean().item()
 
 
+def test_gradient_penalty_is_taken_at_random_interpolates_of_real_and_fake_rows():
+    # A quadratic critic D(x) = ||x||^2 / 2 has gradient x, so the penalty depends on where it is
+    # taken (a linear critic's does not: an audit's mutation taking it at the real rows passed).
+    class Quadratic(nn.Module):
+        def forward(self, x, labels):
+            return 0.5 * x.flatten(1).pow(2).sum(1)
+
+    real, fake = torch.rand(6, 1, 2, 2) + 1.0, torch.rand(6, 1, 2, 2) * 0.1
+    labels = torch.zeros(6, dtype=torch.int64)
+    objective = WassersteinGradientPenalty(torch.Generator().manual_seed(3), penalty=10.0, drift=0.0)
+    penalty = objective.discriminator_loss(Quadratic(), real, fake, labels, labels)["penalty"].item()
+    u = torch.rand((6, 1, 1, 1), generator=torch.Generator().manual_seed(3))  # the weights it draws, replayed
+    at = fake + u * (real - fake)
+    reference = ((at.flatten(1).norm(dim=1) - 1.0) ** 2).mean().item()
+    assert penalty == pytest.approx(reference, rel=1e-5)
+    at_real = ((real.flatten(1).norm(dim=1) - 1.0) ** 2).mean().item()
+    at_fake = ((fake.flatten(1).norm(dim=1) - 1.0) ** 2).mean().item()
+    assert abs(penalty - at_real) > 0.1 and abs(penalty - at_fake) > 0.1
+
+
 def test_the_critic_has_no_batch_norm_and_the_defaults_are_the_papers_betas():
     generator = WGANGP(TINY)
     generator.fit(sample_dataset("image"), StepContext.from_seed(0))
