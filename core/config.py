@@ -110,7 +110,8 @@ class SplitConfig(BaseModel):
     test: float = Field(0.2, ge=0.0, lt=1.0, strict=True, description="share of all rows held out as the real "
                                                                       "test split")
     val: float = Field(0.1, ge=0.0, lt=1.0, strict=True, description="share of all rows held out for validation "
-                                                                     "(test + val < 1)")
+                                                                     "(test + val < 1; carved from a source's own "
+                                                                     "train part: a share of its rows)")
     stratify: bool = Field(True, strict=True, description="keep class shares equal across splits")
     group_by: bool = Field(False, strict=True, description="keep each group (the source's groups) within one split")
     drop_leaked: bool = Field(False, strict=True, description="drop training rows that duplicate a test row, "

@@ -96,9 +96,11 @@ def carve(index: np.ndarray, y: np.ndarray, groups: np.ndarray | None, shares: M
           rng: np.random.Generator, stratify: bool, num_classes: int) -> dict[str, np.ndarray]:
     """Divide the rows `index` into the parts named in `shares` (shares of these rows) and ``rest``.
 
-    Stratified: per class, ``round(n_c * share)`` rows to each part, at least one row of every class
-    left in ``rest``. With `groups`: whole groups, in a random order, fill each part up to its
-    share of rows (group sizes make it approximate); no group is in two parts.
+    Stratified: ``round(n * share)`` rows to each part, shared out among the classes in proportion
+    to their rows by largest remainders, ties drawn at random (as scikit-learn's stratified splits),
+    at least one row of every class left in ``rest``. With `groups`: whole groups, in a random order, each to the first
+    part it brings closer to its share of rows (group sizes make it approximate; a group larger
+    than twice what a part lacks goes to ``rest``); no group is in two parts.
     """
     names = list(shares)
     out: dict[str, list[np.ndarray]] = {name: [] for name in [*names, "rest"]}
@@ -110,25 +112,23 @@ def carve(index: np.ndarray, y: np.ndarray, groups: np.ndarray | None, shares: M
         filled = dict.fromkeys(names, 0)
         for g in rng.permutation(len(unique)).tolist():
             rows = by_group[bounds[g]:bounds[g + 1]]
-            target = next((name for name in names if filled[name] < targets[name]), "rest")
+            target = next((name for name in names if filled[name] + len(rows) / 2 < targets[name]), "rest")
             out[target].append(rows)
             if target != "rest":
                 filled[target] += len(rows)
     elif stratify:
-        for c in range(num_classes):
-            members = rng.permutation(index[y[index] == c])
-            n_c = len(members)
-            wanted = [round_half_up(n_c * shares[name]) for name in names]
-            # Keep at least one row of every class for training: take back from the last parts first.
-            for k in reversed(range(len(wanted))):
-                excess = sum(wanted) - max(n_c - 1, 0)
-                if excess > 0:
-                    wanted[k] = max(0, wanted[k] - excess)
-            start = 0
-            for name, count in zip(names, wanted):
-                out[name].append(members[start:start + count])
-                start += count
-            out["rest"].append(members[start:])
+        members = [rng.permutation(index[y[index] == c]) for c in range(num_classes)]
+        sizes = np.array([len(m) for m in members])
+        room, takes = np.maximum(sizes - 1, 0), []  # a row of every class stays in rest, for training
+        for name in names:
+            quota = sizes * shares[name]
+            take = np.minimum(np.floor(quota), room).astype(np.int64)
+            larger = [c for c in np.lexsort((rng.random(len(sizes)), np.floor(quota) - quota)) if take[c] < room[c]]
+            take[larger[:round_half_up(len(index) * shares[name]) - int(take.sum())]] += 1
+            room, takes = room - take, [*takes, take]
+        for c, rows in enumerate(members):
+            for name, piece in zip([*names, "rest"], np.split(rows, np.cumsum([take[c] for take in takes]))):
+                out[name].append(piece)
     else:
         members = rng.permutation(index)
         start = 0

@@ -42,7 +42,7 @@ __all__ = ["class_folders", "check_image_folder", "write_image_folder", "read_im
 MANIFEST = "{split}.manifest.json"
 _ORIGIN_BY_LABEL = {o.label: int(o) for o in Origin}
 _ORIGIN_LABELS = [o.label for o in Origin]
-_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"{port}{i}" for port in ("com", "lpt") for i in "0123456789¹²³")}
 _MAX_FOLDER = 100
 _IMAGE_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
@@ -54,7 +54,7 @@ def class_folders(classes: Sequence[str]) -> list[str]:
     Letters, digits, ``_``, ``-``, ``.`` and spaces are kept (Unicode letters too, NFC); any other
     run of characters (``/``, ``\\``, ``:``, control characters) becomes ``_``; leading and
     trailing dots and spaces go, so ``..`` and ``../x`` cannot climb out of the split folder;
-    empty results become ``_``, Windows device names (``con``, ``nul``...) get a ``_`` suffix,
+    empty results become ``_``, Windows device names (``con``, ``nul.txt``, ``com¹``...) get a ``_`` after the name,
     long names are cut to 100 characters (and 200 bytes of UTF-8). Names equal after this (ignoring case, for
     case-insensitive file systems) get ``-2``, ``-3``... in class order.
     """
@@ -64,8 +64,9 @@ def class_folders(classes: Sequence[str]) -> list[str]:
         text = unicodedata.normalize("NFC", str(name))
         text = re.sub(r"[^\w.\- ]+", "_", text)
         text = _cut(text.strip(". "), _MAX_FOLDER).strip(". ") or "_"
-        if text.split(".")[0].lower() in _WINDOWS_RESERVED:
-            text += "_"
+        stem, dot, rest = text.partition(".")
+        if stem.lower() in _WINDOWS_RESERVED:  # reserved with any extension too: CON.txt is CON
+            text = f"{stem}_{dot}{rest}"
         candidate, n = text, 1
         while candidate.lower() in taken:
             n += 1

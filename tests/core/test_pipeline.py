@@ -149,6 +149,35 @@ def test_carve_keeps_a_training_row_of_every_class():
     assert sorted(set(y[parts["rest"]].tolist())) == [0, 1, 2]
 
 
+@pytest.mark.parametrize(("sizes", "test", "val"), [([15] * 10, 0.1, 0.1), ([5] * 100, 0.1, 0.1),
+                                                   ([2] * 30, 0.2, 0.1), ([1000, 5, 5, 5, 5], 0.1, 0.1),
+                                                   ([59, 71, 48], 0.2, 0.1)])
+def test_stratified_parts_hold_their_share_of_all_rows_shared_among_the_classes(sizes, test, val):
+    # (found by an audit: rounding each class on its own gave 20 test rows where 15 were asked,
+    # 100 for 50, and none for 12 with 30 classes of 2 rows)
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    parts = _carve(np.arange(len(y)), y, None, {"test": test, "val": val}, Rng(0).numpy, True, len(sizes))
+    n = len(y)
+    assert len(parts["test"]) == int(np.floor(n * test + 0.5)) and len(parts["val"]) == int(np.floor(n * val + 0.5))
+    for name, share in (("test", test), ("val", val)):  # each class within one row of its proportional share
+        counts = np.bincount(y[parts[name]], minlength=len(sizes))
+        assert np.all(np.abs(counts - np.array(sizes) * share) < 1 + 1e-9) or min(sizes) <= 2
+    assert sorted(set(y[parts["rest"]].tolist())) == list(range(len(sizes)))  # a training row of every class
+    together = np.concatenate(list(parts.values()))
+    assert sorted(together.tolist()) == list(range(n))
+
+
+def test_a_group_goes_to_a_part_only_when_it_brings_the_part_closer_to_its_share():
+    # (found by an audit: one group of 60 rows among 100 always went to test or val, leaving 11-20
+    # training rows where 70 were asked)
+    groups = np.concatenate([np.zeros(60, dtype=np.int64), np.arange(1, 41)])
+    y = np.arange(100) % 2
+    for seed in range(6):
+        parts = _carve(np.arange(100), y, groups, {"test": 0.2, "val": 0.1}, Rng(seed).numpy, True, 2)
+        assert (len(parts["rest"]), len(parts["val"]), len(parts["test"])) == (70, 10, 20)
+        assert set(range(60)) <= set(parts["rest"].tolist())
+
+
 def test_group_split_keeps_every_group_in_one_split(tmp_path, registry):
     config = config_for(tmp_path, source={"name": "toy-blobs", "params": {"group_size": 3}},
                         split={"test": 0.25, "val": 0.15, "group_by": True})

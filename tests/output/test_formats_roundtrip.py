@@ -53,6 +53,9 @@ def test_class_folders_are_safe_and_distinct():
     assert folders[0] == "_x" and folders[1] == "_etc_passwd"
     assert folders[5:8] == ["a_b", "a_b-2", "A_B-3"]  # equal after sanitising, or equal ignoring case
     assert folders[8] == "con_"
+    # (from an audit: Windows reserves a device name with any extension, and COM¹-³, LPT¹-³)
+    assert class_folders(["con.x", "nul.tar.gz", "lpt¹", "COM²", "console", "com10"]) == [
+        "con_.x", "nul_.tar.gz", "lpt¹_", "COM²_", "console", "com10"]
 
 
 def test_image_folder_with_evil_class_names_stays_inside_the_run_folder(tmp_path):
