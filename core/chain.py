@@ -37,7 +37,7 @@ from .components import Augmenter, take_params
 from .dataset import MODALITIES
 from .errors import ConfigError
 
-__all__ = ["Chain", "GeometricAugmenter", "release_outputs"]
+__all__ = ["Chain", "GeometricAugmenter", "release_outputs", "ForkSafeLock"]
 
 
 class GeometricAugmenter(Augmenter):
@@ -254,15 +254,27 @@ _KEPT = 2
 #: (a batch of 256 x 3x224x224 float32 is 154 MB).
 _KEPT_BYTES = 256 << 20
 _KEPT_OUTPUTS: "weakref.WeakKeyDictionary[Chain, list[mmap.mmap]]" = weakref.WeakKeyDictionary()
-_KEPT_LOCK = threading.Lock()
 
 
-def _new_kept_lock() -> None:
-    global _KEPT_LOCK
-    _KEPT_LOCK = threading.Lock()  # a forked child may inherit the lock held by a thread it lacks
+class ForkSafeLock:
+    """A ``threading.Lock`` for module-level state that a forked child (a ``DataLoader`` worker)
+    gets fresh: the child may inherit the lock held by a thread it does not have."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        os.register_at_fork(after_in_child=self._renew)  # keeps the lock for good: module-level locks only
+
+    def _renew(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lock.__exit__(*exc)
 
 
-os.register_at_fork(after_in_child=_new_kept_lock)
+_KEPT_LOCK = ForkSafeLock()
 
 
 def _output_like(chain: Chain, x: torch.Tensor) -> torch.Tensor:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import enum
 import inspect
-import os
-import threading
 from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
 
+from setforge.chain import ForkSafeLock
 from setforge.components import Augmenter
 from setforge.errors import DataError
 
@@ -27,15 +26,7 @@ __all__ = ["Torchvision"]
 
 #: torch's global generator is one per process: rows seeded on it in several threads at once (a
 #: chain's worker threads) would take each other's draws, so one thread at a time seeds and draws.
-_GLOBAL_RNG = threading.Lock()
-
-
-def _new_lock() -> None:
-    global _GLOBAL_RNG
-    _GLOBAL_RNG = threading.Lock()  # a forked child may inherit the lock held by a thread it lacks
-
-
-os.register_at_fork(after_in_child=_new_lock)
+_GLOBAL_RNG = ForkSafeLock()
 
 
 def transform_classes() -> dict[str, type]:

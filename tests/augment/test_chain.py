@@ -299,3 +299,29 @@ def test_a_chain_keeps_no_memory_past_a_pipeline_step_nor_for_outputs_over_its_b
     other = Chain([Flip(), Affine(), Color()])
     big = other(x)
     assert other not in chain_module._KEPT_OUTPUTS and big.untyped_storage().resizable()
+
+
+def test_a_fork_safe_lock_held_by_a_thread_is_free_in_a_forked_child():
+    import os
+    import threading
+
+    from setforge.chain import ForkSafeLock
+
+    lock, held, release = ForkSafeLock(), threading.Event(), threading.Event()
+
+    def hold():
+        with lock:
+            held.set()
+            release.wait()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:  # the child has no holding thread: a plain Lock would block here for good
+        acquired = lock._lock.acquire(timeout=5)
+        os._exit(0 if acquired else 1)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    thread.join()
+    assert os.waitstatus_to_exitcode(status) == 0
