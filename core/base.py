@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,6 +49,26 @@ def read_weights(path: str | Path, what: str, map_location: Any = "cpu") -> Any:
                         f"something else ({reason[:200]})") from None
 
 
+def _kind(value: Any) -> str:
+    return "true/false" if isinstance(value, bool) else "a whole number" if isinstance(value, int) else \
+        "a number" if isinstance(value, float) else "text" if isinstance(value, str) else ""
+
+
+def _retyped(given: Any, parsed: Any, where: str = "") -> tuple[str, str]:
+    """``(place below the key, message)`` of the first value pydantic's lax mode read as another
+    kind of scalar (``true`` as 1, ``"5"`` as 5, ``"off"`` as false, ``5.0`` as 5), as the run
+    file's own keys refuse; ``("", "")`` when none. Lists and mappings are walked in step."""
+    if isinstance(given, (list, tuple)) and isinstance(parsed, (list, tuple)) and len(given) == len(parsed):
+        pairs = [(f"[{i}]", g, p) for i, (g, p) in enumerate(zip(given, parsed))]
+    elif isinstance(given, Mapping) and isinstance(parsed, Mapping):
+        pairs = [(f".{k}", v, parsed[k]) for k, v in given.items() if k in parsed]
+    else:
+        was, now = _kind(given), _kind(parsed)
+        same = was == now or (was, now) == ("a whole number", "a number") or not was or not now
+        return ("", "") if same else (where, f"{now} is wanted here, not {json.dumps(given)} ({was})")
+    return next(((w, text) for w, text in (_retyped(g, p, where + k) for k, g, p in pairs) if text), ("", ""))
+
+
 class Component:
     """Base of every component. Subclass one of the kind bases, not this."""
 
@@ -81,9 +102,14 @@ class Component:
             raise ConfigError(problems=[(place, f"{cls.kind} '{cls.name}' takes a mapping of params, "
                                                 f"got {type(params).__name__}")])
         try:
-            return cls.Params(**dict(params or {}))
+            parsed = cls.Params(**dict(params or {}))
         except ValidationError as error:
             raise ConfigError(problems=problems_from_validation_error(error, place)) from None
+        problems = [(f"{place}.{key}{where}", text) for key, value in (params or {}).items()
+                    for where, text in [_retyped(value, getattr(parsed, key, value))] if text]
+        if problems:
+            raise ConfigError(problems=problems)
+        return parsed
 
     @classmethod
     def check_params(cls, params: BaseModel, modality: str | None) -> list[tuple[str, str]]:

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, ValidationError,
-                      ValidationInfo, field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr,
+                      ValidationError, ValidationInfo, field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
 from .steps import ALL_HOST_KEYS, AMOUNT_KEYS, HOST_KEYS, STEP_KINDS, step_problems
@@ -155,7 +155,7 @@ class StepConfig(BaseModel):
                                                                    "(the originals stay)")
     minority: bool = Field(False, strict=True, description="select every class below the largest")
     # augment and generate: which classes
-    classes: list[str | int] | None = Field(None, description="only these classes (names or ids)")
+    classes: list[StrictStr | StrictInt] | None = Field(None, description="only these classes (names or ids)")
     # augment and generate: how many rows (one of them; generate defaults to target: balance)
     target: Literal["balance"] | None = Field(None, description="fill every class up to the largest "
                                                                 "(generate's default amount)")

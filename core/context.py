@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .dataset import Dataset
 
 __all__ = ["Event", "EVENT_KINDS", "Measure", "Metrics", "StepContext", "EvalContext", "StepRecord", "Cache",
-           "resolve_device"]
+           "resolve_device", "available_device"]
 
 EVENT_KINDS = ("run_started", "step_started", "step_finished", "train_progress", "samples", "run_finished")
 
@@ -51,6 +51,26 @@ def resolve_device(device: Any = "auto") -> "torch.device":
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def available_device(name: str) -> "torch.device":
+    """`resolve_device`, refusing a device this machine does not have with a `ConfigError` at the
+    run file's ``device`` key (CUDA absent or its index too high, MPS absent)."""
+    import torch
+
+    from .errors import ConfigError
+
+    device = resolve_device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(problems=[("device", f"{name!r} was asked for, but CUDA is not available here; "
+                                                  "use device: auto or cpu")])
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(problems=[("device", f"{name!r}: this machine has {torch.cuda.device_count()} "
+                                                  "CUDA device(s)")])
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(problems=[("device", "'mps' was asked for, but it is not available here")])
+    return device
 
 
 def _ignore(event: Event) -> None:

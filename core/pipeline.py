@@ -38,7 +38,7 @@ import torch
 from .build import Built, Step, build
 from .chain import Chain
 from . import distributed, streaming
-from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, resolve_device
+from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, available_device
 from .dataset import Dataset, Splits
 from .errors import ConfigError, OutputError, PluginError
 from .formats import dataset_from_state, dataset_state
@@ -53,8 +53,8 @@ from .steps import KIND, guard_generated, resolve_classes
 
 __all__ = ["RunResult", "run", "progress_shown"]
 #: Errors writing the run folder that are the machine's, not a bug: reported as `OutputError` (exit 5).
-_WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG,
-                           errno.EIO, errno.ENOTDIR, errno.ENAMETOOLONG})
+_WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO,
+                           errno.ENOTDIR, errno.ENAMETOOLONG, errno.EEXIST, errno.ENOENT, errno.ELOOP})
 _SNAPSHOT = "_setforge_output.pt"
 
 
@@ -85,20 +85,6 @@ def progress_shown(asked: bool) -> bool:
     return bool(asked) and getattr(sys.stderr, "isatty", lambda: False)()
 
 
-def _check_device(name: str) -> torch.device:
-    device = resolve_device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(problems=[("device", f"{name!r} was asked for, but CUDA is not available here; "
-                                                  "use device: auto or cpu")])
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(problems=[("device", f"{name!r}: this machine has {torch.cuda.device_count()} "
-                                                  "CUDA device(s)")])
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(problems=[("device", "'mps' was asked for, but it is not available here")])
-    return device
-
-
 class _Run:
     """One run of a config (or, with `dry`, its data only, for `tools.dryrun`): the components, the
     data as it goes, the record."""
@@ -112,7 +98,7 @@ class _Run:
         self._open_observers: list[Any] = []  # the run file's observers, once opened
         self.seed = int(config.seed)
         # under torchrun: one process group, a GPU per rank; ranks but 0 work in a scratch folder
-        self.device = _check_device(config.device) if dry else distributed.setup(_check_device(config.device))
+        self.device = available_device(config.device) if dry else distributed.setup(available_device(config.device))
         self.main = distributed.is_main()
         self.progress = progress and self.main
         self.folder = RunFolder(Path(config.output.dir) if self.main else distributed.scratch_dir() / "run")

@@ -80,7 +80,24 @@ def read_run_file(path: str | Path) -> dict[str, Any]:
 
 
 class _SafeLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that also refuses duplicate keys (which YAML would silently overwrite)."""
+    """yaml.SafeLoader that also refuses duplicate keys (which YAML would silently overwrite), and
+    reads numbers by YAML 1.2's core schema, as TOML and JSON do (PyYAML's YAML 1.1 reads ``1e-4``
+    as text, ``017`` as 15 and ``1:30`` as 90), and dates as text."""
+
+    yaml_implicit_resolvers = {first: [(tag, rule) for tag, rule in found if not tag.endswith(("int", "float", "stamp"))]
+                               for first, found in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = self.construct_scalar(node).replace("_", "")
+        return int(text, 0) if text.lstrip("+-")[:2] in ("0x", "0o") else int(text)
+
+
+_SafeLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                                  list("-+0123456789"))
+_SafeLoader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(
+    r"^(?:[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+_SafeLoader.add_constructor("tag:yaml.org,2002:int", _SafeLoader.construct_yaml_int)
 
 
 def _construct_mapping(loader: _SafeLoader, node: yaml.MappingNode) -> Any:
@@ -148,7 +165,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {"yaml": _parse_yaml, "toml": _parse
 
 
 # ============================================================================= overrides
-_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+|\+)\]")
+_SEGMENT = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_-]*)|\[(\d+|\+)\]")  # a key may start with a digit: a class name
 _APPEND = -1  # the path segment ``[+]``: a new item at the end of the list
 
 

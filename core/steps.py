@@ -206,7 +206,7 @@ def step_problems(named: Sequence[str], given: Mapping[str, Any], chain: list[An
     misplaced = [k for k in given if k not in kind.host_keys]
     if misplaced:
         owners = " and ".join(o for o in STEP_KINDS if misplaced[0] in HOST_KEYS[o])
-        return f"applies to {owners} steps only, not to a {kind.name} step", tuple(misplaced)
+        return f"applies to {owners} steps only, not to {kind.name} steps", tuple(misplaced)
     for group in kind.exclusive:
         set_keys = [k for k in group if given.get(k) is not None and given.get(k) is not False]
         if len(set_keys) > 1:

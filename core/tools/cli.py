@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a run file and print it resolved")
     validate.add_argument("file")
-    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                          help="override one value before validating, as run --set does; repeatable")
     _add_plugin_options(validate)
 
     plugins = commands.add_parser("plugins", help="list installed plugins or show one component")

@@ -17,14 +17,13 @@ DEMO_FILE = "demo.yaml"
 
 def load_demo_config() -> Any:
     """The embedded demo run file (``setforge/tools/demo.yaml``) as a `RunConfig`."""
-    import yaml
-
     from ..config import RunConfig
+    from ..runfile import _parse_yaml
     from ..validation import problems_from_validation_error
 
     text = importlib.resources.files(__package__).joinpath(DEMO_FILE).read_text(encoding="utf-8")
     try:
-        return RunConfig.model_validate(yaml.safe_load(text))
+        return RunConfig.model_validate(_parse_yaml(text))  # read as every run file is
     except Exception as error:  # a broken embedded file is a bug, reported with its places
         problems = problems_from_validation_error(error, "demo.yaml") if hasattr(error, "errors") else []
         raise SetforgeError(f"the embedded demo.yaml is invalid: {problems or error}") from error

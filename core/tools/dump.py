@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from ..config import HOST_KEYS, RunConfig, StepConfig
+from ..runfile import _SafeLoader
 from ..steps import AMOUNT_KEYS, KIND
 
 __all__ = ["dump_resolved"]
@@ -45,6 +46,13 @@ def _step_dump(step: StepConfig) -> dict[str, Any]:
     return out
 
 
+class _Dumper(yaml.SafeDumper):
+    """Quotes every string that the run-file reader would read as something else (``"1e-4"``,
+    ``"017"``): it reads numbers by YAML 1.2, PyYAML's dumper by YAML 1.1."""
+
+    yaml_implicit_resolvers = _SafeLoader.yaml_implicit_resolvers
+
+
 def dump_resolved(config: RunConfig) -> str:
     """The config as YAML with every default filled in (``setforge validate``); itself a valid run file.
 
@@ -59,5 +67,6 @@ def dump_resolved(config: RunConfig) -> str:
                        for p in config.plugins]
     header = [f"# setforge run file, resolved{' from ' + str(config._file) if config._file else ''}",
               "# (defaults filled in; paths in params are absolute; output.dir is relative to the current folder)"]
-    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
+    body = yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                     width=100)
     return "\n".join(header) + "\n" + body.rstrip("\n")

@@ -154,6 +154,12 @@ def new_plugin(name: str, kind: str, folder: str | Path = ".") -> Path:
         raise ConfigError(problems=[("--kind", f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")])
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name):
         raise ConfigError(problems=[("name", f"must be kebab-case like 'my-op', got {name!r}")])
+    from ..registry import default_registry
+
+    taken = {info.name: info for info in default_registry().components(kind)}
+    if name in taken:  # two plugins registering one (kind, name) break every run that uses it
+        raise ConfigError(problems=[("name", f"{taken[name].label} is already installed; choose another name "
+                                             f"(`setforge plugins list` shows the names taken)")])
     module = "setforge_" + name.replace("-", "_")
     cls = "".join(part.capitalize() for part in name.split("-"))
     root = Path(folder) / f"setforge-{name}"

@@ -263,3 +263,13 @@ def test_subprocess_malformed_files_exit_2_without_traceback(folder, disabled_en
             assert f"  {place}: " in result.stderr, result.stderr
     assert not marker.exists()
     assert files_under(folder, Path.cwd()) == before
+
+
+def test_set_reaches_a_mapping_key_that_starts_with_a_digit():
+    # (found by an audit: digits' class names "0".."9" could not be set in a sampling_strategy)
+    from setforge.runfile import apply_overrides
+
+    raw = {"pipeline": [{"resample": "random-over", "params": {"sampling_strategy": {"3": 100}}}]}
+    changed, problems, _ = apply_overrides(raw, ["pipeline[0].params.sampling_strategy.3=150",
+                                                 "pipeline[0].params.sampling_strategy.7=90"])
+    assert not problems and changed["pipeline"][0]["params"]["sampling_strategy"] == {"3": 150, "7": 90}

@@ -586,3 +586,52 @@ def test_an_unknown_key_that_begins_accepted_ones_names_them():
         "unknown key; did you mean 'lr_generator' or 'lr_discriminator'?")
     assert enrich_unknown("unknown key", ("checkpont",), fields).startswith("unknown key; did you mean 'checkpoint'?")
     assert enrich_unknown("unknown key", ("zzz",), fields).startswith("unknown key. Accepted")
+
+
+@pytest.mark.parametrize(("kind", "name", "params", "place", "wanted"), [
+    ("generate", "dcgan", {"epochs": True}, "params.epochs", "a whole number is wanted here, not true (true/false)"),
+    ("generate", "dcgan", {"epochs": "5"}, "params.epochs", 'a whole number is wanted here, not "5" (text)'),
+    ("generate", "dcgan", {"epochs": 5.0}, "params.epochs", "a whole number is wanted here, not 5.0 (a number)"),
+    ("augment", "flip", {"p": True}, "params.p", "a number is wanted here, not true"),
+    ("evaluate", "fid", {"per_class": "off"}, "params.per_class", 'true/false is wanted here, not "off"'),
+    ("evaluate", "fid", {"per_class": 0}, "params.per_class", "true/false is wanted here, not 0"),
+    ("augment", "affine", {"scale": ["0.9", 1.1]}, "params.scale[0]", 'a number is wanted here, not "0.9"'),
+    ("resample", "random-over", {"sampling_strategy": {"a": True}}, "params.sampling_strategy.a", "not true"),
+])
+def test_params_are_not_read_as_another_kind_of_scalar(kind, name, params, place, wanted):
+    # (found by an audit: pydantic's lax mode read true as 1, "5" as 5 and "off" as false, where
+    # the run file's own keys, and setforge schema, refuse them)
+    from setforge import create
+
+    with pytest.raises(ConfigError) as caught:
+        create(kind, name, params)
+    assert caught.value.problems[0][0] == place and wanted in caught.value.problems[0][1]
+
+
+def test_params_take_an_integer_for_a_number_and_a_list_for_a_pair():
+    from setforge import create
+
+    assert create("augment", "flip", {"p": 1}).params.p == 1.0
+    assert create("augment", "affine", {"degrees": 10, "scale": [0.9, 1.1], "fill": 0}).params.scale == (0.9, 1.1)
+    assert create("resample", "smote", {"k_neighbors": "auto"}).params.k_neighbors == "auto"
+
+
+def test_step_classes_refuse_booleans():
+    with pytest.raises(pydantic.ValidationError):
+        StepConfig.model_validate({"augment": "flip", "classes": [True]})  # (YAML's [no] is false: was class 0)
+
+
+def test_yaml_numbers_follow_yaml_1_2_as_toml_and_json_do(tmp_path):
+    # (found by an audit: 1e-1 was text, refused by split.test; seed: 017 was 15; dates were dates)
+    path = tmp_path / "run.yaml"
+    path.write_text("seed: 017\nsource: {name: sklearn-wine}\nsplit: {test: 1e-1, val: 2.5e-1}\n"
+                    "pipeline:\n  - {generate: dcgan, params: {lr_generator: 1e-4}}\noutput: {dir: 2024-01-01}\n")
+    config = load_run_config(path)
+    assert config.seed == 17 and config.split.test == 0.1 and config.split.val == 0.25
+    assert config.output.dir == "2024-01-01" and config.pipeline[0].params["lr_generator"] == 1e-4
+    # the resolved file (setforge validate) quotes text that would read back as a number
+    from setforge.runfile import _parse_yaml
+    from setforge.tools.dump import _Dumper
+
+    data = {"a": ["017", "1e-4", "0x1F", "1:30", "2024-01-01", 1e-5, 17]}
+    assert _parse_yaml(yaml.dump(data, Dumper=_Dumper)) == data

@@ -179,6 +179,20 @@ def test_a_full_disk_while_writing_is_reported_and_leaves_no_half_written_folder
     assert digest(here / "out") == fresh(here, [{"resample": "random-over"}])
 
 
+@pytest.mark.parametrize("layout", ["dangling", "loop"])
+def test_an_output_dir_under_a_broken_link_is_an_output_error(tmp_path, layout):
+    # (found by an audit: a link to an unmounted folder, or a loop of links, was a traceback, exit 1)
+    if layout == "dangling":
+        (tmp_path / "runs").symlink_to(tmp_path / "not-mounted" / "runs")
+    else:
+        (tmp_path / "a").symlink_to(tmp_path / "b")
+        (tmp_path / "b").symlink_to(tmp_path / "a")
+    out = tmp_path / ("runs/x" if layout == "dangling" else "a/x")
+    code, err = cli("run", str(write_run_file(tmp_path, out=str(out))))
+    assert code == 5, err
+    assert err.startswith("setforge: cannot write the run folder: cannot write ") and "was left as it was" in err
+
+
 def test_a_full_disk_inside_a_plugin_is_an_output_error_naming_it(here, capsys):
     code, err = cli("run", str(write_run_file(here, pipeline=[{"resample": "fault-disk-full"}])))
     assert code == 5, err

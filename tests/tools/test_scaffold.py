@@ -35,3 +35,10 @@ def test_new_plugin_rejects_bad_names(tmp_path, capsys):
     assert main(["new-plugin", "Bad_Name", "--kind", "augment", "--dir", str(tmp_path)]) == 2
     assert "kebab-case" in capsys.readouterr().err
     assert main(["new-plugin", "ok", "--kind", "augmenter"]) == 2
+
+
+def test_new_plugin_refuses_a_name_its_kind_already_has(tmp_path, capsys):
+    # (found by an audit: a plugin named flip broke every run that used the built-in flip)
+    assert main(["new-plugin", "flip", "--kind", "augment", "--dir", str(tmp_path)]) == 2
+    assert "augment 'flip' (plugin 'builtin-augment'" in capsys.readouterr().err and not list(tmp_path.iterdir())
+    assert main(["new-plugin", "flip", "--kind", "evaluate", "--dir", str(tmp_path)]) == 0  # another kind: free
