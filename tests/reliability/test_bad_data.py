@@ -178,7 +178,7 @@ def test_a_class_with_one_row_is_too_small_for_smote(here, capsys):
     y = Y.copy()
     y[-4:] = [2, 0, 0, 0]  # class 2 has a single row
     source = npz(here, "tiny.npz", x=X, y=y)
-    refused(here, source, capsys, "resample 'smote'", "setforge", "class '2' has 1 rows", "k_neighbors",
+    refused(here, source, capsys, "resample 'smote'", "setforge", "class '2' has 1 row,", "random-over",
             pipeline=[{"resample": "smote"}])
     assert (here / "out0.partial").is_dir()  # what was done stays for --resume
 
