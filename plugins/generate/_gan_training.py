@@ -525,9 +525,8 @@ class GanTrainer:
     `discriminator` maps ``(rows, labels)`` to ``(N,)`` logits/scores; `objective` gives the
     losses. `decode` maps network units back to dataset units (images in [0, 1]) for grids and
     for the quality monitor; `encode` is its inverse, needed by ``diff_augment``/``ada`` (the
-    augmenters work in dataset units), which decode with `augment_decode` (default `decode`): give
-    one that does not clamp, or pixels beyond the range get no gradient and the discriminator sees
-    clamped fakes. Pass ``image_grids=False`` for non-image generators.
+    augmenters work in dataset units; they see the decoded, so clamped, rows). Pass
+    ``image_grids=False`` for non-image generators.
     `name` names the component in messages. `make_sampler` builds the row sampler as
     ``make_sampler(labels, batch_size, balanced, numpy_generator)`` (`BatchSampler` or a
     subclass). A discriminator with an int ``pac`` scores packs of that many rows (PacGAN).
@@ -539,14 +538,12 @@ class GanTrainer:
     def __init__(self, generator: nn.Module, discriminator: nn.Module, objective: GanObjective,
                  params: GanTrainingParams, *, name: str, decode: Callable[[torch.Tensor], torch.Tensor],
                  encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 augment_decode: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  image_grids: bool = True, grid_columns: int = 8, max_grid_classes: int = 20,
                  make_sampler: Callable[..., BatchSampler] = BatchSampler,
                  condition: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None):
         self.make_sampler, self.condition = make_sampler, condition
         self.generator, self.discriminator, self.objective = generator, discriminator, objective
         self.params, self.name, self.decode, self.encode = params, name, decode, encode
-        self.augment_decode = augment_decode or decode
         self.image_grids, self.grid_columns, self.max_grid_classes = image_grids, grid_columns, max_grid_classes
         self.latent_dim = int(generator.latent_dim)
 
@@ -841,7 +838,7 @@ class GanTrainer:
                             f"units back to network units); this generator has "
                             f"{'no images' if not self.image_grids else 'no encode'}")
         ops = build_ops(p.diff_augment or DIFF_AUGMENT_OPS)
-        wrapper = AugmentedDiscriminator(discriminator, ops, ctx.rng.torch, self.augment_decode, self.encode)
+        wrapper = AugmentedDiscriminator(discriminator, ops, ctx.rng.torch, self.decode, self.encode)
         return wrapper, None if p.ada is None else AdaptiveAugment(p.ada, p.batch_size)
 
     def _sampling_labels(self, present: torch.Tensor, seed: int) -> torch.Tensor:

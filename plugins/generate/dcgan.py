@@ -109,14 +109,8 @@ def _to_network(x: torch.Tensor) -> torch.Tensor:
     return x * 2.0 - 1.0
 
 
-def _to_unit(x: torch.Tensor) -> torch.Tensor:
-    """Network units to image units, not clamped: what DiffAugment/ADA augment, so that the
-    generator's gradient reaches every pixel (stylegan2's output is not bounded by a tanh)."""
-    return (x.float() + 1.0) * 0.5
-
-
 def _to_images(x: torch.Tensor) -> torch.Tensor:
-    return _to_unit(x).clamp_(0.0, 1.0)
+    return ((x.float() + 1.0) * 0.5).clamp_(0.0, 1.0)
 
 
 class ConvGan(Generator):
@@ -175,7 +169,6 @@ class ConvGan(Generator):
         if p.discriminator_norm == "spectral":
             spectral_normalise(discriminator, ctx.rng.torch)
         trainer = GanTrainer(generator, discriminator, self._objective(ctx), p, name=self.name, decode=_to_images,
-                             augment_decode=_to_unit,
                              encode=_to_network)
         self.result = trainer.fit(_to_network(ds.x), ds.y, len(ds.classes), ctx, data_fingerprint=ds.fingerprint())
         self._net = self.result.sampler

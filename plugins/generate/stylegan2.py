@@ -36,7 +36,7 @@ from ._gan_augment import DiffAugmentOp
 from ._gan_training import (SELECT_DESCRIPTION, GanObjective, GanTrainer, GanTrainingParams, Selection, build_module,
                             refuse_untrained)
 from ._stylegan2_nets import StyleGan2Discriminator, StyleGan2Generator, init_stylegan2_weights
-from .dcgan import MAX_SIZE, MIN_SIZE, _to_images, _to_network, _to_unit, network_size
+from .dcgan import MAX_SIZE, MIN_SIZE, _to_images, _to_network, network_size
 
 __all__ = ["StyleGAN2", "StyleGan2Loss", "load_pretrained", "read_state_dicts", "CLASS_KEYS"]
 
@@ -327,7 +327,6 @@ class StyleGAN2(Generator):
         objective = StyleGan2Loss(generator, ctx.rng.torch, r1_gamma=p.r1_gamma, r1_every=p.r1_every,
                                   pl_weight=p.pl_weight, pl_every=p.pl_every)
         trainer = GanTrainer(generator, discriminator, objective, p, name=self.name, decode=_to_images,
-                             augment_decode=_to_unit,
                              encode=_to_network)
         try:
             self.result = trainer.fit(_to_network(ds.x), ds.y, len(ds.classes), ctx,

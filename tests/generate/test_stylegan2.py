@@ -10,7 +10,6 @@ from setforge import DataError, Dataset, StepContext
 from setforge.plugins.generate import stylegan2 as module
 from setforge.plugins.generate._stylegan2_nets import (ModulatedConv2d, StyleGan2Discriminator, StyleGan2Generator,
                                                        init_stylegan2_weights)
-from setforge.plugins.generate.dcgan import _to_network
 from setforge.plugins.generate.stylegan2 import StyleGAN2, StyleGan2Loss, load_pretrained
 from setforge.testing import check_component, sample_dataset
 
@@ -349,35 +348,24 @@ def test_the_loops_diffaugment_and_ada_apply(tmp_path):
                                                     plain._state_dict()["generator"].values()))
 
 
-@pytest.mark.parametrize("ops", [["color"], ["translation"], ["cutout"]])
-def test_diffaugment_sees_unclamped_fakes_so_every_pixel_gets_a_gradient(monkeypatch, ops):
-    # (found by an audit: the augmenting wrapper decoded with the clamping image decoder, so
-    # stylegan2's pixels beyond [-1, 1] (12-23% after a few steps) got no gradient, and the
-    # discriminator saw clamped fakes with DiffAugment but raw ones without it)
+def test_diffaugment_sees_the_fakes_clamped_to_the_image_range(monkeypatch):
+    # The augmenting wrapper decodes with the image decoder, which clamps: pixels beyond [-1, 1]
+    # get no gradient through it. Measured against an unclamped decode (as the paper's code, which
+    # never leaves [-1, 1] units), digits seeds 0 and 1: recall 0.53 / 0.75 clamped, 0.21 / 0.17
+    # unclamped (docs/generators.md), so the clamp is kept; this test makes a change deliberate.
     from setforge.plugins.generate import _gan_training
-    from setforge.plugins.generate._gan_augment import AugmentedDiscriminator, build_ops
+    from setforge.plugins.generate._gan_augment import AugmentedDiscriminator
 
     seen = []
     real_init = AugmentedDiscriminator.__init__
 
-    def spy(self, discriminator, ops_, generator, decode, encode):
+    def spy(self, discriminator, ops, generator, decode, encode):
         seen.append(decode)
-        real_init(self, discriminator, ops_, generator, decode, encode)
+        real_init(self, discriminator, ops, generator, decode, encode)
 
     monkeypatch.setattr(_gan_training.AugmentedDiscriminator, "__init__", spy)
-    _fit(sample_dataset("image"), diff_augment=ops, steps=1)
-    fake = torch.tensor([[[[-1.6, -0.5], [0.5, 1.4]]]], requires_grad=True)
-
-    class Sum(torch.nn.Module):
-        def forward(self, x, labels):
-            return x.flatten(1).sum(1)
-
-    wrapper = AugmentedDiscriminator(Sum(), build_ops(ops), torch.Generator().manual_seed(0), seen[0], _to_network)
-    wrapper.p = 1.0
-    wrapper(fake, None).sum().backward()
-    assert float(seen[0](torch.tensor([-1.6]))) == pytest.approx(-0.3)  # not clamped to 0
-    if ops != ["cutout"]:  # (cutout zeroes a patch: no gradient there, by design)
-        assert bool((fake.grad != 0).all())
+    _fit(sample_dataset("image"), diff_augment=["translation"], steps=1)
+    assert seen[0](torch.tensor([-1.6, 0.0, 1.4])).tolist() == [0.0, 0.5, 1.0]
 
 
 def test_a_resumed_run_logs_the_losses_of_an_uninterrupted_one(tmp_path):
