@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -116,6 +116,12 @@ class Component:
         """Problems of valid `params` that cannot work with data of `modality` (None: not known
         before the run), as ``(key, message)``; ``setforge validate`` reports each at
         ``<place>.params.<key>`` before any work. Override when a param depends on the data."""
+        return []
+
+    def check_classes(self, classes: Sequence[str]) -> list[tuple[str, str]]:
+        """Problems of params that name classes the data lacks, as ``(key, message)``: the host
+        calls it once the source's `classes` are known, before any step runs, and reports each at
+        ``<place>.params.<key>`` (exit 2, as a step's unknown ``classes``). Default: none."""
         return []
 
     @classmethod

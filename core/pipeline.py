@@ -202,13 +202,14 @@ class _Run:
             self.warnings.append(f"classes with no training rows: {missing}")
 
     def resolve_classes(self, classes: Sequence[str] | None = None) -> None:
-        """Turn each step's ``classes`` (names or ids) into ids, before any step runs."""
-        problems = []
+        """Turn each step's ``classes`` (names or ids) into ids, and check the classes its params
+        name (`Component.check_classes`), before any step runs."""
+        problems, names = [], classes or self.rows.all.classes
         for step in self.built.steps:
             if step.config.classes is not None:
-                step.classes, found = resolve_classes(step.config.classes, classes or self.rows.all.classes,
-                                                      f"pipeline[{step.index}].classes")
+                step.classes, found = resolve_classes(step.config.classes, names, f"pipeline[{step.index}].classes")
                 problems += found
+            problems += [(f"pipeline[{step.index}].params.{key}", text) for key, text in step.component.check_classes(names)]
         if problems:
             raise ConfigError(problems=problems)
 

@@ -290,6 +290,17 @@ class ImblearnResampler(Resampler):
         return sampler.fit_resample(x, y)
 
     # ---------------------------------------------------------- sampling_strategy
+    def check_classes(self, classes: Sequence[str]) -> list[tuple[str, str]]:
+        """Every class a mapping or list ``sampling_strategy`` names must be one of `classes`."""
+        strategy = self.params.sampling_strategy
+        problems = []
+        for key in strategy if isinstance(strategy, (Mapping, list)) else ():
+            try:
+                class_id(key, list(classes), "sampling_strategy")
+            except DataError as error:
+                problems.append(("sampling_strategy", str(error).split(": ", 1)[1]))
+        return problems
+
     def _strategy(self, ds: Dataset, y: np.ndarray) -> Any:
         """The params' sampling_strategy with class names mapped to ids, checked against the data."""
         strategy = self.params.sampling_strategy

@@ -128,3 +128,17 @@ def test_dry_run_marks_multiply_after_a_step_that_may_have_removed_real_rows(tmp
     exact = run_file(tmp_path, "digits", {"augment": "flip", "copies": 3})
     exact["pipeline"] += [{"augment": "flip", "multiply": 1}]
     assert [known for _, _, known in dry_plan(RunConfig.model_validate(exact), registry).steps] == [True, True]
+
+
+@pytest.mark.parametrize("strategy", [{"zz": 10}, ["zz"], {"malignant": 300, "12": 5}])
+def test_an_unknown_class_in_sampling_strategy_exits_2_before_any_step(tmp_path, strategy):
+    # (found by an audit: a generate step trained first, then the resample step exited 3)
+    from setforge.tools.cli import main
+
+    config = run_file(tmp_path, "cancer", {"generate": "gaussian-mixture"})
+    config["pipeline"].append({"resample": "random-over", "params": {"sampling_strategy": strategy}})
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--quiet"]) == 2
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+    assert main(["run", str(path), "--quiet", "--dry-run"]) == 2
