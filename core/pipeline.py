@@ -200,6 +200,9 @@ class _Run:
         missing = [c for c, n in zip(self.raw_train.classes, self.raw_train.class_counts()) if n == 0]
         if missing:
             self.warnings.append(f"classes with no training rows: {missing}")
+        for part in ("val", "test"):  # too few rows, or groups too large, for the share asked
+            if part in self.parts.carved and getattr(self.config.split, part) > 0 and not len(self.parts.index[part]):
+                self.warnings.append(f"split.{part}: {getattr(self.config.split, part)} of the rows gave no {part} rows")
 
     def resolve_classes(self, classes: Sequence[str] | None = None) -> None:
         """Turn each step's ``classes`` (names or ids) into ids, and check the classes its params

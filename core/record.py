@@ -113,11 +113,8 @@ def versions() -> dict[str, str]:
 
 def file_hash(path: Path) -> str:
     """The SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _evaluator_detail(evaluator: Any) -> str:

@@ -178,6 +178,16 @@ def test_a_group_goes_to_a_part_only_when_it_brings_the_part_closer_to_its_share
         assert set(range(60)) <= set(parts["rest"].tolist())
 
 
+def test_a_requested_part_that_comes_out_empty_is_a_warning(tmp_path, registry):
+    # 60 rows in groups of 30: no group brings test (0.2: 12 rows) or val closer to its share
+    config = config_for(tmp_path, source={"name": "toy-blobs", "params": {"group_size": 30}},
+                        split={"test": 0.2, "val": 0.1, "group_by": True})
+    result = run(config, registry, progress=False)
+    assert len(result.test) == 0 and len(result.val) == 0
+    assert "split.test: 0.2 of the rows gave no test rows" in result.report["warnings"]
+    assert "split.val: 0.1 of the rows gave no val rows" in result.report["warnings"]
+
+
 def test_group_split_keeps_every_group_in_one_split(tmp_path, registry):
     config = config_for(tmp_path, source={"name": "toy-blobs", "params": {"group_size": 3}},
                         split={"test": 0.25, "val": 0.15, "group_by": True})
