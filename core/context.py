@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -149,7 +150,9 @@ class Measure:
         return out
 
 
-def _json_float(value: float) -> float | str:
+def _json_float(value: float) -> float | int | str:
+    if isinstance(value, int):  # a count
+        return value
     value = float(value)
     return value if math.isfinite(value) else str(value)
 
@@ -177,11 +180,13 @@ class Metrics:
             interval: tuple[float, float] | None = None, better: str | None = None) -> None:
         """Record one number at `path` computed from `n` rows (with its spread, the estimator that
         made it, an uncertainty interval ``(low, high)`` and which way is better, ``"higher"`` or
-        ``"lower"``, where it has them)."""
+        ``"lower"``, where it has them). An integer (a count of rows) is kept as one, so reports
+        print it whole; anything else is a float."""
         if better not in (None, "higher", "lower"):
             raise ValueError(f"Metrics.add {path!r}: better must be 'higher', 'lower' or None, not {better!r}")
+        whole = isinstance(value, numbers.Integral) and not isinstance(value, bool)  # a count stays one
         self.measures.setdefault(self._scope, {})[path] = Measure(
-            float(value), int(n), None if std is None else float(std), estimator,
+            int(value) if whole else float(value), int(n), None if std is None else float(std), estimator,
             None if interval is None else (float(interval[0]), float(interval[1])), better)
 
     def skip(self, path: str, reason: str) -> None:

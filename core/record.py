@@ -60,15 +60,17 @@ def read_report(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     path = run_dir / REPORT_FILE
     if not path.is_file():
-        hint = ""
         partial = run_dir.with_name(run_dir.name + ".partial")
-        if partial.is_dir():
-            hint = f" ({partial} exists: the run did not finish; `setforge run FILE --resume` continues it)"
+        hint = (f" ({partial} exists: the run did not finish; `setforge run FILE --resume` continues it)"
+                if partial.is_dir() else "")
         raise DataError(f"{run_dir} is not a finished setforge run folder: no {REPORT_FILE}{hint}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise DataError(f"cannot read {path}: {error}") from None
+    if not isinstance(report, dict):
+        raise DataError(f"{path} holds a JSON {type(report).__name__}, not a run's report (an object)")
+    return report
 
 
 # ------------------------------------------------------------------------------- the record

@@ -91,7 +91,7 @@ class Headline:
         if self.worse:
             line += " — the optimised training set is WORSE than the raw one"
         if self.step is not None and self.step_gain is not None:
-            earned = "earned" if self.step_gain > 0 else "cost"
+            earned = "earned" if self.step_gain > 0 else "cost" if self.step_gain < 0 else "changed"
             line += f"; step {self.step} {earned} {self.step_gain:+.4f}"
             if self.step_verdict:
                 line += f" ({self.step_verdict})"

@@ -70,7 +70,9 @@ def change(raw: float | None, opt: float | None) -> str:
     if raw is None or opt is None or not math.isfinite(raw) or not math.isfinite(opt):
         return ""
     delta = opt - raw
-    return f"{int(delta):+d}" if delta.is_integer() and abs(delta) >= 2 else f"{delta:+.4f}"
+    if float(delta).is_integer() and (abs(delta) >= 2 or isinstance(raw, int) and isinstance(opt, int)):
+        return f"{int(delta):+d}"  # counts, and numbers that are whole anyway
+    return f"{delta:+.4g}" if delta != 0 and abs(delta) < 1e-3 else f"{delta:+.4f}"  # (as fmt: small ones in 4 digits)
 
 
 def before_after(measures: Mapping[str, Any]) -> list[tuple[str, float | None, float | None]]:
@@ -187,6 +189,7 @@ def summarize_run_dir(run_dir: str | Path) -> str:
             timings = json.loads((run_dir / TIMINGS_FILE).read_text(encoding="utf-8"))
         except ValueError:
             timings = None
+        timings = timings if isinstance(timings, dict) else None  # (unreadable timings: the report without them)
     with writing("the report", *(run_dir / name for name in (METRICS_CSV, METRICS_JSON, HTML_FILE))):
         write_metrics(run_dir, report)
         write_text(run_dir / HTML_FILE, render_html(report, run_dir, timings))

@@ -320,9 +320,13 @@ def _ablation(report: Mapping[str, Any]) -> str:
         points = [p for p in points if p[1] is not None]
         if len(points) < 2:
             continue
-        # raw first, then the prefixes in pipeline order (10 after 9)
-        points.sort(key=lambda p: (p[0] != "raw", int(p[0]) if p[0].isdigit() else 0, p[0]))
-        png = ablation_chart([p[0] for p in points], [p[1] for p in points], [float(p[2]) for p in points], score)
+        # in pipeline order (10 after 9), labelled as the ablation table labels them: cumulative/0 is
+        # the raw set, cumulative/k the set after step k - 1
+        points.sort(key=lambda p: (int(p[0]) if p[0].isdigit() else -1, p[0]))
+        names = {int(step["index"]): str(step["name"]) for step in report.get("steps", [])}
+        labels = ["raw" if k == "0" else f"{int(k) - 1}-{names.get(int(k) - 1, '?')}" if k.isdigit() else k
+                  for k, _, _ in points]
+        png = ablation_chart(labels, [p[1] for p in points], [float(p[2]) for p in points], score)
         parts.append(_img(png, f"{evaluator}-cumulative", f"{evaluator}: {score.replace('_', ' ')} after each "
                                                           "cumulative pipeline prefix, mean ± std over seeds"))
     return "<h2>Ablation</h2>" + "\n".join(parts) if parts else ""

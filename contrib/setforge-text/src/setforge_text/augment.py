@@ -13,6 +13,7 @@ call replays exactly from ``last_params`` and no global RNG is touched.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -156,20 +157,40 @@ class _WordOp(TextAugmenter):
         raise NotImplementedError
 
 
+_AROUND = re.compile(r"^(\W*)(.*?)(\W*)$", re.DOTALL)
+
+
+def _parts(word: str) -> tuple[str, str, str]:
+    """A token as (punctuation before, the word, punctuation after): ``"Cheap,"`` -> ``("", "Cheap", ",")``."""
+    found = _AROUND.match(word)
+    return (found.group(1), found.group(2), found.group(3)) if found else ("", word, "")
+
+
+def _like(synonym: str, word: str) -> str:
+    """`synonym` in the case of `word` (``Great`` -> ``Excellent``, ``GOOD`` -> ``FINE``)."""
+    if len(word) > 1 and word.isupper():
+        return synonym.upper()
+    return synonym[:1].upper() + synonym[1:] if word[:1].isupper() else synonym
+
+
 def _synonym_replacement(words: list[str], rng: random.Random, alpha: float,
                          table: Mapping[str, tuple[str, ...]]) -> list[str]:
-    candidates = [i for i, w in enumerate(words) if w.lower() in table]
+    # looked up without the punctuation around a word and in lower case, as EDA's code does; the
+    # replacement keeps the punctuation and the word's case
+    parts = [_parts(w) for w in words]
+    candidates = [i for i, (_, core, _) in enumerate(parts) if core.lower() in table]
     rng.shuffle(candidates)
     out = list(words)
     for i in candidates[:_count(alpha, len(words))]:
-        out[i] = rng.choice(table[words[i].lower()])
+        before, core, after = parts[i]
+        out[i] = before + _like(rng.choice(table[core.lower()]), core) + after
     return out
 
 
 def _word_insertion(words: list[str], rng: random.Random, alpha: float,
                     table: Mapping[str, tuple[str, ...]]) -> list[str]:
     out = list(words)
-    candidates = [w.lower() for w in words if w.lower() in table]
+    candidates = [core.lower() for _, core, _ in map(_parts, words) if core.lower() in table]
     if not candidates:
         return out
     for _ in range(_count(alpha, len(words))):
