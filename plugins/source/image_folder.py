@@ -59,10 +59,8 @@ def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
         image.load()
         if image.mode in _HIGH_DEPTH:
             values = np.asarray(image, dtype=np.float32)
-            if image.mode.startswith("I;16") or (image.mode == "I" and values.size and values.max() > 255):
-                values = values / 65535.0
-            elif image.mode == "I":
-                values = values / 255.0
+            if image.mode.startswith("I"):  # 16-bit: Pillow scales a PGM of any maxval > 255 to 0..65535
+                values = values / 65535.0  # (by the depth, not the content: a dark image stays dark)
             gray = Image.fromarray(np.clip(values, 0.0, 1.0).astype(np.float32))  # mode F
             if gray.size != (width, height):
                 gray = gray.resize((width, height), Image.Resampling.BILINEAR)

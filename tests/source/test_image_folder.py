@@ -183,3 +183,15 @@ def test_symlinked_sub_folders_of_a_class_are_read_and_a_link_back_up_does_not_l
     os.symlink(root / "cat", root / "cat" / "again")  # a loop: the folder itself, once
     ds = ImageFolderSource({"path": str(root)}).load(StepContext.from_seed(0))
     assert ds.classes == ("cat", "dog") and ds.class_counts() == [2, 4]
+
+
+@pytest.mark.parametrize(("maxval", "pixels"), [(65535, [100, 200, 250, 255]), (65535, [100, 200, 250, 40000]),
+                                                (1023, [0, 512, 1023, 100])])
+def test_a_16_bit_gray_image_is_scaled_by_its_depth_not_its_content(tmp_path, maxval, pixels):
+    # (found by an audit: a dark 16-bit PGM, whose pixels stay at or below 255, came out 257x too bright)
+    from setforge.plugins.source.image_folder import read_image
+
+    path = tmp_path / "dark.pgm"
+    path.write_bytes(f"P5 2 2 {maxval}\n".encode() + np.array(pixels, dtype=">u2").tobytes())
+    expected = np.array(pixels, dtype=np.float64) / maxval
+    assert np.allclose(read_image(path, 1, (2, 2)).ravel(), expected, atol=1 / 65535)

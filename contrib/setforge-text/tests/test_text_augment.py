@@ -126,3 +126,16 @@ def test_eda_draws_one_operation_per_row():
     swapped = [(noisy, text) for op, noisy, text in zip(ops, out, SENTENCES) if op == 0]
     deleted = [(noisy, text) for op, noisy, text in zip(ops, out, SENTENCES) if op == 1]
     assert any(noisy != text for noisy, text in swapped) and any(len(n.split()) < len(t.split()) for n, t in deleted)
+
+
+def test_synonyms_are_found_beside_punctuation_and_keep_it_and_the_words_case():
+    # (found by an audit: "Cheap," and "reliable!" never matched the table, so nothing changed)
+    from setforge_text.augment import _synonym_replacement, _word_insertion
+
+    table = {"cheap": ("inexpensive",), "fast": ("quick",), "great": ("excellent",)}
+    import random
+
+    out = _synonym_replacement("Cheap, fast, and GREAT!".split(), random.Random(0), 1.0, table)
+    assert out == ["Inexpensive,", "quick,", "and", "EXCELLENT!"]
+    inserted = _word_insertion("Cheap, and dull.".split(), random.Random(0), 0.5, table)
+    assert "inexpensive" in inserted and len(inserted) == 4

@@ -103,3 +103,19 @@ def test_the_example_run_file_runs(tmp_path):
     assert {"raw/accuracy", "optimised/accuracy", "delta/macro_f1"} <= set(measures)
     counts = json.dumps(report)
     assert "keyboard-noise" in counts and "eda" in counts
+
+
+def test_a_byte_order_mark_and_unicode_line_separators_inside_records_are_read(tmp_path):
+    # (found by an audit: Excel's BOM hid the text column; U+2028 or U+0085 inside a JSON string
+    # cut a record in two, and both halves were invalid)
+    csv_path = tmp_path / "bom.csv"
+    csv_path.write_bytes("\ufefftext,label\nhello,a\nbye,b\n".encode("utf-8"))
+    assert TextFileSource({"path": str(csv_path)}).load(StepContext.from_seed(0)).x == ["hello", "bye"]
+    jsonl = tmp_path / "odd.jsonl"
+    records = [{"text": "line one\u2028still one", "label": "a"}, {"text": "x\x85y", "label": "b"}]
+    jsonl.write_text("\ufeff" + "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
+    assert TextFileSource({"path": str(jsonl)}).load(StepContext.from_seed(0)).x == [r["text"] for r in records]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\ncaf\xe9,a\n".encode("latin-1"))
+    with pytest.raises(DataError, match="is not UTF-8 text"):
+        TextFileSource({"path": str(latin)}).load(StepContext.from_seed(0))

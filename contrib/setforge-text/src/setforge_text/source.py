@@ -60,7 +60,11 @@ class TextFileSource(Source):
         fmt = params.format
         if fmt == "auto":
             fmt = "jsonl" if path.suffix.lower() in (".jsonl", ".ndjson") else "csv"
-        records = self._jsonl(path) if fmt == "jsonl" else self._csv(path)
+        try:
+            records = self._jsonl(path) if fmt == "jsonl" else self._csv(path)
+        except UnicodeDecodeError as error:
+            raise DataError(f"source 'text-file': {path.name} is not UTF-8 text (byte {error.start}: "
+                            f"{error.reason}); save it as UTF-8") from None
         texts, labels = [], []
         for line, record in records:
             text, label = record.get(params.text), record.get(params.label)
@@ -84,7 +88,7 @@ class TextFileSource(Source):
                        classes=classes, modality="text")
 
     def _csv(self, path: Path) -> list[tuple[int, dict]]:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # (a byte-order mark, as Excel writes, is fine)
             reader = csv.DictReader(handle, delimiter=self.params.delimiter)
             missing = [f for f in (self.params.text, self.params.label) if f not in (reader.fieldnames or [])]
             if missing:
@@ -94,7 +98,8 @@ class TextFileSource(Source):
 
     def _jsonl(self, path: Path) -> list[tuple[int, dict]]:
         out = []
-        for line, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        # records end at \n only: str.splitlines would also cut at U+2028, U+0085 ... inside a JSON string
+        for line, raw in enumerate(path.read_text(encoding="utf-8-sig").split("\n"), start=1):
             if not raw.strip():
                 continue
             try:
