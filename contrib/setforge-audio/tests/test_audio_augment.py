@@ -138,6 +138,25 @@ def test_speed_up_filters_what_would_alias():
     assert float(power(out[:, :, :2000])) < 0.02 * float(power(x))
 
 
+@pytest.mark.parametrize(("tone", "factor"), [(3700.0, 1.1), (3900.0, 1.05), (3950.0, 1.02)])
+def test_speed_up_filters_a_tone_just_past_the_new_nyquist(tone, factor):
+    # (found by an audit: a cutoff at the new Nyquist itself let such tones fold back at -11 to -20 dB)
+    x = tones([tone])
+    out = Speed({"p": 1.0})(x, params={"factor": torch.tensor([factor]), "apply": torch.tensor([True])})
+    settled = out[:, :, 200:int(x.shape[-1] / factor) - 200]  # (away from the edges and the silent end)
+    assert float(power(settled)) < 10 ** (-40 / 10) * float(power(x))  # at least 40 dB down
+
+
+def test_clips_without_a_channel_axis_are_refused_by_every_augmenter():
+    # (found by an audit: gain broadcast (N, samples) to (N, N, samples) without a word)
+    from setforge import DataError
+    from setforge_audio.augment import AUGMENTERS
+
+    for cls in AUGMENTERS:
+        with pytest.raises(DataError, match=r"clips are \(N, channels, samples\), got shape \(4, 800\)"):
+            cls()(torch.zeros(4, 800), generator=torch.Generator().manual_seed(0))
+
+
 def test_seeded_per_row_and_replayable():
     x = chirp(6)
     first, aug = run(NoiseSnr, {}, x)
@@ -163,3 +182,13 @@ def test_clips_too_short_for_the_stft_are_refused_with_what_to_change(cls):
     with pytest.raises(DataError, match=r"clips of 100 samples are too short for n_fft 256.*lower n_fft"):
         cls({"p": 1.0})(torch.randn(2, 1, 100), generator=torch.Generator().manual_seed(0))
     assert cls({"p": 1.0, "n_fft": 64, "hop": 16})(torch.randn(2, 1, 100), generator=torch.Generator().manual_seed(0)).shape == (2, 1, 100)
+
+
+@pytest.mark.parametrize("length", [800, 801, 1023, 4000])
+def test_masks_count_the_frames_and_bins_torch_stft_makes(length):
+    # (an audit's mutation that left the last frame out passed every test)
+    for cls in (TimeMask, FrequencyMask):
+        mask = cls()
+        spectrum = torch.stft(torch.zeros(length), mask.params.n_fft, mask.params.hop, return_complex=True,
+                              window=torch.hann_window(mask.params.n_fft), center=True)
+        assert mask._size(length) == spectrum.shape[-1 if cls is TimeMask else -2]

@@ -84,3 +84,40 @@ def test_the_example_run_file_runs(tmp_path):
     report = json.loads((tmp_path / "runs" / "audio" / "report.json").read_text())
     assert "raw/accuracy" in report["metrics"]["measures"]["utility"]
     assert "noise-snr" in json.dumps(report)
+
+
+def test_hidden_files_folders_named_wav_and_broken_links_do_not_stop_a_run(tmp_path):
+    # (found by an audit: macOS's ._x.wav stopped the run, a folder named x.wav and a broken link
+    # raised raw OS errors, and dropped rows were counted per file name instead of per reason)
+    root = tmp_path / "clips"
+    for name in ("one.wav", "two.wav"):
+        write_wav(root / "a" / name, np.zeros(100, np.float32))
+        write_wav(root / "b" / name, np.zeros(100, np.float32))
+    (root / "a" / "._one.wav").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "a" / "dir.wav").mkdir()
+    (root / "b" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    for folder in ("a", "b"):
+        (root / folder / "bad1.wav").write_bytes(b"RIFF")
+    source = WavFolderSource({"path": str(root), "backend": "wave"})
+    ds = source.load(StepContext.from_seed(0), on_invalid="drop")
+    assert len(ds) == 4
+    assert source.dropped == {"cannot read the file (No such file or directory)": 1,
+                              "not a PCM WAV file the standard library reads (EOFError); pip install soundfile for "
+                              "float WAV, FLAC or OGG, or WAVE_FORMAT_EXTENSIBLE files (24-bit or multichannel WAV "
+                              "as many tools write them)": 2}
+
+
+def test_a_flac_without_soundfile_is_bad_data_that_drop_counts(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
+                        if name == "soundfile" else real_import(name, *a, **k))
+    root = tmp_path / "clips"
+    write_wav(root / "a" / "one.wav", np.zeros(100, np.float32))
+    write_wav(root / "b" / "two.wav", np.zeros(100, np.float32))
+    (root / "b" / "three.flac").write_bytes(b"fLaC")
+    source = WavFolderSource({"path": str(root), "extensions": [".wav", ".flac"]})
+    assert len(source.load(StepContext.from_seed(0), on_invalid="drop")) == 2
+    assert list(source.dropped) == [".flac files need the soundfile package: pip install soundfile (the standard "
+                                    "library reads PCM .wav only)"]

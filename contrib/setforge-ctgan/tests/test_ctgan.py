@@ -61,3 +61,32 @@ def test_sampled_rows_are_distinct_when_redraws_run_out():
         assert len(rows) == 40 and not rows.duplicated().any()  # (each draw numbers its rows from 0)
         out = generator.sample(torch.zeros(40, dtype=torch.int64), StepContext.from_seed(1)).x
         assert len(torch.unique(out, dim=0)) == 40
+
+
+def test_redraws_raise_the_share_of_rows_with_the_requested_label():
+    # (an audit's mutation that took the first conditional draw as it was passed every test: the
+    # tiny model gives the requested label to 26-38% of a first draw)
+    from setforge_ctgan.generator import LABEL_COLUMN
+
+    ds = sample_dataset("tabular", categorical="some")
+    shares = []
+    for redraws in (0, 10):
+        generator = CtganGenerator({**TINY, "max_redraws": redraws}).fit(ds, StepContext.from_seed(0))
+        generator.model.set_random_state(7)
+        drawn = generator.model.sample(200, condition_column=LABEL_COLUMN, condition_value=1)
+        generator.model.set_random_state(7)
+        kept = generator._rows_of_class(1, 200)
+        shares.append((float((drawn[LABEL_COLUMN] == 1).mean()), float((kept[LABEL_COLUMN] == 1).mean())))
+    assert shares[0][1] == shares[0][0] < 0.9  # no redraw: the first draw as it came
+    assert shares[1][1] > 0.9 and shares[1][1] > shares[1][0]  # redraws replace the rows of other labels
+
+
+def test_samples_follow_the_steps_generator():
+    # (an audit's mutation that ignored the step's generator, so that a step's batches of one
+    # class came out equal, passed every test)
+    ds = sample_dataset("tabular", categorical="some")
+    generator = CtganGenerator(TINY).fit(ds, StepContext.from_seed(0))
+    labels = torch.zeros(30, dtype=torch.int64)
+    first = generator.sample(labels, StepContext.from_seed(1)).x
+    assert torch.equal(generator.sample(labels, StepContext.from_seed(1)).x, first)
+    assert not torch.equal(generator.sample(labels, StepContext.from_seed(2)).x, first)

@@ -38,12 +38,22 @@ class _Range(Augmenter.Params):
         return self
 
 
-class Gain(Augmenter):
+class _Audio(Augmenter):
+    """An audio augmenter: clips ``(N, channels, samples)``, checked when a call draws its params."""
+
+    modalities = ("audio",)
+
+    def make_params(self, x, y=None, generator=None):
+        if x.dim() != 3:
+            raise DataError(f"augment '{self.name}': clips are (N, channels, samples), got shape {tuple(x.shape)}; "
+                            "give mono clips a channel axis (x.unsqueeze(1))")
+        return super().make_params(x, y, generator)
+
+
+class Gain(_Audio):
     """Multiplies each clip by a gain drawn in dB (uniform in [min_db, max_db])."""
 
     name = "gain"
-    modalities = ("audio",)
-
     class Params(_Range):
         """The gain range in decibels."""
 
@@ -58,12 +68,10 @@ class Gain(Augmenter):
         return x * torch.pow(10.0, params["db"] / 20.0).view(-1, 1, 1)
 
 
-class TimeShift(Augmenter):
+class TimeShift(_Audio):
     """Shifts each clip in time by a fraction of its length drawn in [-max_shift, max_shift] (roll or zero-fill)."""
 
     name = "time-shift"
-    modalities = ("audio",)
-
     class Params(Augmenter.Params):
         """How far and how the clip moves."""
 
@@ -89,12 +97,10 @@ class TimeShift(Augmenter):
         return out
 
 
-class NoiseSnr(Augmenter):
+class NoiseSnr(_Audio):
     """Adds white Gaussian noise at a signal-to-noise ratio drawn in [min_snr_db, max_snr_db] per clip."""
 
     name = "noise-snr"
-    modalities = ("audio",)
-
     class Params(_Range):
         """The SNR range in decibels."""
 
@@ -135,10 +141,9 @@ def istft(spec: torch.Tensor, n_fft: int, hop: int, length: int) -> torch.Tensor
     return out.view(n, c, length)
 
 
-class _SpectrogramMask(Augmenter):
+class _SpectrogramMask(_Audio):
     """A band of one axis of the STFT zeroed per clip: start and width drawn per row."""
 
-    modalities = ("audio",)
     axis = -1  # -1: frames (time), -2: bins (frequency)
 
     class Params(Augmenter.Params):
@@ -198,12 +203,10 @@ class FrequencyMask(_SpectrogramMask):
     axis = -2
 
 
-class Speed(Augmenter):
+class Speed(_Audio):
     """Speed perturbation: each clip played faster or slower by a factor drawn in [min_factor, max_factor] (resampled)."""
 
     name = "speed"
-    modalities = ("audio",)
-
     class Params(_Range):
         """The speed factors (above 1: faster and higher)."""
 
@@ -217,10 +220,11 @@ class Speed(Augmenter):
     def _transform(self, x, y, params):
         # Output sample t reads the input at t * factor (linear interpolation); past the input's end
         # is silence, so the clip keeps its length. A faster clip is low-pass filtered first (a
-        # windowed sinc at the new Nyquist frequency), so no frequency folds back.
+        # windowed sinc whose transition band ends at the new Nyquist frequency, so what would fold
+        # back is down by 40 dB or more there; a cutoff at the new Nyquist itself lets -6 dB fold back).
         n, c, length = x.shape
         factor = params["factor"].to(x.dtype)
-        x = _lowpass(x, (1.0 / factor).clamp(max=1.0))
+        x = _lowpass(x, torch.where(factor > 1.0, 1.0 / factor - _TRANSITION / 2, 1.0), taps=_TAPS)
         position = torch.arange(length, device=x.device, dtype=x.dtype).view(1, -1) * factor.view(-1, 1)  # (N, T)
         left = position.floor().to(torch.int64)
         weight = (position - left.to(x.dtype)).unsqueeze(1)
@@ -228,6 +232,12 @@ class Speed(Augmenter):
         gather = lambda i: torch.gather(x, 2, i.clamp(max=length - 1).unsqueeze(1).expand(-1, c, -1))  # noqa: E731
         right_ok = ((left + 1) < length).unsqueeze(1).to(x.dtype)
         return inside * ((1 - weight) * gather(left) + weight * right_ok * gather(left + 1))
+
+
+#: The speed filter's length, and the width of its Hann window's transition band from -6 dB to
+#: about -44 dB (6.2 / taps, as a fraction of Nyquist).
+_TAPS = 127
+_TRANSITION = 6.2 / _TAPS
 
 
 def _lowpass(x: torch.Tensor, cutoff: torch.Tensor, taps: int = 63) -> torch.Tensor:

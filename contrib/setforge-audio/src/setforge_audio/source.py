@@ -19,9 +19,15 @@ def read_wav(path: Path, backend: str = "auto") -> tuple[np.ndarray, int]:
     """``(channels, samples)`` float32 in [-1, 1] and the sample rate. ``wave`` (standard library)
     reads 8/16/24/32-bit PCM; ``soundfile`` (optional) also float WAV, FLAC and OGG."""
     if backend == "soundfile" or (backend == "auto" and path.suffix.lower() != ".wav"):
-        import soundfile
-
-        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        try:
+            import soundfile
+        except ImportError:
+            raise DataError(f"{path.suffix or path.name} files need the soundfile package: pip install "
+                            "soundfile (the standard library reads PCM .wav only)") from None
+        try:
+            data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        except (RuntimeError, soundfile.LibsndfileError) as error:
+            raise DataError(f"soundfile cannot read it ({error})") from None
         return np.ascontiguousarray(data.T), int(rate)
     try:
         with wave.open(str(path), "rb") as handle:
@@ -31,10 +37,11 @@ def read_wav(path: Path, backend: str = "auto") -> tuple[np.ndarray, int]:
         if backend == "auto":
             try:
                 return read_wav(path, "soundfile")
-            except ImportError:
+            except DataError:
                 pass
-        raise DataError(f"{path.name}: not a PCM WAV file the standard library reads ({error}); "
-                        "pip install soundfile for float WAV, FLAC or OGG") from None
+        raise DataError(f"not a PCM WAV file the standard library reads ({str(error) or type(error).__name__}); "
+                        "pip install soundfile for float WAV, FLAC or OGG, or WAVE_FORMAT_EXTENSIBLE files "
+                        "(24-bit or multichannel WAV as many tools write them)") from None
     if width == 1:  # 8-bit PCM is unsigned
         values = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width == 3:
@@ -94,11 +101,13 @@ class WavFolderSource(Source):
         rate = params.sample_rate
         clips, labels = [], []
         for c, name in enumerate(classes):
-            for file in sorted(p for p in (root / name).iterdir() if p.suffix.lower() in suffixes):
-                try:
+            for file in sorted(p for p in (root / name).iterdir()
+                               if p.suffix.lower() in suffixes and not p.name.startswith(".") and not p.is_dir()):
+                try:  # (hidden files, macOS's ._x.wav among them, are skipped, as image-folder skips them)
                     data, file_rate = read_wav(file, params.backend)
-                except DataError as error:
-                    self._invalid(f"{name}/{file.name}", str(error))
+                except (DataError, OSError) as error:  # the reason alone, so that equal reasons count together
+                    self._invalid(f"{name}/{file.name}", str(error) if isinstance(error, DataError) else
+                                  f"cannot read the file ({error.strerror or type(error).__name__})")
                     continue
                 rate = file_rate if rate is None else rate
                 if file_rate != rate:
