@@ -94,13 +94,17 @@ class NpzSource(Source):
         bad: dict[int, tuple[str, str]] = {}  # row -> (place within the row, reason)
         x = self._values(x, modality, path, bad)
         # Integer label -1: an unlabelled row, held apart (Splits.unlabelled). It takes a valid label
-        # while the class list is read, so the class list is that of the labelled rows.
+        # while the class list is read, so the class list is that of the labelled rows: all of them,
+        # also those whose x is invalid, as a streaming run's scan reads it before any x.
         unlabelled = (y == -1) if y.dtype.kind == "i" else np.zeros(n, dtype=bool)
         if unlabelled.all():
             raise DataError(f"npz {path.name}: every row is unlabelled (y = -1); label some rows")
         if unlabelled.any():
             y = np.where(unlabelled, 0 if "classes" in arrays else y[~unlabelled][0], y)
-        codes, classes = self._labels(y, arrays.get("classes"), path, bad)
+        label_bad: dict[int, tuple[str, str]] = {}
+        codes, classes = self._labels(y, arrays.get("classes"), path, label_bad)
+        for row, why in label_bad.items():
+            bad.setdefault(row, why)
         part = self._split_names(arrays.get("split"), path, bad)
         groups = None if "groups" not in arrays else encode_groups(arrays["groups"])
         for row in sorted(bad):
@@ -157,7 +161,9 @@ class NpzSource(Source):
         shape = tuple(self._values(first, modality, path, {}).shape[1:])
         bad: dict[int, tuple[str, str]] = {}
         unlabelled = (y == -1) if y.dtype.kind == "i" else np.zeros(n, dtype=bool)
-        if unlabelled.any() and not unlabelled.all():
+        if unlabelled.all():
+            raise DataError(f"npz {path.name}: every row is unlabelled (y = -1); label some rows")
+        if unlabelled.any():
             y = np.where(unlabelled, 0 if "classes" in arrays else y[~unlabelled][0], y)
         labels, classes = self._labels(y, arrays.get("classes"), path, bad)
         part = self._split_names(arrays.get("split"), path, bad)

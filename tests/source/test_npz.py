@@ -145,3 +145,28 @@ def test_a_run_folders_npz_file_reads_back_with_its_features(tmp_path):
     again, _ = load(tmp_path / "test.npz")
     assert torch.equal(again.x, ds.x) and torch.equal(again.y, ds.y) and torch.equal(again.groups, ds.groups)
     assert again.classes == ds.classes and again.features == info
+
+
+def test_the_class_list_is_the_same_loaded_and_streamed_when_a_class_has_only_invalid_rows(tmp_path):
+    # (found by an audit: loading dropped class '0' with its NaN row while the streaming scan kept it,
+    # so the same data had other label codes in the two runs; an unlabelled row could also bring in
+    # the class of an invalid row)
+    import numpy as np
+
+    from setforge import StepContext
+    from setforge.plugins.source.npz import NpzSource
+
+    x = np.array([[np.nan, 0], [1, 1], [2, 2], [3, 3], [4, 4]], dtype=np.float32)
+    for y in (np.array([0, 1, 2, 2, 1]), np.array([7, 1, 2, -1, 1])):
+        np.savez(tmp_path / "d.npz", x=x, y=y)
+        loaded = NpzSource({"path": str(tmp_path / "d.npz")}).load(StepContext.from_seed(0), on_invalid="drop")
+        scanned = NpzSource({"path": str(tmp_path / "d.npz")}).scan(StepContext.from_seed(0), on_invalid="drop")
+        train = loaded.train if hasattr(loaded, "train") else loaded
+        assert train.classes == scanned.classes == tuple(sorted({str(v) for v in y if v != -1}, key=int))
+    np.savez(tmp_path / "none.npz", x=x, y=np.full(5, -1))
+    import pytest
+
+    from setforge import DataError
+
+    with pytest.raises(DataError, match="every row is unlabelled"):
+        NpzSource({"path": str(tmp_path / "none.npz")}).scan(StepContext.from_seed(0))
