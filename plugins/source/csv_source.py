@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -24,12 +25,14 @@ __all__ = ["CsvSource", "MISSING"]
 MISSING = ("", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "?")
 
 
+#: Numbers as pandas reads them: ASCII digits, no ``_`` separators (Python's float() takes
+#: ``1_000`` and full-width digits, which pandas reads as text), and inf / nan spelt out.
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
 def _parses(text: str, kind: type) -> bool:
-    try:
-        kind(text)
-    except ValueError:
-        return False
-    return True
+    return (_INT if kind is int else _FLOAT).fullmatch(text.strip()) is not None
 
 
 class CsvSource(Source):
@@ -124,6 +127,10 @@ class CsvSource(Source):
                 continue
             if row[used[0]] in missing:
                 unlabelled.add(line)
+            elif params.classes is not None and row[used[0]] not in params.classes:
+                # (dropped before the columns' types are read, which a row that does not stay must not sway)
+                bad[line] = (f", column {params.label!r} ({row[used[0]]!r})", f"label outside the class list {params.classes}")
+                continue
             kept.append((line, row))
 
         # Which columns are categorical: declared, or holding a value that is not a number.
@@ -153,10 +160,6 @@ class CsvSource(Source):
                     reason = (f", column {column!r} ({text!r})", "not a finite number")
                 if reason:
                     break
-            if reason is None and params.classes is not None and line not in unlabelled \
-                    and row[position[params.label]] not in params.classes:
-                reason = (f", column {params.label!r} ({row[position[params.label]]!r})",
-                          f"label outside the class list {params.classes}")
             if reason is None:
                 good.append((line, row))
             else:

@@ -150,3 +150,20 @@ def test_unlabelled_keep_without_unlabelled_rows_is_a_plain_table(tmp_path):
 def test_every_row_unlabelled_is_explained(tmp_path):
     with pytest.raises(DataError, match="every valid row is unlabelled .*label some rows"):
         load(write(tmp_path, "width,label\n1,\n2,?\n"), unlabelled="keep")
+
+
+def test_a_row_dropped_for_its_label_does_not_make_a_column_categorical(tmp_path):
+    # (found by an audit: "oops" in a row whose label is outside classes made column b categorical,
+    # so the rows that stayed held codes 0 and 1 instead of 2 and 6)
+    path = write(tmp_path, "a,b,label\n1,2,x\n3,oops,zz\n5,6,y\n")
+    ds, source = load(path, on_invalid="drop", classes=["x", "y"])
+    assert ds.x[:, 1].tolist() == [2.0, 6.0] and ds.features.categorical == {}
+    assert source.dropped == {"label outside the class list ['x', 'y']": 1}
+
+
+def test_numbers_are_read_as_pandas_reads_them(tmp_path):
+    # (found by an audit: Python's float() read 1_000 as 1000 and full-width digits as numbers)
+    path = write(tmp_path, "a,b,c,label\n1_000,１２,1e3,x\n2,3,4,y\n5,6,-inf,y\n")
+    ds, source = load(path, on_invalid="drop")
+    assert ds.features.categorical == {"a": ("2", "1_000"), "b": ("3", "１２")} and ds.x[:, 2].tolist() == [1000.0, 4.0]
+    assert source.dropped == {"not a finite number": 1}
