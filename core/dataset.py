@@ -70,7 +70,8 @@ class FeatureInfo:
         object.__setattr__(self, "dtypes", {str(k): str(v) for k, v in self.dtypes.items()})
         if len(set(self.names)) != len(self.names):
             raise InvalidDatasetError(f"FeatureInfo: column names must be unique, got {list(self.names)}")
-        unknown = [c for c in list(self.categorical) + list(self.dtypes) if c not in self.names]
+        names = set(self.names)
+        unknown = [c for c in list(self.categorical) + list(self.dtypes) if c not in names]
         if unknown:
             raise InvalidDatasetError(f"FeatureInfo: columns {sorted(set(unknown))} are not among names {list(self.names)}")
         if self.label is not None and self.label in self.names:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import math
 import re
@@ -110,7 +111,8 @@ class CsvSource(Source):
         features = [c for c in header if c not in special]
         if not features:
             raise DataError(f"csv {path.name}: no feature columns besides {sorted(special)}")
-        used = [header.index(c) for c in [params.label] + ([params.group] if params.group else []) + features]
+        position = {c: i for i, c in enumerate(header)}  # (names are unique: _read refuses a repeated one)
+        used = [position[c] for c in [params.label] + ([params.group] if params.group else []) + features]
         missing = {m.strip() for m in params.missing}
         bad: dict[int, tuple[str, str]] = {}  # line -> (place within the line, reason)
         kept: list[tuple[int, list[str]]] = []
@@ -134,7 +136,6 @@ class CsvSource(Source):
             kept.append((line, row))
 
         # Which columns are categorical: declared, or holding a value that is not a number.
-        position = {c: header.index(c) for c in header}
         if params.categorical is None:
             categorical_columns = [c for c in features if c in params.categories
                                    or not all(_parses(row[position[c]], float) for _, row in kept)]
@@ -235,7 +236,7 @@ class CsvSource(Source):
         """The columns that are not features (label, group, ignored), after checking that every named
         column exists and the header names each column once."""
         params = self.params
-        repeated = sorted({c for c in header if header.count(c) > 1})
+        repeated = sorted(c for c, k in collections.Counter(header).items() if k > 1)
         if repeated:
             raise DataError(f"csv {path.name}: the header names columns {repeated} more than once")
         if "" in header:
