@@ -34,6 +34,9 @@ __all__ = ["RunFolder", "load", "read_report", "write_data", "MARKER"]
 #: The file that marks a folder as made by setforge (only such folders are ever deleted or replaced).
 MARKER = ".setforge-run"
 _RESUME_FILES = ("_setforge_output.pt",)
+#: What ``--resume`` keeps of ``<dir>.partial/``: the work of steps, evaluators and replays, and the
+#: caches; a try's data files, preprocessor state, figures and report are written anew.
+_KEPT_ON_RESUME = frozenset({MARKER, "steps", "source", "evaluate", "replay", "observe", "cache"})
 
 
 def _safe_part(text: str) -> str:
@@ -94,6 +97,9 @@ class RunFolder:
         self.check(force)
         if self.partial.exists() and not resume:
             shutil.rmtree(self.partial)
+        for path in list(self.partial.iterdir()) if self.partial.is_dir() else []:  # resume: what a try wrote at
+            if path.name not in _KEPT_ON_RESUME:  # its end (data, state, figures) goes; steps and caches stay
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
         self.partial.mkdir(parents=True, exist_ok=True)
         (self.partial / MARKER).write_text("setforge run folder\n", encoding="utf-8")
         # locked while this process lives (a POSIX lock: another process's run is refused, a retry in
@@ -138,7 +144,7 @@ class RunFolder:
                 path.unlink()
         if self.cache_dir.exists():
             shutil.rmtree(self.cache_dir)
-        for top in ("source", "steps", "evaluate"):
+        for top in ("source", "steps", "evaluate", "replay"):
             self._prune_empty(self.partial / top)
         if self.is_run_folder(self.replaced):  # (a symbolic link to a folder goes as a link)
             self.replaced.unlink() if self.replaced.is_symlink() else shutil.rmtree(self.replaced)

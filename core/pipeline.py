@@ -273,11 +273,9 @@ class _Run:
             return None
         if isinstance(saved, dict) and saved.get("key") == key:
             figures = {name: bytes(t.numpy()) for name, t in (saved.get("figures") or {}).items()}
-            guard = json.loads(saved.get("guard") or "null")
-            if guard is not None:
+            if (guard := json.loads(saved.get("guard") or "null")) is not None:
                 self.guard_results[int(saved.get("index", -1))] = guard
-                if guard.get("warning"):
-                    self.warnings.append(guard["warning"])
+                self.warnings += [guard["warning"]] if guard.get("warning") else []
             return (dataset_from_state(saved["dataset"], self.device), saved.get("note"), saved.get("details") or {},
                     figures, saved.get("training"))
         return None
@@ -291,7 +289,8 @@ class _Run:
             snapshot = self.folder.step_dir(step.index, step.kind, step.name) / _SNAPSHOT
             snapshot.parent.mkdir(parents=True, exist_ok=True)
             self.training_log.attach(step.index, snapshot.parent)
-            key = Cache.key(ds.fingerprint(), step.config.model_dump_json(), self.seed, step.index, str(self.device))
+            key = Cache.key(ds.fingerprint(), step.config.model_dump_json(), self.seed, step.index, str(self.device),
+                            self.config.batch_size, self.unlabelled.fingerprint() if self.unlabelled is not None else "")
             resumed = distributed.from_main(lambda: self._resumed(snapshot, key), self.device)
             if resumed is not None:
                 out, note, details, figures, training = resumed
@@ -365,7 +364,8 @@ class _Run:
         name = "-".join(map(str, chosen)) or "none"
         for i in chosen[prefix:]:
             step = steps[i]
-            key = Cache.key("replay", ds.fingerprint(), step.config.model_dump_json(), self.seed, i, str(self.device))
+            key = Cache.key("replay", ds.fingerprint(), step.config.model_dump_json(), self.seed, i, str(self.device),
+                            self.config.batch_size, self.unlabelled.fingerprint() if self.unlabelled is not None else "")
             workdir = self.folder.partial / "replay" / name / f"{i:02d}-{step.kind}-{_safe_part(step.name)}"
 
             def run_fresh(step: Step = step, ds: Dataset = ds, workdir: Path = workdir) -> dict[str, Any]:

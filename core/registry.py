@@ -115,10 +115,6 @@ def _format_exception(error: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(error), error)).strip()
 
 
-def _split_names(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
-
-
 class Registry:
     """Loads plugins and maps ``(kind, name)`` to component classes.
 
@@ -132,7 +128,8 @@ class Registry:
     def __init__(self, local: Sequence[str] = (), disabled: Iterable[str] = (), allow: Iterable[str] | None = None,
                  strict: bool = False, base_dir: str | Path | None = None, use_env: bool = True):
         self.local = list(local)
-        self.disabled = set(disabled) | (set(_split_names(os.environ.get(DISABLE_ENV))) if use_env else set())
+        named = os.environ.get(DISABLE_ENV, "") if use_env else ""  # comma-separated entry-point names
+        self.disabled = set(disabled) | {part.strip() for part in named.split(",") if part.strip()}
         self.allow = None if allow is None else set(allow)
         self.strict = strict
         self.base_dir = Path(base_dir) if base_dir is not None else None

@@ -248,10 +248,7 @@ def run_streaming(run: Any, scan: Any) -> Any:
         raise DataError(f"the source's {int((scan.labels >= 0).sum())} rows take {size(scan.nbytes)} as float32, more "
                         f"than source.stream_above ({size(config.source.stream_above)}), so the run streams (raise "
                         f"stream_above to read them at once), and " + "; ".join(f"{p}: {m}" for p, m in found))
-    streamer = _Streamer(run, scan)
-    for path in streamer.folder.glob("*") if run.main and run.resume else ():  # it starts over: no shard of an
-        if path.is_file() and path.name.startswith(("train", "val", "test")):  # earlier try (other ranks) stays
-            path.unlink()
+    streamer = _Streamer(run, scan)  # (on resume it starts over: RunFolder.open removed an earlier try's shards)
     distributed.check_shared(streamer.folder)  # under torchrun: every rank sees rank 0's <dir>.partial/
     if run.built.evaluators:
         run.warnings.append("evaluate: skipped: evaluators need every row in memory, which a streaming run never holds")

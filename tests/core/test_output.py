@@ -103,10 +103,16 @@ def test_run_folder_open_commit_and_force(tmp_path):
 
 
 def test_resume_keeps_the_partial_folder_and_a_fresh_run_clears_it(tmp_path):
-    folder = RunFolder(tmp_path / "run")
-    (folder.open() / "checkpoint.pt").write_text("state")
-    assert (RunFolder(tmp_path / "run").open(resume=True) / "checkpoint.pt").is_file()
-    assert not (RunFolder(tmp_path / "run").open() / "checkpoint.pt").exists()
+    partial = RunFolder(tmp_path / "run").open()
+    (partial / "steps").mkdir()
+    (partial / "steps" / "checkpoint.pt").write_text("state")
+    for stale in ("train-00000.npz", "preprocess-state.pt"):  # what a try wrote at its end is written anew
+        (partial / stale).write_text("old")
+    (partial / "figures").mkdir()
+    resumed = RunFolder(tmp_path / "run").open(resume=True)
+    assert (resumed / "steps" / "checkpoint.pt").is_file()
+    assert sorted(p.name for p in resumed.iterdir()) == [MARKER, "steps"]
+    assert not (RunFolder(tmp_path / "run").open() / "steps").exists()
 
 
 def test_a_partial_folder_setforge_did_not_make_is_left_alone(tmp_path):

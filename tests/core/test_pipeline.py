@@ -426,6 +426,32 @@ def test_resume_reuses_finished_steps(tmp_path, registry):
     assert not list((tmp_path / "run").rglob("_setforge_output.pt"))  # resume snapshots are not kept
 
 
+def test_resume_reruns_a_step_when_the_batch_size_or_the_unlabelled_rows_change(tmp_path, registry):
+    counter = tmp_path / "count.txt"
+    x = np.random.default_rng(0).normal(size=(90, 3)).astype(np.float32)
+    y = np.repeat([0, 1, -1], 30)  # the last 30 rows are unlabelled, held apart from the split
+    np.savez(tmp_path / "rows.npz", x=x, y=y)
+    steps = [{"resample": "toy-counter", "params": {"path": str(counter)}}, {"resample": "toy-fail"}]
+
+    def attempt(fail: bool = True, **changes):
+        config = config_for(tmp_path, source={"name": "npz", "params": {"path": str(tmp_path / "rows.npz")}},
+                            pipeline=[steps[0], {"resample": "toy-fail", "params": {"fail": fail}}], **changes)
+        if not fail:
+            return run(config, registry, progress=False, resume=True)
+        with pytest.raises(DataError, match="asked to fail"):
+            run(config, registry, progress=False, resume=True)
+        return counter.read_text().count("ran")
+
+    assert attempt() == 1 and attempt() == 1  # the same inputs: step 0 is reused
+    assert attempt(batch_size=64) == 2  # streaming work batches differently: step 0 runs again
+    x[60:] += 1.0
+    np.savez(tmp_path / "rows.npz", x=x, y=y)
+    assert attempt(batch_size=64) == 3  # other unlabelled rows (a pseudo-labeller's pool): it runs again
+    result = attempt(fail=False, batch_size=64)
+    assert counter.read_text().count("ran") == 3
+    assert [s["resumed"] for s in result.report["steps"]] == [True, False]
+
+
 def test_a_killed_run_leaves_no_folder(tmp_path):
     run_file = tmp_path / "slow.yaml"
     out = tmp_path / "out"
