@@ -239,12 +239,12 @@ def run_streaming(run: Any, scan: Any) -> Any:
     `RunResult` holds no rows (read them back with `setforge.load`)."""
     from .pipeline import RunResult
 
-    config, started = run.config, time.perf_counter()
-    found = problems(config, run.registry)
+    config, started, found = run.config, time.perf_counter(), problems(run.config, run.registry)
     if found and config.source.stream is True:
         raise ConfigError(problems=found)
     if found:
-        size = lambda n: f"{n / 2**20:.1f} MiB"  # noqa: E731
+        size = lambda n: next(f"{n / 2**s:.{min(s, 1)}f} {u}" for s, u in ((30, "GiB"), (20, "MiB"), (10, "KiB"), (0, "bytes"))
+                              if n >= 2**s or not s)  # noqa: E731
         raise DataError(f"the source's {int((scan.labels >= 0).sum())} rows take {size(scan.nbytes)} as float32, more "
                         f"than source.stream_above ({size(config.source.stream_above)}), so the run streams (raise "
                         f"stream_above to read them at once), and " + "; ".join(f"{p}: {m}" for p, m in found))

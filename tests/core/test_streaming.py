@@ -140,8 +140,9 @@ def test_an_automatically_streamed_run_names_the_data_size(tmp_path):
         pipeline: [{{resample: random-over}}]
         output: {{dir: {tmp_path / 'out'}}}
         """)
-    with pytest.raises(DataError, match=r"12 rows take .* more than source.stream_above .* pipeline\[0\]"):
+    with pytest.raises(DataError, match=r"12 rows take .* more than source.stream_above .* pipeline\[0\]") as caught:
         _run(path)
+    assert "(1000 bytes)" in str(caught.value)  # a size under a MiB in its own unit, not "0.0 MiB"
     path.write_text(path.read_text().replace("stream_above: 1000", "stream_above: 100000"))
     assert _run(path).report["counts"]["optimised"]["rows"] > 0  # below the size: read at once, as before
 
