@@ -49,7 +49,11 @@ def sort_names(names: Iterable[str]) -> list[str]:
 def number_text(value: object) -> str:
     """A label or category value as the text that names it: integral numbers without ``.0``."""
     if isinstance(value, (bytes, np.bytes_)):
-        return value.decode("utf-8")
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataError(f"the bytes {bytes(value[:40])!r} are not UTF-8 text ({error.reason} at byte "
+                            f"{error.start}); store text as str, or as bytes in UTF-8") from None
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     if isinstance(value, (np.integer, np.bool_)):

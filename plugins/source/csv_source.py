@@ -207,20 +207,22 @@ class CsvSource(Source):
         return Splits(train=dataset(np.flatnonzero(~pool)), unlabelled=dataset(np.flatnonzero(pool)))
 
     def _read(self, path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-        """The header and the non-blank lines (with their line numbers), cells trimmed."""
+        """The header and the non-blank rows (with the numbers of the lines they start on), cells trimmed."""
         try:
             with path.open(newline="", encoding="utf-8-sig") as handle:
                 reader = csv.reader(handle, delimiter=self.params.delimiter)
                 header: list[str] | None = None
                 lines: list[tuple[int, list[str]]] = []
+                last = 0  # a quoted cell may span lines: a row is named by the line it starts on
                 for row in reader:
+                    first, last = last + 1, reader.line_num
                     cells = [cell.strip() for cell in row]
                     if not any(cells) and len(cells) <= 1:
                         continue
                     if header is None:
                         header = cells
                     else:
-                        lines.append((reader.line_num, cells))
+                        lines.append((first, cells))
         except UnicodeDecodeError as error:
             raise DataError(f"csv {path.name}: not UTF-8 text ({error.reason} at byte {error.start}); "
                             f"save the file as UTF-8") from None

@@ -40,6 +40,12 @@ def test_first_invalid_line_names_line_and_column(tmp_path):
         load(path, label="species")
 
 
+def test_a_row_with_a_cell_over_several_lines_is_named_by_the_line_it_starts_on(tmp_path):
+    path = write(tmp_path, 'note,size,label\n"one\ntwo\nthree",1.5,a\n"x\ny",,b\nz,2.5,a\n')
+    with pytest.raises(DataError, match=r"line 5, column 'size': missing value"):  # lines 5-6, not line 6
+        load(path, label="label")
+
+
 def test_drop_counts_every_reason_and_keeps_the_good_rows(tmp_path):
     ds, source = load(write(tmp_path, TABLE), on_invalid="drop", label="species", group="person")
     assert source.dropped == {"missing value": 2, "ragged row": 1, "not a finite number": 1}

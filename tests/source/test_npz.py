@@ -107,6 +107,11 @@ def test_audio_text_and_explicit_modality(tmp_path):
     np.savez(tmp_path / "g.npz", x=np.full((2, 4, 4), 255, np.uint8), y=np.array([0, 1]))
     gray, _ = load(tmp_path / "g.npz", modality="image")
     assert gray.shape == (1, 4, 4) and float(gray.x.min()) == 1.0
+    np.savez(tmp_path / "b.npz", x=np.array([b"caf\xc3\xa9", b"tea"]), y=np.array([b"hot", b"cold"]))
+    assert load(tmp_path / "b.npz")[0].x == ["caf\u00e9", "tea"]  # bytes in UTF-8 read as text
+    np.savez(tmp_path / "latin1.npz", x=np.array([b"caf\xe9", b"tea"]), y=np.array([0, 1]))
+    with pytest.raises(DataError, match=r"b'caf\\xe9' are not UTF-8 text .* store text as str"):
+        load(tmp_path / "latin1.npz")  # was a UnicodeDecodeError: a plugin failure, exit 4
 
 
 def test_bad_files_are_named(tmp_path):
