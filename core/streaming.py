@@ -156,8 +156,7 @@ class _Streamer:
         return ds
 
     def _augment(self, step: Any, ds: Dataset, ctx: Any) -> Dataset:
-        counts = self.counts_in[step.index]
-        selected = KIND["augment"].selected(step.config, step.classes, counts)
+        selected = KIND["augment"].selected(step.config, step.classes, counts := self.counts_in[step.index])
         if not _uses_amount(step.config):
             rows = torch.isin(ds.y, torch.tensor(selected, dtype=torch.int64, device=ds.device)).nonzero().flatten()
             return step.component.augment(ds, ctx, copies=step.config.copies, rows=rows)
@@ -252,19 +251,20 @@ def run_streaming(run: Any, scan: Any) -> Any:
     distributed.check_shared(streamer.folder)  # under torchrun: every rank sees rank 0's <dir>.partial/
     if run.built.evaluators:
         run.warnings.append("evaluate: skipped: evaluators need every row in memory, which a streaming run never holds")
+    if unlabelled := int((scan.labels == -1).sum()):  # (pseudo-label, which would use them, needs every row)
+        run.warnings.append(f"source: {unlabelled} unlabelled rows left out: a streaming run has no step that labels them")
     done = streamer.gather(*streamer.write())
     if done is None:  # another rank: rank 0 writes the report and renames the folder
         return RunResult(Path(config.output.dir), {}, run.timings, run.metrics, *[streamer.like] * 4)
-    files, counts, dropped = streamer.join(done)
-    after = [t.counts() for t in streamer.tallies]
+    (files, counts, dropped), after = streamer.join(done), [t.counts() for t in streamer.tallies]
     counts.update(raw_train=after[0], optimised=after[-1])
     steps = [{"index": s.index, "kind": s.kind, "name": s.name, "streamed": True, "rows_in": after[s.index]["rows"],
               "rows_out": after[s.index + 1]["rows"], "counts": after[s.index + 1]} for s in run.built.steps]
     ranked = {"ranks": done["ranks"]} if len(done["ranks"]) > 1 else {}
     report = {**report_head(run, streamer.like),
               "stream": {"bytes": scan.nbytes, "batch_size": config.batch_size, **ranked},
-              "source": {"name": config.source.name, "own_split": scan.split
-                         is not None, "dropped_invalid": dropped,
+              "source": {"name": config.source.name, "own_split": scan.split is not None, "dropped_invalid": dropped,
+                         **({"unlabelled": unlabelled} if unlabelled else {}),
                          # the rows the scan found valid, less those found invalid only when read
                          "rows": int((scan.labels >= 0).sum()) - sum(done["dropped"].values())},
               "split": {"method": streamer.method, "rows": {"train": after[0]["rows"], "val": counts["val"]["rows"],

@@ -116,6 +116,20 @@ def test_an_npz_source_streams_every_valid_row_exactly_once(tmp_path):
     assert len(list(result.run_dir.glob("train-*.npz"))) == 3
 
 
+def test_a_streaming_run_says_that_it_leaves_unlabelled_rows_out(tmp_path):
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 60)
+    y[::6] = -1  # 10 unlabelled rows: the loaded run hands them to pseudo-label, which cannot stream
+    np.savez(tmp_path / "data.npz", x=rng.random((60, 4)).astype(np.float32), y=y)
+    path = _run_file(tmp_path, "run", f"""
+        source: {{name: npz, params: {{path: {tmp_path / 'data.npz'}}}, stream: true}}
+        output: {{dir: {tmp_path / 'out'}}}
+        """)
+    report = _run(path).report
+    assert report["source"]["unlabelled"] == 10 and report["source"]["rows"] == 50
+    assert "source: 10 unlabelled rows left out: a streaming run has no step that labels them" in report["warnings"]
+
+
 def test_validate_refuses_a_step_that_needs_every_row_at_its_place(tmp_path):
     images = _images(tmp_path / "images", {"a": 4, "b": 4})
     path = _run_file(tmp_path, "run", f"""
