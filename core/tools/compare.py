@@ -85,8 +85,11 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
                "verdicts": [_verdict(flat_measures[0][path], fm[path], sign) for fm in flat_measures[1:]]}
         metrics.append(row)
     heads = [headline(r) for r in reports]
+    tests = {r.get("split", {}).get("fingerprints", {}).get("test") for r in reports} - {None}
+    warnings = [f"the runs were measured on {len(tests)} different test splits (another seed, split or source): a metric "
+                f"that differs may differ by its test rows, not by the change"] if len(tests) > 1 else []
     return {"runs": names, "config_differences": config_diff, "classes": classes, "counts": counts,
-            "total_rows": totals, "metrics": metrics,
+            "total_rows": totals, "metrics": metrics, "warnings": warnings,
             "headlines": [None if h is None else h.text() for h in heads]}
 
 
@@ -119,6 +122,7 @@ def format_comparison(comparison: Mapping[str, Any], all_metrics: bool = False) 
     runs = comparison["runs"]
     labels = [f"[{i}]" for i in range(len(runs))]
     lines = ["runs:"] + [f"  {label} {run}" for label, run in zip(labels, runs)]
+    lines += [f"warning: {w}" for w in comparison.get("warnings", [])]
     lines.append("")
     if comparison["config_differences"]:
         lines.append("run-file values that differ:")
@@ -163,6 +167,7 @@ def comparison_html(comparison: Mapping[str, Any]) -> str:
              "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}th{background:#f3f3f3}</style></head><body>",
              "<h1>setforge compare</h1>",
              "<ul>" + "".join(f"<li>{e(label)} {e(run)}</li>" for label, run in zip(labels, comparison["runs"])) + "</ul>"]
+    parts += [f"<p><b>warning:</b> {e(w)}</p>" for w in comparison.get("warnings", [])]
     for label, head in zip(labels, comparison["headlines"]):
         if head:
             parts.append(f"<p><b>{e(label)}</b> {e(head)}</p>")

@@ -185,6 +185,18 @@ def test_compare_directions_are_the_evaluators_declared_ones(runs):
     assert direction({"value": 0.5, "n": 3}) == 0  # recorded without a direction
 
 
+def test_compare_warns_when_the_runs_were_measured_on_different_test_rows(runs, tmp_path, capsys):
+    assert compare_runs([runs / "a", runs / "b"])["warnings"] == []  # one seed, one split: the same test rows
+    report = json.loads((runs / "b" / "report.json").read_text())
+    report["split"]["fingerprints"]["test"] = "another test split"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "report.json").write_text(json.dumps(report))
+    assert main(["compare", str(runs / "a"), str(other), "--output", str(tmp_path / "cmp.html")]) == 0
+    assert "warning: the runs were measured on 2 different test splits" in capsys.readouterr().out
+    assert "<b>warning:</b> the runs were measured on 2 different test splits" in (tmp_path / "cmp.html").read_text()
+
+
 def test_compare_escapes_strings(runs, tmp_path):
     report = json.loads((runs / "a" / "report.json").read_text())
     report["config"]["seed"] = EVIL
