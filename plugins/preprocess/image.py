@@ -1,7 +1,8 @@
 """Image preprocessors: size, channels and de-noising, applied alike to every split.
 
 None of them learns anything from the training split (their state is empty), and all keep
-images in [0, 1]. They run on the data's device in chunks of rows, so memory stays bounded.
+images in [0, 1]. They run on the data's device; resizing and filtering go through the rows in chunks,
+so their working memory stays bounded.
 """
 
 from __future__ import annotations
@@ -187,7 +188,9 @@ class Denoise(_ImagePreprocessor):
         if self.params.method == "median":
             per_row = x.shape[1] * k * k * x.shape[2] * x.shape[3]
             return _chunks(x, per_row, lambda part: self._median(part, k, pad, mode))
-        return self._gaussian(x, k, pad, mode)
+        # The padded copy and the row pass are each about the size of the images: chunk them too.
+        per_row = 3 * x.shape[1] * (x.shape[2] + 2 * pad) * (x.shape[3] + 2 * pad)
+        return _chunks(x, per_row, lambda part: self._gaussian(part, k, pad, mode))
 
     @staticmethod
     def _median(x: torch.Tensor, k: int, pad: int, mode: str) -> torch.Tensor:

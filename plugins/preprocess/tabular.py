@@ -152,6 +152,10 @@ class MinMax(_ColumnScaler):
 
 
 _BOUND = 1e-7  # scikit-learn's BOUNDS_THRESHOLD: uniform values are kept in [1e-7, 1 - 1e-7] before ndtri
+#: Normal outputs within this of ndtri(1e-7) or ndtri(1 - 1e-7) (about -+5.2) are the training
+#: ends: the float32 a transformed value is stored in is off by up to 2.4e-7 (half its step) there,
+#: so no wider band of values is taken for the ends than float32 could tell apart anyway.
+_NORMAL_END_SLACK = 2.5e-7
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
@@ -175,9 +179,11 @@ class Quantile(_ColumnScaler):
 
     As scikit-learn's QuantileTransformer: ``n_quantiles`` quantiles (at most the training rows)
     of each column, piecewise-linear between them, averaging the interpolation from both sides so
-    a value repeated inside the range maps to the middle of its flat stretch (scikit-learn's
-    ``numpy.interp`` may land elsewhere on such a stretch) and the training extremes map to 0 and
-    1; ``normal`` output applies the inverse normal CDF to uniform values kept in [1e-7, 1 - 1e-7].
+    a value repeated inside the range maps to the middle of its flat stretch (the quantiles' row
+    positions are found in integers; scikit-learn's floating-point positions may put it half a
+    quantile step aside) and the training extremes map to 0 and 1; ``normal`` output applies the
+    inverse normal CDF to uniform values kept in [1e-7, 1 - 1e-7], and the inverse snaps those
+    bounds back onto the training extremes exactly (as scikit-learn's does).
 
     Values beyond the training range (in val or test): scikit-learn maps them onto the ends
     (``beyond: clip``), which loses them for good, so the writer could not give them back in
@@ -203,13 +209,17 @@ class Quantile(_ColumnScaler):
         n = min(self.params.n_quantiles, x.shape[0])
         if n < 2:
             raise DataError(f"preprocess '{self.name}': needs at least 2 training rows, got {x.shape[0]}")
-        references = torch.linspace(0.0, 1.0, n, dtype=x.dtype, device=x.device)
-        # Sort once and interpolate (torch.quantile's 'linear'), which has no size limit.
+        # Sort once and interpolate (torch.quantile's 'linear'), which has no size limit. Quantile k
+        # sits at row k (rows - 1) / (n - 1) of the sorted column, found in integers: in floating
+        # point row 7 of 300 came out as 6.999999999999999 (172 as 172.00000000000003), so a quantile
+        # that should equal a repeated value fell just beside it, moving that value off the middle of
+        # its stretch by half a quantile step.
         ordered = x.sort(dim=0).values
-        position = references * (x.shape[0] - 1)
-        below = position.floor().long()
-        above = position.ceil().long()
-        frac = (position - below).unsqueeze(1)
+        scaled = torch.arange(n, dtype=torch.int64, device=x.device) * (x.shape[0] - 1)
+        below = torch.div(scaled, n - 1, rounding_mode="floor")
+        remainder = scaled - below * (n - 1)
+        above = below + (remainder > 0).long()
+        frac = (remainder.to(x.dtype) / (n - 1)).unsqueeze(1)
         quantiles = ordered[below] + frac * (ordered[above] - ordered[below])
         # Keep quantiles non-decreasing despite rounding (scikit-learn does the same).
         self.quantiles = torch.cummax(quantiles, dim=0).values.cpu()
@@ -255,11 +265,22 @@ class Quantile(_ColumnScaler):
         return torch.where(x > hi, y_hi + (x - hi) * slope_hi, y)
 
     def _backward(self, y: torch.Tensor) -> torch.Tensor:
-        uniform = y if self.params.output_distribution == "uniform" else torch.special.ndtr(y)
+        normal = self.params.output_distribution == "normal"
+        uniform = torch.special.ndtr(y) if normal else y
         q, refs = self._stat("quantiles", y), self._references(y)
         x = _interp(uniform.clamp(0.0, 1.0), refs, q)
+        slack = 0.0
+        if normal:
+            # The forward map sent the training ends to the 1e-7 bounds; read back through the
+            # quantiles, 1e-7 would land (n_quantiles - 1) 1e-7 of the end segment inside them
+            # (8150.915 for a training maximum of 8151.023), so snap them onto the ends exactly,
+            # as scikit-learn's inverse does.
+            bounds = torch.tensor([_BOUND, 1.0 - _BOUND], dtype=torch.float64)  # on the CPU: two numbers
+            end_lo, end_hi = torch.special.ndtri(bounds).tolist()
+            slack = _NORMAL_END_SLACK
+            x = torch.where(y <= end_lo + slack, q[:1], torch.where(y >= end_hi - slack, q[-1:], x))
         if self.params.beyond == "clip":
             return x
         lo, hi, y_lo, y_hi, slope_lo, slope_hi = self._tails(y)
-        x = torch.where(y < y_lo, lo + (y - y_lo) / slope_lo, x)
-        return torch.where(y > y_hi, hi + (y - y_hi) / slope_hi, x)
+        x = torch.where(y < y_lo - slack, lo + (y - y_lo) / slope_lo, x)
+        return torch.where(y > y_hi + slack, hi + (y - y_hi) / slope_hi, x)

@@ -98,6 +98,27 @@ def test_gaussian_matches_scipy(k, sigma):
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("name, params", [("denoise", {"method": "gaussian", "kernel_size": 5}),
+                                          ("denoise", {"method": "median"}), ("resize", {"size": 7})])
+def test_work_is_done_in_bounded_chunks_of_rows(name, params, monkeypatch):
+    # The page promises bounded chunks; the Gaussian filter once padded and filtered all rows at once.
+    from setforge.plugins.preprocess import image
+
+    ds = images(n=10)
+    whole = run(name, ds, params)
+    monkeypatch.setattr(image, "_CHUNK_VALUES", 4000)  # one to three rows of work
+    seen: list[int] = []
+    chunks = image._chunks
+
+    def counting(x, values_per_row, fn):
+        return chunks(x, values_per_row, lambda part: (seen.append(part.shape[0]), fn(part))[1])
+
+    monkeypatch.setattr(image, "_chunks", counting)
+    chunked = run(name, ds, params)
+    assert seen and max(seen) < 10 and sum(seen) == 10
+    torch.testing.assert_close(chunked, whole, atol=0, rtol=0)
+
+
 def test_outputs_stay_in_unit_range_and_tiny_images_work():
     ds = images(h=3, w=3)
     for name, params in [("resize", {"size": 9, "interpolation": "bicubic"}), ("denoise", {"kernel_size": 7}),

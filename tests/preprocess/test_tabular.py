@@ -85,6 +85,51 @@ def test_quantile_repeated_values_map_to_the_middle_of_their_stretch(ctx):
     assert out == pytest.approx([0.0, 0.5, 0.5, 0.5, 1.0])
 
 
+@pytest.mark.parametrize("rows, n_quantiles", [(300, 1000), (1000, 1000), (2501, 100)])
+def test_quantile_ties_land_in_the_middle_of_their_stretch_exactly(rows, n_quantiles, ctx):
+    # Integer columns repeat values; quantile k sits at row k (rows - 1) / (n - 1) of the sorted
+    # column, which floating point put a hair beside a repeated value (7 as 6.999999999999999).
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 5, (rows, 3), generator=g).float()
+    ds = Dataset(x=x, y=torch.zeros(rows, dtype=torch.int64), classes=["a"], modality="tabular")
+    out = create("preprocess", "quantile", {"n_quantiles": n_quantiles}).fit(ds, ctx).transform(ds).x
+    n = min(n_quantiles, rows)
+    for column in range(3):
+        ordered = x[:, column].sort().values
+        for value in (1.0, 2.0, 3.0):  # inside the range
+            first, last = (ordered == value).nonzero().flatten()[[0, -1]].tolist()
+            equal = [k for k in range(n) if first * (n - 1) <= k * (rows - 1) <= last * (n - 1)]
+            expected = (equal[0] + equal[-1]) / 2 / (n - 1)
+            got = out[x[:, column] == value, column]
+            torch.testing.assert_close(got, torch.full_like(got, expected), atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("beyond", ["extend", "clip"])
+def test_quantile_normal_inverse_gives_the_training_extremes_back_exactly(beyond, ctx):
+    # The training ends map to ndtri(1e-7) and ndtri(1 - 1e-7); read back through the quantiles
+    # without snapping, they came back 999e-7 of the end segment inside (9891.22 as 9891.02).
+    g = torch.Generator().manual_seed(0)
+    x = (-1000 * torch.rand(2000, 2, generator=g, dtype=torch.float64).log()).float()  # a long tail
+    ds = Dataset(x=x, y=torch.zeros(2000, dtype=torch.int64), classes=["a"], modality="tabular")
+    pre = create("preprocess", "quantile", {"output_distribution": "normal", "beyond": beyond}).fit(ds, ctx)
+    back = pre.inverse(pre.transform(ds)).x
+    for ends in (x.max(0), x.min(0)):
+        assert torch.equal(back[ends.indices, [0, 1]], ends.values)
+    torch.testing.assert_close(back, x, rtol=2e-6, atol=0)  # elsewhere: float32 rounding of the outputs
+    if beyond == "extend":  # values just beyond the training range still come back as themselves
+        outside = torch.stack([x.min(0).values - 1, x.max(0).values + 1])
+        rows = ds[:2].replace(x=outside)
+        torch.testing.assert_close(pre.inverse(pre.transform(rows)).x, outside, rtol=1e-5, atol=1e-3)
+    # A constant column's ends are one value; values beside it still come back as themselves.
+    constant = Dataset(x=torch.full((20, 1), 3.0), y=torch.zeros(20, dtype=torch.int64), classes=["a"],
+                       modality="tabular")
+    pre = create("preprocess", "quantile", {"output_distribution": "normal", "beyond": beyond}).fit(constant, ctx)
+    values = torch.tensor([[0.0], [3.0], [3.5], [30.0]])
+    back = pre.inverse(pre.transform(constant[:4].replace(x=values))).x
+    expected = values if beyond == "extend" else torch.tensor([[3.0], [3.0], [3.0], [3.0]])
+    torch.testing.assert_close(back, expected, rtol=1e-6, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", SCALERS)
 def test_categorical_columns_are_never_scaled_and_inverse_gives_units_back(name, ctx):
     g = torch.Generator().manual_seed(0)
