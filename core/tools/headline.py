@@ -18,7 +18,8 @@ SCORE_PREFERENCE = ("macro_f1", "balanced_accuracy", "accuracy")
 
 
 def measure_value(measure: Any) -> float | None:
-    """The value of a stored measure (``{"value", "n", "std"}``), None when absent or not a number."""
+    """The value of a stored measure (``{"value", "n", "std"}``), None when absent or not a number;
+    a count stays an int, so that it prints whole (0 rows, not 0.0000)."""
     if not isinstance(measure, Mapping):
         return None
     value = measure.get("value")
@@ -27,7 +28,7 @@ def measure_value(measure: Any) -> float | None:
             return float(value)
         except ValueError:
             return None
-    return None if value is None else float(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None if value is None else float(value)
 
 
 def _std(measure: Any) -> float | None:

@@ -281,6 +281,11 @@ def test_counts_print_whole_and_small_changes_keep_their_digits():
     assert fmt(stored["near_test_rows"]["value"]) == "1" and fmt(stored["near_test_share"]["value"]) == "0.0185"
     assert change(1, 3) == "+2" and change(0, 1) == "+1" and change(1.2e-5, 3.4e-5) == "+2.2e-05"
     assert change(0.91, 0.92) == "+0.0100"
+    # the summary's raw-vs-optimised table reads the stored values back: 0 leaked rows print as 0
+    from setforge.tools.report import before_after
+
+    pairs = before_after({"raw/exact_test_rows": {"value": 0, "n": 114}, "optimised/exact_test_rows": {"value": 1, "n": 114}})
+    assert [(name, fmt(raw), fmt(opt), change(raw, opt)) for name, raw, opt in pairs] == [("exact_test_rows", "0", "1", "+1")]
 
 
 def test_the_ablation_chart_labels_its_points_as_the_ablation_table_does(monkeypatch):
