@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import torch
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BeforeValidator
 
 __all__ = ["symmetric", "factor", "value", "integer", "uniform", "uniform_int", "log_uniform", "Range"]
 
@@ -37,6 +37,17 @@ def _check_pair(pair: tuple[float, float], low: float, high: float) -> Range:
     if lo < low or hi > high:
         raise ValueError(f"the range ({lo}, {hi}) must lie within [{low}, {high}]")
     return lo, hi
+
+
+def _not_a_switch(given: Any) -> Any:
+    """Refuse ``true``/``false`` before pydantic's lax mode reads it as 1/0 (the core's check of
+    retyped scalars does not see it: what is parsed is a pair, not a scalar to compare)."""
+    if isinstance(given, bool):
+        raise ValueError(f"a number or a range (low, high) is wanted here, not {str(given).lower()} (true/false)")
+    return given
+
+
+_REFUSE_SWITCHES = BeforeValidator(_not_a_switch)
 
 
 def _validator(expand: Callable[[float], Range], low: float, high: float) -> Callable[[Any], Range]:
@@ -63,17 +74,20 @@ def _factor_expand(v: float) -> Range:
 
 def symmetric(bound: float) -> Any:
     """The type of a symmetric range: ``v`` means ``(-v, v)``; a pair is the range; within ±`bound`."""
-    return Annotated[float | tuple[float, float], AfterValidator(_validator(_symmetric_expand, -bound, bound))]
+    return Annotated[float | tuple[float, float], _REFUSE_SWITCHES,
+                     AfterValidator(_validator(_symmetric_expand, -bound, bound))]
 
 
 def factor(high: float = 100.0) -> Any:
     """The type of a factor range: ``v`` means ``(max(0, 1 - v), 1 + v)``; a pair is the range."""
-    return Annotated[float | tuple[float, float], AfterValidator(_validator(_factor_expand, 0.0, high))]
+    return Annotated[float | tuple[float, float], _REFUSE_SWITCHES,
+                     AfterValidator(_validator(_factor_expand, 0.0, high))]
 
 
 def value(low: float, high: float) -> Any:
     """The type of a value range: ``v`` means the fixed value ``(v, v)``; a pair is the range."""
-    return Annotated[float | tuple[float, float], AfterValidator(_validator(lambda v: (v, v), low, high))]
+    return Annotated[float | tuple[float, float], _REFUSE_SWITCHES,
+                     AfterValidator(_validator(lambda v: (v, v), low, high))]
 
 
 def integer(low: int, high: int) -> Any:
@@ -86,7 +100,7 @@ def integer(low: int, high: int) -> Any:
             raise ValueError(f"must be an integer or a range (low, high) with {low} <= low <= high <= {high}, "
                              f"got {given}")
         return lo, hi
-    return Annotated[int | tuple[int, int], AfterValidator(check)]
+    return Annotated[int | tuple[int, int], _REFUSE_SWITCHES, AfterValidator(check)]
 
 
 def uniform(bounds: Range, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:

@@ -107,7 +107,9 @@ class GaussianBlur(Augmenter):
             raise DataError(f"augment '{self.name}': kernel_size {self.params.kernel_size} needs images larger than "
                             f"half the kernel (reflect padding), got {h}x{w}; use a smaller kernel_size")
         sigma = params["sigma"].to(x.dtype)
-        padded = F.pad(x, [kx // 2, kx // 2, ky // 2, ky // 2], mode="reflect").view(1, n * c, h + ky - 1, w + kx - 1)
+        # (reshape: the padding keeps a channels-last or permuted batch's strides, which no view can flatten)
+        padded = F.pad(x, [kx // 2, kx // 2, ky // 2, ky // 2], mode="reflect")
+        padded = padded.reshape(1, n * c, h + ky - 1, w + kx - 1)
         weight_x = gaussian_kernels(kx, sigma).repeat_interleave(c, dim=0).view(n * c, 1, 1, kx)
         weight_y = gaussian_kernels(ky, sigma).repeat_interleave(c, dim=0).view(n * c, 1, ky, 1)
         out = F.conv2d(F.conv2d(padded, weight_x, groups=n * c), weight_y, groups=n * c)
@@ -195,7 +197,9 @@ class Erasing(Augmenter):
             if fill == "random":
                 return fill
             values = (fill,) if isinstance(fill, (int, float)) else fill
-            if not values or any(not 0.0 <= v <= 1.0 for v in values):
+            if not values:
+                raise ValueError("value needs one value, or one per channel, in [0, 1] (or 'random'); got none")
+            if any(not 0.0 <= v <= 1.0 for v in values):
                 raise ValueError(f"value must lie in [0, 1] (or be 'random'), got {fill}")
             return fill
 
@@ -310,7 +314,8 @@ class Equalize(_Switch):
         # one flat index (row, channel, level) serves both the histogram and the look-up, so the
         # image crosses memory four times: quantise, offset, count, look up
         # (in float32: in float16 or bfloat16, 1.0 * 255.999 rounds to 256, a level past the channel's)
-        levels = x.float().mul(256.0 - 1e-3).to(torch.int64).clamp_(0, 255).view(n * c, h * w)
+        # (reshape, not view: a channels-last or permuted batch keeps its strides through these ops)
+        levels = x.float().mul(256.0 - 1e-3).to(torch.int64).clamp_(0, 255).reshape(n * c, h * w)
         offsets = torch.arange(n * c, device=x.device).mul_(256).view(-1, 1)
         flat = levels.add_(offsets).view(-1)
         hist = torch.bincount(flat, minlength=n * c * 256).view(n * c, 256)

@@ -189,7 +189,9 @@ class _Policy(Augmenter):
         @classmethod
         def _check_fill(cls, fill: Any) -> Any:
             values = (fill,) if isinstance(fill, (int, float)) else fill
-            if not values or any(not 0.0 <= f <= 1.0 for f in values):
+            if not values:
+                raise ValueError("fill needs one value, or one per channel, in [0, 1]; got none")
+            if any(not 0.0 <= f <= 1.0 for f in values):
                 raise ValueError(f"fill must lie in [0, 1], got {fill}")
             return fill
 

@@ -107,3 +107,26 @@ def test_gradcheck_through_a_replayed_param(name, param, params):
 
     value = drawn[param].to(torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(through, (value,), eps=1e-6, atol=1e-5)
+
+
+def test_gradcheck_through_every_differentiable_policy_op():
+    # (docs/augmenters.md: the policies' geometric and colour ops let gradients through) five rows,
+    # three op slots: each geometric op, each colour op, solarize and invert, every row its own op
+    from setforge.plugins.augment.policies import OPS
+
+    slots = [["ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"],
+             ["Brightness", "Color", "Contrast", "Sharpness", "AutoContrast"],
+             ["Solarize", "Invert", "Identity", "Rotate", "ShearX"]]
+    op = torch.tensor([[OPS.index(name) for name in column] for column in zip(*slots)])
+    magnitude = torch.tensor([[0.2, 0.3, 0.5], [-0.2, -0.3, 0.0], [2.0, 0.4, 0.0], [-1.0, -0.4, -12.0], [12.0, 0.3, 0.1]])
+    params = {"op": op, "level": torch.zeros_like(op), "magnitude": magnitude, "apply": torch.ones(5, dtype=torch.bool)}
+    aug = create("augment", "rand-augment", {"num_ops": 3, "interpolation": "bilinear"})
+    x = (torch.rand(5, 3, 6, 7, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 0.8 + 0.1)
+    out = aug(x.requires_grad_(), params=params)
+    assert out.requires_grad
+    assert torch.autograd.gradcheck(lambda t: aug(t, params=params), (x,), eps=1e-6, atol=1e-5, fast_mode=True)
+
+
+def test_gradcheck_through_aug_mix():
+    aug = create("augment", "aug-mix", {"severity": 5})
+    _gradcheck(aug, _batch())

@@ -276,6 +276,8 @@ def test_fill_must_match_channels():
 
     with pytest.raises(DataError, match="fill has 2 values"):
         Affine({"fill": (0.1, 0.2)})(smooth_images(2), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match=r"fill needs one value, or one per channel, in \[0, 1\]; got none"):
+        Affine({"fill": []})  # (it said "must lie in [0, 1], got ()")
 
 
 def test_affine_keeps_unit_range_and_zero_fill_is_plain_zero_padding():

@@ -84,6 +84,14 @@ def test_solarize():
     assert per_row(Solarize()(x, params=fixed(3, threshold=threshold)), refs) == 0.0
 
 
+def test_solarize_inverts_pixels_equal_to_the_threshold():
+    # (torchvision's x >= threshold: at 0 every pixel is inverted, at 1 the saturated ones)
+    x = torch.tensor([0.0, 0.25, 0.5, 1.0]).view(1, 1, 2, 2).expand(3, 3, 2, 2).contiguous()
+    threshold = [0.0, 0.5, 1.0]
+    refs = [TF.solarize(x[i], threshold[i]) for i in range(3)]
+    assert per_row(Solarize()(x, params=fixed(3, threshold=threshold)), refs) == 0.0
+
+
 @pytest.mark.parametrize("op, functional", [(Equalize, TF.equalize), (Autocontrast, TF.autocontrast),
                                             (Invert, TF.invert)], ids=["equalize", "autocontrast", "invert"])
 def test_switch_ops(op, functional):
@@ -106,9 +114,11 @@ def test_equalize_spreads_the_histogram_and_quantises_to_255ths():
                          ids=lambda a: a.name)
 def test_rows_draw_their_own_parameters(aug):
     image = smooth_images(1, height=48, width=48)[0]
-    if aug.name == "posterize":  # nine levels of bits: 64 rows cannot all differ; the draws must spread
+    if aug.name == "posterize":  # eight levels of bits: 64 rows cannot all differ; the draws must spread
         out = aug(image.expand(64, -1, -1, -1).contiguous(), generator=torch.Generator().manual_seed(0))
-        assert len(torch.unique(out.flatten(1), dim=0)) == len(torch.unique(aug.last_params["bits"])) >= 7
+        # every bit count of (1, 8), both ends included, each its own image
+        assert torch.equal(torch.unique(aug.last_params["bits"]), torch.arange(1, 9))
+        assert len(torch.unique(out.flatten(1), dim=0)) == 8
         return
     if aug.name == "solarize":
         image = torch.linspace(0, 1, 3 * 48 * 48).view(3, 48, 48)  # every threshold inverts a different set
@@ -135,6 +145,18 @@ def test_erasing_boxes_follow_the_ranges():
 def test_erasing_that_finds_no_box_leaves_the_row():
     out = Erasing({"scale": (0.99, 1.0), "ratio": (1.0, 1.0)})(images(), generator=torch.Generator().manual_seed(0))
     assert torch.equal(out, images())  # a box of the whole image is never drawn, as in torchvision
+    square = smooth_images(4, height=10, width=10)  # (a box of exactly the image's size does not fit either)
+    out = Erasing({"scale": 1.0, "ratio": 1.0})(square, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, square)
+
+
+def test_erasing_boxes_reach_every_edge():
+    # torchvision's top in 0..H - h and left in 0..W - w, both ends included
+    params = Erasing({"scale": 0.25, "ratio": 1.0}).make_params(torch.zeros(400, 1, 8, 8), None,
+                                                               torch.Generator().manual_seed(0))
+    assert bool((params["height"] == 4).all() and (params["width"] == 4).all())
+    for start in ("top", "left"):
+        assert torch.equal(torch.unique(params[start]), torch.arange(5.0))
 
 
 def test_blur_refuses_a_kernel_larger_than_the_image():
@@ -146,11 +168,33 @@ def test_blur_refuses_a_kernel_larger_than_the_image():
                                              (GaussianBlur, {"sigma": 0}, "sigma"),
                                              (Posterize, {"bits": 9}, "bits"), (Posterize, {"bits": (6, 2)}, "bits"),
                                              (Solarize, {"threshold": 1.5}, "threshold"),
-                                             (Erasing, {"value": "noise"}, "value"), (Sharpness, {"factor": -1}, "factor")])
+                                             (Erasing, {"value": "noise"}, "value"), (Sharpness, {"factor": -1}, "factor"),
+                                             # true/false is not read as 1/0 (bits 1, threshold 1, factor (1, 1))
+                                             (Posterize, {"bits": True}, "bits"), (Solarize, {"threshold": True}, "threshold"),
+                                             (Sharpness, {"factor": False}, "factor"), (GaussianNoise, {"sigma": False}, "sigma")])
 def test_bad_params_are_named(cls, bad, place):
     with pytest.raises(ConfigError) as error:
         cls(bad)
     assert f"params.{place}" in str(error.value)
+
+
+def test_an_empty_erasing_value_says_what_is_accepted():
+    with pytest.raises(ConfigError, match=r"params.value: .*one value, or one per channel"):
+        Erasing({"value": []})
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "permuted"])
+def test_ops_take_channels_last_and_permuted_batches(layout):
+    # a batch read as NHWC and permuted to NCHW (the usual way from numpy or PIL) is channels-last in
+    # memory; equalize and the blur flattened it with view, which such strides refuse
+    x = smooth_images(4, height=9, width=11)
+    other = (x.contiguous(memory_format=torch.channels_last) if layout == "channels_last"
+             else x.permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2))
+    assert not other.is_contiguous()
+    for aug in (Grayscale({"p": 1}), GaussianBlur(), GaussianNoise(), Erasing(), Sharpness(), Posterize(), Solarize(),
+                Equalize({"p": 1}), Autocontrast({"p": 1}), Invert({"p": 1})):
+        out = aug(other, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(out, aug(x, params=aug.last_params)), aug.name
 
 
 def test_ops_work_on_one_channel_digits_shape():

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchvision.transforms.v2 as T
 from scipy import stats
-from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import AutoAugmentPolicy, InterpolationMode
 
 from setforge import ConfigError, create
 from setforge.plugins.augment import policies as P
@@ -57,31 +57,87 @@ def test_each_op_matches_torchvision(name, interpolation):
         torch.testing.assert_close(ours, refs, rtol=0, atol=1e-5, msg=f"{name} {magnitude}")
 
 
+def _replayed_in_torchvision(aug, x: torch.Tensor, i: int) -> torch.Tensor:
+    """Row `i` of `x` through the (op, magnitude) sequence `aug` drew for it, by torchvision's ops."""
+    drawn = aug.last_params
+    ref = _reference(aug.params.interpolation)
+    if aug.name == "aug-mix":
+        width = aug.params.mixture_width
+        ops, mags = drawn["op"][i].view(width, -1), drawn["magnitude"][i].view(width, -1)
+        expected = drawn["weights"][i, 0] * x[i]
+        for c in range(width):
+            chain = x[i]
+            for op, magnitude in zip(ops[c].tolist(), mags[c].tolist()):
+                chain = _ref_op(ref, chain, P.OPS[op], magnitude)
+            expected = expected + drawn["weights"][i, c + 1] * chain
+        return expected
+    expected = x[i]
+    for op, magnitude in zip(drawn["op"][i].tolist(), drawn["magnitude"][i].tolist()):
+        expected = _ref_op(ref, expected, P.OPS[op], magnitude)
+    return expected
+
+
 @pytest.mark.parametrize("name,params", POLICIES, ids=IDS)
 def test_a_whole_policy_replays_row_by_row_in_torchvision(name, params):
     # the drawn (op, magnitude) of every row, applied by torchvision one row at a time, gives our batch
     x = smooth_images(16, height=16, width=16, seed=3)
     aug = create("augment", name, params)
     out = aug(x, generator=torch.Generator().manual_seed(0))
-    drawn = aug.last_params
-    ref = _reference(aug.params.interpolation)
     for i in range(len(x)):
-        if name == "aug-mix":
-            width = aug.params.mixture_width
-            ops, mags = drawn["op"][i].view(width, -1), drawn["magnitude"][i].view(width, -1)
-            expected = drawn["weights"][i, 0] * x[i]
-            for c in range(width):
-                chain = x[i]
-                for op, magnitude in zip(ops[c].tolist(), mags[c].tolist()):
-                    chain = _ref_op(ref, chain, P.OPS[op], magnitude)
-                expected = expected + drawn["weights"][i, c + 1] * chain
-        else:
-            expected = x[i]
-            for op, magnitude in zip(drawn["op"][i].tolist(), drawn["magnitude"][i].tolist()):
-                expected = _ref_op(ref, expected, P.OPS[op], magnitude)
-        differ = (out[i] - expected).abs() > 1e-4
+        differ = (out[i] - _replayed_in_torchvision(aug, x, i)).abs() > 1e-4
         # nearest ties (see above) may move a few pixels; bilinear (aug-mix) agrees everywhere
         assert float(differ.float().mean()) <= (0.0 if name == "aug-mix" else 0.1), (name, i)
+
+
+# The edges of what a batch can be: one channel, non-square, a batch of one, the first and the last
+# magnitude bin (RandAugment's bin 30 of 31 solarizes at 0: every pixel inverted). Bilinear, so every
+# pixel must agree with torchvision.
+EDGES = [((2, 1, 9, 17), "rand-augment", {"num_ops": 4}), ((1, 3, 13, 7), "trivial-augment", {}),
+         ((3, 1, 8, 8), "aug-mix", {"severity": 10, "chain_depth": 3}), ((1, 1, 12, 10), "auto-augment", {"policy": "svhn"}),
+         ((6, 3, 10, 12), "rand-augment", {"magnitude": 0}), ((6, 3, 10, 12), "rand-augment", {"magnitude": 30})]
+
+
+@pytest.mark.parametrize("shape,name,params", EDGES, ids=[f"{n}-{i}" for i, (_, n, _) in enumerate(EDGES)])
+def test_edge_shapes_and_magnitudes_replay_in_torchvision(shape, name, params):
+    n, channels, height, width = shape
+    x = smooth_images(n, channels=channels, height=height, width=width, seed=4)
+    aug = create("augment", name, {**params, "interpolation": "bilinear"})
+    for seed in range(3):
+        out = aug(x, generator=torch.Generator().manual_seed(seed))
+        for i in range(n):
+            torch.testing.assert_close(out[i], _replayed_in_torchvision(aug, x, i), rtol=0, atol=1e-5)
+
+
+def test_a_channels_last_batch_through_every_op():
+    # (NHWC data permuted to NCHW is channels-last in memory: equalize flattened it with view)
+    x = smooth_images(len(P.OPS), height=10, width=12)
+    op = torch.arange(len(P.OPS)).view(-1, 1)
+    params = {"op": op, "level": torch.zeros_like(op), "magnitude": torch.full((len(P.OPS), 1), 0.5),
+              "apply": torch.ones(len(P.OPS), dtype=torch.bool)}
+    aug = create("augment", "rand-augment", {"num_ops": 1})
+    for rows in (op.flatten(), torch.full((4,), P._INDEX["Equalize"])):  # each op a row; every row one op
+        batch = x[rows]
+        taken = {k: v[rows] if k != "apply" else v[:len(rows)] for k, v in params.items()}
+        out = aug(batch.contiguous(memory_format=torch.channels_last), params=taken)
+        assert torch.equal(out, aug(batch, params=taken))
+
+
+def test_no_ops_leave_the_batch_as_it_is():
+    x = smooth_images(4)
+    assert torch.equal(create("augment", "rand-augment", {"num_ops": 0})(x, generator=torch.Generator()), x)
+
+
+@pytest.mark.parametrize("name,params", POLICIES, ids=IDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_other_float_dtypes_are_kept(name, params, dtype):
+    # float64 computes what float32 does (bilinear: no tie to break); half precision keeps its dtype and [0, 1]
+    x = smooth_images(8, height=12, width=12, seed=6)
+    aug = create("augment", name, {**params, "interpolation": "bilinear"})
+    expected = aug(x, generator=torch.Generator().manual_seed(0))
+    out = aug(x.to(dtype), params=aug.last_params)
+    assert out.dtype == dtype and bool(torch.isfinite(out).all()) and 0.0 <= float(out.min()) <= float(out.max()) <= 1.0
+    if dtype == torch.float64:
+        torch.testing.assert_close(out.float(), expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("name,params", POLICIES, ids=IDS)
@@ -108,6 +164,44 @@ def test_64_copies_of_one_image_are_drawn_row_by_row(name, params):
     assert distinct >= 0.85 * len(keys)
     # and far more than a batch sharing one draw (kornia: 3 distinct for AutoAugment, 24 RandAugment)
     assert distinct >= {"auto-augment": 15, "rand-augment": 45, "trivial-augment": 35}[name]
+
+
+# The frequency tests below draw from setforge's own tables (`P.SPACES`, `P._AUTO_POLICIES`); so that
+# they test torchvision's definitions, the tables themselves are compared with torchvision's here.
+_TORCHVISION_SPACES = {"auto-augment": T.AutoAugment._AUGMENTATION_SPACE,
+                       "rand-augment": T.RandAugment._AUGMENTATION_SPACE,
+                       "trivial-augment": T.TrivialAugmentWide._AUGMENTATION_SPACE,
+                       "aug-mix": T.AugMix._AUGMENTATION_SPACE}
+
+
+@pytest.mark.parametrize("name", list(_TORCHVISION_SPACES))
+def test_op_spaces_are_torchvisions(name):
+    reference = _TORCHVISION_SPACES[name]
+    assert set(P.SPACES[name]) == set(reference)
+    for bins, height, width in [(10, 32, 32), (31, 20, 24), (2, 7, 13), (1000, 224, 300)]:
+        table, signed = P.magnitude_table(P.SPACES[name], bins, height, width, torch.device("cpu"))
+        for op, (magnitudes, sign) in reference.items():
+            expected = magnitudes(bins, height, width)
+            expected = torch.zeros(bins) if expected is None else expected.float()
+            assert bool(signed[P._INDEX[op]]) == sign, (op, "sign")
+            assert torch.equal(table[P._INDEX[op]], expected), (op, bins, height, width)
+    if name == "aug-mix":
+        assert set(P._AUGMIX_PARTIAL) == set(T.AugMix._PARTIAL_AUGMENTATION_SPACE)
+
+
+@pytest.mark.parametrize("policy", ["imagenet", "cifar10", "svhn"])
+def test_auto_augment_policies_are_torchvisions(policy):
+    assert P._AUTO_POLICIES[policy] == T.AutoAugment(AutoAugmentPolicy(policy))._policies
+
+
+def _check_signs(drawn: dict, name: str) -> None:
+    """Unsigned ops are never negated; a signed op's non-zero magnitude is negated with probability 1/2."""
+    signed_ops = torch.tensor([P.SPACES[name].get(o, (None, False))[1] for o in P.OPS])[drawn["op"]]
+    magnitude = drawn["magnitude"]
+    assert not bool((magnitude[~signed_ops] < 0).any())
+    nonzero = signed_ops & (magnitude != 0)
+    assert int(nonzero.sum()) > 1000
+    assert stats.binomtest(int((magnitude[nonzero] < 0).sum()), int(nonzero.sum()), 0.5).pvalue > 1e-3
 
 
 def _chi2(counts: torch.Tensor, expected: torch.Tensor) -> float:
@@ -142,11 +236,12 @@ def test_auto_augment_frequencies(policy):
             assert stats.binomtest(n_on, int(rows.sum()), float(prob[k])).pvalue > 1e-3, (k, s)
             expected_op = P._INDEX[table[k][s][0]]
             assert bool((drawn["op"][rows & on, s] == expected_op).all())
-    signed_rows = drawn["magnitude"] != 0
-    negative = int((drawn["magnitude"][signed_rows] < 0).sum())
-    signed_ops = torch.tensor([P.SPACES["auto-augment"].get(o, (None, False))[1] for o in P.OPS])[drawn["op"]]
-    n_signed = int((signed_rows & signed_ops).sum())
-    assert stats.binomtest(negative, n_signed, 0.5).pvalue > 1e-3
+            # the sub-policy's own magnitude bin (of 10), -1 for ops without one
+            expected_level = -1 if table[k][s][2] is None else table[k][s][2]
+            assert bool((drawn["level"][rows & on, s] == expected_level).all()), (k, s)
+    magnitudes, _ = P.magnitude_table(P.SPACES["auto-augment"], 10, 32, 32, torch.device("cpu"))
+    assert torch.equal(drawn["magnitude"].abs(), magnitudes[drawn["op"], drawn["level"].clamp(min=0)])
+    _check_signs(drawn, "auto-augment")
 
 
 def test_rand_augment_frequencies():
@@ -157,6 +252,7 @@ def test_rand_augment_frequencies():
     table, signed = P.magnitude_table(P.SPACES["rand-augment"], 31, 32, 32, torch.device("cpu"))
     assert torch.equal(drawn["magnitude"].abs(), table[drawn["op"], 12])
     assert bool((drawn["level"][drawn["level"] >= 0] == 12).all())
+    _check_signs(drawn, "rand-augment")
 
 
 def test_trivial_augment_frequencies():
@@ -169,6 +265,7 @@ def test_trivial_augment_frequencies():
     table, _ = P.magnitude_table(P.SPACES["trivial-augment"], 31, 32, 32, torch.device("cpu"))
     has = drawn["level"] >= 0
     assert torch.equal(drawn["magnitude"].abs()[has], table[drawn["op"][has], drawn["level"][has]])
+    _check_signs(drawn, "trivial-augment")
 
 
 def test_aug_mix_frequencies():
@@ -188,6 +285,13 @@ def test_aug_mix_frequencies():
     edges = torch.tensor(stats.beta(0.7, 0.7).ppf([i / 10 for i in range(1, 10)]))
     bins = torch.bucketize(weights[:, 0].contiguous(), edges)
     assert _chi2(torch.bincount(bins, minlength=10), torch.ones(10)) > 1e-3
+    # the chains' shares of the rest are Dirichlet(alpha, ..., alpha): each share is Beta(alpha, (width - 1) alpha)
+    shares = weights[:, 1:] / weights[:, 1:].sum(dim=1, keepdim=True)
+    edges = torch.tensor(stats.beta(0.7, 0.7 * (width - 1)).ppf([i / 10 for i in range(1, 10)]))
+    for chain in range(width):
+        bins = torch.bucketize(shares[:, chain].contiguous(), edges)
+        assert _chi2(torch.bincount(bins, minlength=10), torch.ones(10)) > 1e-3, chain
+    _check_signs(drawn, "aug-mix")
 
 
 def test_bad_params_are_refused_at_validate():
@@ -197,6 +301,8 @@ def test_bad_params_are_refused_at_validate():
         create("augment", "auto-augment", {"policy": "mnist"})
     with pytest.raises(ConfigError, match="chain_depth"):
         create("augment", "aug-mix", {"chain_depth": 0})
+    with pytest.raises(ConfigError, match=r"params.fill: .*one value, or one per channel"):
+        create("augment", "rand-augment", {"fill": []})
 
 
 @pytest.mark.parametrize("name", ["auto-augment", "rand-augment", "trivial-augment", "aug-mix"])
