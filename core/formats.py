@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -154,7 +155,7 @@ def read_npz_file(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # (EOFError: an empty file)
         raise DataError(f"cannot read {path}: {error}") from None
 
 
@@ -202,9 +203,10 @@ class _NpzShards:
 
 def _read_npz(folder: Path, split: str) -> Dataset:
     folder = Path(folder)
-    paths = [folder / f"{split}.npz"] if (folder / f"{split}.npz").is_file() else \
-        sorted(folder.glob(f"{split}-[0-9][0-9][0-9][0-9][0-9].npz"))
-    paths = [p for p in paths if p.is_file()]
+    # in number order, whatever the width: the writers pad to five digits, so shard 100000 has six
+    numbered = [(int(p.stem[len(split) + 1:]), p) for p in folder.glob(f"{split}-*.npz")
+                if re.fullmatch("[0-9]{5,}", p.stem[len(split) + 1:]) and p.is_file()]
+    paths = [folder / f"{split}.npz"] if (folder / f"{split}.npz").is_file() else [p for _, p in sorted(numbered)]
     if not paths:
         expected = "train-00000.npz" if split == "train" else f"{split}.npz"
         raise DataError(f"{folder}: no {expected} (split {split!r} was not written in npz format)")
@@ -226,7 +228,8 @@ def get_format(name: str, registry: Any = None) -> Format:
         registry = default_registry()
     known = registry.formats()
     if name not in known:
-        raise DataError(f"output format {name!r} has no writer here; known: {', '.join(sorted(known))}")
+        raise DataError(f"output format {name!r} has no writer here; known: {', '.join(sorted(known))} (a format from "
+                        "a run file's plugins: pass a registry that loads them, setforge.Registry(local=[...]).load())")
     return known[name]
 
 

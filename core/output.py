@@ -163,9 +163,12 @@ class RunFolder:
 
 
 # ------------------------------------------------------------------------------- reading
-def load(run_dir: str | Path, split: str = "train", device: Any = "cpu") -> Any:
+def load(run_dir: str | Path, split: str = "train", device: Any = "cpu", registry: Any = None) -> Any:
     """A run folder's data as a `Dataset`: the optimised training set (``split="train"``, with
     ``origin``, ``step`` and ``parent``) or the real ``"val"`` and ``"test"`` parts.
+
+    `registry` finds the run's ``output.format`` (default: the installed plugins); a format from
+    the run file's ``plugins`` needs one that loads them, ``setforge.Registry(local=[...]).load()``.
 
     >>> train = setforge.load("runs/demo")
     >>> test = setforge.load("runs/demo", split="test")
@@ -174,7 +177,7 @@ def load(run_dir: str | Path, split: str = "train", device: Any = "cpu") -> Any:
         raise ConfigError(problems=[("split", f"must be one of {list(SPLITS)}, got {split!r}")])
     run_dir = Path(run_dir)
     report = read_report(run_dir)
-    fmt = get_format(report.get("output", {}).get("format", "npz"))
+    fmt = get_format(report.get("output", {}).get("format", "npz"), registry)
     return fmt.read(run_dir, split).to(device)
 
 

@@ -2,19 +2,21 @@
 
 ``image-folder``: PNG files in ``<split>/<class>/NNNNNN.png`` (``NNNNNN`` the row's position in
 the split); 1-channel images are grayscale, 3-channel RGB, 4-channel RGBA, 8 bits per channel
-(values are rounded to multiples of 1/255, so images read by an image source come back exactly).
+(values are rounded to multiples of 1/255, so images read from 8-bit files come back exactly;
+16-bit grayscale comes back rounded to 8 bits).
 Class names become folder names through `class_folders`: nothing that could leave the run folder
 (``../x``, ``/abs``, separators), no odd characters, no two classes in one folder.
 
-``csv``: ``<split>.csv`` in the original columns (``FeatureInfo.names`` then the label column,
-named ``FeatureInfo.label`` or ``label``): categorical codes as their category text, ``int64``
-columns as rounded integers, other numbers in float32's shortest form, labels as class names.
+``csv``: ``<split>.csv`` in the original columns (``FeatureInfo.names``, or ``x0``, ``x1``, ... for
+data without features, then the label column, named ``FeatureInfo.label`` or ``label``):
+categorical codes as their category text, ``int64`` columns as rounded integers, other numbers in
+float32's shortest form, labels as class names.
 The pipeline inverts unit-changing preprocessors before writing, so values keep their units.
 
 Both write ``<split>.manifest.json`` beside the data: the class list (and folders), the
-features, and each row's ``origin``, ``step``, ``parent``, ``row_id`` and ``groups``, so that
-`setforge.load` gives back the same `Dataset`. Every file is byte for byte the same for the same
-data.
+features (null for data without them), and each row's ``origin``, ``step``, ``parent``,
+``row_id`` and ``groups``, so that `setforge.load` gives back the same `Dataset`. Every file is
+byte for byte the same for the same data.
 """
 
 from __future__ import annotations
@@ -44,29 +46,41 @@ _ORIGIN_BY_LABEL = {o.label: int(o) for o in Origin}
 _ORIGIN_LABELS = [o.label for o in Origin]
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"{port}{i}" for port in ("com", "lpt") for i in "0123456789¹²³")}
 _MAX_FOLDER = 100
+_UNLABELLED = "unlabelled"  # the image-folder source's default folder of unlabelled images
 _IMAGE_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+_PROVENANCE_KEYS = ("classes", "origin", "step", "parent", "row_id")
+#: What each format's reader takes from ``<split>.manifest.json``, checked before it is read.
+_MANIFEST_KEYS = {"image-folder": (*_PROVENANCE_KEYS, "channels", "size", "files", "y"),
+                  "csv": (*_PROVENANCE_KEYS, "features", "label"),
+                  "webdataset": ("classes", "modality", "shape", "payload", "rows", "shards")}
 
 
 # ---------------------------------------------------------------------------- shared
 def class_folders(classes: Sequence[str]) -> list[str]:
     """A safe, distinct folder name for each class name, in class order.
 
-    Letters, digits, ``_``, ``-``, ``.`` and spaces are kept (Unicode letters too, NFC); any other
-    run of characters (``/``, ``\\``, ``:``, control characters) becomes ``_``; leading and
-    trailing dots and spaces go, so ``..`` and ``../x`` cannot climb out of the split folder;
-    empty results become ``_``, Windows device names (``con``, ``nul.txt``, ``com¹``...) get a ``_`` after the name,
-    long names are cut to 100 characters (and 200 bytes of UTF-8). Names equal after this (ignoring case, for
-    case-insensitive file systems) get ``-2``, ``-3``... in class order.
+    Letters, digits, ``_``, ``-``, ``.`` and spaces are kept (Unicode letters too, with their
+    combining marks, NFC); any other run of characters (``/``, ``\\``, ``:``, control characters)
+    becomes ``_``; leading and trailing dots and spaces go, so ``..`` and ``../x`` cannot climb out
+    of the split folder; empty results become ``_``; Windows device names (``con``, ``nul.txt``,
+    ``com¹``...) get a ``_`` after the name, and so does ``unlabelled`` (so that the image-folder
+    source reads that class back as a class); long names are cut to 100 characters (and 200 bytes
+    of UTF-8). Names equal after this (ignoring case, for case-insensitive file systems) get
+    ``-2``, ``-3``... in class order.
     """
     folders: list[str] = []
     taken: set[str] = set()
     for name in classes:
         text = unicodedata.normalize("NFC", str(name))
-        text = re.sub(r"[^\w.\- ]+", "_", text)
+        # marks stay with the letters they belong to (Devanagari's vowel signs, Hebrew's points)
+        text = re.sub("\0+", "_", "".join(c if c.isalnum() or c in "_.- " or unicodedata.category(c)[0] == "M"
+                                          else "\0" for c in text))
         text = _cut(text.strip(". "), _MAX_FOLDER).strip(". ") or "_"
         stem, dot, rest = text.partition(".")
         if stem.lower() in _WINDOWS_RESERVED:  # reserved with any extension too: CON.txt is CON
             text = f"{stem}_{dot}{rest}"
+        elif text == _UNLABELLED:  # the image-folder source would read it back as unlabelled images
+            text += "_"
         candidate, n = text, 1
         while candidate.lower() in taken:
             n += 1
@@ -121,8 +135,13 @@ def _read_manifest(folder: Path, split: str, fmt: str) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise DataError(f"cannot read {path}: {error}") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path} holds a JSON {type(manifest).__name__}, not a {fmt} manifest (an object)")
     if manifest.get("format") != fmt:
         raise DataError(f"{path}: written in {manifest.get('format')!r} format, not {fmt!r}")
+    missing = [key for key in _MANIFEST_KEYS[fmt] if key not in manifest]
+    if missing:
+        raise DataError(f"{path}: no {', '.join(missing)} (a {fmt} manifest holds {', '.join(_MANIFEST_KEYS[fmt])})")
     return manifest
 
 
@@ -256,7 +275,8 @@ def write_csv(folder: Path, split: str, ds: Dataset, **_: Any) -> list[Path]:
     writer.writerow([*info.names, label])
     writer.writerows(zip(*columns))
     path = _write_text(folder / f"{split}.csv", buffer.getvalue())
-    manifest = {"format": "csv", "classes": classes, "features": info.to_dict(), "label": label, **_provenance(ds)}
+    manifest = {"format": "csv", "classes": classes, "features": None if ds.features is None else info.to_dict(),
+                "label": label, **_provenance(ds)}
     return [path, _write_manifest(folder, split, manifest)]
 
 
@@ -264,14 +284,16 @@ def read_csv(folder: Path, split: str) -> Dataset:
     """A split written by `write_csv`, in its row order, with its provenance."""
     folder = Path(folder)
     manifest = _read_manifest(folder, split, "csv")
-    info = FeatureInfo.from_dict(manifest["features"])
     path = folder / f"{split}.csv"
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.reader(handle))
-    except OSError as error:
+    except (OSError, ValueError) as error:  # (ValueError: not UTF-8)
         raise DataError(f"cannot read {path}: {error}") from None
-    header, rows = rows[0], rows[1:]
+    header, rows = (rows or [[]])[0], rows[1:]
+    # features null: the data had none, and its columns were written as x0, x1, ...
+    features = None if manifest["features"] is None else FeatureInfo.from_dict(manifest["features"])
+    info = features if features is not None else FeatureInfo(names=[f"x{i}" for i in range(max(len(header) - 1, 0))])
     expected = [*info.names, manifest["label"]]
     if header != expected:
         raise DataError(f"{path}: header {header}, the manifest says {expected}")
@@ -287,4 +309,4 @@ def read_csv(folder: Path, split: str) -> Dataset:
             y[r] = classes[row[-1]]
         except (KeyError, ValueError, IndexError) as error:
             raise DataError(f"{path}: line {r + 2}: cannot read {error}") from None
-    return _dataset(torch.from_numpy(x), y, manifest, "tabular", str(path), features=info)
+    return _dataset(torch.from_numpy(x), y, manifest, "tabular", str(path), features=features)

@@ -187,9 +187,9 @@ def _samples(path: Path) -> list[tuple[str, dict[str, bytes]]]:
 
 
 def _decode(data: bytes, extension: str, shape: tuple[int, ...], where: str) -> Any:
-    if extension == "txt":
-        return data.decode("utf-8")
     try:
+        if extension == "txt":
+            return data.decode("utf-8")
         if extension == "npy":
             array = np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
             if array.dtype != np.float32:

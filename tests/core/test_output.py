@@ -131,6 +131,22 @@ def test_load_refuses_an_unfinished_folder(tmp_path):
         setforge.load(tmp_path / "run", split="everything")
 
 
+
+def test_load_reads_a_format_from_a_run_files_plugin_with_a_registry_that_loads_it(tmp_path):
+    # (from an audit: load() knew the installed plugins only, so such a run could not be read back)
+    (tmp_path / "my_format.py").write_text(
+        "from setforge import hookimpl\nfrom setforge.formats import FORMATS, Format\n\n\n@hookimpl\n"
+        "def setforge_register_formats():\n    return [Format('my-npz', FORMATS['npz'].write, FORMATS['npz'].read)]\n")
+    ds = _mixed(10)
+    (tmp_path / "run").mkdir()
+    FORMATS["npz"].write(tmp_path / "run", "train", ds)
+    (tmp_path / "run" / "report.json").write_text(json.dumps({"output": {"format": "my-npz"}}))
+    with pytest.raises(DataError, match="'my-npz' has no writer here.*registry"):
+        setforge.load(tmp_path / "run")
+    registry = setforge.Registry(local=[str(tmp_path / "my_format.py")]).load()
+    _same(setforge.load(tmp_path / "run", registry=registry), ds)
+
+
 # ------------------------------------------------------------------------------ report
 def _report() -> dict:
     return {
@@ -243,3 +259,22 @@ def test_a_full_disk_while_writing_an_npz_names_the_file_and_leaves_no_half_file
         write_npz_file(tmp_path / "train-00000.npz", {"x": np.zeros(3)})
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "train-00000.npz.tmp")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_npz_shards_numbered_past_99999_are_read_and_in_number_order(tmp_path):
+    # (from an audit: the reader matched exactly five digits and sorted names as text, so shard
+    # 100000 and later, which the writers name with six digits, were silently left out on load)
+    ds = Dataset(x=torch.arange(3, dtype=torch.float32)[:, None], y=torch.tensor([0, 1, 0]), classes=("a", "b"),
+                 modality="tabular")
+    writer = get_format("npz").stream(tmp_path, "train", ds[:0], 1, shard=(0, 100_000))  # shard k: k * 100000
+    writer.add(ds)
+    assert [p.name for p in writer.close()] == ["train-00000.npz", "train-100000.npz", "train-200000.npz"]
+    (tmp_path / "train-00001.npz.tmp").write_bytes(b"")  # a half-written file is not a shard
+    assert get_format("npz").read(tmp_path, "train").x[:, 0].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_an_empty_or_truncated_npz_file_is_a_data_error_naming_it(tmp_path):
+    path = get_format("npz").write(tmp_path, "val", _mixed(10))[0]
+    path.write_bytes(b"")  # (numpy raised EOFError: no place, no exit code)
+    with pytest.raises(DataError, match="cannot read .*val.npz"):
+        get_format("npz").read(tmp_path, "val")

@@ -301,3 +301,55 @@ def test_evil_class_names_through_a_run_stay_inside_and_load_back_by_name(tmp_pa
     parts = _load_all(run_dir)
     assert parts[0].classes == ("../escape", "/abs/path", "ok")
     assert sorted(sum((_rows(p) for p in parts), [])) == _rows(source)
+
+
+def test_a_class_called_unlabelled_reads_back_through_the_image_source_as_a_class(tmp_path):
+    # (from an audit: its folder was `unlabelled`, which the image-folder source takes for
+    # unlabelled images by default, so the class's rows silently left the labelled data)
+    assert class_folders(["unlabelled", "unlabelled_", "Unlabelled"]) == ["unlabelled_", "unlabelled_-2", "Unlabelled"]
+    ds = _images(("cat", "unlabelled"), n=6)
+    write_image_folder(tmp_path, "train", ds)
+    again = ImageFolderSource({"path": tmp_path}).load(StepContext.from_seed(0))
+    assert again.train.classes == ("cat", "unlabelled_") and len(again.train) == 6 and again.unlabelled is None
+    _same(read_image_folder(tmp_path, "train"), ds)
+
+
+def test_csv_of_a_table_without_features_loads_back_without_features(tmp_path):
+    # (from an audit: the columns named for the file, x0, x1, ..., came back as a FeatureInfo the
+    # data never had, unlike npz and webdataset)
+    ds = Dataset(x=torch.tensor([[1.5, 2.0], [0.25, -3.0]]), y=torch.tensor([1, 0]), classes=("a", "b"),
+                 modality="tabular")
+    write_csv(tmp_path, "train", ds)
+    assert (tmp_path / "train.csv").read_text().splitlines()[0] == "x0,x1,label"
+    _same(read_csv(tmp_path, "train"), ds)
+    write_csv(tmp_path, "val", ds[:0])
+    _same(read_csv(tmp_path, "val"), ds[:0])
+
+
+def test_an_empty_csv_or_a_damaged_manifest_is_a_data_error_naming_the_file(tmp_path):
+    # (from an audit: an empty train.csv was an IndexError, a manifest without a key a KeyError,
+    # a manifest holding a list an AttributeError: no file named, no exit code)
+    write_csv(tmp_path, "train", _table())
+    (tmp_path / "train.csv").write_text("")
+    with pytest.raises(DataError, match=r"train.csv: header \[\], the manifest says"):
+        read_csv(tmp_path, "train")
+    (tmp_path / "train.csv").write_bytes(b"age,height,colour,species\n\xff\xfe,1,blue,cat\n")
+    with pytest.raises(DataError, match=r"cannot read .*train.csv: 'utf-8' codec"):
+        read_csv(tmp_path, "train")
+    manifest = tmp_path / MANIFEST.format(split="train")
+    manifest.write_text('{"format": "csv", "classes": ["a"]}')
+    with pytest.raises(DataError, match=r"train.manifest.json: no origin, step, parent, row_id, features, label"):
+        read_csv(tmp_path, "train")
+    manifest.write_text("[1]")
+    with pytest.raises(DataError, match=r"train.manifest.json holds a JSON list, not a csv manifest"):
+        read_csv(tmp_path, "train")
+    write_image_folder(tmp_path, "val", _images(("a", "b"), n=2))
+    (tmp_path / MANIFEST.format(split="val")).write_text('{"format": "image-folder"}')
+    with pytest.raises(DataError, match=r"val.manifest.json: no classes, .*, files, y"):
+        read_image_folder(tmp_path, "val")
+
+
+def test_class_folders_keep_the_combining_marks_of_a_script():
+    # (from an audit: the vowel signs of Devanagari and the points of Hebrew, Unicode marks rather than
+    # letters, became `_`: हिन्दी was written to the folder ह_न_द_)
+    assert class_folders(["हिन्दी", "עִברִית", "e\u0301", "a/\u0301/b", "ไทย"]) == ["हिन्दी", "עִברִית", "é", "a_\u0301_b", "ไทย"]

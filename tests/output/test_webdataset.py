@@ -186,3 +186,36 @@ def test_a_run_written_as_webdataset_loads_back_like_the_same_run_as_npz(tmp_pat
     samples = _read_with_webdataset(_shards(runs["webdataset"], "train"))
     assert [s["json"]["origin"] for s in samples] == [LABELS[o] for o in train.origin.tolist()]
     assert [s["json"]["parent"] for s in samples] == train.parent.tolist()
+
+
+def test_a_manifest_without_a_key_is_a_data_error_naming_it(tmp_path):
+    # (from an audit: a KeyError, with no file named and no exit code)
+    write_webdataset(tmp_path, "train", _images(n=2))
+    manifest = tmp_path / MANIFEST.format(split="train")
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({k: v for k, v in data.items() if k != "payload"}))
+    with pytest.raises(DataError, match=r"train.manifest.json: no payload \(a webdataset manifest holds classes,"):
+        read_webdataset(tmp_path, "train")
+
+
+@pytest.mark.parametrize(("channels", "decoder", "mode"), [(1, "pill", "L"), (3, "pil", "RGB"), (4, "pilrgba", "RGBA")])
+def test_the_webdataset_decoder_named_in_the_docs_gives_back_every_channel(tmp_path, channels, decoder, mode):
+    # (from an audit: the docs' example decoded with "pil", which webdataset turns into RGB,
+    # so grayscale came back as three channels and RGBA lost its alpha)
+    ds = _images(n=3, channels=channels)
+    write_webdataset(tmp_path, "train", ds)
+    samples = list(webdataset.WebDataset(_shards(tmp_path, "train"), shardshuffle=False).decode(decoder))
+    expected = (ds.x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    for sample, pixels in zip(samples, expected):
+        assert sample["png"].mode == mode
+        assert np.array_equal(np.asarray(sample["png"]).reshape(pixels.shape), pixels)
+    assert f'decode("{decoder}")' in (Path(__file__).parents[2] / "docs" / "data.md").read_text()
+
+
+def test_a_text_member_that_is_not_utf8_is_a_data_error_naming_the_sample(tmp_path):
+    # (from an audit: a UnicodeDecodeError, with no shard or sample named)
+    texts = Dataset(x=["a", "b"], y=torch.tensor([0, 1]), classes=("c", "d"), modality="text")
+    write_webdataset(tmp_path, "train", texts)
+    _rewrite(tmp_path / "train-000000.tar", lambda ms: [(m, b"\xff" if m.name == "train-000001.txt" else d) for m, d in ms])
+    with pytest.raises(DataError, match=r"sample 'train-000001': cannot decode: 'utf-8' codec"):
+        read_webdataset(tmp_path, "train")
