@@ -425,6 +425,22 @@ class BatchSampler:
         self.position = int(state["position"])
 
 
+def _fingerprint_differences(saved: Any, now: str) -> str:
+    """What differs between a checkpoint's fingerprint and this run's, named: ``seed``,
+    ``params.width``, ``training rows``, ``number of ranks``..."""
+    try:
+        old, new = json.loads(saved), json.loads(now)
+    except (TypeError, ValueError):
+        return "data or params"
+    if not isinstance(old, dict):
+        return "data or params"
+    old_params = old.get("params") if isinstance(old.get("params"), dict) else {}
+    named = [f"params.{k}" for k in sorted(set(old_params) | set(new["params"])) if old_params.get(k) != new["params"].get(k)]
+    words = {"data": "training rows", "key": "place in the pipeline", "world_size": "number of ranks"}
+    named += [words.get(k, k) for k in sorted(set(old) | set(new)) if k != "params" and old.get(k) != new.get(k)]
+    return ", ".join(named) or "data or params"
+
+
 def training_budget(params: GanTrainingParams, counts: np.ndarray, steps_per_epoch: int, critic_steps: int,
                     step_macs: int, row_shape: Sequence[int], steps_per_class: int = STEPS_PER_CLASS) -> dict[str, Any]:
     """The generator steps to train for and why: ``{"steps": N, "rule": "..."}``.
@@ -597,8 +613,9 @@ class GanTrainer:
             raise DataError(f"{self._where(ctx)}: cannot read the checkpoint {path} ({reason}; only tensors and "
                             f"plain values are loaded); delete it to train from the start") from None
         if state.get("fingerprint") != fingerprint:
-            raise DataError(f"{self._where(ctx)}: the checkpoint {path} was written for other data or other "
-                            f"params; delete it (or run without --resume) to train from the start")
+            raise DataError(f"{self._where(ctx)}: the checkpoint {path} was written for another run (other "
+                            f"{_fingerprint_differences(state.get('fingerprint'), fingerprint)}); delete it (or run "
+                            f"without --resume) to train from the start")
         self.generator.load_state_dict(state["networks"]["generator"])
         self.discriminator.load_state_dict(state["networks"]["discriminator"])
         ema.load_state_dict(state["networks"]["ema"])

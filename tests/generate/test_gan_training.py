@@ -86,10 +86,12 @@ def test_resuming_on_other_data_is_refused_with_a_remedy(tmp_path):
     ds = sample_dataset("image")
     params = {**TINY, "steps": 4}
     DCGAN(params).fit(ds, StepContext.from_seed(0, workdir=tmp_path))
-    with pytest.raises(DataError, match="other data or other params; delete it"):
+    with pytest.raises(DataError, match=r"written for another run \(other training rows\); delete it"):
         DCGAN(params).fit(ds[:30], StepContext.from_seed(0, workdir=tmp_path, resume=True))
-    with pytest.raises(DataError, match="other data or other params"):
+    with pytest.raises(DataError, match=r"\(other seed\); delete it"):  # what differs is named
         DCGAN(params).fit(ds, StepContext.from_seed(1, workdir=tmp_path, resume=True))
+    with pytest.raises(DataError, match=r"\(other params.latent_dim, params.width\); delete it"):
+        DCGAN({**params, "width": 4, "latent_dim": 4}).fit(ds, StepContext.from_seed(0, workdir=tmp_path, resume=True))
     # a lower learning rate (the remedy after a divergence) may resume
     DCGAN({**params, "steps": 6, "lr_generator": 1e-4}).fit(ds, StepContext.from_seed(0, workdir=tmp_path, resume=True))
     # a budget below the checkpoint's step would keep its longer-trained weights under the shorter budget's name
