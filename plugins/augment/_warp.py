@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["identity", "make_grid", "warp", "inverse_affine_pixels", "pixels_to_normalized", "flip_matrix",
-           "crop_matrix"]
+__all__ = ["identity", "make_grid", "warp", "inside_weight", "inverse_affine_pixels", "pixels_to_normalized",
+           "flip_matrix", "crop_matrix"]
 
 
 def identity(n: int, device: torch.device | str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -59,7 +59,13 @@ def warp(x: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", padding:
     `padding` is ``"zeros"`` (points outside the image read `fill`, soft-edged like zero padding
     for bilinear) or ``"border"`` (the edge pixels repeat). `fill` is one value or one per channel;
     ``None`` or all zeros is plain zero padding. Bilinear output of [0, 1] input stays in [0, 1].
+    Half-precision batches are resampled in float32 and returned in their own dtype.
     """
+    if x.dtype in (torch.float16, torch.bfloat16):
+        # Half precision is too coarse for coordinates: bfloat16's 8 bits put points up to 0.44
+        # pixel off at 224 wide (an identity warp blurs), and the CPU's float16 grid_sample returns
+        # values far outside the input's (up to 6144 from [0, 1] at 224 x 224). Sample in float32.
+        return warp(x.float(), matrix, mode, padding, fill).to(x.dtype)
     n, c, h, w = x.shape
     matrix = matrix.to(x.dtype)
     fills = _fill_values(fill, c)
@@ -102,6 +108,23 @@ def _sample(source: torch.Tensor, matrix: torch.Tensor, mode: str, padding: str,
     out, weight = both[:, :c], both[:, c:]
     fill_tensor = torch.tensor(fills, device=source.device, dtype=source.dtype).view(1, c, 1, 1)
     return out.addcmul_(weight.neg_().add_(1.0), fill_tensor).clamp_(0.0, 1.0)
+
+
+def inside_weight(matrix: torch.Tensor, height: int, width: int, mode: str = "bilinear") -> torch.Tensor:
+    """``(N, 1, H, W)``: how much of each output point of `matrix`'s warp reads the inside of an
+    ``H x W`` input, i.e. what warping an all-ones image with zero padding gives (bilinear: 1 up to
+    the outer pixel centres, falling to 0 one pixel beyond them; nearest: 1 or 0)."""
+    grid = make_grid(matrix, height, width)
+    weight: torch.Tensor | None = None
+    for axis, size in ((0, width), (1, height)):
+        pixel = (grid[..., axis] + 1.0) * (size / 2.0) - 0.5  # in pixels, centres at 0 .. size - 1
+        if mode == "nearest":
+            along = ((pixel >= -0.5) & (pixel < size - 0.5)).to(grid.dtype)
+        else:
+            along = (pixel + 1.0).clamp(0.0, 1.0) * (size - pixel).clamp(0.0, 1.0)
+        weight = along if weight is None else weight * along
+    assert weight is not None
+    return weight.unsqueeze(1)
 
 
 def _fill_values(fill: float | Sequence[float] | None, channels: int) -> list[float] | None:

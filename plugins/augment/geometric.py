@@ -55,9 +55,11 @@ class Flip(WarpAugmenter):
                                                              "left-right, vertical mirrors top-bottom")
 
     def _make_params(self, x, y, generator):
+        self._check_batch(x)
         return {}
 
     def _transform(self, x, y, params):
+        self._check_batch(x)
         return x.flip(-1 if self.params.direction == "horizontal" else -2)
 
     def _matrix(self, params, height, width):
@@ -121,6 +123,8 @@ class Affine(WarpAugmenter):
                 raise ValueError(f"fill must lie in [0, 1], got {fill}")
             return fill
 
+    pads = True  # (zero padding with the fill: in a fused run, what an earlier op left outside takes it too)
+
     @property
     def sampling(self) -> tuple[str, str, Any]:
         return (self.params.interpolation, "zeros", self.params.fill)
@@ -134,6 +138,7 @@ class Affine(WarpAugmenter):
         return (shear[0], shear[1]), (shear[2], shear[3])
 
     def _make_params(self, x, y, generator):
+        self._check_batch(x)
         n, device = x.shape[0], x.device
         height, width = x.shape[-2:]
         tx, ty = ((self.params.translate,) * 2 if isinstance(self.params.translate, (int, float))
@@ -154,6 +159,7 @@ class Affine(WarpAugmenter):
         return pixels_to_normalized(matrix, height, width)
 
     def _transform(self, x, y, params):
+        self._check_batch(x)
         check_fill(self.params.fill, x.shape[1], self.name)
         return warp(x, self._matrix(params, *x.shape[-2:]), mode=self.params.interpolation, padding="zeros",
                     fill=self.params.fill)
@@ -162,6 +168,12 @@ class Affine(WarpAugmenter):
         """Resample `x` through fused `matrix` with this op's sampling (used by `Chain`)."""
         check_fill(self.params.fill, x.shape[1], self.name)
         return warp(x, matrix, mode=self.params.interpolation, padding="zeros", fill=self.params.fill)
+
+    def _fill_outside(self, x: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """`x` with each point's share outside the image (``1 - inside``) taken by the fill (used by `Chain`)."""
+        inside = inside.to(x.dtype)
+        fill = torch.as_tensor(self.params.fill, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+        return torch.addcmul(x * inside, 1.0 - inside, fill)
 
 
 class ResizedCrop(WarpAugmenter):
@@ -193,6 +205,7 @@ class ResizedCrop(WarpAugmenter):
         return (self.params.interpolation, "border", None)
 
     def _make_params(self, x, y, generator):
+        self._check_batch(x)
         n, device = x.shape[0], x.device
         height, width = x.shape[-2:]
         tries = 10
@@ -226,6 +239,7 @@ class ResizedCrop(WarpAugmenter):
         return crop_matrix(params["top"], params["left"], params["height"], params["width"], height, width)
 
     def _transform(self, x, y, params):
+        self._check_batch(x)
         return self._warp(x, self._matrix(params, *x.shape[-2:]))
 
     def _warp(self, x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:

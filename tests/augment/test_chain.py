@@ -325,3 +325,21 @@ def test_a_fork_safe_lock_held_by_a_thread_is_free_in_a_forked_child():
     release.set()
     thread.join()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_chunked_chain_of_padded_fused_affines_in_half_precision_equals_the_whole_batch(monkeypatch):
+    # (a fused run of two affines fills what the first left outside the image: per row, so chunks
+    # on worker threads give the whole batch's rows; bfloat16 is resampled in float32 per chunk too)
+    with torch_threads(2):
+        for dtype in (torch.float32, torch.bfloat16):
+            x = smooth_images(9, height=12, width=16).to(dtype)
+            fill = {"fill": (0.1, 0.2, 0.3)}
+            chain = Chain([Invert({"p": 0.5}), Affine({"p": 0.8, "degrees": 40, **fill}), Flip(),
+                           Affine({"p": 0.6, "scale": (0.5, 0.8), **fill})])
+            assert chain.runs == [[0], [1, 2, 3]]
+            params = chain.make_params(x, None, torch.Generator().manual_seed(5))
+            whole = chain(x, params=params)
+            monkeypatch.setattr(Chain, "chunk_bytes", 2 * x[0].numel() * x.element_size())
+            chunked = chain(x, params=params)
+            monkeypatch.undo()
+            assert whole.dtype == dtype and torch.equal(chunked, whole)

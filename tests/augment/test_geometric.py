@@ -12,7 +12,7 @@ from torchvision.transforms.v2 import InterpolationMode
 
 from setforge import ConfigError
 from setforge.chain import Chain
-from setforge.plugins.augment._warp import make_grid, warp
+from setforge.plugins.augment._warp import inside_weight, make_grid, warp
 from setforge.plugins.augment.color import Color
 from setforge.plugins.augment.geometric import Affine, Flip, ResizedCrop
 from setforge.plugins.augment.pixel import Invert
@@ -167,6 +167,28 @@ def test_resized_crop_boxes_follow_the_ranges():
     assert len(set(width.tolist())) > 2900  # boxes are not rounded to whole pixels
 
 
+@pytest.mark.parametrize("height,width,scale,ratio", [
+    (50, 50, (0.9, 1.0), (2.0, 3.0)),  # every try too wide: the ratio clamped to 2
+    (50, 50, (0.9, 1.0), (0.3, 0.5)),  # too tall: clamped to 0.5
+    (40, 60, (0.99, 1.0), (1.0, 1.0)),  # non-square, clamped to 1
+    (40, 60, (1.0, 1.0), (1.4, 1.6)),  # the image's ratio within the range: the whole image
+])
+def test_resized_crop_falls_back_to_torchvisions_centre_box(height, width, scale, ratio):
+    """When none of the ten tries fits, the box is RandomResizedCrop's fallback: its size (whole
+    pixels here), centred exactly where torchvision rounds the corner down to a whole pixel."""
+    from torchvision.transforms import RandomResizedCrop
+
+    params = ResizedCrop({"scale": scale, "ratio": ratio}).make_params(
+        torch.zeros(64, 1, height, width), None, torch.Generator().manual_seed(0))
+    top, left, box_height, box_width = RandomResizedCrop.get_params(torch.zeros(1, height, width), list(scale),
+                                                                    list(ratio))
+    assert torch.equal(params["height"], torch.full((64,), float(box_height)))
+    assert torch.equal(params["width"], torch.full((64,), float(box_width)))
+    assert top == (height - box_height) // 2 and left == (width - box_width) // 2
+    assert torch.equal(params["top"], torch.full((64,), (height - box_height) / 2))
+    assert torch.equal(params["left"], torch.full((64,), (width - box_width) / 2))
+
+
 def test_range_convention_and_errors():
     params = Affine.parse_params({"degrees": 15, "scale": 1.1})
     assert params.degrees == (-15.0, 15.0) and params.scale == (1.1, 1.1)
@@ -241,13 +263,38 @@ def test_two_affines_fuse_into_the_product_and_stay_sharper(monkeypatch):
     calls = count_samplings(monkeypatch)
     fused = chain(x, params=params)
     assert len(calls) == 1
-    product = torch.bmm(first._matrix(params["0"], 32, 32), second._matrix(params["1"], 32, 32))
-    assert (fused - warp(x, product)).abs().max() < 1e-6
+    later = second._matrix(params["1"], 32, 32)
+    product = torch.bmm(first._matrix(params["0"], 32, 32), later)
+    # the product's warp, with zero (the fill) where the second reads outside the first's output
+    assert (fused - warp(x, product) * inside_weight(later, 32, 32)).abs().max() < 1e-6
     sequential = second(first(x, params=params["0"]), params=params["1"])
     centre = (slice(None), slice(None), slice(10, 22), slice(10, 22))
     difference = (fused - sequential)[centre].abs()
     assert float(difference.mean()) < 0.02  # the same geometry ...
     assert float(fused[centre].std()) >= float(sequential[centre].std())  # ... resampled once, so no softer
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_what_an_earlier_affine_pushes_out_of_the_image_stays_out_when_fused(interpolation):
+    """(The fused warp read the batch through the product alone: a zoom in then out gave the whole
+    image back, where one op after the other the border the first cut off is gone and the second
+    fills it; at the defaults 3 % of two affines' pixels showed image where the fill belongs.)"""
+    x = smooth_images(4, height=24, width=32)
+    still = {"degrees": 0, "translate": 0, "fill": 0.3, "interpolation": interpolation}
+    zoom_in, zoom_out = Affine({**still, "scale": 2.0}), Affine({**still, "scale": 0.5})
+    chain = Chain([zoom_in, Flip({"p": 1.0}), zoom_out])
+    assert chain.runs == [[0, 1, 2]]
+    params = chain.make_params(x, None, torch.Generator().manual_seed(0))
+    params["2"]["apply"][1] = False  # row 1: zoomed in only, nothing to fill
+    params["0"]["apply"][2] = False  # row 2: zoomed out only, the fill comes from the batch's own edge
+    fused = chain(x, params=params)
+    sequential = zoom_out(Flip()(zoom_in(x, params=params["0"]), params=params["1"]), params=params["2"])
+    border = torch.ones(24, 32, dtype=torch.bool)
+    border[6:18, 8:24] = False  # (zoomed back, the image covers the centre half of each axis)
+    for row in (0, 2, 3):
+        assert bool((sequential[row][:, border] == 0.3).all())
+        assert (fused[row][:, border] - 0.3).abs().max() < 1e-6
+    assert (fused - sequential).abs().max() < (0.05 if interpolation == "bilinear" else 0.2)  # resampled once
 
 
 def test_different_sampling_does_not_fuse(monkeypatch):
@@ -280,8 +327,46 @@ def test_fill_must_match_channels():
         Affine({"fill": []})  # (it said "must lie in [0, 1], got ()")
 
 
+@pytest.mark.parametrize("aug", [Flip(), Affine(), ResizedCrop()], ids=lambda a: a.name)
+def test_a_single_image_is_refused_with_the_shape_wanted(aug):
+    """(A (C, H, W) image was taken for C rows: flip mirrored some of its channels and not the
+    others, affine and resized-crop failed unpacking the shape.)"""
+    from setforge import DataError
+
+    image = smooth_images(1)[0]
+    with pytest.raises(DataError, match=rf"augment '{aug.name}' takes a batch of images \(N, C, H, W\), got shape "
+                                        r"\(3, 20, 24\) \(one image: x.unsqueeze\(0\)\)"):
+        aug(image, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(DataError, match="takes a batch of images"):  # replayed params too
+        aug(image, params=fixed(3, **{key: value for key, value in aug.make_params(
+            smooth_images(3), None, torch.Generator().manual_seed(0)).items() if key != "apply"}))
+
+
 def test_affine_keeps_unit_range_and_zero_fill_is_plain_zero_padding():
     x = torch.ones(8, 3, 16, 16)
     out = Affine({"degrees": 45, "scale": (0.5, 0.6)})(x, generator=torch.Generator().manual_seed(0))
     assert float(out.min()) == 0.0 and float(out.max()) <= 1.0
     assert math.isclose(float(out[:, :, 8, 8].min()), 1.0, rel_tol=1e-6)
+
+
+# ------------------------------------------------------------------------- half precision
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_batches_resample_in_float32(dtype):
+    """(The grid was built in the image's dtype: at 224 wide an identity warp of bfloat16 moved
+    points by up to 0.44 pixel, changing values by up to 1.0, and float16 left [0, 1].) Identity warps
+    give the batch back, and a fused chain gives the float32 result rounded to `dtype`."""
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    half = x.to(dtype)
+    still = fixed(2, angle=0.0, translate_x=0.0, translate_y=0.0, scale=1.0, shear_x=0.0, shear_y=0.0)
+    # (float32's own coordinate error, about 1e-6 of a pixel, can tip the rounding of a value near 0)
+    assert (Affine()(half, params=still).float() - half.float()).abs().max() < 1e-4
+    whole_box = fixed(2, top=0.0, left=0.0, height=224.0, width=224.0)
+    assert (ResizedCrop()(half, params=whole_box).float() - half.float()).abs().max() < 1e-4
+    chain = Chain([Flip({"p": 1.0}), Affine({"degrees": 30, "fill": 0.5}), Affine({"degrees": 30, "fill": 0.5})])
+    assert chain.runs == [[0, 1, 2]]
+    params = chain.make_params(x, None, torch.Generator().manual_seed(1))
+    out = chain(half, params=params)
+    assert out.dtype == dtype
+    # float32 of the same rounded input, then rounded: within one rounding step of `dtype` (plus float32's noise)
+    expected = chain(half.float(), params=params)
+    assert (out.float() - expected).abs().max() <= torch.finfo(dtype).eps + 1e-5
