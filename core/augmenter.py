@@ -101,6 +101,9 @@ class Augmenter(Component, torch.nn.Module):
             raise DataError(f"augment '{self.name}' takes floating-point images in [0, 1], got {x.dtype} "
                             f"(convert first: x.float() / 255; augmenter 'torchvision' with dtype: uint8 hands "
                             f"a transform 8-bit images)")
+        if tuple(self.modalities) == ("image",) and isinstance(x, torch.Tensor) and x.ndim != 4:
+            raise DataError(f"augment '{self.name}' takes a batch of images (N, C, H, W), got shape "
+                            f"{tuple(x.shape)} (one image: x.unsqueeze(0))")
         with self._threads(x), self._grad_mode(x, y, params):
             if params is None:
                 params = self.make_params(x, y, generator)

@@ -220,3 +220,17 @@ def test_integer_images_are_refused_with_what_is_accepted():
     x = (smooth_images(2) * 255).to(torch.uint8)
     with pytest.raises(DataError, match=r"floating-point images in \[0, 1\], got torch.uint8"):
         Invert({"p": 1.0})(x)
+
+
+def test_every_image_augmenter_refuses_a_single_image_with_the_shape_it_wants():
+    # (found by an audit: a (C, H, W) image was taken for C rows by invert, solarize, posterize,
+    # gaussian-noise and autocontrast, each channel drawing its own params; equalize, erasing,
+    # gaussian-blur, sharpness and torchvision failed with bare ValueErrors; color said "got 20 channels")
+    from setforge.registry import Registry
+
+    infos = [i for i in Registry(use_env=False).load().components("augment")
+             if tuple(i.cls.modalities) == ("image",) and i.distribution == "setforge"]
+    assert len(infos) >= 15
+    for info in infos:
+        with pytest.raises(DataError, match=r"takes a batch of images \(N, C, H, W\), got shape \(3, 20, 24\)"):
+            info.cls({})(smooth_images(1)[0], generator=torch.Generator().manual_seed(0))
