@@ -258,14 +258,14 @@ def guard_generated(config: Any, place: str, label: str, ds: Dataset, made: Data
                                   device=rng.device)
     if score is None:
         raise ConfigError(problems=[(f"{place}.guard", "no installed plugin scores generated rows")])
-    judged = score["reference"] > 0
-    ratio = score["generated"] / score["reference"] if judged else float("nan")
+    ratio = score["generated"] / score["reference"] if (judged := score["reference"] > 0) else float("nan")
     result = {"generated": score["generated"], "reference": score["reference"], "ratio": ratio,
               "min_cas_ratio": config.min_cas_ratio, "model": score.get("model"),
               "n_generated": score.get("n_generated"), "n_reference": score.get("n_reference"),
               "by_class": score.get("by_class", {}), "passed": bool(ratio >= config.min_cas_ratio)}
     if result["passed"]:
         return result
+    keep_going = "" if config.on_fail == "warn" else "; guard: warn keeps going"  # (said to a run that stops)
     if not judged:
         # A judge that learnt nothing cannot tell good rows from bad: say so, without blaming the generator.
         message = (f"{place} guard: its {score.get('model', 'classifier')}, trained on the real training rows, "
@@ -278,7 +278,7 @@ def guard_generated(config: Any, place: str, label: str, ds: Dataset, made: Data
                    f"{score['reference']:.3f} recall on the real val rows (same classes): ratio {ratio:.2f} < "
                    f"guard.min_cas_ratio {config.min_cas_ratio}. The generated rows would likely hurt a model trained "
                    f"on them. Try a longer training budget, DiffAugment or ADA (params diff_augment / ada), "
-                   f"params.select: best-fd, or another generator (setforge plugins list); guard: warn keeps going")
+                   f"params.select: best-fd, or another generator (setforge plugins list){keep_going}")
     if config.on_fail == "warn":
         warnings.append(message)
         return {**result, "warning": message}
