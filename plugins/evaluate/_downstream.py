@@ -39,8 +39,9 @@ class ModelParams(Evaluator.Params):
     epochs: int = Field(100, ge=1, le=10_000, description="most training epochs")
     patience: int = Field(10, ge=1, le=1000, description="epochs without a lower val loss before stopping")
     batch_size: int = Field(128, ge=1, le=65_536, description="rows per training batch")
-    lr: float | None = Field(None, gt=0.0, le=10.0, description="Adam learning rate (default: 1e-2 for "
-                                                                 "logistic-regression, 1e-3 mlp, 3e-3 cnn)")
+    lr: float | None = Field(None, gt=0.0, le=10.0, description="learning rate (default: Adam's 1e-2 for "
+                                                                 "logistic-regression, 1e-3 mlp, 3e-3 cnn; "
+                                                                 "gradient-boosting's 0.1)")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="Adam weight decay")
     hidden: int = Field(128, ge=1, le=65_536, description="hidden units (mlp, cnn)")
 

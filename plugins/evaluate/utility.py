@@ -71,7 +71,9 @@ class Utility(Evaluator):
     from the run's shared evaluator randomness, so the raw model is the one ``ablation`` and
     ``cas`` train too, and it trains once per run. Paths
     (under ``utility/``): ``raw/<score>``, ``optimised/<score>`` and ``delta/<score>`` (optimised
-    minus raw) for ``accuracy``, ``balanced_accuracy`` and ``macro_f1``; ``raw/recall/<class>``,
+    minus raw) for ``accuracy``, ``balanced_accuracy``, ``macro_f1``, ``ece`` and ``brier`` (calibration,
+    lower is better) and ``minority_recall`` (the smallest training classes' mean test recall, when
+    they have test rows); ``raw/recall/<class>``,
     ``optimised/recall/<class>`` and ``delta/recall/<class>`` per class. ``n`` is the number of
     test rows. With ``repeats > 1`` the pair is trained with that many seeds and each number is
     the mean, with its standard deviation.
