@@ -139,6 +139,7 @@ class Registry:
         self._by_class: dict[type, ComponentInfo] = {}
         self._formats: dict[str, tuple[Any, PluginInfo]] = {}
         self._format_conflicts: dict[str, list[PluginInfo]] = {}
+        self._local_sources: dict[str, str] = {}  # a local plugin's name -> its module name or resolved file
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._loaded = False
@@ -179,16 +180,22 @@ class Registry:
     def _load_local(self, spec: str) -> None:
         name = Path(spec).stem if spec.endswith(".py") else spec
         info = PluginInfo(name=name, distribution="local", version="-")
+        is_module = not (spec.endswith(".py") or os.sep in spec or "/" in spec)
+        path = Path(spec) if Path(spec).is_absolute() or self.base_dir is None else self.base_dir / spec
+        source = spec if is_module else str(path.resolve())
         if name in self.plugins and self.plugins[name].module is not None:
+            # the same plugin named twice (a run file's plugins and -p) loads once; another of its name is refused
+            if self._local_sources.get(name, source) != source:
+                self.plugins[f"{name} ({spec})"] = PluginInfo(f"{name} ({spec})", "local", "-", status="broken", error=(
+                    f"its name '{name}' is also used by {self.plugins[name].label}"))
             return
-        self.plugins[name] = info
+        self.plugins[name], self._local_sources[name] = info, source
         if name in self.disabled:
             info.status = "disabled"
             return
-        if not (spec.endswith(".py") or os.sep in spec or "/" in spec):
+        if is_module:
             self._import(info, lambda: importlib.import_module(spec))
             return
-        path = Path(spec) if Path(spec).is_absolute() or self.base_dir is None else self.base_dir / spec
         if not path.is_file():
             raise ConfigError(problems=[("plugins", f"local plugin file {path} does not exist")])
         self._import(info, lambda: _exec_file(path))
@@ -215,17 +222,14 @@ class Registry:
 
         found: dict[str, list[ComponentInfo]] = {}
         for kind in KINDS:
-            caller = getattr(self._pm.hook, REGISTER_HOOK_FOR_KIND[kind])
-            for impl in reversed(caller.get_hookimpls()):  # registration order
-                info = self.plugins.get(impl.plugin_name)
-                if info is None or info.status != "ok":
-                    continue
+            for impl, info in self._usable(REGISTER_HOOK_FOR_KIND[kind]):
                 ok, items = _call(info, f"{REGISTER_HOOK_FOR_KIND[kind]}() failed",
                                   lambda: self._validate_classes(kind, impl.function(), BASE_FOR_KIND[kind]))
                 if not ok:
                     continue
                 found.setdefault(info.name, []).extend(
                     ComponentInfo(kind, cls.name, cls, info.name, info.distribution, info.version) for cls in items)
+        self._collect_formats()  # before the tables: a plugin its formats hook breaks brings no component either
         for plugin_name, components in found.items():
             if self.plugins[plugin_name].status != "ok":
                 continue
@@ -239,19 +243,13 @@ class Registry:
                     continue
                 table[component.name] = component
                 self._by_class[component.cls] = component
-        self._collect_formats()
 
     def _collect_formats(self) -> None:
         from .formats import FORMATS
 
-        for impl in reversed(self._pm.hook.setforge_register_formats.get_hookimpls()):
-            info = self.plugins.get(impl.plugin_name)
-            if info is None or info.status != "ok":
-                continue
-            ok, formats = _call(info, "setforge_register_formats() failed", lambda: _checked_formats(impl.function()))
-            if not ok:
-                continue
-            for fmt in formats:
+        for impl, info in self._usable("setforge_register_formats"):
+            _, formats = _call(info, "setforge_register_formats() failed", lambda: _checked_formats(impl.function()))
+            for fmt in formats or []:  # (None when the hook failed: the plugin is broken)
                 if fmt.name in FORMATS or fmt.name in self._formats or fmt.name in self._format_conflicts:
                     clash = self._format_conflicts.setdefault(fmt.name, [])
                     if fmt.name in self._formats:
@@ -286,6 +284,8 @@ class Registry:
             if cls.name in names:
                 raise PluginError(f"returned two {kind} components named '{cls.name}'")
             names.add(cls.name)
+            if not (isinstance(cls.Params, type) and issubclass(cls.Params, base.Params)):  # as the contract says
+                raise PluginError(f"{cls.__qualname__}.Params must subclass {base.__name__}.Params, got {cls.Params!r}")
             try:
                 cls.Params()
             except Exception as error:  # noqa: BLE001
@@ -299,10 +299,11 @@ class Registry:
         kinds = KINDS if kind is None else (self._check_kind(kind),)
         return [self._components[k][n] for k in kinds for n in sorted(self._components[k])]
 
-    def conflicts(self) -> dict[tuple[str, str], list[ComponentInfo]]:
-        """Names registered by more than one plugin within a kind (unusable until resolved)."""
+    def conflicts(self) -> dict[tuple[str, str], list[Any]]:
+        """Names registered by more than one plugin within a kind (their `ComponentInfo`s), and
+        output formats (kind ``format``, their plugins' `PluginInfo`s): unusable until resolved."""
         self.load()
-        return dict(self._conflicts)
+        return {**self._conflicts, **{("format", name): infos for name, infos in self._format_conflicts.items()}}
 
     def names(self, kind: str) -> list[str]:
         self.load()
@@ -320,9 +321,10 @@ class Registry:
         self.load()
         table = self._components[self._check_kind(kind)]
         if (kind, name) in self._conflicts:
-            sources = " and ".join(f"plugin '{c.plugin}' ({c.distribution} {c.version})"
-                                   for c in self._conflicts[(kind, name)])
-            raise PluginError(f"{kind} '{name}' is registered by {sources}; disable one (-p no:NAME)")
+            clash = self._conflicts[(kind, name)]
+            sources = " and ".join(f"plugin '{c.plugin}' ({c.distribution} {c.version})" for c in clash)
+            raise PluginError(f"{kind} '{name}' is registered by {sources}; disable one "
+                              f"({' or '.join(f'-p no:{c.plugin}' for c in clash)}, or plugins_deny in the run file)")
         if name in table:
             return table[name]
         raise ConfigError(problems=[(place or kind, self.unknown_message(kind, name))])
@@ -342,18 +344,21 @@ class Registry:
     def providers(self, hook: str) -> list[PluginInfo]:
         """The loaded plugins implementing `hook`, in the order pluggy calls them."""
         self.load()
-        impls = reversed(getattr(self._pm.hook, hook).get_hookimpls())
-        return [self.plugins[i.plugin_name] for i in impls
-                if i.plugin_name in self.plugins and self.plugins[i.plugin_name].status == "ok"]
+        return [info for _, info in self._usable(hook)]
+
+    def _usable(self, hook: str) -> Iterator[tuple[Any, PluginInfo]]:
+        """Each implementation of `hook` with its plugin, in pluggy's order, skipping every plugin
+        that is not ok (one that broke in any hook is skipped in all of them, events included)."""
+        for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):
+            info = self.plugins.get(impl.plugin_name)
+            if info is not None and info.status == "ok":
+                yield impl, info
 
     def first_result(self, hook: str, **kwargs: Any) -> Any:
         """Call the implementations of a ``firstresult`` hook in pluggy's order and return the first
         result that is not None (None if there is none); a failure names the plugin."""
         self.load()
-        for impl in reversed(getattr(self._pm.hook, hook).get_hookimpls()):
-            info = self.plugins.get(impl.plugin_name)
-            if info is None or info.status != "ok":
-                continue
+        for impl, info in self._usable(hook):
             with self.guard(info, hook):
                 result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
             if result is not None:
@@ -426,7 +431,7 @@ class Registry:
         """Send `event` to every ``setforge_on_event``; failures are returned, not raised."""
         self.load()
         failures = []
-        for impl in self._pm.hook.setforge_on_event.get_hookimpls():
+        for impl, _ in self._usable("setforge_on_event"):
             try:
                 impl.function(**{arg: event for arg in impl.argnames})
             except (Exception, SystemExit) as error:  # noqa: BLE001 - an observer never stops a run

@@ -16,6 +16,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, PluginError, SetforgeError
@@ -113,7 +114,14 @@ def _registry(args: argparse.Namespace, config: Any = None) -> Any:
     from ..registry import registry_for
 
     options = getattr(args, "plugin_options", [])
-    return registry_for(config, local=[p for p in options if not p.startswith("no:")],
+    local = [p for p in options if not p.startswith("no:")]
+    # a -p file is the shell's: it resolves against the current folder (a run file's plugins, against the file's)
+    files = [p for p in local if p.endswith(".py") or os.sep in p or "/" in p]
+    missing = [("-p", f"local plugin file {p} does not exist (in the current folder, {Path.cwd()})")
+               for p in files if not Path(p).is_file()]
+    if missing:
+        raise ConfigError(problems=missing)
+    return registry_for(config, local=[str(Path(p).resolve()) if p in files else p for p in local],
                         disabled=[p[3:] for p in options if p.startswith("no:")], strict=getattr(args, "strict", False))
 
 
@@ -127,9 +135,11 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         rows.append({"kind": info.kind, "name": info.name, "plugin": info.plugin, "distribution": info.distribution,
                      "version": info.version, "status": "ok"})
     for (kind, name), infos in sorted(registry.conflicts().items()):
-        for info in infos:
-            rows.append({"kind": kind, "name": name, "plugin": info.plugin, "distribution": info.distribution,
-                         "version": info.version, "status": "conflict: name registered by more than one plugin"})
+        for info in infos:  # a component's ComponentInfo, or an output format's PluginInfo
+            rows.append({"kind": kind, "name": name, "plugin": getattr(info, "plugin", info.name),
+                         "distribution": info.distribution, "version": info.version,
+                         "status": "conflict: name registered by more than one plugin"
+                                   + (" (or by the core: npz)" if name == "npz" else "")})
     for plugin in registry.plugins.values():
         if plugin.status != "ok":
             status = plugin.status + (f": {plugin.error}" if plugin.error else "")
@@ -152,12 +162,18 @@ def _show_component(registry: Any, spec: str) -> int:
         infos = [registry.get(kind, name, place="name")]
     else:
         infos = [i for i in registry.components() if i.name == name]
+        for clash_kind, clash_name in registry.conflicts():
+            if clash_name == name and clash_kind in KINDS:  # a PluginError naming the plugins that register it
+                registry.get(clash_kind, name, place="name")
         if not infos:
             known = sorted({i.name for i in registry.components()})
             import difflib
 
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
+            broken = [p.name for p in registry.plugins.values() if p.status == "broken"]  # as registry.get says
+            if broken:
+                hint += f" (plugins that failed to load: {', '.join(broken)}; see `setforge plugins list`)"
             raise ConfigError(problems=[("name", f"no component named {name!r}{hint}")])
     for info in infos:
         print(describe_component(info))
@@ -221,7 +237,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     args.overrides += [f"observe[+]={spec}" for spec in args.observe]
     config, registry = _load_config(args)
     if args.dry_run:
-        print(dry_run(config, registry))
+        print(dry_run(config, registry, force=args.force))
         return 0
     result = run(config, registry, force=args.force or config.output.force, resume=args.resume,
                  progress=not args.quiet)

@@ -30,6 +30,7 @@ class DryPlan:
     evaluators: list[str]
     folder: Path
     unlabelled: int = 0  # rows the source holds without a label (steps get them as StepContext.unlabelled)
+    force: bool = False  # the run would replace an existing run folder (output.force, or run --force)
 
 
 def dry_plan(config: Any, registry: Any = None) -> DryPlan:
@@ -74,7 +75,7 @@ def dry_plan(config: Any, registry: Any = None) -> DryPlan:
                    run.rows.dropped, len(run.parts.duplicate_index), run.config.source.deduplicate.method,
                    classes, run.raw_train.class_counts(), steps, notes, run.val.class_counts(),
                    run.test.class_counts(), [scope for scope, _ in run.built.evaluators], run.folder.final,
-                   len(run.unlabelled) if run.unlabelled is not None else 0)
+                   len(run.unlabelled) if run.unlabelled is not None else 0, run.config.output.force)
 
 
 def format_plan(plan: Any) -> str:
@@ -103,13 +104,17 @@ def format_plan(plan: Any) -> str:
                                       for i, (v, w) in enumerate(zip(row, widths))))
     lines += [""] + plan.notes if plan.notes else []
     lines.append(f"evaluators: {', '.join(plan.evaluators) or 'none'}")
-    exists = " (exists: needs --force)" if plan.folder.exists() else ""
+    exists = "" if not plan.folder.exists() else " (exists: will be replaced)" if plan.force else \
+        " (exists: needs --force)"
     lines.append(f"run folder: {plan.folder}{exists}")
     return "\n".join(lines)
 
 
-def dry_run(config: Any, registry: Any = None) -> str:
+def dry_run(config: Any, registry: Any = None, force: bool = False) -> str:
     """Validate, load the source, split, and show the class counts each step would produce,
     without running any step (a resampler's counts are shown unchanged, marked ``?``, unless its
-    ``expected_counts(counts, classes)`` knows them). Writes nothing."""
-    return format_plan(dry_plan(config, registry))
+    ``expected_counts(counts, classes)`` knows them). Writes nothing. `force`: ``run --force``
+    was given (as ``output.force: true``, the run folder would be replaced)."""
+    plan = dry_plan(config, registry)
+    plan.force = plan.force or force
+    return format_plan(plan)

@@ -6,17 +6,23 @@ The package is a working component of the chosen kind (small, but real), so that
 
 from __future__ import annotations
 
+import importlib.metadata
+import keyword
 import re
 import textwrap
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
 from ..hookspecs import KINDS, REGISTER_HOOK_FOR_KIND
 
 __all__ = ["new_plugin"]
 
 _BASE = {"source": "Source", "preprocess": "Preprocessor", "augment": "Augmenter", "resample": "Resampler",
          "generate": "Generator", "evaluate": "Evaluator", "observe": "Observer"}
+
+#: Names the generated module and its test import: a component class named like one of them would
+#: shadow it (a source named ``dataset`` would build itself instead of a ``Dataset``).
+_TAKEN_CLASS_NAMES = frozenset({"Dataset", "Metrics", "Origin", "Field", "Registry", *_BASE.values()})
 
 _BODIES = {
     "augment": '''
@@ -160,9 +166,20 @@ def new_plugin(name: str, kind: str, folder: str | Path = ".") -> Path:
     if name in taken:  # two plugins registering one (kind, name) break every run that uses it
         raise ConfigError(problems=[("name", f"{taken[name].label} is already installed; choose another name "
                                              f"(`setforge plugins list` shows the names taken)")])
+    try:  # installing a second distribution of this name would replace the first (contrib's setforge-text, say)
+        installed = importlib.metadata.distribution(f"setforge-{name}")
+    except importlib.metadata.PackageNotFoundError:
+        installed = None
+    if installed is not None:
+        raise ConfigError(problems=[("name", f"setforge-{name} {installed.version} is already installed, and "
+                                             "installing this package would replace it; choose another name")])
     module = "setforge_" + name.replace("-", "_")
     cls = "".join(part.capitalize() for part in name.split("-"))
+    if keyword.iskeyword(cls) or cls in _TAKEN_CLASS_NAMES:  # `class None` does not parse; `class Dataset` shadows
+        cls += _BASE[kind]
     root = Path(folder) / f"setforge-{name}"
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise ConfigError(problems=[("--dir", f"{folder} is not a folder; give the folder to create the package in")])
     if root.exists():
         raise ConfigError(problems=[("name", f"{root} already exists")])
     hook = REGISTER_HOOK_FOR_KIND[kind]
@@ -228,10 +245,14 @@ A setforge `{kind}` plugin. Install it next to setforge and use it in a run file
     pytest
 
 """
-    (root / module).mkdir(parents=True)
-    (root / "tests").mkdir()
-    (root / module / "__init__.py").write_text(code)
-    (root / "tests" / f"test_{module}.py").write_text(test)
-    (root / "pyproject.toml").write_text(pyproject)
-    (root / "README.md").write_text(readme)
+    try:
+        (root / module).mkdir(parents=True)
+        (root / "tests").mkdir()
+        (root / module / "__init__.py").write_text(code)
+        (root / "tests" / f"test_{module}.py").write_text(test)
+        (root / "pyproject.toml").write_text(pyproject)
+        (root / "README.md").write_text(readme)
+    except OSError as error:  # a read-only folder, a full disk: exit 5 naming the path, not a traceback
+        raise OutputError(f"cannot create the plugin package {root}: {error.strerror or error}", errno=error.errno) \
+            from error
     return root

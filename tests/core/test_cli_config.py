@@ -273,3 +273,31 @@ def test_set_reaches_a_mapping_key_that_starts_with_a_digit():
     changed, problems, _ = apply_overrides(raw, ["pipeline[0].params.sampling_strategy.3=150",
                                                  "pipeline[0].params.sampling_strategy.7=90"])
     assert not problems and changed["pipeline"][0]["params"]["sampling_strategy"] == {"3": 150, "7": 90}
+
+
+def test_dry_run_says_an_existing_run_folder_is_replaced_when_the_run_would_replace_it(tmp_path, monkeypatch, capsys):
+    # (found by an audit: with output.force: true, or run --force, the dry run still said "needs --force")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    (tmp_path / "run.yaml").write_text("source: sklearn-digits\npipeline: [{augment: flip}]\noutput: {dir: runs/x}\n")
+    last_line = lambda: capsys.readouterr().out.rstrip().splitlines()[-1]  # noqa: E731
+    assert main(["run", "run.yaml", "--dry-run"]) == 0
+    assert last_line() == "run folder: runs/x (exists: needs --force)"
+    assert main(["run", "run.yaml", "--dry-run", "--force"]) == 0
+    assert last_line() == "run folder: runs/x (exists: will be replaced)"
+    assert main(["run", "run.yaml", "--dry-run", "--set", "output.force=true"]) == 0
+    assert last_line() == "run folder: runs/x (exists: will be replaced)"
+
+
+def test_a_dash_p_file_resolves_against_the_current_folder(folder, capsys):
+    # (found by an audit: `validate project/run.yaml -p plugin.py` looked for project/plugin.py, while
+    # `plugins list -p plugin.py` looked in the current folder; a missing -p file was blamed on `plugins`)
+    Path("cwd_plugin.py").write_text((folder / "cfg_plugin.py").read_text())  # the current folder is another one
+    run_file = folder / "run.yaml"
+    run_file.write_text(GOOD.replace("plugins: [cfg_plugin.py]\n", ""))
+    assert main(["validate", str(run_file), "-p", "cwd_plugin.py"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["validate", str(run_file), "-p", "missing_plugin.py"]) == 2
+    err = capsys.readouterr().err
+    assert f"  -p: local plugin file missing_plugin.py does not exist (in the current folder, {Path.cwd()})" in err
+    assert main(["plugins", "list", "-p", "cwd_plugin.py"]) == 0 and "cfgtest-tiny" in capsys.readouterr().out

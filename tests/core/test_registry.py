@@ -219,3 +219,163 @@ def test_source_preprocessor_and_resampler_hooks(tmp_path, monkeypatch):
     assert ds.class_counts() == [1, 2]
     assert registry.create("preprocess", "toy-scale").changes_units
     assert len(registry.create("resample", "toy-duplicate").resample(ds, setforge.StepContext.from_seed(0))) == 5
+
+
+FORMATS_HOOK_RAISES = TOYS_SOURCE.replace("toy-", "fmt-") + textwrap.dedent('''
+    @hookimpl
+    def setforge_register_formats():
+        raise RuntimeError("boom in the formats hook")
+''')
+
+
+def test_a_plugin_broken_by_its_formats_hook_registers_no_component(tmp_path, monkeypatch):
+    # (found by an audit: it was listed as broken while its components stayed usable)
+    root = make_distribution(tmp_path / "fmt", "setforge-fmt", "0.2", {"fmt": "sfplug_fmt"},
+                             {"sfplug_fmt": FORMATS_HOOK_RAISES})
+    install(monkeypatch, root)
+    registry = Registry().load()
+    assert registry.plugins["fmt"].status == "broken" and "boom in the formats hook" in registry.plugins["fmt"].error
+    assert not [info.name for info in registry.components() if info.plugin == "fmt"]
+    with pytest.raises(ConfigError, match="unknown augment 'fmt-brighten'.*failed to load: fmt"):
+        registry.get("augment", "fmt-brighten")
+
+
+def test_a_broken_plugin_receives_no_events(tmp_path, monkeypatch):
+    # (found by an audit: a plugin skipped for its failing register hook still observed every run)
+    (tmp_path / "sfplug_half_broken.py").write_text(textwrap.dedent('''
+        from setforge import hookimpl
+        SEEN = []
+
+        @hookimpl
+        def setforge_on_event(event):
+            SEEN.append(event.kind)
+
+        @hookimpl
+        def setforge_register_augmenters():
+            raise RuntimeError("boom in the hook")
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry(local=["sfplug_half_broken"]).load()
+    assert registry.plugins["sfplug_half_broken"].status == "broken"
+    assert registry.emit(setforge.Event("run_started")) == []
+    import sfplug_half_broken
+
+    assert sfplug_half_broken.SEEN == []
+    assert registry.providers("setforge_on_event") == []
+
+
+def test_two_local_plugin_files_of_one_name_are_not_silently_merged(tmp_path):
+    # (found by an audit: the second file was dropped without a word, its components "unknown")
+    for folder, prefix in (("a", "aa-"), ("b", "bb-")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "extra.py").write_text(TOYS_SOURCE.replace("toy-", prefix))
+    registry = Registry(local=["a/extra.py", "b/extra.py"], base_dir=tmp_path).load()
+    assert registry.get("augment", "aa-brighten").plugin == "extra"
+    (clash,) = [p for p in registry.plugins.values() if p.status == "broken"]
+    assert "b/extra.py" in clash.name and "'extra' is also used by plugin 'extra' (local -)" in clash.error
+    with pytest.raises(ConfigError, match="unknown augment 'bb-brighten'.*failed to load: extra \\(b/extra.py\\)"):
+        registry.get("augment", "bb-brighten")
+    with pytest.raises(PluginError, match="b/extra.py"):
+        Registry(local=["a/extra.py", "b/extra.py"], base_dir=tmp_path, strict=True).load()
+    # the same plugin named twice (a run file's plugins and -p, by another path) loads once, without a word
+    twice = Registry(local=["a/extra.py", str(tmp_path / "a" / "extra.py")], base_dir=tmp_path).load()
+    assert [p.status for p in twice.plugins.values() if p.distribution == "local"] == ["ok"]
+
+
+def test_plugins_list_shows_an_output_format_registered_twice(tmp_path, capsys):
+    # (found by an audit: a plugin's format `csv` hid the built-in csv without a word: validate said
+    # "unknown format 'csv'" and `plugins list` showed nothing)
+    (tmp_path / "sfplug_csv_again.py").write_text(textwrap.dedent('''
+        from setforge import hookimpl
+        from setforge.formats import Format
+
+        @hookimpl
+        def setforge_register_formats():
+            return [Format(name="csv", write=lambda *args, **kwargs: [], read=lambda *args: None)]
+    '''))
+    plugin = str(tmp_path / "sfplug_csv_again.py")
+    registry = Registry(local=[plugin]).load()
+    assert "csv" not in registry.formats()
+    assert sorted(c.name for c in registry.conflicts()[("format", "csv")]) == ["builtin-output", "sfplug_csv_again"]
+    assert main(["plugins", "list", "--json", "-p", plugin]) == 0
+    rows = [r for r in json.loads(capsys.readouterr().out) if r["kind"] == "format"]
+    assert sorted((r["name"], r["plugin"], r["distribution"]) for r in rows) == [
+        ("csv", "builtin-output", "setforge"), ("csv", "sfplug_csv_again", "local")]
+    assert all(r["status"].startswith("conflict") for r in rows)
+
+
+def test_plugins_show_of_a_name_two_plugins_register_names_both(tmp_path, capsys):
+    # (found by an audit: `plugins show flip` said "no component named 'flip'" while two plugins had one)
+    (tmp_path / "sfplug_flip_again.py").write_text(textwrap.dedent('''
+        from setforge import Augmenter, hookimpl
+
+        class FlipAgain(Augmenter):
+            """Another flip."""
+            name = "flip"
+
+            def _transform(self, x, y, params):
+                return x.flip(-1)
+
+        @hookimpl
+        def setforge_register_augmenters():
+            return [FlipAgain]
+    '''))
+    assert main(["plugins", "show", "flip", "-p", str(tmp_path / "sfplug_flip_again.py")]) == 4
+    err = capsys.readouterr().err
+    assert "augment 'flip' is registered by" in err and "'sfplug_flip_again' (local -)" in err
+    assert "plugin 'builtin-augment' (setforge" in err
+
+
+def test_a_name_two_plugins_register_names_the_plugins_to_disable(tmp_path, capsys):
+    # (found by an audit: validate said "... disable one (-p no:NAME)", and `-p no:flip` disables nothing)
+    (tmp_path / "sfplug_flip_twice.py").write_text(textwrap.dedent('''
+        from setforge import Augmenter, hookimpl
+
+        class FlipTwice(Augmenter):
+            """Another flip."""
+            name = "flip"
+
+            def _transform(self, x, y, params):
+                return x.flip(-1)
+
+        @hookimpl
+        def setforge_register_augmenters():
+            return [FlipTwice]
+    '''))
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text("plugins: [sfplug_flip_twice.py]\nsource: sklearn-digits\npipeline: [{augment: flip}]\n")
+    assert main(["validate", str(run_file)]) == 4
+    err = capsys.readouterr().err
+    assert "augment 'flip' is registered by" in err
+    assert any(f"(-p no:{a} or -p no:{b}, or plugins_deny in the run file)" in err
+               for a, b in [("sfplug_flip_twice", "builtin-augment"), ("builtin-augment", "sfplug_flip_twice")])
+    assert main(["validate", str(run_file), "-p", "no:sfplug_flip_twice"]) == 0
+
+
+def test_a_component_whose_params_are_not_its_bases_params_is_broken(tmp_path, capsys):
+    # (found by an audit: a plain `class Params:` registered fine, then `plugins show` and `validate`
+    # ended in a traceback, exit 1)
+    (tmp_path / "sfplug_plain_params.py").write_text(textwrap.dedent('''
+        from setforge import Augmenter, hookimpl
+
+        class PlainParams(Augmenter):
+            """Its Params forgot the base."""
+            name = "plain-params"
+
+            class Params:
+                p: float = 0.5
+
+            def _transform(self, x, y, params):
+                return x
+
+        @hookimpl
+        def setforge_register_augmenters():
+            return [PlainParams]
+    '''))
+    registry = Registry(local=[str(tmp_path / "sfplug_plain_params.py")]).load()
+    info = registry.plugins["sfplug_plain_params"]
+    assert info.status == "broken" and "PlainParams.Params must subclass Augmenter.Params" in info.error
+    assert "plain-params" not in registry.names("augment")
+    assert main(["plugins", "show", "plain-params", "-p", str(tmp_path / "sfplug_plain_params.py")]) == 2
+    assert "no component named 'plain-params' (plugins that failed to load: sfplug_plain_params;" in \
+        capsys.readouterr().err
