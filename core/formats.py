@@ -25,7 +25,8 @@ import os
 import re
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,38 @@ def _read_npz(folder: Path, split: str) -> Dataset:
 
 #: The core's own formats; `Registry.formats` adds the plugins'.
 FORMATS: dict[str, Format] = {"npz": Format("npz", _write_npz, _read_npz, stream=_NpzShards)}
+
+
+def guarded(fmt: Format, guard: Callable[[str], Any]) -> Format:
+    """`fmt` with every call, and its stream writers' ``add`` and ``close``, inside ``guard(action)``:
+    the registry wraps a plugin's formats so that their failures name the plugin (exit 4), as a
+    component's do, instead of ending the run with a traceback."""
+    def wrap(function: Callable[..., Any] | None, action: str) -> Callable[..., Any] | None:
+        if function is None:
+            return None
+
+        @functools.wraps(function)  # (the signature stays readable: a stream's shard= is looked for)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with guard(action):
+                result = function(*args, **kwargs)
+            return _GuardedWriter(result, guard) if action == "stream" else result
+        return call
+    return replace(fmt, **{f: wrap(getattr(fmt, f), f) for f in ("write", "read", "check", "stream", "join")})
+
+
+class _GuardedWriter:
+    """A plugin format's stream writer whose ``add`` and ``close`` run inside the registry's guard."""
+
+    def __init__(self, writer: Any, guard: Callable[[str], Any]):
+        self._writer, self._guard = writer, guard
+
+    def add(self, ds: Dataset) -> Any:
+        with self._guard("stream add"):
+            return self._writer.add(ds)
+
+    def close(self) -> Any:
+        with self._guard("stream close"):
+            return self._writer.close()
 
 
 def get_format(name: str, registry: Any = None) -> Format:

@@ -144,7 +144,9 @@ def setforge_register_formats() -> list["Format"]:
     (``name``, ``write(folder, split, ds, shard_rows=...) -> files``, ``read(folder, split) ->
     Dataset``, ``check(ds)`` raising a `DataError` for data it cannot write, run before any step).
     ``npz`` is the core's own; the other built-in formats come from plugin ``builtin-output``. A
-    name registered twice is unusable until one plugin is disabled.
+    name registered twice is unusable until one plugin is disabled. Anything a format's functions
+    (or its stream writer's ``add`` and ``close``) raise is reported as the plugin's failure (exit
+    4, naming it), a `DataError` as bad data (exit 3), as for components.
 
     Example::
 

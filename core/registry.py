@@ -259,11 +259,14 @@ class Registry:
                 self._formats[fmt.name] = (fmt, info)
 
     def formats(self) -> dict[str, Any]:
-        """Every usable ``output.format`` by name: the core's ``npz`` and the plugins' formats."""
-        from .formats import FORMATS
+        """Every usable ``output.format`` by name: the core's ``npz`` and the plugins' formats (another
+        distribution's inside `guard`, so that its failures name its plugin)."""
+        from .formats import FORMATS, guarded
 
         self.load()
-        return {**FORMATS, **{name: fmt for name, (fmt, _) in sorted(self._formats.items())}}
+        named = lambda name, info: lambda action: self.guard(info, f"output format '{name}' {action}")  # noqa: E731
+        return {**FORMATS, **{name: fmt if info.distribution == "setforge" else guarded(fmt, named(name, info))
+                              for name, (fmt, info) in sorted(self._formats.items())}}
 
     @staticmethod
     def _validate_classes(kind: str, classes: Any, base: type) -> list[type]:

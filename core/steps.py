@@ -244,11 +244,8 @@ def guard_generated(config: Any, place: str, label: str, ds: Dataset, made: Data
     own rows) scored by the ``setforge_score_generated`` provider against the real val rows' recall.
     Below ``min_cas_ratio`` the run fails with a `DataError` (exit 3), or, with ``on_fail: warn``,
     the message goes to `warnings`. Returns the scores for the report (None: not checked)."""
-    if config.on_fail == "off":
-        return None
-    generated = made[made.origin == int(Origin.GENERATED)]
-    if len(generated) == 0:
-        return None
+    if config.on_fail == "off" or not len(generated := made[made.origin == int(Origin.GENERATED)]):
+        return None  # (nothing to check: a step that generated no row)
     if len(val) == 0:
         warnings.append(f"{place} guard: no real val rows to compare the generated rows with; not checked "
                         "(give split.val a share)")

@@ -147,6 +147,49 @@ def test_load_reads_a_format_from_a_run_files_plugin_with_a_registry_that_loads_
     _same(setforge.load(tmp_path / "run", registry=registry), ds)
 
 
+_FAILING_FORMAT = """
+from setforge import hookimpl
+from setforge.formats import FORMATS, Format
+
+
+class _Writer:
+    def add(self, ds):
+        raise ValueError("the stream writer broke")
+
+    def close(self):
+        return []
+
+
+def _write(folder, split, ds, shard_rows=None):
+    raise ValueError("the writer broke")
+
+
+@hookimpl
+def setforge_register_formats():
+    npz = FORMATS["npz"]
+    return [Format("broken-write", _write, npz.read),
+            Format("broken-stream", npz.write, npz.read, stream=lambda folder, split, like, shard_rows: _Writer())]
+"""
+
+
+@pytest.mark.parametrize("fmt, stream, said", [("broken-write", False, "write: ValueError: the writer broke"),
+                                               ("broken-stream", True, "stream add: ValueError: the stream writer broke")])
+def test_a_plugin_format_that_fails_is_a_plugin_failure_naming_it(tmp_path, capsys, fmt, stream, said):
+    # (from an audit: a plugin format's exception ended the run with a traceback, exit 1, naming no plugin)
+    from setforge.tools.cli import main
+
+    (tmp_path / "bad_format.py").write_text(_FAILING_FORMAT)
+    np.savez(tmp_path / "rows.npz", x=np.random.default_rng(0).random((40, 3)).astype(np.float32),
+             y=np.arange(40) % 2)
+    source = f"{{name: npz, params: {{path: rows.npz}}{', stream: true' if stream else ''}}}"
+    (tmp_path / "run.yaml").write_text(f"plugins: [bad_format.py]\nsource: {source}\n"
+                                       f"output: {{dir: out, format: {fmt}}}\n")
+    assert main(["run", str(tmp_path / "run.yaml"), "--quiet"]) == 4
+    err = capsys.readouterr().err
+    assert f"plugin 'bad_format' (local -) failed in output format '{fmt}' {said}" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------------------ report
 def _report() -> dict:
     return {
