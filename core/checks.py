@@ -171,9 +171,10 @@ def _raise_run_problems(config: RunConfig, registry: Any) -> None:
 
 
 def format_problems(name: str, registry: Any) -> list[tuple[str, str]]:
-    if name in (formats := registry.formats()):
-        return []
-    return [("output.format", f"unknown format {name!r}; available: {', '.join(repr(f) for f in formats)}")]
+    formats, clash = registry.formats(), registry.conflicts().get(("format", name))  # (two plugins' formats)
+    if clash and name not in formats:
+        return [("output.format", f"{name!r} is registered by {' and '.join(i.label for i in clash)}; disable one")]
+    return [] if name in formats else [("output.format", f"unknown format {name!r}; available: {', '.join(map(repr, formats))}")]
 
 
 def _service_problems(config: RunConfig, registry: Any) -> list[tuple[str, str]]:

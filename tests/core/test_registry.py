@@ -302,6 +302,12 @@ def test_plugins_list_shows_an_output_format_registered_twice(tmp_path, capsys):
     assert sorted((r["name"], r["plugin"], r["distribution"]) for r in rows) == [
         ("csv", "builtin-output", "setforge"), ("csv", "sfplug_csv_again", "local")]
     assert all(r["status"].startswith("conflict") for r in rows)
+    from setforge.checks import format_problems
+
+    [(place, message)] = format_problems("csv", registry)  # (it said "unknown format 'csv'")
+    assert place == "output.format" and message.startswith("'csv' is registered by ") and message.endswith("disable one")
+    assert f"plugin 'builtin-output' (setforge {setforge.__version__})" in message and "plugin 'sfplug_csv_again'" in message
+    assert format_problems("npz", registry) == [] and "unknown format 'parquet'" in format_problems("parquet", registry)[0][1]
 
 
 def test_plugins_show_of_a_name_two_plugins_register_names_both(tmp_path, capsys):
