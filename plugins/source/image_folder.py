@@ -18,7 +18,7 @@ from setforge.errors import DataError
 
 from ._files import existing_path, sort_names
 
-__all__ = ["ImageFolderSource", "read_image"]
+__all__ = ["ImageFolderSource", "PixelRangeError", "read_image"]
 
 _SPLITS = ("train", "val", "test")
 _HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
@@ -27,15 +27,21 @@ _TRANSPARENT = ("RGBA", "LA", "PA", "RGBa", "La")
 
 def _files_below(folder: Path) -> list[Path]:
     """Every file below `folder`, symlinked sub-folders followed (`Path.rglob` skips them), each
-    real folder once, so a link back up cannot loop."""
+    real folder once, so a link back up cannot loop. A broken link is listed too, so that it is
+    reported as an unreadable file rather than left out without a word."""
+    def unlisted(error: OSError) -> None:  # os.walk's default skips such a folder's files without a word
+        raise DataError(f"image-folder: cannot list the folder {error.filename} ({error.strerror}); "
+                        f"make it readable, or move it out of {folder}")
+
     found, seen = [], set()
-    for here, folders, names in os.walk(folder, followlinks=True):
+    for here, folders, names in os.walk(folder, onerror=unlisted, followlinks=True):
         stat = os.stat(here)
         if (stat.st_dev, stat.st_ino) in seen:
             folders[:] = []
             continue
         seen.add((stat.st_dev, stat.st_ino))
-        found.extend(Path(here) / name for name in names if (Path(here) / name).is_file())
+        found.extend(path for path in (Path(here) / name for name in names)
+                     if path.is_file() or (path.is_symlink() and not path.exists()))
     return found
 
 
@@ -43,14 +49,20 @@ def _visible(path: Path, root: Path) -> bool:
     return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+class PixelRangeError(ValueError):
+    """A 32-bit integer or floating-point image whose values lie outside what they can mean (0..65535,
+    or [0, 1]): refused as an invalid row, not clipped to white without a word."""
+
+
 def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
     """One image file as float32 ``(channels, H, W)`` in [0, 1], at ``size = (H, W)``.
 
     Grayscale, palette, RGB, CMYK and 16-bit files are converted; transparent pixels (RGBA, LA,
-    palette or RGB with a transparency key) are composited on black, so a fully transparent
+    palette, grey or RGB with a transparency key) are composited on black, so a fully transparent
     pixel is black and a half transparent one is half as bright. Other sizes are resized with
     Pillow's bilinear filter, antialiased when shrinking; the aspect ratio is not kept. Raises
-    whatever Pillow raises for an unreadable file.
+    whatever Pillow raises for an unreadable file, and `PixelRangeError` for a 32-bit integer image
+    outside 0..65535 or a floating-point one outside [0, 1].
     """
     from PIL import Image
 
@@ -59,6 +71,13 @@ def read_image(path: Path, channels: int, size: tuple[int, int]) -> np.ndarray:
         image.load()
         if image.mode in _HIGH_DEPTH:
             values = np.asarray(image, dtype=np.float32)
+            top = 1.0 if image.mode == "F" else 65535.0
+            if not np.isfinite(values).all() or values.min() < 0.0 or values.max() > top:
+                raise PixelRangeError(f"mode {image.mode} pixels span {values.min():g}..{values.max():g}, outside "
+                                      f"0..{top:g}; save 8- or 16-bit images, or floating-point values in [0, 1]")
+            key = image.info.get("transparency")
+            if isinstance(key, int) and not isinstance(key, bool):  # a 16-bit PNG's transparent grey level:
+                values[np.asarray(image) == key] = 0.0  # composited on black, as for the 8-bit modes
             if image.mode.startswith("I"):  # 16-bit: Pillow scales a PGM of any maxval > 255 to 0..65535
                 values = values / 65535.0  # (by the depth, not the content: a dark image stays dark)
             gray = Image.fromarray(np.clip(values, 0.0, 1.0).astype(np.float32))  # mode F
@@ -91,9 +110,9 @@ class ImageFolderSource(Source):
     repeated) at ``size`` (the most common size when unset, ties going to the larger), resized
     with an antialiased bilinear filter (aspect ratio not kept). Transparency is composited on
     black. 16-bit images keep their precision. EXIF orientation is not applied (like
-    torchvision's ImageFolder). A file that Pillow cannot read (a corrupt PNG, a ``.txt``) is an
-    invalid row naming the file: the run stops, or drops and counts it with ``source.on_invalid:
-    drop``.
+    torchvision's ImageFolder). A file that Pillow cannot read (a corrupt PNG, a ``.txt``, a broken
+    link), or a 32-bit or floating-point image outside its range, is an invalid row naming the
+    file: the run stops, or drops and counts it with ``source.on_invalid: drop``.
 
     A folder named ``unlabelled`` (param ``unlabelled``; ``null`` makes it an ordinary class), at
     the top or inside ``train/``, ``val/`` or ``test/``, holds unlabelled images, not a class:
@@ -177,6 +196,9 @@ class ImageFolderSource(Source):
                 continue
             try:
                 x[i] = read_image(file, self.params.channels, size)
+            except PixelRangeError as error:
+                ok[i] = False
+                self._invalid(self._where(root, file, error), "pixel values out of range")
             except Exception as error:  # a header can be fine and the pixels truncated or corrupt
                 ok[i] = False
                 self._invalid(self._where(root, file, error), "unreadable or not an image")

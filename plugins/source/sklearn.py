@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from setforge.components import Source
 from setforge.context import StepContext
@@ -39,6 +39,7 @@ class DigitsSource(Source):
     one benchmark. With ``labelled_share`` below 1 only that share of each class's training rows
     keeps its label; the rest are the source's unlabelled rows (`Splits.unlabelled`), for the
     ``pseudo-label`` step (``imbalance: 1`` gives every class the same training rows).
+    ``test_share``, ``protocol_seed`` and ``labelled_share`` are refused without ``imbalance``.
     """
 
     name = "sklearn-digits"
@@ -58,6 +59,18 @@ class DigitsSource(Source):
         labelled_share: float = Field(1.0, gt=0.0, le=1.0,
                                       description="with imbalance: share of each class's training rows that keep "
                                                   "their label (at least 2); the rest become unlabelled rows")
+
+        @model_validator(mode="after")
+        def _protocol_keys_need_imbalance(self):
+            # without imbalance every row is given as it is: these keys would be ignored without a word
+            # (a labelled_share asked for would silently give every label)
+            changed = [f"{key} {getattr(self, key)}" for key in ("test_share", "protocol_seed", "labelled_share")
+                       if self.imbalance is None and getattr(self, key) != type(self).model_fields[key].default]
+            if changed:
+                verb = "applies" if len(changed) == 1 else "apply"
+                raise ValueError(f"{', '.join(changed)} only {verb} with imbalance (the long-tailed protocol); "
+                                 f"set imbalance (1 keeps the classes equal) or leave them out")
+            return self
 
     def _load(self, ctx: StepContext) -> Dataset | Splits:
         from sklearn.datasets import load_digits

@@ -195,3 +195,58 @@ def test_a_16_bit_gray_image_is_scaled_by_its_depth_not_its_content(tmp_path, ma
     path.write_bytes(f"P5 2 2 {maxval}\n".encode() + np.array(pixels, dtype=">u2").tobytes())
     expected = np.array(pixels, dtype=np.float64) / maxval
     assert np.allclose(read_image(path, 1, (2, 2)).ravel(), expected, atol=1 / 65535)
+
+
+def test_a_broken_link_is_an_unreadable_file_named_not_left_out(tmp_path):
+    # (found by an audit: a link whose target had moved was skipped without a word: 3 rows, nothing dropped)
+    import os
+
+    save(tmp_path / "a" / "0.png", np.zeros((4, 4), np.uint8))
+    os.symlink(tmp_path / "moved.png", tmp_path / "a" / "1.png")
+    with pytest.raises(DataError, match=r"a/1.png \(.*No such file.*\): unreadable or not an image"):
+        load(tmp_path)
+    ds, source = load(tmp_path, on_invalid="drop")
+    assert len(ds) == 1 and source.dropped == {"unreadable or not an image": 1}
+
+
+def test_a_16_bit_gray_png_with_a_transparent_level_is_composited_on_black(tmp_path):
+    # (found by an audit: the tRNS grey level of a 16-bit PNG was ignored; 8-bit grey and RGB honour theirs)
+    from setforge.plugins.source.image_folder import read_image
+
+    pixels = np.array([[1000, 40000], [40000, 65535]], dtype=np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "keyed.png", transparency=40000)
+    with Image.open(tmp_path / "keyed.png") as image:
+        assert image.mode == "I;16" and image.info["transparency"] == 40000
+    assert np.allclose(read_image(tmp_path / "keyed.png", 1, (2, 2))[0], [[1000 / 65535, 0.0], [0.0, 1.0]])
+
+
+def test_float_and_32_bit_images_outside_their_range_are_invalid_rows_not_clipped(tmp_path):
+    # (found by an audit: a float TIFF of 0..255 came out white, a 32-bit one above 65535 clipped, without a word)
+    save(tmp_path / "a" / "unit.tif", np.array([[0.0, 0.25], [0.5, 1.0]], dtype=np.float32))
+    save(tmp_path / "a" / "bytes.tif", np.array([[0.0, 64.5], [128.0, 255.0]], dtype=np.float32))
+    save(tmp_path / "a" / "wide.tif", np.array([[0, 70000], [5, 9]], dtype=np.int32))
+    with pytest.raises(DataError, match=r"a/bytes.tif \(mode F pixels span 0..255, outside 0..1; .*\): "
+                                        r"pixel values out of range"):
+        load(tmp_path, channels=1)
+    ds, source = load(tmp_path, channels=1, on_invalid="drop")
+    assert source.dropped == {"pixel values out of range": 2}
+    assert ds.x.flatten().tolist() == [0.0, 0.25, 0.5, 1.0]  # a float image in [0, 1] is taken as it is
+
+
+def test_a_folder_that_cannot_be_listed_stops_the_load_naming_it(tmp_path, monkeypatch):
+    # (found by an audit: os.walk skips a folder it cannot list, so its images were left out without a word;
+    # a refused listing is simulated, as the tests may run as root, whom permissions do not stop)
+    import os
+
+    for folder in ("cat", "dog", "dog/locked"):
+        save(tmp_path / folder / "0.png", np.zeros((4, 4), np.uint8))
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(DataError, match=r"cannot list the folder .*dog/locked \(Permission denied\)"):
+        load(tmp_path)

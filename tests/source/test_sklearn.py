@@ -67,6 +67,16 @@ def test_digits_params_are_checked():
         DigitsSource({"test_share": 1.0})
 
 
+def test_digits_protocol_keys_without_imbalance_are_refused_not_ignored():
+    # (found by an audit: labelled_share 0.1 without imbalance gave all 1,797 rows, every one labelled)
+    with pytest.raises(ConfigError, match=r"labelled_share 0.1 only applies with imbalance"):
+        DigitsSource({"labelled_share": 0.1})
+    with pytest.raises(ConfigError, match=r"test_share 0.2, protocol_seed 3 only apply with imbalance"):
+        DigitsSource({"test_share": 0.2, "protocol_seed": 3})
+    DigitsSource({"labelled_share": 1.0, "protocol_seed": 0})  # the defaults, spelt out, change nothing
+    assert isinstance(DigitsSource({"imbalance": 1, "labelled_share": 0.1}).load(ctx()), Splits)
+
+
 @pytest.mark.parametrize("cls, loader, classes", [
     (BreastCancerSource, load_breast_cancer, ("malignant", "benign")),
     (WineSource, load_wine, ("class_0", "class_1", "class_2")),
