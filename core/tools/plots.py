@@ -59,12 +59,26 @@ def class_distribution(classes: Sequence[str], before: Mapping[str, int],
         ax.bar(x + 0.2, heights, width=0.38, bottom=bottom, label=f"optimised: {origin}",
                color=ORIGIN_COLOURS.get(origin, _OTHER_COLOUR))
         bottom += heights
-    ax.set_xticks(x, [_label(c) for c in classes], rotation=45 if len(classes) > 8 else 0, ha="right"
-                  if len(classes) > 8 else "center")
+    ax.set_xticks(x, [_label(c) for c in classes])
+    _slant_if_crowded(fig, ax, always=len(classes) > 8)
     ax.set_ylabel("training rows")
     ax.set_title("rows per class: raw (left) and optimised by origin (right)")
     ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _png(fig)
+
+
+def _slant_if_crowded(fig: Any, ax: Any, always: bool = False) -> None:
+    """Slant the x tick labels (class names) when side by side they would overlap (long names),
+    and make the figure taller by what the slanted labels take, so the bars keep their height."""
+    fig.canvas.draw()  # (the labels' extents need a renderer)
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels()]
+    if not boxes or not (always or any(a.x1 + 2 > b.x0 for a, b in zip(boxes, boxes[1:]))):
+        return
+    for label in ax.get_xticklabels():
+        label.set_rotation(45)
+        label.set_horizontalalignment("right")
+    longest = max(b.width for b in boxes) / fig.dpi  # inches along the slant
+    fig.set_figheight(fig.get_figheight() + max(0.0, 0.71 * longest - 0.4))
 
 
 def ablation_chart(labels: Sequence[str], means: Sequence[float], stds: Sequence[float], score: str) -> bytes:
@@ -75,7 +89,9 @@ def ablation_chart(labels: Sequence[str], means: Sequence[float], stds: Sequence
     ax.errorbar(list(x), list(means), yerr=list(stds), marker="o", capsize=4, color="#4c72b0")
     ax.set_xticks(list(x), [_label(v) for v in labels], rotation=20, ha="right")
     ax.set_ylabel(score.replace("_", " "))
-    ax.set_title("ablation: downstream score on the real test split after each step")
+    # two short lines: one long line was cut off at both sides of a chart of two or three points
+    ax.set_title("ablation: downstream score on the real test split\nafter each step (mean ± std over seeds)",
+                 fontsize="medium")
     ax.grid(alpha=0.3)
     return _png(fig)
 

@@ -20,8 +20,11 @@ class TensorBoard(Observer):
     Scalars: ``<step>-<name>/loss/<loss>`` at each training iteration (``train_progress``),
     ``rows/<step>-<name>/<class>`` after each step, and every measure of the run at the end as
     ``metrics/<evaluator>/<path>``; images: ``<step>-<name>/samples`` for every sample grid a
-    generator emits (``samples``). Needs the ``tensorboard`` package (``pip install
-    'setforge[tensorboard]'``). View with ``tensorboard --logdir DIR``.
+    generator emits (``samples``). Losses and grids are the run's own training of the step: an
+    evaluator that replays the step (``ablation``) trains it again after its ``step_finished``,
+    and those events are left out rather than drawn over the step's curve. Needs the
+    ``tensorboard`` package (``pip install 'setforge[tensorboard]'``). View with ``tensorboard
+    --logdir DIR``.
     """
 
     name = "tensorboard"
@@ -41,7 +44,7 @@ class TensorBoard(Observer):
         folder = Path(self.params.log_dir) if self.params.log_dir else ctx.ensure_workdir()
         folder.mkdir(parents=True, exist_ok=True)
         self._writer = SummaryWriter(log_dir=str(folder))
-        self._names: dict[int, str] = {}
+        self._finished: set[int] = set()  # steps whose step_finished came: later training is a replay
         self.log_dir = folder
 
     def _tag(self, event: Any) -> str:
@@ -50,6 +53,8 @@ class TensorBoard(Observer):
     def _observe(self, event: Any) -> None:
         writer = self._writer
         data = event.data
+        if event.kind in ("train_progress", "samples") and event.step in self._finished:
+            return  # an evaluator replaying the step: same tags and iterations, another training
         if event.kind == "train_progress":
             for loss, value in (data.get("losses") or {}).items():
                 writer.add_scalar(f"{self._tag(event)}/loss/{loss}", float(value), int(data.get("iteration", 0)))
@@ -61,6 +66,8 @@ class TensorBoard(Observer):
                 grid = make_grid(images.detach().float().cpu().clamp(0, 1)[:, :3], nrow=8, padding=2)
                 writer.add_image(f"{self._tag(event)}/samples", grid, int(data.get("iteration", 0)))
         elif event.kind == "step_finished":
+            if event.step is not None:
+                self._finished.add(event.step)
             for cls, n in (data.get("counts", {}).get("by_class") or {}).items():
                 writer.add_scalar(f"rows/{self._tag(event)}/{cls}", float(n), 0)
         elif event.kind == "run_finished":

@@ -148,3 +148,35 @@ def test_an_observer_that_fails_never_stops_the_run_and_every_failure_is_in_the_
     failed = [w for w in warnings if "observer failed" in w]
     assert any("boom on step_finished" in w for w in failed) and any("boom on run_finished" in w for w in failed)
     assert any("failed to close" in w and "boom on close" in w for w in failed)
+
+
+def test_a_replayed_step_does_not_draw_over_the_steps_own_curve(tmp_path):
+    # (found by an audit: ablation retrains a generate step after its step_finished, with the same
+    # step index and iterations, and the observer wrote both trainings under one tag: 12 points
+    # for 6 iterations, two curves zigzagging in one line)
+    import torch
+
+    from setforge.context import Event, StepContext
+
+    observer = TensorBoard({"log_dir": str(tmp_path / "tb")}).open(StepContext.from_seed(0, device="cpu"))
+    try:
+        observer.observe(Event("step_started", step=1, name="dcgan", data={"kind": "generate"}))
+        for iteration, loss in ((10, 1.0), (20, 2.0)):
+            observer.observe(Event("train_progress", step=1, name="dcgan",
+                                   data={"iteration": iteration, "total": 20, "losses": {"generator": loss}}))
+        observer.observe(Event("samples", step=1, name="dcgan",
+                               data={"iteration": 20, "images": torch.rand(4, 1, 8, 8), "labels": torch.arange(4)}))
+        observer.observe(Event("step_finished", step=1, name="dcgan",
+                               data={"kind": "generate", "rows_in": 4, "rows_out": 8,
+                                     "counts": {"by_class": {"0": 4, "1": 4}}}))
+        for iteration, loss in ((10, 5.0), (20, 6.0)):  # ablation's replay of step 1
+            observer.observe(Event("train_progress", step=1, name="dcgan",
+                                   data={"iteration": iteration, "total": 20, "losses": {"generator": loss}}))
+        observer.observe(Event("samples", step=1, name="dcgan",
+                               data={"iteration": 20, "images": torch.rand(4, 1, 8, 8), "labels": torch.arange(4)}))
+    finally:
+        observer.close()
+    events = _read(tmp_path / "tb")
+    assert [(e.step, e.value) for e in events.Scalars("1-dcgan/loss/generator")] == [(10, 1.0), (20, 2.0)]
+    assert len(events.Images("1-dcgan/samples")) == 1
+    assert [e.value for e in events.Scalars("rows/1-dcgan/1")] == [4.0]

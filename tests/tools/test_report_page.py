@@ -305,3 +305,44 @@ def test_a_report_json_that_is_not_an_object_is_bad_data(tmp_path, capsys):
     (tmp_path / "report.json").write_text("[1]", encoding="utf-8")
     assert main(["report", str(tmp_path)]) == 3
     assert "not a run's report" in capsys.readouterr().err
+
+
+def _layout_problems(fig):
+    """Texts of a drawn chart cut off by its edges, and side-by-side tick labels that overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    hidden = set()  # labels of ticks outside the view, which matplotlib does not draw
+    for ax in fig.axes:
+        for axis, ticks in ((0, ax.get_xaxis().get_majorticklocs()), (1, ax.get_yaxis().get_majorticklocs())):
+            low, high = sorted((ax.get_xlim(), ax.get_ylim())[axis])
+            labels = ax.get_xticklabels() if axis == 0 else ax.get_yticklabels()
+            hidden |= {id(t) for t, at in zip(labels, ticks) if not low - 1e-9 <= at <= high + 1e-9}
+    texts = [t for t in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_window_extent"))
+             if t.get_text() and t.get_visible() and id(t) not in hidden]
+    problems = []
+    for text in texts:
+        b = text.get_window_extent(renderer)
+        if b.x0 < -0.5 or b.y0 < -0.5 or b.x1 > fig.bbox.width + 0.5 or b.y1 > fig.bbox.height + 0.5:
+            problems.append(f"cut off: {text.get_text()!r}")
+    for ax in fig.axes:
+        flat = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text() and t.get_rotation() == 0]
+        problems += [f"x tick labels overlap at {a.x1:.0f} px" for a, b in zip(flat, flat[1:]) if a.overlaps(b)]
+    return problems
+
+
+def test_charts_show_every_text_whole_and_long_class_names_apart(monkeypatch):
+    # (found by an audit: the ablation chart's title was cut off at both sides, and four class names,
+    # one of them long, were written over each other under the rows-per-class chart)
+    from setforge.tools import plots
+
+    figures, png = [], plots._png
+    monkeypatch.setattr(plots, "_png", lambda fig: figures.append(fig) or png(fig))
+    classes = ["$\\alpha$ cost", "<b>bold<", "a_very_long_class_name_that_goes_on_and_on", "plain_$5 it's"]
+    plots.class_distribution(classes, {c: 10 for c in classes}, {c: {"real": 10, "augmented": 5} for c in classes})
+    plots.class_distribution(["cat", "dog", "bird"], {"cat": 9, "dog": 3, "bird": 2}, {"cat": {"real": 9}})
+    plots.ablation_chart(["raw", "0-affine"], [0.90, 0.91], [0.01, 0.01], "balanced_accuracy")
+    plots.ablation_chart(["raw", "0-affine", "1-random-over"], [0.90, 0.91, 0.92], [0.01] * 3, "macro_f1")
+    plots.line_chart({"generator": ([10, 20], [0.6, 0.5]), "discriminator": ([10, 20], [1.3, 1.1])},
+                     "[2] dcgan: training losses", "iteration", "loss")
+    assert [_layout_problems(fig) for fig in figures] == [[]] * len(figures)
+    assert [t.get_rotation() for t in figures[1].axes[0].get_xticklabels()] == [0, 0, 0]  # short names stay level
