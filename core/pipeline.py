@@ -336,6 +336,7 @@ class _Run:
             self.timings["steps"][f"{step.index}-{step.kind}-{step.name}"] = time.perf_counter() - started
             self.emit(Event("step_finished", step=step.index, name=step.name,
                             data={"kind": step.kind, "rows_in": len(ds), "rows_out": len(out), "counts": counts}))
+            self.training_log.finish(step.index)  # ablation's retraining of the step is not its curve
             ds = out
             bar.update(1)
         self.train = ds
@@ -357,9 +358,7 @@ class _Run:
         chosen = sorted({int(i) for i in indices})
         if any(not 0 <= i < len(steps) for i in chosen):
             raise ValueError(f"replay: step positions must lie in 0..{len(steps) - 1}, got {list(indices)}")
-        prefix = 0
-        while prefix < len(chosen) and chosen[prefix] == prefix:
-            prefix += 1
+        prefix = next((k for k, i in enumerate(chosen) if i != k), len(chosen))  # steps 0..prefix-1: the run's own
         ds = self.records[prefix - 1].output if prefix else self.raw_train
         name = "-".join(map(str, chosen)) or "none"
         for i in chosen[prefix:]:

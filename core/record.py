@@ -186,12 +186,12 @@ class TrainingLog:
     def __init__(self) -> None:
         self._steps: dict[int, dict[str, Any]] = {}
         self._folders: dict[int, Path] = {}
+        self._finished: set[int] = set()
 
     def attach(self, step: int, folder: Path) -> None:
         """Keep step `step`'s log in `folder`, continuing what a previous attempt wrote there."""
         self._folders[step] = Path(folder)
-        path = Path(folder) / self.FILE
-        if step not in self._steps and path.is_file():
+        if step not in self._steps and (path := Path(folder) / self.FILE).is_file():
             try:
                 saved = json.loads(path.read_text(encoding="utf-8"))
                 self._steps[step] = {"losses": {int(k): v for k, v in saved.get("losses", {}).items()},
@@ -200,14 +200,18 @@ class TrainingLog:
             except (OSError, ValueError, AttributeError):
                 pass  # an unreadable log only loses the curve's start, never the run
 
+    def finish(self, step: int) -> None:
+        """Step `step` is done: its later ``train_progress`` events (ablation training it again) are
+        not its curve and change neither the report nor ``training-log.json``, which a resume reads."""
+        self._finished.add(step)
+
     def observe(self, step: int | None, data: Mapping[str, Any]) -> None:
-        """Record one ``train_progress`` event of step `step`."""
-        if step is None or "iteration" not in data:
+        """Record one ``train_progress`` event of step `step` (unless the step is finished)."""
+        if step is None or "iteration" not in data or step in self._finished:
             return
         entry = self._steps.setdefault(step, {"losses": {}, "selection": {}, "metric": None, "chosen": None})
         iteration = int(data["iteration"])
-        losses = data.get("losses") or {}
-        if losses:
+        if losses := data.get("losses"):
             entry["losses"][iteration] = {str(k): float(v) for k, v in losses.items()}
         selection = data.get("selection")
         if isinstance(selection, Mapping):
@@ -225,8 +229,7 @@ class TrainingLog:
 
     def for_step(self, step: int) -> dict[str, Any] | None:
         """The step's curves for ``report.json`` (None when it reported no training)."""
-        entry = self._steps.get(step)
-        if not entry or not entry["losses"]:
+        if not (entry := self._steps.get(step)) or not entry["losses"]:
             return None
         iterations = sorted(entry["losses"])
         names = sorted({name for values in entry["losses"].values() for name in values})

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from setforge import (Augmenter, Dataset, DataError, Evaluator, FeatureInfo, Generator, Metrics, Preprocessor,
+from setforge import (Augmenter, Dataset, DataError, Evaluator, Event, FeatureInfo, Generator, Metrics, Preprocessor,
                       Resampler, Source, Splits, hookimpl)
 
 #: Every event the observer below received, in order (kind, step, name).
@@ -223,6 +223,9 @@ class ClassMean(Generator):
 
     def _fit(self, ds, ctx):
         FITTED.append(len(ds))
+        # one training curve point: the rows it was fitted on (a replay on other rows differs)
+        ctx.emit(Event("train_progress", step=ctx.step if ctx.step >= 0 else None, name=self.name,
+                       data={"iteration": 1, "total": 1, "losses": {"rows": float(len(ds))}}))
         self.means = torch.stack([ds.x[ds.y == c].mean(0) if bool((ds.y == c).any()) else ds.x.mean(0)
                                   for c in range(ds.num_classes)])
 

@@ -452,6 +452,23 @@ def test_resume_reruns_a_step_when_the_batch_size_or_the_unlabelled_rows_change(
     assert [s["resumed"] for s in result.report["steps"]] == [True, False]
 
 
+def test_ablations_retraining_of_a_step_leaves_the_steps_training_curve_alone(tmp_path, registry, toys):
+    # (found by an audit: the replay's train_progress events overwrote the step's training-log.json,
+    # which a resume reads back into the report)
+    import json
+
+    config = config_for(tmp_path, pipeline=[{"resample": "toy-under"},  # left out, step 1 trains again on raw rows
+                                            {"generate": "toy-mean", "guard": "off", "per_class": 40}],
+                        evaluate=[{"name": "ablation", "params": {"model": "logistic-regression", "epochs": 5,
+                                                                  "repeats": 2}}])
+    result = run(config, registry, progress=False)
+    own_rows = result.report["steps"][1]["rows_in"]
+    assert len(set(toys.FITTED)) >= 2 and toys.FITTED[0] == own_rows  # the step's own fit, and ablation's on fewer
+    assert result.report["steps"][1]["training_log"]["losses"]["rows"] == [float(own_rows)]
+    saved = json.loads(next((tmp_path / "run").rglob("training-log.json")).read_text())
+    assert saved["losses"] == {"1": {"rows": float(own_rows)}}
+
+
 def test_a_killed_run_leaves_no_folder(tmp_path):
     run_file = tmp_path / "slow.yaml"
     out = tmp_path / "out"
