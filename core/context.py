@@ -29,10 +29,22 @@ EVENT_KINDS = ("run_started", "step_started", "step_finished", "train_progress",
 class Event:
     """Something that happened in a run, sent to every ``setforge_on_event`` implementation.
 
-    ``kind`` is one of ``run_started``, ``step_started``, ``step_finished``, ``train_progress``
-    (``data``: ``{"iteration", "losses"}``), ``samples`` (``data``: ``{"images", "labels"}``) and
-    ``run_finished`` (``data``: ``{"metrics"}``). ``step`` is the pipeline position (None outside
-    steps) and ``name`` the component involved.
+    ``kind`` is one of, with its ``data``:
+
+    - ``run_started``: ``{"seed", "device", "dir", "resume"}`` (``dir``: the run folder it will be);
+    - ``step_started``: ``{"kind"}``; ``step_finished``: ``{"kind", "rows_in", "rows_out", "counts"}``;
+    - ``train_progress``: ``{"iteration", "total", "losses"}`` (a generator in training, every
+      ``log_every`` steps; the run's training log also reads an optional ``selection``,
+      ``{"metric", "value", "chosen"}``, for a plugin that scores its checkpoints);
+    - ``samples``: ``{"iteration", "images", "labels", "path"}`` (a sample grid, written under
+      ``<dir>.partial/``);
+    - ``run_finished``: ``{"metrics", "dir"}``. Observers receive it before the run folder is
+      committed; ``setforge_on_event`` implementations after, so their failure on it is printed
+      but is not in ``report.json``.
+
+    ``step`` is the pipeline position (None outside steps) and ``name`` the component involved.
+    ``ablation`` trains steps again to leave one out: their ``train_progress`` and ``samples``
+    come again after the step's ``step_finished`` (a step's curve is what came before it).
     """
 
     kind: str
