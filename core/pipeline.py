@@ -127,8 +127,8 @@ class _Run:
             return
         if event.kind == "train_progress":
             self.training_log.observe(event.step, event.data)
-        for failure in self.registry.emit(event):
-            self.warnings.append(f"an observer failed on {event.kind}: {failure}")
+        failures = [f"an observer failed on {event.kind}: {failure}" for failure in self.registry.emit(event)]
+        self.warnings += [w for w in failures if w not in self.warnings]  # (once, not once per event)
         if event.kind != "run_finished":  # observers get it before the run folder is committed
             self._observe(event)
 
@@ -138,7 +138,8 @@ class _Run:
                 with self.guard(observer, f"observe({event.kind})"):
                     observer.observe(event)
             except Exception as error:  # noqa: BLE001 - an observer never stops a run
-                self.warnings.append(f"an observer failed on {event.kind}: {error}")
+                if (message := f"an observer failed on {event.kind}: {error}") not in self.warnings:
+                    self.warnings.append(message)  # (once, not once per event)
 
     def guard(self, component: Any, action: str) -> Any:
         return self.registry.guard(component, action)

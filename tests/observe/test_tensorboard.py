@@ -123,7 +123,7 @@ class Failing(setforge.Observer):
     name = "obstest-failing"
 
     def _observe(self, event):
-        if event.kind in ("step_finished", "run_finished"):
+        if event.kind in ("step_finished", "run_finished", "train_progress"):
             raise RuntimeError(f"boom on {event.kind}")
 
     def _close(self):
@@ -148,6 +148,8 @@ def test_an_observer_that_fails_never_stops_the_run_and_every_failure_is_in_the_
     failed = [w for w in warnings if "observer failed" in w]
     assert any("boom on step_finished" in w for w in failed) and any("boom on run_finished" in w for w in failed)
     assert any("failed to close" in w and "boom on close" in w for w in failed)
+    # the same failure on each of the 4 train_progress events is one warning, not 4 (found by an audit)
+    assert len([w for w in failed if "boom on train_progress" in w]) == 1
 
 
 def test_a_replayed_step_does_not_draw_over_the_steps_own_curve(tmp_path):
