@@ -263,9 +263,12 @@ class ImageFolderSource(Source):
             return {d.name: d for d in sorted(folder.iterdir()) if d.is_dir() and not d.name.startswith(".")}
 
         top = class_folders(root)
-        if "train" not in top:
+        # in any case (Train/, TEST/): a camera roll or a Windows copy names them so, and they are
+        # never meant as classes beside each other
+        splits = {name.lower(): folder for name, folder in top.items() if name.lower() in _SPLITS}  # (train/ wins over Train/)
+        if "train" not in splits:
             return {"all": top}
-        return {split: class_folders(top[split]) for split in _SPLITS if split in top}
+        return {split: class_folders(splits[split]) for split in _SPLITS if split in splits}
 
     def _unlabelled_folders(self, root: Path, layout: dict[str, dict[str, Path]]) -> list[Path]:
         """Take the unlabelled folders out of `layout` (at the top, or in train/ val/ test/); return them."""

@@ -105,6 +105,17 @@ def test_train_val_test_folders_are_the_sources_own_split(tmp_path):
     assert parts.val.y.tolist() == [0] and parts.test.y.tolist() == [1, 1, 2]
 
 
+def test_split_folders_are_found_in_any_case(tmp_path):
+    # (found by an audit: Train/ and Test/ were read as two classes, 'Test' and 'Train')
+    pixel = np.zeros((4, 4), np.uint8)
+    for split, cls, n in [("Train", "cat", 3), ("Train", "dog", 2), ("TEST", "dog", 2)]:
+        for i in range(n):
+            save(tmp_path / split / cls / f"{i}.png", pixel + i)
+    parts, _ = load(tmp_path)
+    assert isinstance(parts, Splits) and parts.train.classes == ("cat", "dog")
+    assert parts.train.y.tolist() == [0, 0, 0, 1, 1] and parts.test.y.tolist() == [1, 1] and parts.val is None
+
+
 def test_numeric_class_folders_sort_by_value(tmp_path):
     for name in ("10", "2", "1"):
         save(tmp_path / name / "x.png", np.zeros((2, 2), np.uint8))
