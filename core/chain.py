@@ -191,8 +191,10 @@ class Chain(Augmenter):
         step = -(-len(x) // (used * -(-chunks // used)))  # equal shares of at most `step` rows
         rows = [slice(start, start + step) for start in range(0, len(x), step)]
         inference = torch.is_inference_mode_enabled()  # (the output is an inference tensor under it)
+        autocast = (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))  # (as the caller's thread)
         try:
-            list(_pool(used).map(_on_one_thread, [stages] * len(rows), rows, [inference] * len(rows)))
+            list(_pool(used).map(_on_one_thread, [stages] * len(rows), rows, [inference] * len(rows),
+                                 [autocast] * len(rows)))
         finally:
             torch.set_num_threads(workers)  # a worker's setting is also the default of threads yet to start
         return out
@@ -318,10 +320,13 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _on_one_thread(work: Callable[[slice], None], rows: slice, inference: bool) -> None:
-    # (grad mode, inference mode and the intra-op thread count are per thread: a worker sets its own)
+def _on_one_thread(work: Callable[[slice], None], rows: slice, inference: bool,
+                   autocast: tuple[bool, torch.dtype]) -> None:
+    # (grad mode, inference mode, autocast and the intra-op thread count are per thread: a worker
+    # sets its own, as the caller's)
     torch.set_num_threads(1)
-    with torch.inference_mode() if inference else torch.no_grad():
+    with torch.inference_mode() if inference else torch.no_grad(), \
+            torch.autocast("cpu", dtype=autocast[1], enabled=autocast[0]):
         work(rows)
 
 

@@ -51,7 +51,9 @@ def amount_plan(amount: Mapping[str, Any], counts: Sequence[int], real: Sequence
     if amount.get("per_class") is not None:
         wanted = [max(0, int(amount["per_class"]) - n) for n in counts]
     elif amount.get("multiply") is not None:
-        wanted = [round_half_up(float(amount["multiply"]) * r) for r in real]
+        # (K is a decimal in the run file: in binary 0.7 * 45 is 31.499999999999996, whose half-up is 31, not
+        # 32; 9 places take that error away while K * r stays below about 4 million)
+        wanted = [round_half_up(round(float(amount["multiply"]) * r, 9)) for r in real]
     else:  # target: balance
         wanted = [max(counts, default=0) - n for n in counts]
     chosen = set(selected)
@@ -105,7 +107,8 @@ def _uses_amount(step: Any) -> bool:
 class _Augment(StepKind):
     """``copies`` of each selected row, or — with an amount key, as generate takes them — as many
     augmented rows per class as `amount_plan` says, drawn round-robin from the class's real rows
-    (all its rows when it has no real one), so every source row is used as evenly as possible."""
+    (all its rows when it has no real one), so every source row is used as evenly as possible; a
+    last, partial round takes the class's first rows, in the data's order, as a streaming run does."""
 
     def plan(self, step, ids, counts, real, component=None, classes=()):
         selected = self.selected(step, ids, counts)
@@ -130,11 +133,11 @@ class _Augment(StepKind):
             if k <= 0:
                 continue
             of_class = ds.y == c
-            source = (of_class & real).nonzero().flatten()
-            if source.numel() == 0:
+            if (source := (of_class & real).nonzero().flatten()).numel() == 0:
                 source = of_class.nonzero().flatten()
             if source.numel() == 0:
                 continue
+            # whole rounds over the class's rows, then its first rows (as a streaming run, batch by batch)
             picks.append(source[torch.arange(k, device=ds.device) % source.numel()])
         if not picks:
             return ds, "nothing to augment: every selected class already has the rows asked for"

@@ -4,8 +4,10 @@ Both read the column types from ``ds.features`` (`FeatureInfo`) and per-class st
 step's input in ``_fit`` (``augment`` calls it; call ``fit(ds)`` before using one as an
 ``nn.Module``). Categorical columns hold codes and are never blurred or interpolated: they are kept
 (the parent row's code) or, with ``categorical: resample``, drawn from the codes of the row's
-class. Used as an ``nn.Module`` without ``fit``, statistics come from the batch itself and every
-column counts as numeric.
+class. Integer columns (an ``int``/``uint``/``bool`` original dtype in ``FeatureInfo.dtypes``, whole
+numbers in the step's input) come out rounded and within the range of the step's input, so a new
+row never holds 2.4 or -1 children. Used as an ``nn.Module`` without ``fit``, statistics come from
+the batch itself and every column counts as numeric.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ __all__ = ["FeatureNoise", "Mixup"]
 
 NoiseScale = value(0.0, 10.0)
 Categorical = Literal["keep", "resample"]
+
+
+def _is_integer_dtype(dtype: str | None) -> bool:
+    """Whether a column's original dtype (``FeatureInfo.dtypes``) holds whole numbers only."""
+    return dtype is not None and dtype.startswith(("int", "uint", "bool"))
 
 
 def class_std(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -80,6 +87,8 @@ class _Tabular(Augmenter):
         self.categorical: list[int] = []
         self.std: torch.Tensor | None = None
         self.code_tables: list[torch.Tensor] = []  # per categorical column: (K, M) cumulative class frequencies
+        self.integer: list[int] = []  # numeric columns of whole numbers with an integer original dtype
+        self.integer_range: torch.Tensor | None = None  # (2, len(integer)): their lowest and highest value
 
     def _fit(self, ds: Dataset) -> None:
         self._check_modality(ds)
@@ -93,11 +102,23 @@ class _Tabular(Augmenter):
             member = torch.nn.functional.one_hot(ds.y, ds.num_classes).to(torch.float32).T
             counts = member @ torch.nn.functional.one_hot(codes, size).to(torch.float32)  # (K, M)
             self.code_tables.append(counts.cumsum(dim=1) / counts.sum(dim=1, keepdim=True).clamp(min=1))
+        # Whole numbers only: a preprocessor that changes units (standardize) leaves an integer
+        # column fractional, and rounding it would then destroy it.
+        info = ds.features
+        self.integer = [] if info is None or not len(ds) else [
+            i for i in info.numeric_indices if _is_integer_dtype(info.dtypes.get(info.names[i]))
+            and bool((ds.x[:, i] == ds.x[:, i].round()).all())]
+        values = ds.x[:, self.integer]
+        self.integer_range = torch.stack([values.amin(dim=0), values.amax(dim=0)]) if self.integer else None
 
     def _labels(self, y: torch.Tensor | None) -> torch.Tensor:
         if y is None:
             raise DataError(f"augment '{self.name}' works within classes and needs the labels: call it as "
                             f"aug(x, y) or through augment(ds, ctx)")
+        # (an unlabelled row's -1 would index the last class's statistics, or fail inside torch)
+        if len(y) and int(y.min().item()) < 0:
+            raise DataError(f"augment '{self.name}' works within classes and takes class ids 0..K-1 as labels, got "
+                            f"{int(y.min().item())}; leave unlabelled rows (label -1) out of the batch")
         return y
 
     def _draw_codes(self, y: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -108,10 +129,17 @@ class _Tabular(Augmenter):
         return torch.stack(codes, dim=1).to(torch.float32) if codes else torch.zeros(len(y), 0, device=y.device)
 
     def _set_categorical(self, out: torch.Tensor, source: torch.Tensor, params) -> torch.Tensor:
+        """Categorical columns kept from `source` (or the drawn codes); integer columns rounded into
+        their range."""
         if self.categorical:
             columns = torch.tensor(self.categorical, device=out.device)
             kept = params["codes"] if "codes" in params else source[:, columns]
             out[:, columns] = kept.to(out.dtype)
+        if self.integer and self.integer_range is not None:
+            columns = torch.tensor(self.integer, device=out.device)
+            low, high = self.integer_range.to(out.device, out.dtype)
+            # (+ 0.0 turns a -0.0, rounded from a small negative value, into 0)
+            out[:, columns] = torch.minimum(torch.maximum(out[:, columns].round(), low), high) + 0.0
         return out
 
 

@@ -343,3 +343,18 @@ def test_a_chunked_chain_of_padded_fused_affines_in_half_precision_equals_the_wh
             chunked = chain(x, params=params)
             monkeypatch.undo()
             assert whole.dtype == dtype and torch.equal(chunked, whole)
+
+
+def test_a_chunked_chain_on_worker_threads_runs_under_the_callers_autocast(monkeypatch):
+    # (found by an audit: worker threads do not inherit autocast, so under torch.autocast("cpu",
+    # bfloat16) the chunks in turn on one thread and the chunks on two worker threads differed by 0.03)
+    x = torch.rand(9, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    chain = Chain([Flip(), Affine({"degrees": 10}), Color({"hue": 0.1, "saturation": 0.3}), GaussianBlur({"sigma": 1.0})])
+    params = chain.make_params(x, None, torch.Generator().manual_seed(0))
+    monkeypatch.setattr(Chain, "chunk_bytes", 2 * x[0].numel() * 4)
+    outputs = []
+    for threads in (1, 2):
+        with torch_threads(threads), torch.autocast("cpu", dtype=torch.bfloat16):
+            outputs.append(chain(x, params=params).clone())
+    assert torch.equal(outputs[0], outputs[1])
+    assert not torch.equal(outputs[0], chain(x, params=params))  # (autocast does change what the ops give)

@@ -103,3 +103,13 @@ class FlipAffineColor(Chain):
 
 def test_conformance_of_a_chain():
     check_component(FlipAffineColor)
+
+
+def test_multiply_rounds_the_decimal_product_half_up():
+    # (found by an audit: 0.7 x 45 real rows is 31.499999999999996 in binary, so the step added 31
+    # rows where the documented half-up rounding of 31.5 is 32, while 0.7 x 25 = 17.5 gave 18)
+    from setforge.steps import amount_plan
+
+    assert amount_plan({"multiply": 0.7}, [45, 25], [45, 25], [0, 1]) == [32, 18]
+    assert amount_plan({"multiply": 2.3}, [45, 25], [45, 25], [0, 1]) == [104, 58]
+    assert amount_plan({"multiply": 0.5}, [5, 3], [5, 3], [0, 1]) == [3, 2]
