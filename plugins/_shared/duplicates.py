@@ -23,8 +23,8 @@ Within one set the kept rows are chosen greedily in priority order (lower ``prio
 row order): a row is dropped when it is a duplicate of a row already kept, so no two kept rows are
 duplicates and every dropped row names the closest kept row ranked before it. (Connected components would
 collapse a chain of slowly changing rows into one; greedy keeps every row farther than the
-threshold from all kept rows.) Exact copies are collapsed by hashing first, so a thousand copies
-of one row cost one neighbour search.
+threshold from all kept rows.) Exact copies are collapsed first (one sort, ``torch.unique``), so a
+thousand copies of one row cost one neighbour search.
 
 Neighbour search is `setforge.plugins._shared.knn.knn` (blocked exact k-NN on the data's device):
 for each row the nearest ``k`` rows, with ``k`` doubled for the rows whose k-th neighbour is still
@@ -74,7 +74,7 @@ class DistanceSpace:
         if modality == "text" or not isinstance(x, torch.Tensor):
             raise ValueError("near-duplicates need numeric rows; text data has exact duplicates only")
         kind = ("standardized" if modality == "tabular" else "raw") if space == "auto" else space
-        flat = x.reshape(x.shape[0], -1)
+        flat = x.flatten(1)
         width = flat.shape[1]
         cat = sorted({int(c) for c in categorical})
         is_cat = torch.zeros(width, dtype=torch.bool)
@@ -88,7 +88,7 @@ class DistanceSpace:
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Float32 ``(N, D_numeric)`` rows whose Euclidean distances are RMS differences per value."""
-        flat = x.reshape(x.shape[0], -1)
+        flat = x.flatten(1)
         values = flat[:, self.numeric.to(x.device)]
         if self.center is not None and self.scale is not None:
             values = (values.double() - self.center.to(x.device)) / self.scale.to(x.device)
@@ -99,7 +99,7 @@ class DistanceSpace:
         """The categorical columns of `x` (``(N, C)``), or None when there are none."""
         if self.categorical.numel() == 0:
             return None
-        return x.reshape(x.shape[0], -1)[:, self.categorical.to(x.device)]
+        return x.flatten(1)[:, self.categorical.to(x.device)]
 
 
 def exact_ids(x: torch.Tensor | Sequence[str]) -> torch.Tensor:
@@ -302,7 +302,8 @@ def cross_match(query: torch.Tensor | Sequence[str], reference: torch.Tensor | S
     n_r = reference.shape[0] if is_tensor else len(reference)
     if is_tensor:
         reference = reference.to(device)
-        ids = exact_ids(torch.cat([query.reshape(n_q, -1), reference.reshape(n_r, -1)]))
+        # flatten(1), not reshape(n, -1): an empty side (0 rows) cannot infer the -1
+        ids = exact_ids(torch.cat([query.flatten(1), reference.flatten(1)]))
     else:
         ids = exact_ids(list(query) + list(reference))
     ids = ids.to(device)

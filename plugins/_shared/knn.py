@@ -21,7 +21,9 @@ result equals scikit-learn's ``NearestNeighbors(algorithm="brute")``. Candidates
 the input's precision, so in float32 two candidates whose squared distances differ by less than
 about ``1e-7 * (|q|^2 + |r|^2)`` (centred norms) may swap, as in any GEMM-based search
 (scikit-learn upcasts float32 blocks to float64 to avoid that; pass float64 for the same
-guarantee, at half the speed). Among exactly tied candidates the order may differ.
+guarantee, at half the speed). Among exactly tied candidates the order may differ, and so may
+which of them are returned when they straddle the k-th place: the GEMM's rounding, and so the
+tie-break, changes with the block sizes and the device.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int, *, block_size: int
     reference : (R, D) floating tensor on the same device and of the same dtype as `query`.
     k : neighbours per query row, ``1 <= k <= R`` (``R - 1`` with `exclude_self`).
     block_size : query rows per block; memory is bounded by ``block_size * reference_block_size``
-        distances plus the running top-k (``Q * 2k`` values), never ``Q * R``.
+        distances (twice that while the winners' distances are recomputed), a centred copy of one
+        query and one reference block (``(block_size + reference_block_size) * D`` values) and the
+        running top-k (``Q * 2k`` values), never ``Q * R``.
     reference_block_size : reference rows per block (default `DEFAULT_REFERENCE_BLOCK_SIZE`, 4096).
         On a GPU larger blocks (e.g. 8192 x 8192) use it better.
     exclude_self : `query` and `reference` are the same rows (``query[i]`` is ``reference[i]``):
@@ -61,11 +65,16 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int, *, block_size: int
     -------
     (distances, indices) : ``(Q, k)`` each, on the query's device; distances in the query's dtype,
     ascending along each row; indices int64 into `reference`.
+
+    Raises
+    ------
+    ValueError : on bad shapes, devices or `k`, a row holding NaN or infinity (naming it), or squared
+        distances beyond the dtype's range (float32: values about 1e19 from the mean).
     """
     if query.ndim < 2 or reference.ndim < 2:
         raise ValueError(f"knn needs (N, D) tensors, got query {tuple(query.shape)} and reference {tuple(reference.shape)}")
-    query = query.reshape(query.shape[0], -1)
-    reference = reference.reshape(reference.shape[0], -1)
+    # flatten(1), not reshape(N, -1): a set of 0 rows cannot infer the -1
+    query, reference = query.flatten(1), reference.flatten(1)
     if query.shape[1] != reference.shape[1]:
         raise ValueError(f"knn: query has {query.shape[1]} features, reference {reference.shape[1]}")
     if query.device != reference.device:
@@ -86,6 +95,10 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int, *, block_size: int
     reference_block_size = reference_block_size or DEFAULT_REFERENCE_BLOCK_SIZE
 
     with torch.no_grad():
+        # One NaN in `reference` makes the centre, and so every distance, NaN: topk then ranks at
+        # random and may return a row as its own neighbour. Refuse instead of answering wrongly.
+        _check_finite(query, "query")
+        _check_finite(reference, "reference")
         # Distances do not change under a shift; centring both sides on the reference mean keeps the
         # norms small, so the GEMM form |q|^2 + |r|^2 - 2 q.r loses little to cancellation (data far
         # from the origin would otherwise pick wrong neighbours in float32). Shifted per block, so no
@@ -93,20 +106,43 @@ def knn(query: torch.Tensor, reference: torch.Tensor, k: int, *, block_size: int
         centre = reference.mean(dim=0)
         reference_norms = torch.cat([(reference[i:i + reference_block_size] - centre).pow_(2).sum(dim=1)
                                      for i in range(0, n_reference, reference_block_size)])
+        if not bool(torch.isfinite(reference_norms).all()):
+            raise _overflow(query.dtype)
         candidates = _candidates(query, reference, centre, reference_norms, k, block_size, reference_block_size,
                                  exclude_self)
         # Exact distances of the winners (no cancellation), sorted ascending, block by block.
         out_distances = torch.empty((n_query, k), dtype=query.dtype, device=query.device)
         out_indices = torch.empty((n_query, k), dtype=torch.int64, device=query.device)
-        for start in range(0, n_query, block_size):
-            rows = slice(start, start + block_size)
+        # (rows, k, D) differences at a time, at most as many values as one block of distances: k * D
+        # times a block's rows would dwarf the distance block for wide rows (images).
+        recompute_rows = max(1, min(block_size, block_size * reference_block_size // (k * max(1, query.shape[1]))))
+        for start in range(0, n_query, recompute_rows):
+            rows = slice(start, start + recompute_rows)
             exact = (query[rows].unsqueeze(1) - reference[candidates[rows]]).pow_(2).sum(dim=2)
             exact, order = torch.sort(exact, dim=1, stable=True)
             out_distances[rows] = exact
             out_indices[rows] = torch.gather(candidates[rows], 1, order)
+        if not bool(torch.isfinite(out_distances).all()):
+            raise _overflow(query.dtype)
     if not squared:
         out_distances.sqrt_()
     return out_distances, out_indices
+
+
+def _check_finite(rows: torch.Tensor, name: str) -> None:
+    """A ValueError naming the first row of `rows` (2-D) that holds NaN or an infinite value."""
+    # A row sum is finite when the row is, barring overflow: only suspect rows are checked per value.
+    suspect = (~torch.isfinite(rows.sum(dim=1))).nonzero().flatten()
+    if suspect.numel():
+        bad = suspect[~torch.isfinite(rows[suspect]).all(dim=1)]
+        if bad.numel():
+            raise ValueError(f"knn: {name} row {int(bad[0])} holds NaN or infinite values; clean or impute them first")
+
+
+def _overflow(dtype: torch.dtype) -> ValueError:
+    """The error for squared distances beyond `dtype`'s range (inf ranks at random, self included)."""
+    return ValueError(f"knn: squared distances overflow {dtype} (values too far from the data's mean for its "
+                      f"range); rescale the rows or pass float64")
 
 
 def _merge(best_d: torch.Tensor, best_i: torch.Tensor, new_d: torch.Tensor, new_i: torch.Tensor,

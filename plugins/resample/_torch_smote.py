@@ -8,8 +8,9 @@ differ from imbalanced-learn's (which uses numpy's RandomState) while the counts
 
 Memory: the neighbour search (`setforge.plugins._shared.knn.knn`) holds one block of
 ``block_size x 4096`` distances at a time (16 MiB by default) instead of imbalanced-learn's
-chunks of up to 1 GiB; besides that, the class's rows, their ``(rows, k)`` neighbour table and
-the new rows (written straight into one preallocated output).
+chunks of up to 1 GiB; the neighbours that new rows step towards are gathered in chunks of as
+many values; besides that, the class's rows, their ``(rows, k)`` neighbour table, the new rows
+(written straight into one preallocated output) and three indices and a step per new row.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 
 import torch
 
-from setforge.plugins._shared.knn import DEFAULT_BLOCK_SIZE, knn
+from setforge.plugins._shared.knn import DEFAULT_BLOCK_SIZE, DEFAULT_REFERENCE_BLOCK_SIZE, knn
 
 __all__ = ["torch_smote"]
 
@@ -50,6 +51,8 @@ def torch_smote(x: torch.Tensor, y: torch.Tensor, targets: Mapping[int, int], k:
     new_x = torch.empty((total, x.shape[1]), dtype=x.dtype, device=device)
     new_y = torch.empty(total, dtype=torch.int64, device=device)
     parent = torch.empty(total, dtype=torch.int64, device=device)
+    # As many neighbour rows per chunk as the neighbour search holds distances per block.
+    chunk_rows = max(1, block_size * DEFAULT_REFERENCE_BLOCK_SIZE // max(1, x.shape[1]))
     start = 0
     for label, n_new in wanted.items():
         members = (y == label).nonzero().flatten()
@@ -63,7 +66,11 @@ def torch_smote(x: torch.Tensor, y: torch.Tensor, targets: Mapping[int, int], k:
         partners = neighbours[rows, pair % k]
         out = new_x[start:start + n_new]
         torch.index_select(x_class, 0, rows, out=out)
-        out.lerp_(x_class[partners], steps)  # seed + u * (neighbour - seed)
+        # seed + u * (neighbour - seed), a chunk of rows at a time: the neighbours of all the new rows
+        # gathered at once would be a second copy of the output, doubling the peak.
+        for chunk in range(0, n_new, chunk_rows):
+            part = slice(chunk, chunk + chunk_rows)
+            out[part].lerp_(x_class[partners[part]], steps[part])
         new_y[start:start + n_new] = label
         parent[start:start + n_new] = members[rows]
         start += n_new

@@ -16,7 +16,7 @@ from .conftest import flat
 def assert_on_segments_to_k_nearest(x: torch.Tensor, y: torch.Tensor, new_x: torch.Tensor, new_y: torch.Tensor,
                                     seed: torch.Tensor, k: int) -> None:
     """Every new row is seed + u (nb - seed), u in [0, 1], nb one of the seed's k nearest same-class rows."""
-    x, new_x = x.reshape(len(x), -1).double(), new_x.reshape(len(new_x), -1).double()
+    x, new_x = x.flatten(1).double(), new_x.flatten(1).double()  # (flatten: 0 new rows too)
     assert torch.equal(y[seed], new_y)
     found = torch.zeros(len(new_x), dtype=torch.bool)
     for label in new_y.unique().tolist():
@@ -37,7 +37,7 @@ def assert_on_segments_to_k_nearest(x: torch.Tensor, y: torch.Tensor, new_x: tor
 
 
 @pytest.mark.parametrize("data", ["digits", "cancer"])
-@pytest.mark.parametrize("strategy", ["auto", "minority", "not majority"])
+@pytest.mark.parametrize("strategy", ["auto", "minority", "not majority", "not minority", "all"])
 def test_rows_lie_on_segments_and_counts_match_imblearn(data, strategy, digits_ds, cancer_ds, ctx):
     from imblearn.over_sampling import SMOTE
 
@@ -49,6 +49,15 @@ def test_rows_lie_on_segments_and_counts_match_imblearn(data, strategy, digits_d
     assert torch.equal(out.x[:n], ds.x) and bool((out.origin[:n] == int(Origin.REAL)).all())
     new = out.origin == int(Origin.RESAMPLED)
     assert_on_segments_to_k_nearest(ds.x, ds.y, out.x[new], out.y[new], out.parent[new], k=5)
+
+
+@pytest.mark.parametrize("ratio", [0.26, 0.5, 1.0])
+def test_float_ratio_counts_match_imblearn(ratio, cancer_ds, ctx):
+    from imblearn.over_sampling import SMOTE
+
+    out = create("resample", "smote", {"backend": "torch", "sampling_strategy": ratio}).resample(cancer_ds, ctx)
+    _, y_ref = SMOTE(sampling_strategy=ratio, random_state=0).fit_resample(*flat(cancer_ds))
+    assert out.class_counts() == np.bincount(y_ref).tolist()
 
 
 def test_mapping_strategy_and_k(cancer_ds, ctx):
@@ -90,11 +99,41 @@ def test_each_of_the_k_neighbours_is_drawn_alike():
     assert len(offsets) > 8000 and torch.allclose(share, torch.full((3,), 1 / 3, dtype=torch.float64), atol=0.02)
 
 
-def test_same_seed_same_rows_block_size_does_not_matter(cancer_ds):
+def test_same_seed_same_rows_block_size_does_not_matter_without_ties(cancer_ds):
+    # (with rows at exactly equal distances, which of them are among the k nearest may change with
+    # the block size: docs/resamplers.md says so; breast-cancer's standardised rows have no ties)
     outs = [create("resample", "smote", {"backend": "torch", "block_size": b}).resample(cancer_ds,
                                                                                         StepContext.from_seed(5))
             for b in (4096, 4096, 7)]
     assert outs[0].fingerprint() == outs[1].fingerprint() == outs[2].fingerprint()
+
+
+def test_no_second_copy_of_the_new_rows_is_made():
+    # The neighbours of all new rows were gathered at once: a temporary as large as the output.
+    from torch.overrides import TorchFunctionMode
+
+    class LargestTemporary(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.tensors: list[tuple[int, int]] = []  # (values, storage address) of every result
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            for value in result if isinstance(result, (tuple, list)) else (result,):
+                if isinstance(value, torch.Tensor):
+                    self.tensors.append((value.numel(), value.untyped_storage().data_ptr()))
+            return result
+
+    x = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0] * 250 + [1] * 50)
+    with LargestTemporary() as mode:
+        new_x, new_y, parent = torch_smote(x, y, {1: 20000}, k=5, generator=torch.Generator().manual_seed(0),
+                                           block_size=2)
+    output = new_x.untyped_storage().data_ptr()
+    largest = max(n for n, storage in mode.tensors if storage != output)
+    # block_size 2 x 4096 reference rows: chunks of 8192 values; the indices, one per new row, 20000
+    assert largest <= 20000 < new_x.numel() // 2
+    assert_on_segments_to_k_nearest(x, y, new_x, new_y, parent, k=5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -117,3 +117,13 @@ def test_cross_match_exact_near_and_nearest():
     assert torch.allclose(match.distance.double(), reference.values, atol=1e-6)
     only_exact = cross_match(test, train, near=False)
     assert int(only_exact.near.sum()) == 4 and bool(torch.isinf(only_exact.distance[4:]).all())
+
+
+@pytest.mark.parametrize(("n_query", "n_reference"), [(0, 5), (3, 0), (0, 0)])
+def test_cross_match_with_an_empty_side(n_query, n_reference):
+    # reshape(0, -1) cannot infer the -1: an empty query or reference set raised a RuntimeError.
+    g = torch.Generator().manual_seed(4)
+    query, reference = torch.rand(n_query, 1, 2, 2, generator=g), torch.rand(n_reference, 1, 2, 2, generator=g)
+    match = cross_match(query, reference, threshold=0.05, modality="image")
+    assert match.exact.shape == match.near.shape == match.index.shape == (n_query,)
+    assert not bool(match.near.any()) and bool((match.index == -1).all()) and bool(torch.isinf(match.distance).all())

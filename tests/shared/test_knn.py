@@ -67,6 +67,12 @@ def test_duplicates_are_neighbours_at_distance_zero_but_not_self():
     assert distances[:2, 0].tolist() == [0.0, 0.0]
 
 
+def test_no_query_rows_no_neighbours():
+    # reshape(0, -1) cannot infer the -1: an empty query raised a RuntimeError.
+    distances, indices = knn(torch.zeros(0, 1, 2, 2, dtype=torch.float64), _data(6, 4, 5), k=2)
+    assert distances.shape == indices.shape == (0, 2)
+
+
 def test_bad_arguments_are_explained():
     x = _data(5, 3, 4)
     with pytest.raises(ValueError, match="k must be between 1 and 4"):
@@ -77,6 +83,58 @@ def test_bad_arguments_are_explained():
         knn(x, _data(6, 3, 0), k=1, exclude_self=True)
     with pytest.raises(ValueError, match="floating"):
         knn(x.long(), x.long(), k=1)
+
+
+@pytest.mark.parametrize("where", ["query", "reference"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_and_infinity_are_refused_naming_the_row(where, bad):
+    # One NaN made the reference mean, and so every distance, NaN: rows came back as their own
+    # neighbours (with exclude_self) and every row's neighbours were arbitrary.
+    x, other = _data(20, 3, 6), _data(20, 3, 7)
+    broken = x.clone()
+    broken[13, 1] = bad
+    query, reference = (broken, other) if where == "query" else (other, broken)
+    with pytest.raises(ValueError, match=f"{where} row 13 holds NaN or infinite values"):
+        knn(query, reference, k=3)
+    with pytest.raises(ValueError, match="row 13 holds NaN"):
+        knn(broken, broken, k=3, exclude_self=True)
+
+
+def test_squared_distances_beyond_float32_are_refused():
+    # Squares above ~3.4e38 are inf in float32: the ranking was arbitrary, a row its own neighbour.
+    x = torch.tensor([[1e20, 0.0], [1e20, 1.0], [0.0, 0.0], [3e19, 0.0]], dtype=torch.float32)
+    with pytest.raises(ValueError, match="overflow torch.float32.*float64"):
+        knn(x, x, k=2, exclude_self=True)
+    _, indices = knn(x.double(), x.double(), k=1, exclude_self=True)
+    assert indices[:, 0].tolist() == [1, 0, 3, 2]
+
+
+def test_memory_is_bounded_by_the_blocks_even_for_wide_rows():
+    # The exact distances of the winners were recomputed from (block_size, k, D) differences: for
+    # wide rows (images) k * D times the rows of a block, far above the block of distances.
+    from torch.overrides import TorchFunctionMode
+
+    class Temporaries(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.tensors: list[tuple[int, int]] = []  # (values, storage address) of every result
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            result = func(*args, **(kwargs or {}))
+            for value in result if isinstance(result, (tuple, list)) else (result,):
+                if isinstance(value, torch.Tensor):
+                    self.tensors.append((value.numel(), value.untyped_storage().data_ptr()))
+            return result
+
+    query, reference = _data(50, 512, 8), _data(600, 512, 9)
+    with Temporaries() as mode:
+        distances, indices = knn(query, reference, k=5, block_size=4, reference_block_size=8)
+    inputs = {query.untyped_storage().data_ptr(), reference.untyped_storage().data_ptr()}
+    largest = max(n for n, storage in mode.tensors if storage not in inputs)
+    assert largest <= (4 + 8) * 512  # the centred blocks; (4, 5, 512) differences were 10240 values
+    ref_d, ref_i = NearestNeighbors(n_neighbors=5, algorithm="brute").fit(reference.numpy()).kneighbors(query.numpy())
+    assert torch.equal(indices, torch.as_tensor(ref_i))
+    np.testing.assert_allclose(distances.numpy(), ref_d, rtol=1e-10)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
