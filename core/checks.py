@@ -89,8 +89,7 @@ def _check_ref(ref: _Ref, registry: Any, base_dir: Path, modality: str | None
     for field_name, field in fields.items():
         if not _is_path_annotation(field.annotation):
             continue  # a default path is resolved too: the component's docs say "relative to the run file"
-        value = getattr(parsed, field_name)
-        if value is None:
+        if (value := getattr(parsed, field_name)) is None:
             continue
         path = Path(value).expanduser()
         if not path.is_absolute():

@@ -446,6 +446,8 @@ class _Run:
         begun = time.perf_counter()
         self.folder.check(self.force)
         self.built = build(self.config, self.registry)
+        if self.main and not self.resume and (self.folder.partial / "steps").is_dir():  # (open() starts afresh)
+            self.warnings.append(f"{self.folder.partial}: an earlier try's work was removed (--resume would have reused it)")
         self.folder.open(force=self.force, resume=self.resume)
         self._open_run_observers()
         self.emit(Event("run_started", data={"seed": self.seed, "device": str(self.device),

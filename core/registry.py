@@ -377,11 +377,9 @@ class Registry:
         """``kind 'name' (plugin 'P', DIST VERSION)`` for a component, its class or its `ComponentInfo`."""
         if isinstance(component, (ComponentInfo, PluginInfo)):
             return component.label
-        info = self.info_for(component)
-        if info is not None:
+        if (info := self.info_for(component)) is not None:
             return info.label
-        ops = getattr(component, "ops", None)
-        if ops is not None:
+        if (ops := getattr(component, "ops", None)) is not None:
             return "augment chain [" + ", ".join(self.label(op) for op in ops) + "]"
         return f"{getattr(component, 'kind', '?')} '{getattr(component, 'name', type(component).__name__)}'"
 

@@ -41,8 +41,7 @@ def read_run_file(path: str | Path) -> dict[str, Any]:
     where = str(path)
     if not path.is_file():
         raise ConfigError(problems=[(where, "is not a file" if path.exists() else "no such file")])
-    fmt = SUFFIXES.get(path.suffix.lower())
-    if fmt is None:
+    if (fmt := SUFFIXES.get(path.suffix.lower())) is None:
         raise ConfigError(problems=[(where, f"unknown run file format '{path.suffix or '(no extension)'}'; "
                                             f"use .yaml, .yml, .toml or .json")])
     try:

@@ -251,6 +251,8 @@ def run_streaming(run: Any, scan: Any) -> Any:
     distributed.check_shared(streamer.folder)  # under torchrun: every rank sees rank 0's <dir>.partial/
     if run.built.evaluators:
         run.warnings.append("evaluate: skipped: evaluators need every row in memory, which a streaming run never holds")
+    run.warnings += [f"pipeline[{s.index}].guard: not checked: a streaming run never holds the generated rows beside "
+                     "the real val rows" for s in run.built.steps if s.kind == "generate" and s.config.guard_config.on_fail != "off"]
     if unlabelled := int((scan.labels == -1).sum()):  # (pseudo-label, which would use them, needs every row)
         run.warnings.append(f"source: {unlabelled} unlabelled rows left out: a streaming run has no step that labels them")
     done = streamer.gather(*streamer.write())

@@ -423,6 +423,14 @@ def test_resume_reuses_finished_steps(tmp_path, registry):
     assert [s["resumed"] for s in result.report["steps"]] == [True, True, False]
     fresh = run(config_for(tmp_path, "fresh", pipeline=steps), registry, progress=False)
     assert fresh.train.fingerprint() == result.train.fingerprint()
+    assert not any("earlier try" in w for w in result.report["warnings"] + fresh.report["warnings"])
+    steps[2] = {"resample": "toy-fail"}  # a failed try, then a plain rerun: its work goes, and the run says so
+    with pytest.raises(DataError, match="asked to fail"):
+        run(config_for(tmp_path, "again", pipeline=steps), registry, progress=False)
+    steps[2] = {"resample": "toy-fail", "params": {"fail": False}}
+    again = run(config_for(tmp_path, "again", pipeline=steps), registry, progress=False)
+    assert f"{tmp_path / 'again.partial'}: an earlier try's work was removed (--resume would have reused it)" in \
+        again.report["warnings"]
     assert not list((tmp_path / "run").rglob("_setforge_output.pt"))  # resume snapshots are not kept
 
 

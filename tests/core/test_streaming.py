@@ -245,6 +245,9 @@ def test_a_generator_fitted_by_an_earlier_run_samples_its_planned_rows_batch_by_
     generated = train[train.origin == int(setforge.Origin.GENERATED)]
     assert len(generated) == len(memory[memory.origin == int(setforge.Origin.GENERATED)]) > 0
     assert result.report["steps"][0]["rows_out"] == len(train)
+    # the guard (default: fail) cannot run on streamed rows: it says so instead of passing in silence
+    assert "guard" not in result.report["steps"][0]
+    assert any(w.startswith("pipeline[0].guard: not checked: a streaming run") for w in result.report["warnings"])
     with pytest.raises(ConfigError, match="params.checkpoint"):
         _run(run_file("missing", True, ""))
 
