@@ -128,7 +128,8 @@ class Utility(Evaluator):
                 scores[what].append(result)
         n = len(test)
         if not minority:
-            metrics.skip("raw/minority_recall", "the smallest training class has no rows in the test split")
+            metrics.skip("raw/minority_recall", "no minority: every class has as many training rows, or the smallest "
+                                                "has no rows in the test split")
         for score in (*_SCORES, "ece", "brier", *(("minority_recall",) if minority else ())):
             raw = torch.tensor([s[score] for s in scores["raw"]], dtype=torch.float64)
             opt = torch.tensor([s[score] for s in scores["optimised"]], dtype=torch.float64)
@@ -157,10 +158,11 @@ class Utility(Evaluator):
     @staticmethod
     def _minority(raw_train: Dataset, test: Dataset) -> list[int]:
         """The classes with the fewest real rows in the raw training split (ties: all of them) that
-        have test rows; their mean test recall is ``minority_recall``."""
+        have test rows; their mean test recall is ``minority_recall``. None when every class has
+        as many rows: balanced data has no minority."""
         counts = torch.bincount(raw_train.y.cpu(), minlength=raw_train.num_classes)
         present = counts > 0
-        if not bool(present.any()):
+        if not bool(present.any()) or int(counts[present].min()) == int(counts[present].max()):
             return []
         fewest = int(counts[present].min())
         in_test = torch.bincount(test.y.cpu(), minlength=test.num_classes)

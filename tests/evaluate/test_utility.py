@@ -163,6 +163,19 @@ def reference_ece(y_true: np.ndarray, probabilities: np.ndarray, bins: int) -> f
     return total
 
 
+def test_balanced_data_has_no_minority(digits):
+    # (found by an audit: with equal class counts every class was marked "(minority)" and
+    # minority_recall was the balanced accuracy under another name)
+    train, val, test = digits
+    smallest = min(train.class_counts())
+    rows = torch.cat([(train.y == c).nonzero().flatten()[:smallest] for c in range(train.num_classes)])
+    balanced = train[rows]
+    metrics = Utility({"epochs": 5}).evaluate(EvalContext.from_seed(0, balanced, train=balanced, val=val, test=test))
+    assert "raw/minority_recall" in metrics.skipped["utility"] and "no minority" in metrics.skipped["utility"]["raw/minority_recall"]
+    table = metrics.tables["utility"]["per_class"]
+    assert not any("(minority)" in str(row[0]) for row in table["rows"])
+
+
 @pytest.mark.parametrize(("classes", "bins", "seed"), [(2, 10, 0), (3, 15, 1), (10, 15, 2), (4, 1, 3)])
 def test_calibration_scores_match_the_reference_formulas_and_scikit_learn(classes, bins, seed):
     rng = np.random.default_rng(seed)
