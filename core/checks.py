@@ -136,8 +136,7 @@ class _ComponentChecker:
 
 def _relative_loc(place: str) -> tuple[str | int, ...]:
     """``@.params.epochs`` as the location ``("params", "epochs")`` under the checked model."""
-    rest = place[1:].lstrip(".")
-    if not rest:
+    if not (rest := place[1:].lstrip(".")):
         return ()
     try:
         return tuple(parse_place(rest))

@@ -191,8 +191,7 @@ def enrich_unknown(message: str, loc: Sequence[Any], fields: Iterable[str] | Non
     """``unknown key`` plus the closest accepted key and the accepted keys."""
     key = str(loc[-1]) if loc else ""
     if fields is None:
-        model = _model_in(_annotation_at(loc[:-1])) if loc else None
-        if model is None:
+        if (model := _model_in(_annotation_at(loc[:-1])) if loc else None) is None:
             return message
         fields = list(model.model_fields)
     fields = list(fields)

@@ -342,6 +342,8 @@ class Registry:
         broken = [p.name for p in self.plugins.values() if p.status == "broken"]
         if broken:
             message += f" (plugins that failed to load: {', '.join(broken)}; see `setforge plugins list`)"
+        if off := [p.name for p in self.plugins.values() if p.status == "disabled"]:  # (-p no:, deny, allow)
+            message += f" (plugins disabled here: {', '.join(off)})"
         return message
 
     def providers(self, hook: str) -> list[PluginInfo]:

@@ -385,3 +385,12 @@ def test_a_component_whose_params_are_not_its_bases_params_is_broken(tmp_path, c
     assert main(["plugins", "show", "plain-params", "-p", str(tmp_path / "sfplug_plain_params.py")]) == 2
     assert "no component named 'plain-params' (plugins that failed to load: sfplug_plain_params;" in \
         capsys.readouterr().err
+
+
+def test_an_unknown_name_points_at_the_plugins_disabled_here():
+    # (found by a user-journey audit: a plugin left out by -p no:, plugins_deny or plugins_allow
+    # made its components "unknown" with no hint why)
+    registry = Registry(disabled=["builtin-augment"], use_env=False).load()
+    with pytest.raises(ConfigError, match=r"unknown augment 'flip'.*\(plugins disabled here: builtin-augment\)"):
+        registry.get("augment", "flip")
+    assert "disabled here" not in Registry(use_env=False).load().unknown_message("augment", "nope")
