@@ -310,22 +310,32 @@ def test_plugins_list_shows_an_output_format_registered_twice(tmp_path, capsys):
     assert format_problems("npz", registry) == [] and "unknown format 'parquet'" in format_problems("parquet", registry)[0][1]
 
 
+_SECOND_FLIP = '''
+from setforge import Augmenter, hookimpl
+
+
+class FlipAgain(Augmenter):
+    """Another flip."""
+    name = "flip"
+
+    def _transform(self, x, y, params):
+        return x.flip(-1)
+
+
+@hookimpl
+def setforge_register_augmenters():
+    return [FlipAgain]
+'''
+
+
+def _second_flip(path):
+    """A local plugin file registering a second augmenter named flip (the built-in's name)."""
+    path.write_text(_SECOND_FLIP)
+
+
 def test_plugins_show_of_a_name_two_plugins_register_names_both(tmp_path, capsys):
     # (found by an audit: `plugins show flip` said "no component named 'flip'" while two plugins had one)
-    (tmp_path / "sfplug_flip_again.py").write_text(textwrap.dedent('''
-        from setforge import Augmenter, hookimpl
-
-        class FlipAgain(Augmenter):
-            """Another flip."""
-            name = "flip"
-
-            def _transform(self, x, y, params):
-                return x.flip(-1)
-
-        @hookimpl
-        def setforge_register_augmenters():
-            return [FlipAgain]
-    '''))
+    _second_flip(tmp_path / "sfplug_flip_again.py")
     assert main(["plugins", "show", "flip", "-p", str(tmp_path / "sfplug_flip_again.py")]) == 4
     err = capsys.readouterr().err
     assert "augment 'flip' is registered by" in err and "'sfplug_flip_again' (local -)" in err
@@ -334,20 +344,7 @@ def test_plugins_show_of_a_name_two_plugins_register_names_both(tmp_path, capsys
 
 def test_a_name_two_plugins_register_names_the_plugins_to_disable(tmp_path, capsys):
     # (found by an audit: validate said "... disable one (-p no:NAME)", and `-p no:flip` disables nothing)
-    (tmp_path / "sfplug_flip_twice.py").write_text(textwrap.dedent('''
-        from setforge import Augmenter, hookimpl
-
-        class FlipTwice(Augmenter):
-            """Another flip."""
-            name = "flip"
-
-            def _transform(self, x, y, params):
-                return x.flip(-1)
-
-        @hookimpl
-        def setforge_register_augmenters():
-            return [FlipTwice]
-    '''))
+    _second_flip(tmp_path / "sfplug_flip_twice.py")
     run_file = tmp_path / "run.yaml"
     run_file.write_text("plugins: [sfplug_flip_twice.py]\nsource: sklearn-digits\npipeline: [{augment: flip}]\n")
     assert main(["validate", str(run_file)]) == 4

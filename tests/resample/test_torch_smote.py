@@ -110,27 +110,15 @@ def test_same_seed_same_rows_block_size_does_not_matter_without_ties(cancer_ds):
 
 def test_no_second_copy_of_the_new_rows_is_made():
     # The neighbours of all new rows were gathered at once: a temporary as large as the output.
-    from torch.overrides import TorchFunctionMode
-
-    class LargestTemporary(TorchFunctionMode):
-        def __init__(self):
-            super().__init__()
-            self.tensors: list[tuple[int, int]] = []  # (values, storage address) of every result
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            result = func(*args, **(kwargs or {}))
-            for value in result if isinstance(result, (tuple, list)) else (result,):
-                if isinstance(value, torch.Tensor):
-                    self.tensors.append((value.numel(), value.untyped_storage().data_ptr()))
-            return result
+    from tests._tensors import TensorRecorder
 
     x = torch.randn(300, 8, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0] * 250 + [1] * 50)
-    with LargestTemporary() as mode:
+    with TensorRecorder() as mode:
         new_x, new_y, parent = torch_smote(x, y, {1: 20000}, k=5, generator=torch.Generator().manual_seed(0),
                                            block_size=2)
     output = new_x.untyped_storage().data_ptr()
-    largest = max(n for n, storage in mode.tensors if storage != output)
+    largest = mode.largest({output})
     # block_size 2 x 4096 reference rows: chunks of 8192 values; the indices, one per new row, 20000
     assert largest <= 20000 < new_x.numel() // 2
     assert_on_segments_to_k_nearest(x, y, new_x, new_y, parent, k=5)

@@ -112,25 +112,13 @@ def test_squared_distances_beyond_float32_are_refused():
 def test_memory_is_bounded_by_the_blocks_even_for_wide_rows():
     # The exact distances of the winners were recomputed from (block_size, k, D) differences: for
     # wide rows (images) k * D times the rows of a block, far above the block of distances.
-    from torch.overrides import TorchFunctionMode
-
-    class Temporaries(TorchFunctionMode):
-        def __init__(self):
-            super().__init__()
-            self.tensors: list[tuple[int, int]] = []  # (values, storage address) of every result
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            result = func(*args, **(kwargs or {}))
-            for value in result if isinstance(result, (tuple, list)) else (result,):
-                if isinstance(value, torch.Tensor):
-                    self.tensors.append((value.numel(), value.untyped_storage().data_ptr()))
-            return result
+    from tests._tensors import TensorRecorder
 
     query, reference = _data(50, 512, 8), _data(600, 512, 9)
-    with Temporaries() as mode:
+    with TensorRecorder() as mode:
         distances, indices = knn(query, reference, k=5, block_size=4, reference_block_size=8)
     inputs = {query.untyped_storage().data_ptr(), reference.untyped_storage().data_ptr()}
-    largest = max(n for n, storage in mode.tensors if storage not in inputs)
+    largest = mode.largest(inputs)
     assert largest <= (4 + 8) * 512  # the centred blocks; (4, 5, 512) differences were 10240 values
     ref_d, ref_i = NearestNeighbors(n_neighbors=5, algorithm="brute").fit(reference.numpy()).kneighbors(query.numpy())
     assert torch.equal(indices, torch.as_tensor(ref_i))
