@@ -259,7 +259,7 @@ def guard_generated(config: Any, place: str, label: str, ds: Dataset, made: Data
     if score is None:
         raise ConfigError(problems=[(f"{place}.guard", "no installed plugin scores generated rows")])
     ratio = score["generated"] / score["reference"] if (judged := score["reference"] > 0) else float("nan")
-    result = {"generated": score["generated"], "reference": score["reference"], "ratio": ratio,
+    result = {"generated": score["generated"], "reference": score["reference"], "ratio": ratio if judged else None,
               "min_cas_ratio": config.min_cas_ratio, "model": score.get("model"),
               "n_generated": score.get("n_generated"), "n_reference": score.get("n_reference"),
               "by_class": score.get("by_class", {}), "passed": bool(ratio >= config.min_cas_ratio)}

@@ -278,8 +278,9 @@ def _guard_text(guard: Any) -> str | None:
     if not isinstance(guard, Mapping) or guard.get("generated") is None:
         return None
     verdict = "passed" if guard.get("passed") else "FAILED (warned)"
+    ratio = "none: its judge learnt nothing" if guard.get("ratio") is None else f"{guard['ratio']:.2f}"
     return (f"guard {verdict}: generated rows agree with their class {guard['generated']:.3f} vs real val recall "
-            f"{guard['reference']:.3f} (ratio {guard['ratio']:.2f}, min {guard['min_cas_ratio']})")
+            f"{guard['reference']:.3f} (ratio {ratio}, min {guard['min_cas_ratio']})")
 
 
 def _steps(report: Mapping[str, Any], folder: Path | None) -> str:

@@ -145,3 +145,10 @@ def test_a_judge_that_learnt_nothing_is_named_not_the_generator(tmp_path, capsys
     err = capsys.readouterr().err
     assert "cannot judge the generated rows" in err and "recalls 0.000 of the real val rows" in err
     assert not (tmp_path / "run").exists()
+    # under guard: warn the run goes on and records no ratio (a NaN ratio crashed report.json: exit 1)
+    config = yaml.safe_load(path.read_text())
+    config["pipeline"][0]["guard"] = "warn"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--quiet"]) == 0
+    guard = json.loads((tmp_path / "run" / "report.json").read_text())["steps"][0]["guard"]
+    assert guard["ratio"] is None and guard["passed"] is False and guard["reference"] == 0.0

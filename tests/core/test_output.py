@@ -183,11 +183,11 @@ def test_a_plugin_format_that_fails_is_a_plugin_failure_naming_it(tmp_path, caps
              y=np.arange(40) % 2)
     source = f"{{name: npz, params: {{path: rows.npz}}{', stream: true' if stream else ''}}}"
     (tmp_path / "run.yaml").write_text(f"plugins: [bad_format.py]\nsource: {source}\n"
-                                       f"output: {{dir: out, format: {fmt}}}\n")
+                                       f"output: {{dir: {tmp_path / 'out'}, format: {fmt}}}\n")
     assert main(["run", str(tmp_path / "run.yaml"), "--quiet"]) == 4
     err = capsys.readouterr().err
     assert f"plugin 'bad_format' (local -) failed in output format '{fmt}' {said}" in err, err
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists() and (tmp_path / "out.partial").is_dir()  # kept for --resume
 
 
 # ------------------------------------------------------------------------------ report
