@@ -279,7 +279,9 @@ class Dataset:
     @staticmethod
     def concat(parts: Sequence["Dataset"]) -> "Dataset":
         """Rows of several datasets of one kind (same classes, modality, row shape and features),
-        one after the other, keeping provenance; on the first part's device."""
+        one after the other, keeping provenance; on the first part's device. When some parts have
+        ``groups`` and others not (generated rows beside grouped real ones), the rows of those
+        without belong to no group: ``-1``, as a resampled row without a parent."""
         parts = list(parts)
         if not parts:
             raise DataError("Dataset.concat needs at least one dataset")
@@ -289,15 +291,16 @@ class Dataset:
                 if getattr(part, what) != getattr(first, what):
                     raise DataError(f"Dataset.concat: part {i} has {what} {getattr(part, what)!r}, "
                                     f"part 0 has {getattr(first, what)!r}")
-            if (part.groups is None) != (first.groups is None):
-                raise DataError(f"Dataset.concat: part {i} {'lacks' if part.groups is None else 'has'} groups, part 0 does not")
         if len(parts) == 1:
             return first
         device = first.device
         cat = lambda name: torch.cat([getattr(p, name).to(device) for p in parts])  # noqa: E731
         x = [s for p in parts for s in p.x] if first.modality == "text" else torch.cat([p.x.to(device) for p in parts])
+        grouped = any(p.groups is not None for p in parts)
+        groups = torch.cat([p.groups.to(device) if p.groups is not None else torch.full((len(p),), -1, dtype=torch.int64,
+                            device=device) for p in parts]) if grouped else None
         return dataclasses.replace(first, x=x, y=cat("y"), origin=cat("origin"), step=cat("step"), parent=cat("parent"),
-                                   row_id=cat("row_id"), groups=None if first.groups is None else cat("groups"))
+                                   row_id=cat("row_id"), groups=groups)
 
     def row_keys(self, with_label: bool = True) -> np.ndarray:
         """One opaque, comparable key per row: its exact content (and label). Two rows are exact

@@ -111,9 +111,11 @@ class WebDatasetWriter:
             if self.tar is None:
                 self._open()
             piece = ds[done:done + self.shard_rows - self.in_shard]
+            grouped = self.like.groups is not None
             classes = list(piece.classes)
             columns = {name: getattr(piece, name).tolist() for name in ("y", "origin", "step", "parent", "row_id")}
-            groups = piece.groups.tolist() if piece.groups is not None else None
+            # (a batch of generated rows in a grouped split has no groups: its rows belong to no group, -1)
+            groups = piece.groups.tolist() if piece.groups is not None else [-1] * len(piece) if grouped else None
             for i, payload in enumerate(_payloads(piece, self.extension)):
                 key, label = f"{self.split}-{self.first + self.in_shard + i:0{self.width}d}", columns["y"][i]
                 meta = {"class": classes[label], "origin": _ORIGIN_LABELS[columns["origin"][i]],

@@ -201,6 +201,20 @@ def test_group_split_keeps_every_group_in_one_split(tmp_path, registry):
     assert abs(len(result.test) - 15) <= 3  # whole groups of 3 fill the share
 
 
+@pytest.mark.parametrize("fmt", ["npz", "webdataset"])
+def test_generated_rows_beside_grouped_rows_belong_to_no_group(tmp_path, registry, fmt):
+    # (found by a user-journey audit: any generate step on a source with groups stopped the run,
+    # exit 3, "Dataset.concat: part 1 lacks groups, part 0 does not")
+    config = config_for(tmp_path, source={"name": "toy-blobs", "params": {"group_size": 3}},
+                        pipeline=[{"generate": "toy-mean", "guard": "off", "per_class": 40}],
+                        output={"dir": str(tmp_path / "run"), "format": fmt})
+    result = run(config, registry, progress=False)
+    train = setforge.load(result.run_dir)
+    generated = train.origin == int(Origin.GENERATED)
+    assert int(generated.sum()) > 0 and train.groups is not None
+    assert set(train.groups[generated].tolist()) == {-1} and (train.groups[~generated] >= 0).all()
+
+
 def test_group_by_refuses_a_sources_own_split_that_cuts_a_group():
     # (the source's parts are kept as they are: a group across them was silently left there)
     from setforge.config import SplitConfig

@@ -219,3 +219,17 @@ def test_a_text_member_that_is_not_utf8_is_a_data_error_naming_the_sample(tmp_pa
     _rewrite(tmp_path / "train-000000.tar", lambda ms: [(m, b"\xff" if m.name == "train-000001.txt" else d) for m, d in ms])
     with pytest.raises(DataError, match=r"sample 'train-000001': cannot decode: 'utf-8' codec"):
         read_webdataset(tmp_path, "train")
+
+
+def test_a_streamed_batch_without_groups_in_a_grouped_split_reads_back_as_no_group(tmp_path):
+    # (generated rows of a streaming run come without groups: their samples lacked "group" and the
+    # split could not be read back, "N of the M samples have a group")
+    from setforge.plugins.output.webdataset_shards import WebDatasetWriter
+
+    grouped = _images(6)
+    writer = WebDatasetWriter(tmp_path, "train", grouped[:0], shard_rows=4)
+    writer.add(grouped)
+    writer.add(_images(3, seed=1).replace(groups=None))
+    writer.close()
+    back = read_webdataset(tmp_path, "train")
+    assert back.groups.tolist() == grouped.groups.tolist() + [-1, -1, -1]
