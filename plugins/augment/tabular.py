@@ -22,17 +22,13 @@ from setforge.components import Augmenter
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 
+from .._shared.columns import IntegerColumns
 from ._ranges import uniform, value
 
 __all__ = ["FeatureNoise", "Mixup"]
 
 NoiseScale = value(0.0, 10.0)
 Categorical = Literal["keep", "resample"]
-
-
-def _is_integer_dtype(dtype: str | None) -> bool:
-    """Whether a column's original dtype (``FeatureInfo.dtypes``) holds whole numbers only."""
-    return dtype is not None and dtype.startswith(("int", "uint", "bool"))
 
 
 def class_std(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -87,8 +83,7 @@ class _Tabular(Augmenter):
         self.categorical: list[int] = []
         self.std: torch.Tensor | None = None
         self.code_tables: list[torch.Tensor] = []  # per categorical column: (K, M) cumulative class frequencies
-        self.integer: list[int] = []  # numeric columns of whole numbers with an integer original dtype
-        self.integer_range: torch.Tensor | None = None  # (2, len(integer)): their lowest and highest value
+        self.integer: IntegerColumns | None = None  # numeric columns of whole numbers with an integer dtype
 
     def _fit(self, ds: Dataset) -> None:
         self._check_modality(ds)
@@ -102,14 +97,7 @@ class _Tabular(Augmenter):
             member = torch.nn.functional.one_hot(ds.y, ds.num_classes).to(torch.float32).T
             counts = member @ torch.nn.functional.one_hot(codes, size).to(torch.float32)  # (K, M)
             self.code_tables.append(counts.cumsum(dim=1) / counts.sum(dim=1, keepdim=True).clamp(min=1))
-        # Whole numbers only: a preprocessor that changes units (standardize) leaves an integer
-        # column fractional, and rounding it would then destroy it.
-        info = ds.features
-        self.integer = [] if info is None or not len(ds) else [
-            i for i in info.numeric_indices if _is_integer_dtype(info.dtypes.get(info.names[i]))
-            and bool((ds.x[:, i] == ds.x[:, i].round()).all())]
-        values = ds.x[:, self.integer]
-        self.integer_range = torch.stack([values.amin(dim=0), values.amax(dim=0)]) if self.integer else None
+        self.integer = IntegerColumns(ds)
 
     def _labels(self, y: torch.Tensor | None) -> torch.Tensor:
         if y is None:
@@ -135,12 +123,7 @@ class _Tabular(Augmenter):
             columns = torch.tensor(self.categorical, device=out.device)
             kept = params["codes"] if "codes" in params else source[:, columns]
             out[:, columns] = kept.to(out.dtype)
-        if self.integer and self.integer_range is not None:
-            columns = torch.tensor(self.integer, device=out.device)
-            low, high = self.integer_range.to(out.device, out.dtype)
-            # (+ 0.0 turns a -0.0, rounded from a small negative value, into 0)
-            out[:, columns] = torch.minimum(torch.maximum(out[:, columns].round(), low), high) + 0.0
-        return out
+        return out if self.integer is None else self.integer.snap(out)
 
 
 class FeatureNoise(_Tabular):

@@ -30,6 +30,8 @@ import torch
 from setforge.dataset import FeatureInfo
 from setforge.errors import DataError
 
+from .._shared.columns import is_integer_dtype
+
 __all__ = ["ModeSpecificNormaliser", "SpanLayout"]
 
 _CLIP = 0.99
@@ -82,10 +84,6 @@ class SpanLayout:
         """The arg-max within every span: ``(B, S)`` offsets."""
         values = encoded[:, self.softmax_index].masked_fill(~self.softmax_mask, -math.inf)
         return values.argmax(dim=-1)
-
-
-def _is_integer_dtype(dtype: str | None) -> bool:
-    return dtype is not None and (dtype.startswith("int") or dtype.startswith("uint"))
 
 
 class ModeSpecificNormaliser:
@@ -145,7 +143,7 @@ class ModeSpecificNormaliser:
                 weights = mixture.weights_[kept] / mixture.weights_[kept].sum()
                 means = mixture.means_[kept, 0]
                 stds = np.sqrt(mixture.covariances_[kept].reshape(-1))
-            integer = _is_integer_dtype(dtypes.get(name)) and bool((np.round(values) == values).all())
+            integer = is_integer_dtype(dtypes.get(name)) and bool((np.round(values) == values).all())
             self.columns.append({"name": name, "kind": "continuous", "loc": loc, "scale": scale,
                                  "weights": weights.tolist(), "means": means.tolist(),
                                  "stds": np.maximum(stds, 1e-6).tolist(), "low": lo, "high": hi,

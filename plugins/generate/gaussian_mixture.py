@@ -23,6 +23,7 @@ from setforge.components import Generator
 from setforge.context import StepContext
 from setforge.dataset import Dataset
 
+from .._shared.columns import IntegerColumns
 from ._gan_training import refuse_untrained
 
 __all__ = ["GaussianMixtureGenerator"]
@@ -109,6 +110,7 @@ class GaussianMixtureGenerator(Generator):
             str(i): len(ds.features.categorical[ds.features.names[i]]) for i in ds.features.categorical_indices}
         self._state = {
             "covariance": p.covariance, "trained_classes": present, "categorical": categorical,
+            "integer": IntegerColumns(ds).state(),  # counts stay whole and within their range
             "components": {str(c): int(k) for c, (_, k) in fitted.items()},
             "weights": weights.to(device), "means": means.to(torch.float32).to(device),
             "scales": scales.to(torch.float32).to(device), "mean": mean.to(torch.float32).to(device),
@@ -147,6 +149,7 @@ class GaussianMixtureGenerator(Generator):
             return flat.clamp_(0.0, 1.0).reshape(len(labels), *self.row_shape).contiguous()
         for i, categories in s["categorical"].items():  # codes are never interpolated: snap to the nearest
             flat[:, int(i)] = flat[:, int(i)].round().clamp(0, categories - 1)
+        flat = IntegerColumns.restore(s.get("integer")).snap(flat)
         return flat.reshape(len(labels), *self.row_shape).contiguous()
 
     # ---------------------------------------------------------------- save/load
