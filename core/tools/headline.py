@@ -83,7 +83,7 @@ class Headline:
 
     def text(self) -> str:
         """One line, e.g. ``macro f1 on the real test split (520 rows, 3 seeds): raw 0.9062 ± 0.0040
-        -> optimised 0.9296 ± 0.0031 (+0.0234): better; step [0] random-over earned +0.0234``."""
+        -> optimised 0.9296 ± 0.0031 (+0.0234): better; step [0] random-over earned +0.0234 macro f1``."""
         rows = f"{self.n} rows, " if self.n else ""
         seeds = f"{self.repeats} seed{'s' if self.repeats != 1 else ''}"
         line = (f"{self.score.replace('_', ' ')} on the real test split ({rows}{seeds}): "
@@ -93,7 +93,8 @@ class Headline:
             line += " — the optimised training set is WORSE than the raw one"
         if self.step is not None and self.step_gain is not None:
             earned = "earned" if self.step_gain > 0 else "cost" if self.step_gain < 0 else "changed"
-            line += f"; step {self.step} {earned} {self.step_gain:+.4f}"
+            # (in the headline's score, which may not be the one the ablation table judges by)
+            line += f"; step {self.step} {earned} {self.step_gain:+.4f} {self.score.replace('_', ' ')}"
             if self.step_verdict:
                 line += f" ({self.step_verdict})"
         return line

@@ -77,6 +77,7 @@ def test_demo_headline_names_the_baseline_the_optimised_set_and_the_step(demo, c
              k.endswith("/gain/macro_f1")}
     best = max(gains, key=lambda k: abs(gains[k]))
     assert head.step == best and f"step {best} " in line
+    assert f"{gains[best]:+.4f} macro f1" in line  # the score is named (the ablation table judges balanced accuracy)
     monkeypatch.chdir(run_dir.parent.parent)
     assert main(["report", str(run_dir)]) == 0
     assert f"headline: {line}" in capsys.readouterr().out
