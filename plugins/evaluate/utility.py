@@ -23,7 +23,9 @@ __all__ = ["Utility", "DownstreamModel", "MODEL_ENTRY_POINT_GROUP", "downstream_
 
 #: The entry-point group where a distribution contributes downstream models for ``utility``.
 MODEL_ENTRY_POINT_GROUP = "setforge.models"
-_BUILTIN_MODALITIES = ("image", "tabular", "audio")
+#: The data each built-in downstream model takes.
+_BUILTIN_MODALITIES = {"logistic-regression": ("image", "tabular", "audio"), "mlp": ("image", "tabular", "audio"),
+                       "cnn": ("image",), "gradient-boosting": ("tabular",)}
 
 
 class DownstreamModel(Protocol):
@@ -85,9 +87,10 @@ class Utility(Evaluator):
 
     @classmethod
     def check_params(cls, params, modality):
-        if params.model == "cnn" and modality is not None and modality != "image":
-            return [("model", f"'cnn' needs image data, and the source gives {modality} data; use 'mlp' or "
-                              f"'logistic-regression'")]
+        if modality is not None and modality not in _BUILTIN_MODALITIES.get(params.model, (modality,)):
+            others = [n for n, takes in _BUILTIN_MODALITIES.items() if modality in takes]
+            return [("model", f"'{params.model}' needs {' or '.join(_BUILTIN_MODALITIES[params.model])} data, and the "
+                              f"source gives {modality} data; use {' or '.join(repr(n) for n in others) or 'a contributed model'}")]
         return []
 
     class Params(ModelParams):
@@ -193,10 +196,10 @@ class Utility(Evaluator):
 
     def _check_model_modality(self, modality: str) -> None:
         name = self.params.model
-        accepted = _BUILTIN_MODALITIES if name in CLASSIFIER_KINDS else _load_model(name).modalities
+        takes = lambda n: _BUILTIN_MODALITIES[n] if n in _BUILTIN_MODALITIES else _load_model(n).modalities  # noqa: E731
+        accepted = takes(name)
         if modality not in accepted:
-            others = [n for n in [*CLASSIFIER_KINDS, *sorted(downstream_models())]
-                      if modality in (_BUILTIN_MODALITIES if n in CLASSIFIER_KINDS else _load_model(n).modalities)]
+            others = [n for n in [*CLASSIFIER_KINDS, *sorted(downstream_models())] if modality in takes(n)]
             hint = f"choose model: {' or '.join(others)}" if others else \
                 "install a plugin that contributes a model for it (such as setforge-text for text)"
             raise DataError(f"evaluate 'utility': model '{name}' takes {list(accepted)} data, not {modality}; {hint}")
