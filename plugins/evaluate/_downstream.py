@@ -24,7 +24,23 @@ from setforge.dataset import Dataset
 
 from .._shared.classifiers import DOWNSTREAM_KINDS, Classifier, cached_classifier, train_classifier
 
-__all__ = ["ModelParams", "model_options", "trained_model", "test_probabilities", "SCORES"]
+__all__ = ["ModelParams", "model_options", "trained_model", "test_probabilities", "SCORES", "BUILTIN_MODALITIES",
+           "model_problems"]
+
+#: The data each built-in downstream model takes.
+BUILTIN_MODALITIES = {"logistic-regression": ("image", "tabular", "audio"), "mlp": ("image", "tabular", "audio"),
+                      "cnn": ("image",), "gradient-boosting": ("tabular",)}
+
+
+def model_problems(model: str, modality: str | None) -> list[tuple[str, str]]:
+    """``check_params`` of an evaluator with a ``model`` param: a built-in model that cannot take
+    the source's data, at ``model``, naming the built-ins that can (a contributed model is checked
+    when it is loaded)."""
+    if modality is None or modality in BUILTIN_MODALITIES.get(model, (modality,)):
+        return []
+    others = [repr(n) for n, takes in BUILTIN_MODALITIES.items() if modality in takes] or ["a contributed model"]
+    return [("model", f"'{model}' needs {' or '.join(BUILTIN_MODALITIES[model])} data, and the source gives "
+                      f"{modality} data; use {' or '.join(others)}")]
 
 #: The scores every comparison reports.
 SCORES = ("accuracy", "balanced_accuracy", "macro_f1")

@@ -11,7 +11,7 @@ from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset, Origin
 
 from ._comparison import path_segment
-from ._downstream import model_options, trained_model
+from ._downstream import model_options, model_problems, trained_model
 
 __all__ = ["ClassAgreementScore"]
 
@@ -37,10 +37,7 @@ class ClassAgreementScore(Evaluator):
 
     @classmethod
     def check_params(cls, params, modality):
-        if params.model == "cnn" and modality is not None and modality != "image":
-            return [("model", f"'cnn' needs image data, and the source gives {modality} data; use 'mlp' or "
-                              f"'logistic-regression'")]
-        return []
+        return model_problems(params.model, modality)  # ("auto" takes any data)
 
     class Params(Evaluator.Params):
         """The judging classifier and how it is trained."""

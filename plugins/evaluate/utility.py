@@ -17,15 +17,12 @@ from setforge.rng import Rng
 
 from .._shared.classifiers import DOWNSTREAM_KINDS as CLASSIFIER_KINDS, calibration_scores, classification_scores
 from ._comparison import path_segment
-from ._downstream import SCORES as _SCORES, ModelParams, model_options, test_probabilities
+from ._downstream import SCORES as _SCORES, BUILTIN_MODALITIES, ModelParams, model_options, model_problems, test_probabilities
 
 __all__ = ["Utility", "DownstreamModel", "MODEL_ENTRY_POINT_GROUP", "downstream_models"]
 
 #: The entry-point group where a distribution contributes downstream models for ``utility``.
 MODEL_ENTRY_POINT_GROUP = "setforge.models"
-#: The data each built-in downstream model takes.
-_BUILTIN_MODALITIES = {"logistic-regression": ("image", "tabular", "audio"), "mlp": ("image", "tabular", "audio"),
-                       "cnn": ("image",), "gradient-boosting": ("tabular",)}
 
 
 class DownstreamModel(Protocol):
@@ -87,11 +84,7 @@ class Utility(Evaluator):
 
     @classmethod
     def check_params(cls, params, modality):
-        if modality is not None and modality not in _BUILTIN_MODALITIES.get(params.model, (modality,)):
-            others = [n for n, takes in _BUILTIN_MODALITIES.items() if modality in takes]
-            return [("model", f"'{params.model}' needs {' or '.join(_BUILTIN_MODALITIES[params.model])} data, and the "
-                              f"source gives {modality} data; use {' or '.join(repr(n) for n in others) or 'a contributed model'}")]
-        return []
+        return model_problems(params.model, modality)
 
     class Params(ModelParams):
         """The downstream model, how it is trained, and how many seeds."""
@@ -196,7 +189,7 @@ class Utility(Evaluator):
 
     def _check_model_modality(self, modality: str) -> None:
         name = self.params.model
-        takes = lambda n: _BUILTIN_MODALITIES[n] if n in _BUILTIN_MODALITIES else _load_model(n).modalities  # noqa: E731
+        takes = lambda n: BUILTIN_MODALITIES[n] if n in BUILTIN_MODALITIES else _load_model(n).modalities  # noqa: E731
         accepted = takes(name)
         if modality not in accepted:
             others = [n for n in [*CLASSIFIER_KINDS, *sorted(downstream_models())] if modality in takes(n)]
