@@ -17,7 +17,8 @@ from setforge.rng import Rng
 
 from .._shared.classifiers import DOWNSTREAM_KINDS as CLASSIFIER_KINDS, calibration_scores, classification_scores
 from ._comparison import path_segment
-from ._downstream import SCORES as _SCORES, BUILTIN_MODALITIES, ModelParams, model_options, model_problems, test_probabilities
+from ._downstream import (SCORES as _SCORES, BUILTIN_MODALITIES, ModelParams, model_options, model_problems,
+                          test_probabilities)
 
 __all__ = ["Utility", "DownstreamModel", "MODEL_ENTRY_POINT_GROUP", "downstream_models"]
 
