@@ -57,6 +57,21 @@ def _verdict(base: Mapping[str, Any], other: Mapping[str, Any], sign: int) -> st
     return "within noise" if abs(b - a) <= max(stds) else word
 
 
+def _applicable(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`config` with each step's keys cut to those of its kind: ``report.json`` records every step
+    field with its default (``guard`` on a resample step), which would read as a difference."""
+    from ..steps import HOST_KEYS
+
+    if not isinstance(config, Mapping) or not isinstance(config.get("pipeline"), list):
+        return config
+    steps = []
+    for step in config["pipeline"]:
+        kind = next((k for k in HOST_KEYS if isinstance(step, Mapping) and step.get(k) is not None), None)
+        steps.append(step if kind is None else {k: v for k, v in step.items()
+                                                if k in (kind, "params", *HOST_KEYS[kind])})
+    return {**config, "pipeline": steps}
+
+
 def compare_runs(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
     """The comparison as plain data: runs, config differences, counts, shared metrics, verdicts
     of every run against the first."""
@@ -64,7 +79,7 @@ def compare_runs(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
         raise ValueError("compare needs at least two run folders")
     reports = [read_report(d) for d in run_dirs]
     names = [str(d) for d in run_dirs]
-    configs = [_flat(r.get("config", {})) for r in reports]
+    configs = [_flat(_applicable(r.get("config", {}))) for r in reports]
     keys = sorted(set().union(*configs))
     config_diff = [{"key": k, "values": [c.get(k) for c in configs]} for k in keys
                    if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]

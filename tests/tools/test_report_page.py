@@ -197,6 +197,19 @@ def test_compare_warns_when_the_runs_were_measured_on_different_test_rows(runs, 
     assert "<b>warning:</b> the runs were measured on 2 different test splits" in (tmp_path / "cmp.html").read_text()
 
 
+def test_compare_lists_only_the_step_keys_that_apply_to_each_steps_kind(tmp_path):
+    # (found by a user-journey audit: report.json records every step field with its default, and
+    # compare listed pipeline[1].guard "fail" on a resample step as a difference)
+    steps = {"a": {"augment": None, "resample": "random-over", "generate": None, "guard": "fail", "copies": 1,
+                   "params": {}},
+             "b": {"augment": "flip", "resample": None, "generate": None, "guard": "fail", "copies": 2, "params": {}}}
+    for name, step in steps.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps({"config": {"seed": 0, "pipeline": [step]}}))
+    keys = [d["key"] for d in compare_runs([tmp_path / "a", tmp_path / "b"])["config_differences"]]
+    assert keys == ["pipeline[0].augment", "pipeline[0].copies", "pipeline[0].resample"]
+
+
 def test_compare_escapes_strings(runs, tmp_path):
     report = json.loads((runs / "a" / "report.json").read_text())
     report["config"]["seed"] = EVIL
