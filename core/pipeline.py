@@ -195,11 +195,13 @@ class _Run:
             # unlabelled rows that copy a val or test row would reach training through pseudo-label
             copies = self.leaked(self.unlabelled, held) if self.config.split.drop_leaked else \
                 np.isin(self.unlabelled.row_keys(with_label=False), held.row_keys(with_label=False))  # (near: exact too)
+            if self.config.split.group_by and self.unlabelled.groups is not None and held.groups is not None:
+                copies |= np.isin(self.unlabelled.groups.cpu().numpy(), held.groups.cpu().numpy())  # their groups too
             if copies.any():
-                self.warnings.append(f"{int(copies.sum())} unlabelled row(s) copy a val or test row: left out")
+                self.warnings.append(f"{int(copies.sum())} unlabelled row(s) copy a val or test row"
+                                     f"{' or share its group' if self.config.split.group_by else ''}: left out")
                 self.unlabelled = self.unlabelled[torch.as_tensor(~copies, device=self.device)]
-        missing = [c for c, n in zip(self.raw_train.classes, self.raw_train.class_counts()) if n == 0]
-        if missing:
+        if missing := [c for c, n in zip(self.raw_train.classes, self.raw_train.class_counts()) if n == 0]:
             self.warnings.append(f"classes with no training rows: {missing}")
         for part in ("val", "test"):  # too few rows, or groups too large, for the share asked
             if part in self.parts.carved and getattr(self.config.split, part) > 0 and not len(self.parts.index[part]):

@@ -160,8 +160,7 @@ def split_index(keep: np.ndarray, y: np.ndarray, groups: np.ndarray | None, part
                             f"one of train, val and test (groups {split_groups[:5]}{' ...' if len(split_groups) > 5 else ''}); "
                             f"setforge keeps a source's split as it is, so keep each group in one part of the "
                             f"source's split, or set split.group_by: false")
-    missing = {name: getattr(split, name) for name in ("test", "val") if name not in part_of}
-    if missing:
+    if missing := {name: getattr(split, name) for name in ("test", "val") if name not in part_of}:
         carved = carve(part_index["train"], y, groups, missing, rng.spawn("train").numpy, split.stratify, num_classes)
         part_index.update({"train": carved["rest"], **{name: carved[name] for name in missing}})
     method = "source" + (f" (carved {', '.join(sorted(missing))} from train)" if missing else "")

@@ -50,6 +50,19 @@ class PseudoLabel(Resampler):
     def __init__(self, params: Any = None):
         super().__init__(params)
         self.accepted: dict[str, Any] = {}
+        self._accepted_groups: torch.Tensor | None = None
+
+    def resample(self, ds: Dataset, ctx: StepContext) -> Dataset:
+        """As every resampler, and the accepted rows keep the groups of their unlabelled rows (the
+        host gives a new row its parent's group, and these have no parent)."""
+        self._accepted_groups = None
+        out = super().resample(ds, ctx)
+        accepted = self._accepted_groups
+        if out.groups is not None and accepted is not None and len(accepted):
+            groups = out.groups.clone()
+            groups[len(out) - len(accepted):] = accepted.to(groups.device)  # (new rows come after the kept ones)
+            out = out.replace(groups=groups)
+        return out
 
     def report_details(self) -> dict[str, Any]:
         return self.accepted
@@ -124,4 +137,5 @@ class PseudoLabel(Resampler):
             "summary": f"pseudo-labelled {int(chosen.numel())} of {len(pool)} unlabelled rows in {len(rounds)} round(s)"
                        + (f" ({already} already in the step's input)" if already else ""),
         }
+        self._accepted_groups = None if pool.groups is None else pool.groups[chosen]
         return everything, pool.x[chosen], labels[chosen], torch.full_like(chosen, -1)

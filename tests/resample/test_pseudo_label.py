@@ -187,3 +187,32 @@ def test_unlabelled_rows_that_copy_a_val_or_test_row_are_left_out_of_the_pool(tm
     train = np.load(tmp_path / "out" / "train-00000.npz")["x"].reshape(-1, 4)
     held = {r.tobytes() for r in x[200:]}
     assert not any(r.tobytes() in held for r in train)
+
+
+def test_with_group_by_unlabelled_rows_of_a_val_or_test_group_stay_out_and_accepted_rows_keep_their_group(tmp_path):
+    # (found by a user-journey audit: pseudo-labelled rows lost their group (-1), and with
+    # split.group_by an unlabelled row of a test group could be labelled into training)
+    generator = np.random.default_rng(1)
+    y = np.repeat([0, 1], 100)
+    x = (generator.normal(size=(200, 4)) + 3.0 * y[:, None]).astype(np.float32)
+    groups = np.arange(200) // 4
+    pool_groups = generator.choice(groups, 80)  # 80 unlabelled rows, each in a group of the labelled ones
+    pool_x = (generator.normal(size=(80, 4)) + 3.0 * (pool_groups >= 25)[:, None]).astype(np.float32)
+    np.savez(tmp_path / "rows.npz", x=np.concatenate([x, pool_x]), y=np.concatenate([y, -np.ones(80, dtype=np.int64)]),
+             groups=np.concatenate([groups, pool_groups]))
+    config = {"seed": 0, "device": "cpu", "source": {"name": "npz", "params": {"path": str(tmp_path / "rows.npz")}},
+              "split": {"test": 0.3, "val": 0.1, "group_by": True},
+              "pipeline": [{"resample": "pseudo-label", "params": {**FAST, "threshold": 0.5}}],
+              "evaluate": [], "output": {"dir": str(tmp_path / "out")}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "run.yaml"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    splits = np.load(tmp_path / "out" / "splits.npz")
+    held = set(splits["source_groups"][np.concatenate([splits["val_index"], splits["test_index"]])].tolist())
+    out_of_pool = int(np.isin(pool_groups, list(held)).sum())
+    assert out_of_pool > 0 and f"{out_of_pool} unlabelled row(s) copy a val or test row or share its group: left out" \
+        in report["warnings"]
+    train = np.load(tmp_path / "out" / "train-00000.npz")
+    accepted = train["origin"] == "pseudo-labelled"
+    assert accepted.sum() == report["steps"][0]["details"]["accepted"] > 0
+    assert not set(train["groups"][accepted].tolist()) & held and (train["groups"][accepted] >= 0).all()
