@@ -67,6 +67,13 @@ def test_tfidf_model_matches_scikit_learn_and_learns_the_sample(tmp_path):
         vectoriser.fit_transform(train.x), train.y.numpy())
     assert predicted.tolist() == reference.predict(vectoriser.transform(test.x)).tolist()
     assert float((predicted == test.y).float().mean()) > 0.8
+    # probabilities too, so utility's ECE and Brier are this model's (from one-hot labels they were
+    # 1 - accuracy and 2 (1 - accuracy); found by a user-journey audit)
+    probabilities = model.predict_proba(test)
+    expected = reference.predict_proba(vectoriser.transform(test.x))
+    assert probabilities.shape == (len(test), test.num_classes)
+    assert torch.allclose(probabilities[:, torch.as_tensor(reference.classes_)], torch.as_tensor(expected).float(), atol=1e-6)
+    assert torch.equal(probabilities.argmax(dim=1), predicted)
 
 
 def test_utility_finds_the_model_by_entry_point(tmp_path):
@@ -77,6 +84,8 @@ def test_utility_finds_the_model_by_entry_point(tmp_path):
     metrics = Utility({"model": "tfidf-logistic-regression"}).evaluate(
         EvalContext.from_seed(0, ds[:100], test=ds[100:]))
     assert metrics.get("utility/raw/accuracy").value > 0.8 and metrics.get("utility/raw/accuracy").n == 44
+    # calibration from the model's probabilities, not from one-hot labels (where ECE = 1 - accuracy)
+    assert abs(metrics.get("utility/raw/ece").value - (1 - metrics.get("utility/raw/accuracy").value)) > 1e-3
 
 
 def test_setforge_lists_the_components_with_distribution_and_version():

@@ -54,3 +54,16 @@ class TfidfLogisticRegression:
         if self.only is not None:
             return torch.full((len(ds),), self.only, dtype=torch.int64)
         return torch.as_tensor(self.pipeline.predict(list(ds.x)), dtype=torch.int64)
+
+    def predict_proba(self, ds: Dataset) -> torch.Tensor:
+        """``(N, K)`` probabilities over the data's K classes (0 for a class training lacked), so
+        ``utility``'s calibration scores (ECE, Brier) measure this model rather than one-hot labels."""
+        if self.pipeline is None:
+            raise DataError("tfidf-logistic-regression: predict_proba() before fit()")
+        out = torch.zeros(len(ds), ds.num_classes, dtype=torch.float32)
+        if self.only is not None:
+            out[:, self.only] = 1.0
+            return out
+        probabilities = torch.as_tensor(self.pipeline.predict_proba(list(ds.x)), dtype=torch.float32)
+        out[:, torch.as_tensor(self.pipeline.classes_, dtype=torch.int64)] = probabilities
+        return out
