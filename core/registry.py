@@ -62,6 +62,11 @@ def _checked_formats(formats: Any) -> list[Any]:
     return list(found)
 
 
+def is_plugin_file(spec: str) -> bool:
+    """Whether a local plugin `spec` names a Python file (``x.py``, ``dir/x``) rather than a module."""
+    return spec.endswith(".py") or os.sep in spec or "/" in spec
+
+
 def _exec_file(path: Path) -> Any:
     """The module of the Python file `path`, run (a local plugin given by path)."""
     module_name = f"setforge_local_plugin_{abs(hash(str(path.resolve())))}_{path.stem}"
@@ -180,7 +185,7 @@ class Registry:
     def _load_local(self, spec: str) -> None:
         name = Path(spec).stem if spec.endswith(".py") else spec
         info = PluginInfo(name=name, distribution="local", version="-")
-        is_module = not (spec.endswith(".py") or os.sep in spec or "/" in spec)
+        is_module = not is_plugin_file(spec)
         path = Path(spec) if Path(spec).is_absolute() or self.base_dir is None else self.base_dir / spec
         source = spec if is_module else str(path.resolve())
         if name in self.plugins and self.plugins[name].module is not None:
@@ -339,12 +344,14 @@ class Registry:
         if close:
             message += f"; did you mean '{close[0]}'?"
         message += f"{'' if close else '.'} Known: {', '.join(known) if known else '(none installed)'}"
-        broken = [p.name for p in self.plugins.values() if p.status == "broken"]
-        if broken:
-            message += f" (plugins that failed to load: {', '.join(broken)}; see `setforge plugins list`)"
-        if off := [p.name for p in self.plugins.values() if p.status == "disabled"]:  # (-p no:, deny, allow)
-            message += f" (plugins disabled here: {', '.join(off)})"
-        return message
+        return message + self.not_loaded_note()
+
+    def not_loaded_note(self) -> str:
+        """What an unknown name's message adds: the plugins that failed to load, and those disabled
+        here (``-p no:``, ``plugins_deny``, ``plugins_allow``); empty when every plugin loaded."""
+        broken, off = ([p.name for p in self.plugins.values() if p.status == status] for status in ("broken", "disabled"))
+        return ((f" (plugins that failed to load: {', '.join(broken)}; see `setforge plugins list`)" if broken else "")
+                + (f" (plugins disabled here: {', '.join(off)})" if off else ""))
 
     def providers(self, hook: str) -> list[PluginInfo]:
         """The loaded plugins implementing `hook`, in the order pluggy calls them."""

@@ -219,8 +219,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> tuple[dict
                                     f"{getattr(error, 'problem', None) or error}"))
             continue
         trial = dict(raw)  # _set_path copies what it changes: a failed override leaves no trace
-        problem = _set_path(trial, path, value)
-        if problem:
+        if problem := _set_path(trial, path, value):
             problems.append((where, problem))
         else:
             raw = trial

@@ -111,12 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _registry(args: argparse.Namespace, config: Any = None) -> Any:
-    from ..registry import registry_for
+    from ..registry import is_plugin_file, registry_for
 
     options = getattr(args, "plugin_options", [])
     local = [p for p in options if not p.startswith("no:")]
     # a -p file is the shell's: it resolves against the current folder (a run file's plugins, against the file's)
-    files = [p for p in local if p.endswith(".py") or os.sep in p or "/" in p]
+    files = [p for p in local if is_plugin_file(p)]
     missing = [("-p", f"local plugin file {p} does not exist (in the current folder, {Path.cwd()})")
                for p in files if not Path(p).is_file()]
     if missing:
@@ -171,9 +171,7 @@ def _show_component(registry: Any, spec: str) -> int:
 
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            broken = [p.name for p in registry.plugins.values() if p.status == "broken"]  # as registry.get says
-            if broken:
-                hint += f" (plugins that failed to load: {', '.join(broken)}; see `setforge plugins list`)"
+            hint += registry.not_loaded_note()  # as registry.get says
             raise ConfigError(problems=[("name", f"no component named {name!r}{hint}")])
     for info in infos:
         print(describe_component(info))
