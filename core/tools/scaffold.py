@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import keyword
 import re
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -253,6 +254,7 @@ A setforge `{kind}` plugin. Install it next to setforge and use it in a run file
         (root / "pyproject.toml").write_text(pyproject)
         (root / "README.md").write_text(readme)
     except OSError as error:  # a read-only folder, a full disk: exit 5 naming the path, not a traceback
+        shutil.rmtree(root, ignore_errors=True)  # (it did not exist before: no half-written package stays)
         raise OutputError(f"cannot create the plugin package {root}: {error.strerror or error}", errno=error.errno) \
             from error
     return root

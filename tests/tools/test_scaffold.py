@@ -3,6 +3,7 @@
 import importlib
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,15 @@ def test_new_plugin_into_a_file_or_an_unwritable_folder_says_so(tmp_path, monkey
     assert main(["new-plugin", "my-op", "--kind", "augment", "--dir", str(tmp_path)]) == 5
     err = capsys.readouterr().err
     assert f"cannot create the plugin package {tmp_path / 'setforge-my-op'}: Permission denied" in err
+    monkeypatch.undo()
+    write_text = Path.write_text
+
+    def full_disk_at_pyproject(self, *args, **kwargs):  # the module and its test are written by then
+        if self.name == "pyproject.toml":
+            raise OSError(28, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr("pathlib.Path.write_text", full_disk_at_pyproject)
+    assert main(["new-plugin", "my-op", "--kind", "augment", "--dir", str(tmp_path)]) == 5
+    assert "No space left on device" in capsys.readouterr().err
+    assert not (tmp_path / "setforge-my-op").exists()  # no half-written package left behind
