@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import torch
 from pydantic import AfterValidator, BeforeValidator
 
-__all__ = ["symmetric", "factor", "value", "integer", "uniform", "uniform_int", "log_uniform", "Range"]
+__all__ = ["symmetric", "factor", "value", "integer", "uniform", "uniform_int", "log_uniform", "Range", "unit_values"]
 
 Range = tuple[float, float]
 
@@ -123,3 +123,14 @@ def uniform_int(bounds: tuple[int, int], n: int, generator: torch.Generator | No
 def log_uniform(bounds: Range, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """``n`` values whose logarithm is uniform in ``log(bounds)`` (aspect ratios)."""
     return uniform((math.log(bounds[0]), math.log(bounds[1])), n, generator, device).exp_()
+
+
+def unit_values(given: Any, key: str = "fill", also: str = "") -> Any:
+    """The validator of a fill-like param: one value, or one per channel, each in [0, 1] (`also`:
+    what else the param accepts, in words)."""
+    values = (given,) if isinstance(given, (int, float)) else given
+    if not values:
+        raise ValueError(f"{key} needs one value, or one per channel, in [0, 1]{also}; got none")
+    if any(not 0.0 <= v <= 1.0 for v in values):
+        raise ValueError(f"{key} must lie in [0, 1]{also}, got {given}")
+    return given

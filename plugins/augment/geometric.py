@@ -18,7 +18,7 @@ from setforge.components import Augmenter
 
 from ._fusion import WarpAugmenter
 from ._warp import crop_matrix, flip_matrix, inverse_affine_pixels, pixels_to_normalized, warp
-from ._ranges import log_uniform, symmetric, uniform, value
+from ._ranges import log_uniform, symmetric, uniform, unit_values, value
 
 __all__ = ["Flip", "Affine", "ResizedCrop"]
 
@@ -116,12 +116,7 @@ class Affine(WarpAugmenter):
         @field_validator("fill")
         @classmethod
         def _check_fill(cls, fill: Any) -> Any:
-            values = (fill,) if isinstance(fill, (int, float)) else fill
-            if not values:
-                raise ValueError("fill needs one value, or one per channel, in [0, 1]; got none")
-            if any(not 0.0 <= f <= 1.0 for f in values):
-                raise ValueError(f"fill must lie in [0, 1], got {fill}")
-            return fill
+            return unit_values(fill)
 
     pads = True  # (zero padding with the fill: in a fused run, what an earlier op left outside takes it too)
 

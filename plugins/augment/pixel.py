@@ -22,7 +22,7 @@ from pydantic import Field, field_validator
 from setforge.components import Augmenter
 from setforge.errors import DataError
 
-from ._ranges import factor, integer, log_uniform, uniform, uniform_int, value
+from ._ranges import factor, integer, log_uniform, uniform, uniform_int, unit_values, value
 from .color import check_channels, grayscale
 
 __all__ = ["Grayscale", "GaussianBlur", "GaussianNoise", "Erasing", "Sharpness", "Posterize", "Solarize",
@@ -194,14 +194,7 @@ class Erasing(Augmenter):
         @field_validator("value")
         @classmethod
         def _in_range(cls, fill: Any) -> Any:
-            if fill == "random":
-                return fill
-            values = (fill,) if isinstance(fill, (int, float)) else fill
-            if not values:
-                raise ValueError("value needs one value, or one per channel, in [0, 1] (or 'random'); got none")
-            if any(not 0.0 <= v <= 1.0 for v in values):
-                raise ValueError(f"value must lie in [0, 1] (or be 'random'), got {fill}")
-            return fill
+            return fill if fill == "random" else unit_values(fill, "value", " (or 'random')")
 
     def _make_params(self, x, y, generator):
         n, _, h, w = x.shape

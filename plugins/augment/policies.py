@@ -32,6 +32,7 @@ from setforge.components import Augmenter
 
 from ._warp import inverse_affine_pixels, pixels_to_normalized, warp
 from .color import Color, check_channels
+from ._ranges import unit_values
 from .geometric import check_fill
 from .pixel import Autocontrast, Equalize, Invert, Posterize, Sharpness, Solarize
 
@@ -188,12 +189,7 @@ class _Policy(Augmenter):
         @field_validator("fill")
         @classmethod
         def _check_fill(cls, fill: Any) -> Any:
-            values = (fill,) if isinstance(fill, (int, float)) else fill
-            if not values:
-                raise ValueError("fill needs one value, or one per channel, in [0, 1]; got none")
-            if any(not 0.0 <= f <= 1.0 for f in values):
-                raise ValueError(f"fill must lie in [0, 1], got {fill}")
-            return fill
+            return unit_values(fill)
 
     def __init__(self, params=None):
         super().__init__(params)
