@@ -146,7 +146,8 @@ class Augmenter(Component, torch.nn.Module):
         """The pipeline step: `copies` augmented copies of `rows` (default: all), appended to `ds`.
 
         New rows are ``Origin.AUGMENTED`` with ``step = ctx.step`` and ``parent`` the real row
-        they descend from. Batches of ``ctx.batch_size`` rows, on ``ctx.device``.
+        they descend from. Batches of ``ctx.batch_size`` rows, on ``ctx.device``; text rows (a
+        list of str, which stays on the CPU) go in batches of lists.
         """
         self._check_modality(ds)
         if copies < 0:
@@ -163,7 +164,7 @@ class Augmenter(Component, torch.nn.Module):
             for _ in range(copies):
                 for start in range(0, rows.numel(), ctx.batch_size):
                     batch = rows[start:start + ctx.batch_size]
-                    x, y = ds.x[batch], ds.y[batch]
+                    x, y = ds.x[batch] if isinstance(ds.x, torch.Tensor) else [ds.x[i] for i in batch.tolist()], ds.y[batch]
                     with self._threads(x):
                         params = self.make_params(x, y, generator)
                         out = self.apply_params(x, y, params)
@@ -174,12 +175,16 @@ class Augmenter(Component, torch.nn.Module):
                     parents.append(lineage[source])
                     if ds.groups is not None:
                         groups.append(ds.groups[source])
-        new = ds.replace(x=torch.cat(xs), y=torch.cat(ys), origin=torch.full_like(torch.cat(ys), int(Origin.AUGMENTED)),
+        new = ds.replace(x=torch.cat(xs) if isinstance(ds.x, torch.Tensor) else sum(xs, []), y=torch.cat(ys), origin=torch.full_like(torch.cat(ys), int(Origin.AUGMENTED)),
                          step=torch.full_like(torch.cat(ys), ctx.step), parent=torch.cat(parents), row_id=None,
                          groups=torch.cat(groups) if groups else None)
         return Dataset.concat([ds, new])
 
-    def _check_output(self, out: Any, x: torch.Tensor) -> None:
+    def _check_output(self, out: Any, x: torch.Tensor | list[str]) -> None:
+        if isinstance(x, list):
+            if not isinstance(out, list) or len(out) != len(x) or not all(isinstance(s, str) for s in out):
+                raise PluginError(f"augment '{self.name}' must return a list of one str per row")
+            return
         if not isinstance(out, torch.Tensor):
             raise PluginError(f"augment '{self.name}' returned {type(out).__name__}, not a tensor")
         if out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:

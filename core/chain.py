@@ -16,6 +16,10 @@ A `Chain` cuts its ops into runs: consecutive geometric ops whose ``sampling`` a
 (so a chain whose ops differ in edge handling still fuses each run of equal handling), every other
 op is a run of its own. A run of two or more goes to ``fuse`` of its first op with a sampling (or
 its first op when all are exact).
+
+Rows that are not a tensor (text: a list of str, one per row) take none of this: each op's
+``apply_params`` is applied in turn to the whole list, each op with its own draws and gate, and a
+chain step appends its copies with provenance as one augmenter's step does (`Augmenter.augment`).
 """
 
 from __future__ import annotations
@@ -92,6 +96,9 @@ class Chain(Augmenter):
     the output with ``_transform_into``. On the CPU with torch set to N threads, N worker threads
     share the chunks, each running its chunks' ops on one thread, and the output goes into the
     memory of an earlier output that nothing refers to any more (its storage cannot be resized).
+
+    Text rows (a list of str) go through the ops one after the other, each op on the whole list
+    (``apply_params``, row by row as the op works), with nothing fused, chunked or in place.
     """
 
     name = "chain"
@@ -148,6 +155,12 @@ class Chain(Augmenter):
     def _make_params(self, x, y, generator):
         return {str(i): op.make_params(x, y, generator) for i, op in enumerate(self.ops)}
 
+    def make_params(self, x, y=None, generator=None):
+        """Every op's draws under its index; text rows (a list) get the chain's open gate on the CPU."""
+        if isinstance(x, torch.Tensor):
+            return super().make_params(x, y, generator)
+        return {**self._make_params(x, y, generator), "apply": torch.ones(len(x), dtype=torch.bool)}
+
     def _threads(self, x: torch.Tensor):
         """A chain that cuts its batch into chunks sets the threads itself (see `_transform`)."""
         if self._chunks(x):
@@ -162,6 +175,12 @@ class Chain(Augmenter):
         return max(1, self.chunk_bytes // max(1, x[0].numel() * x.element_size())) if len(x) else 1
 
     def _transform(self, x, y, params):
+        if not isinstance(x, torch.Tensor):  # text: the ops in turn, each on the whole list
+            for i, op in enumerate(self.ops):
+                out = op.apply_params(x, y, params[str(i)])
+                op._check_output(out, x)
+                x = out
+            return x
         if not self._chunks(x):
             return self._stages(x, y, params)
         # Rows are independent: run every stage on a cache-sized chunk of rows before the next

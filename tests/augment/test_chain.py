@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import threading
 
+import pytest
 import torch
 
+from setforge import Augmenter, Origin, PluginError, StepContext
 from setforge.chain import Chain
+from setforge.testing import sample_dataset
 from setforge.plugins.augment.color import Color
 from setforge.plugins.augment.geometric import Affine, Flip, ResizedCrop
 from setforge.plugins.augment.pixel import Erasing, GaussianBlur, Invert
@@ -358,3 +361,49 @@ def test_a_chunked_chain_on_worker_threads_runs_under_the_callers_autocast(monke
             outputs.append(chain(x, params=params).clone())
     assert torch.equal(outputs[0], outputs[1])
     assert not torch.equal(outputs[0], chain(x, params=params))  # (autocast does change what the ops give)
+
+
+class _Suffix(Augmenter):
+    """A text op for the tests: appends its suffix to each gated row (rows are a list of str)."""
+
+    name = "suffix"
+    modalities = ("text",)
+
+    def __init__(self, suffix: str, p: float = 1.0):
+        super().__init__({"p": p})
+        self.suffix = suffix
+
+    def make_params(self, x, y=None, generator=None):
+        return {"apply": torch.rand(len(x), generator=generator) < self.params.p}
+
+    def apply_params(self, x, y, params):
+        return [t + self.suffix if on else t for t, on in zip(x, params["apply"].tolist())]
+
+
+def test_a_chain_of_text_ops_applies_them_in_turn_with_one_ops_provenance():
+    # (found by an audit: the chain indexed a text dataset's list of str with a tensor: TypeError)
+    ds = sample_dataset("text")
+    chain = Chain([_Suffix(" A"), _Suffix(" B", p=0.5)])
+    rows = torch.tensor([1, 7, 11])
+    out = chain.augment(ds, StepContext.from_seed(0, step=3, batch_size=2), copies=2, rows=rows)
+    assert len(out) == len(ds) + 6 and out.x[:len(ds)] == ds.x
+    new = out[len(ds):]
+    assert new.parent.tolist() == [1, 7, 11] * 2 and new.y.tolist() == ds.y[rows].tolist() * 2
+    assert bool((new.origin == int(Origin.AUGMENTED)).all()) and bool((new.step == 3).all())
+    tails = [text[len(ds.x[p]):] for text, p in zip(new.x, new.parent.tolist())]
+    assert set(tails) == {" A", " A B"}  # the first op on every row, then the second on about half
+    texts = ["one", "two", "three", "four"]
+    once = chain(texts, generator=torch.Generator().manual_seed(0))
+    assert [t[:len(s) + 2] for t, s in zip(once, texts)] == [s + " A" for s in texts]
+    assert chain(texts, params=chain.last_params) == once and chain([]) == []
+
+
+def test_a_text_op_in_a_chain_that_returns_no_list_of_str_is_named():
+    class Broken(_Suffix):
+        name = "broken"
+
+        def apply_params(self, x, y, params):
+            return [len(t) for t in x]
+
+    with pytest.raises(PluginError, match="augment 'broken' must return a list of one str per row"):
+        Chain([_Suffix(" A"), Broken("")])(["one", "two"])

@@ -1,12 +1,14 @@
 """The text augmenters: what each operation does to a sentence, seeding, replay and the kit."""
 
 import re
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
 import torch
 
-from setforge import ConfigError, DataError, Origin, StepContext
+from setforge import Chain, ConfigError, DataError, Origin, StepContext, load
 from setforge.testing import check_component, sample_dataset
 from setforge_text.augment import (AUGMENTERS, KEYBOARD_NEIGHBOURS, OCR_CONFUSIONS, Eda, KeyboardNoise, OcrNoise,
                                    SynonymReplacement, WordDeletion, WordInsertion, WordSwap, load_synonyms)
@@ -139,3 +141,63 @@ def test_synonyms_are_found_beside_punctuation_and_keep_it_and_the_words_case():
     assert out == ["Inexpensive,", "quick,", "and", "EXCELLENT!"]
     inserted = _word_insertion("Cheap, and dull.".split(), random.Random(0), 0.5, table)
     assert "inexpensive" in inserted and len(inserted) == 4
+
+
+# ------------------------------------------------------------------------- chains
+def test_a_chain_applies_text_augmenters_in_turn_with_one_augmenters_provenance():
+    # (found by an audit: setforge's Chain indexed ds.x with a tensor, so a chain of text
+    # augmenters stopped the run with a TypeError)
+    ds = sample_dataset("text")
+    swap, noise = WordSwap({"alpha": 0.5}), KeyboardNoise({"p": 0.5, "word_p": 1.0})
+    rows = torch.tensor([0, 6, 10, 11])
+    out = Chain([swap, noise]).augment(ds, StepContext.from_seed(3, step=2, batch_size=3), copies=2, rows=rows)
+    assert len(out) == len(ds) + 8 and out.x[:len(ds)] == ds.x
+    new = out[len(ds):]
+    assert new.parent.tolist() == rows.tolist() * 2 and new.y.tolist() == ds.y[rows].tolist() * 2
+    assert bool((new.origin == int(Origin.AUGMENTED)).all()) and bool((new.step == 2).all())
+    # the same rows as the two augmenters one after the other, each drawing from the step's generator
+    generator, expected = StepContext.from_seed(3).rng.torch, []
+    for batch in (rows[:3], rows[3:]) * 2:
+        x, y = [ds.x[i] for i in batch.tolist()], ds.y[batch]
+        first, second = swap.make_params(x, y, generator), noise.make_params(x, y, generator)
+        expected += noise.apply_params(swap.apply_params(x, y, first), y, second)
+    assert new.x == expected
+    assert any(sorted(a.split()) != sorted(b.split()) for a, b in zip(new.x, [ds.x[i] for i in new.parent]))  # noise
+    gated = Chain([swap, KeyboardNoise({"p": 0.0})]).augment(ds, StepContext.from_seed(3), rows=rows)
+    assert all(Counter(a.split()) == Counter(ds.x[i].split()) for a, i in zip(gated.x[len(ds):], rows.tolist()))
+
+
+class SwapThenTypos(Chain):
+    """A chain of text augmenters as one component (a fixture for the kit)."""
+
+    name = "swap-then-typos"
+    modalities = ("text",)  # (the kit reads the class's; a chain's instance has its ops' shared ones)
+
+    def __init__(self, params=None):
+        super().__init__([WordSwap({"alpha": 0.3}), KeyboardNoise({"p": 0.5})])
+
+
+def test_a_chain_of_text_augmenters_passes_the_kit_and_replays():
+    check_component(SwapThenTypos)
+    chain = SwapThenTypos()
+    out = chain(SENTENCES, generator=torch.Generator().manual_seed(0))
+    assert len(out) == len(SENTENCES) and out != SENTENCES
+    assert chain(SENTENCES, params=chain.last_params) == out
+
+
+def test_a_chain_of_text_augmenters_runs_from_a_run_file(tmp_path):
+    subprocess.run([sys.executable, "-m", "setforge_text.data", str(tmp_path)], check=True, capture_output=True)
+    (tmp_path / "chain.yaml").write_text(
+        "seed: 0\nsource: {name: text-file, params: {path: texts.csv}}\nsplit: {test: 0.3, val: 0.1}\n"
+        "pipeline:\n  - augment: [word-swap, {name: keyboard-noise, params: {p: 0.5}}]\n    copies: 1\n"
+        "    minority: true\nevaluate: [balance]\noutput: {dir: out, format: npz}\n")
+    result = subprocess.run([sys.executable, "-m", "setforge", "run", "chain.yaml"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "augment word-swap+keyboard-noise: 87 -> 120 rows (augmented 33, real 87)" in result.stdout
+    ds = load(tmp_path / "out")
+    new = ds.origin == int(Origin.AUGMENTED)
+    real = {int(lin): i for i, lin in enumerate(ds.lineage().tolist()) if not new[i]}
+    parents = [real[int(p)] for p in ds.parent[new]]
+    assert int(new.sum()) == 33 and ds.y[new].tolist() == ds.y[parents].tolist()
+    assert sum(ds.x[i] != ds.x[p] for i, p in zip(new.nonzero().flatten().tolist(), parents)) >= 30

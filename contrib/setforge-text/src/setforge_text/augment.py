@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field
 
-from setforge import Augmenter, ConfigError, DataError, Dataset, Origin, PluginError, StepContext
+from setforge import Augmenter, DataError, Dataset
 
 __all__ = ["TextAugmenter", "SynonymReplacement", "WordInsertion", "WordSwap", "WordDeletion", "Eda",
            "KeyboardNoise", "OcrNoise", "AUGMENTERS", "load_synonyms", "KEYBOARD_NEIGHBOURS", "OCR_CONFUSIONS"]
@@ -36,11 +36,10 @@ class TextAugmenter(Augmenter):
 
     Author: ``_augment_text(text, rng, params, row) -> str`` for one row, with ``rng`` a
     ``random.Random`` seeded from the row's drawn seed. The setforge `Augmenter` base works on
-    tensors; this one keeps its contract (``make_params`` / ``apply_params`` / ``forward`` replay
-    from ``last_params``, ``augment`` appends ``copies`` of the rows with provenance) for lists of
-    strings. A text augmenter takes a whole ``augment`` step by itself (setforge's ``Chain`` fuses
-    tensor ops only: a chain of text augmenters stops the run): use ``eda`` for several word
-    operations in one step.
+    tensors and, for ``augment``, lists of strings too (``copies`` of the rows appended with
+    provenance); this one keeps its contract (``make_params`` / ``apply_params`` / ``forward``
+    replay from ``last_params``) for lists of strings. In a setforge ``Chain`` (a step naming several augmenters) text augmenters are applied
+    one after the other to each row, each with its own draws; ``eda`` draws one word operation per row.
     """
 
     modalities = ("text",)
@@ -64,35 +63,6 @@ class TextAugmenter(Augmenter):
 
     def _transform(self, x: Any, y: Any, params: Mapping[str, Any]) -> list[str]:
         return self.apply_params(x, y, {**params, "apply": torch.ones(len(x), dtype=torch.bool)})
-
-    def augment(self, ds: Dataset, ctx: StepContext, copies: int = 1, rows: torch.Tensor | None = None) -> Dataset:
-        """`copies` augmented copies of `rows` (default: all), appended to `ds` with provenance."""
-        self._check_modality(ds)
-        if copies < 0:
-            raise ConfigError(problems=[("copies", f"must be >= 0, got {copies}")])
-        self._fit(ds)
-        rows = torch.arange(len(ds)) if rows is None else torch.as_tensor(rows).cpu().to(torch.int64)
-        if copies == 0 or rows.numel() == 0:
-            return ds
-        lineage = ds.lineage()
-        generator = ctx.rng.torch
-        texts: list[str] = []
-        index: list[torch.Tensor] = []
-        for _ in range(copies):
-            for start in range(0, rows.numel(), ctx.batch_size):
-                batch = rows[start:start + ctx.batch_size]
-                x = [ds.x[i] for i in batch.tolist()]
-                out = self.apply_params(x, ds.y[batch], self.make_params(x, ds.y[batch], generator))
-                if len(out) != len(x) or not all(isinstance(s, str) for s in out):
-                    raise PluginError(f"augment '{self.name}' must return one str per row")
-                texts += out
-                index.append(batch)
-        source = torch.cat(index)
-        y = ds.y[source]
-        new = ds.replace(x=texts, y=y, origin=torch.full_like(y, int(Origin.AUGMENTED)),
-                         step=torch.full_like(y, ctx.step), parent=lineage[source], row_id=None,
-                         groups=None if ds.groups is None else ds.groups[source])
-        return Dataset.concat([ds, new])
 
     def fit(self, ds: Dataset) -> "TextAugmenter":
         self._check_modality(ds)
