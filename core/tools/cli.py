@@ -25,6 +25,8 @@ from ..hookspecs import KINDS
 __all__ = ["main", "build_parser"]
 
 DEBUG_ENV = "SETFORGE_DEBUG"
+#: The entry-point group where distributions contribute downstream models (docs/evaluators.md).
+MODEL_GROUP = "setforge.models"
 EPILOG = """exit codes: 0 ok, 2 bad run file or usage, 3 bad data, 4 a plugin failed,
 5 the run folder could not be written (permission, disk full), 1 a bug in setforge
 docs: docs/run-files.md (run files), docs/plugins.md (writing plugins)"""
@@ -76,25 +78,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(demo)
 
     validate = commands.add_parser("validate", help="check a run file and print it resolved")
-    validate.add_argument("file")
+    validate.add_argument("file", help="the run file (.yaml, .yml, .toml or .json)")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                           help="override one value before validating, as run --set does; repeatable")
     _add_plugin_options(validate)
 
     plugins = commands.add_parser("plugins", help="list installed plugins or show one component")
     plugin_commands = plugins.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND", parser_class=_Parser)
-    plugin_list = plugin_commands.add_parser("list", help="every component with its plugin, distribution, version")
+    plugins.set_defaults(print_help=plugins.print_help)  # (`setforge plugins` alone: this help, exit 2)
+    plugin_list = plugin_commands.add_parser("list", help="every component (and downstream model) with its plugin, "
+                                                          "distribution, version")
     plugin_list.add_argument("--json", action="store_true", help="a JSON list of objects")
     _add_plugin_options(plugin_list)
     plugin_show = plugin_commands.add_parser("show", help="a component's docstring and params")
-    plugin_show.add_argument("name", metavar="[KIND/]NAME")
+    plugin_show.add_argument("name", metavar="[KIND/]NAME", help="a component's name, with its kind where two kinds "
+                                                                 "share it (augment/flip); model/NAME: a downstream model")
     _add_plugin_options(plugin_show)
 
     schema = commands.add_parser("schema", help="JSON Schema of a run file, with every installed plugin's params")
     _add_plugin_options(schema)
 
     report = commands.add_parser("report", help="print a run folder's summary (and rewrite report.html)")
-    report.add_argument("run_dir")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (the one holding report.json)")
 
     compare = commands.add_parser("compare", help="finished runs side by side: config differences, counts, "
                                                   "shared metrics, which is better")
@@ -104,9 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--all", action="store_true", help="print every shared metric, also those without a direction")
 
     new_plugin = commands.add_parser("new-plugin", help="make a plugin package with its entry point and a test")
-    new_plugin.add_argument("name", help="the component's name (kebab-case)")
-    new_plugin.add_argument("--kind", required=True, choices=KINDS)
-    new_plugin.add_argument("--dir", default=".", help="where to create the package folder")
+    new_plugin.add_argument("name", help="the component's name in kebab-case, e.g. my-op: lower-case letters and "
+                                         "digits, words joined by '-', starting with a letter")
+    new_plugin.add_argument("--kind", required=True, choices=KINDS, metavar="KIND",
+                            help=f"the component's kind: {', '.join(KINDS)}")
+    new_plugin.add_argument("--dir", default=".", help="where to create the package folder "
+                                                       "(default: the current folder)")
     return parser
 
 
@@ -119,10 +127,43 @@ def _registry(args: argparse.Namespace, config: Any = None) -> Any:
     files = [p for p in local if is_plugin_file(p)]
     missing = [("-p", f"local plugin file {p} does not exist (in the current folder, {Path.cwd()})")
                for p in files if not Path(p).is_file()]
+    disabled = [p[3:] for p in options if p.startswith("no:")]
+    blocked = disabled + list(getattr(config, "plugins_deny", []))
+    missing += _unimportable(list(getattr(config, "plugins", [])), "plugins",
+                             getattr(config, "base_dir", Path.cwd()), "the run file's", blocked)
+    missing += _unimportable([p for p in local if p not in files], "-p", Path.cwd(), "the current", blocked)
     if missing:
         raise ConfigError(problems=missing)
     return registry_for(config, local=[str(Path(p).resolve()) if p in files else p for p in local],
-                        disabled=[p[3:] for p in options if p.startswith("no:")], strict=getattr(args, "strict", False))
+                        disabled=disabled, strict=getattr(args, "strict", False))
+
+
+def _unimportable(specs: list[str], place: str, folder: Path, whose: str, disabled: list[str]) -> list[tuple[str, str]]:
+    """A problem for each module name in `specs` (a run file's ``plugins`` or ``-p``) that no module
+    answers to; a module that is found but fails to import is a broken plugin, as any other."""
+    import importlib.util
+
+    from ..registry import is_plugin_file
+
+    problems = []
+    for index, spec in enumerate(specs):
+        if is_plugin_file(spec) or spec in disabled:
+            continue
+        try:
+            found = importlib.util.find_spec(spec) is not None
+        except (ImportError, ValueError):  # (a dotted name whose package is missing, or an empty name)
+            found = False
+        if found:
+            continue
+        where = f"{place}[{index}]" if place == "plugins" else place
+        accepts = (f"`{place}` takes .py files (paths from {whose} folder) and names of importable "
+                   "modules; installed plugins (entry points) load without being named")
+        if (folder / f"{spec}.py").is_file():
+            problems.append((where, f"{spec!r} is not an importable module; to load {folder / spec}.py, write "
+                                    f"'{spec}.py'. {accepts}"))
+        else:
+            problems.append((where, f"no importable module is named {spec!r}. {accepts}"))
+    return problems
 
 
 # ------------------------------------------------------------------------------ plugins
@@ -134,6 +175,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     for info in registry.components():
         rows.append({"kind": info.kind, "name": info.name, "plugin": info.plugin, "distribution": info.distribution,
                      "version": info.version, "status": "ok"})
+    rows += _model_rows(registry)
     for (kind, name), infos in sorted(registry.conflicts().items()):
         for info in infos:  # a component's ComponentInfo, or an output format's PluginInfo
             rows.append({"kind": kind, "name": name, "plugin": getattr(info, "plugin", info.name),
@@ -156,8 +198,71 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_rows(registry: Any) -> list[dict[str, Any]]:
+    """``plugins list``'s downstream models (kind ``model``): the names evaluators take as their
+    ``model`` param, read from their `Params` (a ``Literal`` of names; "auto" is a choice, not a
+    model), listed with the evaluator's plugin; then the models installed distributions contribute
+    under the entry-point group `MODEL_GROUP`, which evaluators with a free-text ``model`` take."""
+    import importlib.metadata
+
+    rows: dict[str, dict[str, Any]] = {}
+    for info in registry.components("evaluate"):
+        for name in _model_choices(info) or ():
+            rows.setdefault(name, {"kind": "model", "name": name, "plugin": info.plugin,
+                                   "distribution": info.distribution, "version": info.version, "status": "ok"})
+    contributed = []
+    for entry_point in sorted(importlib.metadata.entry_points(group=MODEL_GROUP), key=lambda e: e.name):
+        dist = getattr(entry_point, "dist", None)
+        row = {"kind": "model", "name": entry_point.name, "plugin": entry_point.module,
+               "distribution": getattr(dist, "name", "unknown"), "version": getattr(dist, "version", "-"),
+               "status": "ok"}
+        if entry_point.name in rows:
+            row["status"] = f"conflict: a model of this name comes with plugin '{rows[entry_point.name]['plugin']}'"
+        else:
+            try:
+                entry_point.load()
+            except Exception as error:  # noqa: BLE001 - a broken model is listed, as a broken plugin is
+                row["status"] = f"broken: failed to import: {type(error).__name__}: {error}"
+        contributed.append(row)
+    return sorted(rows.values(), key=lambda r: r["name"]) + contributed
+
+
+def _model_choices(info: Any) -> list[str] | None:
+    """The model names evaluator `info` takes as its ``model`` param: a ``Literal``'s names, [] for
+    free text (a contributed model's name), None when it has no ``model`` param."""
+    import typing
+
+    field = info.cls.Params.model_fields.get("model")
+    if field is None:
+        return None
+    if typing.get_origin(field.annotation) is typing.Literal:
+        return [n for n in typing.get_args(field.annotation) if isinstance(n, str) and n != "auto"]
+    return [] if field.annotation is str else None
+
+
+def _describe_model(registry: Any, name: str) -> str | None:
+    """``plugins show model/NAME``: where the model comes from and which evaluators take it."""
+    row = next((r for r in _model_rows(registry) if r["name"] == name), None)
+    if row is None:
+        return None
+    takes = [i.name for i in registry.components("evaluate") if (choices := _model_choices(i)) == [] or
+             (choices and name in choices)]  # (free text takes every model)
+    return (f"model/{name}  (plugin {row['plugin']}, {row['distribution']} {row['version']})\n"
+            f"status: {row['status']}\n\n"
+            f"A downstream model: the value of `model` in the params of evaluate/{', '.join(takes) or '(none)'}.\n"
+            f"How it is trained (epochs, lr, ...) is those evaluators' params: "
+            f"setforge plugins show evaluate/{takes[0] if takes else 'NAME'}")
+
+
 def _show_component(registry: Any, spec: str) -> int:
     kind, _, name = spec.rpartition("/")
+    if kind == "model" or (not kind and name not in {i.name for i in registry.components()}):
+        if (text := _describe_model(registry, name)) is not None:
+            print(text)
+            return 0
+        if kind:
+            known = ", ".join(r["name"] for r in _model_rows(registry)) or "(none installed)"
+            raise ConfigError(problems=[("name", f"unknown model {name!r}. Known: {known}")])
     if kind:
         infos = [registry.get(kind, name, place="name")]
     else:
@@ -252,9 +357,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_run_dirs(paths: Sequence[str]) -> None:
+    """A usage error (exit 2) naming each of `paths` that is not a finished run folder (no
+    report.json there); a report.json that cannot be read is `read_report`'s to say (exit 3)."""
+    problems = []
+    for given in paths:
+        path = Path(given)
+        if (path / "report.json").is_file():
+            continue
+        if path.is_file():
+            hint = f"give its folder, {path.parent}" if path.name == "report.json" else "give a run folder"
+            problems.append(("RUN_DIR", f"{given} is a file, not a run folder; {hint}"))
+            continue
+        partial = path.resolve().parent / f"{path.resolve().name}.partial"  # (not with_name: '/' has no name)
+        hint = (f" ({partial} exists: the run did not finish; `setforge run FILE --resume` continues it)"
+                if partial.is_dir() else " (a run folder is the output.dir of a finished run)")
+        what = "is not a finished setforge run folder: no report.json" if path.is_dir() else "does not exist"
+        problems.append(("RUN_DIR", f"{given or '.'} {what}{hint}"))
+    if problems:
+        raise ConfigError(problems=problems)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import summarize_run_dir
 
+    _check_run_dirs([args.run_dir])
     print(summarize_run_dir(args.run_dir))
     return 0
 
@@ -264,6 +391,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     if len(args.run_dirs) < 2:
         raise ConfigError(problems=[("usage", "compare needs at least two run folders")])
+    _check_run_dirs(args.run_dirs)
     comparison = compare_runs(args.run_dirs)
     print(format_comparison(comparison, all_metrics=args.all))
     print(f"\nwritten: {write_comparison(comparison, args.output)}")
@@ -287,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get(DEBUG_ENV, "") not in ("", "0") or "--debug" in argv
+    args = None
     try:
         args = parser.parse_args(argv)
         if args.version:
@@ -295,17 +424,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"setforge {__version__}")
             return 0
         if args.command is None or (args.command == "plugins" and args.plugins_command is None):
-            parser.print_help() if args.command is None else parser.parse_args(["plugins", "--help"])
+            # (not parse_args(["plugins", "--help"]): its SystemExit(0) made a missing subcommand exit 0)
+            parser.print_help() if args.command is None else args.print_help()
             return 2
         return _COMMANDS[args.command](args)
     except SystemExit as exit_:  # --help, or argparse giving up
         return int(exit_.code or 0) if isinstance(exit_.code, int) else 2
     except ConfigError as error:
-        _print_error("invalid run file or usage" if error.problems else "error", error)
+        # (the command as typed, where argparse gave up before naming it)
+        command = args.command if args is not None else next((a for a in argv if not a.startswith("-")), None)
+        title = "invalid run file or usage" if command in ("run", "validate") else "invalid usage"
+        _print_error(title if error.problems else "error", error)
         return 2
     except SetforgeError as error:
-        titles = {3: "bad data", 4: "plugin failure",
-                  5: "cannot write the run folder" if getattr(args, "command", "run") == "run" else "cannot write"}
+        writes_a_run = getattr(args, "command", "run") in ("run", "demo")
+        titles = {3: "bad data", 4: "plugin failure", 5: "cannot write the run folder" if writes_a_run else "cannot write"}
         _print_error(titles.get(error.exit_code, "error"), error)
         if isinstance(error, PluginError):
             if debug:

@@ -38,5 +38,24 @@ def run_demo(force: bool = False, progress: bool = True, output_dir: str | Path 
     config = load_demo_config()
     if output_dir is not None:
         config = config.model_copy(update={"output": config.output.model_copy(update={"dir": str(output_dir)})})
+    _check_demo_folder(config.output.dir, force)
     registry = registry_for(config)
     return run(check_components(config, registry), registry, force=force, progress=progress)
+
+
+def _check_demo_folder(folder: str, force: bool) -> None:
+    """An existing demo folder, said in the demo's words: the demo has no run file whose
+    ``output.force`` or ``output.dir`` its user could change (what the run's own check says)."""
+    from ..errors import ConfigError
+    from ..output import RunFolder
+
+    (run_folder := RunFolder(folder)).recover()  # (a replacement a kill cut short is put back first)
+    final = run_folder.final
+    if not (final.exists() or final.is_symlink()):
+        return
+    if not RunFolder.is_run_folder(final) and not (final.is_dir() and not any(final.iterdir())):
+        raise ConfigError(problems=[("demo", f"{final} exists and is not a setforge run folder; not replacing it, "
+                                             "even with --force: move it away, or run the demo in another folder")])
+    if not force:
+        raise ConfigError(problems=[("demo", f"{final} exists (an earlier demo); `setforge demo --force` replaces "
+                                             "it, or run the demo in another folder")])

@@ -160,7 +160,8 @@ def new_plugin(name: str, kind: str, folder: str | Path = ".") -> Path:
     if kind not in KINDS:
         raise ConfigError(problems=[("--kind", f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")])
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name):
-        raise ConfigError(problems=[("name", f"must be kebab-case like 'my-op', got {name!r}")])
+        raise ConfigError(problems=[("name", f"must be kebab-case like 'my-op' (lower-case letters and digits, words "
+                                             f"joined by '-', starting with a letter), got {name!r}")])
     from ..registry import default_registry
 
     taken = {info.name: info for info in default_registry().components(kind)}
@@ -182,7 +183,7 @@ def new_plugin(name: str, kind: str, folder: str | Path = ".") -> Path:
     if Path(folder).exists() and not Path(folder).is_dir():
         raise ConfigError(problems=[("--dir", f"{folder} is not a folder; give the folder to create the package in")])
     if root.exists():
-        raise ConfigError(problems=[("name", f"{root} already exists")])
+        raise ConfigError(problems=[("name", f"{root} already exists; choose another name, or another --dir")])
     hook = REGISTER_HOOK_FOR_KIND[kind]
     body = textwrap.dedent(_BODIES[kind]).format(cls=cls, name=name).strip()
     code = f'''"""setforge plugin: the {kind} component '{name}'."""
