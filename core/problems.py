@@ -154,8 +154,6 @@ def fold_problems(error: ValidationError) -> list[tuple[str, str]]:
                 else:  # inside a union branch (a chain's op): folded with the other branches below
                     _into_union(unions, adjusted, placed, tag_at)
             continue
-        if isinstance(item.get("msg"), str) and item["msg"].startswith("Value error, "):
-            item["msg"] = item["msg"][len("Value error, "):]
         if item.get("type") in ("model_type", "dict_type", "model_attributes_type"):
             annotation = _annotation_at(loc)
             shorthand = _model_in(annotation) in _SHORTHAND_KEY if annotation is not None else False

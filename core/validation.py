@@ -36,7 +36,8 @@ def problems_from_validation_error(error: Any, prefix: str = "") -> list[tuple[s
         loc = item.get("loc", ())
         kept = [p for p in loc if not _is_branch(p)]
         place = place_of(kept, prefix)
-        message = "unknown key" if item.get("type") == "extra_forbidden" else item.get("msg", "invalid value")
+        message = ("unknown key" if item.get("type") == "extra_forbidden"
+                   else str(item.get("msg", "invalid value")).removeprefix("Value error, "))  # (a validator's own words)
         given = item.get("input", _NONE) if item.get("type") not in ("missing", "extra_forbidden") else _NONE
         _, messages, _ = found.setdefault((place,) if len(kept) < len(loc) else number, (place, [], given))
         if message not in messages:
@@ -44,8 +45,8 @@ def problems_from_validation_error(error: Any, prefix: str = "") -> list[tuple[s
     problems = []
     for place, messages, given in found.values():
         message = " or ".join([messages[0], *(m.removeprefix(_SHOULD) for m in messages[1:])])
-        if given is not _NONE:
-            text = repr(given)
+        text = repr(given)  # (a message that quotes a given str already says it)
+        if given is not _NONE and not (isinstance(given, str) and text in message):
             message += f" (given: {text[:77] + '...' if len(text) > 80 else text})"
         problems.append((place, message))
     return problems

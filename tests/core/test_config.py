@@ -635,3 +635,25 @@ def test_yaml_numbers_follow_yaml_1_2_as_toml_and_json_do(tmp_path):
 
     data = {"a": ["017", "1e-4", "0x1F", "1:30", "2024-01-01", 1e-5, 17]}
     assert _parse_yaml(yaml.dump(data, Dumper=_Dumper)) == data
+
+
+class _Picky(Generator):
+    name = "picky"
+
+    class Params(Generator.Params):
+        model: str = "mlp"
+
+        @pydantic.field_validator("model")
+        @classmethod
+        def _known(cls, value: str) -> str:
+            if value != "mlp":
+                raise ValueError(f"unknown model {value!r}; choose one of 'mlp'")
+            return value
+
+
+def test_a_component_params_validator_speaks_in_its_own_words():
+    # pydantic prefixes a validator's message with "Value error, "; the given value, which the
+    # message quotes already, is not repeated (a number, which a bound may contain, still is)
+    with pytest.raises(ConfigError) as caught:
+        _Picky.parse_params({"model": "mlpp"}, place="evaluate[0].params")
+    assert caught.value.problems == [("evaluate[0].params.model", "unknown model 'mlpp'; choose one of 'mlp'")]
