@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["dumps_json", "write_text", "write_report", "read_report", "build_report", "counts_of", "Tally", "versions",
+__all__ = ["dumps_json", "write_text", "write_report", "read_report", "unfinished_hint", "build_report", "counts_of", "Tally", "versions",
            "file_hash", "TrainingLog", "REPORT_FILE", "TIMINGS_FILE", "HTML_FILE",
            "METRICS_CSV", "METRICS_JSON"]
 
@@ -55,15 +55,17 @@ def write_report(folder: Path, report: Mapping[str, Any], timings: Mapping[str, 
     write_text(folder / HTML_FILE, render_html(report, folder, timings, train=train))
 
 
+def unfinished_hint(run_dir: str | Path) -> str:
+    """" (<run_dir>.partial exists: ...)" when a run into `run_dir` did not finish, else ""."""
+    partial = Path(run_dir).resolve().parent / f"{Path(run_dir).resolve().name}.partial"  # (not with_name: '/')
+    return (f" ({partial} exists: the run did not finish; `setforge run FILE --resume` continues it)"
+            if partial.is_dir() else "")
+
+
 def read_report(run_dir: str | Path) -> dict[str, Any]:
     """``report.json`` of a finished run folder."""
-    run_dir = Path(run_dir)
-    path = run_dir / REPORT_FILE
-    if not path.is_file():
-        partial = run_dir.with_name(run_dir.name + ".partial")
-        hint = (f" ({partial} exists: the run did not finish; `setforge run FILE --resume` continues it)"
-                if partial.is_dir() else "")
-        raise DataError(f"{run_dir} is not a finished setforge run folder: no {REPORT_FILE}{hint}")
+    if not (path := Path(run_dir) / REPORT_FILE).is_file():
+        raise DataError(f"{run_dir} is not a finished setforge run folder: no {REPORT_FILE}{unfinished_hint(run_dir)}")
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:

@@ -360,6 +360,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _check_run_dirs(paths: Sequence[str]) -> None:
     """A usage error (exit 2) naming each of `paths` that is not a finished run folder (no
     report.json there); a report.json that cannot be read is `read_report`'s to say (exit 3)."""
+    from ..record import unfinished_hint
+
     problems = []
     for given in paths:
         path = Path(given)
@@ -369,9 +371,7 @@ def _check_run_dirs(paths: Sequence[str]) -> None:
             hint = f"give its folder, {path.parent}" if path.name == "report.json" else "give a run folder"
             problems.append(("RUN_DIR", f"{given} is a file, not a run folder; {hint}"))
             continue
-        partial = path.resolve().parent / f"{path.resolve().name}.partial"  # (not with_name: '/' has no name)
-        hint = (f" ({partial} exists: the run did not finish; `setforge run FILE --resume` continues it)"
-                if partial.is_dir() else " (a run folder is the output.dir of a finished run)")
+        hint = unfinished_hint(path) or " (a run folder is the output.dir of a finished run)"
         what = "is not a finished setforge run folder: no report.json" if path.is_dir() else "does not exist"
         problems.append(("RUN_DIR", f"{given or '.'} {what}{hint}"))
     if problems:

@@ -220,3 +220,16 @@ def test_plugins_without_a_subcommand_prints_its_help_and_exits_2(capsys):
     assert main(["plugins"]) == 2
     assert "SUBCOMMAND" in capsys.readouterr().out
     assert main([]) == 2
+
+
+def test_load_in_a_folder_with_no_report_names_it_and_any_unfinished_run(tmp_path, monkeypatch):
+    # (setforge.load(".") raised ValueError: PosixPath('.') has an empty name)
+    import setforge
+    from setforge import DataError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"^\. is not a finished setforge run folder: no report.json$"):
+        setforge.load(".")
+    (tmp_path / "runs" / "cut.partial").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"cut.partial exists: the run did not finish"):
+        setforge.load("runs/cut")
