@@ -98,9 +98,11 @@ def carve(index: np.ndarray, y: np.ndarray, groups: np.ndarray | None, shares: M
 
     Stratified: ``round(n * share)`` rows to each part, shared out among the classes in proportion
     to their rows by largest remainders, ties drawn at random (as scikit-learn's stratified splits),
-    at least one row of every class left in ``rest``. With `groups`: whole groups, in a random order, each to the first
-    part it brings closer to its share of rows (group sizes make it approximate; a group larger
-    than twice what a part lacks goes to ``rest``); no group is in two parts.
+    at least one row of every class left in ``rest``. With `groups`: whole groups, no group in two
+    parts, the largest first (equal sizes in a random order), each to the part it brings closest
+    to its share of every class's rows (stratified; else of all rows), squared distance, ``rest``
+    included; a part other than ``rest`` takes a group only when it comes closer with it. Group
+    sizes make the shares approximate.
     """
     names = list(shares)
     out: dict[str, list[np.ndarray]] = {name: [] for name in [*names, "rest"]}
@@ -108,14 +110,16 @@ def carve(index: np.ndarray, y: np.ndarray, groups: np.ndarray | None, shares: M
         unique, inverse = np.unique(groups[index], return_inverse=True)
         by_group = index[np.argsort(inverse, kind="stable")]
         bounds = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(unique)))])
-        targets = {name: round_half_up(len(index) * shares[name]) for name in names}
-        filled = dict.fromkeys(names, 0)
-        for g in rng.permutation(len(unique)).tolist():
-            rows = by_group[bounds[g]:bounds[g + 1]]
-            target = next((name for name in names if filled[name] + len(rows) / 2 < targets[name]), "rest")
-            out[target].append(rows)
-            if target != "rest":
-                filled[target] += len(rows)
+        held = np.zeros((len(unique), num_classes if stratify else 1))  # each group's rows (of each class)
+        np.add.at(held, (inverse, y[index] if stratify else 0), 1)
+        parts = ["rest", *names]
+        targets = np.array([1 - sum(shares.values()), *shares.values()])[:, None] * held.sum(0)
+        filled, order = np.zeros_like(targets), rng.permutation(len(unique))
+        for g in order[np.argsort(-held[order].sum(1), kind="stable")].tolist():  # the largest groups first
+            gain = ((filled + held[g] - targets) ** 2).sum(1) - ((filled - targets) ** 2).sum(1)
+            gain[1:][gain[1:] >= 0] = np.inf  # a part other than rest takes a group only to come closer
+            filled[part := int(np.argmin(gain))] += held[g]
+            out[parts[part]].append(by_group[bounds[g]:bounds[g + 1]])
     elif stratify:
         members = [rng.permutation(index[y[index] == c]) for c in range(num_classes)]
         sizes = np.array([len(m) for m in members])

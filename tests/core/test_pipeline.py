@@ -178,6 +178,23 @@ def test_a_group_goes_to_a_part_only_when_it_brings_the_part_closer_to_its_share
         assert set(range(60)) <= set(parts["rest"].tolist())
 
 
+def test_a_grouped_split_keeps_the_class_shares_when_stratified():
+    # 48 groups of 5 rows, each group of one class: 40 of class 0, 8 of class 1 (patients and
+    # their diagnosis). Groups in a random order gave test 5 to 25 of the 40 class-1 rows (seeds
+    # 0-9) and val none in 4 seeds of 10; now every part holds its share of both classes.
+    groups = np.repeat(np.arange(48), 5)
+    y = (groups >= 40).astype(np.int64)
+    for seed in range(10):
+        parts = _carve(np.arange(240), y, groups, {"test": 0.25, "val": 0.125}, Rng(seed).numpy, True, 2)
+        assert [np.bincount(y[parts[k]], minlength=2).tolist() for k in ("rest", "val", "test")] == [
+            [125, 25], [25, 5], [50, 10]]
+        seen = [set(groups[parts[k]].tolist()) for k in ("rest", "val", "test")]
+        assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+    # unstratified, the same groups fill the parts' shares of rows, whatever their classes
+    parts = _carve(np.arange(240), y, groups, {"test": 0.25, "val": 0.125}, Rng(0).numpy, False, 2)
+    assert [len(parts[k]) for k in ("rest", "val", "test")] == [150, 30, 60]
+
+
 def test_a_requested_part_that_comes_out_empty_is_a_warning(tmp_path, registry):
     # 60 rows in groups of 30: no group brings test (0.2: 12 rows) or val closer to its share
     config = config_for(tmp_path, source={"name": "toy-blobs", "params": {"group_size": 30}},
