@@ -124,6 +124,16 @@ class Component:
         ``<place>.params.<key>`` (exit 2, as a step's unknown ``classes``). Default: none."""
         return []
 
+    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+        """Problems of data of an accepted modality that this component still cannot take (a
+        sampler that interpolates, given categorical columns), as ``(key, message)``, the message
+        saying what would work. The host calls it for each step with the preprocessed training
+        split (a `Dataset`) once the source is loaded, before any step runs (``run --dry-run``
+        too), and reports each at ``<place>.params.<key>``, or at the step's name
+        (``pipeline[1].resample``) for key ``""`` (exit 2, as `check_classes`). Call it in your own
+        work method too, for calls outside a run. Default: none."""
+        return []
+
     @classmethod
     def summary(cls) -> str:
         """The first line of the class docstring."""

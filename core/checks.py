@@ -91,12 +91,8 @@ def _check_ref(ref: _Ref, registry: Any, base_dir: Path, modality: str | None
             continue  # a default path is resolved too: the component's docs say "relative to the run file"
         if (value := getattr(parsed, field_name)) is None:
             continue
-        path = Path(value).expanduser()
-        if not path.is_absolute():
-            path = base_dir / path
-        resolved[field_name] = path
-        must_exist = ref.kind == "source" or _marks_existing(field.annotation)
-        if must_exist and not path.exists():
+        resolved[field_name] = path = base_dir / Path(value).expanduser()  # (an absolute path stays as it is)
+        if (ref.kind == "source" or _marks_existing(field.annotation)) and not path.exists():
             problems.append((f"{ref.params_place}.{field_name}",
                              f"{path} does not exist (relative paths resolve against the run file's folder, "
                              f"{base_dir})"))
@@ -160,7 +156,7 @@ def check_components(config: RunConfig, registry: Any) -> RunConfig:
 
 def _raise_run_problems(config: RunConfig, registry: Any) -> None:
     """What no single component can tell: services, the output format, guards, streaming."""
-    problems = _service_problems(config, registry) + format_problems(config.output.format, registry)
+    problems = _service_problems(config, registry) + format_problems(config.output.format, registry, config.source.name)
     problems += _guard_problems(config, registry)
     if not problems and config.source.stream is True:  # what keeps the run from working batch by batch
         problems += streaming_problems(config, registry)
@@ -168,11 +164,15 @@ def _raise_run_problems(config: RunConfig, registry: Any) -> None:
         raise ConfigError(problems=tidy_problems(problems, config._overrides))
 
 
-def format_problems(name: str, registry: Any) -> list[tuple[str, str]]:
+def format_problems(name: str, registry: Any, source: str = "") -> list[tuple[str, str]]:
+    """`output.format` registered, and writing the data of `source` when it gives one modality."""
     formats, clash = registry.formats(), registry.conflicts().get(("format", name))  # (two plugins' formats)
     if clash and name not in formats:
         return [("output.format", f"{name!r} is registered by {' and '.join(i.label for i in clash)}; disable one")]
-    return [] if name in formats else [("output.format", f"unknown format {name!r}; available: {', '.join(map(repr, formats))}")]
+    if name not in formats:
+        return [("output.format", f"unknown format {name!r}; available: {', '.join(map(repr, formats))}")]
+    problem = formats[name].modality_problem(_modalities(registry, "source", source), source, formats)
+    return [("output.format", problem)] if problem else []
 
 
 def _service_problems(config: RunConfig, registry: Any) -> list[tuple[str, str]]:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dataset import Dataset, FeatureInfo, Origin
+from .dataset import MODALITIES, Dataset, FeatureInfo, Origin
 from .errors import DataError
 
 __all__ = ["Format", "FORMATS", "get_format", "write_npz_file", "read_npz_file", "dataset_to_arrays",
@@ -61,7 +61,11 @@ class Format:
     nothing when it got no rows, except on rank 0. When every rank has closed its writer, rank 0
     calls ``join(folder, split, like, shards, rows)`` (None: nothing to join) with every rank's
     files (`shards`: names in `folder`, sorted) and the split's row count, to write what describes
-    the whole split (a manifest); it returns the files it wrote."""
+    the whole split (a manifest); it returns the files it wrote.
+
+    ``modalities``: the data it writes (default: every modality). ``setforge validate`` refuses
+    ``output.format`` when the run file's source gives one modality outside them, and a run when
+    the loaded data's modality is outside them, before ``check`` and any step."""
 
     name: str
     write: Callable[..., list[Path]]
@@ -69,6 +73,23 @@ class Format:
     check: Callable[[Dataset], None] = lambda ds: None
     stream: Callable[..., Any] | None = None
     join: Callable[..., list[Path]] | None = None
+    modalities: tuple[str, ...] = MODALITIES
+
+    def modality_problem(self, given: tuple[str, ...], source: str, formats: Mapping[str, "Format"]) -> str:
+        """Why this format cannot write the data `source` gives when that is one modality (`given`)
+        it does not write, naming the `formats` that write it; ``""`` when it can, or may."""
+        if len(given) != 1 or given[0] in self.modalities:
+            return ""
+        fit = [repr(name) for name, fmt in formats.items() if given[0] in fmt.modalities]
+        return (f"format {self.name!r} writes {' and '.join(self.modalities)} data, and source '{source}' gives "
+                f"{given[0]} data; formats that write {given[0]} data: {', '.join(fit) or 'none installed'}")
+
+    def check_data(self, ds: Dataset, source: str, formats: Mapping[str, "Format"]) -> None:
+        """What the pipeline runs before any step: a `DataError` at ``output.format`` when `ds`'s
+        modality is not one this format writes (naming the `formats` that write it), then ``check(ds)``."""
+        if problem := self.modality_problem((ds.modality,), source, formats):
+            raise DataError(f"output.format: {problem}")
+        self.check(ds)
 
 
 # --------------------------------------------------------------------------- arrays

@@ -209,13 +209,17 @@ class _Run:
 
     def resolve_classes(self, classes: Sequence[str] | None = None) -> None:
         """Turn each step's ``classes`` (names or ids) into ids, and check the classes its params
-        name (`Component.check_classes`), before any step runs."""
+        name (`Component.check_classes`) and, once there is a preprocessed training split, the
+        columns it takes (a resampler's `check_data`; key "": the step's name), before any step runs."""
         problems, names = [], classes or self.rows.all.classes
         for step in self.built.steps:
             if step.config.classes is not None:
                 step.classes, found = resolve_classes(step.config.classes, names, f"pipeline[{step.index}].classes")
                 problems += found
-            problems += [(f"pipeline[{step.index}].params.{key}", text) for key, text in step.component.check_classes(names)]
+            with self.guard(step.component, "check_classes and check_data"):
+                found = step.component.check_classes(names) + ([] if self.raw_train is None else
+                                                               step.component.check_data(self.raw_train))
+            problems += [(f"pipeline[{step.index}]{f'.params.{key}' if key else '.' + step.kind}", text) for key, text in found]
         if problems:
             raise ConfigError(problems=problems)
 
@@ -243,12 +247,12 @@ class _Run:
         self.timings["load"] = time.perf_counter() - started
         started = time.perf_counter()
         self.split(self.deduplicate())
-        self.resolve_classes()
         self.timings["split"] = time.perf_counter() - started
         started = time.perf_counter()
         self.preprocess()
         self.timings["preprocess"] = time.perf_counter() - started
-        self.format.check(self.raw_train)  # before hours of steps, not after
+        self.resolve_classes()  # what the steps and the format take: before hours of steps, not after
+        self.format.check_data(self.raw_train, self.built.source.name, self.registry.formats())
         self.test_fingerprint = self.test.fingerprint()
 
     # --------------------------------------------------------------------------- steps
@@ -455,8 +459,7 @@ class _Run:
         self.emit(Event("run_started", data={"seed": self.seed, "device": str(self.device),
                                              "dir": str(self.folder.final), "resume": self.resume}))
         try:
-            scan = streaming.scan_if_streaming(self)  # data larger than memory: batch by batch (setforge.streaming)
-            if scan is not None:
+            if (scan := streaming.scan_if_streaming(self)) is not None:  # data larger than memory: setforge.streaming
                 return streaming.run_streaming(self, scan)
             self.prepare_data()
         except ConfigError:

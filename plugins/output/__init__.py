@@ -10,7 +10,7 @@ from .webdataset_shards import WebDatasetWriter, join_webdataset, read_webdatase
 
 @hookimpl
 def setforge_register_formats():
-    return [Format("image-folder", write_image_folder, read_image_folder, check_image_folder),
-            Format("csv", write_csv, read_csv, check_csv),
+    return [Format("image-folder", write_image_folder, read_image_folder, check_image_folder, modalities=("image",)),
+            Format("csv", write_csv, read_csv, check_csv, modalities=("tabular",)),
             Format("webdataset", write_webdataset, read_webdataset, stream=WebDatasetWriter,
                    join=join_webdataset)]

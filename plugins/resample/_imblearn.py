@@ -55,7 +55,7 @@ from pydantic import Field
 from setforge import DataError, Dataset, Origin, Resampler, StepContext
 
 __all__ = ["ImblearnResampler", "recording_seeds", "OverStrategy", "UnderStrategy", "CleanStrategy", "KNeighbors", "class_id",
-           "nearest_same_class", "check_no_categorical", "COMMON_LEFT_OUT", "NEIGHBOURS_OBJECT",
+           "nearest_same_class", "categorical_problem", "COMMON_LEFT_OUT", "NEIGHBOURS_OBJECT",
            "N_JOBS_DESCRIPTION", "NJobs", "NonNegative"]
 
 ClassKey = Union[int, str]
@@ -123,13 +123,14 @@ def class_id(key: Any, classes: Sequence[str], place: str) -> int:
                     f"0..{len(classes) - 1}")
 
 
-def check_no_categorical(ds: Dataset, name: str, what: str = "interpolates between rows") -> None:
-    """Refuse tabular data with categorical columns for a sampler that would blur their codes."""
-    if ds.features is not None and ds.features.categorical_indices:
-        columns = [ds.features.names[i] for i in ds.features.categorical_indices]
-        raise DataError(f"resample '{name}' {what}, which would blur the codes of the categorical columns "
-                        f"{columns}; use resample 'smote-nc' (mixed columns), 'smoten' (all categorical) or "
-                        f"'random-over' instead")
+def categorical_problem(ds: Dataset, name: str, what: str = "interpolates between rows") -> str:
+    """Why a sampler that would blur categorical codes cannot take `ds`, with what would work;
+    ``""`` when `ds` has no categorical columns."""
+    if ds.features is None or not ds.features.categorical_indices:
+        return ""
+    columns = [ds.features.names[i] for i in ds.features.categorical_indices]
+    return (f"resample '{name}' {what}, which would blur the codes of the categorical columns {columns}; use "
+            f"resample 'smote-nc' (mixed columns), 'smoten' (all categorical) or 'random-over' instead")
 
 
 def nearest_same_class(ds: Dataset, new_x: torch.Tensor, new_y: torch.Tensor) -> torch.Tensor:
@@ -193,7 +194,8 @@ class ImblearnResampler(Resampler):
 
     A subclass sets ``imblearn_class`` (dotted path), ``family`` (``over``, ``under``, ``clean``),
     ``output`` (see the module docstring), ``params_left_out`` (imbalanced-learn parameters it
-    does not expose, with the reason), and may override `_sampler_kwargs` and `_check`.
+    does not expose, with the reason), and may override `_sampler_kwargs`, `check_data` (the
+    columns it cannot take, asked before any step of a run and again when it runs) and `_check`.
     """
 
     imblearn_class: ClassVar[str] = ""
@@ -231,10 +233,16 @@ class ImblearnResampler(Resampler):
         kwargs["sampling_strategy"] = strategy
         return kwargs
 
+    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+        """Categorical columns, which a sampler that interpolates (``interpolates``) cannot take."""
+        problem = categorical_problem(ds, self.name) if self.interpolates else ""
+        return [("", problem)] if problem else []
+
     def _check(self, ds: Dataset, x: np.ndarray, y: np.ndarray, targets: Mapping[int, int]) -> None:
-        """Data checks before the sampler runs (`targets`: imbalanced-learn's {class id: rows})."""
-        if self.interpolates:
-            check_no_categorical(ds, self.name)
+        """Data checks before the sampler runs (`targets`: imbalanced-learn's {class id: rows});
+        by default `check_data`'s first problem, as a `DataError`."""
+        for _, problem in self.check_data(ds)[:1]:
+            raise DataError(problem)
 
     def _make_sampler(self, kwargs: Mapping[str, Any]) -> Any:
         cls = self._imblearn_type()

@@ -147,13 +147,17 @@ class OutlierFilter(Resampler):
         super().__init__(params)
         self.removed: dict[str, Any] = {}
 
+    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+        """At least one numeric column to score."""
+        if ds.features is None or ds.features.numeric_indices:
+            return []
+        return [("", f"resample '{self.name}': every column is categorical; outliers are scored on numeric "
+                     f"columns (remove this step, or declare numeric columns)")]
+
     def _resample(self, ds: Dataset, ctx: StepContext):
-        numeric = [i for i in range(int(np.prod(ds.shape)))]
-        if ds.features is not None:
-            numeric = ds.features.numeric_indices
-            if not numeric:
-                raise DataError(f"resample '{self.name}': every column is categorical; outliers are scored on "
-                                f"numeric columns (remove this step, or declare numeric columns)")
+        for _, problem in self.check_data(ds)[:1]:
+            raise DataError(problem)
+        numeric = list(range(int(np.prod(ds.shape)))) if ds.features is None else ds.features.numeric_indices
         x = ds.x.reshape(len(ds), -1)[:, numeric].double()
         removed = torch.zeros(len(ds), dtype=torch.bool, device=ds.device)
         skipped = []

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-import numpy as np
 import torch
 from pydantic import Field
 
 from setforge import Dataset, StepContext
 
 from ._imblearn import (
-    ImblearnResampler, OverStrategy, KNeighbors, class_id, check_no_categorical, K_AUTO_NOTE,
+    ImblearnResampler, OverStrategy, KNeighbors, class_id, categorical_problem, K_AUTO_NOTE,
     OVER_DESCRIPTION, COMMON_LEFT_OUT, NEIGHBOURS_OBJECT, N_JOBS_DESCRIPTION, NJobs, NonNegative,
 )
 
@@ -47,9 +46,12 @@ class RandomOverSampler(ImblearnResampler):
             None, description="smoothed bootstrap: None copies rows exactly; a float >= 0 (or a mapping class name "
                               "or id -> float, one for each over-sampled class) scales Gaussian noise added to copies")
 
-    def _check(self, ds: Dataset, x: np.ndarray, y: np.ndarray, targets: dict[int, int]) -> None:
-        if self.params.shrinkage is not None and ds.features is not None and ds.features.categorical_indices:
-            check_no_categorical(ds, self.name, "with shrinkage adds noise to every column")
+    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+        """Categorical columns, which ``shrinkage`` would add noise to."""
+        if self.params.shrinkage is None:
+            return []
+        problem = categorical_problem(ds, self.name, "with shrinkage adds noise to every column")
+        return [("shrinkage", problem)] if problem else []
 
     def _sampler_kwargs(self, ds: Dataset, ctx: StepContext, strategy: Any) -> dict[str, Any]:
         kwargs = super()._sampler_kwargs(ds, ctx, strategy)
@@ -158,16 +160,16 @@ class SMOTENC(_SmoteLike):
         k_neighbors: KNeighbors = Field(5, description="nearest same-class neighbours to interpolate towards"
                                         + K_AUTO_NOTE)
 
-    def _check(self, ds: Dataset, x: np.ndarray, y: np.ndarray, targets: dict[int, int]) -> None:
-        from setforge import DataError
-
+    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+        """Both kinds of column: categorical ones and at least one numeric one."""
         categorical = [] if ds.features is None else ds.features.categorical_indices
         if not categorical:
-            raise DataError(f"resample '{self.name}' needs categorical columns (FeatureInfo.categorical) and this data "
-                            f"has none; use resample 'smote' for all-numeric data")
+            return [("", f"resample '{self.name}' needs categorical columns (FeatureInfo.categorical) and this data "
+                         f"has none; use resample 'smote' for all-numeric data")]
         if len(categorical) == ds.shape[0]:
-            raise DataError(f"resample '{self.name}' needs at least one numeric column and every column of this data "
-                            f"is categorical; use resample 'smoten'")
+            return [("", f"resample '{self.name}' needs at least one numeric column and every column of this data "
+                         f"is categorical; use resample 'smoten'")]
+        return []
 
     def _sampler_kwargs(self, ds: Dataset, ctx: StepContext, strategy: Any) -> dict[str, Any]:
         kwargs = super()._sampler_kwargs(ds, ctx, strategy)
@@ -201,14 +203,14 @@ class SMOTEN(_SmoteLike):
         sampling_strategy: OverStrategy = Field("auto", description=OVER_DESCRIPTION)
         k_neighbors: KNeighbors = Field(5, description="nearest same-class neighbours to vote with" + K_AUTO_NOTE)
 
-    def _check(self, ds: Dataset, x: np.ndarray, y: np.ndarray, targets: dict[int, int]) -> None:
-        from setforge import DataError
-
+    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+        """Every column categorical."""
         categorical = [] if ds.features is None else ds.features.categorical_indices
-        if len(categorical) != ds.shape[0]:
-            numeric = [ds.features.names[i] for i in ds.features.numeric_indices] if ds.features else "all"
-            raise DataError(f"resample '{self.name}' needs every column categorical (FeatureInfo.categorical); "
-                            f"numeric columns: {numeric}; use resample 'smote-nc' for mixed columns")
+        if len(categorical) == ds.shape[0]:
+            return []
+        numeric = [ds.features.names[i] for i in ds.features.numeric_indices] if ds.features else "all"
+        return [("", f"resample '{self.name}' needs every column categorical (FeatureInfo.categorical); "
+                     f"numeric columns: {numeric}; use resample 'smote-nc' for mixed columns")]
 
 
 class ADASYN(_SmoteLike):

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 from pydantic import Field
 
 from setforge import Dataset, StepContext
 
 from ._imblearn import (
-    ImblearnResampler, UnderStrategy, check_no_categorical, UNDER_DESCRIPTION, COMMON_LEFT_OUT,
+    ImblearnResampler, UnderStrategy, categorical_problem, UNDER_DESCRIPTION, COMMON_LEFT_OUT,
     NEIGHBOURS_OBJECT, N_JOBS_DESCRIPTION, NJobs,
 )
 
@@ -151,9 +150,12 @@ class ClusterCentroids(ImblearnResampler):
             "auto", description="soft: the centroids themselves; hard: the real row nearest to each centroid; "
                                 "auto: soft for dense data")
 
-    def _check(self, ds: Dataset, x: np.ndarray, y: np.ndarray, targets: dict[int, int]) -> None:
-        if self.params.voting != "hard":
-            check_no_categorical(ds, self.name, "with soft voting averages rows")
+    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+        """Categorical columns, which centroids (any voting but ``hard``) would average."""
+        if self.params.voting == "hard":
+            return []
+        problem = categorical_problem(ds, self.name, "with soft voting averages rows")
+        return [("voting", problem + " (or set voting: hard)")] if problem else []
 
     def _sampler_kwargs(self, ds: Dataset, ctx: StepContext, strategy: Any) -> dict[str, Any]:
         kwargs = super()._sampler_kwargs(ds, ctx, strategy)

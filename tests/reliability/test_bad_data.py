@@ -137,10 +137,12 @@ def test_images_with_channels_the_output_cannot_hold_are_refused_before_any_step
             pipeline=[{"resample": "random-over"}])
     assert not (here / "out0.partial" / "steps").exists()  # the check ran before the step, not after it
     tabular = npz(here, "rows.npz", x=X, y=Y)
-    refused(here, tabular, capsys, "output.format image-folder writes images, the data is tabular",
-            output_format="image-folder")
+    refused(here, tabular, capsys, "output.format: format 'image-folder' writes image data, and source 'npz' gives "
+            "tabular data; formats that write tabular data: 'npz', 'csv', 'webdataset'", output_format="image-folder")
     images = npz(here, "images.npz", x=RNG.random((40, 1, 8, 8)).astype(np.float32), y=Y)
-    refused(here, images, capsys, "output.format csv writes tabular data", output_format="csv")
+    refused(here, images, capsys, "output.format: format 'csv' writes tabular data, and source 'npz' gives image data",
+            output_format="csv", pipeline=[{"resample": "random-over"}])
+    assert not (here / "out2.partial" / "steps").exists()
 
 
 def test_images_of_other_modes_are_converted_not_refused(here, capsys):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from setforge import Origin, Rng
+from setforge import ConfigError, Origin, Rng
 from setforge.config import RunConfig
 from setforge.pipeline import run
 from setforge.registry import Registry
@@ -92,7 +92,11 @@ def test_dry_run_takes_every_resampler(tmp_path, registry):
     for name in registry.names("resample"):
         params = dict(getattr(registry.get("resample", name).cls, "testing_params", {}))
         config = RunConfig.model_validate(run_file(tmp_path, "digits", {"resample": name, "params": params}))
-        plan = dry_plan(config, registry)
+        try:
+            plan = dry_plan(config, registry)
+        except ConfigError as error:  # a sampler whose check_data refuses these columns (none categorical)
+            assert name in ("smote-nc", "smoten") and [p for p, _ in error.problems] == ["pipeline[0].resample"], name
+            continue
         (_, counts, known), = plan.steps
         if known:
             assert len(counts) == len(plan.classes) and sum(counts) > 0, name
