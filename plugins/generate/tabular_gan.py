@@ -40,8 +40,7 @@ from setforge.context import StepContext
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 
-from ._gan_training import (refuse_untrained, BatchSampler, GanObjective, GanTrainer, GanTrainingParams, build_module,
-                                    refresh_batch_norm)
+from ._gan_training import refuse_untrained, BatchSampler, GanObjective, GanTrainer, GanTrainingParams, build_module
 from ._tabular_encoding import ModeSpecificNormaliser, SpanLayout
 
 __all__ = ["TabularGAN", "TrainingBySampling", "auto_pac"]
@@ -365,14 +364,8 @@ class TabularGAN(Generator):
         self.training_report = self.result.report(pac=pac)
         self._trained_classes = sorted(set(labels.tolist()))
         self._net = self.result.sampler
-        # standing batch-norm statistics for conditions drawn as at sampling time (the loop's
-        # refresh saw the classes alone), the classes present equally often
-        draw = torch.Generator(device=ctx.device)
-        draw.manual_seed(int(torch.randint(0, 2**62, (1,), generator=ctx.rng.torch, device=ctx.device).item()))
-        present = torch.as_tensor(self._trained_classes, device=ctx.device)
-        table_classes = present.repeat(max(1, 4096 // len(present)))
-        table = torch.stack([table_classes, self._conditions(table_classes, draw)], dim=1)
-        refresh_batch_norm(self._net, self._net.latent_dim, table, min(p.batch_size, len(ds)), draw.initial_seed())
+        # (the trainer's standing batch-norm statistics were taken with conditions drawn as `_sample`
+        # draws them, through `condition`: nothing to refresh here)
 
     def _conditions(self, classes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Condition indices for rows of `classes`: a categorical column uniformly, a category by its real

@@ -156,3 +156,25 @@ def test_the_quality_monitor_measures_decoded_rows_and_best_fd_keeps_the_lowest(
     assert "curve" in watched.training_report and "curve" not in plain.training_report
     labels = torch.tensor([0, 1] * 20)
     assert torch.equal(watched.sample(labels, StepContext.from_seed(5)).x, plain.sample(labels, StepContext.from_seed(5)).x)
+
+
+def test_the_standing_batch_norm_statistics_are_taken_once_with_sampling_conditions(monkeypatch):
+    # tabular-gan refreshed them a second time after the trainer's refresh, which had already drawn
+    # each class's conditions as `_sample` draws them (the trainer's `condition`)
+    from setforge.plugins.generate import _gan_training, tabular_gan
+
+    calls = []
+    real = _gan_training.refresh_batch_norm
+
+    def counted(net, latent_dim, labels, batch_size, seed):
+        calls.append(labels.clone())
+        return real(net, latent_dim, labels, batch_size, seed)
+
+    monkeypatch.setattr(_gan_training, "refresh_batch_norm", counted)
+    monkeypatch.setattr(tabular_gan, "refresh_batch_norm", counted, raising=False)
+    ds = mixed_rows()
+    TabularGAN({**TINY, "monitor": False}).fit(ds, StepContext.from_seed(0))
+    [labels] = calls
+    # the classes present equally often, each row with the category drawn for it (column 1)
+    assert labels.shape[1] == 2 and torch.bincount(labels[:, 0]).tolist() == [2048, 2048]
+    assert (labels[:, 1] >= 0).all()
