@@ -192,8 +192,7 @@ def enrich_unknown(message: str, loc: Sequence[Any], fields: Iterable[str] | Non
         if (model := _model_in(_annotation_at(loc[:-1])) if loc else None) is None:
             return message
         fields = list(model.model_fields)
-    fields = list(fields)
-    if not fields:
+    if not (fields := list(fields)):
         return f"unknown key: {owner or 'this'} takes no params"
     # (a key that begins accepted ones names them too: lr -> lr_generator or lr_discriminator)
     close = difflib.get_close_matches(key, fields, n=1, cutoff=0.5) or [f for f in fields if f.startswith(key + "_")][:2]

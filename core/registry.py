@@ -263,6 +263,10 @@ class Registry:
                     continue
                 self._formats[fmt.name] = (fmt, info)
 
+    def format_plugins(self) -> dict[str, PluginInfo]:
+        """The plugin that registered each usable format of a plugin (the core's ``npz`` is none's)."""
+        return {name: info for name, (_, info) in sorted(self.load()._formats.items())}
+
     def formats(self) -> dict[str, Any]:
         """Every usable ``output.format`` by name: the core's ``npz`` and the plugins' formats (another
         distribution's inside `guard`, so that its failures name its plugin)."""
@@ -340,8 +344,7 @@ class Registry:
     def unknown_message(self, kind: str, name: Any) -> str:
         known = self.names(kind)
         message = f"unknown {kind} {name!r}"
-        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
-        if close:
+        if close := difflib.get_close_matches(str(name), known, n=1, cutoff=0.5):
             message += f"; did you mean '{close[0]}'?"
         message += f"{'' if close else '.'} Known: {', '.join(known) if known else '(none installed)'}"
         return message + self.not_loaded_note()

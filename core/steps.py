@@ -206,8 +206,7 @@ def step_problems(named: Sequence[str], given: Mapping[str, Any], chain: list[An
         got = " and ".join(named) if named else "none of them"
         return f"a step names exactly one of {', '.join(STEP_KINDS)}; this one names {got}", ()
     kind = KIND[named[0]]
-    misplaced = [k for k in given if k not in kind.host_keys]
-    if misplaced:
+    if misplaced := [k for k in given if k not in kind.host_keys]:
         owners = " and ".join(o for o in STEP_KINDS if misplaced[0] in HOST_KEYS[o])
         return f"applies to {owners} steps only, not to {kind.name} steps", tuple(misplaced)
     for group in kind.exclusive:

@@ -68,8 +68,7 @@ def problems(config: Any, registry: Any) -> list[tuple[str, str]]:
               for i in range(len(config.preprocess))]
     for i, step in enumerate(config.pipeline):
         refs = step.component_refs()
-        blocked = [ref.name for ref in refs if not cls(step.kind, ref.name).streams]
-        if blocked:
+        if blocked := [ref.name for ref in refs if not cls(step.kind, ref.name).streams]:
             found.append((f"pipeline[{i}]", f"{step.kind} {blocked[0]!r} needs every row at once; {_ALTERNATIVES}"))
         elif step.kind == "generate" and refs[0].params.get("checkpoint") is None:
             found.append((f"pipeline[{i}].params.checkpoint", "a generator's training needs every row at once; a "

@@ -27,6 +27,8 @@ __all__ = ["main", "build_parser"]
 DEBUG_ENV = "SETFORGE_DEBUG"
 #: The entry-point group where distributions contribute downstream models (docs/evaluators.md).
 MODEL_GROUP = "setforge.models"
+#: The hook through which plugins register output formats (``setforge.formats.Format``).
+_FORMATS_HOOK = "setforge_register_formats"
 EPILOG = """exit codes: 0 ok, 2 bad run file or usage, 3 bad data, 4 a plugin failed,
 5 the run folder could not be written (permission, disk full), 1 a bug in setforge
 docs: docs/run-files.md (run files), docs/plugins.md (writing plugins)"""
@@ -86,13 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list installed plugins or show one component")
     plugin_commands = plugins.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND", parser_class=_Parser)
     plugins.set_defaults(print_help=plugins.print_help)  # (`setforge plugins` alone: this help, exit 2)
-    plugin_list = plugin_commands.add_parser("list", help="every component (and downstream model) with its plugin, "
-                                                          "distribution, version")
+    plugin_list = plugin_commands.add_parser("list", help="every component (and downstream model and output format) "
+                                                          "with its plugin, distribution, version")
     plugin_list.add_argument("--json", action="store_true", help="a JSON list of objects")
     _add_plugin_options(plugin_list)
-    plugin_show = plugin_commands.add_parser("show", help="a component's docstring and params")
+    plugin_show = plugin_commands.add_parser("show", help="a component's docstring and params; what a "
+                                                          "downstream model or an output format is")
     plugin_show.add_argument("name", metavar="[KIND/]NAME", help="a component's name, with its kind where two kinds "
-                                                                 "share it (augment/flip); model/NAME: a downstream model")
+                                                                 "share it (augment/flip); model/NAME: a downstream "
+                                                                 "model; format/NAME: an output format")
     _add_plugin_options(plugin_show)
 
     schema = commands.add_parser("schema", help="JSON Schema of a run file, with every installed plugin's params")
@@ -175,17 +179,16 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     for info in registry.components():
         rows.append({"kind": info.kind, "name": info.name, "plugin": info.plugin, "distribution": info.distribution,
                      "version": info.version, "status": "ok"})
-    rows += _model_rows(registry)
+    rows += _model_rows(registry) + _format_rows(registry)
     for (kind, name), infos in sorted(registry.conflicts().items()):
-        for info in infos:  # a component's ComponentInfo, or an output format's PluginInfo
-            rows.append({"kind": kind, "name": name, "plugin": getattr(info, "plugin", info.name),
-                         "distribution": info.distribution, "version": info.version,
-                         "status": "conflict: name registered by more than one plugin"
-                                   + (" (or by the core: npz)" if name == "npz" else "")})
+        if kind != "format":  # (a format's conflicts are among the format rows)
+            rows += [_conflict_row(kind, name, info) for info in infos]
     for plugin in registry.plugins.values():
         if plugin.status != "ok":
             status = plugin.status + (f": {plugin.error}" if plugin.error else "")
-            rows.append({"kind": "-", "name": "-", "plugin": plugin.name, "distribution": plugin.distribution,
+            # a plugin that broke in its formats hook registers no format: listed with the formats' kind
+            kind = "format" if (plugin.error or "").startswith(f"{_FORMATS_HOOK}()") else "-"
+            rows.append({"kind": kind, "name": "-", "plugin": plugin.name, "distribution": plugin.distribution,
                          "version": plugin.version, "status": status})
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -198,16 +201,76 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _conflict_row(kind: str, name: str, info: Any) -> dict[str, Any]:
+    """A ``plugins list`` row of one plugin that registers `name`, a name another plugin of `kind`
+    registers too (`info`: a component's ComponentInfo, or an output format's PluginInfo)."""
+    return {"kind": kind, "name": name, "plugin": getattr(info, "plugin", info.name), "distribution": info.distribution,
+            "version": info.version, "status": "conflict: name registered by more than one plugin"
+                                               + (" (or by the core: npz)" if name == "npz" else "")}
+
+
+def _format_rows(registry: Any) -> list[dict[str, Any]]:
+    """``plugins list``'s output formats (kind ``format``): the core's own (``npz``), each format a
+    plugin registers through `_FORMATS_HOOK` with that plugin, then the names more than one plugin
+    registers (unusable, status ``conflict``)."""
+    from .. import __version__
+    from ..formats import FORMATS
+
+    rows = [{"kind": "format", "name": name, "plugin": "core", "distribution": "setforge", "version": __version__,
+             "status": "ok"} for name in sorted(FORMATS)]
+    for name, info in registry.format_plugins().items():
+        rows.append({"kind": "format", "name": name, "plugin": info.name, "distribution": info.distribution,
+                     "version": info.version, "status": "ok"})
+    for (kind, name), infos in sorted(registry.conflicts().items()):
+        if kind == "format":
+            rows += [_conflict_row(kind, name, info) for info in infos]
+    return rows
+
+
+def _describe_format(registry: Any, name: str) -> str | None:
+    """``plugins show format/NAME``: where the format comes from, the data it writes, whether it
+    streams, and what it writes (the paragraph of its writer's module docstring that names it,
+    then the writer's docstring); None when no row of `_format_rows` has that name."""
+    import dataclasses
+    import inspect
+
+    rows = [r for r in _format_rows(registry) if r["name"] == name]
+    if not rows:
+        return None
+    used = [r for r in rows if r["status"] == "ok"]  # (the core's npz, when a plugin registers an npz too)
+    if not used:  # a name two plugins register: no format to describe
+        sources = " and ".join(f"plugin '{r['plugin']}' ({r['distribution']} {r['version']})" for r in rows)
+        disable = " or ".join("-p no:" + r["plugin"] for r in rows)
+        raise PluginError(f"output format '{name}' is registered by {sources}; disable one ({disable}, or "
+                          "plugins_deny in the run file)")
+    row, fmt = used[0], registry.formats()[name]
+    lines = [f"format/{name}  (plugin {row['plugin']}, {row['distribution']} {row['version']})", "status: ok"]
+    lines += [f"also registered by plugin '{r['plugin']}' ({r['distribution']} {r['version']}), which is not used"
+              for r in rows if r is not row]
+    if (modalities := getattr(fmt, "modalities", None)) is not None:  # (a Format that declares none writes any data)
+        default = next((f.default for f in dataclasses.fields(fmt) if f.name == "modalities"), None)
+        lines.append(f"modalities: {', '.join(modalities)}" + (" (any: the format declares none)"
+                                                               if modalities == default else ""))
+    lines.append("streams: yes" if fmt.stream is not None else
+                 "streams: no (a streaming run, source.stream, needs a format that does)")
+    module = inspect.getdoc(inspect.getmodule(fmt.write)) or ""
+    about = [p for p in module.split("\n\n") if p.startswith(f"``{name}``")]
+    if writer := inspect.getdoc(fmt.write):
+        about.append(f"write: {writer}")
+    return "\n".join(lines) + "\n\n" + ("\n\n".join(about) or "(no docstring)")
+
+
 def _model_rows(registry: Any) -> list[dict[str, Any]]:
-    """``plugins list``'s downstream models (kind ``model``): the names evaluators take as their
-    ``model`` param, read from their `Params` (a ``Literal`` of names; "auto" is a choice, not a
-    model), listed with the evaluator's plugin; then the models installed distributions contribute
-    under the entry-point group `MODEL_GROUP`, which evaluators with a free-text ``model`` take."""
+    """``plugins list``'s downstream models (kind ``model``): the built-in names evaluators take as
+    their ``model`` param, read from their `Params` (the names of a ``Literal``; "auto" is a choice,
+    not a model), listed with the evaluator's plugin; then the models installed distributions
+    contribute under the entry-point group `MODEL_GROUP`, which evaluators whose ``model`` also
+    takes a ``str`` accept."""
     import importlib.metadata
 
     rows: dict[str, dict[str, Any]] = {}
     for info in registry.components("evaluate"):
-        for name in _model_choices(info) or ():
+        for name in (_model_choices(info) or ([], False))[0]:
             rows.setdefault(name, {"kind": "model", "name": name, "plugin": info.plugin,
                                    "distribution": info.distribution, "version": info.version, "status": "ok"})
     contributed = []
@@ -227,42 +290,67 @@ def _model_rows(registry: Any) -> list[dict[str, Any]]:
     return sorted(rows.values(), key=lambda r: r["name"]) + contributed
 
 
-def _model_choices(info: Any) -> list[str] | None:
-    """The model names evaluator `info` takes as its ``model`` param: a ``Literal``'s names, [] for
-    free text (a contributed model's name), None when it has no ``model`` param."""
+def _model_choices(info: Any) -> tuple[list[str], bool] | None:
+    """What evaluator `info` takes as its ``model`` param: the built-in models its annotation names
+    (a ``Literal``'s names, "auto" left out), and whether it takes a contributed model's name too
+    (a ``str``, alone or beside the ``Literal``, as ``model_name`` in plugins/evaluate/_downstream.py
+    declares); None when it has no ``model`` param."""
+    import types
     import typing
 
     field = info.cls.Params.model_fields.get("model")
     if field is None:
         return None
-    if typing.get_origin(field.annotation) is typing.Literal:
-        return [n for n in typing.get_args(field.annotation) if isinstance(n, str) and n != "auto"]
-    return [] if field.annotation is str else None
+    union = typing.get_origin(field.annotation) in (typing.Union, types.UnionType)
+    alternatives = typing.get_args(field.annotation) if union else (field.annotation,)
+    names = [n for a in alternatives if typing.get_origin(a) is typing.Literal
+             for n in typing.get_args(a) if isinstance(n, str) and n != "auto"]
+    return (names, str in alternatives) if names or str in alternatives else None
 
 
 def _describe_model(registry: Any, name: str) -> str | None:
-    """``plugins show model/NAME``: where the model comes from and which evaluators take it."""
+    """``plugins show model/NAME``: where the model comes from, the data it takes (a contributed
+    model's ``modalities``) and which evaluators take it: those naming it in their ``model``'s
+    ``Literal``, and for a contributed model those whose ``model`` takes a ``str`` and data it takes."""
+    import importlib.metadata
+
     row = next((r for r in _model_rows(registry) if r["name"] == name), None)
     if row is None:
         return None
-    takes = [i.name for i in registry.components("evaluate") if (choices := _model_choices(i)) == [] or
-             (choices and name in choices)]  # (free text takes every model)
-    return (f"model/{name}  (plugin {row['plugin']}, {row['distribution']} {row['version']})\n"
-            f"status: {row['status']}\n\n"
-            f"A downstream model: the value of `model` in the params of evaluate/{', '.join(takes) or '(none)'}.\n"
-            f"How it is trained (epochs, lr, ...) is those evaluators' params: "
-            f"setforge plugins show evaluate/{takes[0] if takes else 'NAME'}")
+    evaluators = [(i, c) for i in registry.components("evaluate") if (c := _model_choices(i)) is not None]
+    builtin = any(name in names for _, (names, _) in evaluators)
+    modalities = None
+    if not builtin and row["status"] == "ok":
+        entry_point = next(e for e in importlib.metadata.entry_points(group=MODEL_GROUP) if e.name == name)
+        modalities = getattr(entry_point.load(), "modalities", None)
+    takes = [i.name for i, (names, free) in evaluators
+             if name in names or free and not builtin and (not names or modalities is None
+                                                           or set(modalities) & set(i.cls.modalities))]
+    lines = [f"model/{name}  (plugin {row['plugin']}, {row['distribution']} {row['version']})",
+             f"status: {row['status']}"]
+    if isinstance(modalities, tuple):
+        lines.append(f"modalities: {', '.join(modalities)}")
+    return "\n".join(lines + [
+        "", f"A downstream model: the value of `model` in the params of evaluate/{', '.join(takes) or '(none)'}.",
+        f"How it is trained (epochs, lr, ...) is those evaluators' params: "
+        f"setforge plugins show evaluate/{takes[0] if takes else 'NAME'}"])
 
 
 def _show_component(registry: Any, spec: str) -> int:
     kind, _, name = spec.rpartition("/")
-    if kind == "model" or (not kind and name not in {i.name for i in registry.components()}):
-        if (text := _describe_model(registry, name)) is not None:
+    if kind in ("model", "format") or (not kind and name not in {i.name for i in registry.components()}):
+        # a bare name that is no component's: a downstream model's, else an output format's
+        describe = {"model": [_describe_model], "format": [_describe_format]}.get(kind, [_describe_model,
+                                                                                         _describe_format])
+        if (text := next((t for d in describe if (t := d(registry, name)) is not None), None)) is not None:
             print(text)
             return 0
-        if kind:
+        if kind == "model":
             known = ", ".join(r["name"] for r in _model_rows(registry)) or "(none installed)"
             raise ConfigError(problems=[("name", f"unknown model {name!r}. Known: {known}")])
+        if kind == "format":
+            known = ", ".join(sorted({r["name"] for r in _format_rows(registry)}))
+            raise ConfigError(problems=[("name", f"unknown output format {name!r}. Known: {known}")])
     if kind:
         infos = [registry.get(kind, name, place="name")]
     else:

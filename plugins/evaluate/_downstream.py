@@ -1,5 +1,11 @@
 """The downstream model that evaluators train on a training set and score on the real test split,
-shared by ``utility``, ``ablation`` and ``cas``.
+shared by every evaluator with a ``model`` param (``utility``, ``ablation``, ``cas``, ``tstr``).
+
+A model is named the same way everywhere: a built-in one (`BUILTIN_MODALITIES`), or one an
+installed distribution contributes under the entry-point group ``setforge.models``
+(`downstream_models`); an evaluator declares its ``model`` param with `model_name` and subclasses
+`DownstreamEvaluator`, which refuses at validate a model that cannot take the source's data
+(`model_problems`) and resolves the name before training (`DownstreamEvaluator.model_kind`).
 
 One trained model per (training set, val set, model params, seed, device), kept in the run's
 cache: the raw baseline that ``utility``, ``ablation`` and ``cas`` all need trains once per run.
@@ -8,51 +14,137 @@ evaluators that ask for the same model on the same rows get the same model, and 
 baseline numbers.
 
     probs = test_probabilities(ectx, options, train, repeat=0)     # (N_test, C) on the CPU
-    model = trained_model(ectx, options, train, repeat=0)          # the Classifier itself
+    model = trained_model(ectx, options, train, repeat=0)          # a Classifier, or a contributed model
+    labels = predicted_labels(ectx, model, ds)                     # (N,) int64 on the CPU
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import importlib.metadata
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, Protocol
 
 import torch
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from setforge.components import Evaluator
 from setforge.context import Cache, EvalContext
 from setforge.dataset import Dataset
+from setforge.errors import DataError, PluginError
+from setforge.rng import Rng
 
-from .._shared.classifiers import DOWNSTREAM_KINDS, Classifier, cached_classifier, train_classifier
+from .._shared.classifiers import (DOWNSTREAM_KINDS, BoostedTrees, Classifier, cached_classifier,
+                                   train_classifier)
 
-__all__ = ["ModelParams", "model_options", "trained_model", "test_probabilities", "SCORES", "BUILTIN_MODALITIES",
-           "model_problems"]
+__all__ = ["ModelParams", "DownstreamEvaluator", "DownstreamModel", "model_name", "model_options", "trained_model",
+           "test_probabilities", "predicted_labels", "SCORES", "BUILTIN_MODALITIES", "MODEL_ENTRY_POINT_GROUP",
+           "downstream_models", "load_model", "model_modalities", "model_problems"]
+
+#: The entry-point group where a distribution contributes downstream models.
+MODEL_ENTRY_POINT_GROUP = "setforge.models"
 
 #: The data each built-in downstream model takes.
 BUILTIN_MODALITIES = {"logistic-regression": ("image", "tabular", "audio"), "mlp": ("image", "tabular", "audio"),
                       "cnn": ("image",), "gradient-boosting": ("tabular",)}
 
-
-def model_problems(model: str, modality: str | None) -> list[tuple[str, str]]:
-    """``check_params`` of an evaluator with a ``model`` param: a built-in model that cannot take
-    the source's data, at ``model``, naming the built-ins that can (a contributed model is checked
-    when it is loaded)."""
-    if modality is None or modality in BUILTIN_MODALITIES.get(model, (modality,)):
-        return []
-    others = [repr(n) for n, takes in BUILTIN_MODALITIES.items() if modality in takes] or ["a contributed model"]
-    return [("model", f"'{model}' needs {' or '.join(BUILTIN_MODALITIES[model])} data, and the source gives "
-                      f"{modality} data; use {' or '.join(others)}")]
-
 #: The scores every comparison reports.
 SCORES = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+class DownstreamModel(Protocol):
+    """What a contributed downstream model provides (a class, found by its entry point's name).
+
+    ``modalities``: the data it takes. ``__init__(options)`` gets the evaluator's model params as
+    a dict (``epochs``, ``lr``, ... — use what applies); ``fit(train, val, rng, device)`` trains on
+    the `Dataset` ``train`` (``val`` may be None), drawing every random number from the `Rng`;
+    ``predict(ds)`` returns ``(N,)`` int64 labels for a `Dataset` of the same classes (and
+    optionally ``predict_proba(ds)``, ``(N, K)`` over its K classes).
+    """
+
+    modalities: tuple[str, ...]
+
+    def __init__(self, options: dict[str, Any]) -> None: ...
+
+    def fit(self, train: Dataset, val: Dataset | None, rng: Rng, device: torch.device) -> None: ...
+
+    def predict(self, ds: Dataset) -> torch.Tensor: ...
+
+
+def downstream_models() -> dict[str, importlib.metadata.EntryPoint]:
+    """The downstream models installed distributions contribute, by name (not loaded)."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=MODEL_ENTRY_POINT_GROUP)}
+
+
+def load_model(name: str, evaluator: str = "utility") -> type:
+    """The class of the contributed model `name`; a `PluginError` naming `evaluator`, the model and
+    its distribution when it fails to load or declares no ``modalities`` tuple."""
+    entry_point = downstream_models()[name]
+    dist = getattr(entry_point, "dist", None)
+    where = f"{getattr(dist, 'name', 'unknown')} {getattr(dist, 'version', '')}".strip()
+    try:
+        model = entry_point.load()
+    except Exception as error:  # noqa: BLE001 - a broken contributed model is named with its distribution
+        raise PluginError(f"evaluate '{evaluator}': model '{name}' ({where}) failed to load: {error}") from error
+    if not isinstance(getattr(model, "modalities", None), tuple):
+        raise PluginError(f"evaluate '{evaluator}': model '{name}' ({where}) has no modalities tuple")
+    return model
+
+
+def model_modalities(name: str, evaluator: str = "utility") -> tuple[str, ...]:
+    """The data model `name` takes: a built-in's, or a contributed model's ``modalities`` (loaded)."""
+    return BUILTIN_MODALITIES[name] if name in BUILTIN_MODALITIES else load_model(name, evaluator).modalities
+
+
+def _models_taking(modality: str) -> list[str]:
+    """The built-in and the contributed models that take `modality` data (a contributed model that
+    fails to load is left out: it is named when it is asked for)."""
+    def takes(name: str) -> bool:
+        try:
+            return modality in model_modalities(name)
+        except PluginError:
+            return False
+    return [n for n in [*DOWNSTREAM_KINDS, *sorted(set(downstream_models()) - set(DOWNSTREAM_KINDS))] if takes(n)]
+
+
+def model_name(*choices: str) -> Any:
+    """The type of an evaluator's ``model`` param: a built-in model's name, one of `choices` (such as
+    ``"auto"``), or the name of a model an installed distribution contributes; any other name is
+    refused, listing them all. Its annotation, ``Literal[<choices and built-ins>] | str``, says so
+    to ``setforge plugins show`` and ``setforge schema``."""
+    names = (*choices, *DOWNSTREAM_KINDS)
+
+    def known(name: str) -> str:
+        if name not in names and name not in downstream_models():
+            contributed = sorted(set(downstream_models()) - set(names))
+            raise ValueError(f"unknown model {name!r}; choose one of {', '.join([*names, *contributed])}")
+        return name
+    return Annotated[Literal[names] | str, AfterValidator(known)]  # type: ignore[valid-type]
+
+
+def model_problems(model: str, modality: str | None, evaluator: str = "utility") -> list[tuple[str, str]]:
+    """``check_params`` of `evaluator`, which has a ``model`` param: a model that cannot take the
+    source's data, at ``model``, naming the models that can (``auto`` takes any data; a contributed
+    model is loaded to read its ``modalities``: one that fails to load is a `PluginError`)."""
+    if modality is None or model not in BUILTIN_MODALITIES and model not in downstream_models():
+        return []
+    takes = model_modalities(model, evaluator)
+    if modality in takes:
+        return []
+    others = [repr(n) for n in _models_taking(modality)] or ["a contributed model"]
+    return [("model", f"'{model}' needs {' or '.join(takes)} data, and the source gives "
+                      f"{modality} data; use {' or '.join(others)}")]
 
 
 class ModelParams(Evaluator.Params):
     """The downstream model and how it is trained."""
 
-    model: Literal["logistic-regression", "mlp", "cnn", "gradient-boosting"] = Field(
-        "logistic-regression", description="the downstream classifier (cnn needs images; gradient-boosting, "
-                                           "scikit-learn's HistGradientBoostingClassifier, tabular rows)")
-    epochs: int = Field(100, ge=1, le=10_000, description="most training epochs")
+    model: model_name() = Field(  # type: ignore[valid-type]
+        "logistic-regression", description="the downstream classifier: logistic-regression, mlp, cnn (images), "
+                                           "gradient-boosting (scikit-learn's HistGradientBoostingClassifier, "
+                                           "tabular rows), or a model an installed plugin contributes (entry-point "
+                                           "group setforge.models)")
+    epochs: int = Field(100, ge=1, le=10_000, description="most training epochs (boosting iterations for "
+                                                         "gradient-boosting)")
     patience: int = Field(10, ge=1, le=1000, description="epochs without a lower val loss before stopping")
     batch_size: int = Field(128, ge=1, le=65_536, description="rows per training batch")
     lr: float | None = Field(None, gt=0.0, le=10.0, description="learning rate (default: Adam's 1e-2 for "
@@ -60,6 +152,34 @@ class ModelParams(Evaluator.Params):
                                                                  "gradient-boosting's 0.1)")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="Adam weight decay")
     hidden: int = Field(128, ge=1, le=65_536, description="hidden units (mlp, cnn)")
+
+
+class DownstreamEvaluator(Evaluator):
+    """Base of the evaluators that train a downstream model named by their ``model`` param (their
+    `Params` subclass `ModelParams`): ``setforge validate`` refuses a model that cannot take the
+    source's data (`model_problems`), and `model_kind` gives the model to train."""
+
+    #: What ``model: auto`` means, by modality (other modalities: ``mlp``), for Params that take it.
+    auto_models: ClassVar[Mapping[str, str]] = {}
+
+    @classmethod
+    def check_params(cls, params, modality):
+        return model_problems(params.model, modality, cls.name)
+
+    def model_kind(self, modality: str) -> str:
+        """The model to train on `modality` data: ``auto`` resolved; a model that cannot take the data is
+        a `DataError` naming those that can (a contributed model is first checked here, when loaded)."""
+        name = self.params.model
+        if name == "auto":
+            return self.auto_models.get(modality, "mlp")
+        accepted = model_modalities(name, self.name)
+        if modality not in accepted:
+            others = _models_taking(modality)
+            hint = f"choose model: {' or '.join(others)}" if others else \
+                "install a plugin that contributes a model for it (such as setforge-text for text)"
+            raise DataError(f"evaluate '{self.name}': model '{name}' takes {list(accepted)} data, not {modality}; "
+                            f"{hint}")
+        return name
 
 
 def model_options(params: Any, kind: str | None = None) -> dict[str, Any]:
@@ -87,15 +207,23 @@ def _key(what: str, ectx: EvalContext, options: dict[str, Any], train: Dataset, 
                      *extra)
 
 
-def trained_model(ectx: EvalContext, options: dict[str, Any], train: Dataset, repeat: int = 0) -> Classifier:
+def trained_model(ectx: EvalContext, options: dict[str, Any], train: Dataset, repeat: int = 0) -> Any:
     """The model of `options` (from `model_options`) trained on `train` with early stopping on the
     real val split (fixed epochs without one), seeded by ``shared_rng.spawn(repeat)``; trained once
-    per run and kept in memory."""
+    per run and kept in memory. A built-in model is a `Classifier` (or `BoostedTrees`), a contributed
+    one an instance of its class, given the options without ``kind``; `predicted_labels` predicts
+    with either."""
     options = dict(options)
     kind = options.pop("kind")
+    rng = ectx.shared_rng.spawn(int(repeat))
+    if kind not in DOWNSTREAM_KINDS:  # a contributed model: kept in memory for this run only
+        def fit() -> Any:
+            model = load_model(kind)(dict(options))
+            model.fit(train, _val(ectx), rng, torch.device(ectx.device))
+            return model
+        return ectx.cache.get_or_compute(_key("model", ectx, {"kind": kind, **options}, train, repeat), fit)
     if options.get("hidden") is None:
         options["hidden"] = 128
-    rng = ectx.shared_rng.spawn(int(repeat))
     key = _key("model", ectx, {"kind": kind, **options}, train, repeat)
     fit = lambda: train_classifier(kind, train, _val(ectx), rng, ectx.device, **options)  # noqa: E731
     if kind == "gradient-boosting":  # scikit-learn trees are no tensors: kept in memory for this run only
@@ -105,30 +233,29 @@ def trained_model(ectx: EvalContext, options: dict[str, Any], train: Dataset, re
     return cached_classifier(ectx.cache, key, fit, ectx.device)
 
 
+def predicted_labels(ectx: EvalContext, model: Any, ds: Dataset) -> torch.Tensor:
+    """``(N,)`` int64 labels (CPU) that a `trained_model` gives the rows of `ds`."""
+    if isinstance(model, (Classifier, BoostedTrees)):
+        return model.predict(ds.x.to(ectx.device)).cpu()
+    return torch.as_tensor(model.predict(ds)).to(torch.int64).cpu()
+
+
 def test_probabilities(ectx: EvalContext, options: dict[str, Any], train: Dataset, repeat: int = 0) -> torch.Tensor:
-    """Class probabilities ``(N_test, C)`` (CPU, float32) of `trained_model` on the real test split.
+    """Class probabilities ``(N_test, C)`` (CPU, float32) of `trained_model` on the real test split: a
+    contributed model's ``predict_proba`` when it has one, else its predictions as one-hot
+    probabilities.
 
     Plain tensors, so the run's cache also keeps them on disk: a resumed run does not retrain."""
     test = ectx.test
     if test is None:
         raise ValueError("test_probabilities needs a test split")
-    key = _key("test-probabilities", ectx, options, train, repeat, test.fingerprint())
-    if options["kind"] not in DOWNSTREAM_KINDS:
-        return ectx.cache.get_or_compute(key, lambda: _contributed_probabilities(ectx, options, train, test, repeat))
-    return ectx.cache.get_or_compute(
-        key, lambda: trained_model(ectx, options, train, repeat).predict_proba(test.x.to(ectx.device)).cpu())
 
-
-def _contributed_probabilities(ectx: EvalContext, options: dict[str, Any], train: Dataset, test: Dataset,
-                               repeat: int) -> torch.Tensor:
-    """A model a plugin contributes (entry-point group ``setforge.models``): its ``predict_proba``
-    when it has one, else its predictions as one-hot probabilities."""
-    from .utility import _load_model
-
-    kind = options["kind"]
-    model = _load_model(kind)({k: v for k, v in options.items() if k != "kind"})
-    model.fit(train, _val(ectx), ectx.shared_rng.spawn(int(repeat)), torch.device(ectx.device))
-    if hasattr(model, "predict_proba"):
-        return torch.as_tensor(model.predict_proba(test)).float().cpu()
-    predicted = torch.as_tensor(model.predict(test)).to(torch.int64).cpu()
-    return torch.nn.functional.one_hot(predicted, test.num_classes).float()
+    def probabilities() -> torch.Tensor:
+        model = trained_model(ectx, options, train, repeat)
+        if isinstance(model, (Classifier, BoostedTrees)):
+            return model.predict_proba(test.x.to(ectx.device)).cpu()
+        if hasattr(model, "predict_proba"):
+            return torch.as_tensor(model.predict_proba(test)).float().cpu()
+        return torch.nn.functional.one_hot(predicted_labels(ectx, model, test), test.num_classes).float()
+    return ectx.cache.get_or_compute(_key("test-probabilities", ectx, options, train, repeat, test.fingerprint()),
+                                     probabilities)

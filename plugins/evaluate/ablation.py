@@ -9,13 +9,12 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from setforge.components import Evaluator
 from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset
 
 from .._shared.classifiers import classification_scores
 from ._comparison import path_segment
-from ._downstream import SCORES, ModelParams, model_options, test_probabilities
+from ._downstream import SCORES, DownstreamEvaluator, ModelParams, model_options, test_probabilities
 
 __all__ = ["Ablation", "verdict"]
 
@@ -43,7 +42,7 @@ def _pm(values: torch.Tensor, signed: bool = False) -> str:
     return f"{mean:+.4f} ± {std:.4f}" if signed else f"{mean:.4f} ± {std:.4f}"
 
 
-class Ablation(Evaluator):
+class Ablation(DownstreamEvaluator):
     """The downstream model trained after each pipeline step (raw, +step 0, +steps 0-1, ...) and with each step left out, with a verdict per step.
 
     Every training set is scored by the same model (``utility``'s: architecture, seeds, early
@@ -91,9 +90,10 @@ class Ablation(Evaluator):
         if not steps:
             metrics.skip("step", "the pipeline has no steps to ablate")
         params = self.params
+        options = model_options(params, self.model_kind(ectx.train.modality))
         labels = [f"{s.index}-{path_segment(s.name)}" for s in steps]
         # scores[k]: {score: (repeats,) tensor} after the first k steps
-        cumulative = [self._scores(ectx, ectx.raw_train)] + [self._scores(ectx, s.output) for s in steps]
+        cumulative = [self._scores(ectx, options, train) for train in (ectx.raw_train, *(s.output for s in steps))]
         n = len(test)
         for k, scores in enumerate(cumulative):
             for score in SCORES:
@@ -110,7 +110,7 @@ class Ablation(Evaluator):
                 for i in range(len(steps)):
                     rest = [j for j in range(len(steps)) if j != i]
                     # Leaving out the last step is the run's own prefix; only other cases re-run steps.
-                    data = cumulative[i] if rest == list(range(i)) else self._scores(ectx, ectx.replay(rest))
+                    data = cumulative[i] if rest == list(range(i)) else self._scores(ectx, options, ectx.replay(rest))
                     without[i] = data
         rows = []
         chosen = params.score
@@ -136,10 +136,9 @@ class Ablation(Evaluator):
             metrics.table("steps", header, rows)
         return metrics
 
-    def _scores(self, ectx: EvalContext, train: Dataset) -> dict[str, torch.Tensor]:
-        """Each score of the shared downstream model trained on `train`, one value per seed."""
+    def _scores(self, ectx: EvalContext, options: dict[str, Any], train: Dataset) -> dict[str, torch.Tensor]:
+        """Each score of the shared downstream model (`options`) trained on `train`, one value per seed."""
         test = ectx.test
-        options = model_options(self.params)
         per_seed: list[dict[str, Any]] = []
         for repeat in range(self.params.repeats):
             predicted = test_probabilities(ectx, options, train, repeat).argmax(dim=1)

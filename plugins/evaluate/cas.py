@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from setforge.components import Evaluator
 from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset, Origin
 
 from ._comparison import path_segment
-from ._downstream import model_options, model_problems, trained_model
+from ._downstream import DownstreamEvaluator, ModelParams, model_name, model_options, predicted_labels, trained_model
 
 __all__ = ["ClassAgreementScore"]
 
 
 
-class ClassAgreementScore(Evaluator):
+class ClassAgreementScore(DownstreamEvaluator):
     """Share of generated rows that a classifier trained on the real training split assigns to their requested class.
 
     A classifier (the shared ``cnn`` for images, ``mlp`` otherwise, early-stopped on the real val
@@ -35,21 +32,15 @@ class ClassAgreementScore(Evaluator):
     modalities = ("image", "tabular", "audio")
     testing_params = {"epochs": 3, "patience": 2}
 
-    @classmethod
-    def check_params(cls, params, modality):
-        return model_problems(params.model, modality)  # ("auto" takes any data)
+    auto_models = {"image": "cnn"}
 
-    class Params(Evaluator.Params):
+    class Params(ModelParams):
         """The judging classifier and how it is trained."""
 
-        model: Literal["auto", "logistic-regression", "mlp", "cnn", "gradient-boosting"] = Field(
+        model: model_name("auto") = Field(  # type: ignore[valid-type]
             "auto", description="the classifier trained on real rows (auto: cnn for images, mlp otherwise; "
-                                "gradient-boosting: tabular rows)")
-        epochs: int = Field(100, ge=1, le=10_000, description="most training epochs")
-        patience: int = Field(10, ge=1, le=1000, description="epochs without a lower val loss before stopping")
-        batch_size: int = Field(128, ge=1, le=65_536, description="rows per training batch")
-        lr: float | None = Field(None, gt=0.0, le=10.0, description="Adam learning rate (default per model)")
-        hidden: int = Field(128, ge=1, le=65_536, description="hidden units (mlp, cnn)")
+                                "gradient-boosting: tabular rows; or a model an installed plugin contributes, "
+                                "entry-point group setforge.models)")
 
     def _evaluate(self, ectx: EvalContext) -> Metrics:
         metrics = Metrics()
@@ -59,7 +50,7 @@ class ClassAgreementScore(Evaluator):
             return metrics
         real = ectx.raw_train[ectx.raw_train.origin == int(Origin.REAL)]
         model = self._classifier(ectx, real)
-        predicted = model.predict(generated.x.to(ectx.device)).cpu()
+        predicted = predicted_labels(ectx, model, generated)
         requested = generated.y.cpu()
         agree = predicted == requested
         metrics.add("overall", float(agree.double().mean()), n=len(generated), better="higher")
@@ -72,7 +63,7 @@ class ClassAgreementScore(Evaluator):
         if test is None or len(test) == 0:
             metrics.skip("reference", "there is no real test split to compare with")
             return metrics
-        test_predicted = model.predict(test.x.to(ectx.device)).cpu()
+        test_predicted = predicted_labels(ectx, model, test)
         test_y = test.y.cpu()
         metrics.add("reference/overall", float((test_predicted == test_y).double().mean()), n=len(test),
                     better="higher")
@@ -85,7 +76,7 @@ class ClassAgreementScore(Evaluator):
 
     def _classifier(self, ectx: EvalContext, real: Dataset):
         params = self.params
-        kind = params.model if params.model != "auto" else ("cnn" if real.modality == "image" else "mlp")
+        kind = self.model_kind(real.modality)
         # The shared downstream model on the real rows (seed 0 of the run's shared evaluator
         # randomness): the very model `utility` and `ablation` train as their raw baseline when
         # they ask for the same model, so it trains once per run.

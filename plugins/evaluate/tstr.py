@@ -3,23 +3,20 @@ real test split next to the same model trained on the real training rows."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field
 
-from setforge.components import Evaluator
 from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset, Origin
 
 from .._shared.classifiers import classification_scores
-from ._downstream import model_options, test_probabilities
+from ._downstream import DownstreamEvaluator, ModelParams, model_name, model_options, test_probabilities
 
 __all__ = ["TrainSyntheticTestReal"]
 
 _SCORES = ("macro_f1", "balanced_accuracy")
 
 
-class TrainSyntheticTestReal(Evaluator):
+class TrainSyntheticTestReal(DownstreamEvaluator):
     """Train on generated rows only, test on the real test split, beside train-real-test-real, per generator step.
 
     Paths (under ``tstr/``): ``real/<score>`` (the model trained on the real training rows: the
@@ -38,19 +35,15 @@ class TrainSyntheticTestReal(Evaluator):
     modalities = ("image", "tabular", "audio")
     testing_params = {"epochs": 5, "patience": 2}
 
-    class Params(Evaluator.Params):
+    auto_models = {"tabular": "gradient-boosting", "image": "cnn"}
+
+    class Params(ModelParams):
         """The downstream model and how it is trained."""
 
-        model: Literal["auto", "logistic-regression", "mlp", "cnn", "gradient-boosting"] = Field(
+        model: model_name("auto") = Field(  # type: ignore[valid-type]
             "auto", description="the model trained on each set (auto: gradient-boosting for tabular rows, cnn for "
-                                "images, mlp otherwise)")
-        epochs: int = Field(100, ge=1, le=10_000, description="most training epochs (boosting iterations for "
-                                                             "gradient-boosting)")
-        patience: int = Field(10, ge=1, le=1000, description="epochs without a lower val loss before stopping")
-        batch_size: int = Field(128, ge=1, le=65_536, description="rows per training batch")
-        lr: float | None = Field(None, gt=0.0, le=10.0, description="learning rate (default per model)")
-        weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="Adam weight decay")
-        hidden: int = Field(128, ge=1, le=65_536, description="hidden units (mlp, cnn)")
+                                "images, mlp otherwise; or a model an installed plugin contributes, entry-point "
+                                "group setforge.models)")
 
     def _evaluate(self, ectx: EvalContext) -> Metrics:
         metrics = Metrics()
@@ -74,10 +67,7 @@ class TrainSyntheticTestReal(Evaluator):
         if not sets:
             metrics.skip("generated", "the optimised set has no generated rows (add a generate step)")
         real = ectx.raw_train[ectx.raw_train.origin == int(Origin.REAL)]
-        kind = self.params.model
-        if kind == "auto":
-            kind = {"tabular": "gradient-boosting", "image": "cnn"}.get(real.modality, "mlp")
-        options = model_options(self.params, kind)
+        options = model_options(self.params, self.model_kind(real.modality))
         n = len(test)
         # seed 0 of the run's shared evaluator seeds, as utility's and ablation's raw model: with the
         # same kind and options it is the same cached model and reports the same baseline

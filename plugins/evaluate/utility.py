@@ -3,67 +3,23 @@ on the real test split?"""
 
 from __future__ import annotations
 
-import importlib.metadata
-from typing import Any, Protocol
-
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from setforge.components import Evaluator
 from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset
-from setforge.errors import DataError, PluginError
-from setforge.rng import Rng
 
-from .._shared.classifiers import DOWNSTREAM_KINDS as CLASSIFIER_KINDS, calibration_scores, classification_scores
+from .._shared.classifiers import calibration_scores, classification_scores
 from ._comparison import path_segment
-from ._downstream import (SCORES as _SCORES, BUILTIN_MODALITIES, ModelParams, model_options, model_problems,
-                          test_probabilities)
+from ._downstream import (SCORES as _SCORES, MODEL_ENTRY_POINT_GROUP, DownstreamEvaluator, DownstreamModel,
+                          ModelParams, downstream_models, model_options, test_probabilities)
 
+# (DownstreamModel, MODEL_ENTRY_POINT_GROUP and downstream_models live in ._downstream, shared by every
+# evaluator with a ``model`` param; they stay importable from here, where plugins first found them)
 __all__ = ["Utility", "DownstreamModel", "MODEL_ENTRY_POINT_GROUP", "downstream_models"]
 
-#: The entry-point group where a distribution contributes downstream models for ``utility``.
-MODEL_ENTRY_POINT_GROUP = "setforge.models"
 
-
-class DownstreamModel(Protocol):
-    """What a contributed ``utility`` model provides (a class, found by its entry point's name).
-
-    ``modalities``: the data it takes. ``__init__(options)`` gets utility's params as a dict
-    (``epochs``, ``lr``, ... — use what applies); ``fit(train, val, rng, device)`` trains on the
-    `Dataset` ``train`` (``val`` may be None), drawing every random number from the `Rng`;
-    ``predict(ds)`` returns ``(N,)`` int64 labels for a `Dataset` of the same classes.
-    """
-
-    modalities: tuple[str, ...]
-
-    def __init__(self, options: dict[str, Any]) -> None: ...
-
-    def fit(self, train: Dataset, val: Dataset | None, rng: Rng, device: torch.device) -> None: ...
-
-    def predict(self, ds: Dataset) -> torch.Tensor: ...
-
-
-def downstream_models() -> dict[str, importlib.metadata.EntryPoint]:
-    """The downstream models installed distributions contribute, by name (not loaded)."""
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=MODEL_ENTRY_POINT_GROUP)}
-
-
-def _load_model(name: str) -> type:
-    entry_point = downstream_models()[name]
-    dist = getattr(entry_point, "dist", None)
-    where = f"{getattr(dist, 'name', 'unknown')} {getattr(dist, 'version', '')}".strip()
-    try:
-        model = entry_point.load()
-    except Exception as error:  # noqa: BLE001 - a broken contributed model is named with its distribution
-        raise PluginError(f"evaluate 'utility': model '{name}' ({where}) failed to load: {error}") from error
-    if not isinstance(getattr(model, "modalities", None), tuple):
-        raise PluginError(f"evaluate 'utility': model '{name}' ({where}) has no modalities tuple")
-    return model
-
-
-
-class Utility(Evaluator):
+class Utility(DownstreamEvaluator):
     """The same downstream model trained on the raw and on the optimised training set, scored on the real test split.
 
     Both models share everything but their training rows: architecture, initial weights, batch
@@ -83,31 +39,16 @@ class Utility(Evaluator):
     modalities = ("image", "tabular", "audio", "text")
     testing_params = {"epochs": 5, "patience": 2}
 
-    @classmethod
-    def check_params(cls, params, modality):
-        return model_problems(params.model, modality)
-
     class Params(ModelParams):
         """The downstream model, how it is trained, and how many seeds."""
 
-        model: str = Field("logistic-regression", description="the downstream classifier: logistic-regression, "
-                           "mlp, cnn (images), gradient-boosting (tabular rows), or a model an installed plugin contributes (entry-point group "
-                           "setforge.models)")
         repeats: int = Field(1, ge=1, le=100, description="train the pair with this many seeds; report mean and std")
         calibration_bins: int = Field(15, ge=1, le=1000, description="equal-width confidence bins of the expected "
                                                                      "calibration error")
 
-        @field_validator("model")
-        @classmethod
-        def _known_model(cls, name: str) -> str:
-            if name not in CLASSIFIER_KINDS and name not in downstream_models():
-                choices = ", ".join([*CLASSIFIER_KINDS, *sorted(downstream_models())])
-                raise ValueError(f"unknown model {name!r}; choose one of {choices}")
-            return name
-
     def _evaluate(self, ectx: EvalContext) -> Metrics:
         metrics = Metrics()
-        self._check_model_modality(ectx.train.modality)
+        self.model_kind(ectx.train.modality)  # a model that cannot take the data is named before any training
         test = ectx.test
         if test is None or len(test) == 0:
             for what in ("raw", "optimised", "delta"):
@@ -187,16 +128,6 @@ class Utility(Evaluator):
                          *cells])
         metrics.table("per_class", ["class", "train raw", "train optimised", "test rows", "recall raw",
                                     "recall optimised", "recall change", "f1 raw", "f1 optimised"], rows)
-
-    def _check_model_modality(self, modality: str) -> None:
-        name = self.params.model
-        takes = lambda n: BUILTIN_MODALITIES[n] if n in BUILTIN_MODALITIES else _load_model(n).modalities  # noqa: E731
-        accepted = takes(name)
-        if modality not in accepted:
-            others = [n for n in [*CLASSIFIER_KINDS, *sorted(downstream_models())] if modality in takes(n)]
-            hint = f"choose model: {' or '.join(others)}" if others else \
-                "install a plugin that contributes a model for it (such as setforge-text for text)"
-            raise DataError(f"evaluate 'utility': model '{name}' takes {list(accepted)} data, not {modality}; {hint}")
 
     @staticmethod
     def _add(metrics: Metrics, path: str, values: torch.Tensor, n: int, better: str) -> None:

@@ -298,7 +298,7 @@ def test_plugins_list_shows_an_output_format_registered_twice(tmp_path, capsys):
     assert "csv" not in registry.formats()
     assert sorted(c.name for c in registry.conflicts()[("format", "csv")]) == ["builtin-output", "sfplug_csv_again"]
     assert main(["plugins", "list", "--json", "-p", plugin]) == 0
-    rows = [r for r in json.loads(capsys.readouterr().out) if r["kind"] == "format"]
+    rows = [r for r in json.loads(capsys.readouterr().out) if r["kind"] == "format" and r["name"] == "csv"]
     assert sorted((r["name"], r["plugin"], r["distribution"]) for r in rows) == [
         ("csv", "builtin-output", "setforge"), ("csv", "sfplug_csv_again", "local")]
     assert all(r["status"].startswith("conflict") for r in rows)

@@ -10,7 +10,7 @@ import torch
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, f1_score, recall_score
 
-from setforge import DataError, Dataset, EvalContext, Origin, Rng
+from setforge import ConfigError, DataError, Dataset, EvalContext, Origin, Rng
 from setforge.plugins._shared.classifiers import (Classifier, calibration_scores, classification_scores,
                                                   fit_classifier, train_classifier)
 from setforge.plugins.evaluate.utility import Utility
@@ -239,11 +239,12 @@ def contributed_model(monkeypatch):
     """A `setforge.models` entry point named `nearest-centroid`, as an installed plugin would add."""
     import importlib.metadata
 
-    from setforge.plugins.evaluate import utility
+    from setforge.plugins.evaluate import _downstream, utility
 
     entry = importlib.metadata.EntryPoint(name="nearest-centroid", group=utility.MODEL_ENTRY_POINT_GROUP,
                                           value=f"{__name__}:NearestCentroidModel")
-    monkeypatch.setattr(utility, "downstream_models", lambda: {"nearest-centroid": entry})
+    # (the one lookup every evaluator with a `model` param resolves names through)
+    monkeypatch.setattr(_downstream, "downstream_models", lambda: {"nearest-centroid": entry})
     return entry
 
 
@@ -288,4 +289,98 @@ def test_a_builtin_model_that_cannot_take_the_data_is_refused_at_validate_naming
     assert place == "model" and message.endswith("use 'logistic-regression' or 'mlp' or 'gradient-boosting'")
     assert Utility.check_params(Utility.Params(model="mlp"), "audio") == []
     with pytest.raises(DataError, match=r"takes \['tabular'\] data, not audio; choose model: logistic-regression or mlp"):
-        Utility({"model": "gradient-boosting"})._check_model_modality("audio")
+        Utility({"model": "gradient-boosting"}).model_kind("audio")
+
+
+def _centroid_predictions(train, ds):
+    model = NearestCentroidModel({})
+    model.fit(train, None, Rng(0), "cpu")
+    return model.predict(ds)
+
+
+def test_every_evaluator_with_a_model_param_takes_a_contributed_model(contributed_model):
+    # (found by an audit: only utility took a `setforge.models` model; ablation, cas and tstr
+    # refused 'nearest-centroid' as not one of their built-in names)
+    from setforge.context import StepRecord
+    from setforge.plugins.evaluate.ablation import Ablation
+    from setforge.plugins.evaluate.cas import ClassAgreementScore
+    from setforge.plugins.evaluate.tstr import TrainSyntheticTestReal
+    from setforge.testing import sample_dataset
+
+    table = sample_dataset("tabular")
+    train, test = table[::2], table[1::2]
+    n, m = len(train), len(test)
+    generated = test.replace(origin=torch.full((m,), int(Origin.GENERATED)), step=torch.zeros(m, dtype=torch.int64),
+                             parent=torch.full((m,), -1), row_id=None)
+    optimised = Dataset.concat([train, generated])
+    steps = [StepRecord(0, "generate", "copy", optimised)]
+    ectx = EvalContext.from_seed(0, raw_train=train, train=optimised, test=test, steps=steps)
+    expected = float((_centroid_predictions(train, test) == test.y).double().mean())
+    cas = ClassAgreementScore({"model": "nearest-centroid"}).evaluate(ectx)
+    agree = _centroid_predictions(train, generated) == generated.y
+    assert cas.get("cas/overall").value == pytest.approx(float(agree.double().mean()))
+    assert cas.get("cas/reference/overall").value == pytest.approx(expected)
+    tstr = TrainSyntheticTestReal({"model": "nearest-centroid"}).evaluate(ectx)
+    scores = classification_scores(test.y, _centroid_predictions(train, test), test.num_classes)
+    assert tstr.get("tstr/real/macro_f1").value == pytest.approx(scores["macro_f1"])
+    assert tstr.get("tstr/real/train_rows").value == n
+    ablation = Ablation({"model": "nearest-centroid", "repeats": 2}).evaluate(ectx)
+    assert ablation.get("ablation/cumulative/0/accuracy").value == pytest.approx(expected)
+    for cls in (Ablation, ClassAgreementScore, TrainSyntheticTestReal):
+        with pytest.raises(ConfigError, match="unknown model 'nearest'; choose one of .*boosting, nearest-centroid"):
+            cls({"model": "nearest"})
+
+
+def test_every_evaluator_with_a_model_param_refuses_at_validate_a_model_that_cannot_take_the_data(contributed_model):
+    # (ablation and tstr had no check: gradient-boosting on images failed only after every step)
+    from setforge.plugins.evaluate.ablation import Ablation
+    from setforge.plugins.evaluate.cas import ClassAgreementScore
+    from setforge.plugins.evaluate.tstr import TrainSyntheticTestReal
+
+    for cls in (Utility, Ablation, ClassAgreementScore, TrainSyntheticTestReal):
+        assert cls.check_params(cls.Params(model="gradient-boosting"), "image") == [
+            ("model", "'gradient-boosting' needs tabular data, and the source gives image data; use "
+                      "'logistic-regression' or 'mlp' or 'cnn'")], cls.name
+        # a contributed model is read for its modalities too; one that takes the data is named
+        assert cls.check_params(cls.Params(model="nearest-centroid"), "image") == [
+            ("model", "'nearest-centroid' needs tabular or text data, and the source gives image data; use "
+                      "'logistic-regression' or 'mlp' or 'cnn'")], cls.name
+        assert cls.check_params(cls.Params(model="cnn"), "tabular")[0][1].endswith(
+            "use 'logistic-regression' or 'mlp' or 'gradient-boosting' or 'nearest-centroid'")
+        assert cls.check_params(cls.Params(model="nearest-centroid"), "tabular") == []
+    for cls in (ClassAgreementScore, TrainSyntheticTestReal):
+        assert cls.check_params(cls.Params(), "audio") == []  # auto takes any data
+    with pytest.raises(DataError, match=r"evaluate 'cas': model 'nearest-centroid' takes \['tabular', 'text'\] data, "
+                                        r"not image; choose model: logistic-regression or mlp or cnn"):
+        ClassAgreementScore({"model": "nearest-centroid"}).model_kind("image")
+
+
+def test_validate_names_the_place_of_a_model_that_cannot_take_the_source_s_data(tmp_path, capsys):
+    from setforge.tools.cli import main
+
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text("source: sklearn-digits\nevaluate:\n  - {name: tstr, params: {model: gradient-boosting}}\n"
+                        "  - {name: ablation, params: {model: gradient-boosting}}\n"
+                        "  - {name: cas, params: {model: cnn}}\n")
+    assert main(["validate", str(run_file)]) == 2
+    err = capsys.readouterr().err
+    for index in (0, 1):
+        assert (f"evaluate[{index}].params.model: 'gradient-boosting' needs tabular data, and the source gives image "
+                "data; use 'logistic-regression' or 'mlp' or 'cnn'") in err
+    assert "evaluate[2]" not in err
+
+
+def test_a_contributed_model_that_fails_to_load_is_named_with_the_evaluator_that_asked_for_it(monkeypatch):
+    import importlib.metadata
+
+    from setforge import PluginError
+    from setforge.plugins.evaluate import _downstream
+    from setforge.plugins.evaluate.tstr import TrainSyntheticTestReal
+
+    entry = importlib.metadata.EntryPoint(name="gone", group=_downstream.MODEL_ENTRY_POINT_GROUP,
+                                          value="sfplug_nowhere_at_all:Model")
+    monkeypatch.setattr(_downstream, "downstream_models", lambda: {"gone": entry})
+    params = TrainSyntheticTestReal.Params(model="gone")  # the name is installed: accepted
+    with pytest.raises(PluginError, match="evaluate 'tstr': model 'gone' \\(unknown\\) failed to load: No module named"):
+        TrainSyntheticTestReal.check_params(params, "tabular")
+    assert TrainSyntheticTestReal.check_params(params, None) == []  # (data not known: nothing loaded)

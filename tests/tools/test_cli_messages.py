@@ -151,6 +151,112 @@ def test_plugins_show_says_which_evaluators_take_a_model(capsys):
     assert "name: unknown model 'mlpp'. Known: cnn, gradient-boosting, logistic-regression, mlp" in _err(capsys)
 
 
+def test_plugins_show_of_a_contributed_model_names_the_evaluators_that_take_its_data(tmp_path, monkeypatch, capsys):
+    # every evaluator with a `model` param takes a contributed model's name (one lookup, in
+    # plugins/evaluate/_downstream.py); those whose data the model cannot take are not offered
+    _models_distribution(tmp_path, {"sfplug-forest": "sfplug_readers:Forest", "sfplug-reader": "sfplug_readers:Reader"})
+    (tmp_path / "sfplug_readers.py").write_text("class Forest:\n    modalities = ('tabular',)\n\n\n"
+                                                "class Reader:\n    modalities = ('text',)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    assert main(["plugins", "show", "model/sfplug-forest"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("model/sfplug-forest  (plugin sfplug_readers, sfplug-models 1.5)\nstatus: ok\n"
+                          "modalities: tabular\n")
+    assert "`model` in the params of evaluate/ablation, cas, tstr, utility." in out
+    assert main(["plugins", "show", "sfplug-reader"]) == 0
+    out = capsys.readouterr().out
+    assert "modalities: text" in out and "`model` in the params of evaluate/utility." in out  # (only it takes text)
+    assert main(["plugins", "show", "model/gradient-boosting"]) == 0  # the built-ins: as before
+    assert "`model` in the params of evaluate/ablation, cas, tstr, utility." in capsys.readouterr().out
+
+
+FORMATS_PLUGIN = '''
+"""Output formats for a test.
+
+``sfplug-rows``: one line per row, for reading by eye.
+"""
+from setforge import hookimpl
+from setforge.formats import Format
+
+
+def write_rows(folder, split, ds, **_):
+    """Write `ds` as ``<split>.rows``, one line per row."""
+    return []
+
+
+@hookimpl
+def setforge_register_formats():
+    return [Format("sfplug-rows", write_rows, lambda folder, split: None, modalities=("tabular",)),
+            Format("sfplug-clash", write_rows, lambda folder, split: None)]
+'''
+
+
+def _format_plugins(folder):
+    (folder / "sfplug_rows.py").write_text(FORMATS_PLUGIN)
+    (folder / "sfplug_clash.py").write_text(FORMATS_PLUGIN.replace('Format("sfplug-rows", write_rows, lambda folder, '
+                                                                   'split: None, modalities=("tabular",)),', ""))
+    (folder / "sfplug_badfmt.py").write_text("from setforge import hookimpl\n\n\n@hookimpl\n"
+                                             "def setforge_register_formats():\n    return ['parquet']\n")
+    return [arg for name in ("sfplug_rows", "sfplug_clash", "sfplug_badfmt") for arg in ("-p", f"{folder / name}.py")]
+
+
+def test_plugins_list_shows_the_output_formats_with_their_plugins_and_the_broken_and_clashing_ones(tmp_path, capsys):
+    # (found by an audit: `plugins list` showed components and models, but no output format unless two
+    # plugins registered it; a user could not discover `output.format` names nor who brought them)
+    options = _format_plugins(tmp_path)
+    assert main(["plugins", "list", "--json", *options]) == 0
+    rows = [r for r in json.loads(capsys.readouterr().out) if r["kind"] == "format"]
+    from setforge import __version__
+
+    assert rows[:5] == [
+        {"kind": "format", "name": "npz", "plugin": "core", "distribution": "setforge", "version": __version__,
+         "status": "ok"},
+        *({"kind": "format", "name": name, "plugin": "builtin-output", "distribution": "setforge",
+           "version": __version__, "status": "ok"} for name in ("csv", "image-folder")),
+        {"kind": "format", "name": "sfplug-rows", "plugin": "sfplug_rows", "distribution": "local", "version": "-",
+         "status": "ok"},
+        {"kind": "format", "name": "webdataset", "plugin": "builtin-output", "distribution": "setforge",
+         "version": __version__, "status": "ok"}]
+    assert sorted((r["name"], r["plugin"], r["status"]) for r in rows[5:7]) == [
+        ("sfplug-clash", "sfplug_clash", "conflict: name registered by more than one plugin"),
+        ("sfplug-clash", "sfplug_rows", "conflict: name registered by more than one plugin")]
+    [broken] = rows[7:]
+    assert (broken["name"], broken["plugin"], broken["distribution"]) == ("-", "sfplug_badfmt", "local")
+    assert broken["status"] == ("broken: setforge_register_formats() failed: setforge.errors.PluginError: must return "
+                                "a list of setforge.formats.Format, got ['parquet']")
+    assert main(["plugins", "list", *options]) == 0
+    table = capsys.readouterr().out.splitlines()
+    line = next(ln for ln in table if ln.split()[:2] == ["format", "sfplug-rows"])
+    header = table[0]
+    assert line.index("sfplug_rows") == header.index("PLUGIN") and line.index("local") == header.index("DISTRIBUTION")
+    assert table.index(line) > max(i for i, ln in enumerate(table) if ln.startswith("model "))  # after the models
+
+
+def test_plugins_show_format_says_what_the_format_writes_and_which_data(tmp_path, capsys):
+    options = _format_plugins(tmp_path)
+    assert main(["plugins", "show", "format/sfplug-rows", *options]) == 0
+    assert capsys.readouterr().out == (
+        "format/sfplug-rows  (plugin sfplug_rows, local -)\nstatus: ok\nmodalities: tabular\n"
+        "streams: no (a streaming run, source.stream, needs a format that does)\n\n"
+        "``sfplug-rows``: one line per row, for reading by eye.\n\n"
+        "write: Write `ds` as ``<split>.rows``, one line per row.\n")
+    assert main(["plugins", "show", "webdataset"]) == 0  # a bare name that is no component's
+    out = capsys.readouterr().out
+    assert out.startswith("format/webdataset  (plugin builtin-output, setforge ") and "streams: yes" in out
+    assert "modalities: image, tabular, audio, text (any: the format declares none)" in out
+    assert "write: Write `ds` as ``<folder>/<split>-NNNNNN.tar`` shards" in out
+    assert main(["plugins", "show", "format/npz"]) == 0
+    assert "``npz`` (the default): the training split as ``train-00000.npz``" in capsys.readouterr().out
+    assert main(["plugins", "show", "format/sfplug-clash", *options]) == 4
+    err = _err(capsys)
+    assert "output format 'sfplug-clash' is registered by plugin 'sfplug_" in err
+    assert "plugin 'sfplug_rows' (local -)" in err and "plugin 'sfplug_clash' (local -)" in err
+    assert "-p no:sfplug_rows" in err and "-p no:sfplug_clash" in err and "or plugins_deny in the run file)" in err
+    assert main(["plugins", "show", "format/parquet"]) == 2
+    assert "name: unknown output format 'parquet'. Known: csv, image-folder, npz, webdataset\n" in _err(capsys)
+
+
 # ----------------------------------------------------------------------------- report
 def test_report_on_a_path_that_does_not_exist_is_a_usage_error_naming_it(tmp_path, monkeypatch, capsys):
     # (it was exit 3, "bad data: ... no report.json", for a path that is not there at all)
