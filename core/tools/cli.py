@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import ConfigError, PluginError, SetforgeError
 from ..hookspecs import KINDS
+from .stopping import sigterm_as_interrupt
 
 __all__ = ["main", "build_parser"]
 
@@ -30,7 +31,8 @@ MODEL_GROUP = "setforge.models"
 #: The hook through which plugins register output formats (``setforge.formats.Format``).
 _FORMATS_HOOK = "setforge_register_formats"
 EPILOG = """exit codes: 0 ok, 2 bad run file or usage, 3 bad data, 4 a plugin failed,
-5 the run folder could not be written (permission, disk full), 1 a bug in setforge
+5 the run folder could not be written (permission, disk full), 1 a bug in setforge,
+130 interrupted (Ctrl-C), 143 stopped by SIGTERM
 docs: docs/run-files.md (run files), docs/plugins.md (writing plugins)"""
 
 
@@ -430,17 +432,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dry_run(config, registry, force=args.force))
         return 0
-    result = run(config, registry, force=args.force or config.output.force, resume=args.resume,
-                 progress=not args.quiet)
+    with sigterm_as_interrupt():
+        result = run(config, registry, force=args.force or config.output.force, resume=args.resume,
+                     progress=not args.quiet)
     if result.report:  # under torchrun only rank 0 has one (and prints it)
         print(result.summary())
+    from .. import distributed
+
+    distributed.finish()  # every rank got through: they leave the process group together
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    result = run_demo(force=args.force, progress=not args.quiet)
+    with sigterm_as_interrupt():
+        result = run_demo(force=args.force, progress=not args.quiet)
     print(result.summary())  # ends on the headline: raw against optimised, and the step that earned it
     return 0
 
@@ -534,9 +541,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 print(f"  (the full traceback: rerun with --debug, or set {DEBUG_ENV}=1)", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM while a run runs (`Terminated`)
+        print(f"setforge: interrupted{f' ({interrupt})' if str(interrupt) else ''}", file=sys.stderr)
+        return getattr(interrupt, "exit_status", 130)
     except BrokenPipeError:  # `setforge plugins list | head`: the reader left early, which is no error of ours
         try:  # nothing more reaches the closed pipe (nor a complaint at exit, when Python flushes stdout)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -53,6 +53,7 @@ def _train_on_rank(rank: int, port: int, out: str) -> None:
         torch.save({"generator": {k: v.clone() for k, v in result.sampler.state_dict().items()},
                     "distributed": result.distributed, "checkpoints": sorted(p.name for p in workdir.glob("*.pt"))},
                    Path(out) / f"{component.name}-{rank}.pt")
+    distributed.finish()
 
 
 def test_ranks_hold_the_same_weights_after_ddp_training(tmp_path):

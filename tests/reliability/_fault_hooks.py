@@ -12,6 +12,8 @@ Environment variables make a real ``setforge run`` process stop where a test wan
 
 writing ``SETFORGE_TEST_MARKER`` (a path) when it gets there. Without them nothing is patched.
 ``SETFORGE_TEST_EVENTS`` (a path): every event's kind and iteration is appended to that file.
+``SETFORGE_TEST_AT_EXIT`` (a path): written by an exit handler (``atexit``), when the process ends
+by returning from ``main``, not by a signal's default action.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ PAUSE = os.environ.get("SETFORGE_TEST_PAUSE")
 MARKER = os.environ.get("SETFORGE_TEST_MARKER")
 KILL_AT = os.environ.get("SETFORGE_TEST_KILL_AT_ITERATION")
 EVENTS = os.environ.get("SETFORGE_TEST_EVENTS")
+
+if AT_EXIT := os.environ.get("SETFORGE_TEST_AT_EXIT"):
+    import atexit
+
+    atexit.register(Path(AT_EXIT).write_text, "exit handlers ran\n")
 
 
 def _stop_here() -> None:

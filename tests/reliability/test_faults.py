@@ -73,8 +73,10 @@ def previous(here) -> dict[str, str]:
     return digest(here / "out")
 
 
-def kill_when_there(run_file: Path, cwd: Path, marker: Path, *extra: str, **env: str) -> None:
-    """Start ``setforge run`` as a process, wait until it writes `marker`, SIGKILL it."""
+def kill_when_there(run_file: Path, cwd: Path, marker: Path, *extra: str, sig: int = signal.SIGKILL,
+                    status: int = -signal.SIGKILL, **env: str) -> str:
+    """Start ``setforge run`` as a process, wait until it writes `marker`, send it `sig` (SIGKILL),
+    check that it ends with `status`, and return what it wrote to stderr."""
     environment = {k: v for k, v in os.environ.items() if k != "SETFORGE_DISABLE_PLUGINS"}
     environment.update(PYTHONPATH=str(REPO), SETFORGE_TEST_MARKER=str(marker), **env)
     process = subprocess.Popen([sys.executable, "-m", "setforge", "run", str(run_file), "--quiet", "-p", HOOKS,
@@ -85,8 +87,9 @@ def kill_when_there(run_file: Path, cwd: Path, marker: Path, *extra: str, **env:
             assert process.poll() is None, process.stderr.read().decode()
             assert time.monotonic() < deadline, "the process never got there"
             time.sleep(0.1)
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(timeout=60) == -signal.SIGKILL
+        process.send_signal(sig)
+        assert process.wait(timeout=60) == status
+        return process.stderr.read().decode()
     finally:
         if process.poll() is None:
             process.kill()
@@ -121,6 +124,25 @@ def test_a_kill_in_a_slow_step_leaves_the_previous_run_and_resume_finishes_it(he
     code, err = cli("run", str(run_file), "--resume", "--force")
     assert code == 0, err
     assert not (here / "out.partial").exists()
+    assert digest(here / "out") == fresh(here, steps)
+
+
+def test_sigterm_in_a_slow_step_unwinds_as_ctrl_c_and_resume_finishes_it(here, previous):
+    # SIGTERM's default action ended the process without its exit handlers (a torchrun rank's
+    # scratch folder was left in the temporary folder); now the run unwinds and exits 143
+    steps = [{"resample": "random-over"}, {"resample": "fault-sleep", "params": {"seconds": 600}}]
+    run_file = write_run_file(here, pipeline=steps)
+    started = here / "out.partial" / "steps" / "01-resample-fault-sleep" / "started"
+    at_exit = here / "at-exit"
+    stderr = kill_when_there(run_file, here, started, "--force", sig=signal.SIGTERM, status=128 + signal.SIGTERM,
+                             SETFORGE_TEST_AT_EXIT=str(at_exit))
+    assert "setforge: interrupted (stopped by SIGTERM)" in stderr and "Traceback" not in stderr
+    assert at_exit.read_text() == "exit handlers ran\n"
+    assert digest(here / "out") == previous
+    assert (here / "out.partial" / "steps" / "00-resample-random-over").is_dir()  # kept for --resume
+    steps[1]["params"]["seconds"] = 0
+    code, err = cli("run", str(write_run_file(here, pipeline=steps)), "--resume", "--force")
+    assert code == 0, err
     assert digest(here / "out") == fresh(here, steps)
 
 
