@@ -197,8 +197,7 @@ class StepConfig(BaseModel):
             found = error.errors(include_url=False)
         named = [k for k in STEP_KINDS if data.get(k) is not None]
         params, chain = data.get("params", {}), data["augment"] if isinstance(data.get("augment"), list) else None
-        problem = step_problems(named, {k: data[k] for k in ALL_HOST_KEYS if k in data}, chain, params or {})
-        if problem is not None:
+        if (problem := step_problems(named, {k: data[k] for k in ALL_HOST_KEYS if k in data}, chain, params or {})):
             found.append({"type": _step_error(problem[0], *problem[1]), "loc": (), "input": data})
         checker = (info.context or {}).get(COMPONENT_CHECKER)  # (none: read without a registry)
         if checker and len(named) == 1 and isinstance(data[named[0]], str) and isinstance(params, dict) and \

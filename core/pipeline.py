@@ -209,16 +209,20 @@ class _Run:
 
     def resolve_classes(self, classes: Sequence[str] | None = None) -> None:
         """Turn each step's ``classes`` (names or ids) into ids, and check the classes its params
-        name (`Component.check_classes`) and, once there is a preprocessed training split, the
-        columns it takes (a resampler's `check_data`; key "": the step's name), before any step runs."""
+        name (`Component.check_classes`) and, once there is a preprocessed training split, that it
+        takes the data's modality and the data (`Component.check_data`; key "": the step's name),
+        before any step runs."""
         problems, names = [], classes or self.rows.all.classes
         for step in self.built.steps:
             if step.config.classes is not None:
                 step.classes, found = resolve_classes(step.config.classes, names, f"pipeline[{step.index}].classes")
                 problems += found
             with self.guard(step.component, "check_classes and check_data"):
-                found = step.component.check_classes(names) + ([] if self.raw_train is None else
-                                                               step.component.check_data(self.raw_train))
+                found = step.component.check_classes(names)
+                if (data := self.raw_train) is not None:  # (a source of several modalities: known only now)
+                    found += step.component.check_data(data) if data.modality in step.component.modalities else [
+                        ("", f"{step.kind} '{step.component.name}' accepts {', '.join(step.component.modalities)} "
+                             f"data, and source '{self.built.source.name}' gives {data.modality} data")]
             problems += [(f"pipeline[{step.index}]{f'.params.{key}' if key else '.' + step.kind}", text) for key, text in found]
         if problems:
             raise ConfigError(problems=problems)
