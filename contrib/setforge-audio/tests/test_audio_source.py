@@ -102,9 +102,9 @@ def test_hidden_files_folders_named_wav_and_broken_links_do_not_stop_a_run(tmp_p
     ds = source.load(StepContext.from_seed(0), on_invalid="drop")
     assert len(ds) == 4
     assert source.dropped == {"cannot read the file (No such file or directory)": 1,
-                              "not a PCM WAV file the standard library reads (EOFError); pip install soundfile for "
-                              "float WAV, FLAC or OGG, or WAVE_FORMAT_EXTENSIBLE files (24-bit or multichannel WAV "
-                              "as many tools write them)": 2}
+                              "not a WAV file setforge-audio reads (no RIFF/WAVE header): it reads integer PCM "
+                              "(8/16/24/32-bit) and float (32/64-bit) WAV; pip install soundfile for compressed WAV, "
+                              "FLAC or OGG": 2}
 
 
 def test_a_flac_without_soundfile_is_bad_data_that_drop_counts(tmp_path, monkeypatch):
@@ -119,5 +119,49 @@ def test_a_flac_without_soundfile_is_bad_data_that_drop_counts(tmp_path, monkeyp
     (root / "b" / "three.flac").write_bytes(b"fLaC")
     source = WavFolderSource({"path": str(root), "extensions": [".wav", ".flac"]})
     assert len(source.load(StepContext.from_seed(0), on_invalid="drop")) == 2
-    assert list(source.dropped) == [".flac files need the soundfile package: pip install soundfile (the standard "
-                                    "library reads PCM .wav only)"]
+    assert list(source.dropped) == [".flac files need the soundfile package: pip install soundfile "
+                                    "(setforge-audio itself reads PCM and float .wav only)"]
+
+
+def _riff(tag: int, channels: int, rate: int, width: int, samples: bytes, extensible_tag: int | None = None,
+          valid_bits: int | None = None) -> bytes:
+    """A WAV file's bytes, written by hand: plain `tag`, or WAVE_FORMAT_EXTENSIBLE (0xFFFE) with a
+    sub-format GUID that begins with `extensible_tag`."""
+    import struct
+
+    frame = channels * width
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * frame, frame, 8 * width)
+    if extensible_tag is not None:
+        guid = struct.pack("<H", extensible_tag) + bytes.fromhex("000000001000800000aa00389b71")
+        fmt += struct.pack("<HHI", 22, valid_bits or 8 * width, (1 << channels) - 1) + guid
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"LIST" + struct.pack("<I", 3) + b"abc\x00"  # an odd-sized chunk before the data, padded
+    body += b"data" + struct.pack("<I", len(samples)) + samples
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_float_and_extensible_wav_read_without_soundfile(tmp_path):
+    # (the standard library's wave refused both: "unknown format: 3" / "65534")
+    left = (0.5 * np.sin(np.linspace(0, 20, 300))).astype(np.float32)
+    right = -left
+    stereo = np.stack([left, right], 1)  # frames of (left, right)
+    cases = {
+        "float32.wav": _riff(3, 2, 8000, 4, stereo.astype("<f4").tobytes()),
+        "float64-extensible.wav": _riff(0xFFFE, 2, 8000, 8, stereo.astype("<f8").tobytes(), extensible_tag=3),
+        "pcm24-extensible.wav": _riff(0xFFFE, 2, 8000, 3, b"".join(
+            int(v).to_bytes(3, "little", signed=True) for v in np.round(stereo.ravel() * (2**23 - 1)).astype(np.int64)),
+            extensible_tag=1),
+        "pcm24-in-32-extensible.wav": _riff(0xFFFE, 2, 8000, 4, (np.round(stereo.ravel() * (2**23 - 1)).astype(
+            np.int64) << 8).astype("<i4").tobytes(), extensible_tag=1, valid_bits=24),
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        values, rate = read_wav(tmp_path / name, "wave")
+        assert rate == 8000 and values.shape == (2, 300), name
+        assert np.allclose(values, stereo.T, atol=2.0 / 2**23 + 1e-7), name
+    # a last frame cut off in the middle is left out; compressed audio is named, not misread
+    (tmp_path / "cut.wav").write_bytes(_riff(3, 2, 8000, 4, stereo.astype("<f4").tobytes()[:-3]))
+    assert read_wav(tmp_path / "cut.wav", "wave")[0].shape == (2, 299)
+    (tmp_path / "adpcm.wav").write_bytes(_riff(2, 1, 8000, 1, bytes(100)))
+    with pytest.raises(DataError, match=r"format tag 0x0002 \(compressed audio\).*pip install soundfile"):
+        read_wav(tmp_path / "adpcm.wav", "wave")

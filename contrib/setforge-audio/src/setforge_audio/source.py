@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import wave
+import struct
 from pathlib import Path
 from typing import Literal
 
@@ -15,43 +15,75 @@ from setforge import ConfigError, DataError, Dataset, Source, StepContext
 __all__ = ["WavFolderSource", "read_wav"]
 
 
+#: WAV format tags: integer PCM, IEEE float, and WAVE_FORMAT_EXTENSIBLE (the tag of its sub-format
+#: GUID's first two bytes), which many tools write for 24-bit or multichannel audio.
+_PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
+
+
 def read_wav(path: Path, backend: str = "auto") -> tuple[np.ndarray, int]:
-    """``(channels, samples)`` float32 in [-1, 1] and the sample rate. ``wave`` (standard library)
-    reads 8/16/24/32-bit PCM; ``soundfile`` (optional) also float WAV, FLAC and OGG."""
+    """``(channels, samples)`` float32 in [-1, 1] and the sample rate. The built-in reader (backend
+    ``wave``) reads WAV of 8/16/24/32-bit integer PCM and 32/64-bit float, plain or
+    WAVE_FORMAT_EXTENSIBLE; ``soundfile`` (optional) also compressed WAV, FLAC and OGG."""
     if backend == "soundfile" or (backend == "auto" and path.suffix.lower() != ".wav"):
         try:
             import soundfile
         except ImportError:
             raise DataError(f"{path.suffix or path.name} files need the soundfile package: pip install "
-                            "soundfile (the standard library reads PCM .wav only)") from None
+                            "soundfile (setforge-audio itself reads PCM and float .wav only)") from None
         try:
             data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         except (RuntimeError, soundfile.LibsndfileError) as error:
             raise DataError(f"soundfile cannot read it ({error})") from None
         return np.ascontiguousarray(data.T), int(rate)
     try:
-        with wave.open(str(path), "rb") as handle:
-            channels, width, rate = handle.getnchannels(), handle.getsampwidth(), handle.getframerate()
-            raw = handle.readframes(handle.getnframes())
-    except (wave.Error, EOFError) as error:
+        return _read_riff_wav(path.read_bytes())
+    except ValueError as error:
         if backend == "auto":
             try:
                 return read_wav(path, "soundfile")
             except DataError:
                 pass
-        raise DataError(f"not a PCM WAV file the standard library reads ({str(error) or type(error).__name__}); "
-                        "pip install soundfile for float WAV, FLAC or OGG, or WAVE_FORMAT_EXTENSIBLE files "
-                        "(24-bit or multichannel WAV as many tools write them)") from None
-    if width == 1:  # 8-bit PCM is unsigned
-        values = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+        raise DataError(f"not a WAV file setforge-audio reads ({error}): it reads integer PCM (8/16/24/32-bit) "
+                        "and float (32/64-bit) WAV; pip install soundfile for compressed WAV, FLAC or OGG") from None
+
+
+def _read_riff_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """Decode a RIFF/WAVE file's bytes (`read_wav`); ValueError saying what is wrong."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise ValueError("no RIFF/WAVE header")
+    chunks, position = {}, 12
+    while position + 8 <= len(data):
+        size = int.from_bytes(data[position + 4:position + 8], "little")
+        chunks.setdefault(data[position:position + 4], data[position + 8:position + 8 + size])
+        position += 8 + size + (size & 1)  # (chunks are padded to an even size)
+    fmt, samples = chunks.get(b"fmt "), chunks.get(b"data")
+    if fmt is None or len(fmt) < 16 or samples is None:
+        raise ValueError("no 'fmt ' or 'data' chunk")
+    tag, channels, rate = struct.unpack("<HHI", fmt[:8])
+    frame_bytes = struct.unpack("<H", fmt[12:14])[0]
+    if tag == _EXTENSIBLE:
+        if len(fmt) < 26:
+            raise ValueError("a WAVE_FORMAT_EXTENSIBLE header without its sub-format")
+        tag = struct.unpack("<H", fmt[24:26])[0]
+    if channels < 1 or frame_bytes % channels:
+        raise ValueError(f"{channels} channels in frames of {frame_bytes} bytes")
+    width = frame_bytes // channels  # the container's bytes per sample (24 valid bits may sit in 4)
+    samples = samples[:len(samples) // frame_bytes * frame_bytes]  # (a cut-off last frame is left out)
+    if tag == _FLOAT and width in (4, 8):
+        values = np.frombuffer(samples, {4: "<f4", 8: "<f8"}[width]).astype(np.float32)
+        values = np.clip(np.nan_to_num(values), -1.0, 1.0)
+    elif tag != _PCM:
+        raise ValueError(f"format tag {tag:#06x} (compressed audio)")
+    elif width == 1:  # 8-bit PCM is unsigned
+        values = (np.frombuffer(samples, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width == 3:
-        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        b = np.frombuffer(samples, np.uint8).reshape(-1, 3).astype(np.int32)
         ints = (b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16))
         values = (np.where(ints >= 2**23, ints - 2**24, ints)).astype(np.float32) / 2**23
     elif width in (2, 4):
-        values = np.frombuffer(raw, {2: "<i2", 4: "<i4"}[width]).astype(np.float32) / float(2 ** (8 * width - 1))
+        values = np.frombuffer(samples, {2: "<i2", 4: "<i4"}[width]).astype(np.float32) / float(2 ** (8 * width - 1))
     else:
-        raise DataError(f"{path.name}: {8 * width}-bit samples are not PCM the source reads")
+        raise ValueError(f"{8 * width}-bit integer samples")
     return np.ascontiguousarray(values.reshape(-1, channels).T), rate
 
 
@@ -62,8 +94,8 @@ class WavFolderSource(Source):
     cut or padded with silence to ``length`` samples (unset: the longest clip). All clips must
     share one sample rate (``sample_rate``, unset: the first file's); a clip at another rate, an
     unreadable file or an empty one is an invalid row (stops the run naming the file, or is
-    dropped and counted with ``source.on_invalid: drop``). PCM WAV is read by the standard
-    library; other formats need ``soundfile``.
+    dropped and counted with ``source.on_invalid: drop``). Integer PCM and float WAV (plain or
+    WAVE_FORMAT_EXTENSIBLE) are read by setforge-audio itself; other formats need ``soundfile``.
     """
 
     name = "wav-folder"
@@ -79,8 +111,8 @@ class WavFolderSource(Source):
         sample_rate: int | None = Field(None, ge=1, le=10_000_000, description="the rate every clip must have; "
                                                                                "unset: the first file's")
         extensions: list[str] = Field([".wav"], min_length=1, description="file suffixes read (case-insensitive)")
-        backend: Literal["auto", "wave", "soundfile"] = Field("auto", description="auto: wave for .wav, "
-                                                              "soundfile for the rest")
+        backend: Literal["auto", "wave", "soundfile"] = Field("auto", description="auto: the built-in WAV reader "
+                                                              "(wave) for .wav, soundfile for the rest")
 
     @classmethod
     def make_testing_params(cls, folder: Path) -> dict[str, object]:
