@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -30,11 +31,13 @@ def existing_path(path: Path, kind: str, want_dir: bool = False) -> Path:
     return path
 
 
+#: A plain decimal number in ASCII digits: Python's float() also takes "1_000", " 7 ", "nan", "inf"
+#: and full-width digits ("１２"), which as names are words, not numbers.
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+
+
 def _as_number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
+    return float(text) if _NUMBER.fullmatch(text) else None
 
 
 def sort_names(names: Iterable[str]) -> list[str]:

@@ -171,5 +171,6 @@ def test_numbers_are_read_as_pandas_reads_them(tmp_path):
     # (found by an audit: Python's float() read 1_000 as 1000 and full-width digits as numbers)
     path = write(tmp_path, "a,b,c,label\n1_000,１２,1e3,x\n2,3,4,y\n5,6,-inf,y\n")
     ds, source = load(path, on_invalid="drop")
-    assert ds.features.categorical == {"a": ("2", "1_000"), "b": ("3", "１２")} and ds.x[:, 2].tolist() == [1000.0, 4.0]
+    # (the categories, words, sort as text: "1_000" before "2")
+    assert ds.features.categorical == {"a": ("1_000", "2"), "b": ("3", "１２")} and ds.x[:, 2].tolist() == [1000.0, 4.0]
     assert source.dropped == {"not a finite number": 1}

@@ -261,3 +261,16 @@ def test_a_folder_that_cannot_be_listed_stops_the_load_naming_it(tmp_path, monke
     monkeypatch.setattr(os, "scandir", scandir)
     with pytest.raises(DataError, match=r"cannot list the folder .*dog/locked \(Permission denied\)"):
         load(tmp_path)
+
+
+def test_class_names_sort_by_value_only_when_each_is_a_plain_number():
+    from setforge.plugins.source._files import sort_names
+
+    assert sort_names(["10", "2", "-1.5", "1e1x"]) == ["-1.5", "10", "1e1x", "2"]  # a word among them: as text
+    assert sort_names(["10", "2", "-1.5", "3e0"]) == ["-1.5", "2", "3e0", "10"]
+    # float() reads these as numbers; as class names they are words ("1_000" sorted as 1000, and
+    # "nan" left the order to chance)
+    assert sort_names(["2", "1_000", "30"]) == ["1_000", "2", "30"]
+    assert sort_names(["nan", "2", "10"]) == ["10", "2", "nan"]
+    assert sort_names(["inf", " 7", "3"]) == [" 7", "3", "inf"]
+    assert sort_names(["１２", "3"]) == ["3", "１２"] and sort_names(["12", "3"]) == ["3", "12"]
