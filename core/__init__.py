@@ -24,7 +24,7 @@ __all__ = [
     "SetforgeError", "ConfigError", "DataError", "InvalidDatasetError", "PluginError", "OutputError",
     "ConformanceError",
     # data
-    "Dataset", "Origin", "FeatureInfo", "Splits",
+    "Dataset", "Origin", "FeatureInfo", "Splits", "sort_class_names",
     # contexts and results
     "Rng", "StepContext", "EvalContext", "StepRecord", "Cache", "Metrics", "Measure", "Event",
     # components
@@ -38,6 +38,7 @@ __all__ = [
 
 _LAZY = {
     "Dataset": "dataset", "Origin": "dataset", "FeatureInfo": "dataset", "Splits": "dataset",
+    "sort_class_names": "dataset",
     "Rng": "rng",
     "StepContext": "context", "EvalContext": "context", "StepRecord": "context", "Cache": "context",
     "Metrics": "context", "Measure": "context", "Event": "context",

@@ -18,7 +18,8 @@ import dataclasses
 import enum
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ import torch
 
 from .errors import DataError, InvalidDatasetError
 
-__all__ = ["Origin", "FeatureInfo", "Dataset", "Splits", "MODALITIES"]
+__all__ = ["Origin", "FeatureInfo", "Dataset", "Splits", "MODALITIES", "sort_class_names"]
 
 MODALITIES = ("image", "tabular", "audio", "text")
 _NDIM = {"image": 4, "tabular": 2, "audio": 3}
@@ -46,6 +47,20 @@ class Origin(enum.IntEnum):
     def label(self) -> str:
         """The name in reports and files: ``real``, ``augmented``, ..., ``pseudo-labelled``."""
         return self.name.lower().replace("_", "-")
+
+
+#: A plain decimal number in ASCII digits: Python's float() also takes "1_000", " 7 ", "nan", "inf"
+#: and full-width digits ("１２"), which as names are words, not numbers.
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+
+
+def sort_class_names(names: Iterable[str]) -> list[str]:
+    """Distinct class (or category) names in the order setforge's sources number them: by value
+    when every name is a plain decimal number ("2" before "10"), else as text. A source that finds
+    its classes in folder names or label values orders them so, and gives the same class ids."""
+    names = sorted(set(names))
+    numbers = [float(n) if _NUMBER.fullmatch(n) else None for n in names]
+    return [n for _, n in sorted(zip(numbers, names))] if names and None not in numbers else names
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from setforge.dataset import sort_class_names
 from setforge.errors import ConfigError, DataError
 
-__all__ = ["existing_path", "sort_names", "encode_labels", "encode_groups", "number_text"]
+__all__ = ["existing_path", "encode_labels", "encode_groups", "number_text"]
 
 
 def existing_path(path: Path, kind: str, want_dir: bool = False) -> Path:
@@ -29,24 +29,6 @@ def existing_path(path: Path, kind: str, want_dir: bool = False) -> Path:
     if not want_dir and path.is_dir():
         raise ConfigError(problems=[(place, f"{kind}: {str(path)!r} is a folder, not a file")])
     return path
-
-
-#: A plain decimal number in ASCII digits: Python's float() also takes "1_000", " 7 ", "nan", "inf"
-#: and full-width digits ("１２"), which as names are words, not numbers.
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
-
-
-def _as_number(text: str) -> float | None:
-    return float(text) if _NUMBER.fullmatch(text) else None
-
-
-def sort_names(names: Iterable[str]) -> list[str]:
-    """Distinct names in order: by value when every name is a number ("2" before "10"), else as text."""
-    names = sorted(set(names))
-    numbers = [_as_number(n) for n in names]
-    if names and all(v is not None for v in numbers):
-        return [n for _, n in sorted(zip(numbers, names))]
-    return names
 
 
 def number_text(value: object) -> str:
@@ -68,10 +50,10 @@ def encode_labels(values: Sequence[str], classes: Sequence[str] | None) -> tuple
     """Label texts -> ``(codes, classes, known)``.
 
     With `classes` given, a label outside it is unknown (``known`` False, code -1); without,
-    the classes are the distinct labels, sorted (`sort_names`).
+    the classes are the distinct labels, sorted (`sort_class_names`).
     """
     if classes is None:
-        classes = sort_names(values)
+        classes = sort_class_names(values)
     classes = [str(c) for c in classes]
     if len(set(classes)) != len(classes):
         raise DataError(f"the class list names a class twice: {classes}")
@@ -86,5 +68,5 @@ def encode_groups(values: Sequence[object]) -> np.ndarray:
     if array.dtype.kind in "iu":
         return array.astype(np.int64)
     texts = [number_text(v) for v in array.tolist()]
-    order = {name: i for i, name in enumerate(sort_names(texts))}
+    order = {name: i for i, name in enumerate(sort_class_names(texts))}
     return np.fromiter((order[t] for t in texts), dtype=np.int64, count=len(texts))

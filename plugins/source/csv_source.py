@@ -15,10 +15,10 @@ from pydantic import Field, field_validator
 
 from setforge.components import Source
 from setforge.context import StepContext
-from setforge.dataset import Dataset, FeatureInfo, Splits
+from setforge.dataset import Dataset, FeatureInfo, Splits, sort_class_names
 from setforge.errors import DataError
 
-from ._files import encode_groups, encode_labels, existing_path, sort_names
+from ._files import encode_groups, encode_labels, existing_path
 
 __all__ = ["CsvSource", "MISSING"]
 
@@ -184,7 +184,7 @@ class CsvSource(Source):
             dtypes[column] = "int64" if numeric and all(_parses(v, int) for v in values) else \
                 "float64" if numeric else "str"
             if column in categorical_columns:
-                categorical[column] = tuple(params.categories.get(column) or sort_names(values))
+                categorical[column] = tuple(params.categories.get(column) or sort_class_names(values))
                 index = {name: i for i, name in enumerate(categorical[column])}
                 x[:, j] = [index[v] for v in values]
             else:

@@ -13,10 +13,10 @@ from pydantic import Field
 
 from setforge.components import Source, SourceScan
 from setforge.context import StepContext
-from setforge.dataset import Dataset, Splits
+from setforge.dataset import Dataset, Splits, sort_class_names
 from setforge.errors import DataError
 
-from ._files import existing_path, sort_names
+from ._files import existing_path
 
 __all__ = ["ImageFolderSource", "PixelRangeError", "read_image"]
 
@@ -157,7 +157,7 @@ class ImageFolderSource(Source):
         root = existing_path(self.params.path, "image-folder", want_dir=True)
         layout = self._layout(root)
         pools = self._unlabelled_folders(root, layout)
-        classes = sort_names(name for folders in layout.values() for name in folders)
+        classes = sort_class_names(name for folders in layout.values() for name in folders)
         if not classes:
             beside = f" (besides the unlabelled folder {self.params.unlabelled!r})" if pools else ""
             raise DataError(f"image-folder {root}: no class folders{beside}; expected {root.name}/<class>/<image> "

@@ -264,7 +264,7 @@ def test_a_folder_that_cannot_be_listed_stops_the_load_naming_it(tmp_path, monke
 
 
 def test_class_names_sort_by_value_only_when_each_is_a_plain_number():
-    from setforge.plugins.source._files import sort_names
+    from setforge.dataset import sort_class_names as sort_names
 
     assert sort_names(["10", "2", "-1.5", "1e1x"]) == ["-1.5", "10", "1e1x", "2"]  # a word among them: as text
     assert sort_names(["10", "2", "-1.5", "3e0"]) == ["-1.5", "2", "3e0", "10"]

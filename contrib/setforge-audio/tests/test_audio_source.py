@@ -165,3 +165,11 @@ def test_float_and_extensible_wav_read_without_soundfile(tmp_path):
     (tmp_path / "adpcm.wav").write_bytes(_riff(2, 1, 8000, 1, bytes(100)))
     with pytest.raises(DataError, match=r"format tag 0x0002 \(compressed audio\).*pip install soundfile"):
         read_wav(tmp_path / "adpcm.wav", "wave")
+
+
+def test_numeric_class_folders_are_numbered_by_value_as_image_folder_numbers_them(tmp_path):
+    # ("10" came before "2": class ids differed from image-folder's for the same folder names)
+    for name in ("2", "10", "1"):
+        write_wav(tmp_path / "clips" / name / "a.wav", np.zeros(50, np.float32))
+    ds = WavFolderSource({"path": str(tmp_path / "clips")}).load(StepContext.from_seed(0))
+    assert ds.classes == ("1", "2", "10")

@@ -128,3 +128,11 @@ def test_a_byte_order_mark_and_unicode_line_separators_inside_records_are_read(t
     latin.write_bytes("text,label\ncaf\xe9,a\n".encode("latin-1"))
     with pytest.raises(DataError, match="is not UTF-8 text"):
         TextFileSource({"path": str(latin)}).load(StepContext.from_seed(0))
+
+
+def test_numeric_labels_are_numbered_by_value_as_setforge_s_sources_number_them(tmp_path):
+    # (labels "1", "2", "10" were numbered as text: "10" before "2")
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\nstars ten,10\nstars two,2\nstars one,1\n", encoding="utf-8")
+    ds = TextFileSource({"path": str(path)}).load(StepContext.from_seed(0))
+    assert ds.classes == ("1", "2", "10") and ds.y.tolist() == [2, 1, 0]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from setforge import ConfigError, DataError, Dataset, Source, StepContext
+from setforge import ConfigError, DataError, Dataset, Source, StepContext, sort_class_names
 
 __all__ = ["WavFolderSource", "read_wav"]
 
@@ -126,7 +126,7 @@ class WavFolderSource(Source):
         root = Path(params.path).expanduser()
         if not root.is_dir():
             raise ConfigError(problems=[("source.params.path", f"wav-folder: {str(root)!r} is not a folder")])
-        classes = tuple(sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")))
+        classes = tuple(sort_class_names(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")))
         if not classes:
             raise DataError(f"source 'wav-folder': {root} has no class folders")
         suffixes = {s.lower() for s in params.extensions}

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from pydantic import Field, field_validator
 
-from setforge import ConfigError, DataError, Dataset, Source, StepContext
+from setforge import ConfigError, DataError, Dataset, Source, StepContext, sort_class_names
 
 __all__ = ["TextFileSource"]
 
@@ -82,7 +82,7 @@ class TextFileSource(Source):
             labels.append(label)
         if not texts:
             raise DataError(f"source 'text-file': {path} holds no valid rows")
-        classes = tuple(params.classes) if params.classes is not None else tuple(sorted(set(labels)))
+        classes = tuple(params.classes) if params.classes is not None else tuple(sort_class_names(labels))
         index = {c: i for i, c in enumerate(classes)}
         return Dataset(x=texts, y=torch.tensor([index[label] for label in labels], dtype=torch.int64),
                        classes=classes, modality="text")
