@@ -40,7 +40,7 @@ from .chain import Chain
 from . import distributed, streaming
 from .context import Cache, EvalContext, Event, Metrics, StepContext, StepRecord, available_device
 from .dataset import Dataset, Splits
-from .errors import ConfigError, OutputError, PluginError
+from .errors import ConfigError, DataError, OutputError, PluginError
 from .formats import dataset_from_state, dataset_state
 from .hookspecs import SERVICE_HOOKS
 from .output import RunFolder, _safe_part, write_data
@@ -172,9 +172,9 @@ class _Run:
         if dedup.method == "exact":
             return exact_keep(self.rows)
         rank = torch.as_tensor(self.rows.rank(), device=self.rows.all.device)
-        dup_of = self.registry.first_result(SERVICE_HOOKS["source.deduplicate"], ds=self.rows.all, method=dedup.method,
-                                            threshold=dedup.threshold, priority=rank)
-        if dup_of is None:  # validation refuses this; a registry handed over without a provider lands here
+        if (dup_of := self.registry.first_result(SERVICE_HOOKS["source.deduplicate"], ds=self.rows.all, method=dedup.method,
+                                                 threshold=dedup.threshold, priority=rank)) is None:
+            # validation refuses this; a registry handed over without a provider lands here
             raise ConfigError(problems=[("source.deduplicate", f"no plugin provides {dedup.method} de-duplication")])
         return np.flatnonzero(torch.as_tensor(dup_of).cpu().numpy() < 0)
 
@@ -182,9 +182,8 @@ class _Run:
         """Which training rows copy a test row (``split.drop_leaked``)."""
         if train.modality == "text":  # exact copies only: near-duplicates need numeric rows
             return np.isin(train.row_keys(with_label=False), test.row_keys(with_label=False))
-        mask = self.registry.first_result(SERVICE_HOOKS["split.drop_leaked"], train=train, test=test,
-                                          evaluate=[(ref.name, dict(ref.params)) for ref in self.config.evaluate])
-        if mask is None:
+        if (mask := self.registry.first_result(SERVICE_HOOKS["split.drop_leaked"], train=train, test=test, evaluate=[
+                (ref.name, dict(ref.params)) for ref in self.config.evaluate])) is None:
             raise ConfigError(problems=[("split.drop_leaked", "no plugin provides leak detection")])
         return torch.as_tensor(mask).cpu().numpy().astype(bool)
 
@@ -265,7 +264,11 @@ class _Run:
         # generate steps may measure themselves against the real val split and keep work in the run's cache
         extra = ({"val": self.val if len(self.val) else None, "cache": self.cache} if step.kind == "generate" else {})
         ctx = self._ctx(("step", step.index), workdir, step=step.index, name=step.name, **extra)
-        out, note = KIND[step.kind].run(step.config, step.classes, step.component, ds, ctx, self.guard)
+        try:
+            out, note = KIND[step.kind].run(step.config, step.classes, step.component, ds, ctx, self.guard)
+        except (DataError, PluginError) as error:  # a step's failure names its place in the run file
+            error.args = error.args if str(error).startswith("pipeline[") else (f"pipeline[{step.index}]: {error}",)
+            raise
         label = self.registry.label(step.component)
         if not isinstance(out, Dataset):
             raise PluginError(f"{label}: returned {type(out).__name__}, not a Dataset")
@@ -404,12 +407,7 @@ class _Run:
                                shared_rng=Rng(self.seed, ("evaluate",), device=self.device), replay=self.replay)
             with self.guard(evaluator, "evaluate"):
                 result = evaluator.evaluate(ectx)
-            if scope != evaluator.name:
-                for store in Metrics._STORES:
-                    table = getattr(result, store)
-                    if evaluator.name in table:
-                        table[scope] = table.pop(evaluator.name)
-            self.metrics.merge(result)
+            self.metrics.merge(result.scoped(scope))  # (filed under its scope: utility.raw, ...)
             self._check_test(f"evaluator {self.registry.label(evaluator)}")
             self.timings["evaluate"][scope] = time.perf_counter() - started
             bar.update(1)

@@ -21,8 +21,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .config import (_MAX_FILE_BYTES, SUFFIXES, RunConfig, _child_annotation, _expand_shorthand, _model_in,
-                     type_words)
+from .config import _MAX_FILE_BYTES, SUFFIXES, RunConfig, _child_annotation, _expand_shorthand, _model_in, type_words
 from .errors import ConfigError
 from .problems import fold_problems, is_under, scan_values, tidy_problems, type_name
 from .validation import place_of

@@ -81,14 +81,19 @@ class StepKind:
         if ids is not None:
             return ids
         if "minority" in self.host_keys and step.minority:
-            largest = max(counts) if counts else 0
-            return [c for c, n in enumerate(counts) if n < largest]
+            return [c for c, n in enumerate(counts) if n < max(counts)]
         return list(range(len(counts)))
 
     def plan(self, step: Any, ids: list[int] | None, counts: Sequence[int], real: Sequence[int],
              component: Any = None, classes: Sequence[str] = ()) -> list[int] | None:
         """Rows to add per class (negative: rows removed); None when only running the step tells."""
         raise NotImplementedError
+
+    def unfit(self, step: Any, need: Sequence[int], counts: Sequence[int], real: Sequence[int],
+              classes: Sequence[str], name: str) -> str:
+        """Why rows cannot be made as `need` plans them (a generate step: a class asked for has no
+        rows to fit on; `counts` and `real` as in `plan`, `name` the component's); "" when they can."""
+        return ""
 
     def run(self, step: Any, ids: list[int] | None, component: Any, ds: Dataset, ctx: Any, guard: Guard
             ) -> tuple[Dataset, str | None]:
@@ -159,15 +164,18 @@ class _Generate(StepKind):
     def plan(self, step, ids, counts, real, component=None, classes=()):
         return amount_plan(_amount(step), counts, real, self.selected(step, ids, counts))
 
+    def unfit(self, step, need, counts, real, classes, name):
+        empty = [repr(classes[c]) for c, (k, n) in enumerate(zip(need, counts if step.fit_on == "all" else real)) if k and not n]
+        return (f"generate '{name}': no rows of class {', '.join(empty)} to fit on, so it cannot be generated; leave "
+                "it out with classes: (or fit_on: all, if earlier steps made some)") if empty else ""
+
     def run(self, step, ids, component, ds, ctx, guard):
-        need = self.plan(step, ids, ds.class_counts(), ds.class_counts(Origin.REAL))
+        need = self.plan(step, ids, counts := ds.class_counts(), real := ds.class_counts(Origin.REAL))
         if sum(need) == 0:
             return ds, "nothing to generate: every selected class already has the rows asked for"
+        if problem := self.unfit(step, need, counts, real, ds.classes, component.name):  # before training, not after
+            raise DataError(problem)
         fit_on = ds if step.fit_on == "all" else ds[ds.origin == int(Origin.REAL)]
-        empty = [repr(ds.classes[c]) for c, (k, n) in enumerate(zip(need, fit_on.class_counts())) if k and not n]
-        if empty:  # found before training, not by the generator's sample after it
-            raise DataError(f"generate '{component.name}': no rows of class {', '.join(empty)} to fit on, so it cannot "
-                            "be generated; leave it out with classes: (or fit_on: all, if earlier steps made some)")
         with guard(component, "fit"):
             component.fit(fit_on, ctx)
         labels = torch.repeat_interleave(torch.arange(len(need), device=ds.device), torch.tensor(need, device=ds.device))

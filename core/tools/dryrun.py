@@ -39,6 +39,7 @@ def dry_plan(config: Any, registry: Any = None) -> DryPlan:
     classes)`` knows them). Writes nothing."""
     from ..build import build
     from ..dataset import Origin
+    from ..errors import DataError
     from ..pipeline import _Run
     from ..registry import registry_for
     from ..steps import KIND
@@ -64,6 +65,8 @@ def dry_plan(config: Any, registry: Any = None) -> DryPlan:
                 known = False  # (multiply counts real rows, which an earlier removal made uncertain)
                 notes.append(f"{title}: counts depend on whether an earlier step removed real or new rows; shown "
                              f"for the most real rows")
+            if problem := kind.unfit(step.config, plan, counts, real, classes, step.name):
+                raise DataError(f"pipeline[{step.index}]: {problem}")  # as the run would, before any step here
             if kind.nothing_note and sum(plan) == 0:
                 notes.append(f"{title}: {kind.nothing_note}")
             after = [n + a for n, a in zip(counts, plan)]

@@ -89,3 +89,27 @@ def test_a_generate_step_refuses_a_class_without_rows_to_fit_on_before_training(
     step = StepConfig.model_validate({"generate": "untrainable", "target": "balance"})
     with pytest.raises(DataError, match="no rows of class 'ghost' to fit on, so it cannot be generated"):
         KIND["generate"].run(step, None, Untrainable(), ds, StepContext.from_seed(0), lambda c, a: None)
+
+
+def test_a_class_with_no_rows_to_generate_from_is_found_by_the_dry_run_and_the_run_names_the_step(tmp_path, capsys):
+    # (the dry run planned 0 -> 40 rows for it and exited 0; the run then stopped at the step,
+    # exit 3, with a message that did not say which step)
+    import numpy as np
+
+    from setforge.tools.cli import main
+
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).random((60, 2)).astype("float32"),
+             y=np.array([0] * 40 + [1] * 20), classes=np.array(["a", "b", "c"]))
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text("source: {name: npz, params: {path: d.npz}}\n"
+                        "pipeline: [{augment: feature-noise, copies: 1},\n"
+                        "           {generate: gaussian-mixture, target: balance}]\n"
+                        f"evaluate: []\noutput: {{dir: {tmp_path / 'out'}}}\n")
+    expected = ("pipeline[1]: generate 'gaussian-mixture': no rows of class 'c' to fit on, so it cannot be "
+                "generated; leave it out with classes:")
+    assert main(["run", str(run_file), "--dry-run"]) == 3
+    assert expected in capsys.readouterr().err
+    assert main(["run", str(run_file), "--quiet"]) == 3
+    assert expected in capsys.readouterr().err
+    run_file.write_text(run_file.read_text().replace("target: balance", "target: balance, classes: [a, b]"))
+    assert main(["run", str(run_file), "--dry-run"]) == 0
