@@ -37,7 +37,8 @@ def torch_smote(x: torch.Tensor, y: torch.Tensor, targets: Mapping[int, int], k:
     k : nearest same-class neighbours per row; every class in `targets` with rows to add needs
         more than `k` rows (the caller checks and explains).
     generator : the random source (on `x`'s device).
-    block_size : rows per block of the neighbour search.
+    block_size : rows per block of the neighbour search; the result does not depend on it (neighbours
+        tied in distance are taken lowest index first).
 
     Returns
     -------

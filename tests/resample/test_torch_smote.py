@@ -100,12 +100,31 @@ def test_each_of_the_k_neighbours_is_drawn_alike():
 
 
 def test_same_seed_same_rows_block_size_does_not_matter_without_ties(cancer_ds):
-    # (with rows at exactly equal distances, which of them are among the k nearest may change with
-    # the block size: docs/resamplers.md says so; breast-cancer's standardised rows have no ties)
+    # (breast-cancer's standardised rows have no ties; with ties, see the test below)
     outs = [create("resample", "smote", {"backend": "torch", "block_size": b}).resample(cancer_ds,
                                                                                         StepContext.from_seed(5))
             for b in (4096, 4096, 7)]
     assert outs[0].fingerprint() == outs[1].fingerprint() == outs[2].fingerprint()
+
+
+def test_same_seed_same_rows_block_size_does_not_matter_with_ties():
+    # Rows on a grid (columns of three values) have many same-class rows at equal distances: which of
+    # them were among the k nearest followed topk's tie order and the GEMM's rounding, so block_size
+    # 1 gave 299 of 500 new rows different from the default. Ties now go to the lower row index.
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.integers(0, 3, size=(900, 8)) * 0.1 + 0.37, dtype=torch.float32)
+    y = torch.tensor([1] * 300 + [0] * 600)
+    outs = [torch_smote(x, y, {1: 500}, k=5, generator=torch.Generator().manual_seed(0), block_size=b)
+            for b in (1024, 1, 7, 300)]
+    for new_x, new_y, parent in outs[1:]:
+        assert torch.equal(new_x, outs[0][0]) and torch.equal(parent, outs[0][2])
+    # the neighbours stepped towards are the k nearest by (distance, index)
+    members = x[:300]
+    d = (members.unsqueeze(1) - members.unsqueeze(0)).pow(2).sum(-1).double().fill_diagonal_(float("inf"))
+    index = torch.arange(300, dtype=torch.float64)
+    nearest = torch.stack([torch.tensor(np.lexsort((index.numpy(), row.numpy()))[:5]) for row in d])
+    _, neighbours = knn(members, members, 5, exclude_self=True, block_size=1)
+    assert torch.equal(neighbours, nearest)
 
 
 def test_no_second_copy_of_the_new_rows_is_made():

@@ -133,3 +133,93 @@ def test_cuda_matches_cpu():
     assert d_gpu.device.type == "cuda"
     assert torch.equal(i_gpu.cpu(), i_cpu)
     torch.testing.assert_close(d_gpu.cpu(), d_cpu)
+
+
+def _lowest_index_first(query: torch.Tensor, reference: torch.Tensor, k: int, exclude_self: bool) -> np.ndarray:
+    """The expected neighbours: the k smallest of (sum((q - r)^2), index) for every query row."""
+    d = (query.unsqueeze(1) - reference.unsqueeze(0)).pow(2).sum(-1).double().numpy()
+    if exclude_self:
+        np.fill_diagonal(d, np.inf)
+    return np.stack([np.lexsort((np.arange(len(row)), row))[:k] for row in d])
+
+
+def _ties(kind: str, dtype: torch.dtype) -> torch.Tensor:
+    rng = np.random.default_rng(11)
+    if kind == "grid":  # a 4 x 4 grid: many rows at equal distances, many exact copies
+        return torch.tensor(rng.integers(0, 4, size=(150, 2)), dtype=dtype)
+    if kind == "copies":  # 20 rows, each copied about 7 times
+        return torch.tensor(rng.normal(size=(20, 5))[rng.integers(0, 20, 150)], dtype=dtype)
+    # a grid of non-representable steps far from the origin: ties in decimal, near-ties in binary
+    return torch.tensor(rng.integers(-2, 3, size=(150, 3)) * 0.1 + 1000.3, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("kind", ["grid", "copies", "offset grid"])
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_ties_go_to_the_lower_index_whatever_the_block_sizes(kind, dtype, exclude_self):
+    # Which of equally distant rows were returned, and in which order, changed with the block sizes
+    # (topk's tie order and the GEMM's rounding): e.g. on a 4 x 4 grid, blocks of (64, 50) gave
+    # other neighbours than the defaults for every row.
+    x = _ties(kind, dtype)
+    expected = _lowest_index_first(x, x, 9, exclude_self)
+    results = [knn(x, x, k=9, block_size=b, reference_block_size=r, exclude_self=exclude_self)
+               for b, r in [(1024, None), (64, 50), (7, 16), (1, 40), (150, 150)]]
+    for distances, indices in results:
+        assert np.array_equal(indices.numpy(), expected)
+        assert torch.equal(distances, results[0][0])
+
+
+def test_ties_keep_the_rows_scikit_learn_keeps():
+    # scikit-learn's brute force keeps the first of tied rows it meets (its heap refuses a row equal
+    # to its current k-th), i.e. the lowest indices, and orders a tie arbitrarily (an unstable sort):
+    # the same rows as here, up to their order within a tie, which here is by index.
+    rng = np.random.default_rng(12)
+    reference = torch.tensor(rng.integers(0, 4, size=(400, 2)), dtype=torch.float64)
+    query = torch.tensor(rng.integers(0, 8, size=(60, 2)) * 0.5, dtype=torch.float64)
+    ref_d, ref_i = NearestNeighbors(n_neighbors=8, algorithm="brute").fit(reference.numpy()).kneighbors(query.numpy())
+    for block_size, reference_block_size in [(1024, None), (16, 5), (1, 64)]:
+        distances, indices = knn(query, reference, k=8, block_size=block_size,
+                                 reference_block_size=reference_block_size)
+        np.testing.assert_array_equal(np.sort(indices.numpy(), axis=1), np.sort(ref_i, axis=1))
+        np.testing.assert_allclose(distances.numpy(), ref_d, rtol=1e-12)
+        np.testing.assert_array_equal(indices.numpy(), _lowest_index_first(query, reference, 8, False))
+
+
+def test_copies_beyond_k_are_the_lowest_indexed_ones():
+    # Six copies of one point and k = 3: the three of lowest index (the row itself left out).
+    x = torch.tensor([[0.0, 0.0]] * 6 + [[5.0, 5.0], [6.0, 6.0]], dtype=torch.float64)
+    for block_size, reference_block_size in [(1024, None), (1, 1), (3, 2)]:
+        distances, indices = knn(x, x, k=3, block_size=block_size, reference_block_size=reference_block_size,
+                                 exclude_self=True)
+        assert indices[:6].tolist() == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2], [0, 1, 2], [0, 1, 2]]
+        assert indices[6:].tolist() == [[7, 0, 1], [6, 0, 1]]
+        assert distances[:6].abs().sum() == 0.0
+
+
+def test_rows_without_ties_are_searched_once(monkeypatch):
+    # The second pass (rows whose k-th place may be tied) is for ties: continuous data, even with a
+    # far outlier (which must not widen the rounding allowance of every row), needs none of it.
+    import setforge.plugins._shared.knn as module
+
+    searched_again = []
+    settle = module._settle
+    monkeypatch.setattr(module, "_settle", lambda q, r, unsure, *a: searched_again.append(unsure.numel())
+                        or settle(q, r, unsure, *a))
+    x = _data(3000, 16, 13, dtype=torch.float32)
+    x[17] = 1e4
+    knn(x, x, k=5, exclude_self=True, block_size=256, reference_block_size=1000)
+    assert sum(searched_again) <= 3  # of 3000 (a near-tie within the rounding allowance may happen)
+    searched_again.clear()
+    knn(_ties("grid", torch.float32), _ties("grid", torch.float32), k=5, exclude_self=True)
+    assert sum(searched_again) > 50  # of 150
+
+
+def test_memory_stays_bounded_when_ties_are_searched_again():
+    from tests._tensors import TensorRecorder
+
+    rng = np.random.default_rng(14)
+    x = torch.tensor(rng.integers(0, 2, size=(40, 512))[rng.integers(0, 40, 400)], dtype=torch.float64)
+    with TensorRecorder() as mode:
+        distances, indices = knn(x[:50], x, k=5, block_size=4, reference_block_size=8)
+    assert mode.largest({x.untyped_storage().data_ptr()}) <= (4 + 8) * 512
+    np.testing.assert_array_equal(indices.numpy(), _lowest_index_first(x[:50], x, 5, False))
