@@ -40,9 +40,11 @@ class Memorisation(Evaluator):
     as figures (new row above its closest real training row). Augmented rows are near their
     parent by design: read their numbers as a check on the augmentation's strength. An overall
     ``dcr_ratio`` is class-matched: its yardstick is the weighted median of the held-out DCRs,
-    each class weighted by its share among the new rows. Groups (or yardsticks) of fewer than
-    ``min_rows`` rows get bootstrap intervals (``median-bootstrap``, ``median-ratio-bootstrap``)
-    and a Wilson interval for the share; every number names its estimator.
+    each class weighted by its share among the new rows; it is skipped when a class of the new
+    rows has fewer than 2 held-out rows (which give no per-class ratio either). Groups (or
+    yardsticks) of fewer than ``min_rows`` rows get bootstrap intervals (``median-bootstrap``,
+    ``median-ratio-bootstrap``) and a Wilson interval for the share; every number names its
+    estimator.
     """
 
     name = "memorisation"
@@ -89,7 +91,7 @@ class Memorisation(Evaluator):
             holdout_dcr = None
             holdout_y = torch.zeros(0, dtype=torch.int64, device=new.y.device)
 
-        threshold = self._threshold(metrics, holdout_dcr, holdout_name)
+        threshold = self._threshold(metrics, ectx, holdout_dcr, holdout_name)
         groups = comparison_groups(holdout_y, new.y, new.origin, real.classes, p.per_class)
         for group in groups:
             self._measure_group(metrics, ectx, group, new_dcr, new.y, holdout_dcr, holdout_y, threshold, holdout_name,
@@ -109,20 +111,32 @@ class Memorisation(Evaluator):
                 return part.to(ectx.device), name
         return None, ""
 
-    def _threshold(self, metrics: Metrics, holdout_dcr: torch.Tensor | None, holdout_name: str) -> float | None:
+    def _threshold(self, metrics: Metrics, ectx: "EvalContext", holdout_dcr: torch.Tensor | None,
+                   holdout_name: str) -> float | None:
         p = self.params
         if p.threshold is not None:
             metrics.add("threshold", p.threshold, 0)
             return p.threshold
         if holdout_dcr is None or holdout_dcr.numel() < p.min_rows:
-            count = 0 if holdout_dcr is None else holdout_dcr.numel()
             metrics.skip("threshold", f"the near-copy cut-off is the {p.threshold_quantile:g} quantile of held-out "
-                                      f"rows' DCR, and there are {count} held-out rows (need {p.min_rows}; give a "
-                                      f"test or val split, or the param threshold)")
+                                      f"rows' DCR, and {self._too_few_held_out(ectx, holdout_name)}")
             return None
         value = float(torch.quantile(holdout_dcr, p.threshold_quantile))
         metrics.add("threshold", value, holdout_dcr.numel())
         return value
+
+    def _too_few_held_out(self, ectx: "EvalContext", holdout_name: str) -> str:
+        """How many held-out rows there are against min_rows, and what gives the default cut-off
+        enough of them for the split(s) this run has."""
+        p = self.params
+        if not holdout_name:
+            return f"there are 0 held-out rows (need {p.min_rows}; give a test or val split, or the param threshold)"
+        other = "val" if holdout_name == "test" else "test"
+        rows = len(getattr(ectx, other) or ())
+        switch = f"param holdout: {other} with its {rows} rows, " if rows >= p.min_rows else ""
+        return (f"there are {len(getattr(ectx, holdout_name))} held-out {holdout_name} rows (need {p.min_rows}; "
+                f"a larger {holdout_name} split via run-file key split.{holdout_name}, {switch}a lower param "
+                f"min_rows, or the param threshold)")
 
     def _measure_group(self, metrics: Metrics, ectx: "EvalContext", group: Group, new_dcr: torch.Tensor,
                        new_y: torch.Tensor, holdout_dcr: torch.Tensor | None, holdout_y: torch.Tensor,
@@ -151,12 +165,16 @@ class Memorisation(Evaluator):
         weights, suffix = None, ""
         if matched:
             # The yardstick in the new rows' class mix: held-out rows of their classes, reweighted.
+            # A class of fewer than 2 held-out rows has no per-class ratio, and its one row would
+            # carry the class's whole share of the yardstick (and of every bootstrap resample).
             present, shares = class_shares(group_y)
-            lacking = [classes[c] for c in present.tolist() if not bool((reference_y == c).any())]
+            held = torch.bincount(reference_y, minlength=len(classes)).tolist()
+            lacking = ", ".join(f"'{classes[c]}' ({held[c]})" for c in present.tolist() if held[c] < 2)
             if lacking:
-                metrics.skip(path, f"no held-out {holdout_name} rows of class(es) {lacking} of the {group.describe()}, "
-                                   f"so no class-matched yardstick (param match_classes: false uses every held-out "
-                                   f"row)")
+                metrics.skip(path, f"the class-matched yardstick needs at least 2 held-out {holdout_name} rows of "
+                                   f"each class of the {group.describe()}, as a per-class ratio does; held-out rows "
+                                   f"of {lacking} (a larger {holdout_name} split gives them more; param "
+                                   f"match_classes: false uses every held-out row as they are)")
                 return
             keep = torch.isin(reference_y, present.to(reference_y.device))
             reference, reference_y = reference[keep], reference_y[keep]

@@ -109,14 +109,17 @@ class Utility(DownstreamEvaluator):
     @staticmethod
     def _table(metrics: Metrics, ectx: EvalContext, test: Dataset, scores: dict[str, list[dict]],
                minority: list[int]) -> None:
-        """The per-class table: training rows before and after, test rows, recall and F1 of both models."""
+        """The per-class table: training rows before and after, test rows, recall and F1 of both models
+        (``-`` for a class without test rows)."""
         raw_counts = torch.bincount(ectx.raw_train.y.cpu(), minlength=test.num_classes).tolist()
         opt_counts = torch.bincount(ectx.train.y.cpu(), minlength=test.num_classes).tolist()
         support = scores["raw"][0]["support"]
 
         def mean(what: str, key: str, c: int) -> float | None:
+            # A class without test rows has no recall and no F1 of its own (its F1 would be 0 for
+            # any prediction; macro F1 leaves it out unless the model predicts it): shown as "-".
             values = [s[key][c] for s in scores[what]]
-            return None if any(v is None for v in values) else sum(values) / len(values)
+            return None if support[c] == 0 or any(v is None for v in values) else sum(values) / len(values)
 
         rows = []
         for c, name in enumerate(test.classes):

@@ -136,3 +136,71 @@ def test_held_out_class_paths_are_percent_encoded_like_every_other_class_path():
     measures = Memorisation({"feature_space": "raw", "figure_pairs": 0}).evaluate(ectx).measures["memorisation"]
     assert "holdout/by_class/a%2Fb/dcr_median" in measures and "holdout/by_class/ü%25x/dcr_median" in measures
     assert not any(path.startswith("holdout/by_class/a/") for path in measures)
+
+
+def _one_feature(values, labels):
+    from setforge import Dataset
+
+    return Dataset(x=torch.tensor(values, dtype=torch.float32).view(-1, 1), y=torch.tensor(labels),
+                   classes=("a", "b", "c"), modality="tabular")
+
+
+def _dcr_case(c_held_out: list[float]):
+    """Real training rows at 0, 100, ..., 500; held-out rows at DCR 1, 3 (a), 2, 6 (b) and the
+    given rows of class c; generated rows at DCR 10, 20, 30, 40 (a) and 1..12 (c)."""
+    train = _one_feature([0, 100, 200, 300, 400, 500], [0, 0, 1, 1, 2, 2])
+    test = _one_feature([1, 103, 202, 306, *c_held_out], [0, 0, 1, 1, *[2] * len(c_held_out)])
+    values = [10, 20, 130, 140, *range(401, 413)]
+    new = derived(train, torch.tensor(values, dtype=torch.float32).view(-1, 1),
+                  torch.tensor([0] * 4 + [4] * 12), Origin.GENERATED)
+    return context(train, [new], test)
+
+
+def test_overall_ratio_leaves_no_class_to_a_single_held_out_row():
+    # (found by an audit: class 'three' had 26 of 49 generated rows and 1 test row; that one row
+    # was the whole class-weighted yardstick, and every stratified resample kept it, so the
+    # overall ratio came with a narrow interval while no per-class ratio could be formed)
+    params = {"feature_space": "raw", "min_rows": 2, "figure_pairs": 0}
+    metrics = Memorisation(params).evaluate(_dcr_case([450]))  # class c: one held-out row, DCR 50
+    skipped = metrics.skipped["memorisation"]
+    for family in ("generated", "new"):
+        assert f"memorisation/{family}/overall/dcr_ratio" not in metrics
+        reason = skipped[f"{family}/overall/dcr_ratio"]
+        assert "at least 2 held-out test rows of each class" in reason and "'c' (1)" in reason
+        assert "match_classes: false" in reason
+    assert "1 held-out test rows of class 'c'" in skipped["generated/by_class/c/dcr_ratio"]
+    # Per-class ratio by hand: median new DCR of a (10, 20, 30, 40) over median held-out DCR (1, 3).
+    assert metrics.get("memorisation/generated/by_class/a/dcr_ratio").value == pytest.approx(25 / 2, rel=1e-4)
+    # Without class matching every held-out row counts once: median 8.5 of the 16 new DCRs (1..12,
+    # 10, 20, 30, 40) over median 3 of the held-out ones (1, 2, 3, 6, 50).
+    plain = Memorisation({**params, "match_classes": False}).evaluate(_dcr_case([450]))
+    ratio = plain.get("memorisation/generated/overall/dcr_ratio")
+    assert ratio.value == pytest.approx(8.5 / 3, rel=1e-4) and ratio.estimator == "median-ratio"
+
+
+def test_overall_ratio_weights_held_out_classes_by_their_share_of_the_new_rows():
+    # c gets a second held-out row (DCR 40): held-out DCRs 1, 3 of a weigh 4/16 / 2 each, 40 and
+    # 50 of c 12/16 / 2 each (b has no new rows and is left out); the weighted median is 40.
+    metrics = Memorisation({"feature_space": "raw", "min_rows": 2, "figure_pairs": 0}).evaluate(_dcr_case([450, 460]))
+    ratio = metrics.get("memorisation/generated/overall/dcr_ratio")
+    assert ratio.value == pytest.approx(8.5 / 40, rel=1e-4) and ratio.n == 16
+    assert ratio.estimator == "median-ratio-class-weighted"
+    assert metrics.get("memorisation/generated/by_class/c/dcr_ratio").value == pytest.approx(6.5 / 45, rel=1e-4)
+
+
+def test_too_few_held_out_rows_for_the_threshold_names_what_gives_more():
+    # (found by an audit: "give a test or val split" when a test and a val split were given)
+    train, test, fresh = split3("breast-cancer")
+    copied, _ = planted(train, fresh, copies=30)
+    ectx = context(train, [copied], test[:19])
+    ectx.val = test[19:19 + 25]
+    reason = Memorisation({"figure_pairs": 0}).evaluate(ectx).skipped["memorisation"]["threshold"]
+    assert reason.endswith("there are 19 held-out test rows (need 20; a larger test split via run-file key "
+                           "split.test, param holdout: val with its 25 rows, a lower param min_rows, or the param "
+                           "threshold)"), reason
+    ectx.val = test[19:29]  # a val split too small to help is not offered
+    reason = Memorisation({"figure_pairs": 0}).evaluate(ectx).skipped["memorisation"]["threshold"]
+    assert "there are 19 held-out test rows (need 20; a larger test split via run-file key split.test, a lower " \
+           "param min_rows, or the param threshold)" in reason and "holdout" not in reason
+    reason = Memorisation({"figure_pairs": 0, "holdout": "val"}).evaluate(ectx).skipped["memorisation"]["threshold"]
+    assert "there are 10 held-out val rows (need 20; a larger val split via run-file key split.val, a lower" in reason

@@ -176,6 +176,17 @@ def test_balanced_data_has_no_minority(digits):
     assert not any("(minority)" in str(row[0]) for row in table["rows"])
 
 
+def test_a_class_without_test_rows_has_no_per_class_scores(digits):
+    # (found by an audit: its F1 showed 0.0000 for both models while its recall showed "-")
+    train, val, test = digits
+    without_nine = test[test.y != 9]
+    metrics = Utility({"epochs": 5}).evaluate(EvalContext.from_seed(0, train, val=val, test=without_nine))
+    rows = {row[0].split(" ")[0]: row for row in metrics.tables["utility"]["per_class"]["rows"]}
+    assert rows["9"][3:] == ["0", "-", "-", "-", "-", "-"]
+    assert all(cell != "-" for cell in rows["8"][4:])  # a class with test rows keeps its scores
+    assert "raw/recall/9" in metrics.skipped["utility"]
+
+
 @pytest.mark.parametrize(("classes", "bins", "seed"), [(2, 10, 0), (3, 15, 1), (10, 15, 2), (4, 1, 3)])
 def test_calibration_scores_match_the_reference_formulas_and_scikit_learn(classes, bins, seed):
     rng = np.random.default_rng(seed)
