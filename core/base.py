@@ -124,6 +124,15 @@ class Component:
         ``<place>.params.<key>`` (exit 2, as a step's unknown ``classes``). Default: none."""
         return []
 
+    def check_counts(self, counts: Sequence[int], classes: Sequence[str]) -> list[tuple[str, str]]:
+        """Problems of params with input of these rows per class (`counts`, in the order of
+        `classes`), as ``(key, message)`` saying what would work: a neighbour count larger than a
+        class, a ``sampling_strategy`` the counts cannot meet. ``run --dry-run`` calls it for each
+        step with the counts it plans the step's input to have (while those are known) and reports
+        each at ``<place>.params.<key>`` (exit 3, as the run would stop there); the step itself
+        should check its input in its work method too. Default: none."""
+        return []
+
     def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
         """Problems of data of an accepted modality that this component still cannot take (a
         sampler that interpolates, given categorical columns), as ``(key, message)``, the message

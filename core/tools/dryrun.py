@@ -55,6 +55,9 @@ def dry_plan(config: Any, registry: Any = None) -> DryPlan:
     for step in run.built.steps:
         title = f"[{step.index}] {step.kind} {step.name}"
         kind = KIND[step.kind]
+        if known and (problems := step.component.check_counts(list(counts), classes)):
+            raise DataError("\n".join(f"pipeline[{step.index}]{f'.params.{key}' if key else '.' + step.kind}: {text}"
+                                       for key, text in problems))  # (the step would stop the run there)
         plan = kind.plan(step.config, step.classes, counts, real, step.component, classes)
         if plan is None:
             known = False

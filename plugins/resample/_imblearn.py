@@ -44,6 +44,7 @@ row for random over-sampling, and the nearest same-class real row for samplers t
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 from typing import Annotated, Any, ClassVar, Literal, Union
@@ -55,7 +56,7 @@ from pydantic import Field
 from setforge import DataError, Dataset, Origin, Resampler, StepContext
 
 __all__ = ["ImblearnResampler", "recording_seeds", "OverStrategy", "UnderStrategy", "CleanStrategy", "KNeighbors", "class_id",
-           "nearest_same_class", "categorical_problem", "COMMON_LEFT_OUT", "NEIGHBOURS_OBJECT",
+           "nearest_same_class", "categorical_problem", "rows_problem", "COMMON_LEFT_OUT", "NEIGHBOURS_OBJECT",
            "N_JOBS_DESCRIPTION", "NJobs", "NonNegative"]
 
 ClassKey = Union[int, str]
@@ -106,16 +107,26 @@ K_AUTO_NOTE = ("; 'auto' uses min(5, rows of the smallest over-sampled class - 1
 _SAMPLING_TYPE = {"over": "over-sampling", "under": "under-sampling", "clean": "clean-sampling"}
 
 
+def _whole_number(text: str) -> bool:
+    return text.strip().lstrip("-").isdigit()
+
+
 def class_id(key: Any, classes: Sequence[str], place: str) -> int:
     """The label id of a class given by name or id in a run file.
 
-    A string is looked up among the class names first, then read as an id; an int is an id.
-    An unknown class is a `DataError` naming the known ones.
+    A string is a class name; a whole number in a string that names no class is read as an id,
+    unless a class name is itself a whole number (then ids and names could not be told apart, so
+    a string is a name only). An int is an id (a mapping key in a run file is always a string:
+    the run file refuses other keys). An unknown class is a `DataError` naming the known ones.
     """
+    numbered = any(_whole_number(name) for name in classes)
     if isinstance(key, str):
         if key in classes:
             return classes.index(key)
-        if key.strip().lstrip("-").isdigit():
+        if _whole_number(key) and numbered:
+            raise DataError(f"{place}: unknown class {key!r}; the classes are {list(classes)}: names that are "
+                            f"numbers, so a quoted number is a class name, not an id")
+        if _whole_number(key):
             key = int(key)
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and 0 <= int(key) < len(classes):
         return int(key)
@@ -123,14 +134,35 @@ def class_id(key: Any, classes: Sequence[str], place: str) -> int:
                     f"0..{len(classes) - 1}")
 
 
-def categorical_problem(ds: Dataset, name: str, what: str = "interpolates between rows") -> str:
-    """Why a sampler that would blur categorical codes cannot take `ds`, with what would work;
-    ``""`` when `ds` has no categorical columns."""
+def categorical_problem(ds: Dataset, name: str, what: str = "interpolates between rows",
+                        copies: str = "'random-over'") -> str:
+    """Why a sampler that would blur categorical codes cannot take `ds`, with what would work
+    (`copies`: the sampler that copies rows, as the message names it); ``""`` when `ds` has no
+    categorical columns."""
     if ds.features is None or not ds.features.categorical_indices:
         return ""
     columns = [ds.features.names[i] for i in ds.features.categorical_indices]
     return (f"resample '{name}' {what}, which would blur the codes of the categorical columns {columns}; use "
-            f"resample 'smote-nc' (mixed columns), 'smoten' (all categorical) or 'random-over' instead")
+            f"resample 'smote-nc' (mixed columns), 'smoten' (all categorical) or {copies} instead")
+
+
+def _listed(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _probe(classes: Sequence[str]) -> Any:
+    """What `ImblearnResampler._strategy` reads of a dataset, from the class names alone."""
+    return SimpleNamespace(classes=tuple(classes), num_classes=len(classes))
+
+
+def rows_problem(param: str, k: int | None, rows: int, where: str = "the data") -> list[tuple[str, str]]:
+    """``[(param, message)]`` when a search for a row's `k` nearest neighbours (besides the row)
+    among `rows` rows cannot work; ``[]`` when it can (or `k` is None)."""
+    if k is None or k < rows:
+        return []
+    return [(param, f"{param} = {k} asks for a row and its {k} nearest neighbours, and {where} has {rows} rows; "
+                    f"set {param} to {rows - 1} or lower")]
 
 
 def nearest_same_class(ds: Dataset, new_x: torch.Tensor, new_y: torch.Tensor) -> torch.Tensor:
@@ -194,8 +226,10 @@ class ImblearnResampler(Resampler):
 
     A subclass sets ``imblearn_class`` (dotted path), ``family`` (``over``, ``under``, ``clean``),
     ``output`` (see the module docstring), ``params_left_out`` (imbalanced-learn parameters it
-    does not expose, with the reason), and may override `_sampler_kwargs`, `check_data` (the
-    columns it cannot take, asked before any step of a run and again when it runs) and `_check`.
+    does not expose, with the reason), and may override `_sampler_kwargs`, `check_columns` (the
+    columns it cannot take) and `_neighbour_problems` (neighbour counts its classes cannot supply);
+    `check_data` asks both, and `sampling_strategy` against the class counts, before any step of a
+    run, and `_check` again when the step runs, on the step's own input.
     """
 
     imblearn_class: ClassVar[str] = ""
@@ -220,8 +254,7 @@ class ImblearnResampler(Resampler):
         if not self.counts_known:
             return None
         y = np.repeat(np.arange(len(counts)), counts)
-        probe = SimpleNamespace(classes=tuple(classes), num_classes=len(classes))
-        targets = self._targets(self._strategy(probe, y), y)  # type: ignore[arg-type]
+        targets = self._targets(self._strategy(_probe(classes), y), y, classes)
         if self.family == "over":
             return [n + targets.get(c, 0) for c, n in enumerate(counts)]
         return [targets.get(c, n) for c, n in enumerate(counts)]
@@ -234,15 +267,46 @@ class ImblearnResampler(Resampler):
         return kwargs
 
     def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+        """What this sampler cannot take in `ds`'s columns (`check_columns`). (What the class counts
+        decide is `check_counts`'s: the counts at this step may differ from the training split's.)"""
+        return self.check_columns(ds)
+
+    def check_columns(self, ds: Dataset) -> list[tuple[str, str]]:
         """Categorical columns, which a sampler that interpolates (``interpolates``) cannot take."""
         problem = categorical_problem(ds, self.name) if self.interpolates else ""
         return [("", problem)] if problem else []
 
-    def _check(self, ds: Dataset, x: np.ndarray, y: np.ndarray, targets: Mapping[int, int]) -> None:
-        """Data checks before the sampler runs (`targets`: imbalanced-learn's {class id: rows});
-        by default `check_data`'s first problem, as a `DataError`."""
-        for _, problem in self.check_data(ds)[:1]:
+    def check_counts(self, counts: Sequence[int], classes: Sequence[str]) -> list[tuple[str, str]]:
+        """Problems of the params with data of these class `counts`, as ``(key, message)``: a
+        ``sampling_strategy`` imbalanced-learn would refuse here (the message says what it takes),
+        neighbour counts the classes cannot supply (`_neighbour_problems`). None with fewer than two
+        classes or an unknown class in sampling_strategy (`_check_data`, `check_classes` say so)."""
+        if sum(1 for n in counts if n) < 2 or self.check_classes(classes):
+            return []
+        y = np.repeat(np.arange(len(counts)), counts)
+        try:
+            targets = self._targets(self._strategy(_probe(classes), y), y, classes)
+        except DataError as error:
+            return [("sampling_strategy", str(error).split(": ", 1)[1])]
+        return self._neighbour_problems(list(counts), classes, targets)
+
+    def _neighbour_problems(self, counts: list[int], classes: Sequence[str],
+                            targets: Mapping[int, int]) -> list[tuple[str, str]]:
+        """Neighbour counts larger than the rows they search, as ``(key, message)`` (`targets`:
+        imbalanced-learn's {class id: rows}); by default ``k_param`` against the classes to
+        over-sample (a row and its k same-class neighbours)."""
+        if self.k_param is None:
+            return []
+        k = self._k_value(counts, targets, getattr(self.params, self.k_param))
+        problem = self._k_problem(counts, classes, targets, k, self.k_param)
+        return [problem] if problem else []
+
+    def _check(self, ds: Dataset) -> None:
+        """Data checks before the sampler runs: `check_data`'s first problem, as a `DataError`."""
+        for _, problem in self.check_columns(ds)[:1]:
             raise DataError(problem)
+        for key, problem in self.check_counts(ds.class_counts(), ds.classes)[:1]:
+            raise DataError(f"resample '{self.name}' params.{key}: {problem}")
 
     def _make_sampler(self, kwargs: Mapping[str, Any]) -> Any:
         cls = self._imblearn_type()
@@ -256,11 +320,11 @@ class ImblearnResampler(Resampler):
     # ---------------------------------------------------------------- the template
     def _resample(self, ds: Dataset, ctx: StepContext):
         self._check_data(ds)
+        self._check(ds)
         x = ds.x.reshape(len(ds), -1).detach().cpu().numpy()
         y = ds.y.cpu().numpy()
         strategy = self._strategy(ds, y)
-        targets = self._targets(strategy, y)
-        self._check(ds, x, y, targets)
+        targets = self._targets(strategy, y, ds.classes)
         kwargs = self._sampler_kwargs(ds, ctx, strategy)
         if self.k_param is not None:
             kwargs[self.k_param] = self._resolve_k(ds, y, targets, getattr(self.params, self.k_param), self.k_param)
@@ -331,41 +395,87 @@ class ImblearnResampler(Resampler):
                             f"{len(present)}; use a string option or a mapping of class -> rows")
         return strategy
 
-    def _targets(self, strategy: Any, y: np.ndarray) -> dict[int, int]:
-        """imbalanced-learn's own reading of the strategy: {class id: rows to add / keep}."""
+    def _targets(self, strategy: Any, y: np.ndarray, classes: Sequence[str]) -> dict[int, int]:
+        """imbalanced-learn's own reading of the strategy: {class id: rows to add / keep}; a strategy
+        it refuses is a `DataError` saying which values it takes here."""
         from imblearn.utils import check_sampling_strategy
 
         try:
             targets = check_sampling_strategy(strategy, y, _SAMPLING_TYPE[self.family])
         except ValueError as error:
-            raise DataError(f"resample '{self.name}' params.sampling_strategy: {error}") from None
+            counts = np.bincount(y, minlength=len(classes)).tolist()
+            raise DataError(f"resample '{self.name}' params.sampling_strategy: "
+                            f"{self._refused(strategy, counts, classes) or error}") from None
         return {int(k): int(v) for k, v in targets.items()}
 
-    def _check_k(self, ds: Dataset, y: np.ndarray, targets: Mapping[int, int], k: int, param: str) -> None:
-        """Every class to over-sample needs more than `k` rows (itself plus k neighbours)."""
-        counts = np.bincount(y, minlength=ds.num_classes)
-        # the smallest over-sampled class first, so that the suggested k works for every class
-        for label, wanted in sorted(targets.items(), key=lambda item: (counts[item[0]], item[0])):
-            if wanted and counts[label] < 2:  # whatever k: no neighbour to interpolate towards
-                raise DataError(f"resample '{self.name}': class {ds.classes[label]!r} has {counts[label]} row, and a "
-                                "class of one row cannot be interpolated; over-sample it with random-over, or "
-                                "leave it out of sampling_strategy")
-            if wanted and counts[label] < k + 1:
-                raise DataError(
-                    f"resample '{self.name}': class {ds.classes[label]!r} has {counts[label]} rows, fewer than "
-                    f"{param} + 1 = {k + 1}; set {param} to {counts[label] - 1} or lower, or {param}: "
-                    f"auto, or leave the class out of sampling_strategy")
+    def _refused(self, strategy: Any, counts: list[int], classes: Sequence[str]) -> str:
+        """Why imbalanced-learn refuses `strategy` (class ids) for these `counts`, with the values
+        it takes here; ``""`` for a reason not foreseen (its own words are shown then)."""
+        over = self.family == "over"
+        if isinstance(strategy, Mapping):
+            wrong = [c for c, n in strategy.items() if (n < counts[c] if over else n > counts[c])]
+            asked = "; ".join(f"{strategy[c]} rows of class {classes[c]!r}, which has {counts[c]}" for c in wrong)
+            bounds = ", ".join(f"{counts[c]} rows for class {classes[c]!r}" for c in wrong)
+            return (f"asks for {asked}: an over-sampler only adds rows (the mapping is the rows wanted after "
+                    f"resampling), so ask for at least {bounds}" if over else
+                    f"asks for {asked}: an under-sampler only drops rows, so ask for at most {bounds}") if wrong else ""
+        present = sorted((c for c, n in enumerate(counts) if n), key=lambda c: counts[c])
+        if not isinstance(strategy, float) or len(present) != 2:
+            return ""
+        few, many = counts[present[0]], counts[present[1]]
+
+        def takes(ratio: float) -> bool:  # imbalanced-learn's own arithmetic
+            return int(many * ratio - few) > 0 if over else int(few / ratio) <= many
+
+        # the smallest ratio of two decimals it takes (its arithmetic truncates: near, not at, the bound)
+        least = max(0.01, math.floor(((few + 1) / many if over else few / many) * 100) / 100)
+        while least <= 1 and not takes(least):
+            least = round(least + 0.01, 2)
+        have = (f"class {classes[present[0]]!r} has {few} rows and {classes[present[1]]!r} {many} "
+                f"(a ratio of {few / many:.3f})")
+        if least > 1:
+            return (f"a ratio (minority/majority rows after resampling) of at most 1 adds no rows here: {have}; "
+                    f"use a string option such as 'auto' or a mapping of class -> rows")
+        return (f"a ratio of {strategy} (minority/majority rows after resampling) "
+                f"{'adds no rows' if over else 'would need rows added'}: {have}, and "
+                f"{'an over-sampler only adds rows' if over else 'an under-sampler only drops rows'}; use a "
+                f"ratio of at least {least:g} (at most 1)")
+
+    def _k_value(self, counts: Sequence[int], targets: Mapping[int, int], value: Any) -> int:
+        """The k of `value`: ``auto`` -> min(5, rows of the smallest over-sampled class - 1), at least 1."""
+        if value != "auto":
+            return int(value)
+        return max(1, min([5] + [counts[label] - 1 for label, wanted in targets.items() if wanted]))
+
+    def _k_problem(self, counts: Sequence[int], classes: Sequence[str], targets: Mapping[int, int], k: int,
+                   param: str) -> tuple[str, str] | None:
+        """``(key, message)`` when a class to over-sample has `k` rows or fewer (interpolating needs a
+        row and k neighbours of its class), naming every such class and what would work; else None."""
+        small = sorted((c for c, n in targets.items() if n and counts[c] < k + 1), key=lambda c: (counts[c], c))
+        if single := [repr(classes[c]) for c in small if counts[c] < 2]:
+            # whatever k: no neighbour to interpolate towards
+            one, them = len(single) == 1, "it" if len(single) == 1 else "them"
+            return ("sampling_strategy", f"{'class' if one else 'classes'} {_listed(single)} "
+                                         f"{'has 1 row' if one else 'have 1 row each'}, and a class of one row cannot "
+                                         f"be interpolated; over-sample {them} with random-over, or leave {them} out "
+                                         f"of sampling_strategy")
+        if not small:
+            return None
+        smallest, others = small[0], [f"{classes[c]!r} {counts[c]}" for c in small[1:]]
+        them = "them" if others else "it"
+        return (param, f"class {classes[smallest]!r} has {counts[smallest]} rows"
+                       f"{f' (and {_listed(others)})' if others else ''}, fewer than {param} + 1 = {k + 1}; set "
+                       f"{param} to {counts[smallest] - 1} or lower, or {param}: auto, or over-sample "
+                       f"{'these classes' if others else 'the class'} with random-over, or leave {them} out of "
+                       f"sampling_strategy")
 
     def _resolve_k(self, ds: Dataset, y: np.ndarray, targets: Mapping[int, int], value: Any, param: str) -> int:
         """`value` checked against the over-sampled classes; ``auto`` -> min(5, smallest class - 1)."""
-        if value == "auto":
-            counts = np.bincount(y, minlength=ds.num_classes)
-            sizes = [int(counts[label]) for label, wanted in targets.items() if wanted]
-            value = min([5] + [size - 1 for size in sizes])
-            if value < 1:
-                self._check_k(ds, y, targets, 1, param)
-        self._check_k(ds, y, targets, int(value), param)
-        return int(value)
+        counts = np.bincount(y, minlength=ds.num_classes).tolist()
+        k = self._k_value(counts, targets, value)
+        if problem := self._k_problem(counts, ds.classes, targets, k, param):
+            raise DataError(f"resample '{self.name}' params.{problem[0]}: {problem[1]}")
+        return k
 
     # ------------------------------------------------------------------- output
     def _result(self, ds: Dataset, x: np.ndarray, y: np.ndarray, x_res: np.ndarray, y_res: np.ndarray,

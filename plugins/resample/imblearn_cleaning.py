@@ -13,7 +13,7 @@ from pydantic import Field
 
 from ._imblearn import (
     ImblearnResampler, CleanStrategy, CLEAN_DESCRIPTION, COMMON_LEFT_OUT, NEIGHBOURS_OBJECT,
-    N_JOBS_DESCRIPTION, NJobs,
+    N_JOBS_DESCRIPTION, NJobs, rows_problem,
 )
 
 __all__ = ["TomekLinks", "EditedNearestNeighbours", "RepeatedEditedNearestNeighbours", "AllKNN", "CondensedNearestNeighbour", "OneSidedSelection", "NeighbourhoodCleaningRule"]
@@ -24,6 +24,25 @@ class _Cleaning(ImblearnResampler):
     output = "indices"
     modalities = ("tabular", "image", "audio")
     params_left_out = {"sampling_strategy (float)": "imbalanced-learn rejects a ratio for cleaning samplers"}
+
+    def _neighbour_problems(self, counts, classes, targets):
+        """``n_neighbors`` (where there is one) against all rows: each row and its neighbours."""
+        return rows_problem("n_neighbors", getattr(self.params, "n_neighbors", None), sum(counts))
+
+
+class _Condensed(_Cleaning):
+    """Condensed nearest neighbour and one-sided selection: a k-NN rule fitted on the minority
+    class's rows plus ``n_seeds_S`` rows of the class being cleaned."""
+
+    def _neighbour_problems(self, counts, classes, targets):
+        minority = min((c for c, n in enumerate(counts) if n), key=lambda c: counts[c])
+        k, start = self.params.n_neighbors or 1, counts[minority] + self.params.n_seeds_S
+        if not targets or k <= start:
+            return []
+        return [("n_neighbors", f"the k-NN rule starts from the {counts[minority]} rows of the minority class "
+                                f"{classes[minority]!r} and n_seeds_S = {self.params.n_seeds_S} rows of the class "
+                                f"it cleans, fewer than n_neighbors = {k}; set n_neighbors to {start} or lower, or "
+                                f"n_seeds_S to {k - counts[minority]} or more")]
 
 
 class TomekLinks(_Cleaning):
@@ -100,8 +119,13 @@ class AllKNN(_Cleaning):
         allow_minority: bool = Field(False, description="let a majority class become smaller than the minority")
         n_jobs: NJobs = Field(None, description=N_JOBS_DESCRIPTION)
 
+    def _neighbour_problems(self, counts, classes, targets):
+        # its rounds stop early when a class would fall below the minority: the data decides
+        # whether the largest neighbourhood is ever searched
+        return []
 
-class CondensedNearestNeighbour(_Cleaning):
+
+class CondensedNearestNeighbour(_Condensed):
     """Condensed nearest neighbour: keep the rows a 1-NN rule needs (imbalanced-learn CondensedNearestNeighbour).
 
     ``n_neighbors: null`` is imbalanced-learn's default (a 1-NN classifier). Left out:
@@ -122,7 +146,7 @@ class CondensedNearestNeighbour(_Cleaning):
         n_jobs: NJobs = Field(None, description=N_JOBS_DESCRIPTION)
 
 
-class OneSidedSelection(_Cleaning):
+class OneSidedSelection(_Condensed):
     """One-sided selection: condensed nearest neighbour followed by Tomek links (imbalanced-learn OneSidedSelection).
 
     Left out: ``random_state`` (from the step's Rng), ``n_neighbors`` as an estimator object.

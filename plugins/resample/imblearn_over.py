@@ -15,7 +15,7 @@ from pydantic import Field
 from setforge import Dataset, StepContext
 
 from ._imblearn import (
-    ImblearnResampler, OverStrategy, KNeighbors, class_id, categorical_problem, K_AUTO_NOTE,
+    ImblearnResampler, OverStrategy, KNeighbors, class_id, categorical_problem, rows_problem, K_AUTO_NOTE,
     OVER_DESCRIPTION, COMMON_LEFT_OUT, NEIGHBOURS_OBJECT, N_JOBS_DESCRIPTION, NJobs, NonNegative,
 )
 
@@ -46,11 +46,12 @@ class RandomOverSampler(ImblearnResampler):
             None, description="smoothed bootstrap: None copies rows exactly; a float >= 0 (or a mapping class name "
                               "or id -> float, one for each over-sampled class) scales Gaussian noise added to copies")
 
-    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+    def check_columns(self, ds: Dataset) -> list[tuple[str, str]]:
         """Categorical columns, which ``shrinkage`` would add noise to."""
         if self.params.shrinkage is None:
             return []
-        problem = categorical_problem(ds, self.name, "with shrinkage adds noise to every column")
+        problem = categorical_problem(ds, self.name, "with shrinkage adds noise to every column",
+                                      "'random-over' without shrinkage")
         return [("shrinkage", problem)] if problem else []
 
     def _sampler_kwargs(self, ds: Dataset, ctx: StepContext, strategy: Any) -> dict[str, Any]:
@@ -120,9 +121,9 @@ class SMOTE(_SmoteLike):
 
         self._check_data(ds)
         y = ds.y.cpu().numpy()
+        self._check(ds)
         strategy = self._strategy(ds, y)
-        targets = self._targets(strategy, y)
-        self._check(ds, None, y, targets)
+        targets = self._targets(strategy, y, ds.classes)
         k = self._resolve_k(ds, y, targets, self.params.k_neighbors, "k_neighbors")
         new_x, new_y, parent = torch_smote(ds.x.reshape(len(ds), -1), ds.y, targets, k=k, generator=ctx.rng.torch,
                                            block_size=self.params.block_size)
@@ -160,7 +161,7 @@ class SMOTENC(_SmoteLike):
         k_neighbors: KNeighbors = Field(5, description="nearest same-class neighbours to interpolate towards"
                                         + K_AUTO_NOTE)
 
-    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+    def check_columns(self, ds: Dataset) -> list[tuple[str, str]]:
         """Both kinds of column: categorical ones and at least one numeric one."""
         categorical = [] if ds.features is None else ds.features.categorical_indices
         if not categorical:
@@ -203,7 +204,7 @@ class SMOTEN(_SmoteLike):
         sampling_strategy: OverStrategy = Field("auto", description=OVER_DESCRIPTION)
         k_neighbors: KNeighbors = Field(5, description="nearest same-class neighbours to vote with" + K_AUTO_NOTE)
 
-    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+    def check_columns(self, ds: Dataset) -> list[tuple[str, str]]:
         """Every column categorical."""
         categorical = [] if ds.features is None else ds.features.categorical_indices
         if len(categorical) == ds.shape[0]:
@@ -237,7 +238,17 @@ class ADASYN(_SmoteLike):
                                         + K_AUTO_NOTE)
 
 
-class BorderlineSMOTE(_SmoteLike):
+class _InDanger(_SmoteLike):
+    """Borderline- and SVM-SMOTE: rows "in danger" judged by their ``m_neighbors`` among all rows."""
+
+    def _neighbour_problems(self, counts, classes, targets):
+        """``k_neighbors`` against the classes to over-sample; ``m_neighbors`` against all rows."""
+        found = super()._neighbour_problems(counts, classes, targets)
+        return found + (rows_problem("m_neighbors", self.params.m_neighbors, sum(counts), "the data (every class)")
+                        if any(targets.values()) else [])
+
+
+class BorderlineSMOTE(_InDanger):
     """Borderline-SMOTE: SMOTE seeded only from minority rows near the class border (imbalanced-learn).
 
     A new row's parent is its seed row (a minority row "in danger"). Left out: ``random_state``
@@ -261,7 +272,7 @@ class BorderlineSMOTE(_SmoteLike):
                                         "also towards other classes (at most half way)")
 
 
-class SVMSMOTE(_SmoteLike):
+class SVMSMOTE(_InDanger):
     """SVM-SMOTE: SMOTE seeded from the support vectors of an SVM (imbalanced-learn SVMSMOTE).
 
     A new row's parent is its seed support vector (a real minority row). Left out: ``svm_estimator``

@@ -65,6 +65,25 @@ class NearMiss(ImblearnResampler):
         n_neighbors_ver3: int = Field(3, ge=1, description="version 3: neighbours that pre-select rows")
         n_jobs: NJobs = Field(None, description=N_JOBS_DESCRIPTION)
 
+    def _neighbour_problems(self, counts, classes, targets):
+        """Versions 1 and 3 search the minority class for ``n_neighbors`` rows; version 3 first
+        searches each class to under-sample for ``n_neighbors_ver3``."""
+        minority = min((c for c, n in enumerate(counts) if n), key=lambda c: counts[c])
+        found = []
+        if self.params.version != 2 and targets and self.params.n_neighbors > counts[minority]:
+            found.append(("n_neighbors", f"version {self.params.version} measures the distance to the n_neighbors = "
+                                         f"{self.params.n_neighbors} nearest rows of the minority class "
+                                         f"{classes[minority]!r}, which has {counts[minority]}; set n_neighbors to "
+                                         f"{counts[minority]} or lower (or use version: 2, which measures it to all "
+                                         f"of them)"))
+        if self.params.version == 3 and (small := [c for c in targets if counts[c] < self.params.n_neighbors_ver3]):
+            least = min(small, key=lambda c: counts[c])
+            found.append(("n_neighbors_ver3", f"version 3 pre-selects the n_neighbors_ver3 = "
+                                              f"{self.params.n_neighbors_ver3} nearest rows of each class to "
+                                              f"under-sample, and class {classes[least]!r} has {counts[least]}; "
+                                              f"set n_neighbors_ver3 to {counts[least]} or lower"))
+        return found
+
     def expected_counts(self, counts, classes):
         # version 3 keeps only rows its pre-selection found (the n_neighbors_ver3 nearest of each
         # minority row), which can fall short of the targets: the data decides
@@ -150,7 +169,7 @@ class ClusterCentroids(ImblearnResampler):
             "auto", description="soft: the centroids themselves; hard: the real row nearest to each centroid; "
                                 "auto: soft for dense data")
 
-    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+    def check_columns(self, ds: Dataset) -> list[tuple[str, str]]:
         """Categorical columns, which centroids (any voting but ``hard``) would average."""
         if self.params.voting == "hard":
             return []

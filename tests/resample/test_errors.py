@@ -96,10 +96,16 @@ def test_bad_params_are_config_errors():
         create("resample", "random-over", {"shrinkage": -1.0})
 
 
-def test_imblearn_value_errors_become_data_errors(ctx):
-    # NearMiss-3 asks for more neighbours than the minority class has
-    with pytest.raises(DataError, match="'near-miss' \\(imbalanced-learn NearMiss\\) cannot resample this data"):
-        create("resample", "near-miss", {"version": 1, "n_neighbors": 10}).resample(small_class_data(), ctx)
+def test_imblearn_value_errors_become_data_errors(ctx, monkeypatch):
+    from imblearn.under_sampling import NearMiss
+
+    def refuse(self, x, y):
+        raise ValueError("Expected n_neighbors <= n_samples_fit")
+
+    monkeypatch.setattr(NearMiss, "fit_resample", refuse)
+    with pytest.raises(DataError, match="'near-miss' \\(imbalanced-learn NearMiss\\) cannot resample this data: "
+                                        "Expected n_neighbors"):
+        create("resample", "near-miss").resample(small_class_data(), ctx)
 
 
 def test_interpolating_samplers_refuse_categorical_columns(ctx):

@@ -53,15 +53,22 @@ def test_smote_torch_backend_from_a_run_file(tmp_path, registry):
     assert result.train.class_counts() == [max(raw)] * len(raw)
 
 
-def test_a_class_too_small_for_k_exits_3_naming_the_class(tmp_path):
+def test_a_class_too_small_for_k_exits_3_at_the_param_naming_the_classes(tmp_path):
+    # (found by an audit: --dry-run showed the counts and exited 0, and the run stopped with exit 3
+    # and no place once the step was reached; now the dry run finds it, and both name the param)
     config = run_file(tmp_path, "digits", {"resample": "smote", "params": {"k_neighbors": 40}})
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
-    done = subprocess.run([sys.executable, "-m", "setforge", "run", str(path)], capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 3, done.stderr
-    assert "fewer than k_neighbors + 1 = 41" in done.stderr and "k_neighbors: auto" in done.stderr
-    assert "Traceback" not in done.stderr
+    for extra in (["--dry-run"], []):
+        done = subprocess.run([sys.executable, "-m", "setforge", "run", str(path), *extra], capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 3, done.stderr
+        line = next(line for line in done.stderr.splitlines() if "pipeline[0].params.k_neighbors:" in line
+                    or ("pipeline[0]: resample 'smote' (plugin" in line and "params.k_neighbors:" in line))
+        assert "fewer than k_neighbors + 1 = 41" in line and "k_neighbors: auto" in line, line
+        assert "over-sample these classes with random-over, or leave them out of sampling_strategy" in line, line
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("name", ["random-over", "smote", "random-under", "near-miss", "cluster-centroids"])
