@@ -12,12 +12,16 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["class_distribution", "ablation_chart", "line_chart", "image_grid", "grid_of", "ORIGIN_COLOURS"]
+__all__ = ["class_distribution", "ablation_chart", "line_chart", "image_grid", "grid_of", "composite_alpha",
+           "ORIGIN_COLOURS", "ALPHA_BACKGROUND"]
 
 # One colour per origin, the same in every chart and legend of a report.
 ORIGIN_COLOURS = {"real": "#4c72b0", "augmented": "#55a868", "resampled": "#dd8452",
                   "generated": "#c44e52", "pseudo-labelled": "#8172b3"}
 _OTHER_COLOUR = "#937860"
+#: The grey that image grids composite transparent pixels on: neutral, and unlike the white
+#: padding between cells, so a transparent region reads as such.
+ALPHA_BACKGROUND = 0.5
 
 
 def _label(text: Any) -> str:
@@ -133,17 +137,28 @@ def grid_of(images: Any, nrow: int, padding: int = 2, pad_value: float = 1.0) ->
     return torch.nn.functional.pad(grid, (0, padding, 0, padding), value=pad_value)
 
 
+def composite_alpha(images: Any, background: float = ALPHA_BACKGROUND) -> Any:
+    """Images ``(N, C, H, W)`` in [0, 1] with their last channel taken as alpha when there are 2
+    (grey + alpha) or 4 (RGBA), composited over the grey `background`: 1 or 3 channels. Other
+    channel counts come back as they are."""
+    if images.shape[1] not in (2, 4):
+        return images
+    alpha = images[:, -1:]
+    return images[:, :-1] * alpha + background * (1 - alpha)
+
+
 def image_grid(images: Any, nrow: int, min_cell: int = 48, row_labels: Sequence[str] | None = None,
                max_cell: int = 128) -> bytes:
     """Images ``(N, C, H, W)`` in [0, 1] as one PNG grid of `nrow` images a row (`grid_of`),
     small images enlarged by whole factors (nearest) so that each cell is at least `min_cell`
     pixels, large ones reduced by whole factors (area averages) to at most `max_cell` (a page of
     224 px grids would weigh megabytes); with `row_labels`, each grid row is labelled on the left
-    (a class name)."""
+    (a class name). Grey + alpha (2 channels) and RGBA (4) show composited over mid grey
+    (`composite_alpha`); other counts than 1 to 4 show their first channel in grey."""
     import torch
     from PIL import Image
 
-    images = images.detach().float().cpu().clamp(0, 1)
+    images = composite_alpha(images.detach().float().cpu().clamp(0, 1))
     if images.shape[1] not in (1, 3):  # a grid draws 1 or 3 channels; show the first
         images = images[:, :1]
     height, width = images.shape[-2:]

@@ -129,6 +129,26 @@ class Torchvision(Augmenter):
         cls = transform_classes()[self.params.transform]
         self.transform = cls(**_coerce(cls, self.params.kwargs))
 
+    def _shape_error(self, shape: tuple[int, ...], out: Any) -> str:
+        """Why the transform's output `out` of a `shape` image is refused: what changed (the
+        channel count, the size) and the argument that would keep it, where the transform has one."""
+        name = self.params.transform
+        head = f"augment 'torchvision': {name} turned a {shape} image into"
+        if not isinstance(out, torch.Tensor) or out.dim() != len(shape):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            return f"{head} {got}; it must return an image of the same shape"
+        accepts = inspect.signature(type(self.transform)).parameters
+        changes = []
+        if out.shape[0] != shape[0]:
+            keep = (f" (kwargs: {{num_output_channels: {shape[0]}}} keeps them)"
+                    if "num_output_channels" in accepts and shape[0] in (1, 3) else "")
+            changes.append(f"the channels from {shape[0]} to {out.shape[0]}{keep}")
+        if tuple(out.shape[1:]) != shape[1:]:
+            size = "x".join(map(str, shape[1:]))
+            keep = f" (kwargs: {{size: {list(shape[1:])}}} keeps it)" if "size" in accepts else ""
+            changes.append(f"the size from {size} to {'x'.join(map(str, out.shape[1:]))}{keep}")
+        return f"{head} {tuple(out.shape)}: it changed {' and '.join(changes)}; an augmenter must keep the image's shape"
+
     def _make_params(self, x, y, generator):
         return {"seed": torch.randint(0, 2**62, (x.shape[0],), generator=generator, device=x.device)}
 
@@ -143,9 +163,7 @@ class Torchvision(Augmenter):
                 else:
                     out = self.transform(row)
                 if not isinstance(out, torch.Tensor) or out.shape != row.shape:
-                    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                    raise DataError(f"augment 'torchvision': {self.params.transform} turned a {tuple(row.shape)} "
-                                    f"image into {got}; it must keep the shape (give it the image's size)")
+                    raise DataError(self._shape_error(tuple(row.shape), out))
                 rows.append(out.to(x.dtype))
         out = torch.stack(rows) if rows else x.clone()
         if out.numel() and (float(out.min()) < 0.0 or float(out.max()) > 1.0):

@@ -12,11 +12,18 @@ the run's cache as plain tensors, so a resumed run reuses it):
 - per class, PRDC ``coverage`` and ``recall`` (k = 5) of that class's samples against the class's
   real training rows: a class whose coverage falls below ``collapse_coverage`` has collapsed (its
   samples sit on a few real rows), which the step's report names as a warning with the iteration.
+  A class PRDC cannot measure (at most k real training rows or samples, or no val rows to draw
+  its labels from) is ``unchecked``, with the reason, and a warning says so.
+
+`collapse_warnings` writes the warnings from the report alone (plain values), for the classes a
+step generates: the generator is fitted on every class, and a class it is not asked for is no
+concern of the step's rows (`note_sampled` in ``_gan_training`` narrows them as rows are sampled).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -24,7 +31,7 @@ from torch import nn
 
 from setforge.dataset import Dataset
 
-__all__ = ["QualityMonitor", "feature_network", "PRDC_K"]
+__all__ = ["QualityMonitor", "collapse_warnings", "feature_network", "PRDC_K"]
 
 #: Nearest neighbours of PRDC's balls (the paper's 5).
 PRDC_K = 5
@@ -62,8 +69,20 @@ class QualityMonitor:
         self.val_moments = moments(self._embed(val.x).double())
         repeats = math.ceil(samples / max(1, len(val)))
         self.labels = val.y.repeat(repeats)[:max(samples, len(val))].to(self.device)
-        present = sorted(set(train.y.tolist()) & set(self.labels.tolist()))
-        self.train_features = {c: self._embed(train.x[train.y == c]) for c in present}
+        # a class PRDC can measure: more than k real training rows and k samples (its labels drawn from val's)
+        self.train_features: dict[int, torch.Tensor] = {}
+        self.unchecked: dict[str, str] = {}  # {class: why PRDC cannot measure it}
+        for c in sorted(set(train.y.tolist())):
+            rows, drawn = int((train.y == c).sum()), int((self.labels == c).sum())
+            need = f"PRDC coverage (k={PRDC_K}) needs more than {PRDC_K}"
+            why = ("the val split has no rows of it, so the monitor draws no samples of it" if not drawn else
+                   f"it has {rows} real training rows and {need}" if rows <= PRDC_K else
+                   f"the monitor draws {drawn} samples of it (monitor_samples, in the val split's class "
+                   f"proportions) and {need}" if drawn <= PRDC_K else None)
+            if why is None:
+                self.train_features[c] = self._embed(train.x[train.y == c])
+            else:
+                self.unchecked[str(self.classes[c])] = why
         self.seed = seed
         self.curve: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None  # {"iteration", "fd", "weights"}
@@ -90,11 +109,9 @@ class QualityMonitor:
         fd = frechet_distance(m.mean, m.cov, self.val_moments.mean, self.val_moments.cov)
         by_class: dict[str, dict[str, float]] = {}
         for c, real in self.train_features.items():
-            fake = features[self.labels == c]
-            if len(real) > PRDC_K and len(fake) > PRDC_K:
-                scores = prdc(real, fake, k=PRDC_K)
-                by_class[str(self.classes[c])] = {"coverage": round(float(scores["coverage"]), 6),
-                                                  "recall": round(float(scores["recall"]), 6)}
+            scores = prdc(real, features[self.labels == c], k=PRDC_K)
+            by_class[str(self.classes[c])] = {"coverage": round(float(scores["coverage"]), 6),
+                                              "recall": round(float(scores["recall"]), 6)}
         point = {"iteration": int(iteration), "fd": round(float(fd), 6), "by_class": by_class}
         self.curve.append(point)
         if self.best is None or fd < self.best["fd"]:
@@ -102,34 +119,14 @@ class QualityMonitor:
                          "weights": {k: v.detach().clone() for k, v in ema.state_dict().items()}}
         return point
 
-    def collapsed(self, chosen: int) -> list[str]:
-        """Warnings naming each class whose coverage is below the threshold at the `chosen`
-        iteration (the weights kept), or fell below it during training after having been above."""
-        warnings = []
-        at = {point["iteration"]: point for point in self.curve}
-        for name in self.curve[-1]["by_class"] if self.curve else []:
-            history = [(p["iteration"], p["by_class"][name]["coverage"]) for p in self.curve if name in p["by_class"]]
-            kept = at.get(chosen, {}).get("by_class", {}).get(name)
-            threshold = f"PRDC coverage, k={PRDC_K}; threshold collapse_coverage={self.collapse_coverage:g}"
-            if kept is not None and kept["coverage"] < self.collapse_coverage:
-                warnings.append(f"class '{name}' looks collapsed at iteration {chosen} (the weights kept): its "
-                                f"samples cover {kept['coverage']:.2f} of its real rows ({threshold})")
-                continue
-            was_good = False
-            for iteration, coverage in history:
-                if coverage >= self.collapse_coverage:
-                    was_good = True
-                elif was_good:
-                    warnings.append(f"class '{name}' collapsed at iteration {iteration} during training: its "
-                                    f"samples covered {coverage:.2f} of its real rows ({threshold}); the weights "
-                                    f"kept (iteration {chosen}) do not")
-                    break
-        return warnings
-
     def report(self, final_iteration: int) -> dict[str, Any]:
+        """The selection report (plain values): ``select``, ``chosen_iteration``, ``curve``,
+        ``collapse_coverage``, ``unchecked`` ({class: why PRDC cannot measure it}) and the
+        ``warnings`` of every class (`collapse_warnings`)."""
         chosen = self.best["iteration"] if self.select == "best-fd" and self.best is not None else final_iteration
-        return {"select": self.select, "chosen_iteration": int(chosen), "curve": list(self.curve),
-                "warnings": self.collapsed(int(chosen))}
+        report = {"select": self.select, "chosen_iteration": int(chosen), "curve": list(self.curve),
+                  "collapse_coverage": self.collapse_coverage, "unchecked": dict(self.unchecked)}
+        return {**report, "warnings": collapse_warnings(report)}
 
     # checkpoints: the curve and the best weights travel with the loop's state
     def state(self) -> dict[str, Any]:
@@ -138,3 +135,37 @@ class QualityMonitor:
     def load_state(self, state: dict[str, Any]) -> None:
         self.curve = list(state["curve"])
         self.best = state["best"]
+
+
+def collapse_warnings(report: dict[str, Any], classes: Sequence[str] | None = None) -> list[str]:
+    """Warnings from a monitor's `report` for the class names `classes` (None: every class the
+    monitor saw), in that order: each class whose coverage is below ``collapse_coverage`` at the
+    chosen iteration (the weights kept), or fell below it during training after having been
+    above, and each class PRDC could not measure (``unchecked``), with the reason."""
+    curve, chosen, floor = report["curve"], report["chosen_iteration"], report["collapse_coverage"]
+    unchecked = report.get("unchecked", {})
+    measured = [name for point in curve for name in point["by_class"]]
+    names = list(dict.fromkeys([*measured, *unchecked])) if classes is None else classes
+    threshold = f"PRDC coverage, k={PRDC_K}; threshold collapse_coverage={floor:g}"
+    kept_at = next((p["by_class"] for p in curve if p["iteration"] == chosen), {})
+    warnings = []
+    for name in names:
+        if name in unchecked:
+            warnings.append(f"class '{name}' was not checked for collapse: {unchecked[name]}")
+            continue
+        kept = kept_at.get(name)
+        if kept is not None and kept["coverage"] < floor:
+            warnings.append(f"class '{name}' looks collapsed at iteration {chosen} (the weights kept): its "
+                            f"samples cover {kept['coverage']:.2f} of its real rows ({threshold})")
+            continue
+        was_good = False
+        for iteration, coverage in ((p["iteration"], p["by_class"][name]["coverage"]) for p in curve
+                                    if name in p["by_class"]):
+            if coverage >= floor:
+                was_good = True
+            elif was_good:
+                warnings.append(f"class '{name}' collapsed at iteration {iteration} during training: its "
+                                f"samples covered {coverage:.2f} of its real rows ({threshold}); the weights "
+                                f"kept (iteration {chosen}) do not")
+                break
+    return warnings

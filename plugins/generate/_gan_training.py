@@ -57,9 +57,9 @@ from setforge.context import Event, StepContext
 from setforge.errors import DataError, PluginError
 from .._shared.threads import one_thread_if_small
 from ._gan_augment import DIFF_AUGMENT_OPS, AdaParams, AdaptiveAugment, AugmentedDiscriminator, DiffAugmentOp, build_ops
-from ._gan_selection import QualityMonitor, feature_network
+from ._gan_selection import QualityMonitor, collapse_warnings, feature_network
 
-__all__ = ["refuse_untrained", "GanTrainingParams", "GanObjective", "NonSaturatingLoss", "WassersteinGradientPenalty", "GanTrainer", "GanResult", "BatchSampler",
+__all__ = ["refuse_untrained", "note_sampled", "GanTrainingParams", "GanObjective", "NonSaturatingLoss", "WassersteinGradientPenalty", "GanTrainer", "GanResult", "BatchSampler",
            "build_module", "init_dcgan_weights", "spectral_normalise", "Selection", "SELECT_DESCRIPTION", "training_budget", "refresh_batch_norm", "write_grid_png", "is_skewed",
            "forward_macs", "CHECKPOINT_PATTERN", "SMALL_STEP_MACS"]
 
@@ -156,6 +156,20 @@ def refuse_untrained(component: Any, labels: torch.Tensor, trained: Sequence[int
         raise DataError(f"generate '{component.name}': no training rows of class "
                         f"{', '.join(repr(component.classes[c]) for c in untrained)}, so it cannot be generated "
                         f"(fit on data that has it, or leave it out of classes:)")
+
+
+def note_sampled(component: Any, labels: torch.Tensor) -> None:
+    """Narrow the collapse warnings of a generator's ``training_report`` to the classes it has
+    sampled since it was fitted (``sampled_classes`` there, in class order): it is fitted on every
+    class, and a class a step does not generate is no concern of its rows. Before any sampling the
+    warnings cover every class the monitor saw. Shared by every GAN's ``_sample``."""
+    report = component.training_report
+    if not report or "curve" not in report:  # no monitor, or loaded from a checkpoint
+        return
+    sampled = set(report.get("sampled_classes", [])) | {str(component.classes[c]) for c in labels.unique().tolist()}
+    report["sampled_classes"] = [str(name) for name in component.classes if str(name) in sampled]
+    report["warnings"] = collapse_warnings(report, report["sampled_classes"])
+
 
 # ------------------------------------------------------------------------- objectives
 class GanObjective:
@@ -478,11 +492,14 @@ def training_budget(params: GanTrainingParams, counts: np.ndarray, steps_per_epo
 # ------------------------------------------------------------------------------ grids
 def write_grid_png(images: torch.Tensor, path: Path, columns: int) -> Path:
     """Write `images` (``(rows * columns, C, H, W)`` in [0, 1]) as a PNG grid, `columns` per row,
-    upscaled (nearest) so that small images stay visible. One or two channels: grey (the first);
-    three or more: RGB (the first three)."""
+    upscaled (nearest) so that small images stay visible. Grey + alpha (2 channels) and RGBA (4)
+    composited over mid grey as the report's grids show them (`composite_alpha`); then one
+    channel: grey; three or more: RGB (the first three)."""
     from PIL import Image
 
-    images = images.detach().float().clamp(0, 1).cpu()
+    from setforge.tools.plots import composite_alpha
+
+    images = composite_alpha(images.detach().float().clamp(0, 1).cpu())
     n, channels, height, width = images.shape
     images = images[:, :1] if channels < 3 else images[:, :3]
     scale = max(1, math.ceil(32 / max(height, width)))

@@ -30,7 +30,7 @@ from setforge.context import StepContext
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 
-from ._gan_training import (refuse_untrained, GanObjective, GanTrainer, GanTrainingParams, NonSaturatingLoss, build_module,
+from ._gan_training import (refuse_untrained, note_sampled, GanObjective, GanTrainer, GanTrainingParams, NonSaturatingLoss, build_module,
                             init_dcgan_weights, spectral_normalise)
 
 __all__ = ["DCGAN"]  # ConvGan is the base wgan-gp shares; not a component itself
@@ -177,6 +177,7 @@ class ConvGan(Generator):
 
     def _sample(self, labels: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         refuse_untrained(self, labels, self._trained_classes)
+        note_sampled(self, labels)
         net = self._net
         if next(net.parameters()).device != ctx.device:
             net = self._net = net.to(ctx.device)

@@ -34,7 +34,7 @@ from setforge.errors import DataError
 
 from ._gan_augment import DiffAugmentOp
 from ._gan_training import (SELECT_DESCRIPTION, GanObjective, GanTrainer, GanTrainingParams, Selection, build_module,
-                            refuse_untrained)
+                            note_sampled, refuse_untrained)
 from ._stylegan2_nets import StyleGan2Discriminator, StyleGan2Generator, init_stylegan2_weights
 from .dcgan import MAX_SIZE, MIN_SIZE, _to_images, _to_network, network_size
 
@@ -341,6 +341,7 @@ class StyleGAN2(Generator):
 
     def _sample(self, labels: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         refuse_untrained(self, labels, self._trained_classes)
+        note_sampled(self, labels)
         net = self._net
         if next(net.parameters()).device != ctx.device:
             net = self._net = net.to(ctx.device)

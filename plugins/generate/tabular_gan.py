@@ -40,7 +40,7 @@ from setforge.context import StepContext
 from setforge.dataset import Dataset
 from setforge.errors import DataError
 
-from ._gan_training import refuse_untrained, BatchSampler, GanObjective, GanTrainer, GanTrainingParams, build_module
+from ._gan_training import refuse_untrained, note_sampled, BatchSampler, GanObjective, GanTrainer, GanTrainingParams, build_module
 from ._tabular_encoding import ModeSpecificNormaliser, SpanLayout
 
 __all__ = ["TabularGAN", "TrainingBySampling", "auto_pac"]
@@ -386,6 +386,7 @@ class TabularGAN(Generator):
     # ----------------------------------------------------------------- sample
     def _sample(self, labels: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         refuse_untrained(self, labels, self._trained_classes)
+        note_sampled(self, labels)
         net = self._net
         if next(net.parameters()).device != ctx.device:
             net = self._net = net.to(ctx.device)

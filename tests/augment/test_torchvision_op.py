@@ -96,11 +96,31 @@ def test_a_bad_run_file_fails_at_validate_with_its_place(tmp_path):
 def test_shape_and_range_changes_are_data_errors():
     from setforge import DataError
 
-    with pytest.raises(DataError, match="keep the shape"):
+    with pytest.raises(DataError, match="keep the image's shape"):
         create("augment", "torchvision", {"transform": "CenterCrop", "kwargs": {"size": 4}})(smooth_images(2))
     with pytest.raises(DataError, match=r"left \[0, 1\]"):
         create("augment", "torchvision", {"transform": "Normalize",
                                           "kwargs": {"mean": [0.5] * 3, "std": [0.1] * 3}})(smooth_images(2))
+
+
+def test_a_shape_change_says_what_changed_and_what_keeps_it():
+    from setforge import DataError
+
+    images = smooth_images(2, height=24, width=32)
+    with pytest.raises(DataError) as error:
+        create("augment", "torchvision", {"transform": "Grayscale"})(images)
+    assert str(error.value) == ("augment 'torchvision': Grayscale turned a (3, 24, 32) image into (1, 24, 32): it "
+                                "changed the channels from 3 to 1 (kwargs: {num_output_channels: 3} keeps them); "
+                                "an augmenter must keep the image's shape")
+    kept = create("augment", "torchvision", {"transform": "Grayscale", "kwargs": {"num_output_channels": 3}})(images)
+    assert kept.shape == images.shape
+    with pytest.raises(DataError) as error:
+        create("augment", "torchvision", {"transform": "RandomResizedCrop", "kwargs": {"size": 16}})(images)
+    assert "turned a (3, 24, 32) image into (3, 16, 16): it changed the size from 24x32 to 16x16 " \
+           "(kwargs: {size: [24, 32]} keeps it)" in str(error.value)
+    with pytest.raises(DataError) as error:  # no argument keeps it: none is suggested
+        create("augment", "torchvision", {"transform": "Pad", "kwargs": {"padding": 2}})(images)
+    assert "changed the size from 24x32 to 28x36; an augmenter must keep" in str(error.value)
 
 
 def test_rows_seeded_on_worker_threads_do_not_take_each_others_draws(monkeypatch):
