@@ -432,9 +432,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dry_run(config, registry, force=args.force))
         return 0
-    with sigterm_as_interrupt():
-        result = run(config, registry, force=args.force or config.output.force, resume=args.resume,
-                     progress=not args.quiet)
+    try:
+        with sigterm_as_interrupt():
+            result = run(config, registry, force=args.force or config.output.force, resume=args.resume,
+                         progress=not args.quiet)
+    except KeyboardInterrupt as interrupt:
+        _note_partial(interrupt, config.output.dir, f"rerun the same command with --resume (`setforge run {args.file} "
+                                                    "--resume`) to continue it; a rerun without --resume removes it")
+        raise
     if result.report:  # under torchrun only rank 0 has one (and prints it)
         print(result.summary())
     from .. import distributed
@@ -444,12 +449,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import load_demo_config, run_demo
 
-    with sigterm_as_interrupt():
-        result = run_demo(force=args.force, progress=not args.quiet)
+    try:
+        with sigterm_as_interrupt():
+            result = run_demo(force=args.force, progress=not args.quiet)
+    except KeyboardInterrupt as interrupt:
+        _note_partial(interrupt, load_demo_config().output.dir,
+                      "the demo cannot resume: `setforge demo` starts it afresh and removes it")
+        raise
     print(result.summary())  # ends on the headline: raw against optimised, and the step that earned it
     return 0
+
+
+def _note_partial(interrupt: KeyboardInterrupt, output_dir: str, then: str) -> None:
+    """Add to an interrupted run's `interrupt` a note (printed under ``setforge: interrupted``)
+    saying that ``<output_dir>.partial/`` keeps the work done, and `then`: how to go on. Nothing
+    when there is no such folder (interrupted before it was made), nor on a torchrun rank but 0."""
+    from .. import distributed
+    from ..output import RunFolder
+
+    partial = RunFolder(Path(output_dir)).partial
+    if partial.is_dir() and distributed.is_main():
+        interrupt.add_note(f"{partial}/ keeps what was done; {then}")
 
 
 def _check_run_dirs(paths: Sequence[str]) -> None:
@@ -543,6 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM while a run runs (`Terminated`)
         print(f"setforge: interrupted{f' ({interrupt})' if str(interrupt) else ''}", file=sys.stderr)
+        for note in getattr(interrupt, "__notes__", ()):  # (where the work done is kept, from _note_partial)
+            print(f"  {note}", file=sys.stderr)
         return getattr(interrupt, "exit_status", 130)
     except BrokenPipeError:  # `setforge plugins list | head`: the reader left early, which is no error of ours
         try:  # nothing more reaches the closed pipe (nor a complaint at exit, when Python flushes stdout)

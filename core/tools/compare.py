@@ -6,6 +6,10 @@ one word help?" — the run-file values that differ, the rows per class, every m
 (``Metrics.add(..., better="higher" | "lower")``, stored as the measure's ``better``); a number
 without one (counts, or runs recorded before directions were) gets no verdict. A difference within the larger of the two standard deviations is
 "within noise"; with no std recorded (one seed) the verdict says so.
+
+Run-file values are compared resolved: ``report.json`` keeps component params as given, so a param
+one run leaves unset is read from the component's ``Params`` defaults (or shown as ``default`` when
+the plugin is not installed here).
 """
 
 from __future__ import annotations
@@ -72,17 +76,99 @@ def _applicable(config: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**config, "pipeline": steps}
 
 
-def compare_runs(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
+def _components(config: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
+    """``(flat path of its params, kind, params)`` of every component a recorded `config` names:
+    the source, preprocessors, steps (each augmenter of a chain), evaluators and observers."""
+    from ..steps import HOST_KEYS
+
+    found = []
+    listed = lambda key: enumerate(v if isinstance(v := config.get(key), list) else [])  # noqa: E731
+
+    def add(path: str, kind: str, ref: Any) -> None:
+        if isinstance(ref, Mapping) and isinstance(ref.get("name"), str):
+            found.append((f"{path}.params", kind, ref))
+
+    add("source", "source", config.get("source"))
+    for key in ("preprocess", "evaluate", "observe"):
+        for i, ref in listed(key):
+            add(f"{key}[{i}]", key, ref)
+    for i, step in listed("pipeline"):
+        kind = next((k for k in HOST_KEYS if isinstance(step, Mapping) and step.get(k) is not None), None)
+        if kind is not None and isinstance(step[kind], str):
+            add(f"pipeline[{i}]", kind, {"name": step[kind], "params": step.get("params")})
+        elif kind is not None and isinstance(step[kind], list):  # a chain: each augmenter with its own params
+            for j, ref in enumerate(step[kind]):
+                add(f"pipeline[{i}].{kind}[{j}]", kind, ref)
+    return found
+
+
+def _resolve(configs: list[Mapping[str, Any]], registry: Any) -> tuple[list[dict[str, Any]], list[set[str]]]:
+    """`configs` flattened, each component's params completed with the defaults of its ``Params``
+    (report.json records params as given) for the keys another run gives at the same place, so
+    that ``k_neighbors: auto`` against an unset one reads as against 5, not null; with the flat
+    keys per config whose default is unknown (the plugin is not installed here, or its Params
+    no longer take the recorded ones)."""
+    found = [{path: (kind, ref) for path, kind, ref in _components(c)} for c in configs]
+    given: dict[str, set[str]] = {}
+    for components in found:
+        for path, (_, ref) in components.items():
+            given.setdefault(path, set()).update(ref.get("params") or {})
+    flats, unknown = [], []
+    for config, components in zip(configs, found):
+        flat, missing = _flat(config), set()
+        for path, (kind, ref) in components.items():
+            params = dict(ref.get("params") or {})
+            wanted = [k for k in sorted(given[path]) if k not in params]
+            if not wanted:
+                continue
+            try:
+                defaults = registry.get(kind, ref["name"]).cls.Params(**params).model_dump(mode="json")
+            except Exception:  # noqa: BLE001 (not installed here, or params this version refuses)
+                missing.update(f"{path}.{k}" for k in wanted)
+                continue
+            flat.update(_flat({k: defaults[k] for k in wanted if k in defaults}, path))
+        flats.append(flat)
+        unknown.append(missing)
+    return flats, unknown
+
+
+def _differs(key: str, configs: Sequence[Mapping[str, Any]], unknown: Sequence[set[str]]) -> bool:
+    """Whether `key` differs between the flat `configs`: a key one config lacks reads as null or
+    [] (a list left empty, the default of every run-file list, beside another run's items, which
+    their own ``[i]`` keys compare), and a default not known here as itself."""
+    seen = set()
+    for config, missing in zip(configs, unknown):
+        if key in missing:
+            seen.add("default")
+        elif key in config:
+            seen.add(json.dumps(config[key], sort_keys=True))
+    absent = any(key not in c and key not in m for c, m in zip(configs, unknown))
+    return len(seen) > 1 or (absent and not seen <= {"null", "[]"})
+
+
+def _shown(difference: Mapping[str, Any]) -> list[str]:
+    """The values of a config difference as printed: JSON, or ``default`` where it is not known."""
+    defaults = difference.get("default") or [False] * len(difference["values"])
+    return ["default" if d else json.dumps(v) for v, d in zip(difference["values"], defaults)]
+
+
+def compare_runs(run_dirs: Sequence[str | Path], registry: Any = None) -> dict[str, Any]:
     """The comparison as plain data: runs, config differences, counts, shared metrics, verdicts
-    of every run against the first."""
+    of every run against the first. A config difference's ``values`` are resolved: a component
+    param one run leaves unset is its default, from the component's ``Params`` in `registry`
+    (the installed plugins by default); where that is not known its ``default`` flag is true."""
     if len(run_dirs) < 2:
         raise ValueError("compare needs at least two run folders")
     reports = [read_report(d) for d in run_dirs]
     names = [str(d) for d in run_dirs]
-    configs = [_flat(_applicable(r.get("config", {}))) for r in reports]
-    keys = sorted(set().union(*configs))
-    config_diff = [{"key": k, "values": [c.get(k) for c in configs]} for k in keys
-                   if len({json.dumps(c.get(k), sort_keys=True) for c in configs}) > 1]
+    if registry is None:
+        from ..registry import default_registry
+
+        registry = default_registry()
+    configs, unknown = _resolve([_applicable(r.get("config", {})) for r in reports], registry)
+    keys = sorted(set().union(*configs, *unknown))
+    config_diff = [{"key": k, "values": [c.get(k) for c in configs], "default": [k in m for m in unknown]}
+                   for k in keys if _differs(k, configs, unknown)]
     classes = list(dict.fromkeys(c for r in reports for c in r.get("classes", [])))
     counts = {c: [r.get("counts", {}).get("optimised", {}).get("by_class", {}).get(c) for r in reports]
               for c in classes}
@@ -141,7 +227,7 @@ def format_comparison(comparison: Mapping[str, Any], all_metrics: bool = False) 
     lines.append("")
     if comparison["config_differences"]:
         lines.append("run-file values that differ:")
-        rows = [[d["key"], *[json.dumps(v) for v in d["values"]]] for d in comparison["config_differences"]]
+        rows = [[d["key"], *_shown(d)] for d in comparison["config_differences"]]
         lines += ["  " + ln for ln in _text_table(["key", *labels], rows)]
     else:
         lines.append("the run files are the same")
@@ -187,8 +273,7 @@ def comparison_html(comparison: Mapping[str, Any]) -> str:
         if head:
             parts.append(f"<p><b>{e(label)}</b> {e(head)}</p>")
     parts.append("<h2>Run-file values that differ</h2>")
-    parts.append(table(["key", *labels], [[d["key"], *[json.dumps(v) for v in d["values"]]]
-                                          for d in comparison["config_differences"]]))
+    parts.append(table(["key", *labels], [[d["key"], *_shown(d)] for d in comparison["config_differences"]]))
     parts.append("<h2>Optimised training rows per class</h2>")
     parts.append(table(["class", *labels], [[c, *["-" if n is None else n for n in ns]]
                                             for c, ns in comparison["counts"].items()]))

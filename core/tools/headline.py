@@ -1,7 +1,9 @@
 """The headline of a run: the downstream score of the raw training set against the optimised one on
 the real test split (``utility``), whether the difference is beyond its spread, and which step
-earned it (``ablation``, when it ran). Read from ``report.json`` alone, so the printed summary,
-``report.html`` and ``setforge compare`` say the same thing.
+earned it (``ablation``, when it ran), naming the model and seeds behind that step's gain when they
+are not the headline's (an ablation listed before ``utility``, or with its own params). Read from
+``report.json`` alone, so the printed summary, ``report.html`` and ``setforge compare`` say the
+same thing.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Headline:
     step: str | None = None  # the step that earned (or cost) the most, by ablation
     step_gain: float | None = None
     step_verdict: str | None = None
+    step_model: str | None = None  # the model behind the step's gain, when it is not the headline's
 
     @property
     def delta(self) -> float:
@@ -63,13 +66,14 @@ class Headline:
     def verdict(self) -> str:
         """``better``, ``worse`` or ``within noise`` (the change is not beyond one standard
         deviation of the paired differences, or of either side when those are not recorded);
-        ``better (one seed)`` / ``worse (one seed)`` when there is no spread to judge by."""
+        ``cannot judge (...)`` when there is no spread to judge by (one seed), ``unchanged`` when
+        the two are equal."""
         spread = self.delta_std if self.delta_std is not None else max(
             [s for s in (self.raw_std, self.optimised_std) if s is not None], default=None)
         if spread is None or self.repeats < 2:
             if self.delta == 0:
                 return "unchanged"
-            return ("better" if self.delta > 0 else "worse") + " (one seed: no spread to judge by)"
+            return f"cannot judge ({'one seed' if self.repeats < 2 else 'no std recorded'}: no spread to judge by)"
         if abs(self.delta) <= spread + 1e-12 * max(1.0, abs(self.delta)):  # (a tie is within noise, whatever the rounding)
             return "within noise"
         return "better" if self.delta > 0 else "worse"
@@ -91,13 +95,41 @@ class Headline:
                 f"({self.delta:+.4f}): {self.verdict}")
         if self.worse:
             line += " — the optimised training set is WORSE than the raw one"
+        elif self.verdict.startswith("cannot judge"):
+            line += f" — set {self.evaluator}'s `repeats` to 3 or more to tell a change from noise"
         if self.step is not None and self.step_gain is not None:
             earned = "earned" if self.step_gain > 0 else "cost" if self.step_gain < 0 else "changed"
             # (in the headline's score, which may not be the one the ablation table judges by)
             line += f"; step {self.step} {earned} {self.step_gain:+.4f} {self.score.replace('_', ' ')}"
-            if self.step_verdict:
-                line += f" ({self.step_verdict})"
+            notes = [n for n in (self.step_verdict, self.step_model) if n]
+            if notes:
+                line += f" ({'; '.join(notes)})"
         return line
+
+
+# The params that make a downstream model (ModelParams' and ``repeats``), in the order a note names them.
+_MODEL_PARAMS = ("model", "repeats", "epochs", "patience", "batch_size", "lr", "weight_decay", "hidden")
+
+
+def _model_note(report: Mapping[str, Any], evaluator: str, ablation: str) -> str | None:
+    """How `ablation`'s downstream model differs from `evaluator`'s, from their params in the report
+    (e.g. ``ablation's logistic-regression, 3 seeds, not utility's mlp, 5 seeds``), or None when it is
+    the same model with the same seeds, or either records no model."""
+    evaluators = report.get("evaluators", {})
+    ours, theirs = (evaluators.get(e, {}).get("params", {}) for e in (evaluator, ablation))
+    if not isinstance(ours, Mapping) or not isinstance(theirs, Mapping) or "model" not in ours or "model" not in theirs:
+        return None
+    linear = ours.get("model") == theirs.get("model") == "logistic-regression"  # (no hidden layer to differ)
+    keys = [k for k in _MODEL_PARAMS if k in ours and k in theirs and ours[k] != theirs[k]
+            and not (linear and k == "hidden")]
+    if not keys:
+        return None
+
+    def say(params: Mapping[str, Any]) -> str:
+        return ", ".join(str(params[k]) if k == "model" else
+                         f"{params[k]} seed{'s' if params[k] != 1 else ''}" if k == "repeats" else
+                         f"{k} {params[k]}" for k in keys)
+    return f"{ablation}'s {say(theirs)}, not {evaluator}'s {say(ours)}"
 
 
 def _repeats(report: Mapping[str, Any], evaluator: str) -> int:
@@ -108,10 +140,11 @@ def _repeats(report: Mapping[str, Any], evaluator: str) -> int:
         return 1
 
 
-def _ablation_step(report: Mapping[str, Any], score: str) -> tuple[str, float, str | None] | None:
+def _ablation_step(report: Mapping[str, Any], score: str) -> tuple[str, float, str | None, str] | None:
     """The step whose addition changed `score` the most (by absolute mean gain), from the first
     evaluator that reports each step's gain as ``step/<label>/gain/<score>`` (as the built-in
-    ablation does), with the verdict from its ``steps`` table (a ``verdict`` column)."""
+    ablation does), with the verdict from its ``steps`` table (a ``verdict`` column) and that
+    evaluator's scope."""
     measures = report.get("metrics", {}).get("measures", {})
     for evaluator in sorted(report.get("evaluators", {})):
         gains = {}
@@ -134,7 +167,7 @@ def _ablation_step(report: Mapping[str, Any], score: str) -> tuple[str, float, s
             for row in table.get("rows", []):
                 if row and str(row[0]) == label and "verdict" in header:
                     verdict = str(row[header.index("verdict")])
-        return label, gains[label], verdict
+        return label, gains[label], verdict, evaluator
     return None
 
 
@@ -165,5 +198,6 @@ def headline(report: Mapping[str, Any]) -> Headline | None:
                             n=raw.get("n"), raw_std=_std(raw), optimised_std=_std(opt),
                             delta_std=_std(own.get(f"delta/{score}")), repeats=_repeats(report, evaluator),
                             step=None if step is None else step[0], step_gain=None if step is None else step[1],
-                            step_verdict=None if step is None else step[2])
+                            step_verdict=None if step is None else step[2],
+                            step_model=None if step is None else _model_note(report, evaluator, step[3]))
     return None

@@ -116,7 +116,8 @@ def _headline_html(report: Mapping[str, Any]) -> str:
         return ("<p class='headline noise'>No <code>utility</code> evaluator ran, so this run does not say "
                 "whether the optimised set trains a better model (add <code>utility</code> to "
                 "<code>evaluate</code>).</p>")
-    cls = "worse" if head.worse else ("noise" if head.verdict == "within noise" else "")
+    undecided = head.verdict == "within noise" or head.verdict.startswith("cannot judge")  # (one seed: no spread)
+    cls = "worse" if head.worse else ("noise" if undecided else "")
     return f"<p class='headline {cls}'>{_e(head.text())}</p>"
 
 

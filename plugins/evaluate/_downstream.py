@@ -11,7 +11,8 @@ One trained model per (training set, val set, model params, seed, device), kept 
 cache: the raw baseline that ``utility``, ``ablation`` and ``cas`` all need trains once per run.
 Seeds come from ``EvalContext.shared_rng`` (the same for every evaluator of a run), so two
 evaluators that ask for the same model on the same rows get the same model, and report the same
-baseline numbers.
+baseline numbers. ``utility`` publishes its model params in the run's cache (`publish_model`);
+``ablation``, listed after it, trains that model (`published_model`) where its own params say nothing.
 
     probs = test_probabilities(ectx, options, train, repeat=0)     # (N_test, C) on the CPU
     model = trained_model(ectx, options, train, repeat=0)          # a Classifier, or a contributed model
@@ -38,7 +39,8 @@ from .._shared.classifiers import (DOWNSTREAM_KINDS, BoostedTrees, Classifier, c
 
 __all__ = ["ModelParams", "DownstreamEvaluator", "DownstreamModel", "model_name", "model_options", "trained_model",
            "test_probabilities", "predicted_labels", "SCORES", "BUILTIN_MODALITIES", "MODEL_ENTRY_POINT_GROUP",
-           "downstream_models", "load_model", "model_modalities", "model_problems"]
+           "downstream_models", "load_model", "model_modalities", "model_problems", "publish_model",
+           "published_model", "SHARED_MODEL_PARAMS"]
 
 #: The entry-point group where a distribution contributes downstream models.
 MODEL_ENTRY_POINT_GROUP = "setforge.models"
@@ -192,6 +194,39 @@ def model_options(params: Any, kind: str | None = None) -> dict[str, Any]:
     if kind == "logistic-regression":
         options["hidden"] = None  # a linear model has no hidden layer: the same model whatever it says
     return options
+
+
+#: The params that make the run's downstream model: what ``utility`` publishes and ``ablation`` takes.
+SHARED_MODEL_PARAMS = ("model", "repeats", "epochs", "patience", "batch_size", "lr", "weight_decay", "hidden")
+
+
+class _Board:
+    """The run's published downstream model params. Not plain data, so the run's cache keeps it in
+    memory only: a resumed run publishes afresh, and never reads params of an earlier try."""
+
+    def __init__(self) -> None:
+        self.params: Any = None
+
+
+def _board(ectx: EvalContext) -> _Board:
+    rng = ectx.shared_rng
+    return ectx.cache.get_or_compute(Cache.key("downstream", "published-model", rng.seed, rng.key), _Board)
+
+
+def publish_model(ectx: EvalContext, params: Any) -> None:
+    """Make `params` (``utility``'s: model, training params and ``repeats``) the run's downstream
+    model, for the evaluators that run after it (`published_model`). Evaluators share nothing but
+    the run's `EvalContext` (one ``cache``, one ``shared_rng``), so the cache carries it; the first
+    call of a run wins (of two ``utility`` evaluators, the first in ``evaluate``)."""
+    board = _board(ectx)
+    if board.params is None:
+        board.params = params
+
+
+def published_model(ectx: EvalContext) -> Any:
+    """The params `publish_model` made the run's downstream model, or None when no evaluator has
+    published one yet (no ``utility`` in the run, or one listed after the caller in ``evaluate``)."""
+    return _board(ectx).params
 
 
 def _val(ectx: EvalContext) -> Dataset | None:

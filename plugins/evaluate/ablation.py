@@ -14,7 +14,8 @@ from setforge.dataset import Dataset
 
 from .._shared.classifiers import classification_scores
 from ._comparison import path_segment
-from ._downstream import SCORES, DownstreamEvaluator, ModelParams, model_options, test_probabilities
+from ._downstream import (SCORES, SHARED_MODEL_PARAMS, DownstreamEvaluator, ModelParams, model_options,
+                          published_model, test_probabilities)
 
 __all__ = ["Ablation", "verdict"]
 
@@ -47,7 +48,12 @@ class Ablation(DownstreamEvaluator):
 
     Every training set is scored by the same model (``utility``'s: architecture, seeds, early
     stopping on the real val split) on the real test split, ``repeats`` seeds each; the seeds are
-    the run's shared ones, so the raw baseline is ``utility``'s and trains once per run. Paths
+    the run's shared ones, so the raw baseline is ``utility``'s and trains once per run. With a
+    ``utility`` listed before it in ``evaluate``, every model param (``model``, ``epochs``,
+    ``patience``, ``batch_size``, ``lr``, ``weight_decay``, ``hidden``, and ``repeats`` when it is 2
+    or more) that its own params do not set is ``utility``'s, so ``cumulative/<last>`` is
+    ``utility/optimised``; without one, its own defaults. ``report.json`` records the params it
+    trained with. Paths
     (under ``ablation/``; ``<s>`` is ``<position>-<component>``, ``<score>`` one of ``accuracy``,
     ``balanced_accuracy``, ``macro_f1``):
 
@@ -70,9 +76,11 @@ class Ablation(DownstreamEvaluator):
     testing_params = {"epochs": 3, "patience": 2, "repeats": 2}
 
     class Params(ModelParams):
-        """The downstream model, the seeds, and what the verdict is judged on."""
+        """The downstream model, the seeds, and what the verdict is judged on (model params left unset
+        are those of a ``utility`` listed before it)."""
 
-        repeats: int = Field(3, ge=2, le=100, description="seeds per training set (a verdict needs a spread)")
+        repeats: int = Field(3, ge=2, le=100, description="seeds per training set (a verdict needs a spread); "
+                                                          "unset: utility's when 2 or more")
         score: Literal["accuracy", "balanced_accuracy", "macro_f1"] = Field(
             "balanced_accuracy", description="the score the verdicts are judged on")
         noise: float = Field(1.0, gt=0.0, le=100.0, description="a step helped (hurt) when its mean paired gain "
@@ -80,8 +88,25 @@ class Ablation(DownstreamEvaluator):
         leave_one_out: bool = Field(True, description="also score the pipeline with each step left out "
                                                       f"(pipelines of up to {MAX_LEAVE_ONE_OUT_STEPS} steps)")
 
+    def __init__(self, params: Any = None) -> None:
+        super().__init__(params)
+        self._given = self.params  # the run file's; `_evaluate` fills what they leave unset from utility's
+
+    def _model_params(self, ectx: EvalContext) -> "Ablation.Params":
+        """The params this evaluation trains with: the run file's, and for every model param it does
+        not set, the published ``utility`` model's (its ``repeats`` only when a verdict can use it)."""
+        given, utility = self._given, published_model(ectx)
+        if utility is None:
+            return given
+        taken = {key: getattr(utility, key) for key in SHARED_MODEL_PARAMS
+                 if key not in given.model_fields_set and hasattr(utility, key)}
+        if taken.get("repeats", 2) < 2:  # (one seed gives no spread: ablation keeps its own)
+            del taken["repeats"]
+        return given.model_copy(update=taken)
+
     def _evaluate(self, ectx: EvalContext) -> Metrics:
         metrics = Metrics()
+        self.params = self._model_params(ectx)  # (what report.json records: the params it trained with)
         test = ectx.test
         if test is None or len(test) == 0:
             metrics.skip("cumulative", "there is no real test split to score on")

@@ -12,7 +12,8 @@ from setforge.dataset import Dataset
 from .._shared.classifiers import calibration_scores, classification_scores
 from ._comparison import path_segment
 from ._downstream import (SCORES as _SCORES, MODEL_ENTRY_POINT_GROUP, DownstreamEvaluator, DownstreamModel,
-                          ModelParams, downstream_models, model_options, test_probabilities)
+                          ModelParams, downstream_models, model_options, publish_model,
+                          test_probabilities)
 
 # (DownstreamModel, MODEL_ENTRY_POINT_GROUP and downstream_models live in ._downstream, shared by every
 # evaluator with a ``model`` param; they stay importable from here, where plugins first found them)
@@ -32,7 +33,8 @@ class Utility(DownstreamEvaluator):
     they have test rows); ``raw/recall/<class>``,
     ``optimised/recall/<class>`` and ``delta/recall/<class>`` per class. ``n`` is the number of
     test rows. With ``repeats > 1`` the pair is trained with that many seeds and each number is
-    the mean, with its standard deviation.
+    the mean, with its standard deviation. Its model params (``model``, the training params and
+    ``repeats``) are the run's downstream model: ``ablation``, listed after it, trains the same.
     """
 
     name = "utility"
@@ -49,6 +51,7 @@ class Utility(DownstreamEvaluator):
     def _evaluate(self, ectx: EvalContext) -> Metrics:
         metrics = Metrics()
         self.model_kind(ectx.train.modality)  # a model that cannot take the data is named before any training
+        publish_model(ectx, self.params)  # the run's downstream model: ablation, after it, trains the same
         test = ectx.test
         if test is None or len(test) == 0:
             for what in ("raw", "optimised", "delta"):

@@ -6,6 +6,7 @@ import collections
 import csv
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +32,10 @@ MISSING = ("", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "?")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
 _INT = re.compile(r"[+-]?[0-9]+")
 
+#: A column found categorical (not declared) with at least this share of distinct values, in a table
+#: of at least `_ID_MIN_ROWS` rows, reads as an id, a date or free text: a warning names it.
+_ID_SHARE, _ID_MIN_ROWS = 0.9, 20
+
 
 def _parses(text: str, kind: type) -> bool:
     return (_INT if kind is int else _FLOAT).fullmatch(text.strip()) is not None
@@ -55,7 +60,9 @@ class CsvSource(Source):
     ragged line (more or fewer fields than the header), an infinite number, an unknown label —
     stop the run naming the line and column, or are dropped and counted with
     ``source.on_invalid: drop``. Blank lines are skipped. Integers above 2**24 lose precision in
-    float32.
+    float32. A column found categorical (``categorical`` unset) with a different value in (nearly)
+    every row, an id, a date or free text, is kept but warned about (a `UserWarning`), naming
+    ``ignore``.
 
     With ``unlabelled: keep``, a row whose label cell is missing (empty or one of ``missing``) is
     an unlabelled row: held apart from train, val and test (`Splits.unlabelled`, for steps such as
@@ -185,6 +192,8 @@ class CsvSource(Source):
                 "float64" if numeric else "str"
             if column in categorical_columns:
                 categorical[column] = tuple(params.categories.get(column) or sort_class_names(values))
+                if params.categorical is None and column not in params.categories:
+                    self._warn_if_an_id(path, column, len(set(values)), len(values))
                 index = {name: i for i, name in enumerate(categorical[column])}
                 x[:, j] = [index[v] for v in values]
             else:
@@ -205,6 +214,18 @@ class CsvSource(Source):
         if not pool.any():
             return dataset(np.arange(len(good)))
         return Splits(train=dataset(np.flatnonzero(~pool)), unlabelled=dataset(np.flatnonzero(pool)))
+
+    @staticmethod
+    def _warn_if_an_id(path: Path, column: str, distinct: int, rows: int) -> None:
+        """Warn (a `UserWarning`) about a column found categorical with (nearly) one value per row:
+        an id, a date or free text as a feature, whose values resampled and generated rows copy
+        from real rows (SMOTE-NC's new rows carry a real patient's id)."""
+        if rows >= _ID_MIN_ROWS and distinct >= _ID_SHARE * rows:
+            warnings.warn(f"csv {path.name}: column {column!r} holds {distinct} different values in {rows} rows, so it "
+                          f"became a categorical feature with {distinct} categories (an id, a date or free text?), "
+                          f"whose values new rows copy from real ones; leave it out with source.params.ignore: "
+                          f"[{column}] (or list the categorical columns in source.params.categorical to keep it)",
+                          stacklevel=2)
 
     def _read(self, path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         """The header and the non-blank rows (with the numbers of the lines they start on), cells trimmed."""

@@ -5,6 +5,7 @@ guard with no provider is refused at validate. Tabular data (wine) keeps the jud
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import yaml
@@ -152,3 +153,47 @@ def test_a_judge_that_learnt_nothing_is_named_not_the_generator(tmp_path, capsys
     assert main(["run", str(path), "--quiet"]) == 0
     guard = json.loads((tmp_path / "run" / "report.json").read_text())["steps"][0]["guard"]
     assert guard["ratio"] is None and guard["passed"] is False and guard["reference"] == 0.0
+
+
+def _blobs(counts, at=None):
+    """Tabular rows of classes a, b, c (ids 0-2), each at its own corner (`at`: the corner each
+    class's rows sit at, to make rows that look like another class), tightly spread."""
+    import torch
+
+    from setforge import Dataset
+
+    corners = torch.tensor([[4.0, 0.0], [0.0, 4.0], [-4.0, -4.0]])
+    at = at or {}
+    y = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, n in enumerate(counts)])
+    where = torch.tensor([at.get(int(c), int(c)) for c in y], dtype=torch.int64)
+    noise = torch.randn(len(y), 2, generator=torch.Generator().manual_seed(len(y))) * 0.1
+    return Dataset(x=corners[where] + noise, y=y, classes=("a", "b", "c"), modality="tabular")
+
+
+def test_the_guard_scores_the_share_of_generated_rows_against_val_rows_of_the_same_classes():
+    # rwine2: 48 rows of a class without val rows scored 0.0, 9 of another 1.0, and the guard reported
+    # the mean of the two classes (0.500) against a val reference that left the first class out
+    import torch
+
+    from setforge import Dataset
+    from setforge.plugins.evaluate._guard import NO_VAL_ROWS, score_generated
+    from setforge.rng import Rng
+
+    real = _blobs([60, 60, 60])
+    # val: no row of c; half of b's rows look like a, so b's real recall is 0.5
+    val = Dataset.concat([_blobs([8, 4, 0]), _blobs([0, 4, 0], at={1: 0})])
+    # generated: 30 good rows of a, 10 rows of b that look like a (all wrong), 20 of c (no val rows)
+    generated = _blobs([30, 10, 20], at={1: 0, 2: 0})
+    score = score_generated(real, generated, val, Rng(0), "cpu", model="logistic-regression")
+    # the share of the compared generated rows (a and b): 30 of 40, not the mean over classes (0.5)
+    assert score["generated"] == pytest.approx(30 / 40)
+    # real rows of the same classes in the same mix: a's recall 1.0 on 30 rows, b's 0.5 on 10
+    assert score["reference"] == pytest.approx((30 * 1.0 + 10 * 0.5) / 40)
+    assert score["n_generated"] == 40 and score["n_reference"] == 16
+    assert score["left_out"] == {"c": NO_VAL_ROWS} and "no real val rows" in NO_VAL_ROWS
+    c = score["by_class"]["c"]
+    assert c["reference"] is None and c["n_generated"] == 20 and c["generated"] == 0.0 and c["left_out"]
+    assert score["by_class"]["b"] == {"generated": 0.0, "reference": 0.5, "n_generated": 10, "n_reference": 8}
+    # nothing to compare with: no number, rather than one over rows no reference covers
+    alone = score_generated(real, _blobs([0, 0, 5]), val, Rng(0), "cpu", model="logistic-regression")
+    assert math.isnan(alone["generated"]) and math.isnan(alone["reference"]) and alone["n_generated"] == 0

@@ -179,3 +179,60 @@ def test_a_run_with_ablation_gives_verdicts_in_the_report_and_summary(tmp_path, 
     assert all(row[3] in ("helped", "hurt", "within noise") for row in table["rows"][1:])
     assert "ablation: steps" in printed and "1-random-under" in printed
     assert (tmp_path / "out" / "report.html").read_text().count("ablation: steps") == 1
+
+
+def test_ablation_with_defaults_trains_utilitys_model_and_seeds(tmp_path, capsys):
+    # r7: utility {model: mlp, repeats: 5} and a bare ablation: ablation trained logistic regression with
+    # 3 seeds, so its last cumulative macro F1 (0.8569) was not utility's optimised one (0.8763)
+    utility = {"model": "mlp", "repeats": 2, "epochs": 8, "patience": 2, "hidden": 32}
+    config = {
+        "seed": 0, "device": "cpu",
+        "source": {"name": "sklearn-digits", "params": {"imbalance": 10}},
+        "split": {"val": 0.1},
+        "pipeline": [{"resample": "random-over"}],
+        "evaluate": [{"name": "utility", "params": utility}, "ablation"],
+        "output": {"dir": str(tmp_path / "out")},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    measures = report["metrics"]["measures"]
+    for score in ("accuracy", "balanced_accuracy", "macro_f1"):
+        assert measures["ablation"][f"cumulative/1/{score}"] == measures["utility"][f"optimised/{score}"]
+        assert measures["ablation"][f"cumulative/0/{score}"] == measures["utility"][f"raw/{score}"]
+    params = report["evaluators"]["ablation"]["params"]  # what it trained with
+    assert {k: params[k] for k in utility} == utility and params["score"] == "balanced_accuracy"
+    assert report["evaluators"]["ablation"]["summary"] == "model mlp"
+    headline = next(line for line in printed.splitlines() if line.startswith("headline:"))
+    assert " rows, 2 seeds)" in headline and "step 0-random-over" in headline and "not utility's" not in headline
+
+
+def test_ablation_takes_the_utility_params_its_own_leave_unset():
+    from setforge.plugins.evaluate._downstream import publish_model
+
+    train = Dataset(x=torch.zeros(4, 2), y=torch.tensor([0, 0, 1, 1]), classes=("a", "b"), modality="tabular")
+
+    def params(ablation, *utilities):
+        ectx = EvalContext.from_seed(0, train)
+        for given in utilities:
+            publish_model(ectx, Utility(given).params)
+        return Ablation(ablation)._model_params(ectx)
+
+    mlp = {"model": "mlp", "repeats": 5, "epochs": 7, "lr": 0.01, "hidden": 16}
+    taken = params({}, mlp, {"model": "gradient-boosting", "repeats": 9})  # (the first utility of the run)
+    assert (taken.model, taken.repeats, taken.epochs, taken.lr, taken.hidden) == ("mlp", 5, 7, 0.01, 16)
+    own = params({"model": "logistic-regression", "repeats": 4, "epochs": 3}, mlp)  # its own params win
+    assert (own.model, own.repeats, own.epochs, own.lr, own.hidden) == ("logistic-regression", 4, 3, 0.01, 16)
+    assert params({}, {"model": "mlp"}).repeats == 3  # utility's one seed gives no spread: its own default
+    alone = params({})  # no utility before it: its own defaults
+    assert (alone.model, alone.repeats, alone.epochs) == ("logistic-regression", 3, 100)
+    # what it trains with is what report.json records; a second evaluation starts from the run file's params
+    ablation = Ablation({})
+    ectx = EvalContext.from_seed(0, train)
+    publish_model(ectx, Utility(mlp).params)
+    ablation.evaluate(ectx)  # (no test split: everything skipped, nothing trained)
+    assert ablation.params.model == "mlp" and ablation.params.repeats == 5
+    ablation.evaluate(EvalContext.from_seed(0, train))
+    assert ablation.params.model == "logistic-regression" and ablation.params.repeats == 3

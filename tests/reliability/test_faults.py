@@ -80,7 +80,9 @@ def kill_when_there(run_file: Path, cwd: Path, marker: Path, *extra: str, sig: i
     environment = {k: v for k, v in os.environ.items() if k != "SETFORGE_DISABLE_PLUGINS"}
     environment.update(PYTHONPATH=str(REPO), SETFORGE_TEST_MARKER=str(marker), **env)
     process = subprocess.Popen([sys.executable, "-m", "setforge", "run", str(run_file), "--quiet", "-p", HOOKS,
-                                *extra], cwd=cwd, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                *extra], cwd=cwd, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               # (a process started in the background ignores SIGINT: give it Python's Ctrl-C back)
+                               preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if sig == signal.SIGINT else None)
     try:
         deadline = time.monotonic() + 240
         while not marker.exists():
@@ -137,6 +139,7 @@ def test_sigterm_in_a_slow_step_unwinds_as_ctrl_c_and_resume_finishes_it(here, p
     stderr = kill_when_there(run_file, here, started, "--force", sig=signal.SIGTERM, status=128 + signal.SIGTERM,
                              SETFORGE_TEST_AT_EXIT=str(at_exit))
     assert "setforge: interrupted (stopped by SIGTERM)" in stderr and "Traceback" not in stderr
+    assert f"out.partial/ keeps what was done; rerun the same command with --resume (`setforge run {run_file} --resume`)" in stderr
     assert at_exit.read_text() == "exit handlers ran\n"
     assert digest(here / "out") == previous
     assert (here / "out.partial" / "steps" / "00-resample-random-over").is_dir()  # kept for --resume
@@ -144,6 +147,50 @@ def test_sigterm_in_a_slow_step_unwinds_as_ctrl_c_and_resume_finishes_it(here, p
     code, err = cli("run", str(write_run_file(here, pipeline=steps)), "--resume", "--force")
     assert code == 0, err
     assert digest(here / "out") == fresh(here, steps)
+
+
+def test_ctrl_c_in_a_slow_step_says_where_the_work_is_kept_and_how_to_resume_it(here):
+    # Ctrl-C printed only "setforge: interrupted": nothing said that out.partial/ keeps the work done,
+    # nor that only --resume reuses it (a plain rerun removes it)
+    steps = [{"resample": "random-over"}, {"resample": "fault-sleep", "params": {"seconds": 600}}]
+    run_file = write_run_file(here, pipeline=steps)
+    started = here / "out.partial" / "steps" / "01-resample-fault-sleep" / "started"
+    stderr = kill_when_there(run_file, here, started, sig=signal.SIGINT, status=130)
+    assert stderr.splitlines()[-2:] == [
+        "setforge: interrupted",
+        f"  {Path('out.partial')}/ keeps what was done; rerun the same command with --resume (`setforge run {run_file} "
+        "--resume`) to continue it; a rerun without --resume removes it"], stderr
+    steps[1]["params"]["seconds"] = 0
+    code, err = cli("run", str(write_run_file(here, pipeline=steps)), "--resume")
+    assert code == 0, err
+    assert not (here / "out.partial").exists()
+    assert json.loads((here / "out" / "report.json").read_text())["steps"][0]["resumed"] is True
+
+
+def test_an_interrupted_demo_says_where_its_work_is_kept(here, monkeypatch):
+    import setforge.tools.demo as demo
+
+    def interrupted(**_: Any) -> None:
+        if started:
+            (here / "runs" / "demo.partial").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    def cli_demo() -> tuple[int, str]:
+        import contextlib
+        import io
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            return main(["demo", "--quiet"]), err.getvalue()
+
+    monkeypatch.setattr(demo, "run_demo", interrupted)
+    started = False  # before the run folder was made: nothing to point to
+    code, err = cli_demo()
+    assert code == 130 and err == "setforge: interrupted\n"
+    started = True
+    code, err = cli_demo()
+    assert code == 130 and err == (f"setforge: interrupted\n  {Path('runs/demo.partial')}/ keeps what was done; the demo "
+                                   "cannot resume: `setforge demo` starts it afresh and removes it\n")
 
 
 def test_a_kill_while_writing_leaves_the_previous_run_and_resume_finishes_it(here, previous):

@@ -174,3 +174,28 @@ def test_numbers_are_read_as_pandas_reads_them(tmp_path):
     # (the categories, words, sort as text: "1_000" before "2")
     assert ds.features.categorical == {"a": ("1_000", "2"), "b": ("3", "１２")} and ds.x[:, 2].tolist() == [1000.0, 4.0]
     assert source.dropped == {"not a finite number": 1}
+
+
+def test_a_column_with_a_value_per_row_is_warned_about_as_an_id_or_a_date(tmp_path):
+    # (found by a user-journey audit: patient_id and visit_date silently became categorical features
+    # with one category per row, and SMOTE-NC copied real patient ids into its new rows)
+    import warnings
+
+    lines = ["patient_id,age,site,visit_date,label"] + [
+        f"P{i:03d},{20 + i % 7},{('east', 'west', 'north')[i % 3]},2020-01-{1 + i % 28:02d}{'x' if i >= 28 else ''},{'ab'[i % 2]}"
+        for i in range(30)]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    with pytest.warns(UserWarning) as caught:
+        (ds, _) = load(path)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("csv t.csv: column 'patient_id' holds 30 different values in 30 rows, so it became a "
+                                  "categorical feature with 30 categories (an id, a date or free text?)")
+    assert "leave it out with source.params.ignore: [patient_id]" in messages[0]
+    assert "column 'visit_date' holds 30 different values in 30 rows" in messages[1]
+    assert len(ds.features.categorical["site"]) == 3  # (a real category: no warning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load(path, ignore=["patient_id", "visit_date"])  # left out: nothing to say
+        load(path, categorical=["site", "visit_date"], ignore=["patient_id"])  # declared: the user's choice
+        load(write(tmp_path, "\n".join(lines[:19]) + "\n", "small.csv"))  # 18 rows: too few to tell

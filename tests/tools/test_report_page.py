@@ -111,6 +111,26 @@ def test_a_worse_optimised_set_is_said_in_words():
     assert headline({"evaluators": {}, "metrics": {}}) is None
 
 
+def test_one_seed_cannot_judge_better_or_worse():
+    # with repeats: 1 there is no spread, so a drop of 0.04 is neither "worse" nor "better"
+    # (docs/reports.md: the verdict needs a change beyond one standard deviation)
+    from setforge.tools.report_html import _headline_html
+
+    report = {"evaluators": {"utility": {"name": "utility", "params": {}}},
+              "metrics": {"measures": {"utility": {"raw/macro_f1": {"value": 0.9024, "n": 82, "std": None},
+                                                   "optimised/macro_f1": {"value": 0.8629, "n": 82, "std": None},
+                                                   "delta/macro_f1": {"value": -0.0395, "n": 82, "std": None}}}}}
+    head = headline(report)
+    assert head.repeats == 1 and head.verdict == "cannot judge (one seed: no spread to judge by)"
+    assert not head.worse and "WORSE" not in head.text()
+    assert head.text().endswith("— set utility's `repeats` to 3 or more to tell a change from noise")
+    assert "class='headline noise'" in _headline_html(report)
+    report["metrics"]["measures"]["utility"]["optimised/macro_f1"]["value"] = 0.9241
+    assert headline(report).verdict.startswith("cannot judge")
+    report["metrics"]["measures"]["utility"]["optimised/macro_f1"]["value"] = 0.9024
+    assert headline(report).verdict == "unchanged"
+
+
 def test_the_headlines_step_verdict_judges_the_gain_it_quotes():
     # (the step's gain is quoted in the headline's score; ablation's steps table judges its own score, so
     # its verdict was quoted beside another score's gain)
@@ -208,6 +228,34 @@ def test_compare_lists_only_the_step_keys_that_apply_to_each_steps_kind(tmp_path
         (tmp_path / name / "report.json").write_text(json.dumps({"config": {"seed": 0, "pipeline": [step]}}))
     keys = [d["key"] for d in compare_runs([tmp_path / "a", tmp_path / "b"])["config_differences"]]
     assert keys == ["pipeline[0].augment", "pipeline[0].copies", "pipeline[0].resample"]
+
+
+def test_compare_compares_resolved_params_and_an_empty_list_with_a_missing_one(tmp_path):
+    # (found by a user-journey audit: report.json keeps params as given, so a run with smote-nc's
+    # default k_neighbors (5) read as null against "auto", and preprocess: [] as a difference
+    # beside another run's preprocess[0])
+    from setforge.tools.compare import format_comparison
+
+    configs = {"a": {"source": {"name": "csv", "params": {"path": "a.csv"}},
+                     "preprocess": [{"name": "standardize", "params": {}}],
+                     "pipeline": [{"resample": "smote-nc", "params": {}},
+                                  {"resample": "not-installed-here", "params": {}}]},
+               "b": {"source": {"name": "csv", "params": {"path": "a.csv", "ignore": ["patient_id"]}},
+                     "preprocess": [],
+                     "pipeline": [{"resample": "smote-nc", "params": {"k_neighbors": "auto"}},
+                                  {"resample": "not-installed-here", "params": {"k": 3}}]}}
+    for name, config in configs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(json.dumps({"config": config}))
+    comparison = compare_runs([tmp_path / "a", tmp_path / "b"])
+    assert {d["key"]: d["values"] for d in comparison["config_differences"]} == {
+        "pipeline[0].params.k_neighbors": [5, "auto"],
+        "pipeline[1].params.k": [None, 3],  # its default is not known here...
+        "preprocess[0].name": ["standardize", None],
+        "source.params.ignore": [[], ["patient_id"]]}
+    assert [d["default"] for d in comparison["config_differences"]] == [[False, False], [True, False],
+                                                                        [False, False], [False, False]]
+    assert re.search(r"pipeline\[1\]\.params\.k +default +3\n", format_comparison(comparison))  # ...and says so
 
 
 def test_compare_escapes_strings(runs, tmp_path):
