@@ -128,9 +128,10 @@ class SplitConfig(BaseModel):
 
 class GuardConfig(BaseModel):
     """The host's guard on a generate step: after sampling, a classifier trained on the step input's
-    real rows scores the generated rows (the share assigned to their requested class, averaged over
-    the generated classes) and the real val rows (recall over the same classes); the step fails
-    when the first is below ``min_cas_ratio`` times the second."""
+    real rows scores the generated rows (the share assigned to their requested class) and the real
+    val rows (recall, each class weighted by its share of the generated rows; classes without val
+    rows are left out of both, with a warning); the step fails when the first is below
+    ``min_cas_ratio`` times the second."""
 
     model_config = _STRICT
     on_fail: Literal["fail", "warn", "off"] = Field("fail", description="fail: a DataError (exit 3); warn: go on "

@@ -214,9 +214,11 @@ def setforge_score_generated(real: "Dataset", generated: "Dataset", val: "Datase
     Called after a generator has sampled (unless the step says ``guard: off``): `real` is the
     step input's real rows, `generated` the new rows, `val` the real val split, `rng` a `Rng` for
     the judging model, `device` the run's device. Return ``{"generated": float, "reference":
-    float, "model": str, ...}`` — the share of generated rows a classifier trained on `real`
-    assigns to their requested class, and the same classifier's recall on real `val` rows (both
-    averaged over the generated classes) — or None to leave the question to the next plugin. The
+    float, "model": str, "left_out": {class: reason}, ...}`` — the share of generated rows a
+    classifier trained on `real` assigns to their requested class, and the same classifier's recall
+    on real `val` rows, each class weighted by its share of those generated rows; classes without
+    val rows are left out of both and named in ``left_out`` (the host warns of them, and checks
+    nothing when every class is left out) — or None to leave the question to the next plugin. The
     first result wins; a run file with a guarded generate step and no provider is refused at
     ``validate``. Provided by ``builtin-evaluate`` (the CAS machinery).
     """

@@ -257,22 +257,22 @@ def guard_generated(config: Any, place: str, label: str, ds: Dataset, made: Data
     if config.on_fail == "off" or not len(generated := made[made.origin == int(Origin.GENERATED)]):
         return None  # (nothing to check: a step that generated no row)
     if len(val) == 0:
-        warnings.append(f"{place} guard: no real val rows to compare the generated rows with; not checked "
-                        "(give split.val a share)")
+        warnings.append(f"{place} guard: no real val rows to compare the generated rows with; not checked (give split.val a share)")
         return None
-    real = ds[ds.origin == int(Origin.REAL)]
-    score = registry.first_result("setforge_score_generated", real=real, generated=generated, val=val, rng=rng,
-                                  device=rng.device)
-    if score is None:
+    if (score := registry.first_result("setforge_score_generated", real=ds[ds.origin == int(Origin.REAL)],
+                                       generated=generated, val=val, rng=rng, device=rng.device)) is None:
         raise ConfigError(problems=[(f"{place}.guard", "no installed plugin scores generated rows")])
+    if left := score.get("left_out"):  # classes without real val rows: their generated rows go unchecked
+        warnings.append(f"{place} guard: the generated rows of {', '.join(map(repr, left))} were not checked: no "
+                        "real val rows of that class to compare with (a larger split.val gives some)")
+        if len(left) == len(score.get("by_class") or left):  # (no class left to compare)
+            return None
     ratio = score["generated"] / score["reference"] if (judged := score["reference"] > 0) else float("nan")
-    result = {"generated": score["generated"], "reference": score["reference"], "ratio": ratio if judged else None,
-              "min_cas_ratio": config.min_cas_ratio, "model": score.get("model"),
-              "n_generated": score.get("n_generated"), "n_reference": score.get("n_reference"),
-              "by_class": score.get("by_class", {}), "passed": bool(ratio >= config.min_cas_ratio)}
+    result = {**{k: score.get(k) for k in ("generated", "reference", "model", "n_generated", "n_reference")},
+              "by_class": score.get("by_class", {}), "ratio": ratio if judged else None,
+              "min_cas_ratio": config.min_cas_ratio, "passed": bool(ratio >= config.min_cas_ratio)}
     if result["passed"]:
         return result
-    keep_going = "" if config.on_fail == "warn" else "; guard: warn keeps going"  # (said to a run that stops)
     if not judged:
         # A judge that learnt nothing cannot tell good rows from bad: say so, without blaming the generator.
         message = (f"{place} guard: its {score.get('model', 'classifier')}, trained on the real training rows, "
@@ -282,10 +282,10 @@ def guard_generated(config: Any, place: str, label: str, ds: Dataset, made: Data
     else:
         message = (f"{place} {label}: a {score.get('model', 'classifier')} trained on the real training rows assigns "
                    f"{score['generated']:.3f} of the generated rows to their requested class, against "
-                   f"{score['reference']:.3f} recall on the real val rows (same classes): ratio {ratio:.2f} < "
+                   f"{score['reference']:.3f} recall on the real val rows (same classes, same mix): ratio {ratio:.2f} < "
                    f"guard.min_cas_ratio {config.min_cas_ratio}. The generated rows would likely hurt a model trained "
                    f"on them. Try a longer training budget, DiffAugment or ADA (params diff_augment / ada), "
-                   f"params.select: best-fd, or another generator (setforge plugins list){keep_going}")
+                   f"params.select: best-fd, or another generator{'' if config.on_fail == 'warn' else '; guard: warn keeps going'}")
     if config.on_fail == "warn":
         warnings.append(message)
         return {**result, "warning": message}

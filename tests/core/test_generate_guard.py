@@ -197,3 +197,39 @@ def test_the_guard_scores_the_share_of_generated_rows_against_val_rows_of_the_sa
     # nothing to compare with: no number, rather than one over rows no reference covers
     alone = score_generated(real, _blobs([0, 0, 5]), val, Rng(0), "cpu", model="logistic-regression")
     assert math.isnan(alone["generated"]) and math.isnan(alone["reference"]) and alone["n_generated"] == 0
+
+
+def test_classes_left_out_of_the_guard_are_named_and_a_guard_with_none_left_checks_nothing():
+    # (rows of a class without real val rows were left out of the comparison in silence, and with
+    # every class left out the guard failed the run on a NaN: "recalls nan of the real val rows")
+    import torch as _torch
+
+    from setforge.config import GuardConfig
+    from setforge.dataset import Dataset, Origin
+    from setforge.steps import guard_generated
+
+    ds = Dataset(x=_torch.rand(6, 2), y=_torch.tensor([0, 0, 0, 1, 1, 1]), classes=("a", "b"), modality="tabular")
+    made = ds.replace(origin=_torch.full((6,), int(Origin.GENERATED)))
+
+    class Scorer:
+        def __init__(self, score):
+            self.score = score
+
+        def first_result(self, hook, **kwargs):
+            return self.score
+
+    from setforge import Rng
+
+    rng = Rng(0)
+    some = {"generated": 1.0, "reference": 1.0, "by_class": {"a": {}, "b": {"left_out": "no real val rows"}},
+            "left_out": {"b": "no real val rows"}}
+    warnings: list[str] = []
+    result = guard_generated(GuardConfig(), "pipeline[0]", "dcgan", ds, made, ds, Scorer(some), warnings, rng)
+    assert result["passed"] and warnings == [
+        "pipeline[0] guard: the generated rows of 'b' were not checked: no real val rows of that class to compare "
+        "with (a larger split.val gives some)"]
+    none = {"generated": float("nan"), "reference": float("nan"),
+            "by_class": {c: {"left_out": "no real val rows"} for c in "ab"}, "left_out": dict.fromkeys("ab", "x")}
+    warnings.clear()
+    assert guard_generated(GuardConfig(), "pipeline[0]", "dcgan", ds, made, ds, Scorer(none), warnings, rng) is None
+    assert len(warnings) == 1 and "'a', 'b' were not checked" in warnings[0]
