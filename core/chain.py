@@ -152,6 +152,11 @@ class Chain(Augmenter):
         for op in self.ops:
             op._fit(ds)
 
+    def check_data(self, ds):
+        """Every op's problems, at the chain (key ``""``), each naming its op: ``[0] 'affine' params.fill: ...``."""
+        return [("", f"[{i}] '{op.name}'{f' params.{key}' if key else ''}: {text}")
+                for i, op in enumerate(self.ops) for key, text in op.check_data(ds)]
+
     def _make_params(self, x, y, generator):
         return {str(i): op.make_params(x, y, generator) for i, op in enumerate(self.ops)}
 

@@ -29,12 +29,25 @@ AreaFraction = value(1e-4, 1.0)
 Aspect = value(1e-3, 1e3)
 
 
+def fill_problem(fill: Fill, channels: int) -> str:
+    """What is wrong with `fill` for images of `channels` channels ("" when nothing is)."""
+    if isinstance(fill, tuple) and len(fill) not in (1, channels):
+        return f"fill has {len(fill)} values for images with {channels} channels (give one value, or one per channel)"
+    return ""
+
+
 def check_fill(fill: Fill, channels: int, name: str) -> None:
     from setforge import DataError
 
-    if isinstance(fill, tuple) and len(fill) not in (1, channels):
-        raise DataError(f"augment '{name}': fill has {len(fill)} values for images with {channels} channels "
-                        f"(give one value, or one per channel)")
+    if problem := fill_problem(fill, channels):
+        raise DataError(f"augment '{name}': {problem}")
+
+
+def fill_problems(fill: Fill, ds: Any) -> list[tuple[str, str]]:
+    """`check_data`'s answer for an augmenter with a ``fill`` param: found once the source is
+    loaded, before any step (validate cannot know the images' channels)."""
+    problem = fill_problem(fill, ds.shape[0]) if ds.modality == "image" else ""
+    return [("fill", problem)] if problem else []
 
 
 class Flip(WarpAugmenter):
@@ -119,6 +132,9 @@ class Affine(WarpAugmenter):
             return unit_values(fill)
 
     pads = True  # (zero padding with the fill: in a fused run, what an earlier op left outside takes it too)
+
+    def check_data(self, ds):
+        return fill_problems(self.params.fill, ds)
 
     @property
     def sampling(self) -> tuple[str, str, Any]:

@@ -33,7 +33,7 @@ from setforge.components import Augmenter
 from ._warp import inverse_affine_pixels, pixels_to_normalized, warp
 from .color import Color, check_channels
 from ._ranges import unit_values
-from .geometric import check_fill
+from .geometric import check_fill, fill_problems
 from .pixel import Autocontrast, Equalize, Invert, Posterize, Sharpness, Solarize
 
 __all__ = ["AutoAugment", "RandAugment", "TrivialAugment", "AugMix", "OPS", "magnitude_table"]
@@ -190,6 +190,9 @@ class _Policy(Augmenter):
         @classmethod
         def _check_fill(cls, fill: Any) -> Any:
             return unit_values(fill)
+
+    def check_data(self, ds):
+        return fill_problems(self.params.fill, ds)
 
     def __init__(self, params=None):
         super().__init__(params)

@@ -407,3 +407,22 @@ def test_a_text_op_in_a_chain_that_returns_no_list_of_str_is_named():
 
     with pytest.raises(PluginError, match="augment 'broken' must return a list of one str per row"):
         Chain([_Suffix(" A"), Broken("")])(["one", "two"])
+
+
+def test_a_fill_that_does_not_fit_the_images_is_found_before_any_step(tmp_path, capsys):
+    # (validate cannot know the channels; the run stopped at the step, exit 3, after earlier steps)
+    from setforge.tools.cli import main
+
+    path = tmp_path / "run.yaml"
+    path.write_text("source: sklearn-digits\npipeline:\n"
+                    "  - {augment: affine, params: {fill: [0.1, 0.2]}, copies: 1}\n"
+                    "  - {augment: [flip, {name: affine, params: {fill: [0.1, 0.2]}}], copies: 1}\n"
+                    "  - {augment: auto-augment, params: {fill: [0.1, 0.2]}, copies: 1}\n"
+                    f"evaluate: []\noutput: {{dir: {tmp_path / 'out'}}}\n")
+    assert main(["run", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    said = "fill has 2 values for images with 1 channels (give one value, or one per channel)"
+    assert f"pipeline[0].params.fill: {said}" in err and f"pipeline[2].params.fill: {said}" in err
+    assert f"pipeline[1].augment: [1] 'affine' params.fill: {said}" in err
+    path.write_text(path.read_text().replace("[0.1, 0.2]", "[0.1]"))
+    assert main(["run", str(path), "--dry-run"]) == 0
