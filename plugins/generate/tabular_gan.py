@@ -98,7 +98,9 @@ class TrainingBySampling(BatchSampler):
         super().__init__(labels, batch_size, balanced, rng)
         self.batch_size = (self.batch_size // pac) * pac
         if self.batch_size < pac:
-            raise DataError(f"training needs at least pac={pac} rows per batch, got {len(labels)} rows")
+            raise DataError(f"a batch of {min(batch_size, len(labels))} rows (params.batch_size {batch_size}, "
+                            f"{len(labels)} training rows) holds no pack of pac={pac} rows; set params.batch_size "
+                            f"to at least {pac}, or a smaller params.pac")
         self.labels_np = np.asarray(labels, dtype=np.int64)
         self.sizes = list(sizes)
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if sizes else np.zeros(0, np.int64)

@@ -127,6 +127,10 @@ def test_too_few_rows_for_a_pack():
     ds = mixed_rows(n=8)
     with pytest.raises(DataError, match="pac=10"):
         TabularGAN({"steps": 1, "pac": 10}).fit(ds, StepContext.from_seed(0))
+    # (a small batch_size is named as the cause: the message said "got 93 rows" for 93 training rows)
+    with pytest.raises(DataError, match=r"^a batch of 10 rows \(params.batch_size 10, 240 training rows\) holds no "
+                                        r"pack of pac=64 rows; set params.batch_size to at least 64, or a smaller"):
+        TabularGAN({"steps": 1, "pac": 64, "batch_size": 10}).fit(mixed_rows(), StepContext.from_seed(0))
 
 
 def test_pac_auto_packs_only_batches_of_at_least_fifty_packs():
