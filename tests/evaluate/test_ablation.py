@@ -155,6 +155,14 @@ def test_the_raw_baseline_trains_once_for_utility_and_ablation(digits, monkeypat
     assert ablation.get("ablation/cumulative/1/accuracy").value == utility.get("utility/optimised/accuracy").value
 
 
+def _run(tmp_path, config, capsys):
+    """`setforge run` of `config` (output in tmp_path/out): what it printed and its report.json."""
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path)]) == 0
+    return capsys.readouterr().out, json.loads((tmp_path / "out" / "report.json").read_text())
+
+
 def test_a_run_with_ablation_gives_verdicts_in_the_report_and_summary(tmp_path, capsys):
     config = {
         "seed": 0, "device": "cpu",
@@ -165,11 +173,7 @@ def test_a_run_with_ablation_gives_verdicts_in_the_report_and_summary(tmp_path, 
                      {"name": "ablation", "params": {**FAST}}],
         "output": {"dir": str(tmp_path / "out")},
     }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["run", str(path)]) == 0
-    printed = capsys.readouterr().out
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    printed, report = _run(tmp_path, config, capsys)
     measures = report["metrics"]["measures"]
     assert measures["ablation"]["cumulative/0/accuracy"]["value"] == measures["utility"]["raw/accuracy"]["value"]
     assert measures["ablation"]["cumulative/2/accuracy"]["value"] == measures["utility"]["optimised/accuracy"]["value"]
@@ -193,11 +197,7 @@ def test_ablation_with_defaults_trains_utilitys_model_and_seeds(tmp_path, capsys
         "evaluate": [{"name": "utility", "params": utility}, "ablation"],
         "output": {"dir": str(tmp_path / "out")},
     }
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(config))
-    assert main(["run", str(path)]) == 0
-    printed = capsys.readouterr().out
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    printed, report = _run(tmp_path, config, capsys)
     measures = report["metrics"]["measures"]
     for score in ("accuracy", "balanced_accuracy", "macro_f1"):
         assert measures["ablation"][f"cumulative/1/{score}"] == measures["utility"][f"optimised/{score}"]
