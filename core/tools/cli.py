@@ -429,13 +429,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     args.overrides += [f"observe[+]={spec}" for spec in args.observe]
     config, registry = _load_config(args)
-    if args.dry_run:
-        print(dry_run(config, registry, force=args.force))
-        return 0
     try:
+        if args.dry_run:
+            print(dry_run(config, registry, force=args.force))
+            return 0
         with sigterm_as_interrupt():
             result = run(config, registry, force=args.force or config.output.force, resume=args.resume,
                          progress=not args.quiet)
+    except ConfigError as error:  # found once the run began (device: cuda without CUDA): name the --set too
+        from ..problems import tidy_problems
+
+        if not error.problems:
+            raise
+        raise ConfigError(problems=tidy_problems(error.problems, getattr(config, "_overrides", {}))) from error
     except KeyboardInterrupt as interrupt:
         _note_partial(interrupt, config.output.dir, f"rerun the same command with --resume (`setforge run {args.file} "
                                                     "--resume`) to continue it; a rerun without --resume removes it")

@@ -339,3 +339,16 @@ def test_load_in_a_folder_with_no_report_names_it_and_any_unfinished_run(tmp_pat
     (tmp_path / "runs" / "cut.partial").mkdir(parents=True)
     with pytest.raises(DataError, match=r"cut.partial exists: the run did not finish"):
         setforge.load("runs/cut")
+
+
+def test_a_problem_the_run_finds_names_the_set_that_gave_the_value(tmp_path, capsys, monkeypatch):
+    # (device: cuda without CUDA, from --set, was refused naming `device` only)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    path = tmp_path / "run.yaml"
+    path.write_text(f"source: sklearn-wine\nevaluate: []\noutput: {{dir: {tmp_path / 'out'}}}\n")
+    for extra in (["--dry-run"], ["--quiet"]):
+        assert main(["run", str(path), "--set", "device=cuda", *extra]) == 2
+        assert "device: 'cuda' was asked for, but CUDA is not available here; use device: auto or cpu " \
+               "(from --set device=cuda)" in capsys.readouterr().err
