@@ -443,8 +443,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise
         raise ConfigError(problems=tidy_problems(error.problems, getattr(config, "_overrides", {}))) from error
     except KeyboardInterrupt as interrupt:
-        _note_partial(interrupt, config.output.dir, f"rerun the same command with --resume (`setforge run {args.file} "
-                                                    "--resume`) to continue it; a rerun without --resume removes it")
+        streamed = " (a streaming run does not resume: it starts over)" if config.source.stream is True else ""
+        _note_partial(interrupt, config.output.dir, f"`{_resume_command(args)}` continues it{streamed}; a rerun "
+                                                    "without --resume removes it")
         raise
     if result.report:  # under torchrun only rank 0 has one (and prints it)
         print(result.summary())
@@ -466,6 +467,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise
     print(result.summary())  # ends on the headline: raw against optimised, and the step that earned it
     return 0
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command line that resumes the interrupted ``setforge run`` of `args`: the same file,
+    ``--set`` values (``--observe`` among them), ``-p`` plugins and ``--force``, with ``--resume``."""
+    import shlex
+
+    words = ["setforge", "run", args.file]
+    for flag, values in (("--set", args.overrides), ("-p", args.plugin_options)):
+        words += [word for value in values for word in (flag, value)]
+    return shlex.join(words + ["--force"] * bool(args.force) + ["--resume"])
 
 
 def _note_partial(interrupt: KeyboardInterrupt, output_dir: str, then: str) -> None:

@@ -139,7 +139,7 @@ def test_sigterm_in_a_slow_step_unwinds_as_ctrl_c_and_resume_finishes_it(here, p
     stderr = kill_when_there(run_file, here, started, "--force", sig=signal.SIGTERM, status=128 + signal.SIGTERM,
                              SETFORGE_TEST_AT_EXIT=str(at_exit))
     assert "setforge: interrupted (stopped by SIGTERM)" in stderr and "Traceback" not in stderr
-    assert f"out.partial/ keeps what was done; rerun the same command with --resume (`setforge run {run_file} --resume`)" in stderr
+    assert f"out.partial/ keeps what was done; `setforge run {run_file} -p {HOOKS} --force --resume` continues it" in stderr
     assert at_exit.read_text() == "exit handlers ran\n"
     assert digest(here / "out") == previous
     assert (here / "out.partial" / "steps" / "00-resample-random-over").is_dir()  # kept for --resume
@@ -155,11 +155,13 @@ def test_ctrl_c_in_a_slow_step_says_where_the_work_is_kept_and_how_to_resume_it(
     steps = [{"resample": "random-over"}, {"resample": "fault-sleep", "params": {"seconds": 600}}]
     run_file = write_run_file(here, pipeline=steps)
     started = here / "out.partial" / "steps" / "01-resample-fault-sleep" / "started"
-    stderr = kill_when_there(run_file, here, started, sig=signal.SIGINT, status=130)
+    # (the command it gives repeats the --set values and -p plugins: without them it resumed
+    # another run, or refused the checkpoint)
+    stderr = kill_when_there(run_file, here, started, "--set", "split.val=0.1", sig=signal.SIGINT, status=130)
     assert stderr.splitlines()[-2:] == [
         "setforge: interrupted",
-        f"  {Path('out.partial')}/ keeps what was done; rerun the same command with --resume (`setforge run {run_file} "
-        "--resume`) to continue it; a rerun without --resume removes it"], stderr
+        f"  {Path('out.partial')}/ keeps what was done; `setforge run {run_file} --set split.val=0.1 -p {HOOKS} "
+        "--resume` continues it; a rerun without --resume removes it"], stderr
     steps[1]["params"]["seconds"] = 0
     code, err = cli("run", str(write_run_file(here, pipeline=steps)), "--resume")
     assert code == 0, err
