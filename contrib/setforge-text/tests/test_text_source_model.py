@@ -136,3 +136,12 @@ def test_numeric_labels_are_numbered_by_value_as_setforge_s_sources_number_them(
     path.write_text("text,label\nstars ten,10\nstars two,2\nstars one,1\n", encoding="utf-8")
     ds = TextFileSource({"path": str(path)}).load(StepContext.from_seed(0))
     assert ds.classes == ("1", "2", "10") and ds.y.tolist() == [2, 1, 0]
+
+
+def test_json_labels_name_the_classes_a_csv_cell_would(tmp_path):
+    # (1 and 1.0 were two classes, '1' and '1.0'; true was class 'True')
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "a", "label": 1}\n{"text": "b", "label": 1.0}\n{"text": "c", "label": "1"}\n'
+                    '{"text": "d", "label": true}\n{"text": "e", "label": 2.5}\n', encoding="utf-8")
+    ds = TextFileSource({"path": str(path)}).load(StepContext.from_seed(0))
+    assert ds.classes == ("1", "2.5", "true") and ds.y.tolist() == [0, 0, 0, 2, 1]

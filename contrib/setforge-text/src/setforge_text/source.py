@@ -15,6 +15,16 @@ from setforge import ConfigError, DataError, Dataset, Source, StepContext, sort_
 __all__ = ["TextFileSource"]
 
 
+def _label_text(label: object) -> str:
+    """A JSON label as the class name a CSV cell with it would give: ``1.0`` is ``1`` (JSON numbers
+    ``1`` and ``1.0`` are one label, as ``"1"`` is), ``true`` is ``true`` (not Python's ``True``)."""
+    if isinstance(label, bool):
+        return "true" if label else "false"
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return str(label).strip()
+
+
 class TextFileSource(Source):
     """Labelled texts from a CSV file (with a header line) or a JSON Lines file (one object a line).
 
@@ -74,7 +84,7 @@ class TextFileSource(Source):
             if label is None or str(label).strip() == "":
                 self._invalid(f"{path.name}, line {line}", f"missing label field {params.label!r}")
                 continue
-            label = str(label).strip()
+            label = _label_text(label)
             if params.classes is not None and label not in params.classes:
                 self._invalid(f"{path.name}, line {line}", f"label {label!r} is not among classes {params.classes}")
                 continue
