@@ -173,3 +173,17 @@ def test_numeric_class_folders_are_numbered_by_value_as_image_folder_numbers_the
         write_wav(tmp_path / "clips" / name / "a.wav", np.zeros(50, np.float32))
     ds = WavFolderSource({"path": str(tmp_path / "clips")}).load(StepContext.from_seed(0))
     assert ds.classes == ("1", "2", "10")
+
+
+def test_a_clip_with_other_channels_is_an_invalid_row_named_by_its_file(tmp_path):
+    # (with mono: false one stereo clip stopped the run: "clips have different channel counts",
+    # naming no file, and on_invalid: drop could not drop it)
+    root = tmp_path / "clips"
+    write_wav(root / "a" / "one.wav", np.zeros(100, np.float32))
+    write_wav(root / "b" / "two.wav", np.zeros(100, np.float32))
+    write_wav(root / "b" / "stereo.wav", np.zeros((2, 100), np.float32))
+    with pytest.raises(DataError, match=r"b/stereo.wav: 2 channels, the others have 1 \(mono: true mixes"):
+        WavFolderSource({"path": str(root), "mono": False}).load(StepContext.from_seed(0))
+    source = WavFolderSource({"path": str(root), "mono": False})
+    ds = source.load(StepContext.from_seed(0), on_invalid="drop")
+    assert len(ds) == 2 and ds.shape == (1, 100) and sum(source.dropped.values()) == 1

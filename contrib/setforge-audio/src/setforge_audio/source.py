@@ -130,7 +130,7 @@ class WavFolderSource(Source):
         if not classes:
             raise DataError(f"source 'wav-folder': {root} has no class folders")
         suffixes = {s.lower() for s in params.extensions}
-        rate = params.sample_rate
+        rate, channels = params.sample_rate, None
         clips, labels = [], []
         for c, name in enumerate(classes):
             for file in sorted(p for p in (root / name).iterdir()
@@ -148,12 +148,15 @@ class WavFolderSource(Source):
                 if data.shape[1] == 0:
                     self._invalid(f"{name}/{file.name}", "no samples")
                     continue
+                channels = data.shape[0] if channels is None else channels
+                if not params.mono and data.shape[0] != channels:  # (mono: every clip is mixed down to one)
+                    self._invalid(f"{name}/{file.name}", f"{data.shape[0]} channels, the others have {channels} "
+                                  "(mono: true mixes every clip down to one)")
+                    continue
                 clips.append(data.mean(0, keepdims=True) if params.mono else data)
                 labels.append(c)
         if not clips:
             raise DataError(f"source 'wav-folder': no readable clips under {root}")
-        if len({clip.shape[0] for clip in clips}) > 1:
-            raise DataError("source 'wav-folder': clips have different channel counts; set mono: true")
         length = params.length or max(clip.shape[1] for clip in clips)
         x = np.zeros((len(clips), clips[0].shape[0], length), np.float32)
         for i, clip in enumerate(clips):
