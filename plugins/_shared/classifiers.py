@@ -174,6 +174,11 @@ def _as_rng(rng: Rng | int) -> Rng:
     return rng if isinstance(rng, Rng) else Rng(int(rng))
 
 
+#: The bias given to the output of a class with no training rows: its probability is about
+#: exp(-1e4), so no row is assigned to it, and logs of it stay finite.
+_ABSENT_LOGIT = -1e4
+
+
 def fit_classifier(kind: str, x: torch.Tensor, y: torch.Tensor, num_classes: int, rng: Rng | int,
                    device: Any = "cpu", *, x_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None,
                    epochs: int = 100, patience: int = 10, batch_size: int = 128, lr: float | None = None,
@@ -211,6 +216,8 @@ def fit_classifier(kind: str, x: torch.Tensor, y: torch.Tensor, num_classes: int
         model.load_state_dict(best_state)
     elif not has_val:
         history.best_epoch = history.epochs_run - 1
+    with torch.no_grad():  # a class without training rows is never predicted (its output unit learnt nothing)
+        model.head.bias[torch.bincount(y, minlength=num_classes) == 0] = _ABSENT_LOGIT
     model.history = history
     model.eval()
     return model

@@ -395,3 +395,18 @@ def test_a_contributed_model_that_fails_to_load_is_named_with_the_evaluator_that
     with pytest.raises(PluginError, match="evaluate 'tstr': model 'gone' \\(unknown\\) failed to load: No module named"):
         TrainSyntheticTestReal.check_params(params, "tabular")
     assert TrainSyntheticTestReal.check_params(params, None) == []  # (data not known: nothing loaded)
+
+
+def test_a_class_without_training_rows_is_never_predicted():
+    # (an mlp's output unit of a class it never saw could win: a class of 0 train and 0 test rows
+    # entered macro F1 at 0, 0.4/3 instead of 0.4/2)
+    from setforge.plugins._shared.classifiers import fit_classifier
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    for kind in ("logistic-regression", "mlp"):
+        model = fit_classifier(kind, x, y, 3, 0, epochs=5)
+        probe = torch.randn(2000, 4, generator=g) * 5  # far outside the training rows too
+        assert int((model.predict(probe) == 2).sum()) == 0
+        assert float(model.predict_proba(probe)[:, 2].max()) < 1e-30
