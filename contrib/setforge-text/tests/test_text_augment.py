@@ -201,3 +201,19 @@ def test_a_chain_of_text_augmenters_runs_from_a_run_file(tmp_path):
     parents = [real[int(p)] for p in ds.parent[new]]
     assert int(new.sum()) == 33 and ds.y[new].tolist() == ds.y[parents].tolist()
     assert sum(ds.x[i] != ds.x[p] for i, p in zip(new.nonzero().flatten().tolist(), parents)) >= 30
+
+
+def test_a_synonym_table_that_cannot_be_read_is_refused_before_any_step(tmp_path):
+    # (a malformed table passed validate and stopped the run at its step, exit 3)
+    subprocess.run([sys.executable, "-m", "setforge_text.data", str(tmp_path)], check=True, capture_output=True)
+    (tmp_path / "syn.tsv").write_text("good fine\n", encoding="utf-8")  # (no tab)
+    (tmp_path / "syn.yaml").write_text(
+        "seed: 0\nsource: {name: text-file, params: {path: texts.csv}}\n"
+        "pipeline:\n  - {augment: word-swap, copies: 1}\n"
+        "  - {augment: [word-swap, {name: synonym-replacement, params: {synonyms: syn.tsv}}], copies: 1}\n"
+        "evaluate: []\noutput: {dir: out}\n")
+    result = subprocess.run([sys.executable, "-m", "setforge", "run", "syn.yaml", "--dry-run"], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "pipeline[1].augment: [1] 'synonym-replacement' params.synonyms: synonym table " in result.stderr
+    assert "syn.tsv, line 1: expected 'word<TAB>synonym,synonym,...'" in result.stderr

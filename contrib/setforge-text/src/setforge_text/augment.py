@@ -119,6 +119,15 @@ class _WordOp(TextAugmenter):
     def _table(self) -> dict[str, tuple[str, ...]]:
         return load_synonyms(None if self.params.synonyms is None else str(self.params.synonyms))
 
+    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
+        """A synonym table that cannot be read, found once the source is loaded, before any step
+        (``validate`` reads no file)."""
+        try:
+            self._table()
+        except DataError as error:
+            return [("synonyms", str(error))]
+        return []
+
     def _augment_text(self, text, rng, params, row):
         words = text.split()
         return " ".join(self._words(words, rng)) if words else text
