@@ -226,10 +226,11 @@ class ImblearnResampler(Resampler):
 
     A subclass sets ``imblearn_class`` (dotted path), ``family`` (``over``, ``under``, ``clean``),
     ``output`` (see the module docstring), ``params_left_out`` (imbalanced-learn parameters it
-    does not expose, with the reason), and may override `_sampler_kwargs`, `check_columns` (the
-    columns it cannot take) and `_neighbour_problems` (neighbour counts its classes cannot supply);
-    `check_data` asks both, and `sampling_strategy` against the class counts, before any step of a
-    run, and `_check` again when the step runs, on the step's own input.
+    does not expose, with the reason), and may override `_sampler_kwargs`, `check_data` (the
+    columns it cannot take: asked before any step of a run) and `_neighbour_problems` (neighbour
+    counts its classes cannot supply: `check_counts` asks them, with `sampling_strategy` against
+    the class counts, in ``run --dry-run`` from the planned counts); `_check` asks both again when
+    the step runs, on the step's own input.
     """
 
     imblearn_class: ClassVar[str] = ""
@@ -267,12 +268,9 @@ class ImblearnResampler(Resampler):
         return kwargs
 
     def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
-        """What this sampler cannot take in `ds`'s columns (`check_columns`). (What the class counts
-        decide is `check_counts`'s: the counts at this step may differ from the training split's.)"""
-        return self.check_columns(ds)
-
-    def check_columns(self, ds: Dataset) -> list[tuple[str, str]]:
-        """Categorical columns, which a sampler that interpolates (``interpolates``) cannot take."""
+        """What this sampler cannot take in `ds`'s columns: categorical ones, for a sampler that
+        interpolates (``interpolates``). (What the class counts decide is `check_counts`'s: the
+        counts at a step may differ from the training split's.)"""
         problem = categorical_problem(ds, self.name) if self.interpolates else ""
         return [("", problem)] if problem else []
 
@@ -302,8 +300,9 @@ class ImblearnResampler(Resampler):
         return [problem] if problem else []
 
     def _check(self, ds: Dataset) -> None:
-        """Data checks before the sampler runs: `check_data`'s first problem, as a `DataError`."""
-        for _, problem in self.check_columns(ds)[:1]:
+        """Data checks before the sampler runs: the first problem of `check_data`, then of
+        `check_counts` on the step's own input, as a `DataError`."""
+        for _, problem in self.check_data(ds)[:1]:
             raise DataError(problem)
         for key, problem in self.check_counts(ds.class_counts(), ds.classes)[:1]:
             raise DataError(f"resample '{self.name}' params.{key}: {problem}")

@@ -46,7 +46,7 @@ class RandomOverSampler(ImblearnResampler):
             None, description="smoothed bootstrap: None copies rows exactly; a float >= 0 (or a mapping class name "
                               "or id -> float, one for each over-sampled class) scales Gaussian noise added to copies")
 
-    def check_columns(self, ds: Dataset) -> list[tuple[str, str]]:
+    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
         """Categorical columns, which ``shrinkage`` would add noise to."""
         if self.params.shrinkage is None:
             return []
@@ -161,7 +161,7 @@ class SMOTENC(_SmoteLike):
         k_neighbors: KNeighbors = Field(5, description="nearest same-class neighbours to interpolate towards"
                                         + K_AUTO_NOTE)
 
-    def check_columns(self, ds: Dataset) -> list[tuple[str, str]]:
+    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
         """Both kinds of column: categorical ones and at least one numeric one."""
         categorical = [] if ds.features is None else ds.features.categorical_indices
         if not categorical:
@@ -204,7 +204,7 @@ class SMOTEN(_SmoteLike):
         sampling_strategy: OverStrategy = Field("auto", description=OVER_DESCRIPTION)
         k_neighbors: KNeighbors = Field(5, description="nearest same-class neighbours to vote with" + K_AUTO_NOTE)
 
-    def check_columns(self, ds: Dataset) -> list[tuple[str, str]]:
+    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
         """Every column categorical."""
         categorical = [] if ds.features is None else ds.features.categorical_indices
         if len(categorical) == ds.shape[0]:

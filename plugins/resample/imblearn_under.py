@@ -169,7 +169,7 @@ class ClusterCentroids(ImblearnResampler):
             "auto", description="soft: the centroids themselves; hard: the real row nearest to each centroid; "
                                 "auto: soft for dense data")
 
-    def check_columns(self, ds: Dataset) -> list[tuple[str, str]]:
+    def check_data(self, ds: Dataset) -> list[tuple[str, str]]:
         """Categorical columns, which centroids (any voting but ``hard``) would average."""
         if self.params.voting == "hard":
             return []
