@@ -12,8 +12,10 @@ augment steps must return images in [0, 1]).
 
 from __future__ import annotations
 
-import torch
+import math
 from typing import ClassVar
+
+import torch
 
 from pydantic import Field
 
@@ -21,16 +23,22 @@ from setforge.components import Augmenter
 from setforge.errors import DataError
 
 from ._ranges import factor, symmetric, uniform
+from ._scratch import scratch
 
 __all__ = ["Color"]
 
 #: Rows are processed in chunks of about this many bytes, so that the successive adjustments of a
 #: chunk read it from cache rather than main memory. (L2-sized chunks of 512 KiB measured slower
 #: on a loaded 2-core machine: more, smaller kernel calls, each a thread synchronisation.)
-CHUNK_BYTES = 4 * 1024 * 1024
+CHUNK_BYTES = 16 * 1024 * 1024
 
 # ITU-R 601-2 luma, torchvision's weights
 _LUMA = (0.2989, 0.587, 0.114)
+
+#: Images of at least this many pixels go through `_linear_rows_`, whose per-row bookkeeping
+#: costs more than it saves on small ones (colour of 512 x 3x32x32, one thread: 5.3 ms against
+#: 3.5 ms adjustment by adjustment; 128 x 3x64x64: 2.7 against 3.3; 32 x 3x128x128: 2.2 against 3.3).
+LINEAR_ROWS_POINTS = 64 * 64
 
 Factor = factor()
 HueShift = symmetric(0.5)
@@ -123,6 +131,69 @@ def adjust(x: torch.Tensor, brightness: torch.Tensor | None, contrast: torch.Ten
 def adjust_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Tensor | None, contrast: torch.Tensor | None,
             saturation: torch.Tensor | None, hue: torch.Tensor | None, clamp: bool = True) -> torch.Tensor:
     """Write the adjusted `source` into `out` (same shape; per-row factors ``(n,)`` or None to skip)."""
+    if out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64) and out.is_contiguous() \
+            and source.is_contiguous() and (contrast is not None or saturation is not None) \
+            and out[0, 0].numel() >= LINEAR_ROWS_POINTS:
+        _linear_rows_(out, source, brightness, contrast, saturation, clamp)
+    else:
+        _one_adjustment_at_a_time_(out, source, brightness, contrast, saturation, clamp)
+    if hue is not None and out.shape[1] == 3:
+        out.copy_(adjust_hue(out, hue))
+    return out
+
+
+def _linear_rows_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Tensor | None,
+                  contrast: torch.Tensor | None, saturation: torch.Tensor | None, clamp: bool) -> None:
+    """Brightness, contrast and saturation as one batched matrix product instead of a pass each.
+
+    Between torchvision's clamps the three adjustments are linear, and a clamp can move inside
+    the scaling before it: for a factor ``a > 0``, ``clamp(a y + k, 0, 1)`` is
+    ``a clamp(y, -k / a, (1 - k) / a) + k``. So each row keeps its values as they came and carries
+    the adjustments forward as a scale and an offset; a row whose brightness or contrast factor
+    exceeds 1 (when clamping) is clamped in place at the bounds that step maps back to, and
+    saturation joins the scale and offset in one ``C x C`` matrix per row, applied by one
+    ``baddbmm`` that writes `out`. (A clamp after a factor of at most 1 changes nothing: it mixes
+    values of [0, 1] into [0, 1].) Same numbers as `_one_adjustment_at_a_time_` up to float
+    rounding, for images in [0, 1], in about half the passes over the rows: 11 x 3x224x224 on one
+    thread 1.8 ms against 2.9 ms.
+    """
+    n, channels = out.shape[:2]
+    luma = _LUMA if channels == 3 else (1.0,)
+    # (the per-row arithmetic is on n numbers each: Python floats cost less than tensor ops on them)
+    scale = brightness.tolist() if brightness is not None else [1.0] * n
+    rows = source.view(n, channels, -1)
+    own = False  # whether `rows` is this thread's scratch, free to change
+    if clamp and max(scale) > 1.0:
+        # min(b x, 1) = b min(x, 1 / b): the clamp of a brighter row, with b still to come
+        limit = torch.tensor([1.0 / b if b > 1.0 else math.inf for b in scale], dtype=rows.dtype)
+        rows, own = torch.minimum(rows, limit.view(n, 1, 1), out=scratch("color", rows.shape, rows.dtype, rows.device)), True
+    offset = [0.0] * n
+    if contrast is not None:
+        means = rows.mean(dim=-1).tolist()
+        for i, c in enumerate(contrast.tolist()):
+            mean = sum(w * m for w, m in zip(luma, means[i])) * scale[i]
+            scale[i], offset[i] = c * scale[i], (1.0 - c) * mean
+            if clamp and c > 1.0 and scale[i] > 0.0:
+                if not own:
+                    rows, own = scratch("color", rows.shape, rows.dtype, rows.device).copy_(rows), True
+                rows[i].clamp_(-offset[i] / scale[i], (1.0 - offset[i]) / scale[i])
+    # saturation s mixes each pixel with its luma: the matrix s I + (1 - s) 1 luma^T, whose rows
+    # each sum to s + (1 - s) sum(luma), so an offset shared by the channels stays shared
+    saturations = saturation.tolist() if saturation is not None and channels == 3 else [1.0] * n
+    mix = torch.tensor([[[scale[i] * ((sat if j == k else 0.0) + (1.0 - sat) * luma[k]) for k in range(channels)]
+                         for j in range(channels)] for i, sat in enumerate(saturations)], dtype=out.dtype)
+    shift = torch.tensor([offset[i] * (sat + (1.0 - sat) * sum(luma)) for i, sat in enumerate(saturations)],
+                         dtype=out.dtype).view(n, 1, 1).expand(n, channels, 1)
+    flat_out = out.view(n, channels, -1)
+    if rows.data_ptr() == flat_out.data_ptr():  # (in place: a product cannot be written over its input)
+        rows = scratch("color", rows.shape, rows.dtype, rows.device).copy_(rows)
+    torch.baddbmm(shift, mix, rows, out=flat_out)
+    _bound_(out, clamp)
+
+
+def _one_adjustment_at_a_time_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Tensor | None,
+                               contrast: torch.Tensor | None, saturation: torch.Tensor | None, clamp: bool) -> None:
+    """Each adjustment as its own pass over the rows, per-row factors broadcast (any device)."""
     view = (-1, 1, 1, 1)
     if brightness is not None:
         _bound_(torch.mul(source, brightness.view(view), out=out), clamp)
@@ -144,9 +215,6 @@ def adjust_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Tensor | 
         s = saturation.view(view)
         gray = grayscale(out).mul_(1.0 - s)
         _bound_(out.mul_(s).add_(gray), clamp)
-    if hue is not None and rgb:
-        out.copy_(adjust_hue(out, hue))
-    return out
 
 
 class Color(Augmenter):

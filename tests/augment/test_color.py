@@ -46,7 +46,7 @@ def test_each_adjustment_matches_torchvision(which):
         assert (out[i] - ref).abs().max() < (HUE_TOL if which == "hue" else TOL)
 
 
-def test_all_adjustments_in_order_match_torchvision():
+def test_all_adjustments_in_order_match_torchvision(path):
     x = smooth_images()
     out = Color({"hue": 0.5})(x, params=fixed(3, **FACTORS))
     for i in range(3):
@@ -71,11 +71,50 @@ def test_chunking_does_not_change_the_result(monkeypatch, chunk):
     assert torch.equal(Color({"hue": 0.2})(x, params=params), expected)
 
 
+@pytest.fixture(params=["linear-rows", "one-at-a-time"])
+def path(request, monkeypatch):
+    """Both CPU paths of the colour arithmetic, whatever the image size (see LINEAR_ROWS_POINTS)."""
+    monkeypatch.setattr(color_module, "LINEAR_ROWS_POINTS", 0 if request.param == "linear-rows" else 1 << 40)
+    return request.param
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_every_clamp_regime_matches_torchvision_row_by_row(channels, path):
+    # brightness, contrast and saturation below, at and above 1 (where torchvision's clamps bind),
+    # zero brightness and zero contrast, on noise that reaches 0 and 1 and on smooth images: the
+    # folded arithmetic (one matrix product a row, clamps moved inside the scaling) gives
+    # torchvision's numbers row by row
+    g = torch.Generator().manual_seed(3)
+    n = 48
+    x = torch.cat([torch.rand(n // 2, channels, 12, 10, generator=g),
+                   smooth_images(n // 2, channels=channels, height=12, width=10, seed=4)])
+    factors = {k: torch.rand(n, generator=g) * 2.2 for k in ("brightness", "contrast", "saturation")}
+    factors["brightness"][:3] = torch.tensor([0.0, 1.0, 2.2])
+    factors["contrast"][3:6] = torch.tensor([0.0, 1.0, 2.2])
+    assert (factors["brightness"] > 1).sum() > 10 and (factors["contrast"] > 1).sum() > 10
+    out = Color({})(x, params=fixed(n, **{k: v.tolist() for k, v in factors.items()}))
+    for i in range(n):
+        ref = reference(x[i], brightness=float(factors["brightness"][i]), contrast=float(factors["contrast"][i]),
+                        saturation=float(factors["saturation"][i]) if channels == 3 else None)
+        assert (out[i] - ref).abs().max() < TOL, i
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_in_place_and_into_agree_with_a_fresh_output(path):
+    x = torch.rand(9, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    color = Color({"brightness": (0.5, 1.8), "contrast": (0.5, 1.8), "saturation": (0.5, 1.8)})
+    params = color.make_params(x, None, torch.Generator().manual_seed(0))
+    expected = color._transform(x, None, params)
+    assert torch.equal(color._transform_(x.clone(), None, params), expected)
+    into = torch.empty_like(x)
+    assert color._transform_into(into, x, None, params) is into and torch.equal(into, expected)
+
+
 def test_rows_draw_their_own_factors():
     assert_rows_independent(Color({"hue": 0.1}), smooth_images(1)[0])
 
 
-def test_input_is_not_modified_and_range_kept():
+def test_input_is_not_modified_and_range_kept(path):
     x = smooth_images(5)
     before = x.clone()
     out = Color({"brightness": (2.0, 3.0), "contrast": (2.0, 3.0), "saturation": (2.0, 3.0)})(
