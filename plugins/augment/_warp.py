@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ._scratch import scratch
+
 __all__ = ["identity", "make_grid", "warp", "inside_weight", "inverse_affine_pixels", "pixels_to_normalized",
            "flip_matrix", "crop_matrix"]
 
@@ -23,12 +25,15 @@ def identity(n: int, device: torch.device | str, dtype: torch.dtype = torch.floa
     return torch.eye(3, device=device, dtype=dtype).expand(n, 3, 3).clone()
 
 
-def make_grid(matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def make_grid(matrix: torch.Tensor, height: int, width: int, reuse: bool = False) -> torch.Tensor:
     """The ``(N, H, W, 2)`` sampling grid of `matrix` for an ``H x W`` output.
 
     Equal to ``F.affine_grid(matrix[:, :2], (N, C, H, W), align_corners=False)``, built by
     broadcasting (two multiply-adds a point) instead of a ``(N, H*W, 3) @ (3, 2)`` product, which
-    on the CPU costs more than the sampling itself.
+    on the CPU costs more than the sampling itself. The grid is a view of ``(N, 2, H, W)`` memory:
+    each coordinate is written in one contiguous pass (writing the interleaved pairs took twice as
+    long), and ``grid_sample`` reads either layout at the same speed. With `reuse`, the memory is
+    this thread's scratch for grids (`._scratch`), valid until its next grid with `reuse`.
     """
     n = matrix.shape[0]
     device, dtype = matrix.device, matrix.dtype
@@ -38,18 +43,11 @@ def make_grid(matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
              for axis in (0, 1)]                                            # (N, W), (N, H)
     if matrix.requires_grad and torch.is_grad_enabled():  # (autograd cannot follow writes into a buffer)
         return torch.stack([x.unsqueeze(1) + y.unsqueeze(2) for x, y in along], dim=-1)
-    grid = torch.empty(n, height, width, 2, device=device, dtype=dtype)
+    shape = (n, 2, height, width)
+    planes = scratch("grid", shape, dtype, device) if reuse else torch.empty(shape, device=device, dtype=dtype)
     for axis, (along_x, along_y) in enumerate(along):
-        torch.add(along_x.unsqueeze(1), along_y.unsqueeze(2), out=grid[..., axis])
-    return grid
-
-
-#: On the CPU, a batch is resampled a piece of rows of about this many bytes at a time, each piece
-#: first copied into a small buffer: ``grid_sample`` reads each output point's four neighbours
-#: wherever the warp puts them, which waits on main memory for a batch that is not in the cache,
-#: while the copy reads it in order. 64 x 3x224x224 from main memory, one thread: 1.4x faster in
-#: pieces of 2 rows than in one call per 13 rows, output allocation included (interleaved rounds).
-PIECE_BYTES = 3 << 19
+        torch.add(along_x.unsqueeze(1), along_y.unsqueeze(2), out=planes[:, axis])
+    return planes.permute(0, 2, 3, 1)
 
 
 def warp(x: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", padding: str = "zeros",
@@ -71,24 +69,18 @@ def warp(x: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", padding:
     fills = _fill_values(fill, c)
     if padding == "border":
         fills = None
-    channels = c if fills is None else c + 1  # the fill's weight is sampled as one more channel
-    if x.device.type != "cpu" or (torch.is_grad_enabled() and (x.requires_grad or matrix.requires_grad)):
-        source = x if fills is None else torch.cat([x, torch.ones(n, 1, h, w, device=x.device, dtype=x.dtype)], dim=1)
-        return _sample(source, matrix, mode, padding, fills)
-    step = max(1, PIECE_BYTES // max(1, channels * h * w * x.element_size()))
-    buffer = torch.empty(min(n, step), channels, h, w, dtype=x.dtype)
-    if fills is not None:
-        buffer[:, c:] = 1.0
-    if n <= step:
-        buffer[:, :c].copy_(x)
-        return _sample(buffer, matrix, mode, padding, fills)
-    out = torch.empty(n, c, h, w, dtype=x.dtype)
-    for start in range(0, n, step):
-        rows = slice(start, start + step)
-        piece = buffer[:len(out[rows])]
-        piece[:, :c].copy_(x[rows])
-        out[rows] = _sample(piece, matrix[rows], mode, padding, fills)
-    return out
+    if fills is None:
+        return _sample(x, matrix, mode, padding, fills)
+    # the fill's weight is sampled as one more channel, of ones (resampling straight from the batch
+    # and from a buffer of its rows in pieces cost the same at 64 x 3x224x224; the pieces' copies
+    # did not pay for themselves)
+    if x.device.type == "cpu" and not (torch.is_grad_enabled() and (x.requires_grad or matrix.requires_grad)):
+        source = scratch("fill", (n, c + 1, h, w), x.dtype, x.device)
+        source[:, :c].copy_(x)
+        source[:, c].fill_(1.0)
+    else:
+        source = torch.cat([x, torch.ones(n, 1, h, w, device=x.device, dtype=x.dtype)], dim=1)
+    return _sample(source, matrix, mode, padding, fills)
 
 
 def _sample(source: torch.Tensor, matrix: torch.Tensor, mode: str, padding: str, fills: list[float] | None
@@ -96,7 +88,8 @@ def _sample(source: torch.Tensor, matrix: torch.Tensor, mode: str, padding: str,
     """One ``grid_sample`` of `source`; with `fills`, its last channel is ones and gives each
     point's weight inside the image."""
     n, channels, h, w = source.shape
-    grid = make_grid(matrix, h, w)
+    # (autograd keeps the grid for the backward pass: reused memory would change under it)
+    grid = make_grid(matrix, h, w, reuse=not (torch.is_grad_enabled() and (source.requires_grad or matrix.requires_grad)))
     if fills is None:
         return F.grid_sample(source, grid, mode=mode, padding_mode=padding, align_corners=False)
     # The weight that lands inside the image, sampled alongside the image (one more channel),
