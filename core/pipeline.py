@@ -27,6 +27,7 @@ import json
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,8 +158,14 @@ class _Run:
     def load_source(self) -> None:
         source = self.built.source
         ctx = self._ctx(("source",), self.folder.partial / "source", name=source.name)
-        with self.guard(source, "load"):
+        # A source's warnings (a `UserWarning`: an id column taken for a feature) go to the terminal
+        # as before and into report.json, which outlives the terminal.
+        with self.guard(source, "load"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")  # (a fresh filter: the same warning in a second run in this process shows again)
             result = source.load(ctx, on_invalid=self.config.source.on_invalid)
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            self.warnings += [f"source {source.name}: {w.message}"] if issubclass(w.category, UserWarning) else []
         self.rows = source_rows(source.name, result, self.device, self.config.split.group_by,
                                 getattr(source, "dropped", {}))
         pool = result.unlabelled if isinstance(result, Splits) else None
@@ -335,8 +342,7 @@ class _Run:
             self.step_reports.append({
                 "index": step.index, "kind": step.kind, "name": step.name,
                 "params": refs[0].params if len(refs) == 1 else [{"name": r.name, "params": r.params} for r in refs],
-                "rows_in": len(ds), "rows_out": len(out), "counts": counts, "note": note,
-                "resumed": resumed is not None,
+                "rows_in": len(ds), "rows_out": len(out), "counts": counts, "note": note, "resumed": resumed is not None,
                 "added_by_class": {name: int(b - a) for name, a, b in
                                    zip(out.classes, ds.class_counts(), out.class_counts())},
                 **({"details": details} if details else {}),

@@ -150,8 +150,7 @@ def build_report(run: Any) -> dict[str, Any]:
         **report_head(run, rows.all),
         "source": {"name": run.built.source.name, "rows": len(rows.all), "own_split": rows.own_split,
                    "parts": dict(zip(rows.part_names, rows.part_sizes)), "dropped_invalid": rows.dropped,
-                   "duplicates_dropped": int(len(parts.duplicate_index)),
-                   "deduplicate": config.source.deduplicate.method,
+                   "duplicates_dropped": int(len(parts.duplicate_index)), "deduplicate": config.source.deduplicate.method,
                    **({"unlabelled": len(run.unlabelled)} if getattr(run, "unlabelled", None) is not None else {})},
         "split": {"method": parts.method, "carved": parts.carved,
                   "rows": {"train": len(run.raw_train), "val": len(run.val), "test": len(run.test)},
@@ -166,9 +165,7 @@ def build_report(run: Any) -> dict[str, Any]:
         "steps": run.step_reports,
         "evaluators": {scope: {"name": e.name, "params": e.params.model_dump(mode="json"),
                                "summary": _evaluator_detail(e)} for scope, e in run.built.evaluators},
-        "metrics": metrics,
-        "files": run.file_hashes,
-        "warnings": run.warnings,
+        "metrics": metrics, "files": run.file_hashes, "warnings": run.warnings,
     }
 
 

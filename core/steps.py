@@ -191,8 +191,7 @@ class _Generate(StepKind):
 
 KIND: dict[str, StepKind] = {
     "augment": _Augment("augment", ("copies", "minority", "classes", *AMOUNT_KEYS),
-                        (("minority", "classes"), ("copies", *AMOUNT_KEYS)), chains=True,
-                        nothing_note="nothing to augment"),
+                        (("minority", "classes"), ("copies", *AMOUNT_KEYS)), chains=True, nothing_note="nothing to augment"),
     "resample": _Resample("resample", ()),
     "generate": _Generate("generate", ("classes", *AMOUNT_KEYS, "fit_on", "guard"), (AMOUNT_KEYS,), guarded=True,
                           nothing_note="nothing to generate"),

@@ -106,6 +106,19 @@ def test_non_finite_and_missing_values_in_csv(here, capsys):
     dropped(here, source, capsys, {"not a finite number": 2, "missing value": 1}, rows=30)
 
 
+def test_a_sources_warning_is_shown_and_kept_in_report_json(here, capsys):
+    # (found by an audit: the csv source's warning about an id column went to the terminal only,
+    # and report.json, which outlives the terminal, said nothing)
+    rows = "".join(f"P{i:03d},{i % 5},{'xy'[i % 2]}\n" for i in range(40))
+    with pytest.warns(UserWarning, match="column 'patient_id' holds 40 different values"):
+        code, err, out = run(here, csv(here, "ids.csv", "patient_id,a,label\n" + rows), capsys)
+    assert code == 0, err
+    warnings = json.loads((out / "report.json").read_text())["warnings"]
+    assert [w for w in warnings if w.startswith("source csv: csv ids.csv: column 'patient_id' holds 40 different values")]
+    with pytest.warns(UserWarning, match="patient_id"):  # a second run in the same process warns again
+        assert run(here, csv(here, "ids.csv", "patient_id,a,label\n" + rows), capsys)[0] == 0
+
+
 # ---------------------------------------------------------------------------- shapes
 def test_mismatched_lengths(here, capsys):
     refused(here, npz(here, "len.npz", x=X, y=Y[:-3]), capsys, "len.npz", "'y' has shape (37,)", "(40,)")
