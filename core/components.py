@@ -399,6 +399,10 @@ class Evaluator(Component):
     """Measures the optimised set. Author: ``_evaluate(ectx) -> Metrics`` with relative paths."""
 
     kind = "evaluate"
+    #: Whether other evaluators read what this one leaves in the run's cache (the run's downstream
+    #: model, which they train alike): the host runs such evaluators before the rest, each group in
+    #: ``evaluate`` order, so the run file's order does not change what the others find.
+    runs_first: ClassVar[bool] = False
 
     def evaluate(self, ectx: EvalContext) -> Metrics:
         """Run the evaluator; its measures are filed under its name."""

@@ -401,7 +401,7 @@ class _Run:
 
     # ------------------------------------------------------------------------ evaluate
     def evaluate(self, bar: Any) -> None:
-        for scope, evaluator in self.built.evaluators:
+        for scope, evaluator in sorted(self.built.evaluators, key=lambda item: not item[1].runs_first):
             bar.set_postfix_str(f"evaluate {scope}")
             started = time.perf_counter()
             workdir = self.folder.evaluator_dir(scope)

@@ -12,7 +12,8 @@ cache: the raw baseline that ``utility``, ``ablation`` and ``cas`` all need trai
 Seeds come from ``EvalContext.shared_rng`` (the same for every evaluator of a run), so two
 evaluators that ask for the same model on the same rows get the same model, and report the same
 baseline numbers. ``utility`` publishes its model params in the run's cache (`publish_model`);
-``ablation``, listed after it, trains that model (`published_model`) where its own params say nothing.
+``ablation`` trains that model (`published_model`) where its own params say nothing; ``utility``
+runs before the other evaluators (``runs_first``), so the run file's order does not matter.
 
     probs = test_probabilities(ectx, options, train, repeat=0)     # (N_test, C) on the CPU
     model = trained_model(ectx, options, train, repeat=0)          # a Classifier, or a contributed model
@@ -225,7 +226,7 @@ def publish_model(ectx: EvalContext, params: Any) -> None:
 
 def published_model(ectx: EvalContext) -> Any:
     """The params `publish_model` made the run's downstream model, or None when no evaluator has
-    published one yet (no ``utility`` in the run, or one listed after the caller in ``evaluate``)."""
+    published one (no ``utility`` in the run; it runs before the other evaluators)."""
     return _board(ectx).params
 
 

@@ -49,7 +49,7 @@ class Ablation(DownstreamEvaluator):
     Every training set is scored by the same model (``utility``'s: architecture, seeds, early
     stopping on the real val split) on the real test split, ``repeats`` seeds each; the seeds are
     the run's shared ones, so the raw baseline is ``utility``'s and trains once per run. With a
-    ``utility`` listed before it in ``evaluate``, every model param (``model``, ``epochs``,
+    ``utility`` in ``evaluate`` (which runs first, wherever it is listed), every model param (``model``, ``epochs``,
     ``patience``, ``batch_size``, ``lr``, ``weight_decay``, ``hidden``, and ``repeats`` when it is 2
     or more) that its own params do not set is ``utility``'s, so ``cumulative/<last>`` is
     ``utility/optimised``; without one, its own defaults. ``report.json`` records the params it
@@ -77,7 +77,7 @@ class Ablation(DownstreamEvaluator):
 
     class Params(ModelParams):
         """The downstream model, the seeds, and what the verdict is judged on (model params left unset
-        are those of a ``utility`` listed before it)."""
+        are those of the run's ``utility``)."""
 
         repeats: int = Field(3, ge=2, le=100, description="seeds per training set (a verdict needs a spread); "
                                                           "unset: utility's when 2 or more")

@@ -34,10 +34,12 @@ class Utility(DownstreamEvaluator):
     ``optimised/recall/<class>`` and ``delta/recall/<class>`` per class. ``n`` is the number of
     test rows. With ``repeats > 1`` the pair is trained with that many seeds and each number is
     the mean, with its standard deviation. Its model params (``model``, the training params and
-    ``repeats``) are the run's downstream model: ``ablation``, listed after it, trains the same.
+    ``repeats``) are the run's downstream model: ``ablation`` trains the same (``utility`` runs
+    before the other evaluators, wherever it is listed).
     """
 
     name = "utility"
+    runs_first = True  # ablation reads its published model params
     modalities = ("image", "tabular", "audio", "text")
     testing_params = {"epochs": 5, "patience": 2}
 
@@ -51,7 +53,7 @@ class Utility(DownstreamEvaluator):
     def _evaluate(self, ectx: EvalContext) -> Metrics:
         metrics = Metrics()
         self.model_kind(ectx.train.modality)  # a model that cannot take the data is named before any training
-        publish_model(ectx, self.params)  # the run's downstream model: ablation, after it, trains the same
+        publish_model(ectx, self.params)  # the run's downstream model: ablation trains the same
         test = ectx.test
         if test is None or len(test) == 0:
             for what in ("raw", "optimised", "delta"):

@@ -185,19 +185,23 @@ def test_a_run_with_ablation_gives_verdicts_in_the_report_and_summary(tmp_path, 
     assert (tmp_path / "out" / "report.html").read_text().count("ablation: steps") == 1
 
 
-def test_ablation_with_defaults_trains_utilitys_model_and_seeds(tmp_path, capsys):
+@pytest.mark.parametrize("ablation_first", [False, True], ids=["utility-listed-first", "ablation-listed-first"])
+def test_ablation_with_defaults_trains_utilitys_model_and_seeds(tmp_path, capsys, ablation_first):
     # r7: utility {model: mlp, repeats: 5} and a bare ablation: ablation trained logistic regression with
-    # 3 seeds, so its last cumulative macro F1 (0.8569) was not utility's optimised one (0.8763)
+    # 3 seeds, so its last cumulative macro F1 (0.8569) was not utility's optimised one (0.8763).
+    # Listed before utility, ablation still trains utility's model: utility runs first (runs_first).
     utility = {"model": "mlp", "repeats": 2, "epochs": 8, "patience": 2, "hidden": 32}
     config = {
         "seed": 0, "device": "cpu",
         "source": {"name": "sklearn-digits", "params": {"imbalance": 10}},
         "split": {"val": 0.1},
         "pipeline": [{"resample": "random-over"}],
-        "evaluate": [{"name": "utility", "params": utility}, "ablation"],
+        "evaluate": [{"name": "utility", "params": utility}, "ablation"][::-1 if ablation_first else 1],
         "output": {"dir": str(tmp_path / "out")},
     }
     printed, report = _run(tmp_path, config, capsys)
+    listed = [e if isinstance(e, str) else e["name"] for e in report["config"]["evaluate"]]
+    assert listed == (["ablation", "utility"] if ablation_first else ["utility", "ablation"])
     measures = report["metrics"]["measures"]
     for score in ("accuracy", "balanced_accuracy", "macro_f1"):
         assert measures["ablation"][f"cumulative/1/{score}"] == measures["utility"][f"optimised/{score}"]
