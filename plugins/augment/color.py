@@ -135,7 +135,7 @@ def adjust_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Tensor | 
     """Write the adjusted `source` into `out` (same shape; per-row factors ``(n,)`` or None to skip)."""
     if out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64) and out.is_contiguous() \
             and source.is_contiguous() and (contrast is not None or saturation is not None) \
-            and out[0, 0].numel() >= LINEAR_ROWS_POINTS:
+            and len(out) > 0 and out.shape[-2] * out.shape[-1] >= LINEAR_ROWS_POINTS:
         _linear_rows_(out, source, brightness, contrast, saturation, clamp)
     else:
         _one_adjustment_at_a_time_(out, source, brightness, contrast, saturation, clamp)

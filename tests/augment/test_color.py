@@ -100,6 +100,14 @@ def test_every_clamp_regime_matches_torchvision_row_by_row(channels, path):
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
 
 
+def test_no_rows_give_no_rows(path):
+    from setforge.plugins.augment.color import adjust_
+
+    x = torch.rand(0, 3, 80, 80)
+    none = torch.rand(0)
+    assert adjust_(torch.empty_like(x), x, none, none, none, none).shape == (0, 3, 80, 80)
+
+
 def test_in_place_and_into_agree_with_a_fresh_output(path):
     x = torch.rand(9, 3, 8, 8, generator=torch.Generator().manual_seed(5))
     color = Color({"brightness": (0.5, 1.8), "contrast": (0.5, 1.8), "saturation": (0.5, 1.8)})
