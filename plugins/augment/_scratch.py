@@ -39,9 +39,9 @@ def scratch(purpose: str, shape: Sequence[int], dtype: torch.dtype, device: torc
     buffer = buffers.get(purpose)
     if buffer is None or buffer.numel() < nbytes:
         # (a plain tensor even under inference mode: an inference tensor could not be written
-        # in place later, outside inference mode)
+        # in place later, outside inference mode; on `device`, not torch's default device)
         with torch.inference_mode(False):
-            buffer = buffers[purpose] = torch.empty(nbytes, dtype=torch.uint8)
+            buffer = buffers[purpose] = torch.empty(nbytes, dtype=torch.uint8, device=device)
     return buffer[:nbytes].view(dtype).view(tuple(shape))
 
 

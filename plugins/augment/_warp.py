@@ -33,7 +33,8 @@ def make_grid(matrix: torch.Tensor, height: int, width: int, reuse: bool = False
     on the CPU costs more than the sampling itself. The grid is a view of ``(N, 2, H, W)`` memory:
     each coordinate is written in one contiguous pass (writing the interleaved pairs took twice as
     long), and ``grid_sample`` reads either layout at the same speed. With `reuse`, the memory is
-    this thread's scratch for grids (`._scratch`), valid until its next grid with `reuse`.
+    this thread's scratch for grids (`._scratch`), valid until its next grid with `reuse`. (While
+    autograd records `matrix`, the grid is a fresh stacked tensor that autograd can follow.)
     """
     n = matrix.shape[0]
     device, dtype = matrix.device, matrix.dtype

@@ -4,7 +4,9 @@ The arithmetic is torchvision's (``v2.functional.adjust_brightness``, ``adjust_c
 ``adjust_saturation``, ``adjust_hue`` on float images, each clamped to [0, 1]), applied in a fixed
 order — brightness, contrast, saturation, hue — to cache-sized chunks of rows, so a batch
 crosses main memory once instead of once per adjustment; on the CPU the first three are folded
-into one matrix product per row (`_linear_rows_`). (torchvision's ColorJitter
+into one matrix product per row (`_linear_rows_`, for contiguous float32/float64 images of at least
+`LINEAR_ROWS_POINTS` pixels; torchvision's numbers for images in [0, 1], the range augmenters
+take, since it moves the clamps inside the scaling). (torchvision's ColorJitter
 shuffles the order per call; a per-row shuffle would cost a pass per order, so the order is
 fixed.) A subclass with ``clamps = False`` leaves values outside [0, 1] where they fall, so
 gradients pass at every pixel (DiffAugment's colour op, which is not a pipeline step: a run's
@@ -151,8 +153,10 @@ def _linear_rows_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Ten
     Between torchvision's clamps the three adjustments are linear, and a clamp can move inside
     the scaling before it: for a factor ``a > 0``, ``clamp(a y + k, 0, 1)`` is
     ``a clamp(y, -k / a, (1 - k) / a) + k``. So each row keeps its values as they came and carries
-    the adjustments forward as a scale and an offset; a row whose brightness or contrast factor
-    exceeds 1 (when clamping) is clamped in place at the bounds that step maps back to, and
+    the adjustments forward as a scale and an offset. When clamping, a chunk with a brightness
+    factor above 1 is first copied into this thread's scratch (`._scratch`) with each such row
+    clamped at ``1 / b``, and a row whose contrast factor exceeds 1 is clamped in the scratch copy
+    (made at the first such row if there is none yet) at the bounds that step maps back to;
     saturation joins the scale and offset in one ``C x C`` matrix per row, applied by one
     ``baddbmm`` that writes `out`. (A clamp after a factor of at most 1 changes nothing: it mixes
     values of [0, 1] into [0, 1].) Same numbers as `_one_adjustment_at_a_time_` up to float
@@ -161,13 +165,14 @@ def _linear_rows_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Ten
     """
     n, channels = out.shape[:2]
     luma = _LUMA if channels == 3 else (1.0,)
+    like = {"dtype": out.dtype, "device": out.device}  # (not torch's default device, which may not be the CPU)
     # (the per-row arithmetic is on n numbers each: Python floats cost less than tensor ops on them)
     scale = brightness.tolist() if brightness is not None else [1.0] * n
     rows = source.view(n, channels, -1)
     own = False  # whether `rows` is this thread's scratch, free to change
     if clamp and max(scale) > 1.0:
         # min(b x, 1) = b min(x, 1 / b): the clamp of a brighter row, with b still to come
-        limit = torch.tensor([1.0 / b if b > 1.0 else math.inf for b in scale], dtype=rows.dtype)
+        limit = torch.tensor([1.0 / b if b > 1.0 else math.inf for b in scale], **like)
         rows, own = torch.minimum(rows, limit.view(n, 1, 1), out=scratch("color", rows.shape, rows.dtype, rows.device)), True
     offset = [0.0] * n
     if contrast is not None:
@@ -183,9 +188,9 @@ def _linear_rows_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Ten
     # each sum to s + (1 - s) sum(luma), so an offset shared by the channels stays shared
     saturations = saturation.tolist() if saturation is not None and channels == 3 else [1.0] * n
     mix = torch.tensor([[[scale[i] * ((sat if j == k else 0.0) + (1.0 - sat) * luma[k]) for k in range(channels)]
-                         for j in range(channels)] for i, sat in enumerate(saturations)], dtype=out.dtype)
+                         for j in range(channels)] for i, sat in enumerate(saturations)], **like)
     shift = torch.tensor([offset[i] * (sat + (1.0 - sat) * sum(luma)) for i, sat in enumerate(saturations)],
-                         dtype=out.dtype).view(n, 1, 1).expand(n, channels, 1)
+                         **like).view(n, 1, 1).expand(n, channels, 1)
     flat_out = out.view(n, channels, -1)
     if rows.data_ptr() == flat_out.data_ptr():  # (in place: a product cannot be written over its input)
         rows = scratch("color", rows.shape, rows.dtype, rows.device).copy_(rows)
@@ -225,7 +230,8 @@ class Color(Augmenter):
     Each row draws a factor per adjustment (see the ranges' convention: a number ``v`` for
     brightness, contrast or saturation means ``(max(0, 1 - v), 1 + v)``; for hue ``(-v, v)``
     turns) and the adjustments run in the fixed order brightness, contrast, saturation, hue, each
-    as torchvision computes it. Grayscale images take brightness and contrast only.
+    as torchvision computes it on images in [0, 1] (the range augmenters take: the CPU's folded
+    arithmetic, `_linear_rows_`, relies on it). Grayscale images take brightness and contrast only.
     """
 
     name = "color"

@@ -184,3 +184,18 @@ def test_without_clamping_gradients_pass_where_clamping_would_stop_them():
     x.grad = None
     Unclamped({"contrast": 0.0, "saturation": 0.0})(x, params=params).sum().backward()
     assert torch.allclose(x.grad, torch.full_like(x, 1.5))
+
+
+def test_the_cpu_paths_ignore_torchs_default_device(path):
+    # (a training loop's torch.set_default_device: the per-row matrices, offsets and limits of
+    # `_linear_rows_` were made there, and a CPU batch then failed with a cross-device error)
+    from setforge.plugins.augment._scratch import release
+
+    x = smooth_images(4)
+    color = Color({"brightness": (1.2, 1.8), "contrast": (0.5, 1.8), "saturation": (0.5, 1.8)})
+    params = color.make_params(x, None, torch.Generator().manual_seed(0))
+    expected = color(x, params=params)
+    release()  # (the scratch buffer too is made afresh under the default device)
+    with torch.device("meta"):
+        out = color(x, params=params)
+    assert out.device == x.device and torch.equal(out, expected)

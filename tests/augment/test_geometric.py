@@ -372,3 +372,18 @@ def test_half_precision_batches_resample_in_float32(dtype):
     # float32 of the same rounded input, then rounded: within one rounding step of `dtype` (plus float32's noise)
     expected = chain(half.float(), params=params)
     assert (out.float() - expected).abs().max() <= torch.finfo(dtype).eps + 1e-5
+
+
+def test_warp_on_the_cpu_ignores_torchs_default_device():
+    # (a training loop's torch.set_default_device: the grid's and the fill channel's scratch
+    # memory were made there, and a CPU batch failed with a cross-device error)
+    from setforge.plugins.augment._scratch import release
+
+    x = smooth_images(3, height=20, width=24)
+    affine = Affine({"fill": 0.5})
+    params = affine.make_params(x, None, torch.Generator().manual_seed(0))
+    expected = affine(x, params=params)
+    release()
+    with torch.device("meta"):
+        out = affine(x, params=params)
+    assert out.device == x.device and torch.equal(out, expected)

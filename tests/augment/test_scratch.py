@@ -52,3 +52,15 @@ def test_a_buffer_made_under_inference_mode_is_writable_outside_it():
     again.add_(1.0)  # an inference tensor would refuse this outside inference mode
     assert float(again.sum()) == 27.0
     release()
+
+
+def test_buffers_are_on_the_cpu_whatever_torchs_default_device():
+    # (torch.set_default_device("cuda") in a training loop must not move the CPU ops' scratch: a
+    # buffer made on the default device failed every CPU colour and filled warp with "cross-device")
+    release()
+    with torch.device("meta"):
+        made = scratch("default-device", (4, 5), torch.float32, CPU)
+    assert made.device == CPU
+    made.fill_(1.0)
+    assert float(made.sum()) == 20.0
+    release()
