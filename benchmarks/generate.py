@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from setforge import Dataset, StepContext
     from setforge.context import resolve_device
     from setforge.plugins.generate import _gan_training as gan_training
-    from setforge.plugins.generate._gan_training import build_module, init_dcgan_weights
+    from setforge.plugins.generate._gan_training import build_module, init_dcgan_weights, spectral_normalise
     from setforge.plugins.generate.dcgan import DCGAN, _DcganDiscriminator, _DcganGenerator
 
     device = resolve_device(args.device)
@@ -72,9 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     init = torch.Generator(device=device).manual_seed(1)
     generator = build_module(lambda: _DcganGenerator(params.latent_dim, params.embedding_dim, classes, 3, args.size,
                                                      args.size, params.width), device)
-    discriminator = build_module(lambda: _DcganDiscriminator(classes, 3, args.size, args.size, params.width), device)
+    # dcgan's discriminator as it builds it: by default spectral norm and no batch norm
+    discriminator = build_module(lambda: _DcganDiscriminator(classes, 3, args.size, args.size, params.width,
+                                                             params.discriminator_norm == "batch"), device)
     init_dcgan_weights(generator, init)
     init_dcgan_weights(discriminator, init)
+    if params.discriminator_norm == "spectral":
+        spectral_normalise(discriminator, init)
     if cuda:
         generator.to(memory_format=torch.channels_last)
         discriminator.to(memory_format=torch.channels_last)
