@@ -159,13 +159,16 @@ class _Run:
         source = self.built.source
         ctx = self._ctx(("source",), self.folder.partial / "source", name=source.name)
         # A source's warnings (a `UserWarning`: an id column taken for a feature) go to the terminal
-        # as before and into report.json, which outlives the terminal.
-        with self.guard(source, "load"), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("default")  # (a fresh filter: the same warning in a second run in this process shows again)
-            result = source.load(ctx, on_invalid=self.config.source.on_invalid)
-        for w in caught:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            self.warnings += [f"source {source.name}: {w.message}"] if issubclass(w.category, UserWarning) else []
+        # as before, through the caller's filters, also when the load then fails, and into
+        # report.json, which outlives the terminal.
+        try:
+            with self.guard(source, "load"), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("default")  # (a fresh filter: the same warning in a second run in this process shows again)
+                result = source.load(ctx, on_invalid=self.config.source.on_invalid)
+        finally:
+            for w in caught:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                self.warnings += [f"source {source.name}: {w.message}"] if issubclass(w.category, UserWarning) else []
         self.rows = source_rows(source.name, result, self.device, self.config.split.group_by,
                                 getattr(source, "dropped", {}))
         pool = result.unlabelled if isinstance(result, Splits) else None

@@ -157,12 +157,10 @@ def build_report(run: Any) -> dict[str, Any]:
                   "leaked_dropped": int(len(parts.leaked_index)),
                   "fingerprints": {"raw_train": run.raw_train.fingerprint(), "val": run.val.fingerprint(),
                                    "test": run.test_fingerprint}},
-        "preprocess": [{"name": ref.name, "params": ref.params, "changes_units": bool(pre.changes_units),
-                        "state_file": path}
+        "preprocess": [{"name": ref.name, "params": ref.params, "changes_units": bool(pre.changes_units), "state_file": path}
                        for ref, pre, path in zip(config.preprocess, run.built.preprocessors, run.preprocess_files)],
         "counts": {"raw_train": counts_of(run.raw_train), "optimised": counts_of(run.train),
-                   "val": counts_of(run.val), "test": counts_of(run.test)},
-        "steps": run.step_reports,
+                   "val": counts_of(run.val), "test": counts_of(run.test)}, "steps": run.step_reports,
         "evaluators": {scope: {"name": e.name, "params": e.params.model_dump(mode="json"),
                                "summary": _evaluator_detail(e)} for scope, e in run.built.evaluators},
         "metrics": metrics, "files": run.file_hashes, "warnings": run.warnings,

@@ -119,6 +119,23 @@ def test_a_sources_warning_is_shown_and_kept_in_report_json(here, capsys):
         assert run(here, csv(here, "ids.csv", "patient_id,a,label\n" + rows), capsys)[0] == 0
 
 
+def test_a_sources_warning_is_shown_when_its_load_then_fails(here, capsys, monkeypatch):
+    from setforge import DataError
+    from setforge.plugins.source.csv_source import CsvSource
+
+    loaded = CsvSource._load
+
+    def warn_then_fail(self, ctx):
+        loaded(self, ctx)  # (warns about the id column)
+        raise DataError("csv ids.csv: found wanting after the warning")
+
+    monkeypatch.setattr(CsvSource, "_load", warn_then_fail)
+    rows = "".join(f"P{i:03d},{i % 5},{'xy'[i % 2]}\n" for i in range(40))
+    with pytest.warns(UserWarning, match="column 'patient_id' holds 40 different values"):
+        code, err, out = run(here, csv(here, "ids.csv", "patient_id,a,label\n" + rows), capsys)
+    assert code == 3 and "found wanting after the warning" in err and not out.exists()
+
+
 # ---------------------------------------------------------------------------- shapes
 def test_mismatched_lengths(here, capsys):
     refused(here, npz(here, "len.npz", x=X, y=Y[:-3]), capsys, "len.npz", "'y' has shape (37,)", "(40,)")
