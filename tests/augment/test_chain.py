@@ -30,7 +30,12 @@ def torch_threads(count: int):
         torch.set_num_threads(before)
 
 
-def test_chunked_chain_equals_whole_batch(monkeypatch):
+@pytest.mark.parametrize("linear_rows", [False, True], ids=["colour-one-at-a-time", "colour-linear-rows"])
+def test_chunked_chain_equals_whole_batch(monkeypatch, linear_rows):
+    import setforge.plugins.augment.color as color_module
+
+    # (images under LINEAR_ROWS_POINTS take colour's other CPU path: both give the same bits chunked)
+    monkeypatch.setattr(color_module, "LINEAR_ROWS_POINTS", 0 if linear_rows else 1 << 40)
     x = smooth_images(9, height=16, width=16)
     chain = Chain([Flip(), Affine(), Color({"hue": 0.1}), Erasing({"p": 0.5}), ResizedCrop(), GaussianBlur()])
     params = chain.make_params(x, None, torch.Generator().manual_seed(0))

@@ -63,7 +63,7 @@ def test_grayscale_images_take_brightness_and_contrast():
 
 
 @pytest.mark.parametrize("chunk", [1, 3000, 1 << 30])
-def test_chunking_does_not_change_the_result(monkeypatch, chunk):
+def test_chunking_does_not_change_the_result(monkeypatch, chunk, path):
     x = smooth_images(7)
     params = Color({"hue": 0.2}).make_params(x, None, torch.Generator().manual_seed(0))
     expected = Color({"hue": 0.2})(x, params=params)
