@@ -387,3 +387,20 @@ def test_warp_on_the_cpu_ignores_torchs_default_device():
     with torch.device("meta"):
         out = affine(x, params=params)
     assert out.device == x.device and torch.equal(out, expected)
+
+
+@pytest.mark.parametrize("fill", [None, 0.5], ids=["zero-padding", "fill"])
+def test_a_large_batch_is_warped_a_piece_at_a_time_with_the_same_bits(monkeypatch, fill):
+    # (a batch over PIECE_BYTES goes through in pieces, so that the grid, the fill channel and the
+    # sampled rows in flight stay within a piece rather than several times the batch)
+    import setforge.plugins.augment._warp as warp_module
+
+    x = smooth_images(7, height=12, width=10)
+    matrix = Affine()._matrix(Affine().make_params(x, None, torch.Generator().manual_seed(2)), 12, 10)
+    whole = warp(x, matrix, fill=fill)
+    calls = []
+    sample = warp_module._sample
+    monkeypatch.setattr(warp_module, "_sample", lambda source, *a: calls.append(len(source)) or sample(source, *a))
+    monkeypatch.setattr(warp_module, "PIECE_BYTES", 3 * x[0].numel() * 4)  # three rows a piece
+    assert torch.equal(warp(x, matrix, fill=fill), whole)
+    assert calls == [3, 3, 1]
