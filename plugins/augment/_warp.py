@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ._scratch import scratch
+from ._scratch import MAX_BYTES, scratch
 
 __all__ = ["identity", "make_grid", "warp", "inside_weight", "inverse_affine_pixels", "pixels_to_normalized",
            "flip_matrix", "crop_matrix"]
@@ -51,12 +51,13 @@ def make_grid(matrix: torch.Tensor, height: int, width: int, reuse: bool = False
     return planes.permute(0, 2, 3, 1)
 
 
-#: On the CPU, a batch of more than this many bytes is resampled a piece of rows this size at a
-#: time (the pieces' results copied into the output), which bounds the memory in flight; a
-#: chain's chunks (`Chain.chunk_bytes`, 8 MiB) are below it and are sampled straight into their
-#: result. (Pieces of 1.5 MiB, each copied into a buffer first, were slower: 3.3 ms against 2.0 ms
-#: for 11 rows of 3x224x224 sampled whole.)
-PIECE_BYTES = 32 << 20
+#: On the CPU, a batch whose sampled channels (the fill's weight among them) take more than this
+#: many bytes is resampled a piece of rows this size at a time (the pieces' results copied into
+#: the output), which bounds the memory in flight; a piece's fill buffer fits this thread's
+#: scratch. A chain's chunks (`Chain.chunk_bytes`, 8 MiB) are below it and are sampled straight
+#: into their result. (Pieces of 1.5 MiB, each copied into a buffer first, were slower: 3.3 ms
+#: against 2.0 ms for 11 rows of 3x224x224 sampled whole.)
+PIECE_BYTES = MAX_BYTES
 
 
 def warp(x: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", padding: str = "zeros",
@@ -79,7 +80,7 @@ def warp(x: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", padding:
     if padding == "border":
         fills = None
     recording = torch.is_grad_enabled() and (x.requires_grad or matrix.requires_grad)
-    step = max(1, PIECE_BYTES // max(1, c * h * w * x.element_size()))
+    step = max(1, PIECE_BYTES // max(1, (c + (fills is not None)) * h * w * x.element_size()))
     if x.device.type == "cpu" and not recording and n > step:
         # a large batch a piece of rows at a time, so that the grid, the fill channel and the
         # sampled rows in flight stay within a piece, not several times the batch
@@ -88,7 +89,7 @@ def warp(x: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", padding:
             out[start:start + step] = warp(x[start:start + step], matrix[start:start + step], mode, padding, fill)
         return out
     if fills is None:
-        return _sample(x, matrix, mode, padding, fills)
+        return _sample(x, matrix, mode, padding, fills, reuse=not recording)
     # the fill's weight is sampled as one more channel, of ones
     if x.device.type == "cpu" and not recording:
         source = scratch("fill", (n, c + 1, h, w), x.dtype, x.device)
@@ -96,16 +97,16 @@ def warp(x: torch.Tensor, matrix: torch.Tensor, mode: str = "bilinear", padding:
         source[:, c].fill_(1.0)
     else:
         source = torch.cat([x, torch.ones(n, 1, h, w, device=x.device, dtype=x.dtype)], dim=1)
-    return _sample(source, matrix, mode, padding, fills)
+    return _sample(source, matrix, mode, padding, fills, reuse=not recording)
 
 
-def _sample(source: torch.Tensor, matrix: torch.Tensor, mode: str, padding: str, fills: list[float] | None
-            ) -> torch.Tensor:
+def _sample(source: torch.Tensor, matrix: torch.Tensor, mode: str, padding: str, fills: list[float] | None,
+            reuse: bool) -> torch.Tensor:
     """One ``grid_sample`` of `source`; with `fills`, its last channel is ones and gives each
-    point's weight inside the image."""
+    point's weight inside the image. With `reuse` (autograd is not recording: it would keep the
+    grid for the backward pass), the grid is this thread's scratch."""
     n, channels, h, w = source.shape
-    # (autograd keeps the grid for the backward pass: reused memory would change under it)
-    grid = make_grid(matrix, h, w, reuse=not (torch.is_grad_enabled() and (source.requires_grad or matrix.requires_grad)))
+    grid = make_grid(matrix, h, w, reuse=reuse)
     if fills is None:
         return F.grid_sample(source, grid, mode=mode, padding_mode=padding, align_corners=False)
     # The weight that lands inside the image, sampled alongside the image (one more channel),

@@ -16,6 +16,7 @@ augment steps must return images in [0, 1]).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import ClassVar
 
 import torch
@@ -169,11 +170,12 @@ def _linear_rows_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Ten
     # (the per-row arithmetic is on n numbers each: Python floats cost less than tensor ops on them)
     scale = brightness.tolist() if brightness is not None else [1.0] * n
     rows = source.view(n, channels, -1)
-    own = False  # whether `rows` is this thread's scratch, free to change
+    work = partial(scratch, "color", rows.shape, rows.dtype, rows.device)  # this thread's working copy of the rows
+    own = False  # whether `rows` is that working copy, free to change
     if clamp and max(scale) > 1.0:
         # min(b x, 1) = b min(x, 1 / b): the clamp of a brighter row, with b still to come
         limit = torch.tensor([1.0 / b if b > 1.0 else math.inf for b in scale], **like)
-        rows, own = torch.minimum(rows, limit.view(n, 1, 1), out=scratch("color", rows.shape, rows.dtype, rows.device)), True
+        rows, own = torch.minimum(rows, limit.view(n, 1, 1), out=work()), True
     offset = [0.0] * n
     if contrast is not None:
         means = rows.mean(dim=-1).tolist()
@@ -182,7 +184,7 @@ def _linear_rows_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Ten
             scale[i], offset[i] = c * scale[i], (1.0 - c) * mean
             if clamp and c > 1.0 and scale[i] > 0.0:
                 if not own:
-                    rows, own = scratch("color", rows.shape, rows.dtype, rows.device).copy_(rows), True
+                    rows, own = work().copy_(rows), True
                 rows[i].clamp_(-offset[i] / scale[i], (1.0 - offset[i]) / scale[i])
     # saturation s mixes each pixel with its luma: the matrix s I + (1 - s) 1 luma^T, whose rows
     # each sum to s + (1 - s) sum(luma), so an offset shared by the channels stays shared
@@ -193,7 +195,7 @@ def _linear_rows_(out: torch.Tensor, source: torch.Tensor, brightness: torch.Ten
                          **like).view(n, 1, 1).expand(n, channels, 1)
     flat_out = out.view(n, channels, -1)
     if rows.data_ptr() == flat_out.data_ptr():  # (in place: a product cannot be written over its input)
-        rows = scratch("color", rows.shape, rows.dtype, rows.device).copy_(rows)
+        rows = work().copy_(rows)
     torch.baddbmm(shift, mix, rows, out=flat_out)
     _bound_(out, clamp)
 

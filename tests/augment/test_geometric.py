@@ -400,7 +400,8 @@ def test_a_large_batch_is_warped_a_piece_at_a_time_with_the_same_bits(monkeypatc
     whole = warp(x, matrix, fill=fill)
     calls = []
     sample = warp_module._sample
-    monkeypatch.setattr(warp_module, "_sample", lambda source, *a: calls.append(len(source)) or sample(source, *a))
-    monkeypatch.setattr(warp_module, "PIECE_BYTES", 3 * x[0].numel() * 4)  # three rows a piece
+    monkeypatch.setattr(warp_module, "_sample", lambda source, *a, **k: calls.append(len(source)) or sample(source, *a, **k))
+    sampled = x.shape[1] + (fill is not None)  # (the fill's weight is one more channel)
+    monkeypatch.setattr(warp_module, "PIECE_BYTES", 3 * sampled * x[0, 0].numel() * 4)  # three rows a piece
     assert torch.equal(warp(x, matrix, fill=fill), whole)
     assert calls == [3, 3, 1]
