@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     from setforge import Dataset, StepContext
     from setforge.context import resolve_device
     from setforge.plugins.generate import _gan_training as gan_training
-    from setforge.plugins.generate._gan_training import build_module, init_dcgan_weights, spectral_normalise
-    from setforge.plugins.generate.dcgan import DCGAN, _DcganDiscriminator, _DcganGenerator
+    from setforge.plugins.generate._gan_training import init_dcgan_weights, spectral_normalise
+    from setforge.plugins.generate.dcgan import DCGAN
 
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
@@ -70,11 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     if (params.checkpoint_every, params.grid_every) != (defaults["checkpoint_every"], "auto"):
         raise SystemExit("dcgan's checkpoint_every/grid_every defaults changed; update this benchmark's window check")
     init = torch.Generator(device=device).manual_seed(1)
-    generator = build_module(lambda: _DcganGenerator(params.latent_dim, params.embedding_dim, classes, 3, args.size,
-                                                     args.size, params.width), device)
-    # dcgan's discriminator as it builds it: by default spectral norm and no batch norm
-    discriminator = build_module(lambda: _DcganDiscriminator(classes, 3, args.size, args.size, params.width,
-                                                             params.discriminator_norm == "batch"), device)
+    # the networks as dcgan builds them (its discriminator: by default spectral norm and no batch norm)
+    dcgan = DCGAN(params)
+    architecture = {"latent_dim": params.latent_dim, "embedding_dim": params.embedding_dim, "num_classes": classes,
+                    "channels": 3, "height": args.size, "width": args.size, "base_width": params.width}
+    generator = dcgan._build_generator(architecture, device)
+    discriminator = dcgan._build_discriminator(architecture, device)
     init_dcgan_weights(generator, init)
     init_dcgan_weights(discriminator, init)
     if params.discriminator_norm == "spectral":
