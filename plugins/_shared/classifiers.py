@@ -32,7 +32,7 @@ from setforge.rng import Rng
 from .threads import one_thread_if_small
 
 __all__ = ["CLASSIFIER_KINDS", "DOWNSTREAM_KINDS", "Classifier", "BoostedTrees", "TrainHistory", "train_classifier",
-           "fit_classifier", "fit_boosted_trees", "classification_scores", "calibration_scores",
+           "fit_classifier", "fit_boosted_trees", "classification_scores", "summary_scores", "calibration_scores",
            "classifier_state", "classifier_from_state", "cached_classifier"]
 
 CLASSIFIER_KINDS = ("logistic-regression", "mlp", "cnn")
@@ -400,6 +400,24 @@ def cached_classifier(cache: Any, key: str, train: Callable[[], Classifier], dev
         cache.get_or_compute(key, lambda: classifier_state(train())), device))
 
 
+def summary_scores(confusion: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Accuracy, balanced accuracy and macro-F1 of confusion matrices ``(..., C, C)`` (rows: true
+    class, columns: predicted; counts, or rows weighted as a bootstrap weights them), one value
+    per matrix, with `classification_scores`' conventions. Batched, so the rounds of a bootstrap
+    are scored at once."""
+    confusion = confusion.double()
+    correct = confusion.diagonal(dim1=-2, dim2=-1)
+    support, predicted = confusion.sum(-1), confusion.sum(-2)
+    seen, present = support > 0, (support > 0) | (predicted > 0)
+    recall = torch.where(seen, correct / support.clamp_min(1e-300), 0.0)
+    precision = torch.where(predicted > 0, correct / predicted.clamp_min(1e-300), 0.0)
+    both = precision + recall
+    f1 = torch.where(both > 0, 2 * precision * recall / both.clamp_min(1e-300), 0.0)
+    return {"accuracy": correct.sum(-1) / support.sum(-1),
+            "balanced_accuracy": (recall * seen).sum(-1) / seen.sum(-1),
+            "macro_f1": (f1 * present).sum(-1) / present.sum(-1)}
+
+
 def classification_scores(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> dict[str, Any]:
     """Accuracy, balanced accuracy, macro-F1 and per-class recall, precision and F1.
 
@@ -426,15 +444,5 @@ def classification_scores(y_true: torch.Tensor, y_pred: torch.Tensor, num_classe
     for c in range(num_classes):
         r, p = recall[c] or 0.0, precision[c]
         f1.append(0.0 if r + p == 0 else 2 * p * r / (p + r))
-    present = [c for c in range(num_classes) if support[c] > 0 or predicted[c] > 0]
-    seen = [c for c in range(num_classes) if support[c] > 0]
-    return {
-        "accuracy": float(correct.sum() / n),
-        "balanced_accuracy": sum(recall[c] for c in seen) / len(seen),
-        "macro_f1": sum(f1[c] for c in present) / len(present),
-        "recall": recall,
-        "precision": precision,
-        "f1": f1,
-        "support": [int(s) for s in support.tolist()],
-        "n": n,
-    }
+    return {**{score: float(value) for score, value in summary_scores(confusion).items()},
+            "recall": recall, "precision": precision, "f1": f1, "support": [int(s) for s in support.tolist()], "n": n}

@@ -35,13 +35,14 @@ from setforge.dataset import Dataset
 from setforge.errors import DataError, PluginError
 from setforge.rng import Rng
 
-from .._shared.classifiers import (DOWNSTREAM_KINDS, BoostedTrees, Classifier, cached_classifier,
+from .._shared.classifiers import (DOWNSTREAM_KINDS, BoostedTrees, Classifier, cached_classifier, summary_scores,
                                    train_classifier)
+from ._stats import Estimate, bootstrap_counts, bootstrap_summary
 
 __all__ = ["ModelParams", "DownstreamEvaluator", "DownstreamModel", "model_name", "model_options", "trained_model",
            "test_probabilities", "predicted_labels", "SCORES", "BUILTIN_MODALITIES", "MODEL_ENTRY_POINT_GROUP",
            "downstream_models", "load_model", "model_modalities", "model_problems", "publish_model",
-           "published_model", "SHARED_MODEL_PARAMS"]
+           "published_model", "SHARED_MODEL_PARAMS", "paired_deltas", "interval_verdict"]
 
 #: The entry-point group where a distribution contributes downstream models.
 MODEL_ENTRY_POINT_GROUP = "setforge.models"
@@ -295,3 +296,57 @@ def test_probabilities(ectx: EvalContext, options: dict[str, Any], train: Datase
         return torch.nn.functional.one_hot(predicted_labels(ectx, model, test), test.num_classes).float()
     return ectx.cache.get_or_compute(_key("test-probabilities", ectx, options, train, repeat, test.fingerprint()),
                                      probabilities)
+
+
+# Rows of bootstrap weights scored at once: bounds the working memory whatever the test split's size.
+_BOOTSTRAP_CHUNK_BYTES = 16 * 2**20
+
+
+def paired_deltas(y: torch.Tensor, before: torch.Tensor, after: torch.Tensor, num_classes: int, rounds: int,
+                  generator: torch.Generator, level: float = 0.95) -> dict[str, Estimate]:
+    """How each of `SCORES` changes from the `before` to the `after` predictions ``(seeds, N)`` of
+    the same test rows `y` (seed *s* of both sides trained alike but for the training rows): the
+    mean over seeds of the paired differences, with the percentile interval (`level`) of a
+    two-level paired bootstrap of `rounds` rounds.
+
+    Each round redraws the test rows with replacement within each true class (so every class keeps
+    its size, as the stratified split made it) and the seeds with replacement, and scores both
+    sides on the same draw. The interval thus covers both sources of noise in a downstream score:
+    which rows the test split happened to hold, and which seeds trained the models. A model that
+    gives the same predictions whatever its seed still gets an interval as wide as its test split
+    warrants, where the seeds' spread alone would be zero. ``estimator`` is ``paired-bootstrap``;
+    ``std`` the rounds' standard deviation."""
+    y = torch.as_tensor(y).cpu().to(torch.int64)
+    before, after = (torch.as_tensor(p).cpu().to(torch.int64).reshape(-1, len(y)) for p in (before, after))
+    if before.shape != after.shape:
+        raise ValueError(f"paired_deltas: {tuple(before.shape)} predictions before, {tuple(after.shape)} after")
+    seeds, n, cells = before.shape[0], len(y), num_classes * num_classes
+    full = [summary_scores(torch.bincount(y * num_classes + p[s], minlength=cells).view(num_classes, num_classes))
+            for p in (before, after) for s in range(seeds)]
+    points = {score: float(sum(full[seeds + s][score] - full[s][score] for s in range(seeds)) / seeds)
+              for score in SCORES}
+    per_chunk = max(1, _BOOTSTRAP_CHUNK_BYTES // (8 * max(n, cells * seeds)))
+    values: dict[str, list[torch.Tensor]] = {score: [] for score in SCORES}
+    seed_counts = bootstrap_counts(seeds, rounds, generator)  # (the seeds first, then the rows piece by piece)
+    for start in range(0, rounds, per_chunk):
+        size = min(per_chunk, rounds - start)
+        rows, seed_weights = bootstrap_counts(n, size, generator, strata=y), seed_counts[start:start + size]
+        diffs = {score: torch.empty(size, seeds, dtype=torch.float64) for score in SCORES}
+        for s in range(seeds):
+            sides = [summary_scores(torch.zeros(size, cells, dtype=torch.float64)
+                                    .index_add_(1, y * num_classes + p[s], rows).view(size, num_classes, num_classes))
+                     for p in (before, after)]
+            for score in SCORES:
+                diffs[score][:, s] = sides[1][score] - sides[0][score]
+        for score in SCORES:
+            values[score].append((diffs[score] * seed_weights).sum(1) / seeds)
+    return {score: bootstrap_summary(points[score], torch.cat(values[score]) if values[score] else torch.empty(0),
+                                     "paired-bootstrap", level) for score in SCORES}
+
+
+def interval_verdict(interval: tuple[float, float] | None, up: str = "better", down: str = "worse") -> str | None:
+    """`up` when a change's interval lies above 0, `down` below it, ``within noise`` when it holds 0;
+    None without an interval."""
+    if interval is None:
+        return None
+    return up if interval[0] > 0 else down if interval[1] < 0 else "within noise"
