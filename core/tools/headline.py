@@ -40,6 +40,21 @@ def _std(measure: Any) -> float | None:
     return std if math.isfinite(std) else None
 
 
+def _interval(measure: Any) -> tuple[float, float] | None:
+    """A stored measure's uncertainty interval ``(low, high)``, None when absent or not finite."""
+    interval = measure.get("interval") if isinstance(measure, Mapping) else None
+    try:
+        low, high = (float(v) for v in interval)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return (low, high) if math.isfinite(low) and math.isfinite(high) else None
+
+
+def _beyond(interval: tuple[float, float], up: str, down: str) -> str:
+    # The rule of the built-in downstream evaluators' verdicts: a change counts when its interval excludes 0.
+    return up if interval[0] > 0 else down if interval[1] < 0 else "within noise"
+
+
 @dataclass(frozen=True)
 class Headline:
     """Baseline against optimised on the real test split, in one score."""
@@ -53,6 +68,8 @@ class Headline:
     optimised_std: float | None
     delta_std: float | None
     repeats: int
+    delta_interval: tuple[float, float] | None = None  # e.g. utility's paired bootstrap over test rows and seeds
+    level: float | None = None  # that interval's coverage
     step: str | None = None  # the step that earned (or cost) the most, by ablation
     step_gain: float | None = None
     step_verdict: str | None = None
@@ -64,16 +81,20 @@ class Headline:
 
     @property
     def verdict(self) -> str:
-        """``better``, ``worse`` or ``within noise`` (the change is not beyond one standard
-        deviation of the paired differences, or of either side when those are not recorded);
-        ``cannot judge (...)`` when there is no spread to judge by (one seed), ``unchanged`` when
-        the two are equal."""
+        """``better`` or ``worse`` when the change's interval (`delta_interval`: over the test rows
+        and the seeds) lies above or below 0, else ``within noise``; for a report without an
+        interval, when the change is beyond one standard deviation of the paired differences (or
+        of either side when those are not recorded). ``cannot judge (...)`` with one seed (the
+        seeds' noise is not measured), ``unchanged`` when the two are equal."""
         spread = self.delta_std if self.delta_std is not None else max(
             [s for s in (self.raw_std, self.optimised_std) if s is not None], default=None)
-        if spread is None or self.repeats < 2:
-            if self.delta == 0:
-                return "unchanged"
+        if self.delta == 0:
+            return "unchanged"
+        if self.repeats < 2 or (spread is None and self.delta_interval is None):
             return f"cannot judge ({'one seed' if self.repeats < 2 else 'no std recorded'}: no spread to judge by)"
+        if self.delta_interval is not None:
+            return _beyond(self.delta_interval, "better", "worse")
+        assert spread is not None
         if abs(self.delta) <= spread + 1e-12 * max(1.0, abs(self.delta)):  # (a tie is within noise, whatever the rounding)
             return "within noise"
         return "better" if self.delta > 0 else "worse"
@@ -82,17 +103,24 @@ class Headline:
     def worse(self) -> bool:
         return self.verdict.startswith("worse")
 
+    def _interval_text(self) -> str:
+        if self.delta_interval is None:
+            return ""
+        level = "" if self.level is None else f"{100 * self.level:g}% "
+        return f", {level}interval {self.delta_interval[0]:+.4f} to {self.delta_interval[1]:+.4f}"
+
     def _pm(self, value: float, std: float | None) -> str:
         return f"{value:.4f}" + ("" if std is None else f" ± {std:.4f}")
 
     def text(self) -> str:
         """One line, e.g. ``macro f1 on the real test split (520 rows, 3 seeds): raw 0.9062 ± 0.0040
-        -> optimised 0.9296 ± 0.0031 (+0.0234): better; step [0] random-over earned +0.0234 macro f1``."""
+        -> optimised 0.9296 ± 0.0031 (+0.0234, 95% interval +0.0102 to +0.0371): better; step
+        0-random-over earned +0.0234 macro f1 (helped)``."""
         rows = f"{self.n} rows, " if self.n else ""
         seeds = f"{self.repeats} seed{'s' if self.repeats != 1 else ''}"
         line = (f"{self.score.replace('_', ' ')} on the real test split ({rows}{seeds}): "
                 f"raw {self._pm(self.raw, self.raw_std)} -> optimised {self._pm(self.optimised, self.optimised_std)} "
-                f"({self.delta:+.4f}): {self.verdict}")
+                f"({self.delta:+.4f}{self._interval_text()}): {self.verdict}")
         if self.worse:
             line += " — the optimised training set is WORSE than the raw one"
         elif self.verdict.startswith("cannot judge"):
@@ -130,6 +158,11 @@ def _model_note(report: Mapping[str, Any], evaluator: str, ablation: str) -> str
                          f"{params[k]} seed{'s' if params[k] != 1 else ''}" if k == "repeats" else
                          f"{k} {params[k]}" for k in keys)
     return f"{ablation}'s {say(theirs)}, not {evaluator}'s {say(ours)}"
+
+
+def _level(report: Mapping[str, Any], evaluator: str) -> float | None:
+    level = report.get("evaluators", {}).get(evaluator, {}).get("params", {}).get("level")
+    return float(level) if isinstance(level, (int, float)) and not isinstance(level, bool) else None
 
 
 def _repeats(report: Mapping[str, Any], evaluator: str) -> int:
@@ -172,8 +205,12 @@ def _ablation_step(report: Mapping[str, Any], score: str) -> tuple[str, float, s
 
 
 def _step_verdict(measure: Mapping[str, Any], noise: Any) -> str | None:
-    """``helped``, ``hurt`` or ``within noise`` for a step's mean gain against `noise` times its
-    std, the rule of the built-in ablation's ``steps`` table; None without a spread."""
+    """``helped``, ``hurt`` or ``within noise`` for a step's gain by the rule of the built-in
+    ablation's ``steps`` table: its interval excludes 0; without an interval (a report written
+    before there were any), the mean gain against `noise` times its std. None without either."""
+    interval = _interval(measure)
+    if interval is not None:
+        return _beyond(interval, "helped", "hurt")
     mean, std = measure_value(measure), measure.get("std") if isinstance(measure, Mapping) else None
     if mean is None or not isinstance(std, (int, float)) or not isinstance(noise, (int, float)):
         return None
@@ -197,6 +234,7 @@ def headline(report: Mapping[str, Any]) -> Headline | None:
             return Headline(evaluator=evaluator, score=score, raw=raw_value, optimised=opt_value,
                             n=raw.get("n"), raw_std=_std(raw), optimised_std=_std(opt),
                             delta_std=_std(own.get(f"delta/{score}")), repeats=_repeats(report, evaluator),
+                            delta_interval=_interval(own.get(f"delta/{score}")), level=_level(report, evaluator),
                             step=None if step is None else step[0], step_gain=None if step is None else step[1],
                             step_verdict=None if step is None else step[2],
                             step_model=None if step is None else _model_note(report, evaluator, step[3]))

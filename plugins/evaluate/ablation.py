@@ -3,19 +3,19 @@ cumulatively, and with each step left out, scored on the real test split."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from setforge.context import EvalContext, Metrics
 from setforge.dataset import Dataset
 
 from .._shared.classifiers import classification_scores
 from ._comparison import path_segment
-from ._downstream import (SCORES, SHARED_MODEL_PARAMS, DownstreamEvaluator, ModelParams, model_options,
-                          published_model, test_probabilities)
+from ._downstream import (SCORES, SHARED_MODEL_PARAMS, DownstreamEvaluator, ModelParams, interval_verdict,
+                          model_options, paired_deltas, published_model, test_probabilities)
+from ._stats import Estimate
 
 __all__ = ["Ablation", "verdict"]
 
@@ -23,24 +23,20 @@ __all__ = ["Ablation", "verdict"]
 MAX_LEAVE_ONE_OUT_STEPS = 6
 
 
-def verdict(deltas: torch.Tensor, noise: float = 1.0) -> str:
-    """``helped``, ``hurt`` or ``within noise`` for paired score differences (one per seed): the
-    mean difference against `noise` times their standard deviation (n - 1 in the denominator)."""
-    deltas = deltas.double()
-    mean = float(deltas.mean())
-    std = float(deltas.std(unbiased=True)) if len(deltas) > 1 else math.inf
-    tie = 1e-12 * max(1.0, abs(mean))  # (a mean equal to its bound is within noise, whatever the rounding)
-    if mean > noise * std + tie:
-        return "helped"
-    if mean < -noise * std - tie:
-        return "hurt"
-    return "within noise"
+def verdict(change: Estimate) -> str:
+    """``helped`` or ``hurt`` when a score change's interval (`paired_deltas`: over the test rows
+    and the seeds) lies above or below 0, else ``within noise`` (also without an interval)."""
+    return interval_verdict(change.interval, "helped", "hurt") or "within noise"
 
 
+def _pm(values: torch.Tensor) -> str:
+    return f"{float(values.mean()):.4f} ± {float(values.std(unbiased=True)):.4f}"
 
-def _pm(values: torch.Tensor, signed: bool = False) -> str:
-    mean, std = float(values.mean()), float(values.std(unbiased=True))
-    return f"{mean:+.4f} ± {std:.4f}" if signed else f"{mean:.4f} ± {std:.4f}"
+
+def _change(change: Estimate) -> str:
+    if change.interval is None:
+        return f"{change.value:+.4f}"
+    return f"{change.value:+.4f} ({change.interval[0]:+.4f} to {change.interval[1]:+.4f})"
 
 
 class Ablation(DownstreamEvaluator):
@@ -65,10 +61,11 @@ class Ablation(DownstreamEvaluator):
       seed), and the full pipeline minus that (what the step is worth in the final pipeline), for
       pipelines of up to 6 steps.
 
-    The verdict per step (table ``steps``, in the report and the summary) compares the mean of
-    the paired differences with ``noise`` times their standard deviation (n - 1): ``helped``,
-    ``hurt`` or ``within noise``. The spread covers the downstream model's seeds; each step ran
-    once, with the run's seed.
+    Each ``gain`` and ``loo`` also has the ``level`` interval of a paired bootstrap over the test
+    rows and the seeds (`paired_deltas`). The verdict per step (table ``steps``, in the report and
+    the summary) reads it: ``helped`` when the interval lies above 0, ``hurt`` below, else
+    ``within noise``. The interval covers the test split's rows and the downstream model's seeds;
+    each step ran once, with the run's seed.
     """
 
     name = "ablation"
@@ -83,10 +80,22 @@ class Ablation(DownstreamEvaluator):
                                                           "unset: utility's when 2 or more")
         score: Literal["accuracy", "balanced_accuracy", "macro_f1"] = Field(
             "balanced_accuracy", description="the score the verdicts are judged on")
-        noise: float = Field(1.0, gt=0.0, le=100.0, description="a step helped (hurt) when its mean paired gain "
-                                                                "is above (below minus) noise x its std")
+        bootstrap: int = Field(1000, ge=100, le=100_000, description="rounds of the paired bootstrap (test rows and "
+                                                                     "seeds) behind each gain's interval")
+        level: float = Field(0.95, ge=0.5, lt=1.0, description="a step helped (hurt) when its gain's interval of "
+                                                               "this coverage lies above (below) 0")
         leave_one_out: bool = Field(True, description="also score the pipeline with each step left out "
                                                       f"(pipelines of up to {MAX_LEAVE_ONE_OUT_STEPS} steps)")
+
+        @model_validator(mode="before")
+        @classmethod
+        def _noise_is_gone(cls, data: Any) -> Any:
+            # (a run file written for the seeds'-std rule is told what replaced its key, not just "unknown key")
+            if isinstance(data, dict) and "noise" in data:
+                raise ValueError("`noise` (a multiple of the seeds' std) is gone: a step's verdict now reads the "
+                                 "interval of a paired bootstrap over the test rows and seeds; set `level` (the "
+                                 "interval's coverage, default 0.95) instead")
+            return data
 
     def __init__(self, params: Any = None) -> None:
         super().__init__(params)
@@ -117,13 +126,13 @@ class Ablation(DownstreamEvaluator):
         params = self.params
         options = model_options(params, self.model_kind(ectx.train.modality))
         labels = [f"{s.index}-{path_segment(s.name)}" for s in steps]
-        # scores[k]: {score: (repeats,) tensor} after the first k steps
-        cumulative = [self._scores(ectx, options, train) for train in (ectx.raw_train, *(s.output for s in steps))]
-        n = len(test)
-        for k, scores in enumerate(cumulative):
-            for score in SCORES:
-                self._add(metrics, f"cumulative/{k}/{score}", scores[score], n)
-        without: list[dict[str, torch.Tensor] | None] = [None] * len(steps)
+        # cumulative[k]: the model's test predictions (repeats, N_test) after the first k steps
+        cumulative = [self._predictions(ectx, options, train) for train in (ectx.raw_train, *(s.output for s in steps))]
+        n, column = len(test), SCORES.index(params.score)
+        scores = [self._scores(test, predicted) for predicted in cumulative]  # (repeats, len(SCORES)) each
+        for k, values in enumerate(scores):
+            self._add(metrics, f"cumulative/{k}", values, n)
+        without: list[torch.Tensor | None] = [None] * len(steps)
         if steps and params.leave_one_out:
             if len(steps) > MAX_LEAVE_ONE_OUT_STEPS:
                 metrics.skip("step", f"leave-one-step-out runs for pipelines of up to {MAX_LEAVE_ONE_OUT_STEPS} "
@@ -135,41 +144,55 @@ class Ablation(DownstreamEvaluator):
                 for i in range(len(steps)):
                     rest = [j for j in range(len(steps)) if j != i]
                     # Leaving out the last step is the run's own prefix; only other cases re-run steps.
-                    data = cumulative[i] if rest == list(range(i)) else self._scores(ectx, options, ectx.replay(rest))
-                    without[i] = data
+                    without[i] = (cumulative[i] if rest == list(range(i))
+                                  else self._predictions(ectx, options, ectx.replay(rest)))
         rows = []
-        chosen = params.score
+
+        def change(path: str, before: torch.Tensor, after: torch.Tensor, differences: torch.Tensor) -> Estimate:
+            # after minus before, paired by seed and test row: each score's mean and seeds' std, with its
+            # interval; the judged score's change
+            changes = paired_deltas(test.y, before, after, test.num_classes, params.bootstrap,
+                                    ectx.rng.spawn(path).torch, params.level)
+            self._add(metrics, path, differences, n, changes)
+            return changes[params.score]
+
         for i, label in enumerate(labels):
-            gain = {score: cumulative[i + 1][score] - cumulative[i][score] for score in SCORES}
-            for score in SCORES:
-                self._add(metrics, f"step/{label}/gain/{score}", gain[score], n)
-            row = [label, _pm(cumulative[i + 1][chosen]), _pm(gain[chosen], signed=True),
-                   verdict(gain[chosen], params.noise)]
+            gain = change(f"step/{label}/gain", cumulative[i], cumulative[i + 1], scores[i + 1] - scores[i])
+            row = [label, _pm(scores[i + 1][:, column]), _change(gain), verdict(gain)]
             if without[i] is not None:
-                loo = {score: cumulative[-1][score] - without[i][score] for score in SCORES}
-                for score in SCORES:
-                    self._add(metrics, f"step/{label}/without/{score}", without[i][score], n)
-                    self._add(metrics, f"step/{label}/loo/{score}", loo[score], n)
-                row += [_pm(without[i][chosen]), _pm(loo[chosen], signed=True), verdict(loo[chosen], params.noise)]
+                left_out = self._scores(test, without[i])
+                self._add(metrics, f"step/{label}/without", left_out, n)
+                loo = change(f"step/{label}/loo", without[i], cumulative[-1], scores[-1] - left_out)
+                row += [_pm(left_out[:, column]), _change(loo), verdict(loo)]
             else:
                 row += ["", "", ""]
             rows.append(row)
         if rows:
-            header = ["step", f"{chosen} after it", "gain when added", "verdict", "without it",
+            header = ["step", f"{params.score} after it", "gain when added", "verdict", "without it",
                       "final minus without", "verdict (left out)"]
-            rows.insert(0, ["raw", _pm(cumulative[0][chosen]), "", "", "", "", ""])
+            rows.insert(0, ["raw", _pm(scores[0][:, column]), "", "", "", "", ""])
             metrics.table("steps", header, rows)
         return metrics
 
-    def _scores(self, ectx: EvalContext, options: dict[str, Any], train: Dataset) -> dict[str, torch.Tensor]:
-        """Each score of the shared downstream model (`options`) trained on `train`, one value per seed."""
-        test = ectx.test
-        per_seed: list[dict[str, Any]] = []
-        for repeat in range(self.params.repeats):
-            predicted = test_probabilities(ectx, options, train, repeat).argmax(dim=1)
-            per_seed.append(classification_scores(test.y, predicted, test.num_classes))
-        return {score: torch.tensor([s[score] for s in per_seed], dtype=torch.float64) for score in SCORES}
+    def _predictions(self, ectx: EvalContext, options: dict[str, Any], train: Dataset) -> torch.Tensor:
+        """The shared downstream model's (`options`) labels for the test rows, trained on `train`:
+        ``(repeats, N_test)``, one row per seed."""
+        return torch.stack([test_probabilities(ectx, options, train, repeat).argmax(dim=1)
+                            for repeat in range(self.params.repeats)])
 
     @staticmethod
-    def _add(metrics: Metrics, path: str, values: torch.Tensor, n: int) -> None:
-        metrics.add(path, float(values.mean()), n=n, std=float(values.std(unbiased=True)), better="higher")
+    def _scores(test: Dataset, predicted: torch.Tensor) -> torch.Tensor:
+        """``(repeats, len(SCORES))``: each seed's scores of `predicted` on the test rows."""
+        return torch.tensor([[classification_scores(test.y, labels, test.num_classes)[score] for score in SCORES]
+                             for labels in predicted], dtype=torch.float64)
+
+    @staticmethod
+    def _add(metrics: Metrics, path: str, values: torch.Tensor, n: int,
+             intervals: dict[str, Estimate] | None = None) -> None:
+        """``<path>/<score>``: the mean over seeds of each column of `values`, with the seeds' std and,
+        for a change, its bootstrap interval."""
+        for j, score in enumerate(SCORES):
+            bootstrap = None if intervals is None else intervals[score]
+            metrics.add(f"{path}/{score}", float(values[:, j].mean()), n=n, std=float(values[:, j].std(unbiased=True)),
+                        better="higher", estimator=None if bootstrap is None else bootstrap.estimator,
+                        interval=None if bootstrap is None else bootstrap.interval)

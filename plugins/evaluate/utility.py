@@ -11,8 +11,9 @@ from setforge.dataset import Dataset
 
 from .._shared.classifiers import calibration_scores, classification_scores
 from ._comparison import path_segment
+from ._stats import Estimate
 from ._downstream import (SCORES as _SCORES, MODEL_ENTRY_POINT_GROUP, DownstreamEvaluator, DownstreamModel,
-                          ModelParams, downstream_models, model_options, publish_model,
+                          ModelParams, downstream_models, model_options, paired_deltas, publish_model,
                           test_probabilities)
 
 # (DownstreamModel, MODEL_ENTRY_POINT_GROUP and downstream_models live in ._downstream, shared by every
@@ -33,7 +34,10 @@ class Utility(DownstreamEvaluator):
     they have test rows); ``raw/recall/<class>``,
     ``optimised/recall/<class>`` and ``delta/recall/<class>`` per class. ``n`` is the number of
     test rows. With ``repeats > 1`` the pair is trained with that many seeds and each number is
-    the mean, with its standard deviation. Its model params (``model``, the training params and
+    the mean, with its standard deviation. ``delta/<score>`` for ``accuracy``, ``balanced_accuracy``
+    and ``macro_f1`` also has the ``level`` interval of a paired bootstrap over the test rows and
+    the seeds (estimator ``paired-bootstrap``, `paired_deltas`): the headline's verdict reads it.
+    Its model params (``model``, the training params and
     ``repeats``) are the run's downstream model: ``ablation`` trains the same (``utility`` runs
     before the other evaluators, wherever it is listed).
     """
@@ -49,6 +53,9 @@ class Utility(DownstreamEvaluator):
         repeats: int = Field(1, ge=1, le=100, description="train the pair with this many seeds; report mean and std")
         calibration_bins: int = Field(15, ge=1, le=1000, description="equal-width confidence bins of the expected "
                                                                      "calibration error")
+        bootstrap: int = Field(1000, ge=0, le=100_000, description="rounds of the paired bootstrap (test rows and "
+                                                                   "seeds) behind each delta's interval; 0: none")
+        level: float = Field(0.95, ge=0.5, lt=1.0, description="the coverage of the deltas' intervals")
 
     def _evaluate(self, ectx: EvalContext) -> Metrics:
         metrics = Metrics()
@@ -60,11 +67,13 @@ class Utility(DownstreamEvaluator):
                 metrics.skip(what, "there is no real test split to score on")
             return metrics
         scores: dict[str, list[dict]] = {"raw": [], "optimised": []}
+        predicted: dict[str, list[torch.Tensor]] = {"raw": [], "optimised": []}
         minority = self._minority(ectx.raw_train, test)
         for repeat in range(self.params.repeats):
             for what, train in (("raw", ectx.raw_train), ("optimised", ectx.train)):
                 probabilities = self._probabilities(ectx, train, repeat)
-                result = classification_scores(test.y, probabilities.argmax(dim=1), test.num_classes)
+                predicted[what].append(probabilities.argmax(dim=1))
+                result = classification_scores(test.y, predicted[what][-1], test.num_classes)
                 result.update(calibration_scores(test.y, probabilities, self.params.calibration_bins))
                 if minority:
                     result["minority_recall"] = sum(result["recall"][c] for c in minority) / len(minority)
@@ -73,13 +82,16 @@ class Utility(DownstreamEvaluator):
         if not minority:
             metrics.skip("raw/minority_recall", "no minority: every class has as many training rows, or the smallest "
                                                 "has no rows in the test split")
+        deltas = {} if not self.params.bootstrap else paired_deltas(
+            test.y, torch.stack(predicted["raw"]), torch.stack(predicted["optimised"]), test.num_classes,
+            self.params.bootstrap, ectx.rng.spawn("delta").torch, self.params.level)
         for score in (*_SCORES, "ece", "brier", *(("minority_recall",) if minority else ())):
             raw = torch.tensor([s[score] for s in scores["raw"]], dtype=torch.float64)
             opt = torch.tensor([s[score] for s in scores["optimised"]], dtype=torch.float64)
             better = "lower" if score in ("ece", "brier") else "higher"
             self._add(metrics, f"raw/{score}", raw, n, better)
             self._add(metrics, f"optimised/{score}", opt, n, better)
-            self._add(metrics, f"delta/{score}", opt - raw, n, better)
+            self._add(metrics, f"delta/{score}", opt - raw, n, better, deltas.get(score))
         support = scores["raw"][0]["support"]
         for c, name in enumerate(test.classes):
             if support[c] == 0:
@@ -138,6 +150,9 @@ class Utility(DownstreamEvaluator):
                                     "recall optimised", "recall change", "f1 raw", "f1 optimised"], rows)
 
     @staticmethod
-    def _add(metrics: Metrics, path: str, values: torch.Tensor, n: int, better: str) -> None:
+    def _add(metrics: Metrics, path: str, values: torch.Tensor, n: int, better: str,
+             bootstrap: Estimate | None = None) -> None:
         std = float(values.std(unbiased=True)) if len(values) > 1 else None  # (n - 1), as ablation's
-        metrics.add(path, float(values.mean()), n=n, std=std, better=better)
+        metrics.add(path, float(values.mean()), n=n, std=std, better=better,
+                    estimator=None if bootstrap is None else bootstrap.estimator,
+                    interval=None if bootstrap is None else bootstrap.interval)

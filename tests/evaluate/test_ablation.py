@@ -1,4 +1,4 @@
-"""ablation: the downstream model after each step and with each step left out, verdicts by the spread,
+"""ablation: the downstream model after each step and with each step left out, verdicts by the interval,
 one raw baseline per run shared with utility and cas."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from setforge import Dataset, EvalContext, Origin
 from setforge.tools.cli import main
 from setforge.context import Cache, StepContext, StepRecord
 from setforge.plugins._shared import classifiers
+from setforge.plugins.evaluate._stats import Estimate
 from setforge.plugins.evaluate.ablation import Ablation, verdict
 from setforge.plugins.evaluate.utility import Utility
 from setforge.plugins.source.sklearn import DigitsSource
@@ -68,22 +69,12 @@ def test_conformance():
     check_component(Ablation)
 
 
-def test_verdict_compares_the_mean_gain_with_its_spread():
-    assert verdict(torch.tensor([0.05, 0.06, 0.04])) == "helped"
-    assert verdict(torch.tensor([-0.05, -0.06, -0.04])) == "hurt"
-    assert verdict(torch.tensor([0.05, -0.04, 0.01])) == "within noise"
-    assert verdict(torch.tensor([0.02, 0.02])) == "helped"  # no spread: any gain is real
-    assert verdict(torch.tensor([0.01, 0.03, 0.02]), noise=3.0) == "within noise"
-    # a mean equal to its bound is within noise whatever the rounding (the demo's affine step was 'helped'
-    # by 1e-16: +0.0019230769230770273 against a std of 0.0019230769230769162)
-    import math
-
-    for deltas in ([0.0, 0.0038461538461538, 0.0019230769230769], [0.01, 0.02, 0.04], [-0.01, -0.02, -0.04]):
-        deltas = torch.tensor(deltas, dtype=torch.float64)
-        ratio = abs(float(deltas.mean()) / float(deltas.std()))
-        for noise in (math.nextafter(ratio, 0.0), ratio, math.nextafter(ratio, math.inf)):
-            assert verdict(deltas, noise=noise) == "within noise", (deltas, noise)
-        assert verdict(deltas, noise=0.99 * ratio) == ("helped" if deltas.mean() > 0 else "hurt")
+def test_verdict_reads_the_interval_of_the_change():
+    assert verdict(Estimate(0.05, interval=(0.01, 0.09))) == "helped"
+    assert verdict(Estimate(-0.05, interval=(-0.09, -0.01))) == "hurt"
+    assert verdict(Estimate(0.04, interval=(-0.01, 0.09))) == "within noise"
+    assert verdict(Estimate(0.04, interval=(0.0, 0.09))) == "within noise"  # an interval that reaches 0 holds it
+    assert verdict(Estimate(0.04)) == "within noise"  # no interval: nothing to judge by
 
 
 def test_cumulative_and_leave_one_out_match_models_trained_by_hand(digits):
@@ -109,6 +100,9 @@ def test_cumulative_and_leave_one_out_match_models_trained_by_hand(digits):
     assert get("cumulative/0/balanced_accuracy").std == pytest.approx(float(raw.std()))
     assert get("cumulative/1/balanced_accuracy").value == pytest.approx(float(over.mean()))
     assert get("step/0-oversample/gain/balanced_accuracy").value == pytest.approx(float((over - raw).mean()))
+    gain = get("step/0-oversample/gain/balanced_accuracy")  # with the interval its verdict reads
+    assert gain.estimator == "paired-bootstrap" and gain.interval[0] <= gain.value <= gain.interval[1]
+    assert get("step/0-oversample/without/balanced_accuracy").interval is None  # a score, not a change
     # leaving out step 0 re-runs step 1 alone on the raw rows
     assert get("step/0-oversample/without/balanced_accuracy").value == pytest.approx(float(mislabelled_only.mean()))
     final = get("cumulative/2/balanced_accuracy").value
@@ -240,3 +234,13 @@ def test_ablation_takes_the_utility_params_its_own_leave_unset():
     assert ablation.params.model == "mlp" and ablation.params.repeats == 5
     ablation.evaluate(EvalContext.from_seed(0, train))
     assert ablation.params.model == "logistic-regression" and ablation.params.repeats == 3
+
+
+def test_the_old_noise_param_is_refused_at_validate_naming_what_replaced_it(tmp_path, capsys):
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump({"source": {"name": "sklearn-digits"}, "pipeline": [{"resample": "random-over"}],
+                                        "evaluate": ["utility", {"name": "ablation", "params": {"noise": 2.0}}],
+                                        "output": {"dir": str(tmp_path / "out")}}))
+    assert main(["validate", str(run_file)]) == 2
+    err = capsys.readouterr().err
+    assert "evaluate[1].params: `noise` (a multiple of the seeds' std) is gone" in err and "set `level`" in err

@@ -223,6 +223,28 @@ def test_repeats_give_a_spread_and_no_test_split_is_skipped(digits):
     assert "raw" in empty.skipped["utility"] and not empty.measures
 
 
+def test_the_deltas_of_the_headline_scores_carry_the_paired_bootstrap_interval(digits):
+    from setforge.plugins.evaluate._downstream import model_options, paired_deltas, test_probabilities
+
+    train, val, test = digits
+    optimised = Dataset.concat([train, train[train.y == 9]])  # the smallest class twice
+    ectx = EvalContext.from_seed(0, train, optimised, val=val, test=test)
+    params = {"epochs": 5, "repeats": 2, "bootstrap": 300, "level": 0.9}
+    metrics = Utility(params).evaluate(ectx)
+    options = model_options(Utility(params).params)
+    predicted = [torch.stack([test_probabilities(ectx, options, ds, r).argmax(1) for r in range(2)])
+                 for ds in (train, optimised)]
+    expected = paired_deltas(test.y, *predicted, test.num_classes, 300, ectx.rng.spawn("delta").torch, 0.9)
+    for score in ("accuracy", "balanced_accuracy", "macro_f1"):
+        measure = metrics.get(f"utility/delta/{score}")
+        assert measure.estimator == "paired-bootstrap" and measure.interval == expected[score].interval
+        assert measure.value == pytest.approx(expected[score].value, abs=1e-12)
+        assert measure.interval[0] <= measure.value <= measure.interval[1]
+    # the other deltas (calibration, recalls) have the seeds' std only; `bootstrap: 0` turns the intervals off
+    assert metrics.get("utility/delta/ece").interval is None
+    assert Utility({**params, "bootstrap": 0}).evaluate(ectx).get("utility/delta/macro_f1").interval is None
+
+
 class NearestCentroidModel:
     """A contributed downstream model for tests: nearest class centroid of the flattened rows."""
 

@@ -80,8 +80,12 @@ def test_headline_and_its_verdict(runs):
     assert head.score == "macro_f1" and head.repeats == 2
     assert head.raw == utility["raw/macro_f1"]["value"] and head.optimised == utility["optimised/macro_f1"]["value"]
     assert head.delta_std == utility["delta/macro_f1"]["std"]
-    expected = "within noise" if abs(head.delta) <= head.delta_std else ("better" if head.delta > 0 else "worse")
-    assert head.verdict == expected
+    # the verdict reads the paired bootstrap's interval (test rows and seeds), not the seeds' std alone
+    low, high = utility["delta/macro_f1"]["interval"]
+    assert utility["delta/macro_f1"]["estimator"] == "paired-bootstrap" and low <= head.delta <= high
+    assert head.delta_interval == (low, high) and head.level == 0.95
+    assert head.verdict == ("better" if low > 0 else "worse" if high < 0 else "within noise")
+    assert f", 95% interval {low:+.4f} to {high:+.4f}): {head.verdict}" in head.text()
     summary_line = [ln for ln in main_output(["report", str(runs / "a")]).splitlines() if ln.startswith("headline:")]
     assert summary_line == [f"headline: {head.text()}"]
 
@@ -109,6 +113,28 @@ def test_a_worse_optimised_set_is_said_in_words():
     report["metrics"]["measures"]["utility"]["delta/macro_f1"] = measure(0.005, 0.01)
     assert headline(report).verdict == "within noise"
     assert headline({"evaluators": {}, "metrics": {}}) is None
+
+
+def test_the_verdict_reads_the_deltas_interval_where_the_report_has_one():
+    # A model that predicts alike whatever its seed has no spread over seeds: by the seeds' std alone any
+    # change, however small against the test split, would read "better". The interval covers the test rows.
+    def measure(value, std=None, interval=None):
+        return {"value": value, "n": 520, "std": std, **({"interval": interval} if interval else {})}
+
+    report = {"evaluators": {"utility": {"name": "utility", "params": {"repeats": 3, "level": 0.9}}},
+              "metrics": {"measures": {"utility": {"raw/macro_f1": measure(0.9, 0.0),
+                                                   "optimised/macro_f1": measure(0.9019, 0.0),
+                                                   "delta/macro_f1": measure(0.0019, 0.0, [-0.0041, 0.0077])}}}}
+    head = headline(report)
+    assert head.verdict == "within noise"
+    assert "(+0.0019, 90% interval -0.0041 to +0.0077): within noise" in head.text()
+    report["metrics"]["measures"]["utility"]["delta/macro_f1"]["interval"] = [0.0004, 0.0034]
+    assert headline(report).verdict == "better"
+    report["metrics"]["measures"]["utility"]["delta/macro_f1"]["interval"] = [-0.0034, -0.0004]
+    assert headline(report).verdict == "worse"
+    del report["metrics"]["measures"]["utility"]["delta/macro_f1"]["interval"]  # a report from before intervals
+    head = headline(report)
+    assert head.verdict == "better" and "interval" not in head.text()  # the seeds' std rule, as it was
 
 
 def test_one_seed_cannot_judge_better_or_worse():
@@ -151,6 +177,11 @@ def test_the_headlines_step_verdict_judges_the_gain_it_quotes():
     assert headline(report).step_verdict == "helped"
     report["evaluators"]["ablation"]["params"].update(score="balanced_accuracy", noise=0.3)
     assert headline(report).step_verdict == "helped"  # 0.0119 above 0.3 x 0.03
+    # with an interval (as ablation records now), the interval decides, whatever the std
+    measures["ablation"]["step/0-flip/gain/macro_f1"]["interval"] = [0.0021, 0.0217]
+    assert headline(report).step_verdict == "helped"
+    measures["ablation"]["step/0-flip/gain/macro_f1"]["interval"] = [-0.0021, 0.0217]
+    assert headline(report).step_verdict == "within noise"
 
 
 def test_metrics_csv_and_json_hold_every_measure(runs):
