@@ -415,6 +415,16 @@ class Evaluator(Component):
     def _evaluate(self, ectx: EvalContext) -> Metrics:
         raise NotImplementedError
 
+    @classmethod
+    def compare_runs(cls, base: Path, other: Path) -> dict[str, dict[str, Any]]:
+        """Paired comparisons of two finished runs that only this evaluator can make, from what it
+        wrote into its folder (``ectx.workdir``) in each: `base` in the first run, `other` in
+        another. ``{path: {"value", "interval", "estimator"}}``: ``path`` as in its metrics (no
+        scope), ``value`` the other run's number minus the first's, ``interval`` ``[low, high]``
+        the uncertainty of that difference. ``setforge compare`` judges these paths by the
+        interval instead of by the two runs' std. The default has none: ``{}``."""
+        return {}
+
 
 # --------------------------------------------------------------------------- observe
 class Observer(Component):

@@ -4,8 +4,12 @@ one word help?" — the run-file values that differ, the rows per class, every m
 
 "Better" needs a direction, and the evaluator that recorded a number declares it
 (``Metrics.add(..., better="higher" | "lower")``, stored as the measure's ``better``); a number
-without one (counts, or runs recorded before directions were) gets no verdict. A difference within the larger of the two standard deviations is
-"within noise"; with no std recorded (one seed) the verdict says so.
+without one (counts, or runs recorded before directions were) gets no verdict. Where the evaluator
+can pair the two runs on the same rows (``Evaluator.compare_runs``: ``utility`` pairs its models on
+the same test rows and seeds), the difference's interval decides: better or worse when it excludes
+0, else "within noise". Elsewhere a difference within the larger of the two standard deviations is
+"within noise"; with no std recorded (one seed) the verdict says so. The std covers the seeds
+only, not which rows the test split holds: the paired verdict is the one to trust.
 
 Run-file values are compared resolved: ``report.json`` keeps component params as given, so a param
 one run leaves unset is read from the component's ``Params`` defaults (or shown as ``default`` when
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..output import _safe_part
 from ..record import read_report, write_text
 from .headline import headline, measure_value
 from .report import writing
@@ -59,6 +64,45 @@ def _verdict(base: Mapping[str, Any], other: Mapping[str, Any], sign: int) -> st
     if not stds:
         return f"{word} (no spread)"
     return "within noise" if abs(b - a) <= max(stds) else word
+
+
+def _paired_verdict(base: Mapping[str, Any], other: Mapping[str, Any], paired: Mapping[str, Any], sign: int) -> str:
+    """The verdict of an evaluator's paired comparison (`Evaluator.compare_runs`): by its interval."""
+    a, b = measure_value(base), measure_value(other)
+    if a is None or b is None or sign == 0:
+        return ""
+    if a == b:
+        return "same"
+    low, high = (float(v) for v in paired["interval"])
+    word = "better" if low * sign > 0 and high * sign > 0 else "worse" if low * sign < 0 and high * sign < 0 \
+        else "within noise"
+    return f"{word} (paired: {low:+.4f} to {high:+.4f})"
+
+
+def _paired(run_dirs: Sequence[str | Path], reports: Sequence[Mapping[str, Any]], registry: Any,
+            warnings: list[str]) -> list[dict[str, Mapping[str, Any]]]:
+    """For each run after the first, ``{flat metric path: paired result}`` from every evaluator that
+    ran under the same scope and name in both and pairs runs (`Evaluator.compare_runs`, given each
+    run's folder of that evaluator). An evaluator not installed here pairs nothing; one that fails
+    is named in `warnings`."""
+    out: list[dict[str, Mapping[str, Any]]] = [{} for _ in run_dirs[1:]]
+    for scope, entry in reports[0].get("evaluators", {}).items():
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        try:
+            cls = registry.get("evaluate", name).cls
+        except Exception:  # noqa: BLE001 (not installed here: its std verdicts stand)
+            continue
+        for i, (run, report) in enumerate(zip(run_dirs[1:], reports[1:])):
+            if (report.get("evaluators", {}).get(scope) or {}).get("name") != name:
+                continue
+            try:
+                found = cls.compare_runs(Path(run_dirs[0]) / "evaluate" / _safe_part(scope),
+                                         Path(run) / "evaluate" / _safe_part(scope))
+                out[i].update({f"{scope}/{path}": result for path, result in found.items()
+                               if len(result.get("interval") or ()) == 2})
+            except Exception as error:  # noqa: BLE001 (a plugin's failure costs its paired verdicts only)
+                warnings.append(f"evaluator {name!r} could not pair {run_dirs[0]} with {run}: {error}")
+    return out
 
 
 def _applicable(config: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -176,6 +220,10 @@ def compare_runs(run_dirs: Sequence[str | Path], registry: Any = None) -> dict[s
     flat_measures = [{f"{ev}/{p}": m for ev, ms in r.get("metrics", {}).get("measures", {}).items()
                       for p, m in ms.items()} for r in reports]
     shared = sorted(set(flat_measures[0]).intersection(*flat_measures[1:]))
+    tests = {r.get("split", {}).get("fingerprints", {}).get("test") for r in reports} - {None}
+    warnings = [f"the runs were measured on {len(tests)} different test splits (another seed, split or source): a metric "
+                f"that differs may differ by its test rows, not by the change"] if len(tests) > 1 else []
+    paired = _paired(run_dirs, reports, registry, warnings)
     metrics = []
     for path in shared:
         signs = {direction(fm[path]) for fm in flat_measures}
@@ -183,12 +231,12 @@ def compare_runs(run_dirs: Sequence[str | Path], registry: Any = None) -> dict[s
         row = {"path": path, "direction": sign,
                "values": [{"value": measure_value(fm[path]), "n": fm[path].get("n"), "std": fm[path].get("std")}
                           for fm in flat_measures],
-               "verdicts": [_verdict(flat_measures[0][path], fm[path], sign) for fm in flat_measures[1:]]}
+               "verdicts": [_paired_verdict(flat_measures[0][path], fm[path], pairs[path], sign) if path in pairs
+                            else _verdict(flat_measures[0][path], fm[path], sign)
+                            for fm, pairs in zip(flat_measures[1:], paired)],
+               "paired": [pairs.get(path) for pairs in paired]}
         metrics.append(row)
     heads = [headline(r) for r in reports]
-    tests = {r.get("split", {}).get("fingerprints", {}).get("test") for r in reports} - {None}
-    warnings = [f"the runs were measured on {len(tests)} different test splits (another seed, split or source): a metric "
-                f"that differs may differ by its test rows, not by the change"] if len(tests) > 1 else []
     return {"runs": names, "config_differences": config_diff, "classes": classes, "counts": counts,
             "total_rows": totals, "metrics": metrics, "warnings": warnings,
             "headlines": [None if h is None else h.text() for h in heads]}

@@ -302,12 +302,26 @@ def test_probabilities(ectx: EvalContext, options: dict[str, Any], train: Datase
 _BOOTSTRAP_CHUNK_BYTES = 16 * 2**20
 
 
+def _paired_statistics(confusion: torch.Tensor, tested: list[int], minority: list[int]) -> dict[str, torch.Tensor]:
+    """`SCORES`, ``recall/<c>`` of each class `c` with test rows, and ``minority_recall`` (the mean
+    recall of the `minority` classes, when there are any) of confusion matrices ``(..., C, C)``."""
+    out = summary_scores(confusion)
+    recall = confusion.diagonal(dim1=-2, dim2=-1).double() / confusion.sum(-1).double().clamp_min(1e-300)
+    out.update({f"recall/{c}": recall[..., c] for c in tested})
+    if minority:
+        out["minority_recall"] = recall[..., minority].mean(-1)
+    return out
+
+
 def paired_deltas(y: torch.Tensor, before: torch.Tensor, after: torch.Tensor, num_classes: int, rounds: int,
-                  generator: torch.Generator, level: float = 0.95) -> dict[str, Estimate]:
+                  generator: torch.Generator, level: float = 0.95, minority: list[int] | None = None
+                  ) -> dict[str, Estimate]:
     """How each of `SCORES` changes from the `before` to the `after` predictions ``(seeds, N)`` of
     the same test rows `y` (seed *s* of both sides trained alike but for the training rows): the
     mean over seeds of the paired differences, with the percentile interval (`level`) of a
-    two-level paired bootstrap of `rounds` rounds.
+    two-level paired bootstrap of `rounds` rounds. So does ``recall/<c>`` for each class index
+    `c` with test rows, and ``minority_recall`` (the mean recall of the `minority` classes) when
+    they are given.
 
     Each round redraws the test rows with replacement within each true class (so every class keeps
     its size, as the stratified split made it) and the seeds with replacement, and scores both
@@ -321,27 +335,31 @@ def paired_deltas(y: torch.Tensor, before: torch.Tensor, after: torch.Tensor, nu
     if before.shape != after.shape:
         raise ValueError(f"paired_deltas: {tuple(before.shape)} predictions before, {tuple(after.shape)} after")
     seeds, n, cells = before.shape[0], len(y), num_classes * num_classes
-    full = [summary_scores(torch.bincount(y * num_classes + p[s], minlength=cells).view(num_classes, num_classes))
-            for p in (before, after) for s in range(seeds)]
-    points = {score: float(sum(full[seeds + s][score] - full[s][score] for s in range(seeds)) / seeds)
-              for score in SCORES}
+    tested = torch.bincount(y, minlength=num_classes).nonzero().flatten().tolist()
+    minority = [c for c in (minority or []) if c in tested]
+
+    def statistics(labels: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        confusion = torch.zeros(len(weights), cells, dtype=torch.float64).index_add_(1, y * num_classes + labels, weights)
+        return _paired_statistics(confusion.view(-1, num_classes, num_classes), tested, minority)
+
+    ones = torch.ones(1, n, dtype=torch.float64)
+    full = [statistics(p[s], ones) for p in (before, after) for s in range(seeds)]
+    points = {key: float(sum(full[seeds + s][key] - full[s][key] for s in range(seeds)) / seeds) for key in full[0]}
     per_chunk = max(1, _BOOTSTRAP_CHUNK_BYTES // (8 * max(n, cells * seeds)))
-    values: dict[str, list[torch.Tensor]] = {score: [] for score in SCORES}
+    values: dict[str, list[torch.Tensor]] = {key: [] for key in points}
     seed_counts = bootstrap_counts(seeds, rounds, generator)  # (the seeds first, then the rows piece by piece)
     for start in range(0, rounds, per_chunk):
         size = min(per_chunk, rounds - start)
         rows, seed_weights = bootstrap_counts(n, size, generator, strata=y), seed_counts[start:start + size]
-        diffs = {score: torch.empty(size, seeds, dtype=torch.float64) for score in SCORES}
+        diffs = {key: torch.empty(size, seeds, dtype=torch.float64) for key in points}
         for s in range(seeds):
-            sides = [summary_scores(torch.zeros(size, cells, dtype=torch.float64)
-                                    .index_add_(1, y * num_classes + p[s], rows).view(size, num_classes, num_classes))
-                     for p in (before, after)]
-            for score in SCORES:
-                diffs[score][:, s] = sides[1][score] - sides[0][score]
-        for score in SCORES:
-            values[score].append((diffs[score] * seed_weights).sum(1) / seeds)
-    return {score: bootstrap_summary(points[score], torch.cat(values[score]) if values[score] else torch.empty(0),
-                                     "paired-bootstrap", level) for score in SCORES}
+            sides = [statistics(p[s], rows) for p in (before, after)]
+            for key in points:
+                diffs[key][:, s] = sides[1][key] - sides[0][key]
+        for key in points:
+            values[key].append((diffs[key] * seed_weights).sum(1) / seeds)
+    return {key: bootstrap_summary(points[key], torch.cat(values[key]) if values[key] else torch.empty(0),
+                                   "paired-bootstrap", level) for key in points}
 
 
 def interval_verdict(interval: tuple[float, float] | None, up: str = "better", down: str = "worse") -> str | None:

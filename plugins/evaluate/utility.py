@@ -3,6 +3,11 @@ on the real test split?"""
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import torch
 from pydantic import Field
 
@@ -18,7 +23,11 @@ from ._downstream import (SCORES as _SCORES, MODEL_ENTRY_POINT_GROUP, Downstream
 
 # (DownstreamModel, MODEL_ENTRY_POINT_GROUP and downstream_models live in ._downstream, shared by every
 # evaluator with a ``model`` param; they stay importable from here, where plugins first found them)
-__all__ = ["Utility", "DownstreamModel", "MODEL_ENTRY_POINT_GROUP", "downstream_models"]
+__all__ = ["Utility", "DownstreamModel", "MODEL_ENTRY_POINT_GROUP", "downstream_models", "PREDICTIONS_FILE"]
+
+#: What utility writes into its folder of the run: the test rows' labels and each seed's predictions, for
+#: `Utility.compare_runs` (``setforge compare``).
+PREDICTIONS_FILE = "test-predictions.npz"
 
 
 class Utility(DownstreamEvaluator):
@@ -37,6 +46,8 @@ class Utility(DownstreamEvaluator):
     the mean, with its standard deviation. ``delta/<score>`` for ``accuracy``, ``balanced_accuracy``
     and ``macro_f1`` also has the ``level`` interval of a paired bootstrap over the test rows and
     the seeds (estimator ``paired-bootstrap``, `paired_deltas`): the headline's verdict reads it.
+    In a run it writes the test rows' labels and each seed's predictions (`PREDICTIONS_FILE`), so
+    that ``setforge compare`` pairs two runs on the same test rows (`compare_runs`).
     Its model params (``model``, the training params and
     ``repeats``) are the run's downstream model: ``ablation`` trains the same (``utility`` runs
     before the other evaluators, wherever it is listed).
@@ -82,9 +93,11 @@ class Utility(DownstreamEvaluator):
         if not minority:
             metrics.skip("raw/minority_recall", "no minority: every class has as many training rows, or the smallest "
                                                 "has no rows in the test split")
+        if ectx.workdir is not None:
+            self._save_predictions(ectx.workdir / PREDICTIONS_FILE, test, predicted, minority)
         deltas = {} if not self.params.bootstrap else paired_deltas(
             test.y, torch.stack(predicted["raw"]), torch.stack(predicted["optimised"]), test.num_classes,
-            self.params.bootstrap, ectx.rng.spawn("delta").torch, self.params.level)
+            self.params.bootstrap, ectx.rng.spawn("delta").torch, self.params.level, minority)
         for score in (*_SCORES, "ece", "brier", *(("minority_recall",) if minority else ())):
             raw = torch.tensor([s[score] for s in scores["raw"]], dtype=torch.float64)
             opt = torch.tensor([s[score] for s in scores["optimised"]], dtype=torch.float64)
@@ -101,9 +114,53 @@ class Utility(DownstreamEvaluator):
             opt = torch.tensor([s["recall"][c] for s in scores["optimised"]], dtype=torch.float64)
             self._add(metrics, f"raw/recall/{path_segment(name)}", raw, support[c], "higher")
             self._add(metrics, f"optimised/recall/{path_segment(name)}", opt, support[c], "higher")
-            self._add(metrics, f"delta/recall/{path_segment(name)}", opt - raw, support[c], "higher")
+            self._add(metrics, f"delta/recall/{path_segment(name)}", opt - raw, support[c], "higher",
+                      deltas.get(f"recall/{c}"))
         self._table(metrics, ectx, test, scores, minority)
         return metrics
+
+    def _save_predictions(self, path: Path, test: Dataset, predicted: dict[str, list[torch.Tensor]],
+                          minority: list[int]) -> None:
+        np.savez_compressed(path, y=test.y.cpu().numpy(), classes=np.array([str(c) for c in test.classes]),
+                            test=test.fingerprint(), minority=np.array(minority, dtype=np.int64),
+                            raw=torch.stack(predicted["raw"]).numpy(), bootstrap=self.params.bootstrap,
+                            optimised=torch.stack(predicted["optimised"]).numpy(), level=self.params.level)
+
+    @classmethod
+    def compare_runs(cls, base: Path, other: Path) -> dict[str, dict[str, Any]]:
+        """``optimised/<score>``, ``optimised/recall/<class>`` and ``optimised/minority_recall`` of two
+        runs paired on the same test rows and seeds: the other run's model minus the first's, with
+        the interval of `paired_deltas` (the first run's ``bootstrap`` rounds and ``level``); the
+        same ``delta/...`` paths too when both runs' raw models predicted alike (the same raw
+        training rows and seeds), as the difference of the deltas is then the same. Nothing
+        when either run lacks the predictions, their test rows differ (another split, seed or
+        source), or they trained another number of seeds."""
+        keys = {"y", "classes", "test", "minority", "raw", "optimised", "bootstrap", "level"}
+        try:
+            with np.load(base / PREDICTIONS_FILE) as first, np.load(other / PREDICTIONS_FILE) as second:
+                a, b = dict(first), dict(second)
+        except (OSError, ValueError, zipfile.BadZipFile):  # (a run from before the file, or a damaged one)
+            return {}
+        if (not keys <= set(a) & set(b) or str(a["test"]) != str(b["test"]) or not np.array_equal(a["y"], b["y"])
+                or a["optimised"].shape != b["optimised"].shape or not int(a["bootstrap"])):
+            return {}
+        classes = [str(c) for c in a["classes"]]
+        # (minority_recall pairs only when both runs' raw training sets had the same smallest classes)
+        minority = a["minority"].tolist() if np.array_equal(a["minority"], b["minority"]) else []
+        changes = paired_deltas(torch.from_numpy(a["y"]), torch.from_numpy(a["optimised"]),
+                                torch.from_numpy(b["optimised"]), len(classes), int(a["bootstrap"]),
+                                torch.Generator().manual_seed(0), float(a["level"]), minority)
+        same_raw = np.array_equal(a["raw"], b["raw"])
+        out = {}
+        for key, change in changes.items():
+            if change.interval is None:
+                continue
+            path = f"recall/{path_segment(classes[int(key.split('/')[1])])}" if key.startswith("recall/") else key
+            result = {"value": change.value, "interval": list(change.interval), "estimator": change.estimator}
+            out[f"optimised/{path}"] = result
+            if same_raw:
+                out[f"delta/{path}"] = result
+        return out
 
     def _probabilities(self, ectx: EvalContext, train: Dataset, repeat: int) -> torch.Tensor:
         # The shared downstream model: trained once per run for each training set and seed, so

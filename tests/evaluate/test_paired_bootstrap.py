@@ -33,7 +33,16 @@ def test_batched_scores_of_weighted_confusions_are_the_scores_of_the_repeated_ro
             assert float(batched[score][r]) == pytest.approx(expected[score], abs=1e-12), (score, r)
 
 
-def _plain_bootstrap(y, before, after, classes, rounds, seed, rounds_a_piece=None):
+def _statistic(scores, key, minority=()):
+    """`key` of `paired_deltas` from `classification_scores`' result."""
+    if key.startswith("recall/"):
+        return scores["recall"][int(key.split("/")[1])]
+    if key == "minority_recall":
+        return sum(scores["recall"][c] for c in minority) / len(minority)
+    return scores[key]
+
+
+def _plain_bootstrap(y, before, after, classes, rounds, seed, rounds_a_piece=None, keys=SCORES, minority=()):
     """The reference: the same draws as `paired_deltas` (the seeds, then the rows within each class,
     piece by piece), each round scored row by row with `classification_scores`."""
     n, seeds = len(y), len(before)
@@ -43,20 +52,22 @@ def _plain_bootstrap(y, before, after, classes, rounds, seed, rounds_a_piece=Non
     rows = torch.cat([bootstrap_counts(n, min(step, rounds - start), replay, strata=y)
                       for start in range(0, rounds, step)])
     values = {}
-    for score in SCORES:
+    for key in keys:
         per_round = []
         for r in range(rounds):
             drawn = torch.repeat_interleave(torch.arange(n), rows[r].long())
-            differences = [classification_scores(y[drawn], after[s][drawn], classes)[score]
-                           - classification_scores(y[drawn], before[s][drawn], classes)[score] for s in range(seeds)]
+            differences = [_statistic(classification_scores(y[drawn], after[s][drawn], classes), key, minority)
+                           - _statistic(classification_scores(y[drawn], before[s][drawn], classes), key, minority)
+                           for s in range(seeds)]
             per_round.append(sum(w * d for w, d in zip(seed_counts[r].tolist(), differences)) / seeds)
-        values[score] = torch.tensor(per_round, dtype=torch.float64)
+        values[key] = torch.tensor(per_round, dtype=torch.float64)
     return values, rows
 
 
-def _check_against_the_reference(result, values, y, before, after, classes):
-    for score in SCORES:
-        point = sum(classification_scores(y, after[s], classes)[score] - classification_scores(y, before[s], classes)[score]
+def _check_against_the_reference(result, values, y, before, after, classes, minority=()):
+    for score in values:
+        point = sum(_statistic(classification_scores(y, after[s], classes), score, minority)
+                    - _statistic(classification_scores(y, before[s], classes), score, minority)
                     for s in range(len(before))) / len(before)
         estimate = result[score]
         assert estimate.value == pytest.approx(point, abs=1e-12) and estimate.estimator == "paired-bootstrap"
@@ -76,6 +87,18 @@ def test_the_rounds_are_a_plain_paired_bootstrap_of_rows_and_seeds():
     # every class keeps its size in every round: the split's strata
     assert torch.equal(torch.zeros(rounds, classes, dtype=torch.float64).index_add_(1, y, rows),
                        torch.bincount(y, minlength=classes).double().expand(rounds, classes))
+
+
+def test_each_class_recall_and_the_minority_recall_are_paired_alike():
+    g = torch.Generator().manual_seed(4)
+    n, classes, seeds, rounds = 240, 5, 2, 40
+    y = torch.randint(classes - 1, (n,), generator=g)  # class 4 has no test rows: no recall of its own
+    before, after = _predictions(y, seeds, 0.6, classes, g), _predictions(y, seeds, 0.7, classes, g)
+    result = paired_deltas(y, before, after, classes, rounds, torch.Generator().manual_seed(1), minority=[2, 3, 4])
+    keys = (*SCORES, "recall/0", "recall/1", "recall/2", "recall/3", "minority_recall")
+    assert sorted(result) == sorted(keys)
+    values, _ = _plain_bootstrap(y, before, after, classes, rounds, 1, keys=keys, minority=(2, 3))
+    _check_against_the_reference(result, values, y, before, after, classes, minority=(2, 3))
 
 
 def test_a_change_of_one_row_in_hundreds_is_within_noise_even_when_every_seed_agrees():

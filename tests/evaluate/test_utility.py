@@ -234,13 +234,16 @@ def test_the_deltas_of_the_headline_scores_carry_the_paired_bootstrap_interval(d
     options = model_options(Utility(params).params)
     predicted = [torch.stack([test_probabilities(ectx, options, ds, r).argmax(1) for r in range(2)])
                  for ds in (train, optimised)]
-    expected = paired_deltas(test.y, *predicted, test.num_classes, 300, ectx.rng.spawn("delta").torch, 0.9)
-    for score in ("accuracy", "balanced_accuracy", "macro_f1"):
-        measure = metrics.get(f"utility/delta/{score}")
-        assert measure.estimator == "paired-bootstrap" and measure.interval == expected[score].interval
-        assert measure.value == pytest.approx(expected[score].value, abs=1e-12)
+    minority = [9]  # the smallest class of the raw training split
+    expected = paired_deltas(test.y, *predicted, test.num_classes, 300, ectx.rng.spawn("delta").torch, 0.9, minority)
+    paths = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "macro_f1": "macro_f1",
+             "minority_recall": "minority_recall", **{f"recall/{c}": f"recall/{test.classes[c]}" for c in range(10)}}
+    for key, path in paths.items():
+        measure = metrics.get(f"utility/delta/{path}")
+        assert measure.estimator == "paired-bootstrap" and measure.interval == expected[key].interval, path
+        assert measure.value == pytest.approx(expected[key].value, abs=1e-12)
         assert measure.interval[0] <= measure.value <= measure.interval[1]
-    # the other deltas (calibration, recalls) have the seeds' std only; `bootstrap: 0` turns the intervals off
+    # calibration needs the probabilities: the seeds' std only; `bootstrap: 0` turns the intervals off
     assert metrics.get("utility/delta/ece").interval is None
     assert Utility({**params, "bootstrap": 0}).evaluate(ectx).get("utility/delta/macro_f1").interval is None
 

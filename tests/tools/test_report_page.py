@@ -203,13 +203,53 @@ def test_compare_two_runs(runs, tmp_path, capsys):
     assert "utility/optimised/macro_f1" in out and "[1] vs [0]" in out
     data = json.loads((tmp_path / "cmp.json").read_text())
     assert data["runs"] == [str(runs / "a"), str(runs / "b")]
+    # utility pairs the two runs' models on the same test rows and seeds: its interval decides
     row = next(m for m in data["metrics"] if m["path"] == "utility/optimised/macro_f1")
+    (paired,) = row["paired"]
+    low, high = paired["interval"]
+    word = "better" if low > 0 else "worse" if high < 0 else "within noise"
+    assert row["verdicts"] == [f"{word} (paired: {low:+.4f} to {high:+.4f})"] and row["verdicts"][0] in out
     a, b = (v["value"] for v in row["values"])
-    spread = max(v["std"] for v in row["values"])
-    assert row["verdicts"] == ["same" if a == b else "within noise" if abs(b - a) <= spread
-                               else ("better" if b > a else "worse")]
+    assert paired["value"] == pytest.approx(b - a, abs=1e-12) and low <= b - a <= high
+    # ...from the predictions each run's utility wrote, by the bootstrap its headline uses
+    import numpy as np
+    import torch
+
+    from setforge.plugins.evaluate._downstream import paired_deltas
+
+    first, second = (np.load(runs / name / "evaluate" / "utility" / "test-predictions.npz") for name in "ab")
+    expected = paired_deltas(torch.from_numpy(first["y"]), torch.from_numpy(first["optimised"]),
+                             torch.from_numpy(second["optimised"]), 10, 1000, torch.Generator().manual_seed(0))
+    assert tuple(paired["interval"]) == expected["macro_f1"].interval
+    # ece needs probabilities it does not pair: the two runs' std still judges it
+    ece = next(m for m in data["metrics"] if m["path"] == "utility/optimised/ece")
+    assert ece["paired"] == [None] and "paired" not in ece["verdicts"][0]
     assert "<script" not in (tmp_path / "cmp.html").read_text()
     assert main(["compare", str(runs / "a")]) == 2
+
+
+def test_compare_pairs_only_runs_measured_on_the_same_test_rows(runs, tmp_path, monkeypatch):
+    import shutil
+
+    import numpy as np
+
+    from setforge.plugins.evaluate.utility import Utility
+
+    other = tmp_path / "b"
+    shutil.copytree(runs / "b", other)
+    predictions = other / "evaluate" / "utility" / "test-predictions.npz"
+    arrays = dict(np.load(predictions))
+    arrays["y"] = np.roll(arrays["y"], 1)  # other test rows (the report's fingerprint kept: only utility knows)
+    np.savez(predictions, **arrays)
+    comparison = compare_runs([runs / "a", other])
+    row = next(m for m in comparison["metrics"] if m["path"] == "utility/optimised/macro_f1")
+    assert row["paired"] == [None] and "paired" not in row["verdicts"][0]
+    # an evaluator whose pairing fails costs its paired verdicts only, and is named
+    monkeypatch.setattr(Utility, "compare_runs", classmethod(lambda cls, base, other: 1 / 0))
+    comparison = compare_runs([runs / "a", runs / "b"])
+    assert comparison["warnings"] == [f"evaluator 'utility' could not pair {runs / 'a'} with {runs / 'b'}: "
+                                      "division by zero"]
+    assert all(p == [None] for p in (m["paired"] for m in comparison["metrics"]))
 
 
 def test_compare_into_a_place_it_cannot_write_names_it_and_leaves_nothing(runs, tmp_path, capsys):
