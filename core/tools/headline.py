@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Headline", "headline", "measure_value", "SCORE_PREFERENCE"]
+__all__ = ["Headline", "headline", "measure_value", "measure_interval", "SCORE_PREFERENCE"]
 
 # The score a headline quotes: the first of these that `utility` reported.
 SCORE_PREFERENCE = ("macro_f1", "balanced_accuracy", "accuracy")
@@ -40,7 +40,7 @@ def _std(measure: Any) -> float | None:
     return std if math.isfinite(std) else None
 
 
-def _interval(measure: Any) -> tuple[float, float] | None:
+def measure_interval(measure: Any) -> tuple[float, float] | None:
     """A stored measure's uncertainty interval ``(low, high)``, None when absent or not finite."""
     interval = measure.get("interval") if isinstance(measure, Mapping) else None
     try:
@@ -208,7 +208,7 @@ def _step_verdict(measure: Mapping[str, Any], noise: Any) -> str | None:
     """``helped``, ``hurt`` or ``within noise`` for a step's gain by the rule of the built-in
     ablation's ``steps`` table: its interval excludes 0; without an interval (a report written
     before there were any), the mean gain against `noise` times its std. None without either."""
-    interval = _interval(measure)
+    interval = measure_interval(measure)
     if interval is not None:
         return _beyond(interval, "helped", "hurt")
     mean, std = measure_value(measure), measure.get("std") if isinstance(measure, Mapping) else None
@@ -234,7 +234,7 @@ def headline(report: Mapping[str, Any]) -> Headline | None:
             return Headline(evaluator=evaluator, score=score, raw=raw_value, optimised=opt_value,
                             n=raw.get("n"), raw_std=_std(raw), optimised_std=_std(opt),
                             delta_std=_std(own.get(f"delta/{score}")), repeats=_repeats(report, evaluator),
-                            delta_interval=_interval(own.get(f"delta/{score}")), level=_level(report, evaluator),
+                            delta_interval=measure_interval(own.get(f"delta/{score}")), level=_level(report, evaluator),
                             step=None if step is None else step[0], step_gain=None if step is None else step[1],
                             step_verdict=None if step is None else step[2],
                             step_model=None if step is None else _model_note(report, evaluator, step[3]))

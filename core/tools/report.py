@@ -15,10 +15,10 @@ from typing import Any
 
 from ..errors import OutputError
 from ..record import HTML_FILE, METRICS_CSV, METRICS_JSON, TIMINGS_FILE, dumps_json, read_report, write_text
-from .headline import headline, measure_value
+from .headline import headline, measure_interval, measure_value
 from .report_html import fmt, render_html
 
-__all__ = ["render_html", "writing", "metrics_rows", "write_metrics", "format_summary", "count_table", "summarize_run_dir", "before_after", "change"]
+__all__ = ["render_html", "writing", "metrics_rows", "write_metrics", "format_summary", "count_table", "summarize_run_dir", "before_after", "change", "change_table"]
 
 
 @contextlib.contextmanager
@@ -73,6 +73,19 @@ def change(raw: float | None, opt: float | None) -> str:
     if float(delta).is_integer() and (abs(delta) >= 2 or isinstance(raw, int) and isinstance(opt, int)):
         return f"{int(delta):+d}"  # counts, and numbers that are whole anyway
     return f"{delta:+.4g}" if delta != 0 and abs(delta) < 1e-3 else f"{delta:+.4f}"  # (as fmt: small ones in 4 digits)
+
+
+def change_table(measures: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """One evaluator's raw-vs-optimised table, ``(header, rows)``: each ``raw/X`` and ``optimised/X``
+    (`before_after`), the change, and, in a column only where the evaluator recorded any, the
+    interval of ``delta/X`` (``utility``'s paired bootstrap), the one that says if it is noise."""
+    pairs = before_after(measures)
+    rows: list[list[Any]] = [[name, _fmt(raw), _fmt(opt), change(raw, opt)] for name, raw, opt in pairs]
+    intervals = [measure_interval(measures.get(f"delta/{name}")) for name, _, _ in pairs]
+    if not any(intervals):
+        return ["metric", "raw", "optimised", "change"], rows
+    return (["metric", "raw", "optimised", "change", "interval of the change"],
+            [row + ["" if i is None else f"{i[0]:+.4f} to {i[1]:+.4f}"] for row, i in zip(rows, intervals)])
 
 
 def before_after(measures: Mapping[str, Any]) -> list[tuple[str, float | None, float | None]]:
@@ -147,17 +160,14 @@ def format_summary(report: Mapping[str, Any], run_dir: Path | str, timings: Mapp
                 lines.append(f"      {step['details']['summary']}")
     measures = report.get("metrics", {}).get("measures", {})
     for evaluator in sorted(measures):
-        pairs = before_after(measures[evaluator])
-        if not pairs:
+        header, table = change_table(measures[evaluator])
+        if not table:
             continue
         lines.append("")
         info = report.get("evaluators", {}).get(evaluator, {})
         detail = info.get("summary") or ""
         lines.append(f"{evaluator}" + (f" ({detail})" if detail else "") + ": raw training set vs optimised")
-        table = []
-        for name, raw, opt in pairs:
-            table.append([name.replace("_", " "), _fmt(raw), _fmt(opt), change(raw, opt)])
-        lines += ["  " + ln for ln in _text_table(["metric", "raw", "optimised", "change"], table)]
+        lines += ["  " + ln for ln in _text_table(header, [[row[0].replace("_", " "), *row[1:]] for row in table])]
     tables = report.get("metrics", {}).get("tables", {})
     for evaluator in sorted(tables):
         for name, table in sorted(tables[evaluator].items()):

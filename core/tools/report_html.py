@@ -335,7 +335,7 @@ def _ablation(report: Mapping[str, Any]) -> str:
 
 
 def _metrics(report: Mapping[str, Any], folder: Path | None) -> str:
-    from .report import before_after, change
+    from .report import change_table
 
     metrics = report.get("metrics", {})
     measures, tables = metrics.get("measures", {}), metrics.get("tables", {})
@@ -345,10 +345,9 @@ def _metrics(report: Mapping[str, Any], folder: Path | None) -> str:
         parts.append(f"<h3>{_e(evaluator)}</h3>" + (f"<p>{_e(detail)}</p>" if detail else ""))
         for name, table in sorted(tables.get(evaluator, {}).items()):
             parts.append(f"<h4>{_e(evaluator)}: {_e(name)}</h4>" + _table(table.get("header", []), table.get("rows", [])))
-        pairs = before_after(measures.get(evaluator, {}))
-        if pairs:
-            parts.append(_table(["metric", "raw", "optimised", "change"],
-                                [[n, fmt(r), fmt(o), change(r, o)] for n, r, o in pairs]))
+        header, changes = change_table(measures.get(evaluator, {}))
+        if changes:
+            parts.append(_table(header, changes))
         rows = [[path, fmt(measure_value(m)), m.get("n"), "" if m.get("std") is None else fmt(m.get("std")),
                  _interval(m.get("interval")), m.get("estimator") or ""]
                 for path, m in sorted(measures.get(evaluator, {}).items())]

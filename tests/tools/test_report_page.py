@@ -86,8 +86,15 @@ def test_headline_and_its_verdict(runs):
     assert head.delta_interval == (low, high) and head.level == 0.95
     assert head.verdict == ("better" if low > 0 else "worse" if high < 0 else "within noise")
     assert f", 95% interval {low:+.4f} to {high:+.4f}): {head.verdict}" in head.text()
-    summary_line = [ln for ln in main_output(["report", str(runs / "a")]).splitlines() if ln.startswith("headline:")]
-    assert summary_line == [f"headline: {head.text()}"]
+    summary = main_output(["report", str(runs / "a")])
+    assert [ln for ln in summary.splitlines() if ln.startswith("headline:")] == [f"headline: {head.text()}"]
+    # the summary's and the page's raw-vs-optimised tables show each change's interval where it has one
+    utility_table = summary.split("utility (model")[1].split("\n\n")[0]
+    assert "interval of the change" in utility_table
+    assert re.search(rf"macro f1 .* {re.escape(f'{head.delta:+.4f}')} +{re.escape(f'{low:+.4f} to {high:+.4f}')}\n",
+                     utility_table + "\n")
+    assert "interval of the change" not in summary.split("balance:")[1].split("\n\n")[0]  # (balance has none)
+    assert f"<td>{low:+.4f} to {high:+.4f}</td>" in (runs / "a" / "report.html").read_text()
 
 
 def main_output(argv, capsys=None):
