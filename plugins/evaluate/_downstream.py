@@ -330,19 +330,21 @@ def paired_deltas(y: torch.Tensor, before: torch.Tensor, after: torch.Tensor, nu
     gives the same predictions whatever its seed still gets an interval as wide as its test split
     warrants, where the seeds' spread alone would be zero. ``estimator`` is ``paired-bootstrap``;
     ``std`` the rounds' standard deviation."""
-    y = torch.as_tensor(y).cpu().to(torch.int64)
-    before, after = (torch.as_tensor(p).cpu().to(torch.int64).reshape(-1, len(y)) for p in (before, after))
+    y = torch.as_tensor(y, device="cpu").to(torch.int64)
+    before, after = (torch.as_tensor(p, device="cpu").to(torch.int64).reshape(-1, len(y)) for p in (before, after))
     if before.shape != after.shape:
         raise ValueError(f"paired_deltas: {tuple(before.shape)} predictions before, {tuple(after.shape)} after")
     seeds, n, cells = before.shape[0], len(y), num_classes * num_classes
+    cpu = torch.device("cpu")  # (every tensor here: whatever torch's default device is)
     tested = torch.bincount(y, minlength=num_classes).nonzero().flatten().tolist()
     minority = [c for c in (minority or []) if c in tested]
 
     def statistics(labels: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-        confusion = torch.zeros(len(weights), cells, dtype=torch.float64).index_add_(1, y * num_classes + labels, weights)
+        confusion = torch.zeros(len(weights), cells, dtype=torch.float64, device=cpu).index_add_(
+            1, y * num_classes + labels, weights)
         return _paired_statistics(confusion.view(-1, num_classes, num_classes), tested, minority)
 
-    ones = torch.ones(1, n, dtype=torch.float64)
+    ones = torch.ones(1, n, dtype=torch.float64, device=cpu)
     full = [statistics(p[s], ones) for p in (before, after) for s in range(seeds)]
     points = {key: float(sum(full[seeds + s][key] - full[s][key] for s in range(seeds)) / seeds) for key in full[0]}
     per_chunk = max(1, _BOOTSTRAP_CHUNK_BYTES // (8 * max(n, cells * seeds)))
@@ -351,14 +353,14 @@ def paired_deltas(y: torch.Tensor, before: torch.Tensor, after: torch.Tensor, nu
     for start in range(0, rounds, per_chunk):
         size = min(per_chunk, rounds - start)
         rows, seed_weights = bootstrap_counts(n, size, generator, strata=y), seed_counts[start:start + size]
-        diffs = {key: torch.empty(size, seeds, dtype=torch.float64) for key in points}
+        diffs = {key: torch.empty(size, seeds, dtype=torch.float64, device=cpu) for key in points}
         for s in range(seeds):
             sides = [statistics(p[s], rows) for p in (before, after)]
             for key in points:
                 diffs[key][:, s] = sides[1][key] - sides[0][key]
         for key in points:
             values[key].append((diffs[key] * seed_weights).sum(1) / seeds)
-    return {key: bootstrap_summary(points[key], torch.cat(values[key]) if values[key] else torch.empty(0),
+    return {key: bootstrap_summary(points[key], torch.cat(values[key]) if values[key] else torch.empty(0, device=cpu),
                                    "paired-bootstrap", level) for key in points}
 
 

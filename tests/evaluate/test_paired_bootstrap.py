@@ -156,3 +156,14 @@ def test_mismatched_predictions_are_refused():
     y = torch.zeros(10, dtype=torch.int64)
     with pytest.raises(ValueError, match="predictions before"):
         paired_deltas(y, torch.zeros(2, 10), torch.zeros(3, 10), 2, 10, torch.Generator())
+
+
+def test_torchs_default_device_is_not_used():
+    # (a training loop's torch.set_default_device: every tensor of the bootstrap stays on the CPU)
+    g = torch.Generator().manual_seed(5)
+    y = torch.randint(3, (90,), generator=g)
+    before, after = _predictions(y, 2, 0.6, 3, g), _predictions(y, 2, 0.7, 3, g)
+    expected = paired_deltas(y, before, after, 3, 30, torch.Generator().manual_seed(0), minority=[2])
+    with torch.device("meta"):
+        result = paired_deltas(y, before, after, 3, 30, torch.Generator().manual_seed(0), minority=[2])
+    assert result == expected
