@@ -11,9 +11,11 @@ loads when a command needs it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -360,6 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 traceback.print_exception(error, file=sys.stderr)
             else:
                 print(f"  (the full traceback: rerun with --debug, or set {DEBUG_ENV}=1)", file=sys.stderr)
+        if getattr(error, "linger_s", 0):  # (a rank stopped by its peer: torchrun must see the peer fail first)
+            _linger(error.linger_s)  # type: ignore[attr-defined]
         return error.exit_code
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM while a run runs (`Terminated`)
         print(f"setforge: interrupted{f' ({interrupt})' if str(interrupt) else ''}", file=sys.stderr)
@@ -372,6 +376,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError, AttributeError):
             pass
         return 141  # 128 + SIGPIPE, as a command killed by the broken pipe would exit
+
+
+def _linger(seconds: float) -> None:
+    """Wait `seconds`, or until SIGTERM (torchrun stopping this rank), which then ends the wait as
+    the process's ordinary end: its exit handlers still remove its scratch folder."""
+    sys.stderr.flush()
+    with contextlib.suppress(KeyboardInterrupt), sigterm_as_interrupt():
+        time.sleep(seconds)
 
 
 def _print_error(title: str, error: SetforgeError) -> None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +183,11 @@ def test_a_failure_on_one_rank_leaves_no_run_folder_and_the_others_say_why_they_
     assert not (tmp_path / "out" / "run").exists()
     assert "rank 0 stopped because another rank" in stderr or "SIGTERM" in stderr
     assert "failed in fit: RuntimeError" not in stderr
+    # torchrun's "Root Cause" is the rank that failed: rank 0 waits for torchrun to see it first
+    # (it exited first and was named, in 3 runs of 3), and its scratch folder is still removed
+    root_cause = stderr.split("Root Cause (first observed failure):")[1]
+    assert re.search(r"rank\s*:\s*1 \(local_rank: 1\)", root_cause) and "exitcode  : 4" in root_cause
+    assert not list((tmp_path / "scratch").glob("setforge-*")), "a rank's scratch folder was left behind"
 
 
 def test_a_process_group_error_becomes_a_peer_failure_only_under_torchrun(monkeypatch):
@@ -190,9 +196,32 @@ def test_a_process_group_error_becomes_a_peer_failure_only_under_torchrun(monkey
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     error = distributed.peer_failed(gloo)
-    assert isinstance(error, SetforgeError) and error.exit_code == 1
+    assert isinstance(error, distributed.PeerFailed) and error.exit_code == 1 and error.linger_s > 0
     assert str(error).startswith("rank 0 stopped because another rank of this torchrun job failed or left "
                                  "(Connection closed by peer [127.0.0.1]:1)")
     assert isinstance(distributed.peer_failed(torch.distributed.DistBackendError("NCCL watchdog")), SetforgeError)
     assert distributed.peer_failed(RuntimeError("a plugin's own failure")) is None
     assert distributed.peer_failed(ValueError("bad")) is None
+
+
+def test_a_rank_stopped_by_its_peer_lingers_until_torchrun_stops_it(tmp_path):
+    # (the CLI waits after a PeerFailed message so that torchrun sees the peer's failure first; its
+    # SIGTERM ends the wait as an ordinary exit, so exit handlers still run)
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    marker = tmp_path / "exit-handler-ran"
+    code = ("import atexit, pathlib, sys\n"
+            f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('yes'))\n"
+            "from setforge.tools import cli\n"
+            "print('lingering', flush=True)\n"
+            "cli._linger(60)\n"
+            "sys.exit(1)\n")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "lingering"
+    time.sleep(1.0)  # (the wait's SIGTERM handler is in place well before)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 1  # (not 60 s later, nor -15: the wait ended and the process exited)
+    assert marker.read_text() == "yes"
