@@ -4,7 +4,8 @@ one word help?" — the run-file values that differ, the rows per class, every m
 
 "Better" needs a direction, and the evaluator that recorded a number declares it
 (``Metrics.add(..., better="higher" | "lower")``, stored as the measure's ``better``); a number
-without one (counts, or runs recorded before directions were) gets no verdict. Where the evaluator
+without one (counts, or runs recorded before directions were) gets no verdict, nor does a number
+that is not one (NaN, stored as a string). Where the evaluator
 can pair the two runs on the same rows (``Evaluator.compare_runs``: ``utility`` pairs its models on
 the same test rows and seeds), the difference's interval decides: better or worse when it excludes
 0, else "within noise". Elsewhere a difference within the larger of the two standard deviations is
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,9 +54,14 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def _judgeable(a: float | None, b: float | None, sign: int) -> bool:
+    # (a number stored as "nan" is no number: neither better nor worse than another)
+    return a is not None and b is not None and sign != 0 and not math.isnan(a) and not math.isnan(b)
+
+
 def _verdict(base: Mapping[str, Any], other: Mapping[str, Any], sign: int) -> str:
     a, b = measure_value(base), measure_value(other)
-    if a is None or b is None or sign == 0:
+    if not _judgeable(a, b, sign):
         return ""
     if a == b:
         return "same"
@@ -69,7 +76,7 @@ def _verdict(base: Mapping[str, Any], other: Mapping[str, Any], sign: int) -> st
 def _paired_verdict(base: Mapping[str, Any], other: Mapping[str, Any], paired: Mapping[str, Any], sign: int) -> str:
     """The verdict of an evaluator's paired comparison (`Evaluator.compare_runs`): by its interval."""
     a, b = measure_value(base), measure_value(other)
-    if a is None or b is None or sign == 0:
+    if not _judgeable(a, b, sign):
         return ""
     if a == b:
         return "same"

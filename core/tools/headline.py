@@ -70,6 +70,7 @@ class Headline:
     repeats: int
     delta_interval: tuple[float, float] | None = None  # e.g. utility's paired bootstrap over test rows and seeds
     level: float | None = None  # that interval's coverage
+    delta_estimator: str | None = None  # what made the change's interval (``paired-bootstrap``), where recorded
     step: str | None = None  # the step that earned (or cost) the most, by ablation
     step_gain: float | None = None
     step_verdict: str | None = None
@@ -85,13 +86,21 @@ class Headline:
         and the seeds) lies above or below 0, else ``within noise``; for a report without an
         interval, when the change is beyond one standard deviation of the paired differences (or
         of either side when those are not recorded). ``cannot judge (...)`` with one seed (the
-        seeds' noise is not measured), ``unchanged`` when the two are equal."""
+        seeds' noise is not measured), when a score is not a number, and when the paired
+        bootstrap recorded the change without an interval (a class's one test row changed: no
+        redraw of the test rows can weigh it; or fewer than 2 rounds); ``unchanged`` when the two
+        are equal."""
         spread = self.delta_std if self.delta_std is not None else max(
             [s for s in (self.raw_std, self.optimised_std) if s is not None], default=None)
+        if math.isnan(self.delta):
+            return "cannot judge (a score is not a number)"
         if self.delta == 0:
             return "unchanged"
         if self.repeats < 2 or (spread is None and self.delta_interval is None):
             return f"cannot judge ({'one seed' if self.repeats < 2 else 'no std recorded'}: no spread to judge by)"
+        if self.delta_interval is None and self.delta_estimator == "paired-bootstrap":
+            return ("cannot judge (the paired bootstrap gave the change no interval: a class's single test row "
+                    "changed, which no redraw of the test rows can weigh, or `bootstrap` is below 2)")
         if self.delta_interval is not None:
             return _beyond(self.delta_interval, "better", "worse")
         assert spread is not None
@@ -123,7 +132,7 @@ class Headline:
                 f"({self.delta:+.4f}{self._interval_text()}): {self.verdict}")
         if self.worse:
             line += " — the optimised training set is WORSE than the raw one"
-        elif self.verdict.startswith("cannot judge"):
+        elif self.verdict.startswith(("cannot judge (one seed", "cannot judge (no std")):
             line += f" — set {self.evaluator}'s `repeats` to 3 or more to tell a change from noise"
         if self.step is not None and self.step_gain is not None:
             earned = "earned" if self.step_gain > 0 else "cost" if self.step_gain < 0 else "changed"
@@ -158,6 +167,11 @@ def _model_note(report: Mapping[str, Any], evaluator: str, ablation: str) -> str
                          f"{params[k]} seed{'s' if params[k] != 1 else ''}" if k == "repeats" else
                          f"{k} {params[k]}" for k in keys)
     return f"{ablation}'s {say(theirs)}, not {evaluator}'s {say(ours)}"
+
+
+def _estimator(measure: Any) -> str | None:
+    estimator = measure.get("estimator") if isinstance(measure, Mapping) else None
+    return estimator if isinstance(estimator, str) else None
 
 
 def _level(report: Mapping[str, Any], evaluator: str) -> float | None:
@@ -207,10 +221,13 @@ def _ablation_step(report: Mapping[str, Any], score: str) -> tuple[str, float, s
 def _step_verdict(measure: Mapping[str, Any], noise: Any) -> str | None:
     """``helped``, ``hurt`` or ``within noise`` for a step's gain by the rule of the built-in
     ablation's ``steps`` table: its interval excludes 0; without an interval (a report written
-    before there were any), the mean gain against `noise` times its std. None without either."""
+    before there were any), the mean gain against `noise` times its std; a gain the paired bootstrap
+    recorded without an interval is within noise, as in that table. None without either."""
     interval = measure_interval(measure)
     if interval is not None:
         return _beyond(interval, "helped", "hurt")
+    if _estimator(measure) == "paired-bootstrap":  # (recorded without one: ablation's table reads it as noise)
+        return "within noise"
     mean, std = measure_value(measure), measure.get("std") if isinstance(measure, Mapping) else None
     if mean is None or not isinstance(std, (int, float)) or not isinstance(noise, (int, float)):
         return None
@@ -235,6 +252,7 @@ def headline(report: Mapping[str, Any]) -> Headline | None:
                             n=raw.get("n"), raw_std=_std(raw), optimised_std=_std(opt),
                             delta_std=_std(own.get(f"delta/{score}")), repeats=_repeats(report, evaluator),
                             delta_interval=measure_interval(own.get(f"delta/{score}")), level=_level(report, evaluator),
+                            delta_estimator=_estimator(own.get(f"delta/{score}")),
                             step=None if step is None else step[0], step_gain=None if step is None else step[1],
                             step_verdict=None if step is None else step[2],
                             step_model=None if step is None else _model_note(report, evaluator, step[3]))

@@ -329,15 +329,26 @@ def paired_deltas(y: torch.Tensor, before: torch.Tensor, after: torch.Tensor, nu
     which rows the test split happened to hold, and which seeds trained the models. A model that
     gives the same predictions whatever its seed still gets an interval as wide as its test split
     warrants, where the seeds' spread alone would be zero. ``estimator`` is ``paired-bootstrap``;
-    ``std`` the rounds' standard deviation."""
+    ``std`` the rounds' standard deviation.
+
+    A class with a single test row keeps that row in every round, so the rounds cannot tell how
+    much its change is noise: when that row's prediction differs between the two sides (for some
+    seed), every number it enters has no interval (``std`` and ``interval`` None): `SCORES`, its
+    ``recall/<c>``, and ``minority_recall`` when it is a minority class. Whatever else changed,
+    one test row would otherwise read as a certain change (a degenerate interval, ``+1 to +1``
+    for its recall)."""
     y = torch.as_tensor(y, device="cpu").to(torch.int64)
     before, after = (torch.as_tensor(p, device="cpu").to(torch.int64).reshape(-1, len(y)) for p in (before, after))
     if before.shape != after.shape:
         raise ValueError(f"paired_deltas: {tuple(before.shape)} predictions before, {tuple(after.shape)} after")
     seeds, n, cells = before.shape[0], len(y), num_classes * num_classes
     cpu = torch.device("cpu")  # (every tensor here: whatever torch's default device is)
-    tested = torch.bincount(y, minlength=num_classes).nonzero().flatten().tolist()
+    support = torch.bincount(y, minlength=num_classes)
+    tested = support.nonzero().flatten().tolist()
     minority = [c for c in (minority or []) if c in tested]
+    # (classes whose one test row changed: every round keeps it, so its change would read as certain)
+    unresampled = {c for c in tested if int(support[c]) == 1
+                   and bool((before[:, y == c] != after[:, y == c]).any())}
 
     def statistics(labels: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
         confusion = torch.zeros(len(weights), cells, dtype=torch.float64, device=cpu).index_add_(
@@ -360,8 +371,11 @@ def paired_deltas(y: torch.Tensor, before: torch.Tensor, after: torch.Tensor, nu
                 diffs[key][:, s] = sides[1][key] - sides[0][key]
         for key in points:
             values[key].append((diffs[key] * seed_weights).sum(1) / seeds)
-    return {key: bootstrap_summary(points[key], torch.cat(values[key]) if values[key] else torch.empty(0, device=cpu),
-                                   "paired-bootstrap", level) for key in points}
+    blind = set(SCORES) | {f"recall/{c}" for c in unresampled} | (
+        {"minority_recall"} if unresampled & set(minority) else set()) if unresampled else set()
+    return {key: Estimate(points[key], None, "paired-bootstrap", None) if key in blind else
+            bootstrap_summary(points[key], torch.cat(values[key]) if values[key] else torch.empty(0, device=cpu),
+                              "paired-bootstrap", level) for key in points}
 
 
 def interval_verdict(interval: tuple[float, float] | None, up: str = "better", down: str = "worse") -> str | None:

@@ -4,6 +4,7 @@ on the real test split?"""
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,10 @@ class Utility(DownstreamEvaluator):
     they have test rows); ``raw/recall/<class>``,
     ``optimised/recall/<class>`` and ``delta/recall/<class>`` per class. ``n`` is the number of
     test rows. With ``repeats > 1`` the pair is trained with that many seeds and each number is
-    the mean, with its standard deviation. ``delta/<score>`` for ``accuracy``, ``balanced_accuracy``
-    and ``macro_f1`` also has the ``level`` interval of a paired bootstrap over the test rows and
-    the seeds (estimator ``paired-bootstrap``, `paired_deltas`): the headline's verdict reads it.
+    the mean, with its standard deviation. ``delta/<score>`` for ``accuracy``, ``balanced_accuracy``,
+    ``macro_f1`` and ``minority_recall``, and ``delta/recall/<class>``, also have the ``level``
+    interval of a paired bootstrap over the test rows and the seeds (estimator ``paired-bootstrap``,
+    `paired_deltas`; none where a class's single test row changed): the headline's verdict reads it.
     In a run it writes the test rows' labels and each seed's predictions (`PREDICTIONS_FILE`), so
     that ``setforge compare`` pairs two runs on the same test rows (`compare_runs`).
     Its model params (``model``, the training params and
@@ -134,17 +136,25 @@ class Utility(DownstreamEvaluator):
         same ``delta/...`` paths too when both runs' raw models predicted alike (the same raw
         training rows and seeds), as the difference of the deltas is then the same. Nothing
         when either run lacks the predictions, their test rows differ (another split, seed or
-        source), or they trained another number of seeds."""
+        source), they trained another number of seeds or one seed (whose noise no pairing measures:
+        the headline cannot judge such a run either), or a file is damaged (labels that are no
+        class index included)."""
         keys = {"y", "classes", "test", "minority", "raw", "optimised", "bootstrap", "level"}
         try:
             with np.load(base / PREDICTIONS_FILE) as first, np.load(other / PREDICTIONS_FILE) as second:
                 a, b = dict(first), dict(second)
-        except (OSError, ValueError, zipfile.BadZipFile):  # (a run from before the file, or a damaged one)
-            return {}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+            return {}  # (a run from before the file, or a damaged one: empty, cut short, corrupt)
         if (not keys <= set(a) & set(b) or str(a["test"]) != str(b["test"]) or not np.array_equal(a["y"], b["y"])
-                or a["optimised"].shape != b["optimised"].shape or not int(a["bootstrap"])):
+                or a["optimised"].shape != b["optimised"].shape or not int(a["bootstrap"])
+                or a["optimised"].ndim != 2 or a["optimised"].shape[0] < 2):
             return {}
         classes = [str(c) for c in a["classes"]]
+        labels = (a["y"], a["raw"], a["optimised"], b["raw"], b["optimised"])
+        if (a["y"].ndim != 1 or any(p.ndim != 2 or p.shape[1] != len(a["y"]) for p in labels[1:])
+                or any(p.dtype.kind not in "iu" or (p.size and not 0 <= p.min() <= p.max() < len(classes))
+                       for p in labels)):
+            return {}  # (labels that are no class index: a damaged file)
         # (minority_recall pairs only when both runs' raw training sets had the same smallest classes)
         minority = a["minority"].tolist() if np.array_equal(a["minority"], b["minority"]) else []
         changes = paired_deltas(torch.from_numpy(a["y"]), torch.from_numpy(a["optimised"]),

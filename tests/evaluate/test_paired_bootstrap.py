@@ -167,3 +167,23 @@ def test_torchs_default_device_is_not_used():
     with torch.device("meta"):
         result = paired_deltas(y, before, after, 3, 30, torch.Generator().manual_seed(0), minority=[2])
     assert result == expected
+
+
+def test_a_class_with_one_test_row_that_changed_gives_no_certain_interval():
+    # Stratified rounds keep a class's one test row in every round: that row put right read as a certain
+    # gain, +1 to +1 on its recall and +0.3333 to +0.3333 on balanced accuracy, "better" from one row.
+    y = torch.tensor([0] * 20 + [1] * 20 + [2])
+    before = torch.stack([y.clone(), y.clone()])
+    before[:, -1] = 0
+    after = torch.stack([y.clone(), y.clone()])
+    result = paired_deltas(y, before, after, 3, 500, torch.Generator().manual_seed(0), minority=[2])
+    for key in (*SCORES, "recall/2", "minority_recall"):
+        assert result[key].interval is None and result[key].std is None, key
+        assert result[key].estimator == "paired-bootstrap"
+    assert result["recall/2"].value == 1.0 and result["balanced_accuracy"].value == pytest.approx(1 / 3)
+    assert result["recall/0"].interval == (0.0, 0.0)  # (the classes whose rows are redrawn keep theirs)
+    # a one-row class predicted alike on both sides adds no change of its own: the intervals stand
+    after[:, -1] = 0
+    after[0, :5] = 1
+    result = paired_deltas(y, before, after, 3, 500, torch.Generator().manual_seed(0), minority=[2])
+    assert all(result[key].interval is not None for key in (*SCORES, "recall/0", "recall/2", "minority_recall"))

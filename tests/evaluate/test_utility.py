@@ -435,3 +435,43 @@ def test_a_class_without_training_rows_is_never_predicted():
         probe = torch.randn(2000, 4, generator=g) * 5  # far outside the training rows too
         assert int((model.predict(probe) == 2).sum()) == 0
         assert float(model.predict_proba(probe)[:, 2].max()) < 1e-30
+
+
+def test_compare_runs_pairs_nothing_from_a_damaged_predictions_file(tmp_path):
+    from setforge.plugins.evaluate.utility import PREDICTIONS_FILE
+
+    y = np.array([0, 0, 1, 1, 2, 2] * 5)
+    runs = {name: tmp_path / name for name in ("a", "b")}
+
+    def save(run, **changed):
+        run.mkdir(exist_ok=True)
+        arrays = {"y": y, "classes": np.array(["a", "b", "c"]), "test": "fingerprint", "minority": np.array([2]),
+                  "raw": np.stack([y, y]), "optimised": np.stack([y, y]), "bootstrap": 200, "level": 0.95}
+        np.savez_compressed(run / PREDICTIONS_FILE, **{**arrays, **changed})
+
+    save(runs["a"])
+    save(runs["b"], optimised=np.stack([np.roll(y, 1), y]))
+    assert Utility.compare_runs(runs["a"], runs["b"])["optimised/macro_f1"]["interval"]
+    (runs["b"] / PREDICTIONS_FILE).write_bytes(b"")  # (a run killed while writing it)
+    assert Utility.compare_runs(runs["a"], runs["b"]) == {}
+    save(runs["b"], optimised=np.stack([y + 5, y]))  # labels that are no class index
+    assert Utility.compare_runs(runs["a"], runs["b"]) == {}
+    save(runs["b"], optimised=np.stack([y, y]).astype(float) + 0.5)
+    assert Utility.compare_runs(runs["a"], runs["b"]) == {}
+
+
+def test_compare_runs_does_not_pair_runs_of_one_seed(tmp_path):
+    # With one seed the interval covers the test rows only, not which seed trained each model: compare read
+    # "better (paired: ...)" where each run's headline says it cannot judge (one seed).
+    from setforge.plugins.evaluate.utility import PREDICTIONS_FILE
+
+    y = np.array([0, 1] * 50)
+    for name, optimised, seeds in (("a", y ^ (np.arange(100) < 40), 1), ("b", y, 1), ("c", y ^ (np.arange(100) < 40), 2),
+                                    ("d", y, 2)):
+        (tmp_path / name).mkdir()
+        np.savez_compressed(tmp_path / name / PREDICTIONS_FILE, y=y, classes=np.array(["a", "b"]), test="fingerprint",
+                            minority=np.array([], dtype=np.int64), raw=np.stack([y] * seeds), bootstrap=200,
+                            optimised=np.stack([optimised] * seeds), level=0.95)
+    assert Utility.compare_runs(tmp_path / "a", tmp_path / "b") == {}
+    paired = Utility.compare_runs(tmp_path / "c", tmp_path / "d")["optimised/accuracy"]
+    assert paired["value"] == pytest.approx(0.4) and paired["interval"][0] > 0

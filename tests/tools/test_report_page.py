@@ -144,6 +144,38 @@ def test_the_verdict_reads_the_deltas_interval_where_the_report_has_one():
     assert head.verdict == "better" and "interval" not in head.text()  # the seeds' std rule, as it was
 
 
+def test_a_change_without_a_number_or_without_its_interval_is_not_judged():
+    # A score stored as "nan" read "worse" (nan is neither above the spread nor above 0), and so did compare's
+    # verdicts. A delta the paired bootstrap recorded with no interval (a class's one test row changed) fell
+    # back to the seeds' std rule, the rule the interval replaced.
+    from setforge.tools.compare import _paired_verdict, _verdict
+
+    def report(raw, opt, delta):
+        return {"evaluators": {"utility": {"name": "utility", "params": {"repeats": 3}}},
+                "metrics": {"measures": {"utility": {"raw/macro_f1": {"value": raw, "n": 41, "std": 0.0},
+                                                     "optimised/macro_f1": {"value": opt, "n": 41, "std": 0.0},
+                                                     "delta/macro_f1": delta}}}}
+
+    head = headline(report("nan", 0.5, {"value": "nan", "n": 41, "std": 0.01}))
+    assert head.verdict == "cannot judge (a score is not a number)" and "WORSE" not in head.text()
+    head = headline(report(0.6, 0.94, {"value": 0.34, "n": 41, "std": 0.0, "estimator": "paired-bootstrap"}))
+    assert head.verdict.startswith("cannot judge (the paired bootstrap gave the change no interval")
+    assert "repeats" not in head.text()  # (more seeds would not give it one)
+    head = headline(report(0.6, 0.94, {"value": 0.34, "n": 41, "std": 0.0}))  # a report from before intervals
+    assert head.verdict == "better"
+    assert _verdict({"value": "nan", "std": 0.1}, {"value": 3.0, "std": 0.1}, -1) == ""
+    assert _verdict({"value": 2.0}, {"value": "nan"}, 1) == ""
+    assert _paired_verdict({"value": "nan"}, {"value": 3.0}, {"interval": [0.1, 0.2]}, 1) == ""
+    assert _verdict({"value": 2.0, "std": 0.1}, {"value": 3.0, "std": 0.1}, -1) == "worse"
+
+
+def test_a_step_gain_recorded_without_its_interval_is_within_noise():
+    from setforge.tools.headline import _step_verdict
+
+    assert _step_verdict({"value": 0.3, "std": 0.0, "estimator": "paired-bootstrap"}, 1.0) == "within noise"
+    assert _step_verdict({"value": 0.3, "std": 0.0}, 1.0) == "helped"  # (a report from before intervals)
+
+
 def test_one_seed_cannot_judge_better_or_worse():
     # with repeats: 1 there is no spread, so a drop of 0.04 is neither "worse" nor "better"
     # (docs/reports.md: the verdict needs a change beyond one standard deviation)
