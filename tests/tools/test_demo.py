@@ -73,6 +73,9 @@ def test_demo_headline_names_the_baseline_the_optimised_set_and_the_step(demo, c
     line = head.text()
     assert f"raw {raw['value']:.4f} ± {raw['std']:.4f} -> optimised {opt['value']:.4f}" in line
     assert "3 seeds" in line
+    minority = utility["delta/minority_recall"]  # the demo's smallest class (long-tailed digits) is judged too
+    low, high = minority["interval"]
+    assert f"; minority recall {minority['value']:+.4f} (95% interval {low:+.4f} to {high:+.4f}): " in line
     gains = {k.split("/")[1]: m["value"] for k, m in ablation.items() if k.startswith("step/") and
              k.endswith("/gain/macro_f1")}
     best = max(gains, key=lambda k: abs(gains[k]))

@@ -517,3 +517,30 @@ def test_charts_show_every_text_whole_and_long_class_names_apart(monkeypatch):
                      "[2] dcgan: training losses", "iteration", "loss")
     assert [_layout_problems(fig) for fig in figures] == [[]] * len(figures)
     assert [t.get_rotation() for t in figures[1].axes[0].get_xticklabels()] == [0, 0, 0]  # short names stay level
+
+
+def test_the_headline_judges_the_minority_recall_alike():
+    # (what rebalancing is for: the demo's macro-F1 moved within noise, its smallest class's recall beyond it)
+    def measure(value, std=None, interval=None):
+        return {"value": value, "n": 520, "std": std, **({"interval": interval} if interval else {})}
+
+    measures = {"raw/macro_f1": measure(0.9135, 0.0033), "optimised/macro_f1": measure(0.9264, 0.0025),
+                "delta/macro_f1": measure(0.0129, 0.0038, [-0.0064, 0.0331]),
+                "raw/minority_recall": measure(0.6346, 0.0192), "optimised/minority_recall": measure(0.8013, 0.0111),
+                "delta/minority_recall": measure(0.1667, 0.0111, [0.0704, 0.2885])}
+    report = {"evaluators": {"utility": {"name": "utility", "params": {"repeats": 3, "level": 0.95}}},
+              "metrics": {"measures": {"utility": measures}}}
+    head = headline(report)
+    assert head.verdict == "within noise" and head.minority.verdict == "better"
+    assert head.text().endswith("(+0.0129, 95% interval -0.0064 to +0.0331): within noise; "
+                                "minority recall +0.1667 (95% interval +0.0704 to +0.2885): better")
+    measures["delta/minority_recall"]["interval"] = [-0.0100, 0.2885]
+    assert headline(report).text().endswith("; minority recall +0.1667 (95% interval -0.0100 to +0.2885): within noise")
+    # one seed: neither is judged, and the clause says only the change
+    report["evaluators"]["utility"]["params"]["repeats"] = 1
+    assert headline(report).text().endswith("to tell a change from noise; minority recall +0.1667 "
+                                            "(95% interval -0.0100 to +0.2885)")
+    # balanced data has no minority (utility skips it): no clause
+    for key in ("raw/minority_recall", "optimised/minority_recall", "delta/minority_recall"):
+        del measures[key]
+    assert headline(report).minority is None and "minority" not in headline(report).text()
