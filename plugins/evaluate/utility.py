@@ -45,8 +45,8 @@ class Utility(DownstreamEvaluator):
     ``optimised/recall/<class>`` and ``delta/recall/<class>`` per class. ``n`` is the number of
     test rows. With ``repeats > 1`` the pair is trained with that many seeds and each number is
     the mean, with its standard deviation. ``delta/<score>`` for ``accuracy``, ``balanced_accuracy``,
-    ``macro_f1`` and ``minority_recall``, and ``delta/recall/<class>``, also have the ``level``
-    interval of a paired bootstrap over the test rows and the seeds (estimator ``paired-bootstrap``,
+    ``macro_f1`` and ``minority_recall``, and ``delta/recall/<class>``, also have (with ``repeats``
+    of 2 or more) the ``level`` interval of a paired bootstrap over the test rows and the seeds (estimator ``paired-bootstrap``,
     `paired_deltas`; none where a class's single test row changed): the headline's verdict reads it.
     In a run it writes the test rows' labels and each seed's predictions (`PREDICTIONS_FILE`), so
     that ``setforge compare`` pairs two runs on the same test rows (`compare_runs`).
@@ -67,7 +67,8 @@ class Utility(DownstreamEvaluator):
         calibration_bins: int = Field(15, ge=1, le=1000, description="equal-width confidence bins of the expected "
                                                                      "calibration error")
         bootstrap: int = Field(1000, ge=0, le=100_000, description="rounds of the paired bootstrap (test rows and "
-                                                                   "seeds) behind each delta's interval; 0: none")
+                                                                   "seeds) behind each delta's interval, with "
+                                                                   "repeats of 2 or more; 0: none")
         level: float = Field(0.95, ge=0.5, lt=1.0, description="the coverage of the deltas' intervals")
 
     def _evaluate(self, ectx: EvalContext) -> Metrics:
@@ -97,7 +98,9 @@ class Utility(DownstreamEvaluator):
                                                 "has no rows in the test split")
         if ectx.workdir is not None:
             self._save_predictions(ectx.workdir / PREDICTIONS_FILE, test, predicted, minority)
-        deltas = {} if not self.params.bootstrap else paired_deltas(
+        # (one seed leaves the seeds' noise unmeasured: an interval of the test rows' alone would look surer
+        # than it is, where the headline cannot judge)
+        deltas = {} if not self.params.bootstrap or self.params.repeats < 2 else paired_deltas(
             test.y, torch.stack(predicted["raw"]), torch.stack(predicted["optimised"]), test.num_classes,
             self.params.bootstrap, ectx.rng.spawn("delta").torch, self.params.level, minority)
         for score in (*_SCORES, "ece", "brier", *(("minority_recall",) if minority else ())):

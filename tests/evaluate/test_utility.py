@@ -475,3 +475,13 @@ def test_compare_runs_does_not_pair_runs_of_one_seed(tmp_path):
     assert Utility.compare_runs(tmp_path / "a", tmp_path / "b") == {}
     paired = Utility.compare_runs(tmp_path / "c", tmp_path / "d")["optimised/accuracy"]
     assert paired["value"] == pytest.approx(0.4) and paired["interval"][0] > 0
+
+
+def test_one_seed_gives_no_interval(digits):
+    # (the test rows' noise alone would look surer than the change is: the headline cannot judge one seed)
+    train, val, test = digits
+    optimised = Dataset.concat([train, train[train.y == 9]])
+    ectx = EvalContext.from_seed(0, train, optimised, val=val, test=test)
+    metrics = Utility({"epochs": 5, "repeats": 1}).evaluate(ectx)
+    for path in ("delta/macro_f1", "delta/minority_recall", f"delta/recall/{test.classes[9]}"):
+        assert metrics.get(f"utility/{path}").interval is None and metrics.get(f"utility/{path}").estimator is None
