@@ -144,7 +144,8 @@ class Utility(DownstreamEvaluator):
         class index included)."""
         keys = {"y", "classes", "test", "minority", "raw", "optimised", "bootstrap", "level"}
         try:
-            with np.load(base / PREDICTIONS_FILE) as first, np.load(other / PREDICTIONS_FILE) as second:
+            with (np.load(base / PREDICTIONS_FILE, allow_pickle=False) as first,
+                  np.load(other / PREDICTIONS_FILE, allow_pickle=False) as second):
                 a, b = dict(first), dict(second)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
             return {}  # (a run from before the file, or a damaged one: empty, cut short, corrupt)
