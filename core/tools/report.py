@@ -18,7 +18,8 @@ from ..record import HTML_FILE, METRICS_CSV, METRICS_JSON, TIMINGS_FILE, dumps_j
 from .headline import headline, measure_interval, measure_value
 from .report_html import fmt, render_html
 
-__all__ = ["render_html", "writing", "metrics_rows", "write_metrics", "format_summary", "count_table", "summarize_run_dir", "before_after", "change", "change_table"]
+__all__ = ["render_html", "writing", "metrics_rows", "write_metrics", "format_summary", "count_table", "summarize_run_dir",
+           "before_after", "change", "change_table"]
 
 
 @contextlib.contextmanager

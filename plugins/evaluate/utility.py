@@ -46,8 +46,9 @@ class Utility(DownstreamEvaluator):
     test rows. With ``repeats > 1`` the pair is trained with that many seeds and each number is
     the mean, with its standard deviation. ``delta/<score>`` for ``accuracy``, ``balanced_accuracy``,
     ``macro_f1`` and ``minority_recall``, and ``delta/recall/<class>``, also have (with ``repeats``
-    of 2 or more) the ``level`` interval of a paired bootstrap over the test rows and the seeds (estimator ``paired-bootstrap``,
-    `paired_deltas`; none where a class's single test row changed): the headline's verdict reads it.
+    of 2 or more) the ``level`` interval of a paired bootstrap over the test rows and the seeds
+    (estimator ``paired-bootstrap``, `paired_deltas`; none where a class's single test row
+    changed): the headline's verdict reads it.
     In a run it writes the test rows' labels and each seed's predictions (`PREDICTIONS_FILE`), so
     that ``setforge compare`` pairs two runs on the same test rows (`compare_runs`).
     Its model params (``model``, the training params and
