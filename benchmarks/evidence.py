@@ -70,6 +70,39 @@ def _utility(report: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
+def _predictions(folder: Path) -> dict[str, dict[str, Any]]:
+    """Each model's test predictions in a finished run: what ``utility`` kept for ``setforge compare``
+    (``evaluate/<scope>/test-predictions.npz``: labels, raw and optimised predictions, classes, minority)."""
+    import numpy as np
+
+    from setforge.plugins.evaluate.utility import PREDICTIONS_FILE
+
+    out = {}
+    for key, scope in (("lr", "utility"), ("mlp", "utility-2")):
+        with np.load(folder / "evaluate" / scope / PREDICTIONS_FILE, allow_pickle=False) as kept:
+            out[key] = {name: kept[name] for name in ("y", "raw", "optimised", "classes", "minority")}
+    return out
+
+
+def _paired_change(kept: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Optimised minus raw over the run seeds, paired on the same test rows (the run seeds as the
+    seeds), each score with the 95% interval of `paired_deltas`: the noise of the test rows and of
+    the seeds, which the seeds' spread alone does not show (the test rows are the same in every run).
+    None when the runs' test rows differ."""
+    import numpy as np
+    import torch
+
+    from setforge.plugins.evaluate._downstream import paired_deltas
+
+    if any(not np.array_equal(k["y"], kept[0]["y"]) for k in kept):
+        return None
+    raw, optimised = (torch.from_numpy(np.concatenate([k[side] for k in kept])) for side in ("raw", "optimised"))
+    changes = paired_deltas(torch.from_numpy(kept[0]["y"]), raw, optimised, len(kept[0]["classes"]), 2000,
+                            torch.Generator().manual_seed(0), 0.95, kept[0]["minority"].tolist())
+    return {key: {"value": c.value, "interval": None if c.interval is None else list(c.interval)}
+            for key, c in changes.items() if key in (*SCORES, "minority_recall")}
+
+
 def _mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "values": values}
@@ -124,6 +157,7 @@ def longtail(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         rows: dict[str, Any] = {}
         for label, steps in pipelines.items():
             per_seed: dict[str, dict[str, list[float]]] = {m: {s: [] for s in SCORES} for m in MODELS}
+            kept: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS}
             started = time.perf_counter()
             for seed in range(args.seeds):
                 steps_now = [{k: v for k, v in s.items() if v is not None} for s in steps]
@@ -132,6 +166,8 @@ def longtail(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 for model, scores in _utility(report).items():
                     for s, v in scores.items():
                         per_seed[model][s].append(v)
+                for model, predictions in _predictions(work / f"r{imbalance}-{seed}").items():
+                    kept[model].append(predictions)
                 if seed == 0:
                     rows.setdefault("_counts", {})[label] = report["counts"]["optimised"]["by_origin"]
                     guards = [{k: s["guard"].get(k) for k in ("passed", "ratio", "generated", "reference")}
@@ -139,9 +175,15 @@ def longtail(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     if guards:
                         rows.setdefault("_guard", {})[label] = guards
             rows[label] = {m: {s: _mean_std(v) for s, v in scores.items()} for m, scores in per_seed.items()}
+            for model in MODELS:  # against the raw rows, paired on the test rows and the run seeds
+                rows[label][model]["paired_change"] = _paired_change(kept[model])
             rows[label]["seconds"] = time.perf_counter() - started
             save(args.out, ("longtail", str(imbalance), label), rows[label])  # each pipeline as it finishes
+            change = (rows[label]["lr"]["paired_change"] or {}).get("balanced_accuracy") or {}
+            interval = change.get("interval")
             print(f"imbalance {imbalance} {label:32s} lr {rows[label]['lr']['balanced_accuracy']['mean']:.4f} "
+                  + (f"(change {change['value']:+.4f}, 95% interval {interval[0]:+.4f} to {interval[1]:+.4f}) "
+                     if interval else "") +
                   f"mlp {rows[label]['mlp']['balanced_accuracy']['mean']:.4f}", flush=True)
         rows["_pipelines"] = pipelines
         rows["_sklearn_reference"] = _sklearn_reference(imbalance)

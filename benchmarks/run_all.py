@@ -116,6 +116,15 @@ def figures(name: str, result: Any) -> str:
         if "grad_mode" in result:
             parts.append(f"grad mode {result['grad_mode']['time_ratio_grad_over_no_grad']:.2f}x")
         return "; ".join(parts)
+    if name == "evidence":  # which pipelines beat the raw rows beyond the test rows' and seeds' noise
+        parts = []
+        for imbalance, rows in sorted(result.get("longtail", {}).items()):
+            beyond = [f"{label} {change['value']:+.3f}" for label, row in rows.items() if not label.startswith("_")
+                      and (change := ((row.get("lr") or {}).get("paired_change") or {}).get("balanced_accuracy"))
+                      and change.get("interval") and change["interval"][0] > 0]
+            parts.append(f"imbalance {imbalance}: lr balanced accuracy above raw beyond noise: "
+                         + (", ".join(beyond) or "none"))
+        return "; ".join(parts)
     if name == "resample":
         return "; ".join(f"N={n}: " + ", ".join(f"{m} {v['time']:.2f}x imblearn's time" for m, v in row.items())
                          for n, row in result.get("ratios_vs_imblearn", {}).items())
