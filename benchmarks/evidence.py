@@ -255,6 +255,7 @@ def pseudo(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for label, (src, steps) in variants.items():
         per_seed: dict[str, dict[str, list[float]]] = {m: {s: [] for s in SCORES} for m in MODELS}
+        kept: dict[str, list[dict[str, Any]]] = {m: [] for m in MODELS}
         added = []
         for seed in range(args.seeds):
             report = _run({"seed": seed, "device": "cpu", "source": src, "split": {"val": 0.1},
@@ -262,12 +263,20 @@ def pseudo(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for model, scores in _utility(report).items():
                 for s, v in scores.items():
                     per_seed[model][s].append(v)
+            for model, predictions in _predictions(work / f"pseudo-{seed}").items():
+                kept[model].append(predictions)
             added.append(report["counts"]["optimised"]["by_origin"].get("pseudo-labelled", 0))
             if steps:
                 out.setdefault("_details", []).append(report["steps"][0].get("details"))
         out[label] = {m: {s: _mean_std(v) for s, v in scores.items()} for m, scores in per_seed.items()}
+        for model in MODELS:  # the step against the labelled rows alone (a run's raw set), paired
+            out[label][model]["paired_change"] = _paired_change(kept[model]) if steps else None
         out[label]["pseudo_labelled_rows"] = added
+        change = (out[label]["lr"]["paired_change"] or {}).get("accuracy") or {}
+        interval = change.get("interval")
         print(f"pseudo {label:56s} lr {out[label]['lr']['accuracy']['mean']:.4f} "
+              + (f"(change {change['value']:+.4f}, 95% interval {interval[0]:+.4f} to {interval[1]:+.4f}) "
+                 if interval else "") +
               f"mlp {out[label]['mlp']['accuracy']['mean']:.4f} added {added}", flush=True)
     return out
 
