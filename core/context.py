@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .dataset import Dataset
 
 __all__ = ["Event", "EVENT_KINDS", "Measure", "Metrics", "StepContext", "EvalContext", "StepRecord", "Cache",
-           "resolve_device", "available_device"]
+           "resolve_device", "available_device", "interval_verdict"]
 
 EVENT_KINDS = ("run_started", "step_started", "step_finished", "train_progress", "samples", "run_finished")
 
@@ -160,6 +160,13 @@ class Measure:
         if self.better is not None:
             out["better"] = self.better
         return out
+
+
+def interval_verdict(interval: tuple[float, float], up: str = "better", down: str = "worse") -> str:
+    """The verdict on a change (later minus earlier) from its uncertainty interval: `up` when the
+    interval lies above 0, `down` below it, ``within noise`` when it holds 0. The built-in
+    evaluators' verdicts, the headline and ``setforge compare`` all judge by it."""
+    return up if interval[0] > 0 else down if interval[1] < 0 else "within noise"
 
 
 def _json_float(value: float) -> float | int | str:

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..context import interval_verdict
 from ..errors import ConfigError
 from ..output import _safe_part
 from ..record import read_report, write_text
@@ -81,8 +82,8 @@ def _paired_verdict(base: Mapping[str, Any], other: Mapping[str, Any], paired: M
     if a == b:
         return "same"
     low, high = (float(v) for v in paired["interval"])
-    word = "better" if low * sign > 0 and high * sign > 0 else "worse" if low * sign < 0 and high * sign < 0 \
-        else "within noise"
+    lower, upper = sorted((low * sign, high * sign))  # (the change in the better direction: higher, or lower)
+    word = interval_verdict((lower, upper))
     return f"{word} (paired: {low:+.4f} to {high:+.4f})"
 
 

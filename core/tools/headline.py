@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from ..context import interval_verdict
 
 __all__ = ["Headline", "headline", "measure_value", "measure_interval", "SCORE_PREFERENCE"]
 
@@ -48,11 +50,6 @@ def measure_interval(measure: Any) -> tuple[float, float] | None:
     except (TypeError, ValueError):
         return None
     return (low, high) if math.isfinite(low) and math.isfinite(high) else None
-
-
-def _beyond(interval: tuple[float, float], up: str, down: str) -> str:
-    # The rule of the built-in downstream evaluators' verdicts: a change counts when its interval excludes 0.
-    return up if interval[0] > 0 else down if interval[1] < 0 else "within noise"
 
 
 @dataclass(frozen=True)
@@ -103,7 +100,7 @@ class Headline:
             return ("cannot judge (the paired bootstrap gave the change no interval: a class's single test row "
                     "changed, which no redraw of the test rows can weigh, or `bootstrap` is below 2)")
         if self.delta_interval is not None:
-            return _beyond(self.delta_interval, "better", "worse")
+            return interval_verdict(self.delta_interval, "better", "worse")
         assert spread is not None
         if abs(self.delta) <= spread + 1e-12 * max(1.0, abs(self.delta)):  # (a tie is within noise, whatever the rounding)
             return "within noise"
@@ -112,6 +109,11 @@ class Headline:
     @property
     def worse(self) -> bool:
         return self.verdict.startswith("worse")
+
+    @property
+    def seeds_unmeasured(self) -> bool:
+        """Whether the verdict cannot judge for want of seeds (one seed, or no std recorded)."""
+        return self.verdict.startswith(("cannot judge (one seed", "cannot judge (no std"))
 
     def _interval_text(self) -> str:
         if self.delta_interval is None:
@@ -134,14 +136,13 @@ class Headline:
                 f"({self.delta:+.4f}{self._interval_text()}): {self.verdict}")
         if self.worse:
             line += " — the optimised training set is WORSE than the raw one"
-        elif self.verdict.startswith(("cannot judge (one seed", "cannot judge (no std")):
+        elif self.seeds_unmeasured:
             line += f" — set {self.evaluator}'s `repeats` to 3 or more to tell a change from noise"
         if self.minority is not None and not math.isnan(self.minority.delta):
             # (what rebalancing is for, beside the overall score, which a small class hardly moves)
-            minority = self.minority.verdict
             interval = self.minority._interval_text().removeprefix(", ")
             line += f"; minority recall {self.minority.delta:+.4f}" + (f" ({interval})" if interval else "") + (
-                "" if minority.startswith(("cannot judge (one seed", "cannot judge (no std")) else f": {minority}")
+                "" if self.minority.seeds_unmeasured else f": {self.minority.verdict}")
         if self.step is not None and self.step_gain is not None:
             earned = "earned" if self.step_gain > 0 else "cost" if self.step_gain < 0 else "changed"
             # (in the headline's score, which may not be the one the ablation table judges by)
@@ -233,7 +234,7 @@ def _step_verdict(measure: Mapping[str, Any], noise: Any) -> str | None:
     recorded without an interval is within noise, as in that table. None without either."""
     interval = measure_interval(measure)
     if interval is not None:
-        return _beyond(interval, "helped", "hurt")
+        return interval_verdict(interval, "helped", "hurt")
     if _estimator(measure) == "paired-bootstrap":  # (recorded without one: ablation's table reads it as noise)
         return "within noise"
     mean, std = measure_value(measure), measure.get("std") if isinstance(measure, Mapping) else None
@@ -243,7 +244,7 @@ def _step_verdict(measure: Mapping[str, Any], noise: Any) -> str | None:
     return "helped" if mean > bound else "hurt" if mean < -bound else "within noise"
 
 
-def _judged(report: Mapping[str, Any], evaluator: str, score: str, **more: Any) -> Headline | None:
+def _judged(report: Mapping[str, Any], evaluator: str, score: str) -> Headline | None:
     """`evaluator`'s ``raw/<score>`` against ``optimised/<score>`` with what judges the change
     (``delta/<score>``'s std, interval and estimator), or None when either number is missing."""
     own = report.get("metrics", {}).get("measures", {}).get(evaluator, {})
@@ -254,7 +255,7 @@ def _judged(report: Mapping[str, Any], evaluator: str, score: str, **more: Any) 
     return Headline(evaluator=evaluator, score=score, raw=raw_value, optimised=opt_value, n=raw.get("n"),
                     raw_std=_std(raw), optimised_std=_std(opt), delta_std=_std(delta),
                     repeats=_repeats(report, evaluator), delta_interval=measure_interval(delta),
-                    level=_level(report, evaluator), delta_estimator=_estimator(delta), **more)
+                    level=_level(report, evaluator), delta_estimator=_estimator(delta))
 
 
 def headline(report: Mapping[str, Any]) -> Headline | None:
@@ -264,11 +265,13 @@ def headline(report: Mapping[str, Any]) -> Headline | None:
     judged alike, when it has one."""
     for evaluator in sorted(report.get("evaluators", {})):
         for score in SCORE_PREFERENCE:
-            if _judged(report, evaluator, score) is None:
+            head = _judged(report, evaluator, score)
+            if head is None:
                 continue
             step = _ablation_step(report, score)
-            return _judged(report, evaluator, score, minority=_judged(report, evaluator, "minority_recall"),
-                           step=None if step is None else step[0], step_gain=None if step is None else step[1],
-                           step_verdict=None if step is None else step[2],
-                           step_model=None if step is None else _model_note(report, evaluator, step[3]))
+            return replace(
+                head, minority=_judged(report, evaluator, "minority_recall"),
+                step=None if step is None else step[0], step_gain=None if step is None else step[1],
+                step_verdict=None if step is None else step[2],
+                step_model=None if step is None else _model_note(report, evaluator, step[3]))
     return None

@@ -42,7 +42,7 @@ from ._stats import Estimate, bootstrap_counts, bootstrap_summary
 __all__ = ["ModelParams", "DownstreamEvaluator", "DownstreamModel", "model_name", "model_options", "trained_model",
            "test_probabilities", "predicted_labels", "SCORES", "BUILTIN_MODALITIES", "MODEL_ENTRY_POINT_GROUP",
            "downstream_models", "load_model", "model_modalities", "model_problems", "publish_model",
-           "published_model", "SHARED_MODEL_PARAMS", "paired_deltas", "interval_verdict"]
+           "published_model", "SHARED_MODEL_PARAMS", "paired_deltas"]
 
 #: The entry-point group where a distribution contributes downstream models.
 MODEL_ENTRY_POINT_GROUP = "setforge.models"
@@ -377,10 +377,3 @@ def paired_deltas(y: torch.Tensor, before: torch.Tensor, after: torch.Tensor, nu
             bootstrap_summary(points[key], torch.cat(values[key]) if values[key] else torch.empty(0, device=cpu),
                               "paired-bootstrap", level) for key in points}
 
-
-def interval_verdict(interval: tuple[float, float] | None, up: str = "better", down: str = "worse") -> str | None:
-    """`up` when a change's interval lies above 0, `down` below it, ``within noise`` when it holds 0;
-    None without an interval."""
-    if interval is None:
-        return None
-    return up if interval[0] > 0 else down if interval[1] < 0 else "within noise"

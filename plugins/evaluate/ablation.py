@@ -8,13 +8,13 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, model_validator
 
-from setforge.context import EvalContext, Metrics
+from setforge.context import EvalContext, Metrics, interval_verdict
 from setforge.dataset import Dataset
 
 from .._shared.classifiers import classification_scores
 from ._comparison import path_segment
-from ._downstream import (SCORES, SHARED_MODEL_PARAMS, DownstreamEvaluator, ModelParams, interval_verdict,
-                          model_options, paired_deltas, published_model, test_probabilities)
+from ._downstream import (SCORES, SHARED_MODEL_PARAMS, DownstreamEvaluator, ModelParams, model_options,
+                          paired_deltas, published_model, test_probabilities)
 from ._stats import Estimate
 
 __all__ = ["Ablation", "verdict"]
@@ -26,7 +26,7 @@ MAX_LEAVE_ONE_OUT_STEPS = 6
 def verdict(change: Estimate) -> str:
     """``helped`` or ``hurt`` when a score change's interval (`paired_deltas`: over the test rows
     and the seeds) lies above or below 0, else ``within noise`` (also without an interval)."""
-    return interval_verdict(change.interval, "helped", "hurt") or "within noise"
+    return "within noise" if change.interval is None else interval_verdict(change.interval, "helped", "hurt")
 
 
 def _pm(values: torch.Tensor) -> str:
